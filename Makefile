@@ -1,0 +1,57 @@
+# Loyalist — the two quick-start commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv install install-dev browser clean serve
+
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==0.13.9"
+
+install: $(UV)
+	$(UV) sync --frozen --no-dev --python $(PYTHON)
+
+install-dev: $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+
+demo: install
+	$(VENV)/bin/loyalist demo --serve
+
+serve: install
+	$(VENV)/bin/loyalist serve
+
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: install-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: install-dev
+	$(VENV)/bin/mypy
+
+imports: install-dev
+	$(VENV)/bin/lint-imports
+
+test: install-dev browser lint typecheck imports
+	bash scripts/run-tests.sh
+
+bench: install-dev
+	$(PY) benchmarks/bench_earn.py
+	$(PY) benchmarks/bench_clv.py
+
+bench-earn: install-dev
+	$(PY) benchmarks/bench_earn.py
+
+bench-clv: install-dev
+	$(PY) benchmarks/bench_clv.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache var

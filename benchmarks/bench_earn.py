@@ -1,0 +1,631 @@
+"""Earning throughput: POST /v1/orders on PostgreSQL against pgbench's TPC-B, in one run.
+
+What it does (see docs/benchmarks.md):
+  1. makes sure PostgreSQL is up, recreates the ``loyalist_bench`` database and migrates it;
+  2. builds an organisation (HQ, 3 regions, 12 stores), applies the demo programme, creates
+     N members and a read-write HQ API key — all through the services;
+  3. starts the real server (``loyalist serve --no-scheduler``) as a subprocess;
+  4. drives ``POST /v1/orders`` (2–4 line baskets, random members and stores, each request
+     with its own Idempotency-Key) from 16 concurrent keep-alive connections for a fixed
+     time after a warm-up, recording every latency; any non-2xx answer is an error;
+  5. samples the server's peak RSS (summed over its process tree);
+  6. runs pgbench's built-in TPC-B (``-i -s 10`` into ``loyalist_pgbench``, then
+     ``-c 16 -j 2 -T 20``) on the same PostgreSQL;
+  7. runs ``loyalist ledger verify`` on the bench database, which must be clean;
+  8. prints the figures and, as its last line,
+     ``RESULT earn_ratio=<orders/s ÷ pgbench tps> p99_ms=<..> rss_mb=<..>``.
+
+The load generator is a small asyncio HTTP/1.1 client (one process, one connection per
+client) so that it spends as little of the machine's CPU as possible; its own CPU use is
+reported. Every process it starts is stopped on exit, Ctrl-C and errors included.
+
+Usage: .venv/bin/python benchmarks/bench_earn.py [--workers 2] [--duration 20] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import contextlib
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+BENCH_DB = "loyalist_bench"
+PGBENCH_DB = "loyalist_pgbench"
+BENCH_URL = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{BENCH_DB}"
+PROGRAMME = ROOT / "src" / "loyalist" / "demo" / "programme.yaml"
+
+REGIONS = {
+    "east": ("华东区", ["sh1", "sh2", "hz1", "nj1"]),
+    "south": ("华南区", ["sz1", "sz2", "gz1", "xm1"]),
+    "north": ("华北区", ["bj1", "bj2", "tj1", "qd1"]),
+}
+# sku, category, unit price (fen), weight in baskets
+CATALOGUE = [
+    ("LATTE-M", "coffee", 3200, 10),
+    ("AMERICANO-M", "coffee", 2800, 8),
+    ("CAPPUCCINO-M", "coffee", 3200, 6),
+    ("FLATWHITE", "coffee", 3400, 4),
+    ("COLDBREW", "coffee", 3600, 4),
+    ("CROISSANT", "bakery", 1800, 6),
+    ("CAKE-SLICE", "bakery", 3500, 4),
+    ("SANDWICH", "food", 3800, 4),
+    ("BEANS-250G", "coffee_beans", 9800, 2),
+    ("DRIP-BAGS-10", "coffee_beans", 6800, 2),
+    ("TUMBLER", "merchandise", 16800, 1),
+    ("GIFT-CARD-100", "gift_card", 10000, 1),
+]
+CHANNELS = [("pos", 80), ("app", 12), ("miniprogram", 8)]
+
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _kill_tree(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """Stop a process we started (and its children) — TERM first, then KILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        tree = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.Error:
+        tree = [proc.pid]
+    with contextlib.suppress(ProcessLookupError):  # started with start_new_session=True
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(grace)
+
+
+def cleanup() -> None:
+    while _children:
+        _kill_tree(_children.pop())
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    cleanup()
+    raise SystemExit(128 + signum)
+
+
+def spawn(cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, start_new_session=True, **kw)
+    _children.append(proc)
+    return proc
+
+
+def psql(sql: str, db: str = "postgres") -> str:
+    out = subprocess.run(
+        ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", "postgres", "-d", db, "-tAc", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def recreate_database(name: str) -> None:
+    psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    psql(f'CREATE DATABASE "{name}"')
+
+
+# --------------------------------------------------------------------------- data
+
+
+def build_data(members: int, seed: int) -> str:
+    """Org, programme, members and an API key, through the services. Returns the key."""
+    from loyalist.access import service as access
+    from loyalist.kit.actor import SYSTEM
+    from loyalist.kit.clock import clock
+    from loyalist.kit.db import Database
+    from loyalist.kit.migrate import upgrade
+    from loyalist.member import service as member_service
+    from loyalist.member.schemas import MemberCreate
+    from loyalist.org import service as org
+    from loyalist.programme import service as programmes
+
+    clock.reset()
+    upgrade(BENCH_URL)
+    db = Database(BENCH_URL)
+    rng = random.Random(seed)
+    try:
+        with db.transaction() as s:
+            org.create_unit(s, code="hq", name="总部", kind="hq")
+            for region, (rname, stores) in REGIONS.items():
+                org.create_unit(s, code=region, name=rname, kind="region", parent_code="hq")
+                for code in stores:
+                    org.create_unit(
+                        s, code=code, name=f"门店 {code}", kind="store", parent_code=region
+                    )
+            programmes.apply(s, programmes.load_file(PROGRAMME), actor="bench")
+            key = access.create_key(s, name="bench", scope="hq").secret
+        stores = [c for _, (_, cs) in REGIONS.items() for c in cs]
+        batch = 500
+        for start in range(0, members, batch):
+            with db.transaction() as s:
+                for i in range(start, min(members, start + batch)):
+                    member_service.create(
+                        s,
+                        SYSTEM,
+                        MemberCreate(
+                            external_id=f"bench-m{i:06d}",
+                            phone=f"+86139{i:08d}",
+                            name=f"会员{i}",
+                            home_store=rng.choice(stores),
+                            join_channel="pos",
+                        ),
+                    )
+    finally:
+        db.dispose()
+    return key
+
+
+def new_key() -> str:
+    from loyalist.access import service as access
+    from loyalist.kit.db import Database
+
+    db = Database(BENCH_URL)
+    try:
+        with db.transaction() as s:
+            return access.create_key(s, name="bench", scope="hq").secret
+    finally:
+        db.dispose()
+
+
+def member_ids() -> list[int]:
+    return [int(x) for x in psql("SELECT id FROM member ORDER BY id", BENCH_DB).split()]
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Stats:
+    latencies_ns: list[int] = field(default_factory=list)
+    ok_total: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+
+class Basket:
+    def __init__(self, rng: random.Random, members: list[int]) -> None:
+        self.rng = rng
+        self.members = members
+        self.stores = [c for _, (_, cs) in REGIONS.items() for c in cs]
+        self.items = [c[:3] for c in CATALOGUE]
+        self.weights = [c[3] for c in CATALOGUE]
+        self.channels = [c for c, _ in CHANNELS]
+        self.cweights = [w for _, w in CHANNELS]
+
+    def order(self, external_id: str) -> bytes:
+        rng = self.rng
+        n = rng.randint(2, 4)
+        picked = rng.choices(self.items, self.weights, k=n)
+        lines = []
+        gross = 0
+        for sku, cat, price in picked:
+            qty = 1 if rng.random() < 0.8 else rng.randint(2, 3)
+            disc = (qty * price) // 10 if rng.random() < 0.15 else 0
+            gross += qty * price - disc
+            lines.append(
+                {
+                    "sku": sku,
+                    "category": cat,
+                    "quantity": qty,
+                    "unit_price_minor": price,
+                    "discount_minor": disc,
+                }
+            )
+        occurred = datetime.now(UTC) - timedelta(seconds=rng.randint(1, 600))
+        return orjson.dumps(
+            {
+                "external_id": external_id,
+                "member_id": rng.choice(self.members),
+                "store": rng.choice(self.stores),
+                "channel": rng.choices(self.channels, self.cweights)[0],
+                "occurred_at": occurred.isoformat(timespec="seconds"),
+                "currency": "CNY",
+                "amount_paid_minor": gross,
+                "lines": lines,
+            }
+        )
+
+
+async def _client(
+    idx: int,
+    port: int,
+    key: str,
+    basket: Basket,
+    run_id: str,
+    window: tuple[float, float],
+    stop: asyncio.Event,
+    stats: Stats,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"POST /v1/orders HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+    ).encode()
+    seq = 0
+    t_start, t_end = window
+    try:
+        while not stop.is_set():
+            seq += 1
+            body = basket.order(f"bench-{run_id}-{idx}-{seq}")
+            req = b"".join(
+                (
+                    head,
+                    b"Idempotency-Key: ",
+                    uuid.uuid4().hex.encode(),
+                    b"\r\nContent-Length: ",
+                    str(len(body)).encode(),
+                    b"\r\n\r\n",
+                    body,
+                )
+            )
+            t0 = time.perf_counter_ns()
+            writer.write(req)
+            header = await reader.readuntil(b"\r\n\r\n")
+            status = int(header[9:12])
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", header)
+            if m is None:
+                raise RuntimeError(f"no content-length in answer: {header[:200]!r}")
+            payload = await reader.readexactly(int(m.group(1)))
+            t1 = time.perf_counter_ns()
+            if 200 <= status < 300:
+                now = time.monotonic()
+                if t_start <= now <= t_end:
+                    stats.latencies_ns.append(t1 - t0)
+                stats.ok_total += 1
+            else:
+                stats.errors += 1
+                if len(stats.error_samples) < 5:
+                    stats.error_samples.append(
+                        f"{status}: {payload[:300].decode(errors='replace')}"
+                    )
+    finally:
+        writer.close()
+
+
+async def drive(
+    port: int, key: str, members: list[int], clients: int, warmup: float, duration: float, seed: int
+) -> tuple[Stats, float]:
+    stats = Stats()
+    stop = asyncio.Event()
+    run_id = uuid.uuid4().hex[:8]
+    t0 = time.monotonic()
+    window = (t0 + warmup, t0 + warmup + duration)
+    tasks = [
+        asyncio.create_task(
+            _client(
+                i,
+                port,
+                key,
+                Basket(random.Random(seed * 1000 + i), members),
+                run_id,
+                window,
+                stop,
+                stats,
+            )
+        )
+        for i in range(clients)
+    ]
+    await asyncio.sleep(window[1] - time.monotonic())
+    stop.set()
+    done, _ = await asyncio.wait(tasks, timeout=30)
+    for t in done:
+        if t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+    return stats, duration
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of a process and all its descendants, sampled every 100 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def total(self) -> int:
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        rss = 0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                rss += p.memory_info().rss
+        return rss
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            self.peak = max(self.peak, self.total())
+
+
+def server_cpu_seconds(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def postgres_cpu_seconds() -> float:
+    total = 0.0
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        if p.info["name"] and p.info["name"].startswith("postgres") and p.info["cpu_times"]:
+            total += p.info["cpu_times"].user + p.info["cpu_times"].system
+    return total
+
+
+def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "LOYALIST_DATABASE_URL": BENCH_URL,
+        "LOYALIST_LOG_LEVEL": "warning",
+        "LOYALIST_RUN_SCHEDULER": "false",
+    }
+    cmd = [
+        str(VENV_BIN / "loyalist"),
+        "serve",
+        "--no-scheduler",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    proc = spawn(cmd, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    import httpx
+
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the server did not answer /healthz within 60 s")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- pgbench
+
+
+def run_pgbench(scale: int, clients: int, threads: int, seconds: int) -> float:
+    if shutil.which("pgbench") is None:
+        raise RuntimeError("pgbench is not installed (apt-get install postgresql-contrib)")
+    recreate_database(PGBENCH_DB)
+    common = ["-h", PG_HOST, "-p", str(PG_PORT), "-U", "postgres"]
+    subprocess.run(
+        ["pgbench", *common, "-i", "-s", str(scale), "-q", PGBENCH_DB],
+        check=True,
+        capture_output=True,
+    )
+    proc = spawn(
+        [
+            "pgbench",
+            *common,
+            "-c",
+            str(clients),
+            "-j",
+            str(threads),
+            "-T",
+            str(seconds),
+            PGBENCH_DB,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, errout = proc.communicate(timeout=seconds + 120)
+    _children.remove(proc)
+    text = out.decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {errout.decode()[-500:]}")
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", text) or re.search(
+        r"tps = ([\d.]+)", text
+    )
+    if m is None:
+        raise RuntimeError(f"cannot find tps in pgbench output:\n{text}")
+    for line in text.splitlines():
+        if line.startswith(("latency average", "tps", "number of transactions actually")):
+            log(f"  pgbench: {line}")
+    return float(m.group(1))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def pct(sorted_ns: list[int], p: float) -> float:
+    if not sorted_ns:
+        return float("nan")
+    i = min(len(sorted_ns) - 1, max(0, round(p / 100 * len(sorted_ns)) - 1))
+    return sorted_ns[i] / 1e6
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--members", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--pgbench-seconds", type=int, default=20)
+    ap.add_argument("--pgbench-scale", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--skip-pgbench", action="store_true", help="for profiling only")
+    ap.add_argument(
+        "--reuse-data", action="store_true", help="keep the bench database (profiling only)"
+    )
+    args = ap.parse_args()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(cleanup)
+    sys.path.insert(0, str(ROOT / "src"))
+
+    log(f"bench_earn on {os.cpu_count()} CPU(s), {datetime.now(UTC).isoformat(timespec='seconds')}")
+    subprocess.run(["bash", str(ROOT / "scripts" / "ensure-postgres.sh"), BENCH_URL], check=True)
+    log(
+        f"setup: fresh {BENCH_DB}, org of 3 regions / 12 stores, demo programme, "
+        f"{args.members} members"
+    )
+    t = time.monotonic()
+    if args.reuse_data:
+        key = new_key()
+    else:
+        recreate_database(BENCH_DB)
+        key = build_data(args.members, args.seed)
+    members = member_ids()
+    log(f"  done in {time.monotonic() - t:.1f}s")
+
+    port = free_port()
+    server = start_server(port, args.workers)
+    log(f"server: loyalist serve --no-scheduler --workers {args.workers} (pid {server.pid})")
+    sampler = RssSampler(server.pid)
+    sampler.peak = sampler.total()
+    sampler.start()
+
+    log(
+        f"load: {args.clients} clients, POST /v1/orders, {args.warmup:g}s warm-up + "
+        f"{args.duration:g}s measured"
+    )
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    srv0 = server_cpu_seconds(server.pid)
+    pg0 = postgres_cpu_seconds()
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    w0 = time.monotonic()
+    stats, seconds = runner(
+        drive(port, key, members, args.clients, args.warmup, args.duration, args.seed)
+    )
+    wall = time.monotonic() - w0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    srv1 = server_cpu_seconds(server.pid)
+    pg1 = postgres_cpu_seconds()
+    sampler.stop.set()
+    sampler.join()
+    _kill_tree(server)
+    _children.remove(server)
+
+    lat = sorted(stats.latencies_ns)
+    orders_s = len(lat) / seconds
+    p50, p99 = pct(lat, 50), pct(lat, 99)
+    rss_mb = sampler.peak / 1024 / 1024
+    client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    log(
+        f"  orders: {len(lat)} in {seconds:g}s measured ({stats.ok_total} incl. warm-up), "
+        f"errors: {stats.errors}"
+    )
+    for sample in stats.error_samples:
+        log(f"  error: {sample}")
+    log(
+        f"  CPU during the load ({wall:.1f}s wall, 2 cores = {2 * wall:.0f} core-s): "
+        f"server {srv1 - srv0:.1f}s, PostgreSQL {pg1 - pg0:.1f}s, load generator {client_cpu:.1f}s "
+        f"({100 * client_cpu / wall:.0f}% of one core)"
+    )
+
+    if args.skip_pgbench:
+        tps = float("nan")
+    else:
+        log(
+            f"pgbench: TPC-B, -i -s {args.pgbench_scale} into {PGBENCH_DB}, "
+            f"-c 16 -j 2 -T {args.pgbench_seconds}"
+        )
+        tps = run_pgbench(args.pgbench_scale, 16, 2, args.pgbench_seconds)
+
+    log("ledger verify:")
+    verify = subprocess.run(
+        [str(VENV_BIN / "loyalist"), "ledger", "verify"],
+        env={**os.environ, "LOYALIST_DATABASE_URL": BENCH_URL},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    log("  " + (verify.stdout + verify.stderr).strip().replace("\n", "\n  "))
+
+    ratio = orders_s / tps if tps == tps and tps > 0 else float("nan")
+    log("")
+    log(f"orders/s        {orders_s:10.1f}   ({args.clients} clients, {args.workers} worker(s))")
+    log(f"latency p50     {p50:10.1f} ms")
+    log(f"latency p99     {p99:10.1f} ms   (target ≤ 50)")
+    log(f"latency mean    {statistics.fmean(lat) / 1e6 if lat else float('nan'):10.1f} ms")
+    log(f"server peak RSS {rss_mb:10.1f} MB   (target ≤ 300)")
+    log(f"pgbench tps     {tps:10.1f}")
+    log(f"earn ratio      {ratio:10.3f}   (target ≥ 0.5)")
+    failed = stats.errors > 0 or verify.returncode != 0 or not lat
+    if failed:
+        log(
+            "FAILED: "
+            + ("errors in the load; " if stats.errors else "")
+            + ("ledger verify is not clean" if verify.returncode else "")
+        )
+    log(f"RESULT earn_ratio={ratio:.3f} p99_ms={p99:.1f} rss_mb={rss_mb:.0f}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        cleanup()
+        sys.exit(130)
+    finally:
+        cleanup()

@@ -1,0 +1,83 @@
+"""Console roles and the actions each may take; the one check the services call.
+
+An :class:`~loyalist.kit.actor.Actor` with ``permissions=None`` (API keys, system) may take
+every action its ``can_write`` flag allows; a console user's actor carries its role's set.
+"""
+
+from __future__ import annotations
+
+from loyalist.errors import Forbidden
+from loyalist.kit.actor import Actor
+
+MEMBER_READ = "member.read"
+MEMBER_PHONE = "member.phone"  # see phone numbers unmasked
+MEMBER_WRITE = "member.write"  # profile, tags, consent, identities
+POINTS_ADJUST = "points.adjust"
+POINTS_APPROVE = "points.approve"
+ORDER_READ = "order.read"
+ORDER_WRITE = "order.write"
+REDEMPTION_READ = "redemption.read"
+REDEMPTION_CREATE = "redemption.create"
+REDEMPTION_CANCEL = "redemption.cancel"
+PROGRAMME_READ = "programme.read"
+PROGRAMME_PUBLISH = "programme.publish"
+DASHBOARD_READ = "dashboard.read"
+AUDIT_READ = "audit.read"
+STAFF_MANAGE = "staff.manage"
+
+_READS = frozenset({MEMBER_READ, ORDER_READ, REDEMPTION_READ, PROGRAMME_READ})
+
+ROLES: dict[str, frozenset[str]] = {
+    "hq_admin": _READS
+    | {
+        MEMBER_PHONE,
+        MEMBER_WRITE,
+        POINTS_ADJUST,
+        POINTS_APPROVE,
+        ORDER_WRITE,
+        REDEMPTION_CREATE,
+        REDEMPTION_CANCEL,
+        PROGRAMME_PUBLISH,
+        DASHBOARD_READ,
+        AUDIT_READ,
+        STAFF_MANAGE,
+    },
+    "regional_manager": _READS
+    | {
+        MEMBER_PHONE,
+        MEMBER_WRITE,
+        POINTS_ADJUST,
+        POINTS_APPROVE,
+        ORDER_WRITE,
+        REDEMPTION_CREATE,
+        REDEMPTION_CANCEL,
+        DASHBOARD_READ,
+    },
+    "store_staff": _READS
+    | {MEMBER_PHONE, MEMBER_WRITE, ORDER_WRITE, REDEMPTION_CREATE, DASHBOARD_READ},
+    "service_agent": _READS | {MEMBER_WRITE, POINTS_ADJUST, REDEMPTION_CREATE, REDEMPTION_CANCEL},
+    "analyst": _READS | {DASHBOARD_READ},
+}
+WRITE_ACTIONS = frozenset(
+    {
+        MEMBER_WRITE,
+        POINTS_ADJUST,
+        POINTS_APPROVE,
+        ORDER_WRITE,
+        REDEMPTION_CREATE,
+        REDEMPTION_CANCEL,
+        PROGRAMME_PUBLISH,
+        STAFF_MANAGE,
+    }
+)
+
+
+def role_can_write(role: str) -> bool:
+    return bool(ROLES[role] & WRITE_ACTIONS)
+
+
+def require(actor: Actor, action: str) -> None:
+    """Raise 403 unless ``actor`` may take ``action`` (read-only API keys are refused
+    earlier, at the HTTP layer)."""
+    if not actor.can(action):
+        raise Forbidden(f"Your role may not do this ({action}).")

@@ -1,0 +1,87 @@
+"""API keys: shown once, stored as a SHA-256 hash, scoped to a node of the organisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from loyalist.errors import FieldError, Forbidden, Unauthorized, ValidationFailed
+from loyalist.kit.actor import Actor
+from loyalist.kit.clock import utcnow
+from loyalist.kit.hashing import constant_time_equals, new_token, sha256_hex
+from loyalist.models import ApiKey, OrgUnit
+from loyalist.org import service as org
+
+KEY_PREFIX = "lk_"
+ACCESS_LEVELS = ("read", "read_write")
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    secret: str  # the whole key, shown once
+
+
+def create_key(session: Session, *, name: str, scope: str, access: str = "read_write") -> IssuedKey:
+    """``scope`` is "hq" or the code of a region or store."""
+    if access not in ACCESS_LEVELS:
+        raise ValidationFailed("Unknown access level.", [FieldError("access", f"{ACCESS_LEVELS}")])
+    unit: OrgUnit | None = org.get_hq(session) if scope == "hq" else org.get_by_code(session, scope)
+    if unit is None:
+        raise ValidationFailed("There is no HQ yet.", [FieldError("scope", "create the org first")])
+    prefix = KEY_PREFIX + new_token(6).replace("-", "x").replace("_", "y")[:8].lower()
+    secret = new_token(24)
+    full = f"{prefix}_{secret}"
+    row = ApiKey(
+        name=name,
+        prefix=prefix,
+        secret_hash=sha256_hex(full),
+        org_unit_id=unit.id,
+        access=access,
+        revoked_at=None,
+        last_used_at=None,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return IssuedKey(row, full)
+
+
+def authenticate(session: Session, presented: str) -> Actor:
+    """The actor behind a presented key; any mismatch is the same 401."""
+    bad = Unauthorized("A valid API key is required (Authorization: Bearer lk_…).")
+    if not presented.startswith(KEY_PREFIX) or "_" not in presented[len(KEY_PREFIX) :]:
+        raise bad
+    prefix = presented[: presented.index("_", len(KEY_PREFIX))]
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if row is None or row.revoked_at is not None:
+        raise bad
+    if not constant_time_equals(row.secret_hash, sha256_hex(presented)):
+        raise bad
+    unit = session.get(OrgUnit, row.org_unit_id)
+    assert unit is not None
+    return Actor(
+        name=f"apikey:{row.prefix}",
+        scope_path=unit.path,
+        can_write=row.access == "read_write",
+        principal=f"key:{row.id}",
+    )
+
+
+def require_write(actor: Actor) -> None:
+    if not actor.can_write:
+        raise Forbidden("This API key is read-only.")
+
+
+def revoke(session: Session, prefix: str) -> ApiKey:
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if row is None:
+        raise ValidationFailed("Unknown key.", [FieldError("prefix", "no such key")])
+    row.revoked_at = utcnow()
+    return row
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))

@@ -1,0 +1,149 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loyalist import __version__
+from loyalist.api import router as api_router
+from loyalist.config import Settings, get_settings
+from loyalist.errors import LoyalistError, PayloadTooLarge
+from loyalist.kit.db import Database
+from loyalist.member_web.endpoints import router as member_web_router
+
+log = logging.getLogger("loyalist")
+PROBLEM = "application/problem+json"
+
+
+def problem_response(exc: LoyalistError, request: Request) -> JSONResponse:
+    return JSONResponse(
+        exc.problem(instance=request.url.path), status_code=exc.status, media_type=PROBLEM
+    )
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] if parts[0] == "body" else parts
+    return ".".join(parts) or "body"
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_db:
+            app.state.db.dispose()
+
+    owns_db = db is None
+    app = FastAPI(
+        title="Loyalist API",
+        version=__version__,
+        description="Members, points, tiers, rewards and events. Errors are RFC 9457 "
+        "problem+json; every write accepts an Idempotency-Key header.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.db = db or Database(settings.database_url)
+    app.state.settings = settings
+
+    @app.exception_handler(LoyalistError)
+    async def _loyalist_error(request: Request, exc: LoyalistError) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            msg = str(err.get("msg", "invalid"))
+            if err.get("type") == "json_invalid":
+                msg = "the body is not valid JSON"
+            errors.append({"field": _field(loc), "message": msg, "code": str(err.get("type"))})
+        body = {
+            "type": "https://loyalist.dev/problems/validation-failed",
+            "title": "The request is not valid",
+            "status": 422,
+            "code": "validation_failed",
+            "detail": "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
+            "instance": request.url.path,
+            "errors": errors,
+        }
+        return JSONResponse(body, status_code=422, media_type=PROBLEM)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = {
+            "type": f"https://loyalist.dev/problems/{code.replace('_', '-')}",
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "code": code,
+            "detail": str(exc.detail),
+            "instance": request.url.path,
+        }
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        body = {
+            "type": "https://loyalist.dev/problems/internal-error",
+            "title": "Internal error",
+            "status": 500,
+            "code": "internal_error",
+            "detail": "An unexpected error occurred; nothing was written.",
+            "instance": request.url.path,
+        }
+        return JSONResponse(body, status_code=500, media_type=PROBLEM)
+
+    limit = settings.max_body_bytes
+
+    @app.middleware("http")
+    async def _body_limit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return problem_response(PayloadTooLarge(f"The body exceeds {limit} bytes."), request)
+        if request.method in ("POST", "PUT", "PATCH") and length is None:
+            body = await request.body()
+            if len(body) > limit:
+                return problem_response(
+                    PayloadTooLarge(f"The body exceeds {limit} bytes."), request
+                )
+        return await call_next(request)
+
+    static_dir = __import__("pathlib").Path(__file__).parent / "static"
+    app.mount("/static", StaticFiles(directory=static_dir), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def _docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Loyalist API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    async def _health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(api_router)
+    app.include_router(member_web_router)  # the member page at /m
+    return app

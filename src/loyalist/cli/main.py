@@ -1,0 +1,468 @@
+"""The ``loyalist`` command."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from loyalist.config import get_settings
+from loyalist.errors import LoyalistError
+from loyalist.kit.clock import clock
+from loyalist.kit.db import Database
+from loyalist.kit.migrate import upgrade
+
+app = typer.Typer(name="loyalist", help="Loyalist loyalty platform", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema", no_args_is_help=True)
+programme_app = typer.Typer(help="The programme document", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for integrations", no_args_is_help=True)
+jobs_app = typer.Typer(help="Periodic jobs", no_args_is_help=True)
+ledger_app = typer.Typer(help="The points ledger", no_args_is_help=True)
+org_app = typer.Typer(help="The organisation tree", no_args_is_help=True)
+user_app = typer.Typer(help="Staff users of the console", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(programme_app, name="programme")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(org_app, name="org")
+app.add_typer(user_app, name="user")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _db(migrate: bool = True) -> Database:
+    url = get_settings().database_url
+    if migrate:
+        upgrade(url)
+    return Database(url)
+
+
+def _fail(exc: LoyalistError) -> None:
+    err.print(f"[bold red]error[/]: {exc.detail or exc.title}")
+    for e in exc.errors:
+        err.print(f"  - {e.field}: {e.message}")
+    raise typer.Exit(2)
+
+
+def _parse_shift(value: str) -> timedelta:
+    m = re.fullmatch(r"([+-]?\d+)([dhm])", value.strip())
+    if not m:
+        raise typer.BadParameter("use a number and a unit: 8d, 12h, 30m")
+    n, unit = int(m.group(1)), m.group(2)
+    return {"d": timedelta(days=n), "h": timedelta(hours=n), "m": timedelta(minutes=n)}[unit]
+
+
+def _set_clock(at: str | None, advance: str | None) -> None:
+    if at:
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise typer.BadParameter("--at needs a UTC offset, e.g. 2026-12-01T00:00:00+08:00")
+        clock.freeze(when)
+    if advance:
+        clock.advance(_parse_shift(advance))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the latest version."""
+    upgrade(get_settings().database_url)
+    console.print("database is at the latest schema")
+
+
+@org_app.command("create")
+def org_create(
+    kind: Annotated[str, typer.Option(help="hq, region or store")],
+    code: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()],
+    parent: Annotated[str | None, typer.Option(help="parent unit code")] = None,
+) -> None:
+    """Add an organisation unit (HQ → region → store)."""
+    from loyalist.org import service as org
+
+    db = _db()
+    try:
+        with db.transaction() as s:
+            unit = org.create_unit(s, code=code, name=name, kind=kind, parent_code=parent)
+            console.print(f"created {unit.kind} {unit.code} ({unit.name})")
+    except LoyalistError as exc:
+        _fail(exc)
+
+
+@programme_app.command("apply")
+def programme_apply(
+    file: Path,
+    note: Annotated[str | None, typer.Option(help="why this version")] = None,
+) -> None:
+    """Validate FILE (YAML or JSON) and make it the next programme version."""
+    from loyalist.programme import service as programmes
+
+    try:
+        programme = programmes.load_file(file)
+        db = _db()
+        with db.transaction() as s:
+            pv, created = programmes.apply(s, programme, actor="cli", note=note)
+            number = pv.version
+    except LoyalistError as exc:
+        _fail(exc)
+        return
+    if created:
+        console.print(f"programme version {number} is active ({programme.name})")
+    else:
+        console.print(f"unchanged: version {number} already has this content")
+
+
+@programme_app.command("show")
+def programme_show(
+    version: Annotated[int | None, typer.Option(help="a past version")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print the active (or a past) programme."""
+    from loyalist.programme import service as programmes
+
+    db = _db()
+    try:
+        with db.transaction() as s:
+            if version is None:
+                number, p = programmes.active(s)
+            else:
+                number, p = version, programmes.get_version(s, version)
+    except LoyalistError as exc:
+        _fail(exc)
+        return
+    doc = programmes.as_document(p)
+    if as_json:
+        print(json.dumps({"version": number, "document": doc}, ensure_ascii=False, indent=2))
+        return
+    console.print(f"[bold]{p.name}[/] — version {number}, {p.currency}, {p.timezone}")
+    t = Table("tier", "name", f"threshold ({p.tiers.metric.value})", "multiplier", "discount")
+    for lvl in p.tiers.levels:
+        t.add_row(
+            lvl.code,
+            lvl.name,
+            str(lvl.threshold),
+            f"{lvl.benefits.points_multiplier}×",
+            f"{lvl.benefits.discount_rate}",
+        )
+    console.print(t)
+    e = p.earning
+    console.print(
+        f"earning: {e.base.points_per_unit} point(s) per {e.base.unit_minor} minor units; "
+        f"rounding {p.points.rounding.value}; pending {p.points.pending_days} day(s); "
+        f"expiry {p.points.expiry.kind.value} "
+        f"{p.points.expiry.months or p.points.expiry.years or ''}; "
+        f"negative balance: {p.points.negative_balance.value}"
+    )
+    r = Table("rule", "kind", "multiplier", "match")
+    for rule in e.rules:
+        r.add_row(rule.code, rule.kind.value, str(rule.multiplier or ""), _match(rule.match))
+    for c in e.campaigns:
+        r.add_row(c.code, "campaign", f"{c.multiplier} +{c.bonus_points}", _campaign_when(c))
+    console.print(r)
+    rw = Table("reward", "name", "points", "cash", "stock", "limit", "min tier")
+    for x in p.rewards:
+        rw.add_row(
+            x.code,
+            x.name,
+            str(x.points),
+            str(x.cash_minor),
+            "∞" if x.stock is None else str(x.stock),
+            str(x.per_member_limit or ""),
+            x.min_tier or "",
+        )
+    console.print(rw)
+
+
+def _match(m: Any) -> str:
+    parts = [f"{k}={','.join(v)}" for k, v in m.model_dump().items() if v]
+    return " ".join(parts) or "any"
+
+
+def _campaign_when(c: Any) -> str:
+    bits = []
+    if c.weekdays:
+        bits.append("weekdays " + ",".join(map(str, c.weekdays)))
+    if c.date_from or c.date_to:
+        bits.append(f"{c.date_from or '…'} → {c.date_to or '…'}")
+    return " ".join(bits) + " " + _match(c.match)
+
+
+@programme_app.command("dry-run")
+def programme_dry_run(
+    order_file: Annotated[Path, typer.Argument(help="a JSON order as POST /v1/orders takes")],
+    tier: Annotated[str | None, typer.Option()] = None,
+    programme_file: Annotated[
+        Path | None, typer.Option("--programme", help="a draft programme to try instead")
+    ] = None,
+) -> None:
+    """Show which rules would give what for a sample order; writes nothing."""
+    from loyalist.order import service as orders
+    from loyalist.order.schemas import DryRunIn
+    from loyalist.programme import service as programmes
+
+    try:
+        data = DryRunIn.model_validate({"order": json.loads(order_file.read_text()), "tier": tier})
+        if programme_file is not None:
+            res = orders.dry_run_with(programmes.load_file(programme_file), data)
+        else:
+            db = _db()
+            with db.transaction() as s:
+                _v, res = orders.dry_run(s, _system(), data)
+    except LoyalistError as exc:
+        _fail(exc)
+        return
+    t = Table("rule", "points", "lines", "why")
+    for b in res.breakdown:
+        t.add_row(b.rule, str(b.points), ",".join(map(str, b.lines)), b.description)
+    console.print(t)
+    console.print(f"[bold]total: {res.points} points[/]")
+
+
+def _system() -> Any:
+    from loyalist.kit.actor import SYSTEM
+
+    return SYSTEM
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option()],
+    scope: Annotated[str, typer.Option(help="hq, or a region/store code")] = "hq",
+    read_only: Annotated[bool, typer.Option("--read-only")] = False,
+) -> None:
+    """Create an API key. The key is printed once, as the last line."""
+    from loyalist.access import service as access
+
+    db = _db()
+    try:
+        with db.transaction() as s:
+            issued = access.create_key(
+                s, name=name, scope=scope, access="read" if read_only else "read_write"
+            )
+            secret = issued.secret
+            prefix = issued.key.prefix
+    except LoyalistError as exc:
+        _fail(exc)
+        return
+    console.print(
+        f"API key {prefix} for {name!r}, scope {scope}, "
+        f"{'read-only' if read_only else 'read-write'}. Store it now: it is not shown again."
+    )
+    print(secret)
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    from loyalist.access import service as access
+
+    db = _db()
+    t = Table("prefix", "name", "unit", "access", "revoked")
+    with db.transaction() as s:
+        for k in access.list_keys(s):
+            t.add_row(k.prefix, k.name, str(k.org_unit_id), k.access, str(k.revoked_at or ""))
+    console.print(t)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(prefix: str) -> None:
+    from loyalist.access import service as access
+
+    db = _db()
+    try:
+        with db.transaction() as s:
+            access.revoke(s, prefix)
+    except LoyalistError as exc:
+        _fail(exc)
+    console.print(f"revoked {prefix}")
+
+
+@user_app.command("create")
+def user_create(
+    login: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="hq_admin, regional_manager, store_staff, ...")],
+    unit: Annotated[str, typer.Option(help="org unit code (hq, a region or a store)")],
+    password: Annotated[str | None, typer.Option(help="prompted when omitted")] = None,
+) -> None:
+    """Create a console user (e.g. the first HQ admin)."""
+    from loyalist.staff import service as staff
+
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    db = _db()
+    try:
+        with db.transaction() as s:
+            user = staff.create_user(s, login=login, role=role, unit_code=unit, password=password)
+            console.print(f"created {user.login} ({user.role}) at {unit}")
+    except LoyalistError as exc:
+        _fail(exc)
+
+
+@jobs_app.command("run")
+def jobs_run(
+    only: Annotated[str | None, typer.Option(help="activate, expire, remind or tiers")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="run as of this time (ISO 8601 with offset)")
+    ] = None,
+    advance: Annotated[str | None, typer.Option(help="move the clock forward, e.g. 8d")] = None,
+) -> None:
+    """Run the jobs that are due: activation, expiry, expiry reminders, tier re-evaluation."""
+    from loyalist.jobs import service as jobs
+
+    _set_clock(at, advance)
+    if only is not None and only not in jobs.JOBS:
+        raise typer.BadParameter(f"one of {', '.join(jobs.JOBS)}")
+    db = _db()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def tick(job: str, n: int) -> None:
+            if job not in tasks:
+                tasks[job] = bar.add_task(job, total=None)
+            bar.advance(tasks[job], n)
+
+        try:
+            reports = jobs.run_due(db, tick, only)
+        except LoyalistError as exc:
+            _fail(exc)
+            return
+    t = Table("job", "period", "members", "points", "changes", "notes")
+    for r in reports:
+        t.add_row(
+            r.job, r.period, str(r.members), str(r.points), str(r.changes), "; ".join(r.notes)
+        )
+    console.print(f"as of {clock.now().isoformat()}")
+    console.print(t)
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Prove the balance cache equals the entries and the open lots for every member."""
+    from loyalist.ledger import service as ledger
+
+    db = _db()
+    with console.status("verifying the ledger…"), db.transaction() as s:
+        checked, problems = ledger.verify(s)
+    if problems:
+        for p in problems:
+            err.print(f"[red]member {p.member_id}[/]: {p.problem}")
+        err.print(f"[bold red]{len(problems)} disagreement(s) in {checked} account(s)[/]")
+        raise typer.Exit(1)
+    console.print(f"[green]ledger verified[/]: {checked} account(s), cache = entries = lots")
+
+
+def _scheduler(db: Database, interval: float, stop: threading.Event) -> None:
+    from loyalist.jobs import service as jobs
+
+    while not stop.wait(interval):
+        try:
+            jobs.run_due(db)
+        except LoyalistError:
+            continue  # e.g. no programme yet
+        except Exception:  # the scheduler must survive a failing run; it is retried
+            import logging
+
+            logging.getLogger("loyalist.scheduler").exception("scheduled jobs failed")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int | None, typer.Option()] = None,
+    scheduler: Annotated[bool, typer.Option(help="run periodic jobs in this process")] = True,
+) -> None:
+    """Serve the API (and the scheduler of periodic jobs)."""
+    import uvicorn
+
+    settings = get_settings()
+    db = _db()
+    stop = threading.Event()
+    if scheduler and settings.run_scheduler:
+        threading.Thread(
+            target=_scheduler, args=(db, settings.scheduler_interval_s, stop), daemon=True
+        ).start()
+    console.print(
+        f"Loyalist on http://{host or settings.host}:{port or settings.port} "
+        f"(API docs: /docs) — database {settings.database_url.split('@')[-1]}"
+    )
+    try:
+        uvicorn.run(
+            "loyalist.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers or settings.workers,
+            log_level=settings.log_level,
+            access_log=False,
+        )
+    finally:
+        stop.set()
+
+
+@app.command()
+def demo(
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = False,
+    members: Annotated[int, typer.Option(help="how many members")] = 5000,
+    months: Annotated[int, typer.Option(help="months of order history")] = 12,
+    seed: Annotated[int, typer.Option()] = 7,
+    reset: Annotated[bool, typer.Option(help="rebuild even if demo data exists")] = False,
+) -> None:
+    """Build a realistic demo programme and data through the services, then serve."""
+    from loyalist.demo import build
+
+    db = _db()
+    try:
+        build.run(db, members=members, months=months, seed=seed, reset=reset, console=console)
+    except LoyalistError as exc:
+        _fail(exc)
+    if serve_after:
+        serve(host=None, port=None, workers=None, scheduler=True)
+
+
+@app.command()
+def bench(name: Annotated[str, typer.Argument(help="earn, clv or all")] = "all") -> None:
+    """Run the benchmarks in benchmarks/ (from a source checkout)."""
+    root = Path.cwd() / "benchmarks"
+    scripts = {"earn": "bench_earn.py", "clv": "bench_clv.py"}
+    chosen = list(scripts.values()) if name == "all" else [scripts[name]]
+    for script in chosen:
+        path = root / script
+        if not path.exists():
+            err.print(f"{path} not found: run from a source checkout")
+            raise typer.Exit(2)
+        started = time.monotonic()
+        rc = subprocess.call([sys.executable, str(path)])  # noqa: S603 - our own script
+        console.print(f"{script}: exit {rc} in {time.monotonic() - started:.0f}s")
+        if rc:
+            raise typer.Exit(rc)
+
+
+try:
+    from loyalist.analytics.cli import app as analytics_app
+
+    app.add_typer(analytics_app, name="analyze")
+except ImportError:  # analytics is optional while it is being built
+    pass
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,32 @@
+"""Settings, read from the environment with the ``LOYALIST_`` prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALIST_", env_file=None, extra="ignore")
+
+    database_url: str = f"sqlite:///{Path.cwd() / 'var' / 'loyalist.db'}"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    # Largest accepted request body, in bytes.
+    max_body_bytes: int = 1_000_000
+    # Key used to encrypt personal data at rest (Fernet key, urlsafe base64). Generated
+    # for development databases when empty; production must set it.
+    secret_key: str = ""
+    scheduler_interval_s: float = 60.0
+    run_scheduler: bool = True
+    log_level: str = "info"
+    # Keep sent messages in a table and show them at /m/dev/inbox (development, demo, tests).
+    dev_inbox: bool = False
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,116 @@
+"""Idempotency keys: the same key and body get the same answer, once.
+
+The record is inserted in the same transaction as the write it guards. Two concurrent
+requests with one key: the unique constraint on (principal, key) makes the second wait for
+the first (PostgreSQL) or run after it (SQLite's single writer), then it finds the stored
+answer and replays it. A crash before commit leaves neither the write nor the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loyalist.errors import FieldError, IdempotencyKeyReused, ValidationFailed
+from loyalist.kit.clock import utcnow
+from loyalist.kit.db import Database
+from loyalist.kit.hashing import sha256_hex
+from loyalist.models import IdempotencyRecord
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    return sha256_hex(method.encode() + b" " + path.encode() + b"\n" + body)
+
+
+def check_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise ValidationFailed(
+            "Idempotency-Key is not valid.",
+            [FieldError("Idempotency-Key", "1 to 255 printable characters", "invalid")],
+        )
+
+
+def _find(session: Session, principal: str, key: str) -> IdempotencyRecord | None:
+    return session.scalar(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.principal == principal, IdempotencyRecord.key == key
+        )
+    )
+
+
+def _replay(rec: IdempotencyRecord, fp: str) -> Answer:
+    if rec.fingerprint != fp:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request.",
+            [FieldError("Idempotency-Key", "reused with another body or path", "reused")],
+        )
+    return Answer(rec.status_code, rec.response, replayed=True)
+
+
+def run_idempotent(
+    db: Database,
+    *,
+    principal: str,
+    key: str | None,
+    method: str,
+    path: str,
+    body: bytes,
+    work: Callable[[Session], Answer],
+) -> Answer:
+    """Run ``work`` in one transaction, guarded by ``key`` when one is given."""
+    if key is None:
+        return db.run(work)
+    check_key(key)
+    fp = fingerprint(method, path, body)
+
+    def guarded(session: Session) -> Answer:
+        existing = _find(session, principal, key)
+        if existing is not None:
+            return _replay(existing, fp)
+        # Claim the key before doing the work: a concurrent request with the same key
+        # blocks on the unique index (PostgreSQL) until this transaction ends, then finds
+        # the stored answer, so it can neither run the work again nor answer differently.
+        record = IdempotencyRecord(
+            principal=principal,
+            key=key,
+            method=method,
+            path=path[:500],
+            fingerprint=fp,
+            status_code=0,
+            response={},
+            created_at=utcnow(),
+        )
+        session.add(record)
+        session.flush()
+        answer = work(session)
+        record.status_code = answer.status
+        record.response = answer.body
+        session.flush()
+        return answer
+
+    for _ in range(3):
+        try:
+            return db.run(guarded)
+        except IntegrityError:
+            # Either the same key committed concurrently (replay it), or the work hit a
+            # unique constraint of its own: then the stored answer, if any, decides.
+            with db.transaction() as session:
+                existing = _find(session, principal, key)
+                if existing is not None:
+                    return _replay(existing, fp)
+            raise
+    raise AssertionError("unreachable")

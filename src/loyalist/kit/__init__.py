@@ -1,0 +1,1 @@
+"""Building blocks with no business words in them."""

@@ -1,0 +1,66 @@
+"""Pure member rules: phone and identity normalisation."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+IDENTITY_KINDS = ("phone", "email", "app_id", "wechat_openid", "pos_card")
+CONSENT_CHANNELS = ("sms", "email", "push", "wechat")
+_CN_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,}$")
+
+
+class InvalidIdentity(ValueError):
+    pass
+
+
+def normalise_phone(raw: str) -> str:
+    """A mainland China mobile (13812345678, +86 138 1234 5678) or any valid E.164 number.
+
+    Returns E.164 (+8613812345678).
+    """
+    s = re.sub(r"[\s\-()]", "", raw)
+    if _CN_MOBILE.match(s):
+        return "+86" + s
+    if s.startswith("0086"):
+        s = "+" + s[2:]
+    if not s.startswith("+"):
+        raise InvalidIdentity("not a mainland China mobile number nor E.164 (+<country><number>)")
+    try:
+        num = phonenumbers.parse(s, None)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidIdentity("not a phone number") from exc
+    if not phonenumbers.is_valid_number(num):
+        raise InvalidIdentity("not a valid phone number")
+    if num.country_code == 86 and not _CN_MOBILE.match(str(num.national_number)):
+        raise InvalidIdentity("not a mainland China mobile number")
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str) -> str:
+    s = raw.strip()
+    if not _EMAIL.match(s):
+        raise InvalidIdentity("not an email address")
+    local, domain = s.rsplit("@", 1)
+    return f"{local}@{domain.lower()}"
+
+
+def normalise_identity(kind: str, value: str) -> str:
+    if kind not in IDENTITY_KINDS:
+        raise InvalidIdentity(f"unknown identity kind; one of {', '.join(IDENTITY_KINDS)}")
+    if kind == "phone":
+        return normalise_phone(value)
+    if kind == "email":
+        return normalise_email(value)
+    v = value.strip()
+    if not v or len(v) > 128:
+        raise InvalidIdentity("must be 1 to 128 characters")
+    return v
+
+
+def mask_phone(phone: str | None) -> str | None:
+    if not phone:
+        return phone
+    return phone[:-8] + "****" + phone[-4:] if len(phone) > 8 else "****"

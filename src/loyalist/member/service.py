@@ -1,0 +1,498 @@
+"""Members: join (idempotent by phone / external id), identities, tags, consent, search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from loyalist.access.permissions import MEMBER_WRITE, POINTS_ADJUST, require
+from loyalist.audit import service as audit
+from loyalist.errors import FieldError, ValidationFailed
+from loyalist.events import service as events
+from loyalist.kit.actor import Actor
+from loyalist.kit.clock import utcnow
+from loyalist.ledger import domain as lot_rules
+from loyalist.ledger import service as ledger
+from loyalist.member.domain import InvalidIdentity, normalise_identity
+from loyalist.member.errors import MemberConflict, MemberNotFound
+from loyalist.member.schemas import ConsentIn, MemberCreate, MemberFilter, MemberUpdate, TagsIn
+from loyalist.models import (
+    LedgerEntry,
+    Member,
+    MemberConsent,
+    MemberIdentity,
+    MemberTag,
+    OrgUnit,
+    TierChange,
+)
+from loyalist.org import service as org
+from loyalist.programme import service as programmes
+from loyalist.tier import service as tiers
+from loyalist.tier.domain import Progress
+
+
+@dataclass(frozen=True)
+class Joined:
+    member: Member
+    created: bool
+
+
+def _norm(kind: str, value: str, field: str) -> str:
+    try:
+        return normalise_identity(kind, value)
+    except InvalidIdentity as exc:
+        raise ValidationFailed(f"{field}: {exc}", [FieldError(field, str(exc), "invalid")]) from exc
+
+
+def _home(session: Session, actor: Actor, code: str | None) -> tuple[int | None, str]:
+    if code is not None:
+        store = org.store_in_scope(session, actor, code, field="home_store")
+        return store.id, store.path
+    if actor.scope_path != "/":
+        unit = session.scalar(select(OrgUnit).where(OrgUnit.path == actor.scope_path))
+        if unit is not None and unit.kind == "store":
+            return unit.id, unit.path
+        return None, actor.scope_path
+    hq = org.get_hq(session)
+    return None, hq.path if hq else "/"
+
+
+def find_by_identity(session: Session, kind: str, value: str) -> Member | None:
+    mid = session.scalar(
+        select(MemberIdentity.member_id).where(
+            MemberIdentity.kind == kind, MemberIdentity.value == value
+        )
+    )
+    return session.get(Member, mid) if mid is not None else None
+
+
+def create(session: Session, actor: Actor, data: MemberCreate) -> Joined:
+    """Join a member. A repeat with the same external id or phone returns the existing one."""
+    require(actor, MEMBER_WRITE)
+    phone = _norm("phone", data.phone, "phone") if data.phone else None
+    email = _norm("email", data.email, "email") if data.email else None
+    idents: list[tuple[str, str]] = []
+    for i, ident in enumerate(data.identities):
+        idents.append((ident.kind, _norm(ident.kind, ident.value, f"identities.{i}.value")))
+    if phone:
+        idents.append(("phone", phone))
+    if email:
+        idents.append(("email", email))
+    idents = list(dict.fromkeys(idents))
+
+    existing: Member | None = None
+    if data.external_id:
+        existing = session.scalar(select(Member).where(Member.external_id == data.external_id))
+    holders = {m.id: m for k, v in idents if (m := find_by_identity(session, k, v)) is not None}
+    if existing is None and len(holders) == 1:
+        only = next(iter(holders.values()))
+        if data.external_id is None or only.external_id in (None, data.external_id):
+            existing = only
+    if existing is not None:
+        if any(mid != existing.id for mid in holders):
+            raise MemberConflict("These identities belong to different members.")
+        if not actor.sees(existing.org_path):
+            raise MemberConflict("A member with this identity exists outside your scope.")
+        return Joined(existing, False)
+    if holders:
+        raise MemberConflict(
+            "Another member already holds one of these identities.",
+            [FieldError("phone" if phone else "identities", "already registered", "taken")],
+        )
+
+    version, programme = programmes.active(session)
+    home_id, path = _home(session, actor, data.home_store)
+    now = utcnow()
+    base_tier = programme.tiers.levels[0].code
+    m = Member(
+        member_no="",
+        external_id=data.external_id,
+        phone=phone,
+        email=email,
+        name=data.name,
+        birthday=data.birthday,
+        gender=data.gender,
+        city=data.city,
+        home_store_id=home_id,
+        org_path=path,
+        join_channel=data.join_channel,
+        status="active",
+        tier_code=base_tier,
+        tier_since=now,
+        tier_expires_at=None,
+        tier_periods_below=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(m)
+    session.flush()
+    m.member_no = f"M{m.id:09d}"
+    for kind, value in idents:
+        session.add(MemberIdentity(member_id=m.id, kind=kind, value=value, created_at=now))
+    for tag in dict.fromkeys(data.tags):
+        session.add(MemberTag(member_id=m.id, tag=tag, created_at=now))
+    for channel, granted in data.consents.items():
+        session.add(
+            MemberConsent(
+                member_id=m.id, channel=channel, granted=granted, source="join", updated_at=now
+            )
+        )
+    ledger.open_account(session, m.id)
+    session.add(
+        TierChange(
+            member_id=m.id,
+            from_tier=None,
+            to_tier=base_tier,
+            reason="join",
+            metric_value=0,
+            period=None,
+            programme_version=version,
+            occurred_at=now,
+        )
+    )
+    session.flush()
+    events.emit(
+        session,
+        "member.created",
+        {"member_id": m.id, "member_no": m.member_no, "tier": base_tier, "by": actor.name},
+        member_id=m.id,
+        org_path=m.org_path,
+    )
+    audit.record(
+        session,
+        actor,
+        "member.create",
+        "member",
+        m.id,
+        org_path=m.org_path,
+        after={"member_no": m.member_no, "name": m.name, "phone": m.phone, "tier": base_tier},
+    )
+    return Joined(m, True)
+
+
+def get(session: Session, actor: Actor, member_id: int) -> Member:
+    """A member in the actor's scope; others are indistinguishable from missing (404)."""
+    m = session.get(Member, member_id)
+    if m is None or not actor.sees(m.org_path):
+        raise MemberNotFound(f"No member {member_id}.")
+    return m
+
+
+def get_for_update(session: Session, actor: Actor, member_id: int) -> Member:
+    return get(session, actor, member_id)
+
+
+def update(session: Session, actor: Actor, member_id: int, data: MemberUpdate) -> Member:
+    require(actor, MEMBER_WRITE)
+    m = get(session, actor, member_id)
+    changes: dict[str, Any] = {}
+    fields = data.model_dump(exclude_unset=True)
+    now = utcnow()
+    if "phone" in fields and fields["phone"] is not None:
+        phone = _norm("phone", fields.pop("phone"), "phone")
+        _replace_identity(session, m, "phone", phone, now)
+        changes["phone"] = [m.phone, phone]
+        m.phone = phone
+    if "email" in fields and fields["email"] is not None:
+        email = _norm("email", fields.pop("email"), "email")
+        _replace_identity(session, m, "email", email, now)
+        changes["email"] = [m.email, email]
+        m.email = email
+    if "home_store" in fields:
+        code = fields.pop("home_store")
+        if code is not None:
+            store = org.store_in_scope(session, actor, code, field="home_store")
+            changes["home_store"] = [m.home_store_id, store.id]
+            m.home_store_id, m.org_path = store.id, store.path
+    for key, value in fields.items():
+        if key in ("phone", "email"):
+            continue
+        old = getattr(m, key)
+        if old != value:
+            changes[key] = [str(old) if old is not None else None, value]
+            setattr(m, key, value)
+    if changes:
+        m.updated_at = now
+        session.flush()
+        events.emit(
+            session,
+            "member.updated",
+            {"member_id": m.id, "fields": sorted(changes), "by": actor.name},
+            member_id=m.id,
+            org_path=m.org_path,
+        )
+        audit.record(
+            session,
+            actor,
+            "member.update",
+            "member",
+            m.id,
+            org_path=m.org_path,
+            before={k: v[0] for k, v in changes.items()},
+            after={k: v[1] for k, v in changes.items()},
+        )
+    return m
+
+
+def _replace_identity(session: Session, m: Member, kind: str, value: str, now: Any) -> None:
+    holder = find_by_identity(session, kind, value)
+    if holder is not None and holder.id != m.id:
+        raise MemberConflict(
+            f"Another member already uses this {kind}.", [FieldError(kind, "taken", "taken")]
+        )
+    session.execute(
+        delete(MemberIdentity).where(MemberIdentity.member_id == m.id, MemberIdentity.kind == kind)
+    )
+    session.add(MemberIdentity(member_id=m.id, kind=kind, value=value, created_at=now))
+
+
+def add_identity(session: Session, actor: Actor, member_id: int, kind: str, value: str) -> Member:
+    require(actor, MEMBER_WRITE)
+    m = get(session, actor, member_id)
+    v = _norm(kind, value, "value")
+    holder = find_by_identity(session, kind, v)
+    if holder is not None:
+        if holder.id == m.id:
+            return m
+        raise MemberConflict(f"Another member already uses this {kind}.")
+    session.add(MemberIdentity(member_id=m.id, kind=kind, value=v, created_at=utcnow()))
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "member.identity.add",
+        "member",
+        m.id,
+        org_path=m.org_path,
+        after={"kind": kind, "value": v},
+    )
+    return m
+
+
+def set_tags(session: Session, actor: Actor, member_id: int, data: TagsIn) -> list[str]:
+    require(actor, MEMBER_WRITE)
+    m = get(session, actor, member_id)
+    now = utcnow()
+    current = set(tags(session, m.id))
+    before = sorted(current)
+    for tag in data.add:
+        if tag not in current:
+            session.add(MemberTag(member_id=m.id, tag=tag, created_at=now))
+            current.add(tag)
+    if data.remove:
+        session.execute(
+            delete(MemberTag).where(MemberTag.member_id == m.id, MemberTag.tag.in_(data.remove))
+        )
+        current -= set(data.remove)
+    session.flush()
+    if sorted(current) != before:
+        audit.record(
+            session,
+            actor,
+            "member.tags",
+            "member",
+            m.id,
+            org_path=m.org_path,
+            before={"tags": before},
+            after={"tags": sorted(current)},
+        )
+    return sorted(current)
+
+
+def set_consent(
+    session: Session, actor: Actor, member_id: int, channel: str, data: ConsentIn
+) -> dict[str, bool]:
+    require(actor, MEMBER_WRITE)
+    m = get(session, actor, member_id)
+    before = consents(session, m.id).get(channel)
+    row = session.scalar(
+        select(MemberConsent).where(
+            MemberConsent.member_id == m.id, MemberConsent.channel == channel
+        )
+    )
+    now = utcnow()
+    if row is None:
+        session.add(
+            MemberConsent(
+                member_id=m.id,
+                channel=channel,
+                granted=data.granted,
+                source=data.source,
+                updated_at=now,
+            )
+        )
+    else:
+        row.granted, row.source, row.updated_at = data.granted, data.source, now
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "member.consent",
+        "member",
+        m.id,
+        org_path=m.org_path,
+        before={channel: before},
+        after={channel: data.granted, "source": data.source},
+    )
+    return consents(session, m.id)
+
+
+def tags(session: Session, member_id: int) -> list[str]:
+    q = select(MemberTag.tag).where(MemberTag.member_id == member_id).order_by(MemberTag.tag)
+    return list(session.scalars(q))
+
+
+def consents(session: Session, member_id: int) -> dict[str, bool]:
+    q = select(MemberConsent.channel, MemberConsent.granted).where(
+        MemberConsent.member_id == member_id
+    )
+    return {c: bool(g) for c, g in session.execute(q)}
+
+
+def identities(session: Session, member_id: int) -> list[tuple[str, str]]:
+    q = (
+        select(MemberIdentity.kind, MemberIdentity.value)
+        .where(MemberIdentity.member_id == member_id)
+        .order_by(MemberIdentity.kind, MemberIdentity.value)
+    )
+    return [(k, v) for k, v in session.execute(q)]
+
+
+def search(
+    session: Session, actor: Actor, f: MemberFilter, *, after: int | None, limit: int
+) -> list[Member]:
+    q = select(Member).order_by(Member.id).limit(limit)
+    if actor.scope_path != "/":
+        q = q.where(Member.org_path.startswith(actor.scope_path))
+    if after is not None:
+        q = q.where(Member.id > after)
+    if f.phone:
+        q = q.where(Member.phone == _norm("phone", f.phone, "phone"))
+    if f.tier:
+        q = q.where(Member.tier_code == f.tier)
+    if f.tag:
+        q = q.where(Member.id.in_(select(MemberTag.member_id).where(MemberTag.tag == f.tag)))
+    if f.store:
+        store = org.store_in_scope(session, actor, f.store)
+        q = q.where(Member.home_store_id == store.id)
+    if f.q:
+        like = f"%{f.q}%"
+        q = q.where(Member.name.like(like) | Member.member_no.like(like))
+    if f.created_from:
+        q = q.where(Member.created_at >= f.created_from)
+    if f.created_to:
+        q = q.where(Member.created_at < f.created_to)
+    return list(session.scalars(q))
+
+
+def tier_history(session: Session, member_id: int) -> list[TierChange]:
+    q = select(TierChange).where(TierChange.member_id == member_id).order_by(TierChange.id)
+    return list(session.scalars(q))
+
+
+@dataclass(frozen=True)
+class Profile:
+    member: Member
+    tags: list[str]
+    consents: dict[str, bool]
+    identities: list[tuple[str, str]]
+    available: int
+    pending: int
+    debt: int
+    lifetime_earned: int
+    expiring_30d: int
+    expiring: list[tuple[datetime, int]]
+    tier_name: str
+    metric: str
+    progress: Progress
+    next_tier_name: str | None
+
+
+def profile(session: Session, actor: Actor, member_id: int) -> Profile:
+    """Everything a channel shows about a member: profile, balance, tier progress."""
+    m = get(session, actor, member_id)
+    _version, programme = programmes.active(session)
+    now = utcnow()
+    acct = ledger.get_account(session, m.id)
+    prog = tiers.member_progress(session, m, programme, now)
+    names = {t.code: t.name for t in programme.tiers.levels}
+    horizon = now + timedelta(days=30)
+    return Profile(
+        member=m,
+        tags=tags(session, m.id),
+        consents=consents(session, m.id),
+        identities=identities(session, m.id),
+        available=acct.available,
+        pending=acct.pending,
+        debt=acct.debt,
+        lifetime_earned=acct.lifetime_earned,
+        expiring_30d=ledger.expiring_within(session, m.id, now, horizon),
+        expiring=ledger.expiring_schedule(session, m.id, now, horizon),
+        tier_name=names.get(m.tier_code, m.tier_code),
+        metric=programme.tiers.metric.value,
+        progress=prog,
+        next_tier_name=names.get(prog.next_tier) if prog.next_tier else None,
+    )
+
+
+def adjust_points(
+    session: Session,
+    actor: Actor,
+    member_id: int,
+    points: int,
+    reason: str,
+    *,
+    approved_by: str | None = None,
+) -> LedgerEntry:
+    """A staff correction with a reason; positive credits a lot, negative debits FEFO."""
+    if points == 0:
+        raise ValidationFailed(
+            "An adjustment of 0 points does nothing.", [FieldError("points", "must not be 0")]
+        )
+    require(actor, POINTS_ADJUST)
+    m = get(session, actor, member_id)
+    version, programme = programmes.active(session)
+    acct = ledger.lock(session, m.id, m.org_path)
+    before = {"available": acct.row.available, "pending": acct.row.pending}
+    entry = ledger.adjust(
+        session,
+        acct,
+        points,
+        ledger.Cause(
+            source_type="staff",
+            actor=actor.name,
+            reason=reason,
+            programme_version=version,
+            details={"approved_by": approved_by} if approved_by else None,
+        ),
+        expires_at=lot_rules.expires_at(programme.points.expiry, programme.tz, acct.now),
+    )
+    audit.record(
+        session,
+        actor,
+        "points.adjust",
+        "member",
+        m.id,
+        org_path=m.org_path,
+        before=before,
+        after={
+            "available": acct.row.available,
+            "pending": acct.row.pending,
+            "points": points,
+            "reason": reason,
+            "entry_id": entry.id,
+            "approved_by": approved_by,
+        },
+    )
+    return entry
+
+
+def ledger_page(
+    session: Session, actor: Actor, member_id: int, *, after: int | None, limit: int
+) -> list[LedgerEntry]:
+    m = get(session, actor, member_id)
+    return ledger.entries(session, m.id, after=after, limit=limit)

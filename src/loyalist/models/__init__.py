@@ -1,0 +1,61 @@
+"""Every table in one place, so features can refer to each other's rows without cycles."""
+
+from loyalist.models.adjustment_request import AdjustmentRequest
+from loyalist.models.api_key import ApiKey
+from loyalist.models.audit_log import AuditLog
+from loyalist.models.idempotency_record import IdempotencyRecord
+from loyalist.models.job_run import JobRun
+from loyalist.models.ledger_entry import LedgerEntry
+from loyalist.models.lot_allocation import LotAllocation
+from loyalist.models.member import Member
+from loyalist.models.member_consent import MemberConsent
+from loyalist.models.member_identity import MemberIdentity
+from loyalist.models.member_login_code import MemberLoginCode
+from loyalist.models.member_session import MemberSession
+from loyalist.models.member_tag import MemberTag
+from loyalist.models.message import Message
+from loyalist.models.order import Order
+from loyalist.models.order_line import OrderLine
+from loyalist.models.order_return import OrderReturn
+from loyalist.models.org_unit import OrgUnit
+from loyalist.models.outbox_event import OutboxEvent
+from loyalist.models.points_account import PointsAccount
+from loyalist.models.points_lot import PointsLot
+from loyalist.models.programme_version import ProgrammeVersion
+from loyalist.models.redemption import Redemption
+from loyalist.models.reward import Reward
+from loyalist.models.reward_usage import RewardUsage
+from loyalist.models.staff_session import StaffSession
+from loyalist.models.staff_user import StaffUser
+from loyalist.models.tier_change import TierChange
+
+__all__ = [
+    "AdjustmentRequest",
+    "ApiKey",
+    "AuditLog",
+    "IdempotencyRecord",
+    "JobRun",
+    "LedgerEntry",
+    "LotAllocation",
+    "Member",
+    "MemberConsent",
+    "MemberIdentity",
+    "MemberLoginCode",
+    "MemberSession",
+    "MemberTag",
+    "Message",
+    "Order",
+    "OrderLine",
+    "OrderReturn",
+    "OrgUnit",
+    "OutboxEvent",
+    "PointsAccount",
+    "PointsLot",
+    "ProgrammeVersion",
+    "Redemption",
+    "Reward",
+    "RewardUsage",
+    "StaffSession",
+    "StaffUser",
+    "TierChange",
+]

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from loyalist.kit.db import Base, BigIntPK
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_member_id_occurred_at", "member_id", "occurred_at"),
+        Index("ix_orders_org_path_occurred_at", "org_path", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id"))
+    store_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"))
+    org_path: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    currency: Mapped[str] = mapped_column(String(3))
+    gross_minor: Mapped[int] = mapped_column(BigInteger)
+    amount_paid_minor: Mapped[int] = mapped_column(BigInteger)
+    points_paid: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    line_points: Mapped[dict[str, Any]]
+    breakdown: Mapped[list[Any]]
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_clawed: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_paid_restored: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(24))  # recorded | partially_returned | returned
+    programme_version: Mapped[int | None]
+    available_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]

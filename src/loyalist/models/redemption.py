@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from loyalist.kit.db import Base, BigIntPK
+
+
+class Redemption(Base):
+    __tablename__ = "redemption"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id"), index=True)
+    reward_id: Mapped[int] = mapped_column(ForeignKey("reward.id"), index=True)
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"))
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    quantity: Mapped[int]
+    points: Mapped[int] = mapped_column(BigInteger)
+    cash_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))  # completed | cancelled
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entry.id"))
+    cancel_entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entry.id"))
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None]

@@ -1,0 +1,89 @@
+"""Order and return payloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+MAX_MINOR = 10**12
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LineIn(Strict):
+    line_no: int | None = Field(default=None, ge=1, le=10_000)
+    sku: str = Field(min_length=1, max_length=64)
+    category: str | None = Field(default=None, min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=100_000)
+    unit_price_minor: int = Field(ge=0, le=MAX_MINOR)
+    discount_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
+
+    @model_validator(mode="after")
+    def _discount(self) -> LineIn:
+        if self.discount_minor > self.quantity * self.unit_price_minor:
+            raise ValueError("discount_minor exceeds quantity × unit_price_minor")
+        return self
+
+
+class OrderCreate(Strict):
+    external_id: str = Field(min_length=1, max_length=128)
+    member_id: int | None = Field(default=None, ge=1)
+    store: str = Field(min_length=1, max_length=64)
+    channel: str = Field(default="pos", min_length=1, max_length=32)
+    occurred_at: AwareDatetime
+    currency: str = Field(default="CNY", min_length=3, max_length=3)
+    amount_paid_minor: int = Field(ge=0, le=MAX_MINOR)
+    points_paid: int = Field(default=0, ge=0, le=10**9)
+    lines: list[LineIn] = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _lines(self) -> OrderCreate:
+        numbers = [
+            ln.line_no if ln.line_no is not None else i + 1 for i, ln in enumerate(self.lines)
+        ]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("line_no values must be unique")
+        if self.points_paid and self.member_id is None:
+            raise ValueError("points_paid needs a member_id")
+        return self
+
+    def numbered(self) -> list[tuple[int, LineIn]]:
+        return [
+            (ln.line_no if ln.line_no is not None else i + 1, ln) for i, ln in enumerate(self.lines)
+        ]
+
+
+class ReturnLineIn(Strict):
+    line_no: int = Field(ge=1)
+    quantity: int = Field(ge=1, le=100_000)
+
+
+class ReturnCreate(Strict):
+    return_id: str = Field(min_length=1, max_length=128)
+    full: bool = False
+    lines: list[ReturnLineIn] = Field(default_factory=list, max_length=500)
+    occurred_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _what(self) -> ReturnCreate:
+        if self.full == bool(self.lines):
+            raise ValueError("give either full=true or the lines returned, not both")
+        nos = [ln.line_no for ln in self.lines]
+        if len(set(nos)) != len(nos):
+            raise ValueError("each line_no may appear once")
+        return self
+
+
+class DryRunIn(Strict):
+    order: OrderCreate
+    tier: str | None = None
+    programme_version: int | None = None
+    earned_today: int = Field(default=0, ge=0)
+    earned_lifetime: int = Field(default=0, ge=0)
+
+
+def to_utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)

@@ -1,0 +1,287 @@
+"""The programme document: tiers, earning rules, campaigns, expiry and rewards as data.
+
+A programme is loaded from YAML or JSON, validated here in full before anything is
+written, and stored as an immutable numbered version. Multipliers are decimals written as
+strings ("1.5") so no float ever touches points.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from loyalist.kit.money import MINOR_UNITS
+
+Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
+Multiplier = Annotated[Decimal, Field(ge=Decimal("0"), le=Decimal("100"), decimal_places=4)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rounding(StrEnum):
+    FLOOR = "floor"
+    HALF_UP = "half_up"
+    CEIL = "ceil"
+
+
+class ExpiryKind(StrEnum):
+    NEVER = "never"
+    ROLLING_MONTHS = "rolling_months"  # N months after the points were earned
+    END_OF_YEAR = "end_of_year"  # end of the Nth calendar year after the year earned
+    END_OF_MONTH = "end_of_month"  # end of the Nth calendar month after the month earned
+
+
+class NegativeBalancePolicy(StrEnum):
+    CARRY_DEBT = "carry_debt"  # clawback takes what it must; the shortfall is a debt
+    CAP_AT_ZERO = "cap_at_zero"  # clawback takes at most what is left; the rest is waived
+
+
+class TierMetric(StrEnum):
+    SPEND = "spend"  # amount paid, minor units
+    ORDERS = "orders"
+    POINTS = "points"  # points earned
+    ACTIVE_DAYS = "active_days"  # distinct programme-local days with an order
+
+
+class EvaluationPeriod(StrEnum):
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    HALF_YEARLY = "half_yearly"
+    YEARLY = "yearly"
+
+
+class Expiry(Strict):
+    kind: ExpiryKind = ExpiryKind.ROLLING_MONTHS
+    months: int | None = Field(default=None, ge=1, le=240)
+    years: int | None = Field(default=None, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _amount_present(self) -> Expiry:
+        if (
+            self.kind in (ExpiryKind.ROLLING_MONTHS, ExpiryKind.END_OF_MONTH)
+            and self.months is None
+        ):
+            raise ValueError(f"expiry kind {self.kind.value} needs 'months'")
+        if self.kind is ExpiryKind.END_OF_YEAR and self.years is None:
+            raise ValueError("expiry kind end_of_year needs 'years'")
+        return self
+
+
+class PointsPolicy(Strict):
+    pending_days: int = Field(default=0, ge=0, le=365)
+    rounding: Rounding = Rounding.FLOOR
+    expiry: Expiry = Expiry(kind=ExpiryKind.ROLLING_MONTHS, months=36)
+    reminder_days: list[Annotated[int, Field(ge=1, le=365)]] = Field(default_factory=lambda: [30])
+    negative_balance: NegativeBalancePolicy = NegativeBalancePolicy.CARRY_DEBT
+    # Money value of one point (minor units per 100 points), for liability reporting.
+    value_minor_per_100_points: int = Field(default=100, ge=0)
+
+
+class Benefits(Strict):
+    points_multiplier: Multiplier = Decimal("1")
+    discount_rate: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0")
+    free_shipping: bool = False
+    priority_service: bool = False
+    birthday_gift: bool = False
+    exclusive_rewards: bool = False
+
+
+class Tier(Strict):
+    code: Code
+    name: str = Field(min_length=1, max_length=64)
+    name_en: str | None = None
+    threshold: int = Field(ge=0)
+    benefits: Benefits = Benefits()
+    # How long a tier reached by upgrade lasts before it must be re-qualified, in months.
+    validity_months: int | None = Field(default=None, ge=1, le=120)
+
+
+class Tiers(Strict):
+    metric: TierMetric = TierMetric.SPEND
+    window_months: int = Field(default=12, ge=1, le=60)
+    evaluation: EvaluationPeriod = EvaluationPeriod.QUARTERLY
+    downgrade_after_periods: int = Field(default=2, ge=1, le=12)
+    levels: list[Tier] = Field(min_length=3, max_length=7)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Tiers:
+        codes = [t.code for t in self.levels]
+        if len(set(codes)) != len(codes):
+            raise ValueError("tier codes must be unique")
+        if self.levels[0].threshold != 0:
+            raise ValueError("the first tier must have threshold 0")
+        thresholds = [t.threshold for t in self.levels]
+        if any(b <= a for a, b in itertools.pairwise(thresholds)):
+            raise ValueError("tier thresholds must strictly increase")
+        return self
+
+    def by_code(self, code: str) -> Tier:
+        for t in self.levels:
+            if t.code == code:
+                return t
+        raise KeyError(code)
+
+    def index(self, code: str) -> int:
+        return [t.code for t in self.levels].index(code)
+
+
+class Match(Strict):
+    """Which lines a rule applies to. Empty lists mean "any"; all given lists must match."""
+
+    skus: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    stores: list[str] = Field(default_factory=list)  # store codes
+    channels: list[str] = Field(default_factory=list)
+
+
+class BaseEarning(Strict):
+    points_per_unit: int = Field(default=1, ge=0, le=10_000)
+    unit_minor: int = Field(default=100, ge=1)  # e.g. 1 point per 100 fen (1 yuan)
+
+
+class RuleKind(StrEnum):
+    MULTIPLIER = "multiplier"
+    EXCLUSION = "exclusion"
+
+
+class EarningRule(Strict):
+    code: Code
+    name: str = ""
+    kind: RuleKind = RuleKind.MULTIPLIER
+    match: Match = Match()
+    multiplier: Multiplier | None = None
+
+    @model_validator(mode="after")
+    def _multiplier(self) -> EarningRule:
+        if self.kind is RuleKind.MULTIPLIER and self.multiplier is None:
+            raise ValueError("a multiplier rule needs 'multiplier'")
+        if self.kind is RuleKind.EXCLUSION and self.multiplier is not None:
+            raise ValueError("an exclusion rule takes no 'multiplier'")
+        return self
+
+
+class Campaign(Strict):
+    code: Code
+    name: str = ""
+    multiplier: Multiplier = Decimal("1")
+    bonus_points: int = Field(default=0, ge=0, le=1_000_000)  # flat bonus per qualifying order
+    min_spend_minor: int = Field(default=0, ge=0)
+    weekdays: list[Annotated[int, Field(ge=1, le=7)]] = Field(default_factory=list)  # ISO
+    date_from: dt.date | None = None  # programme-local dates, inclusive
+    date_to: dt.date | None = None
+    match: Match = Match()
+
+    @model_validator(mode="after")
+    def _window(self) -> Campaign:
+        if self.date_from and self.date_to and self.date_to < self.date_from:
+            raise ValueError("date_to is before date_from")
+        if self.multiplier == 1 and self.bonus_points == 0:
+            raise ValueError("a campaign needs a multiplier other than 1 or bonus_points")
+        return self
+
+
+class Caps(Strict):
+    per_order: int | None = Field(default=None, ge=0)
+    per_day: int | None = Field(default=None, ge=0)  # programme-local day
+    per_member: int | None = Field(default=None, ge=0)  # lifetime earned from orders
+
+
+class Earning(Strict):
+    base: BaseEarning = BaseEarning()
+    rules: list[EarningRule] = Field(default_factory=list)
+    campaigns: list[Campaign] = Field(default_factory=list)
+    caps: Caps = Caps()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Earning:
+        codes = [r.code for r in self.rules] + [c.code for c in self.campaigns]
+        if len(set(codes)) != len(codes):
+            raise ValueError("rule and campaign codes must be unique")
+        return self
+
+
+class RewardKind(StrEnum):
+    GOODS = "goods"
+    COUPON = "coupon"
+    SERVICE = "service"
+    EXPERIENCE = "experience"
+    CHARITY = "charity"
+    PARTNER = "partner"
+
+
+class Reward(Strict):
+    code: Code
+    name: str = Field(min_length=1, max_length=128)
+    name_en: str | None = None
+    kind: RewardKind = RewardKind.GOODS
+    points: int = Field(ge=1, le=100_000_000)
+    cash_minor: int = Field(default=0, ge=0)
+    stock: int | None = Field(default=None, ge=0)  # None: unlimited
+    per_member_limit: int | None = Field(default=None, ge=1)
+    min_tier: Code | None = None
+    valid_from: dt.datetime | None = None
+    valid_until: dt.datetime | None = None
+    image_url: str | None = None
+    description: str = ""
+
+    @field_validator("valid_from", "valid_until")
+    @classmethod
+    def _aware(cls, v: dt.datetime | None) -> dt.datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("must include a UTC offset, e.g. 2026-01-01T00:00:00+08:00")
+        return v
+
+
+class Programme(Strict):
+    """One version of a loyalty programme."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(min_length=1, max_length=128)
+    currency: str = "CNY"
+    timezone: str = "Asia/Shanghai"
+    points: PointsPolicy = PointsPolicy()
+    tiers: Tiers
+    earning: Earning = Earning()
+    rewards: list[Reward] = Field(default_factory=list)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        if v not in MINOR_UNITS:
+            raise ValueError(f"unsupported currency {v!r}; one of {sorted(MINOR_UNITS)}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> Programme:
+        codes = {t.code for t in self.tiers.levels}
+        seen: set[str] = set()
+        for r in self.rewards:
+            if r.code in seen:
+                raise ValueError(f"reward code {r.code!r} is used twice")
+            seen.add(r.code)
+            if r.min_tier is not None and r.min_tier not in codes:
+                raise ValueError(f"reward {r.code!r}: min_tier {r.min_tier!r} is not a tier")
+            if r.valid_from and r.valid_until and r.valid_until <= r.valid_from:
+                raise ValueError(f"reward {r.code!r}: valid_until is not after valid_from")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

@@ -1,0 +1,36 @@
+from loyalist.errors import Conflict, NotFound
+
+
+class RewardNotFound(NotFound):
+    code = "reward_not_found"
+    title = "Reward not found"
+
+
+class RedemptionNotFound(NotFound):
+    code = "redemption_not_found"
+    title = "Redemption not found"
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+    title = "The reward is out of stock"
+
+
+class LimitReached(Conflict):
+    code = "limit_reached"
+    title = "The member has reached this reward's limit"
+
+
+class TierNotAllowed(Conflict):
+    code = "tier_not_allowed"
+    title = "The member's tier cannot redeem this reward"
+
+
+class RewardNotAvailable(Conflict):
+    code = "reward_not_available"
+    title = "The reward is not available now"
+
+
+class AlreadyCancelled(Conflict):
+    code = "redemption_already_cancelled"
+    title = "The redemption was already cancelled"

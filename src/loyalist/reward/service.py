@@ -1,0 +1,342 @@
+"""The rewards catalogue, redemption and its cancellation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from loyalist.access.permissions import REDEMPTION_CANCEL, REDEMPTION_CREATE, require
+from loyalist.audit import service as audit
+from loyalist.errors import FieldError
+from loyalist.events import service as events
+from loyalist.kit.actor import Actor
+from loyalist.kit.clock import utcnow
+from loyalist.ledger import service as ledger
+from loyalist.member import service as members
+from loyalist.models import LedgerEntry, Member, Redemption, Reward, RewardUsage
+from loyalist.org import service as org
+from loyalist.programme import service as programmes
+from loyalist.programme.schemas import Programme
+from loyalist.reward.errors import (
+    AlreadyCancelled,
+    LimitReached,
+    OutOfStock,
+    RedemptionNotFound,
+    RewardNotAvailable,
+    RewardNotFound,
+    TierNotAllowed,
+)
+from loyalist.reward.schemas import RedemptionCancel, RedemptionCreate
+
+
+def sync_catalogue(session: Session, programme: Programme) -> None:
+    """Make the reward rows follow a newly applied programme.
+
+    Attributes are copied; stock keeps what was already redeemed: remaining moves by the
+    change in total stock. Rewards no longer in the programme are deactivated, not deleted.
+    """
+    now = utcnow()
+    rows = {r.code: r for r in session.scalars(select(Reward))}
+    for spec in programme.rewards:
+        row = rows.pop(spec.code, None)
+        if row is None:
+            row = Reward(
+                code=spec.code,
+                stock_total=spec.stock,
+                stock_remaining=spec.stock,
+                updated_at=now,
+            )
+            session.add(row)
+        else:
+            if spec.stock is None:
+                row.stock_total = row.stock_remaining = None
+            elif row.stock_total is None or row.stock_remaining is None:
+                row.stock_total = row.stock_remaining = spec.stock
+            else:
+                used = row.stock_total - row.stock_remaining
+                row.stock_total = spec.stock
+                row.stock_remaining = max(spec.stock - used, 0)
+        row.name = spec.name
+        row.name_en = spec.name_en
+        row.kind = spec.kind.value
+        row.points = spec.points
+        row.cash_minor = spec.cash_minor
+        row.per_member_limit = spec.per_member_limit
+        row.min_tier = spec.min_tier
+        row.valid_from = spec.valid_from
+        row.valid_until = spec.valid_until
+        row.image_url = spec.image_url
+        row.description = spec.description
+        row.active = True
+        row.updated_at = now
+    for row in rows.values():
+        row.active = False
+        row.updated_at = now
+    session.flush()
+
+
+def catalogue(session: Session, *, active_only: bool = True) -> list[Reward]:
+    q = select(Reward).order_by(Reward.points, Reward.code)
+    if active_only:
+        q = q.where(Reward.active.is_(True))
+    return list(session.scalars(q))
+
+
+def get_reward(session: Session, code: str) -> Reward:
+    r = session.scalar(select(Reward).where(Reward.code == code))
+    if r is None or not r.active:
+        raise RewardNotFound(
+            f"No reward {code!r}.", [FieldError("reward", "unknown reward", "unknown_reward")]
+        )
+    return r
+
+
+def _tier_ok(programme: Programme, member_tier: str, min_tier: str | None) -> bool:
+    if min_tier is None:
+        return True
+    codes = [t.code for t in programme.tiers.levels]
+    if member_tier not in codes or min_tier not in codes:
+        return False
+    return codes.index(member_tier) >= codes.index(min_tier)
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    reward: Reward
+    ok: bool
+    reason: str | None
+
+
+def eligibility(
+    session: Session, programme: Programme, member: Member, reward: Reward, available: int
+) -> Eligibility:
+    now = utcnow()
+    if reward.valid_from and now < reward.valid_from:
+        return Eligibility(reward, False, "not_yet_valid")
+    if reward.valid_until and now >= reward.valid_until:
+        return Eligibility(reward, False, "expired")
+    if not _tier_ok(programme, member.tier_code, reward.min_tier):
+        return Eligibility(reward, False, "tier_not_allowed")
+    if reward.stock_remaining is not None and reward.stock_remaining <= 0:
+        return Eligibility(reward, False, "out_of_stock")
+    if reward.per_member_limit is not None:
+        used = session.scalar(
+            select(RewardUsage.used).where(
+                RewardUsage.member_id == member.id, RewardUsage.reward_id == reward.id
+            )
+        )
+        if (used or 0) >= reward.per_member_limit:
+            return Eligibility(reward, False, "limit_reached")
+    if available < reward.points:
+        return Eligibility(reward, False, "insufficient_points")
+    return Eligibility(reward, True, None)
+
+
+def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption:
+    """Redeem a reward: checks validity, tier, limit and stock; spends points FEFO."""
+    require(actor, REDEMPTION_CREATE)
+    member = members.get(session, actor, data.member_id)
+    store = org.store_in_scope(session, actor, data.store) if data.store else None
+    version, programme = programmes.active(session)
+    reward = get_reward(session, data.reward)
+    now = utcnow()
+    if (reward.valid_from and now < reward.valid_from) or (
+        reward.valid_until and now >= reward.valid_until
+    ):
+        raise RewardNotAvailable(f"Reward {reward.code!r} cannot be redeemed now.")
+    if not _tier_ok(programme, member.tier_code, reward.min_tier):
+        raise TierNotAllowed(
+            f"Reward {reward.code!r} needs tier {reward.min_tier} or higher.",
+            extra={"min_tier": reward.min_tier, "member_tier": member.tier_code},
+        )
+    acct = ledger.lock(session, member.id, member.org_path)
+    q = data.quantity
+    if reward.per_member_limit is not None:
+        usage = session.get(RewardUsage, (member.id, reward.id))
+        if usage is None:
+            usage = RewardUsage(member_id=member.id, reward_id=reward.id, used=0)
+            session.add(usage)
+            session.flush()
+        # The member's row lock serialises this member; the conditional update is a
+        # second guard that never lets the count pass the limit.
+        res = session.execute(
+            update(RewardUsage)
+            .where(
+                RewardUsage.member_id == member.id,
+                RewardUsage.reward_id == reward.id,
+                RewardUsage.used + q <= reward.per_member_limit,
+            )
+            .values(used=RewardUsage.used + q)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise LimitReached(
+                f"At most {reward.per_member_limit} of {reward.code!r} per member.",
+                extra={"limit": reward.per_member_limit},
+            )
+    else:
+        _bump_usage(session, member.id, reward.id, q)
+    if reward.stock_remaining is not None:
+        res = session.execute(
+            update(Reward)
+            .where(Reward.id == reward.id, Reward.stock_remaining >= q)
+            .values(stock_remaining=Reward.stock_remaining - q)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise OutOfStock(f"Reward {reward.code!r} is out of stock.")
+    points = reward.points * q
+    redemption = Redemption(
+        member_id=member.id,
+        reward_id=reward.id,
+        store_id=store.id if store else None,
+        org_path=store.path if store else member.org_path,
+        quantity=q,
+        points=points,
+        cash_minor=reward.cash_minor * q,
+        currency=programme.currency,
+        status="completed",
+        entry_id=0,
+        created_at=now,
+    )
+    entry = ledger.debit(
+        session,
+        acct,
+        points,
+        ledger.Cause(
+            source_type="redemption",
+            actor=actor.name,
+            reason=f"redeemed {q} × {reward.name}",
+            programme_version=version,
+        ),
+        kind="redeem",
+    )
+    redemption.entry_id = entry.id
+    session.add(redemption)
+    session.flush()
+    entry.source_id = str(redemption.id)
+    entry.dedupe_key = f"redemption:{redemption.id}:redeem"
+    session.flush()
+    session.refresh(reward)
+    events.emit(
+        session,
+        "redemption.created",
+        {
+            "redemption_id": redemption.id,
+            "member_id": member.id,
+            "reward": reward.code,
+            "quantity": q,
+            "points": points,
+            "cash_minor": redemption.cash_minor,
+        },
+        member_id=member.id,
+        org_path=member.org_path,
+    )
+    audit.record(
+        session,
+        actor,
+        "redemption.create",
+        "redemption",
+        redemption.id,
+        org_path=redemption.org_path,
+        after={
+            "member_id": member.id,
+            "reward": reward.code,
+            "quantity": q,
+            "points": points,
+            "status": redemption.status,
+        },
+    )
+    return redemption
+
+
+def _bump_usage(session: Session, member_id: int, reward_id: int, q: int) -> None:
+    usage = session.get(RewardUsage, (member_id, reward_id))
+    if usage is None:
+        session.add(RewardUsage(member_id=member_id, reward_id=reward_id, used=q))
+    else:
+        usage.used += q
+    session.flush()
+
+
+def get(session: Session, actor: Actor, redemption_id: int) -> Redemption:
+    r = session.get(Redemption, redemption_id)
+    if r is None or not actor.sees(r.org_path):
+        raise RedemptionNotFound(f"No redemption {redemption_id}.")
+    return r
+
+
+def cancel(
+    session: Session, actor: Actor, redemption_id: int, data: RedemptionCancel
+) -> Redemption:
+    """Cancel a redemption: points go back to the lots they came from; stock returns."""
+    require(actor, REDEMPTION_CANCEL)
+    r = get(session, actor, redemption_id)
+    member = session.get(Member, r.member_id)
+    assert member is not None
+    acct = ledger.lock(session, member.id, member.org_path)
+    session.refresh(r)
+    if r.status == "cancelled":
+        raise AlreadyCancelled(f"Redemption {r.id} was already cancelled.")
+    original = session.get(LedgerEntry, r.entry_id)
+    assert original is not None
+    entry = ledger.restore(
+        session,
+        acct,
+        original,
+        r.points,
+        ledger.Cause(
+            source_type="redemption",
+            source_id=str(r.id),
+            actor=actor.name,
+            reason=data.reason or "redemption cancelled",
+        ),
+        dedupe_key=f"redemption:{r.id}:cancel",
+    )
+    now = utcnow()
+    r.status = "cancelled"
+    r.cancel_entry_id = entry.id
+    r.cancel_reason = data.reason or None
+    r.cancelled_at = now
+    session.execute(
+        update(Reward)
+        .where(Reward.id == r.reward_id, Reward.stock_remaining.is_not(None))
+        .values(stock_remaining=Reward.stock_remaining + r.quantity)
+    )
+    session.execute(
+        update(RewardUsage)
+        .where(RewardUsage.member_id == r.member_id, RewardUsage.reward_id == r.reward_id)
+        .values(used=RewardUsage.used - r.quantity)
+    )
+    session.flush()
+    events.emit(
+        session,
+        "redemption.cancelled",
+        {"redemption_id": r.id, "member_id": r.member_id, "points": r.points},
+        member_id=r.member_id,
+        org_path=member.org_path,
+    )
+    audit.record(
+        session,
+        actor,
+        "redemption.cancel",
+        "redemption",
+        r.id,
+        org_path=r.org_path,
+        before={"status": "completed"},
+        after={"status": "cancelled", "reason": r.cancel_reason, "points_restored": r.points},
+    )
+    return r
+
+
+def list_redemptions(
+    session: Session, actor: Actor, *, member_id: int | None, after: int | None, limit: int
+) -> list[Redemption]:
+    q = select(Redemption).order_by(Redemption.id.desc()).limit(limit)
+    if actor.scope_path != "/":
+        q = q.where(Redemption.org_path.startswith(actor.scope_path))
+    if member_id is not None:
+        q = q.where(Redemption.member_id == member_id)
+    if after is not None:
+        q = q.where(Redemption.id < after)
+    return list(session.scalars(q))

@@ -1,0 +1,157 @@
+"""Tier qualification: instant upgrades, periodic re-evaluation, progress."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from loyalist.events import service as events
+from loyalist.kit.localtime import add_months, local_day, start_of_local_day
+from loyalist.models import Member, Order, TierChange
+from loyalist.programme.schemas import Programme, TierMetric
+from loyalist.tier.domain import (
+    Progress,
+    instant_upgrade,
+    progress,
+    qualifying_tier,
+    reevaluate,
+    window_start,
+)
+
+
+def metric_value(session: Session, programme: Programme, member_id: int, now: datetime) -> int:
+    """The member's qualification metric over the programme's rolling window ending now."""
+    tiers = programme.tiers
+    start = window_start(tiers.window_months, programme.tz, now)
+    base = (Order.member_id == member_id, Order.occurred_at >= start, Order.occurred_at <= now)
+    if tiers.metric is TierMetric.SPEND:
+        q = select(func.coalesce(func.sum(Order.amount_paid_minor - Order.refunded_minor), 0))
+        return max(int(session.scalar(q.where(*base)) or 0), 0)
+    if tiers.metric is TierMetric.ORDERS:
+        q = select(func.count()).select_from(Order).where(*base, Order.status != "returned")
+        return int(session.scalar(q) or 0)
+    if tiers.metric is TierMetric.POINTS:
+        q = select(func.coalesce(func.sum(Order.points_earned - Order.points_clawed), 0))
+        return max(int(session.scalar(q.where(*base)) or 0), 0)
+    q2 = select(Order.occurred_at).where(*base, Order.status != "returned")
+    return len({local_day(programme.tz, at) for at in session.scalars(q2)})
+
+
+def _record(
+    session: Session,
+    member: Member,
+    programme: Programme,
+    version: int,
+    to_tier: str,
+    reason: str,
+    value: int,
+    now: datetime,
+    period: str | None = None,
+) -> TierChange:
+    from_tier = member.tier_code
+    member.tier_code = to_tier
+    member.tier_since = now
+    validity = programme.tiers.by_code(to_tier).validity_months
+    member.tier_expires_at = (
+        start_of_local_day(programme.tz, add_months(local_day(programme.tz, now), validity))
+        if validity
+        else None
+    )
+    member.tier_periods_below = 0
+    change = TierChange(
+        member_id=member.id,
+        from_tier=from_tier,
+        to_tier=to_tier,
+        reason=reason,
+        metric_value=value,
+        period=period,
+        programme_version=version,
+        occurred_at=now,
+    )
+    session.add(change)
+    session.flush()
+    events.emit(
+        session,
+        "tier.changed",
+        {
+            "member_id": member.id,
+            "from": from_tier,
+            "to": to_tier,
+            "reason": reason,
+            "metric": programme.tiers.metric.value,
+            "value": value,
+            "period": period,
+        },
+        member_id=member.id,
+        org_path=member.org_path,
+    )
+    return change
+
+
+def upgrade_if_qualified(
+    session: Session, member: Member, programme: Programme, version: int, now: datetime
+) -> TierChange | None:
+    """Instant upgrade when the member now crosses a higher threshold; never downgrades."""
+    current = _known_tier(programme, member.tier_code)
+    value = metric_value(session, programme, member.id, now)
+    target = instant_upgrade(programme.tiers, current, value)
+    if target is None:
+        return None
+    return _record(session, member, programme, version, target, "upgrade", value, now)
+
+
+def _known_tier(programme: Programme, code: str) -> str:
+    codes = [t.code for t in programme.tiers.levels]
+    return code if code in codes else codes[0]
+
+
+def reevaluate_member(
+    session: Session,
+    member: Member,
+    programme: Programme,
+    version: int,
+    now: datetime,
+    period: str,
+) -> TierChange | None:
+    """Periodic re-evaluation: upgrade, keep, hold, or downgrade after N periods below."""
+    if member.tier_evaluated_period == period:
+        return None  # already evaluated for this period: running twice changes nothing
+    current = _known_tier(programme, member.tier_code)
+    value = metric_value(session, programme, member.id, now)
+    result = reevaluate(programme.tiers, current, value, member.tier_periods_below)
+    expired = member.tier_expires_at is not None and member.tier_expires_at <= now
+    member.tier_evaluated_period = period
+    if result.change == "hold" and expired:
+        target = qualifying_tier(programme.tiers, value)
+        return _record(session, member, programme, version, target, "downgrade", value, now, period)
+    if result.change in ("upgrade", "downgrade"):
+        return _record(
+            session, member, programme, version, result.new_tier, result.change, value, now, period
+        )
+    member.tier_periods_below = result.periods_below
+    if current != member.tier_code:  # tier removed from the programme: move to the base tier
+        return _record(session, member, programme, version, current, "reevaluation", value, now)
+    session.flush()
+    return None
+
+
+def member_progress(
+    session: Session, member: Member, programme: Programme, now: datetime
+) -> Progress:
+    value = metric_value(session, programme, member.id, now)
+    return progress(programme.tiers, _known_tier(programme, member.tier_code), value)
+
+
+def members_to_reevaluate(session: Session, period: str, after_id: int, limit: int) -> list[int]:
+    q = (
+        select(Member.id)
+        .where(
+            Member.id > after_id,
+            (Member.tier_evaluated_period.is_(None)) | (Member.tier_evaluated_period != period),
+        )
+        .order_by(Member.id)
+        .limit(limit)
+    )
+    return [int(x) for x in session.scalars(q)]
