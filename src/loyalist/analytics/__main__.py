@@ -1,0 +1,5 @@
+"""``python -m loyalist.analytics``: the ``analyze`` commands without the main CLI."""
+
+from loyalist.analytics.cli import main
+
+main()

@@ -1,0 +1,640 @@
+"""``loyalist analyze``: rfm | cohorts | kpis | clv | segments | report.
+
+Every command reads transactions from ``--input`` (CSV/Parquet; ``--cdnow`` for the CDNOW
+text format) or ``--database-url`` (the platform's ``orders`` table by default), prints a
+table, or JSON with ``--json`` (the same data as the Python API in
+:mod:`loyalist.analytics.api`).  Errors go to stderr with exit status 2.
+"""
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+import orjson
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from loyalist.analytics import api
+from loyalist.analytics.errors import AnalyticsError, InputError
+from loyalist.analytics.export import export_frame
+from loyalist.analytics.i18n import fmt_kpi, kpi_label, segment_label
+from loyalist.analytics.io import (
+    DEFAULT_TIMEZONE,
+    PLATFORM_COLUMNS,
+    ColumnMap,
+    Transactions,
+    read_cdnow,
+    read_database,
+    read_transactions,
+)
+from loyalist.analytics.kpis import KPI_NAMES
+from loyalist.analytics.report import STEPS, ReportOptions, write_report
+from loyalist.analytics.rfm import RFMConfig
+
+app = typer.Typer(
+    name="analyze",
+    help="Customer analytics: RFM, cohorts, KPIs, lifetime value, segments, HTML report.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+out = Console()
+err = Console(stderr=True)
+
+# --------------------------------------------------------------------------- input options
+
+_COLUMN_KEYS = {
+    "customer": "customer",
+    "time": "timestamp",
+    "timestamp": "timestamp",
+    "amount": "amount",
+    "order": "order_id",
+    "order_id": "order_id",
+    "store": "store",
+    "channel": "channel",
+    "member": "member",
+    "tier": "tier",
+}
+
+SOURCE_PARAMS: list[inspect.Parameter] = [
+    inspect.Parameter(
+        "input",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            Path | None,
+            typer.Option("--input", "-i", help="CSV, TSV or Parquet file of transactions."),
+        ],
+    ),
+    inspect.Parameter(
+        "database_url",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                "--database-url",
+                help="SQLAlchemy URL; reads the platform's 'orders' table unless --query/--table.",
+                envvar="LOYALIST_ANALYTICS_DATABASE_URL",
+            ),
+        ],
+    ),
+    inspect.Parameter(
+        "query",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[str | None, typer.Option(help="SELECT to run on the database.")],
+    ),
+    inspect.Parameter(
+        "table",
+        inspect.Parameter.KEYWORD_ONLY,
+        default="orders",
+        annotation=Annotated[str, typer.Option(help="Table to read from the database.")],
+    ),
+    inspect.Parameter(
+        "columns",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                help="Column names, e.g. 'customer=cust_id,time=paid_at,amount=total,"
+                "order=order_no,member=is_member,store=shop,channel=src,tier=level'.",
+            ),
+        ],
+    ),
+    inspect.Parameter(
+        "date_format",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None, typer.Option(help="strftime format of the time column, e.g. %Y%m%d.")
+        ],
+    ),
+    inspect.Parameter(
+        "timezone",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=DEFAULT_TIMEZONE,
+        annotation=Annotated[
+            str, typer.Option(help="Zone that decides calendar days for aware timestamps.")
+        ],
+    ),
+    inspect.Parameter(
+        "amount_scale",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            float | None,
+            typer.Option(help="Multiply amounts by this (0.01 for fen); DB default 0.01."),
+        ],
+    ),
+    inspect.Parameter(
+        "keep_zero",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=False,
+        annotation=Annotated[
+            bool, typer.Option("--keep-zero", help="Keep zero-amount rows as purchases.")
+        ],
+    ),
+    inspect.Parameter(
+        "cdnow",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=False,
+        annotation=Annotated[bool, typer.Option("--cdnow", help="--input is a CDNOW text file.")],
+    ),
+]
+_SOURCE_NAMES = [p.name for p in SOURCE_PARAMS]
+
+
+def parse_columns(spec: str | None, base: ColumnMap) -> ColumnMap:
+    if not spec:
+        return base
+    values: dict[str, str | None] = {
+        "customer": base.customer,
+        "timestamp": base.timestamp,
+        "amount": base.amount,
+        "order_id": base.order_id,
+        "store": base.store,
+        "channel": base.channel,
+        "member": base.member,
+        "tier": base.tier,
+    }
+    for part in spec.split(","):
+        if not part.strip():
+            continue
+        key, sep, name = part.partition("=")
+        field = _COLUMN_KEYS.get(key.strip().lower())
+        if not sep or field is None or not name.strip():
+            raise InputError(
+                f"bad --columns entry {part!r}: use key=name with key one of "
+                + ", ".join(sorted(set(_COLUMN_KEYS)))
+            )
+        values[field] = name.strip()
+    return ColumnMap(
+        customer=values["customer"] or base.customer,
+        timestamp=values["timestamp"] or base.timestamp,
+        amount=values["amount"] or base.amount,
+        order_id=values["order_id"],
+        store=values["store"],
+        channel=values["channel"],
+        member=values["member"],
+        tier=values["tier"],
+    )
+
+
+def load_source(
+    *,
+    input: Path | None,
+    database_url: str | None,
+    query: str | None,
+    table: str,
+    columns: str | None,
+    date_format: str | None,
+    timezone: str,
+    amount_scale: float | None,
+    keep_zero: bool,
+    cdnow: bool,
+) -> Transactions:
+    if (input is None) == (database_url is None):
+        raise InputError("give exactly one of --input FILE or --database-url URL")
+    if database_url is not None:
+        return read_database(
+            database_url,
+            query=query,
+            table=table,
+            columns=parse_columns(columns, PLATFORM_COLUMNS),
+            timezone=timezone,
+            amount_scale=amount_scale,
+            keep_zero=keep_zero,
+        )
+    assert input is not None
+    if cdnow:
+        return read_cdnow(input)
+    return read_transactions(
+        input,
+        parse_columns(columns, ColumnMap()),
+        date_format=date_format,
+        timezone=timezone,
+        amount_scale=1.0 if amount_scale is None else amount_scale,
+        keep_zero=keep_zero,
+    )
+
+
+def with_source(func: Callable[..., None]) -> Callable[..., None]:
+    """Add the input options to a command; the command receives ``tx`` instead."""
+    sig = inspect.signature(func)
+    own = [p for p in sig.parameters.values() if p.name != "tx"]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: object) -> None:
+        source = {name: kwargs.pop(name) for name in _SOURCE_NAMES}
+        as_json = bool(kwargs.get("as_json", False))
+        try:
+            with steps(["read"], quiet=as_json) as advance:
+                tx = load_source(**source)  # type: ignore[arg-type]
+                advance()
+            func(tx=tx, **kwargs)
+        except AnalyticsError as exc:
+            if as_json:
+                payload = {"error": {"code": exc.code, "message": str(exc)}}
+                sys.stdout.write(orjson.dumps(payload).decode() + "\n")
+            else:
+                err.print(f"[bold red]error[/]: {exc}", highlight=False)
+            raise typer.Exit(code=2) from None
+
+    params = own + SOURCE_PARAMS
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__
+    return wrapper
+
+
+@contextmanager
+def steps(names: list[str], *, quiet: bool = False) -> Iterator[Callable[[], None]]:
+    """A rich progress bar over named steps, on stderr (never mixed with --json output)."""
+    if quiet or not err.is_terminal:
+        yield lambda: None
+        return
+    labels = {
+        "read": "Reading transactions",
+        "summary": "Summarising customers",
+        "fit": "Fitting models",
+        "score": "Scoring customers",
+        "validate": "Holdout validation",
+        "cluster": "Clustering",
+        **{s: f"Report: {s}" for s in STEPS},
+    }
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(labels.get(names[0], names[0]), total=len(names))
+        position = [0]
+
+        def advance() -> None:
+            position[0] += 1
+            progress.advance(task)
+            if position[0] < len(names):
+                progress.update(task, description=labels.get(names[position[0]], ""))
+
+        yield advance
+
+
+def emit_json(data: object) -> None:
+    sys.stdout.write(
+        orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n"
+    )
+
+
+def _load_note(tx: Transactions) -> None:
+    rep = tx.report
+    excluded = ", ".join(f"{k}: {v:,}" for k, v in rep.excluded.items()) or "none"
+    err.print(
+        f"[dim]{rep.source}: {rep.rows_read:,} rows read, {rep.rows_used:,} used; "
+        f"excluded: {excluded}[/]",
+        highlight=False,
+    )
+
+
+def _fmt(v: object, digits: int = 2) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LangOpt = Annotated[str, typer.Option("--lang", help="Language of names: en or zh.")]
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command("rfm")
+@with_source
+def rfm_command(
+    tx: Transactions,
+    as_of: Annotated[str | None, typer.Option(help="Score as of this date (YYYY-MM-DD).")] = None,
+    bins: Annotated[int, typer.Option(help="Number of score bins (quantiles).")] = 5,
+    transitions_from: Annotated[
+        str | None, typer.Option(help="Also show segment movement since this date.")
+    ] = None,
+    export: Annotated[
+        Path | None, typer.Option(help="Write per-customer scores to .csv or .xlsx.")
+    ] = None,
+    lang: LangOpt = "en",
+    as_json: JsonOpt = False,
+) -> None:
+    """RFM scores and named segments (sizes, value shares, movement)."""
+    cfg = RFMConfig(bins=bins)
+    data = api.analyze_rfm(tx, as_of=as_of, config=cfg, transitions_from=transitions_from)
+    if export is not None:
+        from loyalist.analytics.rfm import rfm_scores
+
+        export_frame(rfm_scores(tx, as_of, cfg), export)
+    if as_json:
+        emit_json(data)
+        return
+    _load_note(tx)
+    table = Table(title=f"RFM segments as of {data['as_of']} ({data['customers']:,} customers)")
+    for col in (
+        "Segment",
+        "Customers",
+        "% customers",
+        "% revenue",
+        "Recency (d)",
+        "Orders",
+        "Spend",
+    ):
+        table.add_column(col, justify="left" if col == "Segment" else "right")
+    for r in data["segments"]:  # type: ignore[attr-defined]
+        table.add_row(
+            segment_label(r["segment"], lang),
+            f"{r['customers']:,}",
+            f"{r['customer_share'] * 100:.1f}%",
+            f"{r['revenue_share'] * 100:.1f}%",
+            f"{r['mean_recency_days']:.0f}",
+            f"{r['mean_frequency']:.1f}",
+            f"{r['mean_monetary']:,.2f}",
+        )
+    out.print(table)
+    if "transitions" in data:
+        tr = data["transitions"]
+        matrix = tr["matrix"]  # type: ignore[index]
+        t2 = Table(title=f"Segment movement {tr['from']} → {tr['to']}")  # type: ignore[index]
+        cols = [c for c in matrix[0] if c != "from"] if matrix else []
+        t2.add_column("from \\ to")
+        for c in cols:
+            t2.add_column(segment_label(c, lang), justify="right")
+        for row in matrix:
+            t2.add_row(segment_label(row["from"], lang), *[f"{row[c]:,}" for c in cols])
+        out.print(t2)
+    if export is not None:
+        err.print(f"wrote {export}")
+
+
+@app.command("cohorts")
+@with_source
+def cohorts_command(
+    tx: Transactions,
+    granularity: Annotated[str, typer.Option(help="month or week.")] = "month",
+    periods: Annotated[int, typer.Option(help="Periods after acquisition to show.")] = 12,
+    as_json: JsonOpt = False,
+) -> None:
+    """Acquisition cohorts: retention and revenue per cohort over time."""
+    if granularity not in ("month", "week"):
+        raise InputError("--granularity must be month or week")
+    gran: Literal["month", "week"] = "month" if granularity == "month" else "week"
+    data = api.analyze_cohorts(tx, granularity=gran, periods=periods)
+    if as_json:
+        emit_json(data)
+        return
+    _load_note(tx)
+    frame = pl.DataFrame(data["cohorts"])  # type: ignore[arg-type]
+    wide = frame.pivot(on="period_index", index=["cohort", "cohort_size"], values="retention")
+    table = Table(title=f"Retention by {granularity}s since first purchase")
+    table.add_column("Cohort")
+    table.add_column("Size", justify="right")
+    pcols = [c for c in wide.columns if c not in ("cohort", "cohort_size")]
+    for c in pcols:
+        table.add_column(c, justify="right")
+    for r in wide.sort("cohort").to_dicts():
+        table.add_row(
+            str(r["cohort"]),
+            f"{r['cohort_size']:,}",
+            *[("" if r[c] is None else f"{r[c] * 100:.0f}%") for c in pcols],
+        )
+    out.print(table)
+
+
+@app.command("kpis")
+@with_source
+def kpis_command(
+    tx: Transactions,
+    start: Annotated[str | None, typer.Option(help="First day (default: end - 29 days).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last day (default: last data day).")] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="Restrict to an RFM segment (as of --end).")
+    ] = None,
+    lang: LangOpt = "en",
+    as_json: JsonOpt = False,
+) -> None:
+    """Programme KPIs for a period (and members vs non-members when known)."""
+    data = api.analyze_kpis(tx, start=start, end=end, segment=segment)
+    if as_json:
+        emit_json(data)
+        return
+    _load_note(tx)
+    title = f"KPIs {data['start']} – {data['end']}"
+    if segment:
+        title += f" · {segment_label(segment, lang)}"
+    table = Table(title=title)
+    table.add_column("KPI")
+    table.add_column("All", justify="right")
+    has_members = "members" in data
+    if has_members:
+        table.add_column("Members", justify="right")
+        table.add_column("Non-members", justify="right")
+    for k in KPI_NAMES:
+        row = [kpi_label(k, lang), _kpi(k, data["overall"])]
+        if has_members:
+            row += [_kpi(k, data["members"]), _kpi(k, data["non_members"])]
+        table.add_row(*row)
+    out.print(table)
+
+
+def _kpi(name: str, values: object) -> str:
+    v = values.get(name) if isinstance(values, dict) else None
+    return "–" if v is None else fmt_kpi(name, float(v))
+
+
+@app.command("clv")
+@with_source
+def clv_command(
+    tx: Transactions,
+    observation_end: Annotated[
+        str | None, typer.Option(help="End of observation (default: last data day).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="bgnbd or paretonbd.")] = "bgnbd",
+    unit: Annotated[str, typer.Option(help="Model time unit: D, W or M.")] = "W",
+    horizon_days: Annotated[float, typer.Option(help="CLV horizon in days.")] = 365.0,
+    discount_rate: Annotated[float, typer.Option(help="Annual discount rate.")] = 0.10,
+    margin: Annotated[float, typer.Option(help="Gross margin applied to spend (0-1].")] = 1.0,
+    calibration_end: Annotated[
+        str | None, typer.Option(help="Also validate: calibrate up to this date.")
+    ] = None,
+    top: Annotated[int, typer.Option(help="Customers to list.")] = 10,
+    export: Annotated[
+        Path | None, typer.Option(help="Write per-customer CLV to .csv or .xlsx.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit BG/NBD (or Pareto/NBD) + Gamma-Gamma; P(alive), expected purchases, CLV."""
+    if model not in ("bgnbd", "paretonbd"):
+        raise InputError("--model must be bgnbd or paretonbd")
+    names = ["summary", "fit"] + (["validate"] if calibration_end else [])
+    with steps(names, quiet=as_json) as advance:
+        data, customers = api.analyze_clv(
+            tx,
+            observation_end=observation_end,
+            unit=unit,
+            model="paretonbd" if model == "paretonbd" else "bgnbd",
+            horizon_days=horizon_days,
+            discount_rate=discount_rate,
+            margin=margin,
+            top=top,
+            calibration_end=calibration_end,
+        )
+        for _ in names:
+            advance()
+    if export is not None:
+        export_frame(customers, export)
+    if as_json:
+        emit_json(data)
+        return
+    _load_note(tx)
+    for key in ("purchase_model", "spend_model"):
+        fit = data[key]
+        table = Table(title=f"{fit['model']}: log-likelihood {fit['log_likelihood']:,.3f}")  # type: ignore[index]
+        table.add_column("Parameter")
+        table.add_column("Estimate", justify="right")
+        table.add_column("Std. error", justify="right")
+        for name, value in fit["params"].items():  # type: ignore[index]
+            se = fit["standard_errors"].get(name)  # type: ignore[index]
+            table.add_row(name, f"{value:.4f}", "–" if se is None else f"{se:.4f}")
+        out.print(table)
+        conv = fit["convergence"]  # type: ignore[index]
+        state = "[green]converged[/]" if conv["converged"] else "[red]NOT converged[/]"
+        out.print(
+            f"  {state}: {conv['reason']} ({conv['iterations']} iterations, "
+            f"{fit['n_unique_rows']:,} distinct rows, {fit['seconds'] * 1000:.0f} ms)"  # type: ignore[index]
+        )
+    out.print(
+        f"Customers: {data['customers']:,} · total CLV {data['total_clv']:,.2f} · mean CLV "
+        f"{data['mean_clv']:,.2f} · mean P(alive) {data['mean_probability_alive']:.3f}"
+    )
+    table = Table(title=f"Top {top} customers by CLV")
+    for col in ("Customer", "x", "P(alive)", "E(purchases)", "E(spend)", "CLV"):
+        table.add_column(col, justify="left" if col == "Customer" else "right")
+    for r in data["top_customers"]:  # type: ignore[attr-defined]
+        table.add_row(
+            str(r["customer_id"]),
+            str(r["frequency"]),
+            f"{r['probability_alive']:.3f}",
+            f"{r['expected_purchases']:.2f}",
+            f"{r['expected_spend']:,.2f}",
+            f"{r['clv']:,.2f}",
+        )
+    out.print(table)
+    if "validation" in data:
+        val = data["validation"]
+        t2 = Table(title=f"Holdout validation (calibration to {val['calibration_end']})")  # type: ignore[index]
+        for col in ("Repeat purchases in calibration", "Customers", "Actual", "Predicted"):
+            t2.add_column(col, justify="right")
+        for b in val["buckets"]:  # type: ignore[index]
+            t2.add_row(
+                str(b["frequency_bucket"]),
+                f"{b['customers']:,}",
+                f"{b['actual']:.3f}",
+                f"{b['predicted']:.3f}",
+            )
+        t2.add_row("Total", "", f"{val['actual_total']:,.0f}", f"{val['predicted_total']:,.1f}")  # type: ignore[index]
+        out.print(t2)
+    if export is not None:
+        err.print(f"wrote {export}")
+
+
+@app.command("segments")
+@with_source
+def segments_command(
+    tx: Transactions,
+    as_of: Annotated[str | None, typer.Option(help="As of this date.")] = None,
+    k_min: Annotated[int, typer.Option(help="Smallest k tried.")] = 2,
+    k_max: Annotated[int, typer.Option(help="Largest k tried.")] = 8,
+    with_clv: Annotated[bool, typer.Option("--with-clv", help="Add CLV as a feature.")] = False,
+    export: Annotated[
+        Path | None, typer.Option(help="Write customers with cluster to .csv or .xlsx.")
+    ] = None,
+    lang: LangOpt = "en",
+    as_json: JsonOpt = False,
+) -> None:
+    """K-means segments on standardised RFM (and CLV) features; k by silhouette."""
+    if not 2 <= k_min <= k_max:
+        raise InputError("need 2 <= --k-min <= --k-max")
+    with steps(["cluster"], quiet=as_json) as advance:
+        data, assigned = api.analyze_segments(
+            tx, as_of=as_of, k_range=range(k_min, k_max + 1), with_clv=with_clv, lang=lang
+        )
+        advance()
+    if export is not None:
+        export_frame(assigned, export)
+    if as_json:
+        emit_json(data)
+        return
+    _load_note(tx)
+    sil = data["silhouette"]
+    out.print(
+        f"Chosen k = {data['k']} (silhouette: "
+        + ", ".join(f"k={k}: {v:.3f}" for k, v in sil.items())  # type: ignore[attr-defined]
+        + ")"
+    )
+    for line in data["descriptions"]:  # type: ignore[attr-defined]
+        out.print(f" • {line}")
+    if export is not None:
+        err.print(f"wrote {export}")
+
+
+@app.command("report")
+@with_source
+def report_command(
+    tx: Transactions,
+    out_path: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path(
+        "report.html"
+    ),
+    lang: Annotated[str, typer.Option(help="en or zh.")] = "en",
+    as_of: Annotated[str | None, typer.Option(help="As of this date.")] = None,
+    calibration_end: Annotated[
+        str | None, typer.Option(help="Holdout split (default: middle of the history).")
+    ] = None,
+    currency: Annotated[str, typer.Option(help="Currency symbol, e.g. ¥ or $.")] = "",
+    model: Annotated[str, typer.Option(help="bgnbd or paretonbd.")] = "bgnbd",
+    clusters: Annotated[bool, typer.Option(help="Include k-means segments.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write one self-contained HTML report (charts inline, no network) in en or zh."""
+    if lang not in ("en", "zh"):
+        raise InputError("--lang must be en or zh")
+    opts = ReportOptions(
+        lang=lang,
+        as_of=as_of,
+        calibration_end=calibration_end,
+        currency=currency,
+        model="paretonbd" if model == "paretonbd" else "bgnbd",
+        clusters=clusters,
+    )
+    names = [s for s in STEPS if clusters or s != "clusters"]
+    with steps(names, quiet=as_json) as advance:
+        path = write_report(tx, out_path, opts, progress=lambda _s: advance())
+    if as_json:
+        emit_json({"load": tx.report.to_dict(), "report": str(path)})
+        return
+    _load_note(tx)
+    out.print(f"wrote {path}")
+
+
+def main() -> None:
+    app()

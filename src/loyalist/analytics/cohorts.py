@@ -1,0 +1,88 @@
+"""Acquisition cohorts: retention and revenue by months (or weeks) since first purchase.
+
+A customer's cohort is the calendar month (ISO week) of their first purchase.  Period 0 is
+that month; period k the k-th month after it.  ``retention`` in period k is the share of
+the cohort that bought at least once in that period (period 0 is 1 by definition).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import polars as pl
+
+from loyalist.analytics.errors import InputError
+from loyalist.analytics.io import Transactions
+
+Granularity = Literal["month", "week"]
+
+
+def _period(col: pl.Expr, granularity: Granularity) -> pl.Expr:
+    return col.dt.truncate("1mo" if granularity == "month" else "1w").dt.date()
+
+
+def cohort_table(tx: Transactions, granularity: Granularity = "month") -> pl.DataFrame:
+    """One row per (cohort, period): cohort_size, active, retention, orders, revenue,
+    revenue_per_customer (revenue over the cohort size) and cumulative_revenue_per_customer.
+    """
+    if granularity not in ("month", "week"):
+        raise InputError("cohort granularity must be 'month' or 'week'")
+    f = tx.frame.lazy().select(
+        "customer_id", _period(pl.col("occurred_at"), granularity).alias("period"), "amount"
+    )
+    first = f.group_by("customer_id").agg(pl.col("period").min().alias("cohort"))
+    joined = f.join(first, on="customer_id")
+    if granularity == "month":
+        index = (
+            (pl.col("period").dt.year() - pl.col("cohort").dt.year()) * 12
+            + pl.col("period").dt.month()
+            - pl.col("cohort").dt.month()
+        )
+    else:
+        index = (pl.col("period") - pl.col("cohort")).dt.total_days() // 7
+    per = (
+        joined.with_columns(index.cast(pl.Int32).alias("period_index"))
+        .group_by("cohort", "period_index")
+        .agg(
+            pl.col("customer_id").n_unique().alias("active"),
+            pl.len().alias("orders"),
+            pl.col("amount").sum().alias("revenue"),
+        )
+    )
+    sizes = first.group_by("cohort").agg(pl.len().alias("cohort_size"))
+    out = (
+        per.join(sizes, on="cohort")
+        .with_columns(
+            (pl.col("active") / pl.col("cohort_size")).alias("retention"),
+            (pl.col("revenue") / pl.col("cohort_size")).alias("revenue_per_customer"),
+        )
+        .sort("cohort", "period_index")
+        .with_columns(
+            pl.col("revenue_per_customer")
+            .cum_sum()
+            .over("cohort")
+            .alias("cumulative_revenue_per_customer")
+        )
+        .select(
+            "cohort",
+            "period_index",
+            "cohort_size",
+            "active",
+            "retention",
+            "orders",
+            "revenue",
+            "revenue_per_customer",
+            "cumulative_revenue_per_customer",
+        )
+        .collect()
+    )
+    return out
+
+
+def retention_matrix(table: pl.DataFrame, max_periods: int = 12) -> pl.DataFrame:
+    """Wide form: one row per cohort, columns ``0 .. max_periods`` of retention."""
+    t = table.filter(pl.col("period_index") <= max_periods)
+    wide = t.pivot(on="period_index", index=["cohort", "cohort_size"], values="retention")
+    cols = [c for c in wide.columns if c not in ("cohort", "cohort_size")]
+    cols.sort(key=int)
+    return wide.select("cohort", "cohort_size", *cols).sort("cohort")

@@ -1,0 +1,245 @@
+"""Shared machinery of the maximum-likelihood fits.
+
+Every model supplies ``negloglik(log_params) -> (value, gradient)``: the negative
+log-likelihood of the (weighted) data and its analytic gradient with respect to the
+logarithm of each parameter.  Parameters are optimised on the log scale (they are all
+positive) with L-BFGS-B; standard errors come from a central-difference Hessian of the
+analytic gradient, mapped back to the natural scale with the delta method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from scipy.optimize import minimize
+
+from loyalist.analytics._typing import FloatArray
+
+Objective = Callable[[FloatArray], tuple[float, FloatArray]]
+
+# Log-parameters are kept inside this box: exp(+-20) covers 2e-9 .. 5e8, far wider than any
+# meaningful purchase-rate or dropout heterogeneity, and keeps the optimiser away from
+# overflow in the gamma functions.
+_LOG_BOUND = 20.0
+
+
+@dataclass(frozen=True)
+class ConvergenceReport:
+    """What the optimiser did and whether the answer can be trusted."""
+
+    converged: bool
+    reason: str
+    iterations: int
+    function_evaluations: int
+    gradient_norm: float
+    at_bound: tuple[str, ...] = ()
+    hessian_positive_definite: bool = True
+    warm_start_rows: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "converged": self.converged,
+            "reason": self.reason,
+            "iterations": self.iterations,
+            "function_evaluations": self.function_evaluations,
+            "gradient_norm": self.gradient_norm,
+            "at_bound": list(self.at_bound),
+            "hessian_positive_definite": self.hessian_positive_definite,
+            "warm_start_rows": self.warm_start_rows,
+        }
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Parameters, log-likelihood, standard errors and the convergence report of a fit."""
+
+    model: str
+    params: dict[str, float]
+    log_likelihood: float
+    standard_errors: dict[str, float]
+    n_customers: int
+    n_unique_rows: int
+    convergence: ConvergenceReport
+    seconds: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return self.convergence.converged
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "params": dict(self.params),
+            "log_likelihood": self.log_likelihood,
+            "standard_errors": dict(self.standard_errors),
+            "n_customers": self.n_customers,
+            "n_unique_rows": self.n_unique_rows,
+            "convergence": self.convergence.to_dict(),
+            "seconds": self.seconds,
+            **({"extra": dict(self.extra)} if self.extra else {}),
+        }
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """Distinct data rows (columns) and how many customers share each."""
+
+    columns: tuple[FloatArray, ...]
+    weights: FloatArray
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def total_weight(self) -> float:
+        return float(self.weights.sum())
+
+
+def compress(*columns: FloatArray, weights: FloatArray | None = None) -> Compressed:
+    """Collapse identical rows of ``columns`` into one row with a weight (customer count)."""
+    names = [f"c{i}" for i in range(len(columns))]
+    frame = pl.DataFrame(
+        {
+            name: np.ascontiguousarray(col, dtype=np.float64)
+            for name, col in zip(names, columns, strict=True)
+        }
+    )
+    if weights is None:
+        frame = frame.with_columns(pl.lit(1.0, dtype=pl.Float64).alias("_w"))
+    else:
+        frame = frame.with_columns(pl.Series("_w", np.asarray(weights, dtype=np.float64)))
+    grouped = frame.group_by(names).agg(pl.col("_w").sum())
+    # A fixed order keeps fits bit-for-bit reproducible across runs.
+    grouped = grouped.sort(names)
+    cols = tuple(grouped[name].to_numpy().astype(np.float64, copy=False) for name in names)
+    w = grouped["_w"].to_numpy().astype(np.float64, copy=False)
+    return Compressed(columns=cols, weights=w)
+
+
+def subsample(data: Compressed, rows: int, seed: int = 12345) -> Compressed:
+    """A random subset of about ``rows`` customers (weighted draw), used for warm starts."""
+    rng = np.random.default_rng(seed)
+    total = data.total_weight
+    counts = rng.binomial(data.weights.astype(np.int64), min(1.0, rows / total))
+    keep = counts > 0
+    return Compressed(
+        columns=tuple(col[keep] for col in data.columns),
+        weights=counts[keep].astype(np.float64),
+    )
+
+
+def numerical_hessian(objective: Objective, point: FloatArray, step: float = 1e-6) -> FloatArray:
+    """Forward differences of the analytic gradient (k + 1 gradient calls); symmetrised."""
+    k = point.shape[0]
+    hess = np.empty((k, k), dtype=np.float64)
+    base = objective(point)[1]
+    for i in range(k):
+        up = point.copy()
+        up[i] += step
+        hess[:, i] = (objective(up)[1] - base) / step
+    return np.asarray(0.5 * (hess + hess.T), dtype=np.float64)
+
+
+def standard_errors(
+    objective: Objective, log_params: FloatArray, names: Sequence[str], n_total: float
+) -> tuple[dict[str, float], bool]:
+    """Delta-method standard errors on the natural scale from the log-scale Hessian.
+
+    ``objective`` is the *mean* negative log-likelihood over ``n_total`` customers, so the
+    observed information is ``n_total`` times its Hessian.
+    """
+    hess = numerical_hessian(objective, log_params)
+    try:
+        cov_log = np.linalg.inv(hess) / n_total
+        eig = np.linalg.eigvalsh(hess)
+        positive = bool(np.all(eig > 0))
+    except np.linalg.LinAlgError:
+        return {n: math.nan for n in names}, False
+    theta = np.exp(log_params)
+    var = np.diag(cov_log) * theta**2
+    ses = {
+        n: (float(math.sqrt(v)) if v > 0 and positive else math.nan)
+        for n, v in zip(names, var, strict=True)
+    }
+    return ses, positive
+
+
+def maximise(
+    objective: Objective,
+    start: FloatArray,
+    names: Sequence[str],
+    *,
+    n_total: float,
+    max_iter: int = 500,
+    want_standard_errors: bool = True,
+) -> tuple[FloatArray, float, dict[str, float], ConvergenceReport]:
+    """Minimise ``objective`` (a mean negative log-likelihood) from ``start`` (log scale).
+
+    Returns the log-parameters, the mean negative log-likelihood, standard errors and a
+    report.  Never raises on non-convergence: the report says why.
+    """
+    bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(names)
+    reason = ""
+    try:
+        res = minimize(
+            objective,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-9, "maxcor": 20},
+        )
+    except (FloatingPointError, ValueError, ArithmeticError) as exc:
+        report = ConvergenceReport(
+            converged=False,
+            reason=f"optimiser stopped: {type(exc).__name__}: {exc}",
+            iterations=0,
+            function_evaluations=0,
+            gradient_norm=math.nan,
+        )
+        nan = np.full(len(names), np.nan)
+        return nan, math.nan, {n: math.nan for n in names}, report
+    x = np.asarray(res.x, dtype=np.float64)
+    value = float(res.fun)
+    grad = np.asarray(res.jac, dtype=np.float64)
+    gnorm = float(np.max(np.abs(grad))) if grad.size else 0.0
+    at_bound = tuple(n for n, v in zip(names, x, strict=False) if abs(v) >= _LOG_BOUND - 1e-6)
+    finite = math.isfinite(value) and bool(np.all(np.isfinite(x)))
+    # L-BFGS-B reports "ABNORMAL" line-search ends when the objective is flat to machine
+    # precision; accept those when the gradient is small.
+    converged = finite and (bool(res.success) or gnorm < 1e-5) and not at_bound
+    if not finite:
+        reason = "log-likelihood is not finite at the solution"
+    elif at_bound:
+        reason = (
+            "parameter(s) ran to the edge of the search box ("
+            + ", ".join(at_bound)
+            + "): the data do not identify them (e.g. no repeat purchases or no dropout)"
+        )
+    elif not converged:
+        reason = f"optimiser did not converge: {res.message} (max |gradient| {gnorm:.3g})"
+    else:
+        reason = str(res.message)
+    ses: dict[str, float] = {n: math.nan for n in names}
+    positive = True
+    if want_standard_errors and finite:
+        ses, positive = standard_errors(objective, x, names, n_total)
+        if not positive and converged:
+            converged = False
+            reason = "Hessian is not positive definite at the solution (flat likelihood)"
+    report = ConvergenceReport(
+        converged=converged,
+        reason=reason,
+        iterations=int(res.nit),
+        function_evaluations=int(res.nfev),
+        gradient_norm=gnorm,
+        at_bound=at_bound,
+        hessian_positive_definite=positive,
+    )
+    return x, value, ses, report
