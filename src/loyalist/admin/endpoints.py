@@ -1,0 +1,772 @@
+"""Console routes. Each handler parses the request, calls services in one transaction and
+renders a template; permissions and scope are enforced by the services."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import yaml
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from loyalist.access import permissions as perm
+from loyalist.admin import explain
+from loyalist.admin.web import (
+    COOKIE,
+    LANG_COOKIE,
+    LOGIN_CSRF_COOKIE,
+    STATIC,
+    AdminRoute,
+    CsrfFailed,
+    Fmt,
+    Staff,
+    checked_form,
+    current_staff,
+    db_of,
+    errors_by_field,
+    gettext_for,
+    locale_of,
+    render,
+    set_cookie,
+)
+from loyalist.approval import service as approvals
+from loyalist.audit import service as audit
+from loyalist.dashboard import service as dashboards
+from loyalist.errors import FieldError, LoyalistError, ValidationFailed
+from loyalist.events import service as events
+from loyalist.kit.clock import utcnow
+from loyalist.kit.hashing import constant_time_equals, new_token
+from loyalist.kit.i18n import SUPPORTED
+from loyalist.ledger import service as ledger
+from loyalist.member import service as members
+from loyalist.member.schemas import MemberFilter, MemberUpdate, TagsIn
+from loyalist.order import service as orders
+from loyalist.order.schemas import DryRunIn
+from loyalist.org import service as org
+from loyalist.programme import service as programmes
+from loyalist.programme.schemas import Programme
+from loyalist.reward import service as rewards
+from loyalist.reward.schemas import RedemptionCancel
+from loyalist.staff import service as staff_service
+
+router = APIRouter(route_class=AdminRoute, include_in_schema=False)
+StaffDep = Annotated[Staff, Depends(current_staff)]
+FormDep = Annotated[dict[str, str], Depends(checked_form)]
+STATIC_FILES = {"htmx.min.js", "echarts.min.js", "admin.css", "admin.js"}
+ADJUST_APPROVAL_THRESHOLD = approvals.DEFAULT_THRESHOLD
+
+
+async def run(request: Request, fn: Callable[[Session], Any]) -> Any:
+    return await run_in_threadpool(db_of(request).run, fn)
+
+
+def _tz(s: Session) -> ZoneInfo:
+    _v, p = programmes.active(s)
+    return ZoneInfo(p.timezone)
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+# ── entry, static, login ───────────────────────────────────────────────────────────────
+@router.get("/")
+async def root() -> RedirectResponse:
+    return _see_other("/admin")
+
+
+@router.get("/admin")
+async def home(st: StaffDep) -> RedirectResponse:
+    return _see_other("/admin/dashboard" if st.can(perm.DASHBOARD_READ) else "/admin/members")
+
+
+@router.get("/admin/static/{name}")
+async def static(name: str) -> Response:
+    if name not in STATIC_FILES:
+        return Response(status_code=404)
+    media = "text/css" if name.endswith(".css") else "text/javascript"
+    return FileResponse(
+        STATIC / name, media_type=media, headers={"Cache-Control": "public, max-age=3600"}
+    )
+
+
+def _safe_next(nxt: str | None) -> str:
+    if nxt and nxt.startswith("/admin") and not nxt.startswith("//"):
+        return nxt
+    return "/admin"
+
+
+@router.get("/admin/login")
+async def login_page(
+    request: Request, next: str | None = None, lang: str | None = None
+) -> Response:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_token(24)
+    ctx = {"csrf": token, "next": _safe_next(next), "error": None}
+    resp = render(request, "login.html", ctx, locale=lang if lang in SUPPORTED else None)
+    if lang in SUPPORTED:
+        set_cookie(request, resp, LANG_COOKIE, lang, max_age=365 * 86400)
+    set_cookie(request, resp, LOGIN_CSRF_COOKIE, token, max_age=3600)
+    return resp
+
+
+@router.post("/admin/login")
+async def login_submit(request: Request) -> Response:
+    form = await request.form()
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    presented = str(form.get("csrf_token", ""))
+    if not cookie or not constant_time_equals(cookie, presented):
+        raise CsrfFailed("The login form has expired; reload it.")
+    login_name, password = str(form.get("login", "")), str(form.get("password", ""))
+    result = await run(request, lambda s: staff_service.login(s, login_name, password))
+    if not result.ok:
+        _ = gettext_for(locale_of(request))
+        msg = (
+            _("Too many failed attempts: this account is locked for 15 minutes.")
+            if result.locked
+            else _("Wrong login or password.")
+        )
+        return render(
+            request,
+            "login.html",
+            {"csrf": cookie, "next": _safe_next(str(form.get("next", ""))), "error": msg},
+            status=401 if not result.locked else 429,
+        )
+    resp = _see_other(_safe_next(str(form.get("next", ""))))
+    set_cookie(request, resp, COOKIE, result.token or "")
+    resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    return resp
+
+
+@router.post("/admin/logout")
+async def logout(request: Request, st: StaffDep, form: FormDep) -> Response:
+    token = request.cookies.get(COOKIE, "")
+    await run(request, lambda s: staff_service.logout(s, token))
+    resp = _see_other("/admin/login")
+    resp.delete_cookie(COOKIE, path="/")
+    return resp
+
+
+@router.post("/admin/lang")
+async def set_lang(request: Request, st: StaffDep, form: FormDep) -> Response:
+    lang = form.get("lang") if form.get("lang") in SUPPORTED else None
+    await run(request, lambda s: staff_service.set_locale(s, st.user_id, lang))
+    resp = _see_other(_safe_next(form.get("next")))
+    if lang:
+        set_cookie(request, resp, LANG_COOKIE, lang, max_age=365 * 86400)
+    return resp
+
+
+@router.get("/admin/password")
+async def password_page(request: Request, st: StaffDep) -> Response:
+    return render(request, "password.html", {"errors": {}, "done": False})
+
+
+@router.post("/admin/password")
+async def password_submit(request: Request, st: StaffDep, form: FormDep) -> Response:
+    _ = gettext_for(locale_of(request, st.locale_pref))
+    if form.get("new", "") != form.get("confirm", ""):
+        return render(
+            request,
+            "password.html",
+            {"errors": {"confirm": _("The passwords differ.")}, "done": False},
+            status=422,
+        )
+    try:
+        await run(
+            request,
+            lambda s: staff_service.change_password(
+                s, st.user_id, form.get("current", ""), form.get("new", ""), keep=st.session_id
+            ),
+        )
+    except LoyalistError as exc:
+        return render(
+            request,
+            "password.html",
+            {"errors": errors_by_field(exc.errors), "done": False},
+            status=exc.status,
+        )
+    return render(request, "password.html", {"errors": {}, "done": True})
+
+
+# ── dashboard ──────────────────────────────────────────────────────────────────────────
+def _period(frm: str | None, to: str | None, tz: ZoneInfo) -> dashboards.Period:
+    today = utcnow().astimezone(tz).date()
+    try:
+        end = date.fromisoformat(to) + timedelta(days=1) if to else today + timedelta(days=1)
+        start = date.fromisoformat(frm) if frm else end - timedelta(days=30)
+    except ValueError as exc:
+        raise ValidationFailed("Dates are YYYY-MM-DD.", [FieldError("from", "YYYY-MM-DD")]) from exc
+    return dashboards.Period(start, end)
+
+
+@router.get("/admin/dashboard")
+async def dashboard(
+    request: Request,
+    st: StaffDep,
+    unit: str | None = None,
+    to: str | None = None,
+) -> Response:
+    frm = request.query_params.get("from")
+
+    def work(s: Session) -> dict[str, Any]:
+        tz = _tz(s)
+        period = _period(frm, to, tz)
+        d = dashboards.build(s, st.actor, unit_code=unit or None, period=period)
+        units = dashboards.scope_units(s, st.actor)
+        return {"d": d, "units": units, "tz": tz}
+
+    ctx = await run(request, work)
+    return render(request, "dashboard.html", ctx, tz=ctx["tz"])
+
+
+# ── members ────────────────────────────────────────────────────────────────────────────
+@router.get("/admin/members")
+async def members_page(
+    request: Request,
+    st: StaffDep,
+    q: str = "",
+    phone: str = "",
+    tier: str = "",
+    tag: str = "",
+    store: str = "",
+) -> Response:
+    filt = {"q": q, "phone": phone, "tier": tier, "tag": tag, "store": store}
+    searched = any(filt.values())
+
+    def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.MEMBER_READ)
+        _v, programme = programmes.active(s)
+        rows: list[Any] = []
+        errors: dict[str, str] = {}
+        try:
+            f = MemberFilter(**{k: (v.strip() or None) for k, v in filt.items()})
+            rows = members.search(s, st.actor, f, after=None, limit=50)
+        except ValidationError as exc:
+            errors = {str(e["loc"][0]): e["msg"] for e in exc.errors()}
+        except LoyalistError as exc:
+            if exc.status == 404 and store:
+                errors = {"store": str(exc.detail)}
+            elif exc.status == 422:
+                errors = errors_by_field(exc.errors) or {"q": exc.detail}
+            else:
+                raise
+        return {
+            "rows": rows,
+            "filt": filt,
+            "errors": errors,
+            "searched": searched,
+            "tiers": {t.code: t.name for t in programme.tiers.levels},
+            "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
+            "tz": ZoneInfo(programme.timezone),
+        }
+
+    ctx = await run(request, work)
+    template = (
+        "members_rows.html" if request.headers.get("hx-request") == "true" else "members.html"
+    )
+    return render(request, template, ctx, tz=ctx["tz"])
+
+
+def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str, Any]:
+    prof = members.profile(s, st.actor, member_id)  # 404 out of scope
+    m = prof.member
+    _v, programme = programmes.active(s)
+    tz = ZoneInfo(programme.timezone)
+    fmt = Fmt(locale, tz)
+    _ = gettext_for(locale)
+    tier_names = {
+        t.code: t.name if locale == "zh_CN" else (t.name_en or t.name)
+        for t in programme.tiers.levels
+    }
+    levels = programme.tiers.levels
+    cur = next((t for t in levels if t.code == m.tier_code), levels[0])
+    nxt = next((t for t in levels if t.code == prof.progress.next_tier), None)
+    pct = 100
+    if nxt is not None and nxt.threshold > cur.threshold:
+        pct = max(
+            0,
+            min(
+                100,
+                round(
+                    100 * (prof.progress.value - cur.threshold) / (nxt.threshold - cur.threshold)
+                ),
+            ),
+        )
+    order_rows = orders.list_orders(s, st.actor, member_id=m.id, store=None, after=None, limit=50)
+    entries = list(reversed(ledger.entries(s, m.id, after=None, limit=100000)))[:100]
+    reds = rewards.list_redemptions(s, st.actor, member_id=m.id, after=None, limit=50)
+    catalogue = {r.id: r.name for r in rewards.catalogue(s, active_only=False)}
+    tier_hist = members.tier_history(s, m.id)
+    evs = events.list_events(s, st.actor, after=None, limit=200, member_id=m.id)
+    evs = [e for e in evs if not e.type.startswith(("points.", "order.", "redemption."))]
+    items = explain.timeline(
+        order_rows,
+        entries,
+        [(r, catalogue.get(r.reward_id, "?")) for r in reds],
+        tier_hist,
+        evs,
+        tier_names,
+        _,
+        fmt,
+    )
+    store = org.get(s, m.home_store_id) if m.home_store_id else None
+    return {
+        "p": prof,
+        "m": m,
+        "store": store,
+        "tier_names": tier_names,
+        "tier_pct": pct,
+        "next_threshold": nxt.threshold if nxt else None,
+        "metric": programme.tiers.metric.value,
+        "timeline": items,
+        "entries": entries[:30],
+        "entry_text": {e.id: explain.ledger_text(e, _, fmt) for e in entries[:30]},
+        "redemptions": [(r, catalogue.get(r.reward_id, "?")) for r in reds],
+        "tier_hist": tier_hist,
+        "pending": approvals.pending(s, st.actor, member_id=m.id),
+        "audit_rows": audit.for_object(s, "member", m.id)[-20:] if st.can(perm.AUDIT_READ) else [],
+        "threshold": ADJUST_APPROVAL_THRESHOLD,
+        "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
+        "tz": tz,
+    }
+
+
+@router.get("/admin/members/{member_id}")
+async def member_page(request: Request, st: StaffDep, member_id: int) -> Response:
+    locale = locale_of(request, st.locale_pref)
+
+    def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.MEMBER_READ)
+        return _member_ctx(s, st, member_id, locale)
+
+    ctx = await run(request, work)
+    ctx.update(errors={}, form={}, notice=request.query_params.get("notice"))
+    return render(request, "member.html", ctx, tz=ctx["tz"])
+
+
+async def _member_error(
+    request: Request,
+    st: StaffDep,
+    member_id: int,
+    exc: LoyalistError,
+    form: dict[str, str],
+    which: str,
+) -> Response:
+    locale = locale_of(request, st.locale_pref)
+    ctx = await run(request, lambda s: _member_ctx(s, st, member_id, locale))
+    errs = errors_by_field(exc.errors) or {"_": exc.detail}
+    ctx.update(errors={which: errs}, form=form, notice=None)
+    return render(request, "member.html", ctx, status=exc.status, tz=ctx["tz"])
+
+
+def _int_field(value: str, field: str) -> int:
+    try:
+        return int(value.replace(",", "").strip())
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"{field} must be a whole number.", [FieldError(field, "whole number")]
+        ) from exc
+
+
+@router.post("/admin/members/{member_id}/adjust")
+async def member_adjust(request: Request, st: StaffDep, member_id: int, form: FormDep) -> Response:
+    try:
+        points = _int_field(form.get("points", ""), "points")
+        outcome = await run(
+            request,
+            lambda s: approvals.adjust(
+                s,
+                st.actor,
+                member_id,
+                points,
+                form.get("reason", ""),
+                threshold=ADJUST_APPROVAL_THRESHOLD,
+            ),
+        )
+    except LoyalistError as exc:
+        if exc.status in (403, 404):
+            raise
+        return await _member_error(request, st, member_id, exc, form, "adjust")
+    notice = "adjusted" if outcome.entry is not None else "pending_approval"
+    return _see_other(f"/admin/members/{member_id}?notice={notice}")
+
+
+@router.post("/admin/members/{member_id}/tags")
+async def member_tags(request: Request, st: StaffDep, member_id: int, form: FormDep) -> Response:
+    add = [t.strip() for t in form.get("add", "").split(",") if t.strip()]
+    remove = [t.strip() for t in form.get("remove", "").split(",") if t.strip()]
+    try:
+        try:
+            data = TagsIn(add=add, remove=remove)
+        except ValidationError as exc:
+            raise ValidationFailed(
+                "Invalid tag.", [FieldError("add", "tags: no spaces at the start, no commas")]
+            ) from exc
+        await run(request, lambda s: members.set_tags(s, st.actor, member_id, data))
+    except LoyalistError as exc:
+        if exc.status in (403, 404):
+            raise
+        return await _member_error(request, st, member_id, exc, form, "tags")
+    return _see_other(f"/admin/members/{member_id}?notice=tags")
+
+
+@router.post("/admin/members/{member_id}/edit")
+async def member_edit(request: Request, st: StaffDep, member_id: int, form: FormDep) -> Response:
+    fields = {
+        k: (form.get(k, "").strip() or None)
+        for k in ("name", "email", "city", "birthday", "gender", "home_store", "phone")
+    }
+    fields = {k: v for k, v in fields.items() if v is not None}
+    try:
+        try:
+            data = MemberUpdate(**fields)
+        except ValidationError as exc:
+            raise ValidationFailed(
+                "Invalid profile.", [FieldError(str(e["loc"][0]), e["msg"]) for e in exc.errors()]
+            ) from exc
+        await run(request, lambda s: members.update(s, st.actor, member_id, data))
+    except LoyalistError as exc:
+        if exc.status in (403,) or (exc.status == 404 and not exc.errors):
+            raise
+        return await _member_error(request, st, member_id, exc, form, "edit")
+    return _see_other(f"/admin/members/{member_id}?notice=saved")
+
+
+# ── approvals ──────────────────────────────────────────────────────────────────────────
+@router.get("/admin/approvals")
+async def approvals_page(request: Request, st: StaffDep) -> Response:
+    def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.POINTS_APPROVE)
+        return {"rows": approvals.pending(s, st.actor), "tz": _tz(s)}
+
+    ctx = await run(request, work)
+    return render(request, "approvals.html", ctx, tz=ctx["tz"])
+
+
+@router.post("/admin/approvals/{request_id}/{decision}")
+async def approvals_decide(
+    request: Request, st: StaffDep, request_id: int, decision: str, form: FormDep
+) -> Response:
+    if decision not in ("approve", "reject"):
+        raise ValidationFailed("Unknown decision.")
+    fn = approvals.approve if decision == "approve" else approvals.reject
+    req = await run(request, lambda s: fn(s, st.actor, request_id))
+    return _see_other(f"/admin/members/{req.member_id}?notice={decision}d")
+
+
+# ── orders and redemptions ─────────────────────────────────────────────────────────────
+@router.get("/admin/orders")
+async def orders_page(
+    request: Request, st: StaffDep, store: str = "", member: str = "", before: str = ""
+) -> Response:
+    def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.ORDER_READ)
+        member_id = _int_field(member, "member") if member.strip() else None
+        after = _int_field(before, "before") if before.strip() else None
+        rows = orders.list_orders(
+            s, st.actor, member_id=member_id, store=store.strip() or None, after=after, limit=50
+        )
+        stores = {u.id: u for u in org.list_units(s, st.actor)}
+        return {
+            "rows": rows,
+            "stores": stores,
+            "filt": {"store": store, "member": member},
+            "tz": _tz(s),
+        }
+
+    ctx = await run(request, work)
+    return render(request, "orders.html", ctx, tz=ctx["tz"])
+
+
+@router.get("/admin/orders/{order_id}")
+async def order_page(request: Request, st: StaffDep, order_id: int) -> Response:
+    def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.ORDER_READ)
+        o = orders.get(s, st.actor, order_id)
+        return {
+            "o": o,
+            "lines": orders.lines(s, o.id),
+            "returns": orders.returns(s, o.id),
+            "store": org.get(s, o.store_id),
+            "tz": _tz(s),
+        }
+
+    ctx = await run(request, work)
+    return render(request, "order.html", ctx, tz=ctx["tz"])
+
+
+@router.get("/admin/redemptions")
+async def redemptions_page(
+    request: Request, st: StaffDep, member: str = "", before: str = ""
+) -> Response:
+    def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.REDEMPTION_READ)
+        member_id = _int_field(member, "member") if member.strip() else None
+        after = _int_field(before, "before") if before.strip() else None
+        rows = rewards.list_redemptions(s, st.actor, member_id=member_id, after=after, limit=50)
+        catalogue = {r.id: r for r in rewards.catalogue(s, active_only=False)}
+        return {"rows": rows, "catalogue": catalogue, "filt": {"member": member}, "tz": _tz(s)}
+
+    ctx = await run(request, work)
+    return render(request, "redemptions.html", ctx, tz=ctx["tz"])
+
+
+@router.post("/admin/redemptions/{redemption_id}/cancel")
+async def redemption_cancel(
+    request: Request, st: StaffDep, redemption_id: int, form: FormDep
+) -> Response:
+    data = RedemptionCancel(reason=form.get("reason", "")[:500])
+    await run(request, lambda s: rewards.cancel(s, st.actor, redemption_id, data))
+    return _see_other("/admin/redemptions?notice=cancelled")
+
+
+# ── programme ──────────────────────────────────────────────────────────────────────────
+SECTIONS = ("tiers", "rules", "campaigns", "expiry", "rewards")
+
+
+def _dump(value: Any) -> str:
+    return yaml.safe_dump(value, allow_unicode=True, sort_keys=False, width=100)
+
+
+def _sections(doc: dict[str, Any]) -> dict[str, str]:
+    earning = doc.get("earning", {})
+    return {
+        "tiers": _dump(doc.get("tiers", {})),
+        "rules": _dump(earning.get("rules", [])),
+        "campaigns": _dump(earning.get("campaigns", [])),
+        "expiry": _dump(doc.get("points", {})),
+        "rewards": _dump(doc.get("rewards", [])),
+    }
+
+
+def _section_of(field: str) -> str:
+    head = field.split(".")
+    if head[0] == "earning" and len(head) > 1 and head[1] in ("rules", "campaigns"):
+        return head[1]
+    return {"points": "expiry", "tiers": "tiers", "rewards": "rewards"}.get(head[0], "tiers")
+
+
+def _assemble(
+    base: dict[str, Any], form: dict[str, str]
+) -> tuple[Programme | None, dict[str, str]]:
+    """The draft document from the edited sections, validated like `programme apply`."""
+    doc = dict(base)
+    earning = dict(doc.get("earning", {}))
+    errors: dict[str, str] = {}
+    parsed: dict[str, Any] = {}
+    for sec in SECTIONS:
+        try:
+            parsed[sec] = yaml.safe_load(form.get(sec, "")) if form.get(sec, "").strip() else None
+        except yaml.YAMLError as exc:
+            errors[sec] = f"YAML: {exc}"
+    if errors:
+        return None, errors
+    if parsed["tiers"] is not None:
+        doc["tiers"] = parsed["tiers"]
+    earning["rules"] = parsed["rules"] or []
+    earning["campaigns"] = parsed["campaigns"] or []
+    doc["earning"] = earning
+    if parsed["expiry"] is not None:
+        doc["points"] = parsed["expiry"]
+    doc["rewards"] = parsed["rewards"] or []
+    try:
+        return programmes.parse(doc), {}
+    except LoyalistError as exc:
+        for e in exc.errors:
+            sec = _section_of(e.field)
+            errors[sec] = (errors.get(sec, "") + f"{e.field}: {e.message}\n").strip()
+        return None, errors or {"tiers": exc.detail}
+
+
+def _sample(form: dict[str, str], tz: ZoneInfo) -> tuple[DryRunIn | None, dict[str, str]]:
+    try:
+        when = form.get("sample_at", "").strip()
+        at = datetime.fromisoformat(when).replace(tzinfo=tz) if when else utcnow()
+        amount = round(float(form.get("sample_amount", "100") or "100") * 100)
+        data = DryRunIn(
+            order={
+                "external_id": "preview",
+                "store": form.get("sample_store", "").strip() or "preview",
+                "channel": form.get("sample_channel", "pos").strip() or "pos",
+                "occurred_at": at,
+                "amount_paid_minor": amount,
+                "lines": [
+                    {
+                        "sku": form.get("sample_sku", "").strip() or "SKU",
+                        "category": form.get("sample_category", "").strip() or None,
+                        "quantity": 1,
+                        "unit_price_minor": amount,
+                    }
+                ],
+            },
+            tier=form.get("sample_tier", "").strip() or None,
+        )
+        return data, {}
+    except (ValueError, ValidationError) as exc:
+        return None, {"sample": str(exc).splitlines()[0]}
+
+
+async def _programme_view(
+    request: Request, st: Staff, template: str, extra: dict[str, Any], status: int = 200
+) -> Response:
+    def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.PROGRAMME_READ)
+        version, programme = programmes.active(s)
+        doc = programmes.as_document(programme)
+        stores = [u for u in org.list_units(s, st.actor) if u.kind == "store"]
+        return {
+            "version": version,
+            "programme": programme,
+            "doc": doc,
+            "stores": stores,
+            "tz": ZoneInfo(programme.timezone),
+        }
+
+    ctx = await run(request, work)
+    ctx.setdefault("sections", _sections(ctx["doc"]))
+    ctx.update(extra)
+    return render(request, template, ctx, status=status, tz=ctx["tz"])
+
+
+@router.get("/admin/programme")
+async def programme_page(request: Request, st: StaffDep) -> Response:
+    return await _programme_view(request, st, "programme.html", {})
+
+
+@router.get("/admin/programme/edit")
+async def programme_edit(request: Request, st: StaffDep) -> Response:
+    return await _programme_view(
+        request, st, "programme_edit.html", {"errors": {}, "result": None, "form": {}}
+    )
+
+
+@router.post("/admin/programme/edit")
+async def programme_edit_post(request: Request, st: StaffDep, form: FormDep) -> Response:
+    action = form.get("action", "preview")
+
+    def work(s: Session) -> dict[str, Any]:
+        if action == "publish":
+            perm.require(st.actor, perm.PROGRAMME_PUBLISH)
+        else:
+            perm.require(st.actor, perm.PROGRAMME_READ)
+        version, current = programmes.active(s)
+        tz = ZoneInfo(current.timezone)
+        draft, errors = _assemble(programmes.as_document(current), form)
+        result = None
+        if draft is not None and action == "preview":
+            sample, serr = _sample(form, tz)
+            errors.update(serr)
+            if sample is not None:
+                try:
+                    before = orders.dry_run_with(current, sample)
+                    after = orders.dry_run_with(draft, sample)
+                    result = {"before": before, "after": after}
+                except LoyalistError as exc:
+                    errors["sample"] = exc.detail
+        published = None
+        if draft is not None and action == "publish" and not errors:
+            pv, created = programmes.publish(s, st.actor, draft, note=form.get("note") or None)
+            published = (pv.version, created)
+        return {
+            "errors": errors,
+            "result": result,
+            "published": published,
+            "version": version,
+            "tz": tz,
+        }
+
+    out = await run(request, work)
+    if out["published"] is not None:
+        number, created = out["published"]
+        return _see_other(
+            f"/admin/programme/versions/{number}?notice={'published' if created else 'unchanged'}"
+        )
+    sections = {sec: form.get(sec, "") for sec in SECTIONS}
+    return await _programme_view(
+        request,
+        st,
+        "programme_edit.html",
+        {"errors": out["errors"], "result": out["result"], "form": form, "sections": sections},
+        status=422 if out["errors"] else 200,
+    )
+
+
+@router.get("/admin/programme/versions")
+async def programme_versions(request: Request, st: StaffDep) -> Response:
+    def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.PROGRAMME_READ)
+        return {"rows": list(reversed(programmes.list_versions(s))), "tz": _tz(s)}
+
+    ctx = await run(request, work)
+    return render(request, "versions.html", ctx, tz=ctx["tz"])
+
+
+@router.get("/admin/programme/versions/{number}")
+async def programme_version(request: Request, st: StaffDep, number: int) -> Response:
+    def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.PROGRAMME_READ)
+        rows = {v.version: v for v in programmes.list_versions(s)}
+        if number not in rows:
+            from loyalist.programme.errors import NoProgramme
+
+            raise NoProgramme(f"No programme version {number}.")
+        cur = rows[number]
+        prev = rows.get(number - 1)
+        a = _dump(prev.document).splitlines() if prev else []
+        b = _dump(cur.document).splitlines()
+        diff = list(difflib.unified_diff(a, b, f"v{number - 1}", f"v{number}", lineterm="", n=2))
+        return {"v": cur, "prev": prev, "diff": diff, "tz": _tz(s)}
+
+    ctx = await run(request, work)
+    ctx["notice"] = request.query_params.get("notice")
+    return render(request, "version.html", ctx, tz=ctx["tz"])
+
+
+# ── audit ──────────────────────────────────────────────────────────────────────────────
+@router.get("/admin/audit")
+async def audit_page(
+    request: Request,
+    st: StaffDep,
+    who: str = "",
+    action: str = "",
+    object_type: str = "",
+    object_id: str = "",
+    before: str = "",
+) -> Response:
+    def work(s: Session) -> dict[str, Any]:
+        f = audit.AuditFilter(
+            actor=who.strip() or None,
+            action=action.strip() or None,
+            object_type=object_type.strip() or None,
+            object_id=object_id.strip() or None,
+        )
+        before_id = _int_field(before, "before") if before.strip() else None
+        rows = audit.search(s, st.actor, f, before_id=before_id, limit=50)
+        return {
+            "rows": rows,
+            "filt": {
+                "who": who,
+                "action": action,
+                "object_type": object_type,
+                "object_id": object_id,
+            },
+            "tz": _tz(s),
+        }
+
+    ctx = await run(request, work)
+    nxt = ctx["rows"][-1].id if len(ctx["rows"]) == 50 else None
+    ctx["next_url"] = (
+        f"/admin/audit?who={quote(who)}&action={quote(action)}&object_type={quote(object_type)}"
+        f"&object_id={quote(object_id)}&before={nxt}"
+        if nxt
+        else None
+    )
+    return render(request, "audit.html", ctx, tz=ctx["tz"])

@@ -1,0 +1,292 @@
+"""Console plumbing: sessions and CSRF, locale, formatting, rendering, error pages."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_currency, format_decimal, format_percent
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from loyalist.errors import FieldError, LoyalistError
+from loyalist.kit import i18n
+from loyalist.kit.actor import Actor
+from loyalist.kit.db import Database
+from loyalist.staff import service as staff
+
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+LOCALE_DIR = HERE / "locale"
+STATIC = HERE / "static"
+COOKIE = "loyalist_staff"
+LANG_COOKIE = "loyalist_lang"
+LOGIN_CSRF_COOKIE = "loyalist_login_csrf"
+CSRF_HEADER = "x-csrf-token"
+
+
+class NeedLogin(Exception):
+    pass
+
+
+class CsrfFailed(LoyalistError):
+    status = 403
+    code = "csrf_failed"
+    title = "The form has expired; reload the page and try again"
+
+
+# ── formatting ─────────────────────────────────────────────────────────────────────────
+def _babel(locale: str) -> str:
+    return "zh_Hans_CN" if locale == "zh_CN" else "en"
+
+
+@dataclass(frozen=True)
+class Fmt:
+    locale: str
+    tz: ZoneInfo
+    currency: str = "CNY"
+
+    def money(self, minor: int | None, short: bool = True) -> str:
+        if minor is None:
+            return "—"
+        amount = Decimal(minor) / 100
+        if self.locale == "zh_CN":
+            if short and abs(amount) >= 10_000:
+                wan = amount / 10_000
+                return f"¥{format_decimal(round(wan, 2), format='#,##0.##', locale='zh_CN')}万"
+            return f"¥{format_decimal(amount, format='#,##0.00', locale='zh_CN')}"
+        return str(format_currency(amount, self.currency, locale="en"))
+
+    def num(self, n: int | float | None, short: bool = False) -> str:
+        if n is None:
+            return "—"
+        if self.locale == "zh_CN" and short and abs(n) >= 10_000:
+            wan = round(Decimal(n) / 10_000, 2)
+            return f"{format_decimal(wan, format='#,##0.##', locale='zh_CN')}万"
+        return str(format_decimal(n, locale=_babel(self.locale)))
+
+    def pct(self, x: float) -> str:
+        return str(format_percent(x, format="#,##0.0%", locale=_babel(self.locale)))
+
+    def dt(self, value: datetime | None) -> str:
+        if value is None:
+            return "—"
+        return str(
+            format_datetime(value.astimezone(self.tz), format="medium", locale=_babel(self.locale))
+        )
+
+    def day(self, value: date | datetime | None) -> str:
+        if value is None:
+            return "—"
+        if isinstance(value, datetime):
+            value = value.astimezone(self.tz).date()
+        return str(format_date(value, format="medium", locale=_babel(self.locale)))
+
+    def local(self, value: datetime) -> datetime:
+        return value.astimezone(self.tz)
+
+
+def mask_phone(phone: str | None) -> str:
+    if not phone:
+        return "—"
+    return phone[:-8] + "****" + phone[-4:] if len(phone) > 8 else "****"
+
+
+# ── templates ──────────────────────────────────────────────────────────────────────────
+_envs: dict[str, Environment] = {}
+_env_lock = threading.Lock()
+
+
+def env_for(locale: str) -> Environment:
+    """One environment per locale with its gettext catalogue installed (thread-safe)."""
+    with _env_lock:
+        env = _envs.get(locale)
+        if env is None:
+            env = Environment(
+                loader=FileSystemLoader(TEMPLATES),
+                autoescape=select_autoescape(["html"]),
+                extensions=["jinja2.ext.i18n"],
+                trim_blocks=True,
+                lstrip_blocks=True,
+            )
+            env.install_gettext_translations(  # type: ignore[attr-defined]
+                i18n.translations(locale, (LOCALE_DIR,)), newstyle=True
+            )
+            env.globals["mask_phone"] = mask_phone
+            _envs[locale] = env
+    return env
+
+
+def gettext_for(locale: str) -> Callable[[str], str]:
+    t = i18n.translations(locale, (LOCALE_DIR,))
+    return lambda s: str(t.gettext(s))
+
+
+# ── the signed-in staff member ─────────────────────────────────────────────────────────
+@dataclass(frozen=True)
+class Staff:
+    user_id: int
+    login: str
+    role: str
+    unit_code: str
+    unit_name: str
+    session_id: int
+    csrf: str
+    locale_pref: str | None
+    actor: Actor
+
+    def can(self, action: str) -> bool:
+        return self.actor.can(action)
+
+
+def db_of(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def locale_of(request: Request, pref: str | None = None) -> str:
+    return i18n.negotiate(
+        request.headers.get("accept-language"), pref or request.cookies.get(LANG_COOKIE)
+    )
+
+
+def _load_staff(db: Database, token: str) -> Staff | None:
+    from loyalist.org import service as org
+
+    def work(s: Session) -> Staff | None:
+        cur = staff.authenticate(s, token)
+        if cur is None:
+            return None
+        unit = org.get(s, cur.user.org_unit_id)
+        return Staff(
+            user_id=cur.user.id,
+            login=cur.user.login,
+            role=cur.user.role,
+            unit_code=unit.code,
+            unit_name=unit.name,
+            session_id=cur.session.id,
+            csrf=cur.session.csrf_token,
+            locale_pref=cur.user.locale,
+            actor=cur.actor,
+        )
+
+    result: Staff | None = db.run(work)
+    return result
+
+
+async def current_staff(request: Request) -> Staff:
+    token = request.cookies.get(COOKIE, "")
+    if not token:
+        raise NeedLogin()
+    st = await run_in_threadpool(_load_staff, db_of(request), token)
+    if st is None:
+        raise NeedLogin()
+    request.state.staff = st
+    return st
+
+
+async def checked_form(request: Request) -> dict[str, str]:
+    """The posted form, after the CSRF check (form field or the HTMX header)."""
+    st: Staff | None = getattr(request.state, "staff", None)
+    if st is None:
+        st = await current_staff(request)
+    form = await request.form()
+    presented = request.headers.get(CSRF_HEADER) or str(form.get("csrf_token", ""))
+    import hmac
+
+    if not presented or not hmac.compare_digest(presented.encode(), st.csrf.encode()):
+        raise CsrfFailed("The CSRF token is missing or wrong.")
+    return {k: str(v) for k, v in form.items() if isinstance(v, str)}
+
+
+def is_https(request: Request) -> bool:
+    return (
+        request.url.scheme == "https"
+        or request.headers.get("x-forwarded-proto", "").lower() == "https"
+    )
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, **kw: Any) -> None:
+    response.set_cookie(
+        name,
+        value,
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request),
+        path="/",
+        **kw,
+    )
+
+
+# ── rendering ──────────────────────────────────────────────────────────────────────────
+def render(
+    request: Request,
+    template: str,
+    ctx: dict[str, Any],
+    *,
+    status: int = 200,
+    staff_: Staff | None = None,
+    tz: ZoneInfo | None = None,
+    locale: str | None = None,
+) -> HTMLResponse:
+    st = staff_ or getattr(request.state, "staff", None)
+    locale = locale or locale_of(request, st.locale_pref if st else None)
+    fmt = Fmt(locale, tz or ZoneInfo("Asia/Shanghai"))
+    env = env_for(locale)
+    html = env.get_template(template).render(
+        request=request,
+        staff=st,
+        locale=locale,
+        fmt=fmt,
+        htmx=request.headers.get("hx-request") == "true",
+        **ctx,
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def errors_by_field(errors: list[FieldError]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for e in errors:
+        out.setdefault(e.field, e.message)
+    return out
+
+
+class AdminRoute(APIRoute):
+    """Turns console exceptions into pages: login redirect, 403/404/409/422 in HTML."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        inner = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await inner(request)
+            except NeedLogin:
+                if request.method == "GET":
+                    nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    return RedirectResponse(f"/admin/login?next={nxt}", status_code=303)
+                return render(request, "error.html", {"status": 401, "error": None}, status=401)
+            except LoyalistError as exc:
+                return render(
+                    request, "error.html", {"status": exc.status, "error": exc}, status=exc.status
+                )
+            except RequestValidationError as exc:
+                detail = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+                    for e in exc.errors()[:5]
+                )
+                err = LoyalistError(detail)
+                return render(request, "error.html", {"status": 422, "error": err}, status=422)
+
+        return handler

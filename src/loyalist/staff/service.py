@@ -1,0 +1,266 @@
+"""Console users: argon2 passwords, lockout, server-side sessions with a CSRF token, roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from loyalist.access.permissions import ROLES, role_can_write
+from loyalist.errors import FieldError, ValidationFailed
+from loyalist.kit.actor import Actor
+from loyalist.kit.clock import utcnow
+from loyalist.kit.hashing import constant_time_equals, new_token, sha256_hex
+from loyalist.models import OrgUnit, StaffSession, StaffUser
+from loyalist.org import service as org
+from loyalist.staff.errors import StaffUserExists, StaffUserNotFound, WrongPassword
+
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+SESSION_IDLE = timedelta(hours=12)
+MIN_PASSWORD = 8
+ROLE_NAMES = tuple(ROLES)
+_hasher = PasswordHasher()
+# Verified against when the login is unknown, so both cases cost the same time.
+_DUMMY_HASH = _hasher.hash("loyalist-dummy-password")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _verify(hash_: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hash_, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _check_password(password: str, field: str = "password") -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValidationFailed(
+            f"A password needs at least {MIN_PASSWORD} characters.",
+            [FieldError(field, f"at least {MIN_PASSWORD} characters", "too_short")],
+        )
+
+
+def create_user(
+    session: Session,
+    *,
+    login: str,
+    role: str,
+    unit_code: str,
+    password: str,
+    display_name: str | None = None,
+    locale: str | None = None,
+) -> StaffUser:
+    login = login.strip().lower()
+    if not login or len(login) > 64:
+        raise ValidationFailed("A login is required.", [FieldError("login", "1–64 characters")])
+    if role not in ROLES:
+        raise ValidationFailed(
+            f"Unknown role {role!r}.", [FieldError("role", f"one of {', '.join(ROLES)}")]
+        )
+    _check_password(password)
+    if session.scalar(select(StaffUser.id).where(StaffUser.login == login)) is not None:
+        raise StaffUserExists(f"A staff user {login!r} exists.")
+    unit = org.get_by_code(session, unit_code)
+    now = utcnow()
+    user = StaffUser(
+        login=login,
+        display_name=display_name,
+        password_hash=hash_password(password),
+        role=role,
+        org_unit_id=unit.id,
+        locale=locale,
+        failed_logins=0,
+        locked_until=None,
+        disabled_at=None,
+        password_changed_at=now,
+        last_login_at=None,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_by_login(session: Session, login: str) -> StaffUser:
+    user = session.scalar(select(StaffUser).where(StaffUser.login == login.strip().lower()))
+    if user is None:
+        raise StaffUserNotFound(f"No staff user {login!r}.")
+    return user
+
+
+def list_users(session: Session) -> list[StaffUser]:
+    return list(session.scalars(select(StaffUser).order_by(StaffUser.login)))
+
+
+def actor_for(session: Session, user: StaffUser) -> Actor:
+    unit = session.get(OrgUnit, user.org_unit_id)
+    assert unit is not None
+    return Actor(
+        name=f"user:{user.login}",
+        scope_path=unit.path,
+        can_write=role_can_write(user.role),
+        principal=f"user:{user.id}",
+        permissions=ROLES[user.role],
+    )
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    ok: bool
+    token: str | None = None
+    csrf_token: str | None = None
+    locked: bool = False
+
+
+def login(session: Session, login_name: str, password: str) -> LoginResult:
+    """Check a password; a success opens a session. Failures are counted (and committed):
+    after MAX_FAILURES in a row the account is locked for LOCKOUT, whatever is presented."""
+    now = utcnow()
+    user = session.scalar(
+        select(StaffUser).where(StaffUser.login == login_name.strip().lower()).with_for_update()
+    )
+    if user is None or user.disabled_at is not None:
+        _verify(_DUMMY_HASH, password)
+        return LoginResult(ok=False)
+    if user.locked_until is not None and user.locked_until > now:
+        return LoginResult(ok=False, locked=True)
+    if not _verify(user.password_hash, password):
+        user.failed_logins = (
+            1
+            if user.locked_until is not None and user.locked_until <= now
+            else user.failed_logins + 1
+        )
+        if user.locked_until is not None and user.locked_until <= now:
+            user.locked_until = None
+        if user.failed_logins >= MAX_FAILURES:
+            user.locked_until = now + LOCKOUT
+            user.failed_logins = 0
+            session.flush()
+            return LoginResult(ok=False, locked=True)
+        session.flush()
+        return LoginResult(ok=False)
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    token, csrf = new_token(32), new_token(32)
+    session.add(
+        StaffSession(
+            token_hash=sha256_hex(token),
+            csrf_token=csrf,
+            staff_user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + SESSION_IDLE,
+            revoked_at=None,
+        )
+    )
+    session.flush()
+    return LoginResult(ok=True, token=token, csrf_token=csrf)
+
+
+@dataclass(frozen=True)
+class Current:
+    user: StaffUser
+    session: StaffSession
+    actor: Actor
+
+
+def authenticate(session: Session, token: str) -> Current | None:
+    """The open session behind a cookie token (sliding idle expiry), or None."""
+    if not token:
+        return None
+    now = utcnow()
+    row = session.scalar(select(StaffSession).where(StaffSession.token_hash == sha256_hex(token)))
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    user = session.get(StaffUser, row.staff_user_id)
+    if user is None or user.disabled_at is not None:
+        return None
+    if now - row.last_seen_at > timedelta(minutes=1):
+        row.last_seen_at = now
+        row.expires_at = now + SESSION_IDLE
+    return Current(user, row, actor_for(session, user))
+
+
+def csrf_ok(current: Current, presented: str | None) -> bool:
+    return bool(presented) and constant_time_equals(current.session.csrf_token, presented or "")
+
+
+def logout(session: Session, token: str) -> None:
+    session.execute(
+        update(StaffSession)
+        .where(StaffSession.token_hash == sha256_hex(token), StaffSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+def change_password(session: Session, user_id: int, current: str, new: str, keep: int) -> None:
+    """Change a password; every other session of the user is closed (``keep`` stays open)."""
+    user = session.get(StaffUser, user_id)
+    if user is None:
+        raise StaffUserNotFound("No such staff user.")
+    if not _verify(user.password_hash, current):
+        raise WrongPassword(
+            "The current password is wrong.", [FieldError("current", "wrong password", "wrong")]
+        )
+    _check_password(new, "new")
+    now = utcnow()
+    user.password_hash = hash_password(new)
+    user.password_changed_at = now
+    session.execute(
+        update(StaffSession)
+        .where(
+            StaffSession.staff_user_id == user.id,
+            StaffSession.id != keep,
+            StaffSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+
+
+def set_locale(session: Session, user_id: int, locale: str | None) -> None:
+    user = session.get(StaffUser, user_id)
+    if user is not None:
+        user.locale = locale
+
+
+DEMO_USERS: tuple[tuple[str, str, str], ...] = (
+    ("admin", "hq_admin", "hq"),
+    ("east.manager", "regional_manager", "east"),
+    ("jingan.staff", "store_staff", "sh-jingan"),
+    ("agent", "service_agent", "hq"),
+    ("analyst", "analyst", "hq"),
+)
+
+
+def ensure_demo_users(session: Session) -> list[tuple[str, str, str, str]]:
+    """One user per role for the demo: (login, password, role, unit code).
+
+    Units are the demo's codes when they exist (hq, a region, a store); otherwise the first
+    region and store of the tree. Existing users are left as they are (password unchanged).
+    """
+    units = list(session.scalars(select(OrgUnit).order_by(OrgUnit.path)))
+    by_code = {u.code: u for u in units}
+    out: list[tuple[str, str, str, str]] = []
+    for login_name, role, code in DEMO_USERS:
+        kind = {"regional_manager": "region", "store_staff": "store"}.get(role, "hq")
+        unit = by_code.get(code) or next((u for u in units if u.kind == kind), None)
+        if unit is None:
+            continue
+        password = f"{login_name.split('.')[0]}-demo-2026"
+        if session.scalar(select(StaffUser.id).where(StaffUser.login == login_name)) is None:
+            create_user(
+                session, login=login_name, role=role, unit_code=unit.code, password=password
+            )
+        out.append((login_name, password, role, unit.code))
+    return out
