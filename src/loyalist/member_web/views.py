@@ -1,0 +1,304 @@
+"""What each member page shows, read through the services for one member only.
+
+Every function takes the member id from the signed-in session, never from the request,
+and acts as that member (``member:<id>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from loyalist.kit.actor import Actor
+from loyalist.kit.clock import utcnow
+from loyalist.ledger import service as ledger
+from loyalist.member import service as members
+from loyalist.models import LedgerEntry, OrderReturn, Redemption, Reward
+from loyalist.order import service as orders
+from loyalist.order.errors import OrderNotFound
+from loyalist.programme import service as programmes
+from loyalist.programme.schemas import Programme, TierMetric
+from loyalist.reward import service as rewards
+from loyalist.reward.errors import RedemptionNotFound, RewardNotFound
+from loyalist.reward.schemas import RedemptionCreate
+from loyalist.tier.domain import Progress
+
+EXPIRING_HORIZON = timedelta(days=90)
+HISTORY_PAGE = 20
+
+Gettext = Callable[..., str]
+
+
+def member_actor(member_id: int) -> Actor:
+    return Actor(
+        name=f"member:{member_id}",
+        scope_path="/",
+        can_write=True,
+        principal=f"member:{member_id}",
+    )
+
+
+def _tier_name(programme: Programme, code: str, locale: str) -> str:
+    try:
+        tier = programme.tiers.by_code(code)
+    except KeyError:
+        return code
+    return (tier.name_en or tier.name) if locale == "en" else tier.name
+
+
+def reward_name(reward: Reward, locale: str) -> str:
+    return (reward.name_en or reward.name) if locale == "en" else reward.name
+
+
+@dataclass(frozen=True)
+class Home:
+    member_no: str
+    name: str | None
+    available: int
+    pending: int
+    debt: int
+    expiring: list[tuple[datetime, int]]
+    tier_name: str
+    next_tier_name: str | None
+    progress: Progress
+    progress_pct: int
+    metric: TierMetric
+    next_threshold: int | None
+    benefits: list[str]
+    redeemable: list[Reward]
+    currency: str
+    tz: str
+
+
+def _benefits(
+    programme: Programme, tier_code: str, _: Gettext, money: Callable[[int], str]
+) -> list[str]:
+    base = programme.earning.base
+    lines = [
+        _(
+            "Earn %(points)s points for every %(amount)s you spend",
+            points=base.points_per_unit,
+            amount=money(base.unit_minor),
+        )
+    ]
+    try:
+        b = programme.tiers.by_code(tier_code).benefits
+    except KeyError:
+        return lines
+    if b.points_multiplier != 1:
+        lines.append(_("Points ×%(factor)s on every purchase", factor=f"{b.points_multiplier:g}"))
+    if b.discount_rate > 0:
+        pct = f"{(b.discount_rate * 100).normalize():f}%"
+        lines.append(_("%(percent)s off your purchases", percent=pct))
+    if b.free_shipping:
+        lines.append(_("Free shipping"))
+    if b.priority_service:
+        lines.append(_("Priority service"))
+    if b.birthday_gift:
+        lines.append(_("A birthday gift"))
+    if b.exclusive_rewards:
+        lines.append(_("Exclusive rewards"))
+    return lines
+
+
+def home(
+    session: Session, member_id: int, locale: str, _: Gettext, money: Callable[[int], str]
+) -> Home:
+    actor = member_actor(member_id)
+    p = members.profile(session, actor, member_id)
+    _version, programme = programmes.active(session)
+    now = utcnow()
+    expiring = ledger.expiring_schedule(session, member_id, now, now + EXPIRING_HORIZON)
+    prog = p.progress
+    next_threshold = None
+    pct = 100
+    if prog.next_tier is not None:
+        next_threshold = programme.tiers.by_code(prog.next_tier).threshold
+        floor = prog.keep_threshold
+        span = max(next_threshold - floor, 1)
+        pct = max(0, min(100, (prog.value - floor) * 100 // span))
+    return Home(
+        member_no=p.member.member_no,
+        name=p.member.name,
+        available=p.available,
+        pending=p.pending,
+        debt=p.debt,
+        expiring=expiring,
+        tier_name=_tier_name(programme, p.member.tier_code, locale),
+        next_tier_name=_tier_name(programme, prog.next_tier, locale) if prog.next_tier else None,
+        progress=prog,
+        progress_pct=pct,
+        metric=programme.tiers.metric,
+        next_threshold=next_threshold,
+        benefits=_benefits(programme, p.member.tier_code, _, money),
+        redeemable=[o.reward for o in offers(session, member_id, locale) if o.ok][:3],
+        currency=programme.currency,
+        tz=programme.timezone,
+    )
+
+
+@dataclass(frozen=True)
+class Offer:
+    reward: Reward
+    ok: bool
+    reason: str | None
+    missing_points: int
+    min_tier_name: str | None
+
+
+def offers(session: Session, member_id: int, locale: str = "zh_CN") -> list[Offer]:
+    """The active catalogue for this member: what they can redeem now first."""
+    actor = member_actor(member_id)
+    member = members.get(session, actor, member_id)
+    _version, programme = programmes.active(session)
+    available = ledger.get_account(session, member_id).available
+    out: list[Offer] = []
+    for r in rewards.catalogue(session):
+        e = rewards.eligibility(session, programme, member, r, available)
+        out.append(
+            Offer(
+                reward=r,
+                ok=e.ok,
+                reason=e.reason,
+                missing_points=max(0, r.points - available),
+                min_tier_name=_tier_name(programme, r.min_tier, locale) if r.min_tier else None,
+            )
+        )
+    out.sort(key=lambda o: (not o.ok, o.reward.points))
+    return out
+
+
+def offer(session: Session, member_id: int, code: str, locale: str) -> Offer:
+    for o in offers(session, member_id, locale):
+        if o.reward.code == code:
+            return o
+    raise RewardNotFound(f"No reward {code!r}.")
+
+
+def balance(session: Session, member_id: int) -> int:
+    return ledger.get_account(session, member_id).available
+
+
+def redeem(session: Session, member_id: int, code: str) -> Redemption:
+    actor = member_actor(member_id)
+    return rewards.redeem(session, actor, RedemptionCreate(member_id=member_id, reward=code))
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    redemption: Redemption
+    reward: Reward
+    available: int
+
+
+def redemption(session: Session, member_id: int, redemption_id: int) -> Redeemed:
+    """One of this member's redemptions; another member's is indistinguishable from none."""
+    r = rewards.get(session, member_actor(member_id), redemption_id)
+    if r.member_id != member_id:
+        raise RedemptionNotFound(f"No redemption {redemption_id}.")
+    reward = session.get(Reward, r.reward_id)
+    assert reward is not None
+    return Redeemed(r, reward, ledger.get_account(session, member_id).available)
+
+
+@dataclass(frozen=True)
+class Line:
+    id: int
+    at: datetime
+    text: str
+    delta: int
+    pending: bool
+
+
+def _order_ref(session: Session, actor: Actor, order_id: str | None) -> str:
+    if order_id is None or not order_id.isdigit():
+        return "?"
+    try:
+        return orders.get(session, actor, int(order_id)).external_id
+    except OrderNotFound:
+        return "?"
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _describe(session: Session, actor: Actor, e: LedgerEntry, locale: str, _: Gettext) -> Line:
+    delta = e.delta_available + e.delta_pending
+    shown = abs(delta)
+    pending = False
+    kind, src = e.kind, e.source_type
+    if kind == "earn" and src == "order":
+        pending = e.delta_pending > 0
+        ref = _order_ref(session, actor, e.source_id)
+        text = (
+            _("Earned %(points)s points on order %(order)s (pending)", points=shown, order=ref)
+            if pending
+            else _("Earned %(points)s points on order %(order)s", points=shown, order=ref)
+        )
+    elif kind == "activate":
+        shown = e.delta_available
+        delta = e.delta_available
+        text = _("%(points)s pending points became available", points=shown)
+    elif kind == "redeem" and src == "redemption":
+        rid = _int(e.source_id)
+        r = session.get(Redemption, rid) if rid is not None else None
+        reward = session.get(Reward, r.reward_id) if r is not None else None
+        name = reward_name(reward, locale) if reward is not None else "?"
+        text = _("Redeemed %(reward)s", reward=name)
+    elif kind == "redeem" and src == "order":
+        ref = _order_ref(session, actor, e.source_id)
+        text = _("Paid with points on order %(order)s", order=ref)
+    elif kind == "reversal" and src == "redemption":
+        text = _("Redemption cancelled, points returned")
+    elif kind == "reversal" and src == "return":
+        text = _("Points paid on a returned order were given back")
+    elif kind == "clawback":
+        ret_id = _int(e.source_id)
+        ret = session.get(OrderReturn, ret_id) if ret_id is not None else None
+        ref = _order_ref(session, actor, str(ret.order_id)) if ret is not None else "?"
+        text = _("Points taken back for a return on order %(order)s", order=ref)
+        delta = e.delta_available + e.delta_pending
+    elif kind == "expire":
+        text = _("Points expired")
+    elif kind == "adjust":
+        text = _("Points adjustment")
+    elif kind == "debt_settle":
+        text = _("New points paid off a negative balance")
+    else:
+        text = _("Points changed")
+    return Line(e.id, e.occurred_at, text, delta, pending)
+
+
+def history(
+    session: Session, member_id: int, locale: str, _: Gettext, *, before: int | None
+) -> tuple[list[Line], int | None]:
+    """One page of the member's own ledger in words, newest first; and the next cursor."""
+    actor = member_actor(member_id)
+    entries = members.ledger_page(session, actor, member_id, after=before, limit=HISTORY_PAGE + 1)
+    more = len(entries) > HISTORY_PAGE
+    entries = entries[:HISTORY_PAGE]
+    lines = [_describe(session, actor, e, locale, _) for e in entries]
+    return lines, (entries[-1].id if more and entries else None)
+
+
+def progress_missing(
+    h: Home, _: Gettext, money: Callable[[int], str], points: Callable[[int], str]
+) -> str | None:
+    missing = h.progress.missing_for_next
+    if missing is None or h.next_tier_name is None:
+        return None
+    if h.metric is TierMetric.SPEND:
+        return _(
+            "Spend %(amount)s more to reach %(tier)s", amount=money(missing), tier=h.next_tier_name
+        )
+    if h.metric is TierMetric.ORDERS:
+        return _("%(n)s more orders to reach %(tier)s", n=points(missing), tier=h.next_tier_name)
+    if h.metric is TierMetric.POINTS:
+        return _(
+            "Earn %(n)s more points to reach %(tier)s", n=points(missing), tier=h.next_tier_name
+        )
+    return _("%(n)s more active days to reach %(tier)s", n=points(missing), tier=h.next_tier_name)

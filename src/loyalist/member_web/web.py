@@ -1,0 +1,76 @@
+"""Rendering for the member page: Jinja2 templates, gettext per request, locale formats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_currency, format_decimal, format_percent
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from loyalist.kit.i18n import translations
+from loyalist.kit.money import minor_factor
+
+HERE = Path(__file__).parent
+LOCALE_DIRS = (HERE / "locale",)
+_env = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(("html",)),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def gettext_for(locale: str) -> Callable[..., str]:
+    t = translations(locale, LOCALE_DIRS)
+
+    def _(message: str, **params: Any) -> str:
+        text = t.gettext(message)
+        return text % params if params else text
+
+    return _
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Numbers, money and dates in the reader's locale and the programme's time zone."""
+
+    locale: str
+    tz: ZoneInfo
+    currency: str
+
+    @property
+    def babel_locale(self) -> str:
+        return "zh_Hans_CN" if self.locale == "zh_CN" else "en"
+
+    def points(self, n: int) -> str:
+        return format_decimal(n, locale=self.babel_locale)
+
+    def signed(self, n: int) -> str:
+        # A real minus sign reads better than a hyphen next to a number.
+        body = self.points(abs(n))
+        return f"+{body}" if n > 0 else (f"−{body}" if n < 0 else body)
+
+    def money(self, minor: int) -> str:
+        major = Decimal(minor) / minor_factor(self.currency)
+        return format_currency(major, self.currency, locale=self.babel_locale)
+
+    def percent(self, rate: Decimal) -> str:
+        return format_percent(rate, locale=self.babel_locale)
+
+    def date(self, value: datetime | date) -> str:
+        d = value.astimezone(self.tz).date() if isinstance(value, datetime) else value
+        return format_date(d, format="medium", locale=self.babel_locale)
+
+    def datetime(self, value: datetime) -> str:
+        return format_datetime(value, format="short", tzinfo=self.tz, locale=self.babel_locale)
+
+
+def render(name: str, context: dict[str, Any]) -> str:
+    return _env.get_template(name).render(**context)

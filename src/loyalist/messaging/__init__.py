@@ -1,0 +1,1 @@
+"""Messages to members through a pluggable channel (development inbox, log, SMTP email)."""

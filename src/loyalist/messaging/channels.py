@@ -1,0 +1,156 @@
+"""One channel interface and its implementations.
+
+A :class:`Channel` delivers a rendered template to one address. ``address`` says which of
+a member's addresses it needs (``"phone"`` for SMS-like channels, ``"email"`` for email),
+so callers pick the right one. Implementations here:
+
+* :class:`DevInboxChannel` keeps every message in the ``message`` table, shown at
+  ``/m/dev/inbox`` when ``LOYALIST_DEV_INBOX=true`` (development, demo, tests).
+* :class:`LogChannel` writes the message to the ``loyalist.messages`` logger with the
+  address masked (development only: the text itself, e.g. a sign-in code, is logged).
+* :class:`SmtpChannel` sends email with the standard library's ``smtplib``.
+
+An SMS gateway is one more class with ``address = "phone"`` and a ``send`` method.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Literal, Protocol
+
+from sqlalchemy.orm import Session
+
+from loyalist.kit.db import Database
+from loyalist.messaging import service
+from loyalist.messaging.templates import render
+
+Params = Mapping[str, str | int]
+log = logging.getLogger("loyalist.messages")
+
+
+class Channel(Protocol):
+    name: str
+    address: Literal["phone", "email"]
+
+    def send(self, to: str, template: str, params: Params, locale: str) -> None:
+        """Deliver ``template`` rendered with ``params`` in ``locale`` to ``to``."""
+        ...
+
+
+class DeliveryFailed(RuntimeError):
+    """The channel could not hand the message over (the caller may let the user retry)."""
+
+
+def mask_address(to: str) -> str:
+    """``+86138****5678`` for phones, ``a***@example.com`` for email; never the whole thing."""
+    if "@" in to:
+        local, _, domain = to.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if len(to) > 8:
+        return to[:-8] + "****" + to[-4:]
+    return "****"
+
+
+class DevInboxChannel:
+    """Keeps messages in the database for the development inbox page."""
+
+    name = "dev_inbox"
+
+    def __init__(self, db: Database, *, address: Literal["phone", "email"] = "phone") -> None:
+        self.db = db
+        self.address = address
+
+    def send(self, to: str, template: str, params: Params, locale: str) -> None:
+        rendered = render(template, params, locale)
+
+        def keep(session: Session) -> None:
+            service.record(
+                session,
+                channel=self.name,
+                to=to,
+                template=template,
+                params=params,
+                locale=locale,
+                rendered=rendered,
+            )
+
+        self.db.run(keep)
+        log.info("message %s to %s kept in the dev inbox", template, mask_address(to))
+
+
+class LogChannel:
+    """Writes messages to the log, with the address masked."""
+
+    name = "log"
+
+    def __init__(self, *, address: Literal["phone", "email"] = "phone") -> None:
+        self.address = address
+
+    def send(self, to: str, template: str, params: Params, locale: str) -> None:
+        rendered = render(template, params, locale)
+        log.info("message %s to %s: %s", template, mask_address(to), rendered.body)
+
+
+class SmtpChannel:
+    """Email through an SMTP server (plain, STARTTLS or implicit TLS)."""
+
+    name = "smtp"
+    address: Literal["phone", "email"] = "email"
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int = 25,
+        sender: str,
+        username: str | None = None,
+        password: str | None = None,
+        security: Literal["none", "starttls", "tls"] = "none",
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.host, self.port, self.sender = host, port, sender
+        self.username, self.password = username, password
+        self.security = security
+        self.timeout_s = timeout_s
+
+    def build(self, to: str, template: str, params: Params, locale: str) -> EmailMessage:
+        rendered = render(template, params, locale)
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = to
+        msg["Subject"] = rendered.subject
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
+        msg.set_content(rendered.body)
+        return msg
+
+    def send(self, to: str, template: str, params: Params, locale: str) -> None:
+        msg = self.build(to, template, params, locale)
+        try:
+            smtp: smtplib.SMTP
+            if self.security == "tls":
+                smtp = smtplib.SMTP_SSL(
+                    self.host,
+                    self.port,
+                    timeout=self.timeout_s,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+            with smtp:
+                if self.security == "starttls":
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.username:
+                    smtp.login(self.username, self.password or "")
+                smtp.send_message(msg)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.warning(
+                "message %s to %s not sent: %s", template, mask_address(to), type(exc).__name__
+            )
+            raise DeliveryFailed(f"SMTP delivery failed: {type(exc).__name__}") from exc
+        log.info("message %s to %s sent by SMTP", template, mask_address(to))
