@@ -1,0 +1,910 @@
+"""Build the demo: a coffee-and-bakery chain with a year of history, made through the services.
+
+Everything is written by the same service functions the HTTP API calls (members join,
+orders are recorded and returned, rewards redeemed and cancelled, staff adjust points),
+with the global clock frozen at each simulated instant so pending periods, activation,
+tier upgrades and the quarterly tier review happen when they would have happened. The
+history is replayed one simulated day per transaction; the data is deterministic for a
+given seed and end date.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from time import monotonic
+from zoneinfo import ZoneInfo
+
+from faker import Faker
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from loyalist.access import service as access
+from loyalist.config import get_settings
+from loyalist.errors import LoyalistError
+from loyalist.jobs import service as jobs
+from loyalist.kit.actor import Actor
+from loyalist.kit.clock import clock
+from loyalist.kit.db import Base, Database
+from loyalist.kit.localtime import add_months, local_day, start_of_local_day
+from loyalist.kit.migrate import upgrade
+from loyalist.ledger import service as ledger
+from loyalist.member import service as members
+from loyalist.member.schemas import IdentityIn, MemberCreate
+from loyalist.models import (
+    LedgerEntry,
+    Member,
+    Order,
+    OrderReturn,
+    OrgUnit,
+    OutboxEvent,
+    PointsAccount,
+    Redemption,
+)
+from loyalist.order import service as orders
+from loyalist.order.schemas import LineIn, OrderCreate, ReturnCreate, ReturnLineIn
+from loyalist.org import service as org
+from loyalist.programme import service as programmes
+from loyalist.programme.schemas import Programme
+from loyalist.reward import service as rewards
+from loyalist.reward.schemas import RedemptionCancel, RedemptionCreate
+from loyalist.tier.domain import period_of
+
+PROGRAMME_FILE = Path(__file__).with_name("programme.yaml")
+
+# ── the organisation ────────────────────────────────────────────────────────────────────
+HQ = ("hq", "总部")
+REGIONS = [("east", "华东区"), ("south", "华南区"), ("north", "华北区")]
+
+
+@dataclass(frozen=True)
+class Store:
+    code: str
+    name: str
+    region: str
+    city: str
+    weight: float  # relative footfall
+
+
+STORES = [
+    Store("sh-jingan", "上海静安嘉里中心店", "east", "上海", 1.6),
+    Store("sh-xintiandi", "上海新天地店", "east", "上海", 1.4),
+    Store("sh-lujiazui", "上海陆家嘴国金中心店", "east", "上海", 1.5),
+    Store("sh-xujiahui", "上海徐家汇港汇店", "east", "上海", 1.1),
+    Store("hz-hubin", "杭州湖滨银泰店", "east", "杭州", 1.0),
+    Store("hz-binjiang", "杭州滨江星光大道店", "east", "杭州", 0.7),
+    Store("nj-xinjiekou", "南京新街口德基店", "east", "南京", 0.9),
+    Store("su-jinjihu", "苏州金鸡湖诚品店", "east", "苏州", 0.7),
+    Store("gz-tianhe", "广州天河太古汇店", "south", "广州", 1.3),
+    Store("gz-zhujiang", "广州珠江新城店", "south", "广州", 1.0),
+    Store("sz-nanshan", "深圳南山海岸城店", "south", "深圳", 1.2),
+    Store("sz-futian", "深圳福田卓悦汇店", "south", "深圳", 1.0),
+    Store("sz-qianhai", "深圳前海壹方城店", "south", "深圳", 0.8),
+    Store("xm-zhongshan", "厦门中山路店", "south", "厦门", 0.6),
+    Store("bj-sanlitun", "北京三里屯太古里店", "north", "北京", 1.5),
+    Store("bj-guomao", "北京国贸商城店", "north", "北京", 1.4),
+    Store("bj-zhongguancun", "北京中关村店", "north", "北京", 1.0),
+    Store("bj-wangfujing", "北京王府井店", "north", "北京", 0.9),
+    Store("tj-binjiangdao", "天津滨江道店", "north", "天津", 0.7),
+    Store("qd-wusi", "青岛五四广场店", "north", "青岛", 0.6),
+]
+
+
+# ── what the shops sell (prices in fen) ─────────────────────────────────────────────────
+@dataclass(frozen=True)
+class Sku:
+    code: str
+    name: str
+    category: str
+    price: int
+
+
+MENU: dict[str, list[Sku]] = {
+    "coffee": [
+        Sku("LATTE", "拿铁", "coffee", 3200),
+        Sku("AMERICANO", "美式咖啡", "coffee", 2800),
+        Sku("CAPPUCCINO", "卡布奇诺", "coffee", 3200),
+        Sku("FLAT-WHITE", "馥芮白", "coffee", 3400),
+        Sku("MOCHA", "摩卡", "coffee", 3500),
+        Sku("COLD-BREW", "冷萃咖啡", "coffee", 3300),
+        Sku("OAT-LATTE", "燕麦拿铁", "coffee", 3600),
+        Sku("OSMANTHUS-LATTE", "桂花拿铁", "coffee", 3800),
+    ],
+    "bakery": [
+        Sku("CROISSANT", "可颂", "bakery", 1800),
+        Sku("BAGEL", "贝果", "bakery", 1600),
+        Sku("CHEESECAKE", "芝士蛋糕", "bakery", 3200),
+        Sku("MUFFIN", "蓝莓玛芬", "bakery", 1500),
+        Sku("SANDWICH", "火腿芝士三明治", "bakery", 3800),
+        Sku("EGG-TART", "葡式蛋挞", "bakery", 1200),
+    ],
+    "coffee_beans": [
+        Sku("BEANS-YUNNAN-250", "云南保山咖啡豆 250g", "coffee_beans", 8800),
+        Sku("BEANS-ETHIOPIA-250", "埃塞俄比亚耶加雪菲 250g", "coffee_beans", 11800),
+        Sku("BEANS-HOUSE-1KG", "门店拼配咖啡豆 1kg", "coffee_beans", 26800),
+        Sku("DRIP-BAGS-10", "挂耳咖啡 10 包", "coffee_beans", 6800),
+    ],
+    "merchandise": [
+        Sku("MUG-CERAMIC", "陶瓷马克杯", "merchandise", 12800),
+        Sku("TUMBLER-STEEL", "不锈钢随行杯", "merchandise", 16800),
+        Sku("POUR-OVER-SET", "手冲咖啡套装", "merchandise", 22800),
+    ],
+    "gift_card": [
+        Sku("GIFT-CARD-100", "礼品卡 ¥100", "gift_card", 10000),
+        Sku("GIFT-CARD-200", "礼品卡 ¥200", "gift_card", 20000),
+        Sku("GIFT-CARD-500", "礼品卡 ¥500", "gift_card", 50000),
+    ],
+}
+
+# Spring Festival (正月初一) dates; the demo looks them up for its history window.
+SPRING_FESTIVAL = {
+    2023: date(2023, 1, 22),
+    2024: date(2024, 2, 10),
+    2025: date(2025, 1, 29),
+    2026: date(2026, 2, 17),
+    2027: date(2027, 2, 6),
+    2028: date(2028, 1, 26),
+    2029: date(2029, 2, 13),
+    2030: date(2030, 2, 3),
+}
+
+TAGS = ["咖啡爱好者", "上班族", "学生", "烘焙控", "宝妈", "健身达人", "夜猫子", "手冲玩家"]
+# Local opening hours and how busy each hour is (morning rush, lunch, afternoon break).
+HOURS = [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+HOUR_WEIGHTS = [4, 10, 9, 5, 4, 7, 8, 6, 7, 6, 4, 3, 3, 2, 1]
+RESERVED_PHONE_PREFIX = "1390000"  # left free for the API walkthrough in docs/
+ADJUST_REASONS_PLUS = ["小票遗失，补录积分", "系统故障补偿", "顾客投诉服务补偿", "活动积分补发"]
+ADJUST_REASONS_MINUS = ["重复补录更正", "误操作积分扣回"]
+CANCEL_REASONS = ["顾客改变主意", "门店缺货，积分退回", "兑换错误"]
+
+
+@dataclass
+class Persona:
+    """A future member and how they behave."""
+
+    index: int
+    name: str
+    gender: str
+    phone: str
+    birthday: date
+    store: Store
+    channel: str  # join channel, also their favourite ordering channel
+    rate: float  # orders per month
+    corporate: bool
+    joined_at: datetime
+    churn_at: datetime | None
+    email: str | None
+    tags: list[str]
+    consents: dict[str, bool]
+    member_id: int = 0
+    member_path: str = ""
+
+
+@dataclass
+class Stats:
+    joined: int = 0
+    orders: int = 0
+    anonymous: int = 0
+    returns: int = 0
+    redemptions: int = 0
+    cancellations: int = 0
+    adjustments: int = 0
+    tier_reviews: list[str] = field(default_factory=list)
+
+
+@dataclass(order=True)
+class _Event:
+    at: datetime
+    seq: int
+    run: Callable[[Session], None] = field(compare=False)
+
+
+@contextmanager
+def _restored_clock() -> Iterator[None]:
+    """Time-travel inside; the caller's clock (frozen in tests, real in the CLI) after."""
+    state = clock.snapshot()
+    try:
+        yield
+    finally:
+        clock.restore(state)
+
+
+def run(
+    db: Database,
+    *,
+    members: int,
+    months: int,
+    seed: int,
+    reset: bool,
+    console: Console,
+) -> None:
+    """Build the demo world (or, when it exists and ``reset`` is false, describe it)."""
+    if members < 1 or months < 1:
+        raise ValueError("members and months must be at least 1")
+    if reset:
+        _wipe(db)
+    with db.transaction() as s:
+        exists = org.get_hq(s) is not None
+    if exists:
+        console.print(
+            "[bold]Demo data already exists[/]: showing it (use [bold]--reset[/] to rebuild)."
+        )
+    else:
+        started = monotonic()
+        with _restored_clock():
+            Builder(db, members=members, months=months, seed=seed, console=console).build()
+        console.print(f"demo built in {monotonic() - started:.1f}s")
+    # Back at the caller's "now": run what became due once, as the scheduler would.
+    reports = jobs.run_due(db)
+    due = ", ".join(f"{r.job} {r.members}" for r in reports if r.members)
+    if due:
+        console.print(f"jobs due now were run (members: {due})")
+    summary(db, console)
+    with db.transaction() as s:
+        issued = access.create_key(
+            s, name=f"demo {clock.now():%Y-%m-%d %H:%M:%S}", scope="hq", access="read_write"
+        )
+    settings = get_settings()
+    base = f"http://{settings.host}:{settings.port}"
+    console.print()
+    console.print("[bold]Use the API[/] (a new HQ key is made on every run; it is shown once):")
+    console.print(f"  base URL: {base}", highlight=False, soft_wrap=True)
+    console.print(f"  API docs: {base}/docs", highlight=False, soft_wrap=True)
+    console.print(f"export LOYALIST_KEY={issued.secret}", highlight=False, soft_wrap=True)
+
+
+def _wipe(db: Database) -> None:
+    """Drop every row: delete the SQLite file, or truncate the PostgreSQL tables."""
+    if db.dialect == "sqlite":
+        path = db.url.split("///", 1)[-1]
+        db.dispose()
+        if path and path != ":memory:":
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(path + suffix).unlink(missing_ok=True)
+        upgrade(db.url)
+        return
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0:
+        return 0
+    if lam > 30:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    limit, k, p = math.exp(-lam), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+class Builder:
+    """Plans the members and replays the history day by day through the services."""
+
+    def __init__(
+        self, db: Database, *, members: int, months: int, seed: int, console: Console
+    ) -> None:
+        self.db = db
+        self.n_members = members
+        self.months = months
+        self.rng = random.Random(seed)
+        self.fake = Faker("zh_CN")
+        self.fake.seed_instance(seed)
+        self.console = console
+        self.stats = Stats()
+        self.end = clock.now()
+        self.programme: Programme = programmes.load_file(PROGRAMME_FILE)
+        self.tz: ZoneInfo = self.programme.tz
+        self.end_day = local_day(self.tz, self.end)
+        self.start_day = add_months(self.end_day, -months)
+        self.start = start_of_local_day(self.tz, self.start_day)
+        self.paths: dict[str, str] = {}
+        self.member_paths: dict[int, str] = {}
+        self.tier_rank = {t.code: i for i, t in enumerate(self.programme.tiers.levels)}
+        self.returns: dict[date, list[_Event]] = {}
+        self.later: dict[date, list[_Event]] = {}
+        self.seq = 0
+        self.order_seq: dict[str, int] = {}
+        self.hq_path = "/"
+
+    # ── setup ───────────────────────────────────────────────────────────────────────────
+    def build(self) -> None:
+        clock.freeze(self.start - timedelta(days=1))
+        with self.db.transaction() as s:
+            hq = org.create_unit(s, code=HQ[0], name=HQ[1], kind="hq")
+            for code, name in REGIONS:
+                org.create_unit(s, code=code, name=name, kind="region", parent_code=HQ[0])
+            for st in STORES:
+                unit = org.create_unit(
+                    s, code=st.code, name=st.name, kind="store", parent_code=st.region
+                )
+                self.paths[st.code] = unit.path
+            programmes.apply(s, self.programme, actor="demo", note="demo programme")
+            self.hq_path = hq.path
+        self.actors = {
+            ch: Actor(name=f"integration:{ch}", scope_path=self.hq_path, principal=f"demo:{ch}")
+            for ch in ("pos", "app", "miniprogram")
+        }
+        personas = self._plan_members()
+        self._replay(personas)
+
+    def _plan_members(self) -> list[Persona]:
+        rng, fake = self.rng, self.fake
+        days = (self.end_day - self.start_day).days + 1
+        phones: set[str] = set()
+        emails: set[str] = set()
+        weights = [st.weight for st in STORES]
+        out: list[Persona] = []
+        for i in range(self.n_members):
+            female = rng.random() < 0.56
+            name = fake.name_female() if female else fake.name_male()
+            gender = "female" if female else "male"
+            if rng.random() < 0.03:
+                gender = "unknown"
+            phone = ""
+            while not phone or phone in phones or phone.startswith(RESERVED_PHONE_PREFIX):
+                phone = str(fake.phone_number())
+                if len(phone) != 11 or phone[1] not in "3456789":
+                    phone = ""
+            phones.add(phone)
+            age = int(rng.triangular(18, 62, 28))
+            birthday = date(self.end_day.year - age, rng.randint(1, 12), rng.randint(1, 28))
+            store = rng.choices(STORES, weights)[0]
+            channel = rng.choices(["pos", "miniprogram", "app"], [0.5, 0.3, 0.2])[0]
+            corporate = rng.random() < 0.012
+            rate = min(max(rng.gammavariate(0.75, 1.35), 0.08), 22.0)
+            if corporate:
+                rate = rng.uniform(2.0, 6.0)
+            # 30 % joined in the first three weeks (migrated from the old card scheme);
+            # the rest arrive at a growing pace.
+            u = rng.random()
+            day = (
+                int(u * min(21, days))
+                if rng.random() < 0.3
+                else min(days - 1, int(days * math.sqrt(u)))
+            )
+            joined = self._at(self.start_day + timedelta(days=day))
+            if joined >= self.end:
+                joined = self.end - timedelta(minutes=rng.randint(5, 300))
+            joined = max(joined, self.start + timedelta(hours=7))
+            churn = (
+                joined + timedelta(days=rng.expovariate(1 / 120)) if rng.random() < 0.25 else None
+            )
+            email: str | None = None
+            if rng.random() < 0.3:
+                candidate = str(fake.free_email())
+                if candidate not in emails:
+                    emails.add(candidate)
+                    email = candidate
+            tags = rng.sample(TAGS, k=rng.choice([0, 1, 1, 2, 3]))
+            if corporate:
+                tags.append("企业客户")
+            consents = {"sms": rng.random() < 0.6, "wechat": rng.random() < 0.7}
+            if email:
+                consents["email"] = rng.random() < 0.5
+            if channel == "app":
+                consents["push"] = rng.random() < 0.55
+            out.append(
+                Persona(
+                    index=i,
+                    name=str(name),
+                    gender=gender,
+                    phone=phone,
+                    birthday=birthday,
+                    store=store,
+                    channel=channel,
+                    rate=rate,
+                    corporate=corporate,
+                    joined_at=joined,
+                    churn_at=churn,
+                    email=email,
+                    tags=tags,
+                    consents=consents,
+                )
+            )
+        out.sort(key=lambda p: (p.joined_at, p.index))
+        return out
+
+    def _at(self, d: date) -> datetime:
+        """A plausible shop time on local day ``d`` (aware UTC)."""
+        hour = self.rng.choices(HOURS, HOUR_WEIGHTS)[0]
+        local = datetime.combine(d, time(hour, self.rng.randint(0, 59), self.rng.randint(0, 59)))
+        return local.replace(tzinfo=self.tz).astimezone(self.start.tzinfo)
+
+    # ── the calendar ───────────────────────────────────────────────────────────────────
+    def _spring_festival(self, d: date) -> int | None:
+        """Days from 正月初一 when ``d`` is within three weeks of it, else None."""
+        sf = SPRING_FESTIVAL.get(d.year) or SPRING_FESTIVAL.get(d.year + 1)
+        for year in (d.year, d.year + 1):
+            sf = SPRING_FESTIVAL.get(year)
+            if sf is not None and -21 <= (d - sf).days <= 8:
+                return (d - sf).days
+        return None
+
+    def _factor(self, d: date) -> float:
+        """How busy day ``d`` is relative to an ordinary weekday."""
+        f = [1.0, 1.0, 1.3, 1.0, 1.05, 1.2, 1.1][d.weekday()]  # Wednesday: member day
+        md = (d.month, d.day)
+        if md == (11, 11):
+            f *= 2.8
+        elif d.month == 11 and d.day < 11:
+            f *= 1.15
+        elif md == (12, 12):
+            f *= 1.4
+        elif md == (6, 18):
+            f *= 1.6
+        elif md in ((12, 24), (12, 25), (2, 14), (5, 20)):
+            f *= 1.35
+        elif d.month == 10 and d.day <= 7:
+            f *= 0.8  # national-day golden week: offices empty
+        sf = self._spring_festival(d)
+        if sf is not None:
+            f *= 1.3 if sf < -1 else 0.5  # gifts before 春节, then everyone goes home
+        if d.month in (7, 8):
+            f *= 1.05
+        return f
+
+    def _tilt(self, d: date) -> dict[str, float]:
+        """Extra weight on gift-ish baskets on shopping festivals."""
+        tilt = {"beans": 1.0, "merch": 1.0, "gift": 1.0}
+        if d.month == 11 and d.day <= 11:
+            tilt = {"beans": 3.0, "merch": 3.0, "gift": 1.5}
+        elif d.month == 12 and 10 <= d.day <= 25:
+            tilt = {"beans": 1.5, "merch": 2.5, "gift": 2.0}
+        sf = self._spring_festival(d)
+        if sf is not None and sf < -1:
+            tilt = {"beans": 2.5, "merch": 1.5, "gift": 4.0}
+        return tilt
+
+    # ── replay ─────────────────────────────────────────────────────────────────────────
+    def _replay(self, personas: list[Persona]) -> None:
+        rng = self.rng
+        days = (self.end_day - self.start_day).days + 1
+        joins: dict[date, list[Persona]] = {}
+        for p in personas:
+            joins.setdefault(local_day(self.tz, p.joined_at), []).append(p)
+        active: list[Persona] = []
+        evaluation = self.programme.tiers.evaluation
+        period = period_of(evaluation, self.tz, self.start)[0]
+        anon_rate = 0.006 * self.n_members
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        ) as bar:
+            task = bar.add_task("replaying history (days)", total=days, info="")
+            for n in range(days):
+                d = self.start_day + timedelta(days=n)
+                day_start = start_of_local_day(self.tz, d)
+                label = period_of(evaluation, self.tz, day_start)[0]
+                if label != period:
+                    period = label
+                    self._tier_review(day_start, bar)
+                if d.weekday() == 0:  # weekly: expiry and reminders, as the scheduler would
+                    clock.freeze(day_start + timedelta(minutes=2))
+                    jobs.expire_points(self.db)
+                    jobs.remind_expiring(self.db)
+                events: list[_Event] = []
+                day_end = min(start_of_local_day(self.tz, d + timedelta(days=1)), self.end)
+                factor = self._factor(d)
+                tilt = self._tilt(d)
+                for p in joins.get(d, []):
+                    events.append(self._event(p.joined_at, self._joiner(p)))
+                    if rng.random() < 0.75:
+                        first = p.joined_at + timedelta(minutes=rng.randint(1, 12))
+                        if first < day_end:
+                            events.append(self._event(first, self._order_fn(p, d, tilt)))
+                    active.append(p)
+                for p in active:
+                    if p.churn_at is not None and p.churn_at < day_start:
+                        continue
+                    for _ in range(_poisson(rng, p.rate / 30.4 * factor)):
+                        at = self._at(d)
+                        if p.joined_at < at < day_end:
+                            events.append(self._event(at, self._order_fn(p, d, tilt)))
+                for _ in range(_poisson(rng, anon_rate * factor)):
+                    at = self._at(d)
+                    if at < day_end:
+                        events.append(self._event(at, self._order_fn(None, d, tilt)))
+                for _ in range(_poisson(rng, self.n_members * 0.0004)):
+                    if active:
+                        at = self._at(d)
+                        who = rng.choice(active)
+                        if who.joined_at < at < day_end:
+                            events.append(self._event(at, self._adjust_fn(who)))
+                events.extend(self.returns.pop(d, []))
+                events.extend(self.later.pop(d, []))
+                events.sort()
+                with self.db.transaction() as s:
+                    clock.freeze(day_start + timedelta(minutes=1))
+                    self._activate(s)
+                    for ev in events:
+                        if ev.at >= self.end:
+                            continue
+                        clock.freeze(ev.at)
+                        ev.run(s)
+                        # ledger.lock() reloads the account row: flush its changes first.
+                        s.flush()
+                bar.update(
+                    task,
+                    advance=1,
+                    info=f"{d:%Y-%m-%d} · {self.stats.joined:,} members · "
+                    f"{self.stats.orders:,} orders",
+                )
+
+    def _event(self, at: datetime, fn: Callable[[Session], None]) -> _Event:
+        self.seq += 1
+        return _Event(at, self.seq, fn)
+
+    def _later(self, at: datetime, fn: Callable[[Session], None]) -> None:
+        if at < self.end:
+            self.later.setdefault(local_day(self.tz, at), []).append(self._event(at, fn))
+
+    def _activate(self, s: Session) -> None:
+        """What the activation and expiry jobs would do at the start of the day."""
+        now = clock.now()
+        for mid in ledger.stale_pending_members(s, now, 1_000_000):
+            acct = ledger.lock(s, mid, self.member_paths[mid])
+            ledger.activate_due(s, acct)
+        s.flush()
+
+    def _tier_review(self, day_start: datetime, bar: Progress) -> None:
+        clock.freeze(day_start + timedelta(seconds=30))
+        task = bar.add_task("quarterly tier review", total=len(self.member_paths), info="")
+        report = jobs.reevaluate_tiers(self.db, lambda _job, n: bar.advance(task, n))
+        bar.update(task, completed=len(self.member_paths), info=f"{report.changes} change(s)")
+        bar.remove_task(task)
+        self.stats.tier_reviews.append(f"{report.period}: {report.changes} change(s)")
+
+    # ── what happens ───────────────────────────────────────────────────────────────────
+    def _joiner(self, p: Persona) -> Callable[[Session], None]:
+        def join(s: Session) -> None:
+            identities: list[IdentityIn] = []
+            if p.channel == "miniprogram":
+                openid = "o" + "".join(self.rng.choices(_OPENID, k=27))
+                identities.append(IdentityIn(kind="wechat_openid", value=openid))
+            elif p.channel == "app":
+                identities.append(IdentityIn(kind="app_id", value=f"APP{p.index + 1:08d}"))
+            else:
+                identities.append(IdentityIn(kind="pos_card", value=f"8860{p.index + 1:012d}"))
+            data = MemberCreate(
+                phone=p.phone,
+                email=p.email,
+                name=p.name,
+                birthday=p.birthday,
+                gender=p.gender,
+                city=p.store.city,
+                home_store=p.store.code,
+                join_channel=p.channel,
+                tags=p.tags,
+                consents=p.consents,
+                identities=identities,
+            )
+            joined = members.create(s, self.actors[p.channel], data)
+            p.member_id = joined.member.id
+            p.member_path = joined.member.org_path
+            self.member_paths[p.member_id] = p.member_path
+            self.stats.joined += 1
+
+        return join
+
+    def _basket(self, p: Persona | None, tilt: dict[str, float]) -> list[tuple[Sku, int, int]]:
+        rng = self.rng
+        kinds = ["coffee", "breakfast", "bakery", "beans", "merch", "gift", "group"]
+        if p is not None and p.corporate:
+            weights = [0.2, 0.05, 0.0, 0.15, 0.05, 0.25, 0.3]
+        else:
+            weights = [0.6, 0.18, 0.06, 0.06, 0.025, 0.012, 0.04]
+        weights[3] *= tilt["beans"]
+        weights[4] *= tilt["merch"]
+        weights[5] *= tilt["gift"]
+        kind = rng.choices(kinds, weights)[0]
+        items: list[tuple[Sku, int]] = []
+        if kind in ("coffee", "breakfast"):
+            items.append((rng.choice(MENU["coffee"]), rng.choices([1, 2], [0.8, 0.2])[0]))
+            if kind == "breakfast" or rng.random() < 0.2:
+                items.append((rng.choice(MENU["bakery"]), 1))
+        elif kind == "bakery":
+            items.append((rng.choice(MENU["bakery"]), rng.randint(1, 3)))
+        elif kind == "beans":
+            items.append((rng.choice(MENU["coffee_beans"]), rng.choices([1, 2, 3], [6, 3, 1])[0]))
+            if rng.random() < 0.5:
+                items.append((rng.choice(MENU["coffee"]), 1))
+        elif kind == "merch":
+            items.append((rng.choice(MENU["merchandise"]), 1))
+            if rng.random() < 0.4:
+                items.append((rng.choice(MENU["coffee_beans"]), 1))
+        elif kind == "gift":
+            qty = rng.randint(2, 10) if p is not None and p.corporate else 1
+            items.append((rng.choice(MENU["gift_card"]), qty))
+        else:  # an office order
+            for sku in rng.sample(MENU["coffee"], k=rng.randint(2, 4)):
+                items.append((sku, rng.randint(1, 4)))
+            if rng.random() < 0.5:
+                items.append((rng.choice(MENU["bakery"]), rng.randint(2, 6)))
+        out: list[tuple[Sku, int, int]] = []
+        for i, (sku, qty) in enumerate(items):
+            discount = 0
+            if i == 0 and sku.category != "gift_card" and rng.random() < 0.06:
+                discount = min(500, sku.price * qty)  # a ¥5 coupon
+            out.append((sku, qty, discount))
+        return out
+
+    def _order_fn(
+        self, p: Persona | None, d: date, tilt: dict[str, float]
+    ) -> Callable[[Session], None]:
+        def order(s: Session) -> None:
+            if p is not None and not p.member_id:
+                return
+            self._order(s, p, d, tilt)
+
+        return order
+
+    def _order(self, s: Session, p: Persona | None, d: date, tilt: dict[str, float]) -> None:
+        rng = self.rng
+        if p is None:
+            store = rng.choices(STORES, [st.weight for st in STORES])[0]
+            channel = "pos"
+        else:
+            store = p.store
+            if rng.random() < 0.15:
+                near = [st for st in STORES if st.city == p.store.city] or STORES
+                store = rng.choice(near)
+            channel = p.channel if rng.random() < 0.7 else rng.choice(["pos", "app", "miniprogram"])
+            if d.weekday() == 2 and channel == "pos" and rng.random() < 0.3:
+                channel = "miniprogram"  # member day is promoted in the mini-programme
+        basket = self._basket(p, tilt)
+        gross = sum(sku.price * q - disc for sku, q, disc in basket)
+        points_paid = 0
+        if p is not None and channel != "pos" and rng.random() < 0.05:
+            available = ledger.get_account(s, p.member_id).available
+            want = 1000 if available >= 1000 else 500
+            if available >= want and gross > want:
+                points_paid = want  # 100 points = ¥1
+        prefix = {"pos": f"POS-{store.code}", "app": "APP", "miniprogram": "WX"}[channel]
+        key = f"{prefix}-{d:%Y%m%d}"
+        self.order_seq[key] = self.order_seq.get(key, 0) + 1
+        external_id = f"{key}-{self.order_seq[key]:04d}"
+        now = clock.now()
+        data = OrderCreate(
+            external_id=external_id,
+            member_id=p.member_id if p is not None else None,
+            store=store.code,
+            channel=channel,
+            occurred_at=now,
+            currency="CNY",
+            amount_paid_minor=gross - points_paid,
+            points_paid=points_paid,
+            lines=[
+                LineIn(
+                    sku=sku.code,
+                    category=sku.category,
+                    quantity=q,
+                    unit_price_minor=sku.price,
+                    discount_minor=disc,
+                )
+                for sku, q, disc in basket
+            ],
+        )
+        recorded = orders.record(s, self.actors[channel], data).order
+        self.stats.orders += 1
+        if p is None:
+            self.stats.anonymous += 1
+        if rng.random() < 0.03:
+            self._plan_return(recorded.id, external_id, basket, now, channel)
+        if p is not None and rng.random() < 0.3:
+            self._maybe_redeem(s, p, store, channel, now)
+
+    def _plan_return(
+        self,
+        order_id: int,
+        external_id: str,
+        basket: list[tuple[Sku, int, int]],
+        at: datetime,
+        channel: str,
+    ) -> None:
+        rng = self.rng
+        when = at + timedelta(days=rng.choice([0, 1, 1, 2, 3, 5, 9, 14]), hours=rng.randint(1, 8))
+        partial = [(no, q) for no, (_sku, q, _d) in enumerate(basket, start=1)]
+        full = (len(basket) == 1 and basket[0][1] == 1) or rng.random() < 0.4
+        if full:
+            data = ReturnCreate(return_id=f"R-{external_id}", full=True, occurred_at=when)
+        else:
+            no, q = rng.choice(partial)
+            data = ReturnCreate(
+                return_id=f"R-{external_id}",
+                lines=[ReturnLineIn(line_no=no, quantity=rng.randint(1, q))],
+                occurred_at=when,
+            )
+
+        def give_back(s: Session) -> None:
+            with s.begin_nested():
+                orders.record_return(s, self.actors[channel], order_id, data)
+            self.stats.returns += 1
+
+        if when < self.end:
+            self.returns.setdefault(local_day(self.tz, when), []).append(
+                self._event(when, give_back)
+            )
+
+    def _maybe_redeem(
+        self, s: Session, p: Persona, store: Store, channel: str, at: datetime
+    ) -> None:
+        rng = self.rng
+        available = ledger.get_account(s, p.member_id).available
+        if available < 500:
+            return
+        member = s.get(Member, p.member_id)
+        assert member is not None
+        rank = self.tier_rank.get(member.tier_code, 0)
+        choices = [
+            r
+            for r in self.programme.rewards
+            if r.points <= available and self.tier_rank.get(r.min_tier or "", 0) <= rank
+        ]
+        if not choices:
+            return
+        spec = rng.choices(choices, [math.sqrt(r.points) for r in choices])[0]
+        reward = rewards.get_reward(s, spec.code)
+        if not rewards.eligibility(s, self.programme, member, reward, available).ok:
+            return
+        try:
+            with s.begin_nested():
+                red = rewards.redeem(
+                    s,
+                    self.actors[channel],
+                    RedemptionCreate(member_id=p.member_id, reward=spec.code, store=store.code),
+                )
+        except LoyalistError:
+            return
+        self.stats.redemptions += 1
+        if rng.random() < 0.04:
+            reason = rng.choice(CANCEL_REASONS)
+            rid = red.id
+
+            def cancel(s: Session) -> None:
+                with s.begin_nested():
+                    rewards.cancel(s, self.actors[channel], rid, RedemptionCancel(reason=reason))
+                self.stats.cancellations += 1
+
+            self._later(at + timedelta(hours=rng.randint(1, 30)), cancel)
+
+    def _adjust_fn(self, p: Persona) -> Callable[[Session], None]:
+        def adjust(s: Session) -> None:
+            if not p.member_id:
+                return
+            rng = self.rng
+            staff = Actor(
+                name=f"staff:{p.store.code}",
+                scope_path=self.paths[p.store.code],
+                principal=f"staff:{p.store.code}",
+            )
+            points = rng.choice([100, 200, 300, 500])
+            reason = rng.choice(ADJUST_REASONS_PLUS)
+            if rng.random() < 0.25:
+                if ledger.get_account(s, p.member_id).available < points:
+                    return
+                points, reason = -points, rng.choice(ADJUST_REASONS_MINUS)
+            members.adjust_points(
+                s,
+                staff,
+                p.member_id,
+                points,
+                reason,
+                approved_by=f"店长 {p.store.code}" if abs(points) >= 300 else None,
+            )
+            self.stats.adjustments += 1
+
+        return adjust
+
+
+_OPENID = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def summary(db: Database, console: Console) -> None:
+    """What the database holds: members by tier, orders, returns, points, ledger check."""
+    with db.transaction() as s:
+        _v, programme = programmes.active(s)
+        names = {t.code: t.name for t in programme.tiers.levels}
+        stores = s.scalar(select(func.count()).select_from(OrgUnit).where(OrgUnit.kind == "store"))
+        n_members = s.scalar(select(func.count()).select_from(Member)) or 0
+        by_tier = {
+            str(k): int(v)
+            for k, v in s.execute(select(Member.tier_code, func.count()).group_by(Member.tier_code))
+        }
+        n_orders = s.scalar(select(func.count()).select_from(Order)) or 0
+        anonymous = s.scalar(
+            select(func.count()).select_from(Order).where(Order.member_id.is_(None))
+        )
+        sales = s.scalar(select(func.coalesce(func.sum(Order.amount_paid_minor), 0))) or 0
+        by_status = {
+            str(k): int(v)
+            for k, v in s.execute(select(Order.status, func.count()).group_by(Order.status))
+        }
+        n_returns = s.scalar(select(func.count()).select_from(OrderReturn))
+        redemptions = {
+            str(k): int(v)
+            for k, v in s.execute(
+                select(Redemption.status, func.count()).group_by(Redemption.status)
+            )
+        }
+        kinds = {
+            k: (int(a or 0), int(p or 0))
+            for k, a, p in s.execute(
+                select(
+                    LedgerEntry.kind,
+                    func.sum(LedgerEntry.delta_available),
+                    func.sum(LedgerEntry.delta_pending),
+                ).group_by(LedgerEntry.kind)
+            )
+        }
+        balance = s.execute(
+            select(
+                func.coalesce(func.sum(PointsAccount.available), 0),
+                func.coalesce(func.sum(PointsAccount.pending), 0),
+                func.coalesce(func.sum(PointsAccount.debt), 0),
+            )
+        ).one()
+        n_events = s.scalar(select(func.count()).select_from(OutboxEvent))
+        checked, problems = ledger.verify(s)
+    t = Table(title=f"{programme.name}", show_header=False, title_justify="left")
+    t.add_row("stores", f"{stores} (3 regions)")
+    t.add_row("members", f"{n_members:,}")
+    t.add_row(
+        "orders",
+        f"{n_orders:,} ({anonymous:,} anonymous), sales ¥{sales / 100:,.0f}; "
+        f"{by_status.get('returned', 0):,} fully and "
+        f"{by_status.get('partially_returned', 0):,} partly returned ({n_returns:,} returns)",
+    )
+    t.add_row(
+        "redemptions",
+        f"{sum(redemptions.values()):,} ({redemptions.get('cancelled', 0):,} cancelled)",
+    )
+    earned = sum(kinds.get("earn", (0, 0)))
+    redeemed = -kinds.get("redeem", (0, 0))[0]
+    t.add_row(
+        "points",
+        f"issued {earned:,} · redeemed {redeemed:,} · "
+        f"clawed back {-sum(kinds.get('clawback', (0, 0))):,} · "
+        f"reversed {sum(kinds.get('reversal', (0, 0))):,} · "
+        f"adjusted {sum(kinds.get('adjust', (0, 0))):+,} · "
+        f"expired {-kinds.get('expire', (0, 0))[0]:,}",
+    )
+    t.add_row(
+        "balances",
+        f"available {int(balance[0]):,} · pending {int(balance[1]):,} · debt {int(balance[2]):,}",
+    )
+    t.add_row(
+        "tiers",
+        " · ".join(f"{names[c]} {by_tier.get(c, 0):,}" for c in names),
+    )
+    t.add_row("events", f"{n_events:,} in the outbox")
+    t.add_row(
+        "ledger",
+        f"[green]verified[/]: {checked:,} accounts, cache = entries = lots"
+        if not problems
+        else f"[red]{len(problems)} disagreement(s)[/]",
+    )
+    console.print(t)
