@@ -22,13 +22,31 @@ def negotiate(accept_language: str | None, preferred: str | None = None) -> str:
     """The user's own choice first, then the browser's Accept-Language, then Chinese."""
     if preferred in SUPPORTED:
         return preferred
-    for part in (accept_language or "").split(","):
-        tag = part.split(";")[0].strip().lower()
+    for tag in _by_quality(accept_language or ""):
         if tag.startswith("zh"):
             return "zh_CN"
         if tag.startswith("en"):
             return "en"
     return DEFAULT
+
+
+def _by_quality(header: str) -> list[str]:
+    """The language tags of an Accept-Language header, most wanted first (q=0 dropped;
+    equal weights keep their order)."""
+    weighted: list[tuple[float, int, str]] = []
+    for i, part in enumerate(header.split(",")):
+        tag, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if tag and q > 0:
+            weighted.append((-q, i, tag.lower()))
+    return [tag for _q, _i, tag in sorted(weighted)]
 
 
 def translations(locale: str, dirs: tuple[Path, ...]) -> Translations:

@@ -57,6 +57,11 @@ def test_clock_freeze_advance_reset() -> None:
         ("fr-FR", None, "zh_CN"),
         (None, None, "zh_CN"),
         ("zh-CN", "en", "en"),
+        # q-values decide, not the order in the header
+        ("en;q=0.5,zh-CN", None, "zh_CN"),
+        ("fr-FR,zh-TW;q=0.3,en;q=0.7", None, "en"),
+        ("zh;q=0,en-GB;q=0.1", None, "en"),
+        ("en;q=bogus,zh-CN;q=0.2", None, "zh_CN"),
     ],
 )
 def test_language_negotiation(header: str | None, pref: str | None, expected: str) -> None:
