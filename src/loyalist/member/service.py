@@ -17,6 +17,7 @@ from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.ledger import domain as lot_rules
 from loyalist.ledger import service as ledger
+from loyalist.ledger.errors import InvalidAdjustment
 from loyalist.member.domain import InvalidIdentity, normalise_identity
 from loyalist.member.errors import MemberConflict, MemberNotFound
 from loyalist.member.schemas import ConsentIn, MemberCreate, MemberFilter, MemberUpdate, TagsIn
@@ -450,8 +451,9 @@ def adjust_points(
 ) -> LedgerEntry:
     """A staff correction with a reason; positive credits a lot, negative debits FEFO."""
     if points == 0:
-        raise ValidationFailed(
-            "An adjustment of 0 points does nothing.", [FieldError("points", "must not be 0")]
+        raise InvalidAdjustment(
+            "An adjustment of 0 points does nothing.",
+            [FieldError("points", "must not be 0", "zero")],
         )
     require(actor, POINTS_ADJUST)
     m = get(session, actor, member_id)
