@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request
@@ -206,7 +206,8 @@ def signin_send(
         errors = {"phone": ctx._("Enter a valid mobile number.")}
         return _page(ctx, "signin.html", 422, phone=phone, errors=errors)
     ip = request.client.host if request.client else "unknown"
-    outcome = ctx.db.run(lambda s: _issue(s, e164, ip))
+    channel = _channel(request)
+    outcome = ctx.db.run(lambda s: _issue(s, e164, ip, channel.address))
     if isinstance(outcome, service.Limited):
         errors = {
             "phone": ctx._(
@@ -217,7 +218,6 @@ def signin_send(
         return _page(ctx, "signin.html", 429, phone=phone, errors=errors)
     code, address = outcome
     if code is not None and address is not None:
-        channel = _channel(request)
         try:
             channel.send(
                 address,
@@ -235,18 +235,22 @@ def signin_send(
     return _page(ctx, "code.html", phone=e164, masked=mask_phone(e164), errors={})
 
 
-def _issue(session: Any, e164: str, ip: str) -> service.Limited | tuple[str | None, str | None]:
+def _issue(
+    session: Any, e164: str, ip: str, kind: Literal["phone", "email"]
+) -> service.Limited | tuple[str | None, str | None]:
     result = service.request_code(session, e164, ip)
     if isinstance(result, service.Limited):
         return result
     if result.member is None:
         return (None, None)
-    return (result.code, _address(result.member))
+    return (result.code, _address(result.member, kind))
 
 
-def _address(member: Member) -> str | None:
-    # The channel says which address it needs; the log and inbox channels take the phone.
-    return member.phone
+def _address(member: Member, kind: Literal["phone", "email"]) -> str | None:
+    """The member's address of the kind the channel needs (phone for SMS-like channels,
+    the dev inbox and the log; email for SMTP). A member without one gets no message,
+    and the page answers exactly as for any other number."""
+    return member.email if kind == "email" else member.phone
 
 
 @router.post("/signin/code")

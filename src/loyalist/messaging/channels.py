@@ -20,11 +20,12 @@ import smtplib
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 from typing import Literal, Protocol
 
 from sqlalchemy.orm import Session
 
+from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database
 from loyalist.messaging import service
 from loyalist.messaging.templates import render
@@ -84,12 +85,31 @@ class DevInboxChannel:
 
 
 class LogChannel:
-    """Writes messages to the log, with the address masked."""
+    """Writes messages to the log, with the address masked: for development only.
+
+    The message text goes to the log in full (a sign-in code included), so the channel
+    makes sure it is seen: when nothing has configured logging for ``loyalist.messages``
+    (``loyalist serve`` configures only uvicorn's own loggers), it adds a handler that
+    writes to standard error. Production uses a delivering channel (SMTP), which never
+    logs the text.
+    """
 
     name = "log"
 
     def __init__(self, *, address: Literal["phone", "email"] = "phone") -> None:
         self.address = address
+        if not log.hasHandlers():
+            handler = logging.StreamHandler()
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            log.addHandler(handler)
+        if log.getEffectiveLevel() > logging.INFO:
+            log.setLevel(logging.INFO)
+        log.warning(
+            "message channel 'log': message texts, sign-in codes included, are written to "
+            "the log; for development only (set LOYALIST_MESSAGE_CHANNEL=smtp in production)"
+        )
 
     def send(self, to: str, template: str, params: Params, locale: str) -> None:
         rendered = render(template, params, locale)
@@ -124,9 +144,12 @@ class SmtpChannel:
         msg["From"] = self.sender
         msg["To"] = to
         msg["Subject"] = rendered.subject
-        msg["Date"] = formatdate(localtime=False)
+        msg["Date"] = format_datetime(utcnow())  # "+0000": UTC, stated
         msg["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
-        msg.set_content(rendered.body)
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+        # UTF-8 in base64: readable by every server, 8BITMIME or not.
+        msg.set_content(rendered.body, charset="utf-8", cte="base64")
+        msg["Content-Language"] = "en" if locale == "en" else "zh-CN"
         return msg
 
     def send(self, to: str, template: str, params: Params, locale: str) -> None:

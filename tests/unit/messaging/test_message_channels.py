@@ -3,112 +3,118 @@
 from __future__ import annotations
 
 import logging
-import socketserver
-import threading
 from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import default as default_policy
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import pytest
+from tests.server import free_port
+from tests.smtp_server import Mailbox, smtp_server
 
 from loyalist.messaging.channels import DeliveryFailed, LogChannel, SmtpChannel, mask_address
 from loyalist.messaging.settings import MessagingSettings, channel_from_settings
 
 
-class _SMTPHandler(socketserver.StreamRequestHandler):
-    """Just enough SMTP to receive one message (EHLO, MAIL, RCPT, DATA, QUIT)."""
-
-    def handle(self) -> None:
-        server: _SMTPServer = self.server  # type: ignore[assignment]
-
-        def reply(text: str) -> None:
-            self.wfile.write((text + "\r\n").encode())
-
-        reply("220 test ESMTP")
-        data: list[bytes] | None = None
-        while line := self.rfile.readline():
-            if data is not None:
-                if line.rstrip(b"\r\n") == b".":
-                    server.received.append((server.envelope, b"".join(data)))
-                    data = None
-                    reply("250 queued")
-                else:
-                    data.append(line[1:] if line.startswith(b"..") else line)
-                continue
-            cmd = line.decode().strip()
-            verb = cmd.split(" ")[0].upper()
-            if verb in ("EHLO", "HELO"):
-                reply("250-test")
-                reply("250 8BITMIME")
-            elif verb == "MAIL":
-                server.envelope = [cmd]
-                reply("250 ok")
-            elif verb == "RCPT":
-                server.envelope.append(cmd)
-                reply("250 ok")
-            elif verb == "DATA":
-                data = []
-                reply("354 go ahead")
-            elif verb == "QUIT":
-                reply("221 bye")
-                return
-            else:
-                reply("250 ok")
-
-
-class _SMTPServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SMTPHandler)
-        self.received: list[tuple[list[str], bytes]] = []
-        self.envelope: list[str] = []
-
-
 @pytest.fixture
-def smtp_server() -> Iterator[_SMTPServer]:
-    server = _SMTPServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def mailbox() -> Iterator[Mailbox]:
+    with smtp_server() as box:
+        yield box
 
 
-def test_smtp_channel_delivers_the_rendered_code_in_chinese(smtp_server: _SMTPServer) -> None:
-    port = smtp_server.server_address[1]
-    channel = SmtpChannel(host="127.0.0.1", port=port, sender="club@example.com")
+def _send(box: Mailbox, locale: str, **kw: object) -> None:
+    channel = SmtpChannel(host=box.host, port=box.port, sender="club@example.com", **kw)  # type: ignore[arg-type]
+    channel.send("ada@example.com", "signin_code", {"code": "482913", "minutes": 5}, locale)
 
-    channel.send("ada@example.com", "signin_code", {"code": "482913", "minutes": 5}, "zh_CN")
 
-    assert len(smtp_server.received) == 1
-    envelope, raw = smtp_server.received[0]
-    assert [e.upper() for e in envelope] == [
-        "MAIL FROM:<CLUB@EXAMPLE.COM>",
-        "RCPT TO:<ADA@EXAMPLE.COM>",
-    ]
-    msg = message_from_bytes(raw, policy=default_policy)
-    assert isinstance(msg, EmailMessage)
-    assert msg["Subject"] == "登录验证码"
+def test_smtp_channel_delivers_the_code_in_chinese_with_proper_headers(mailbox: Mailbox) -> None:
+    _send(mailbox, "zh_CN")
+
+    assert len(mailbox.received) == 1
+    got = mailbox.received[0]
+    assert (got.mail_from, got.rcpt_tos) == ("club@example.com", ["ada@example.com"])
+    # 7-bit clean on the wire: the Chinese subject is an RFC 2047 encoded word and the
+    # body UTF-8 in base64, so any relay can carry it.
+    assert got.raw.isascii()
+    assert b"Subject: =?utf-8?" in got.raw
+    msg = got.message
+    assert msg["From"] == "club@example.com"
     assert msg["To"] == "ada@example.com"
-    body = msg.get_content()
-    assert "您的登录验证码是 482913，5 分钟内有效" in body
+    assert msg["Subject"] == "登录验证码"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["Content-Language"] == "zh-CN"
+    assert msg["MIME-Version"] == "1.0"
+    assert msg.get_content_type() == "text/plain"
+    assert msg.get_content_charset() == "utf-8"
+    assert msg["Content-Transfer-Encoding"] == "base64"
+    sent_at = parsedate_to_datetime(msg["Date"])
+    assert abs(sent_at - datetime.now(UTC)) < timedelta(minutes=1)
+    assert msg["Message-ID"].startswith("<") and msg["Message-ID"].endswith("@example.com>")
+    assert msg.get_content() == (
+        "您的登录验证码是 482913，5 分钟内有效。请勿将验证码告诉任何人。\n"
+    )
 
 
-def test_smtp_channel_reports_a_failed_delivery() -> None:
-    with socketserver.TCPServer(("127.0.0.1", 0), socketserver.BaseRequestHandler) as probe:
-        port = probe.server_address[1]
-    # Nothing listens on the port any more.
+def test_smtp_channel_writes_english_for_english_readers(mailbox: Mailbox) -> None:
+    _send(mailbox, "en")
+
+    msg = mailbox.received[0].message
+    assert msg["Subject"] == "Your sign-in code"
+    assert msg["Content-Language"] == "en"
+    assert msg.get_content() == (
+        "Your sign-in code is 482913. It expires in 5 minutes. Never share it with anyone.\n"
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_channel_logs_in_when_given_credentials() -> None:
+    with smtp_server(users={"mailer": "s3cret"}) as box:
+        with pytest.raises(DeliveryFailed):  # the server requires AUTH
+            _send(box, "en")
+        assert box.received == []
+        _send(box, "en", username="mailer", password="s3cret")
+
+    assert box.logins == [("mailer", "s3cret")]
+    assert [r.login for r in box.received] == ["mailer"]
+
+
+def test_smtp_channel_reports_a_refused_recipient(mailbox: Mailbox) -> None:
+    mailbox.refuse_rcpt = True
+    with pytest.raises(DeliveryFailed):
+        _send(mailbox, "en")
+    assert mailbox.received == []
+
+
+def test_smtp_channel_reports_an_unreachable_server() -> None:
+    port = free_port()  # nothing listens on it
     channel = SmtpChannel(host="127.0.0.1", port=port, sender="club@example.com", timeout_s=2)
     with pytest.raises(DeliveryFailed):
         channel.send("ada@example.com", "signin_code", {"code": "1", "minutes": 5}, "en")
 
 
+def test_smtp_channel_never_logs_the_text(
+    mailbox: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, every level
+    _send(mailbox, "zh_CN")
+    mailbox.refuse_rcpt = True
+    with pytest.raises(DeliveryFailed):
+        _send(mailbox, "zh_CN")
+
+    # Everything but the test server's own protocol trace ("mail.log").
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "mail.log")
+    assert "a***@example.com" in logged  # the log capture works and masks the address
+    assert "482913" not in logged
+    assert "ada@example.com" not in logged
+
+
 def test_log_channel_masks_the_phone(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="loyalist.messages")
-    LogChannel().send("+8613812345678", "signin_code", {"code": "123456", "minutes": 5}, "en")
+    channel = LogChannel()
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "for development only" in caplog.records[0].getMessage()
+    caplog.clear()
+
+    channel.send("+8613812345678", "signin_code", {"code": "123456", "minutes": 5}, "en")
 
     assert len(caplog.records) == 1
     text = caplog.records[0].getMessage()
