@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from loyalist.access import permissions as perm
-from loyalist.admin import explain
+from loyalist.admin import charts, explain
 from loyalist.admin.web import (
     COOKIE,
     LANG_COOKIE,
@@ -40,7 +40,7 @@ from loyalist.admin.web import (
 from loyalist.approval import service as approvals
 from loyalist.audit import service as audit
 from loyalist.dashboard import service as dashboards
-from loyalist.errors import FieldError, LoyalistError, ValidationFailed
+from loyalist.errors import FieldError, LoyalistError, NotFound, ValidationFailed
 from loyalist.events import service as events
 from loyalist.kit.clock import utcnow
 from loyalist.kit.hashing import constant_time_equals, new_token
@@ -71,6 +71,26 @@ async def run(request: Request, fn: Callable[[Session], Any]) -> Any:
 def _tz(s: Session) -> ZoneInfo:
     _v, p = programmes.active(s)
     return ZoneInfo(p.timezone)
+
+
+def _tier_names(programme: Programme, locale: str) -> dict[str, str]:
+    return {
+        t.code: t.name if locale == "zh_CN" else (t.name_en or t.name)
+        for t in programme.tiers.levels
+    }
+
+
+def _rule_names(programme: Programme, locale: str) -> dict[str, str]:
+    """Names of the breakdown components ("rule:<code>", "campaign:<code>", "tier:<code>")."""
+    names = {f"tier:{c}": n for c, n in _tier_names(programme, locale).items()}
+    names.update({f"rule:{r.code}": r.name or r.code for r in programme.earning.rules})
+    names.update({f"campaign:{c.code}": c.name or c.code for c in programme.earning.campaigns})
+    return names
+
+
+def _reward_name(reward: Any, locale: str) -> str:
+    name: str = reward.name if locale == "zh_CN" else (reward.name_en or reward.name)
+    return name
 
 
 def _see_other(url: str) -> RedirectResponse:
@@ -207,6 +227,20 @@ def _period(frm: str | None, to: str | None, tz: ZoneInfo) -> dashboards.Period:
     return dashboards.Period(start, end)
 
 
+def _presets(today: date) -> list[tuple[str, str, str]]:
+    """Quick periods: (label key, from, to), inclusive programme-local dates."""
+    month = today.replace(day=1)
+    last_month_end = month - timedelta(days=1)
+    return [
+        ("7d", (today - timedelta(days=6)).isoformat(), today.isoformat()),
+        ("30d", (today - timedelta(days=29)).isoformat(), today.isoformat()),
+        ("90d", (today - timedelta(days=89)).isoformat(), today.isoformat()),
+        ("month", month.isoformat(), today.isoformat()),
+        ("last_month", last_month_end.replace(day=1).isoformat(), last_month_end.isoformat()),
+        ("year", today.replace(month=1, day=1).isoformat(), today.isoformat()),
+    ]
+
+
 @router.get("/admin/dashboard")
 async def dashboard(
     request: Request,
@@ -215,13 +249,31 @@ async def dashboard(
     to: str | None = None,
 ) -> Response:
     frm = request.query_params.get("from")
+    locale = locale_of(request, st.locale_pref)
 
     def work(s: Session) -> dict[str, Any]:
-        tz = _tz(s)
+        _v, programme = programmes.active(s)
+        tz = ZoneInfo(programme.timezone)
         period = _period(frm, to, tz)
         d = dashboards.build(s, st.actor, unit_code=unit or None, period=period)
         units = dashboards.scope_units(s, st.actor)
-        return {"d": d, "units": units, "tz": tz}
+        tier_names = _tier_names(programme, locale)
+        reward_names = {r.code: _reward_name(r, locale) for r in programme.rewards}
+        return {
+            "d": d,
+            "units": units,
+            "tz": tz,
+            "tier_names": tier_names,
+            "reward_names": reward_names,
+            "charts": charts.dashboard_charts(d, tier_names, reward_names, gettext_for(locale)),
+            "filt": {
+                "from": period.start.isoformat(),
+                "to": (period.end - timedelta(days=1)).isoformat(),
+                "unit": d.unit_code,
+            },
+            "last_day": period.end - timedelta(days=1),
+            "presets": _presets(utcnow().astimezone(tz).date()),
+        }
 
     ctx = await run(request, work)
     return render(request, "dashboard.html", ctx, tz=ctx["tz"])
@@ -240,10 +292,12 @@ async def members_page(
 ) -> Response:
     filt = {"q": q, "phone": phone, "tier": tier, "tag": tag, "store": store}
     searched = any(filt.values())
+    locale = locale_of(request, st.locale_pref)
 
     def work(s: Session) -> dict[str, Any]:
         perm.require(st.actor, perm.MEMBER_READ)
         _v, programme = programmes.active(s)
+        units = org.list_units(s, st.actor)
         rows: list[Any] = []
         errors: dict[str, str] = {}
         try:
@@ -263,8 +317,9 @@ async def members_page(
             "filt": filt,
             "errors": errors,
             "searched": searched,
-            "tiers": {t.code: t.name for t in programme.tiers.levels},
-            "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
+            "tiers": _tier_names(programme, locale),
+            "stores": [u for u in units if u.kind == "store"],
+            "store_names": {u.id: u.name for u in units},
             "tz": ZoneInfo(programme.timezone),
         }
 
@@ -282,10 +337,7 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
     tz = ZoneInfo(programme.timezone)
     fmt = Fmt(locale, tz)
     _ = gettext_for(locale)
-    tier_names = {
-        t.code: t.name if locale == "zh_CN" else (t.name_en or t.name)
-        for t in programme.tiers.levels
-    }
+    tier_names = _tier_names(programme, locale)
     levels = programme.tiers.levels
     cur = next((t for t in levels if t.code == m.tier_code), levels[0])
     nxt = next((t for t in levels if t.code == prof.progress.next_tier), None)
@@ -303,7 +355,7 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
     order_rows = orders.list_orders(s, st.actor, member_id=m.id, store=None, after=None, limit=50)
     entries = list(reversed(ledger.entries(s, m.id, after=None, limit=100000)))[:100]
     reds = rewards.list_redemptions(s, st.actor, member_id=m.id, after=None, limit=50)
-    catalogue = {r.id: r.name for r in rewards.catalogue(s, active_only=False)}
+    catalogue = {r.id: _reward_name(r, locale) for r in rewards.catalogue(s, active_only=False)}
     tier_hist = members.tier_history(s, m.id)
     evs = events.list_events(s, st.actor, after=None, limit=200, member_id=m.id)
     evs = [e for e in evs if not e.type.startswith(("points.", "order.", "redemption."))]
@@ -331,6 +383,8 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "entry_text": {e.id: explain.ledger_text(e, _, fmt) for e in entries[:30]},
         "redemptions": [(r, catalogue.get(r.reward_id, "?")) for r in reds],
         "tier_hist": tier_hist,
+        "orders": order_rows,
+        "expiring": ledger.expiring_schedule(s, m.id, utcnow(), utcnow() + timedelta(days=366)),
         "pending": approvals.pending(s, st.actor, member_id=m.id),
         "audit_rows": audit.for_object(s, "member", m.id)[-20:] if st.can(perm.AUDIT_READ) else [],
         "threshold": ADJUST_APPROVAL_THRESHOLD,
@@ -440,12 +494,21 @@ async def member_edit(request: Request, st: StaffDep, member_id: int, form: Form
     return _see_other(f"/admin/members/{member_id}?notice=saved")
 
 
+def _member_or_none(s: Session, st: Staff, member_id: int) -> Any:
+    try:
+        return members.get(s, st.actor, member_id)
+    except NotFound:
+        return None
+
+
 # ── approvals ──────────────────────────────────────────────────────────────────────────
 @router.get("/admin/approvals")
 async def approvals_page(request: Request, st: StaffDep) -> Response:
     def work(s: Session) -> dict[str, Any]:
         perm.require(st.actor, perm.POINTS_APPROVE)
-        return {"rows": approvals.pending(s, st.actor), "tz": _tz(s)}
+        rows = approvals.pending(s, st.actor)
+        member_map = {r.member_id: _member_or_none(s, st, r.member_id) for r in rows}
+        return {"rows": rows, "member_map": member_map, "tz": _tz(s)}
 
     ctx = await run(request, work)
     return render(request, "approvals.html", ctx, tz=ctx["tz"])
@@ -488,15 +551,28 @@ async def orders_page(
 
 @router.get("/admin/orders/{order_id}")
 async def order_page(request: Request, st: StaffDep, order_id: int) -> Response:
+    locale = locale_of(request, st.locale_pref)
+    _ = gettext_for(locale)
+
     def work(s: Session) -> dict[str, Any]:
         perm.require(st.actor, perm.ORDER_READ)
         o = orders.get(s, st.actor, order_id)
+        _v, programme = programmes.active(s)
+        names = _rule_names(programme, locale)
+        member = None
+        if o.member_id is not None:
+            try:  # a member of another store may buy here: the order shows, the member not
+                member = members.get(s, st.actor, o.member_id)
+            except NotFound:
+                member = None
         return {
             "o": o,
+            "member": member,
             "lines": orders.lines(s, o.id),
             "returns": orders.returns(s, o.id),
             "store": org.get(s, o.store_id),
-            "tz": _tz(s),
+            "rule_label": lambda rule: explain.breakdown_label(rule, names, _),
+            "tz": ZoneInfo(programme.timezone),
         }
 
     ctx = await run(request, work)
@@ -505,15 +581,26 @@ async def order_page(request: Request, st: StaffDep, order_id: int) -> Response:
 
 @router.get("/admin/redemptions")
 async def redemptions_page(
-    request: Request, st: StaffDep, member: str = "", before: str = ""
+    request: Request, st: StaffDep, member: str = "", status: str = "", before: str = ""
 ) -> Response:
+    locale = locale_of(request, st.locale_pref)
+
     def work(s: Session) -> dict[str, Any]:
         perm.require(st.actor, perm.REDEMPTION_READ)
         member_id = _int_field(member, "member") if member.strip() else None
         after = _int_field(before, "before") if before.strip() else None
-        rows = rewards.list_redemptions(s, st.actor, member_id=member_id, after=after, limit=50)
+        page = rewards.list_redemptions(s, st.actor, member_id=member_id, after=after, limit=50)
+        rows = [r for r in page if not status or r.status == status]
         catalogue = {r.id: r for r in rewards.catalogue(s, active_only=False)}
-        return {"rows": rows, "catalogue": catalogue, "filt": {"member": member}, "tz": _tz(s)}
+        return {
+            "rows": rows,
+            "catalogue": catalogue,
+            "reward_names": {i: _reward_name(r, locale) for i, r in catalogue.items()},
+            "filt": {"member": member, "status": status},
+            "next_before": page[-1].id if len(page) == 50 else None,
+            "notice": request.query_params.get("notice"),
+            "tz": _tz(s),
+        }
 
     ctx = await run(request, work)
     return render(request, "redemptions.html", ctx, tz=ctx["tz"])
@@ -617,16 +704,24 @@ def _sample(form: dict[str, str], tz: ZoneInfo) -> tuple[DryRunIn | None, dict[s
 async def _programme_view(
     request: Request, st: Staff, template: str, extra: dict[str, Any], status: int = 200
 ) -> Response:
+    locale = locale_of(request, st.locale_pref)
+    _ = gettext_for(locale)
+
     def work(s: Session) -> dict[str, Any]:
         perm.require(st.actor, perm.PROGRAMME_READ)
         version, programme = programmes.active(s)
         doc = programmes.as_document(programme)
         stores = [u for u in org.list_units(s, st.actor) if u.kind == "store"]
+        tier_label = _tier_names(programme, locale)
+        names = _rule_names(programme, locale)
         return {
             "version": version,
             "programme": programme,
             "doc": doc,
             "stores": stores,
+            "stock": {r.code: r.stock_remaining for r in rewards.catalogue(s, active_only=False)},
+            "tier_label": tier_label,
+            "rule_label": lambda rule: explain.breakdown_label(rule, names, _),
             "tz": ZoneInfo(programme.timezone),
         }
 
@@ -731,6 +826,37 @@ async def programme_version(request: Request, st: StaffDep, number: int) -> Resp
 
 
 # ── audit ──────────────────────────────────────────────────────────────────────────────
+AUDIT_ACTIONS = (
+    "member.create",
+    "member.update",
+    "member.tags",
+    "member.consent",
+    "member.identity.add",
+    "points.adjust",
+    "points.adjust.request",
+    "points.adjust.approve",
+    "points.adjust.reject",
+    "order.record",
+    "order.return",
+    "redemption.create",
+    "redemption.cancel",
+    "programme.publish",
+    "staff.create",
+    "staff.password",
+)
+AUDIT_OBJECTS = ("member", "order", "redemption", "programme", "staff_user")
+
+
+def _day_start(value: str, field: str, tz: ZoneInfo, plus_days: int = 0) -> datetime | None:
+    if not value.strip():
+        return None
+    try:
+        day = date.fromisoformat(value.strip()) + timedelta(days=plus_days)
+    except ValueError as exc:
+        raise ValidationFailed("Dates are YYYY-MM-DD.", [FieldError(field, "YYYY-MM-DD")]) from exc
+    return datetime.combine(day, datetime.min.time(), tz)
+
+
 @router.get("/admin/audit")
 async def audit_page(
     request: Request,
@@ -739,34 +865,42 @@ async def audit_page(
     action: str = "",
     object_type: str = "",
     object_id: str = "",
+    since: str = "",
+    until: str = "",
     before: str = "",
 ) -> Response:
+    filt = {
+        "who": who,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "since": since,
+        "until": until,
+    }
+
     def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.AUDIT_READ)
+        tz = _tz(s)
         f = audit.AuditFilter(
             actor=who.strip() or None,
             action=action.strip() or None,
             object_type=object_type.strip() or None,
             object_id=object_id.strip() or None,
+            since=_day_start(since, "since", tz),
+            until=_day_start(until, "until", tz, plus_days=1),
         )
         before_id = _int_field(before, "before") if before.strip() else None
         rows = audit.search(s, st.actor, f, before_id=before_id, limit=50)
         return {
             "rows": rows,
-            "filt": {
-                "who": who,
-                "action": action,
-                "object_type": object_type,
-                "object_id": object_id,
-            },
-            "tz": _tz(s),
+            "filt": filt,
+            "actions": AUDIT_ACTIONS,
+            "object_types": AUDIT_OBJECTS,
+            "tz": tz,
         }
 
     ctx = await run(request, work)
     nxt = ctx["rows"][-1].id if len(ctx["rows"]) == 50 else None
-    ctx["next_url"] = (
-        f"/admin/audit?who={quote(who)}&action={quote(action)}&object_type={quote(object_type)}"
-        f"&object_id={quote(object_id)}&before={nxt}"
-        if nxt
-        else None
-    )
+    query = "&".join(f"{k}={quote(v)}" for k, v in filt.items())
+    ctx["next_url"] = f"/admin/audit?{query}&before={nxt}" if nxt else None
     return render(request, "audit.html", ctx, tz=ctx["tz"])

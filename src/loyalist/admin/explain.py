@@ -135,3 +135,26 @@ def event_text(ev: OutboxEvent, _: Callable[[str], str]) -> str:
             base += ": " + ", ".join(str(f) for f in payload["fields"])
         return base
     return _("Event %(type)s") % {"type": ev.type}
+
+
+def breakdown_label(rule: str, names: dict[str, str], _: Callable[[str], str]) -> str:
+    """A breakdown component in words: what kind of rule, and its name in the programme."""
+    kind, _sep, code = rule.partition(":")
+    kinds = {
+        "base": _("Base points"),
+        "rule": _("Earning rule"),
+        "exclusion": _("Excluded"),
+        "campaign": _("Campaign"),
+        "campaign_bonus": _("Campaign bonus"),
+        "tier": _("Tier multiplier"),
+        "cap": _("Cap"),
+        "rounding": _("Rounding"),
+    }
+    caps = {"per_order": _("per order"), "per_day": _("per day"), "per_member": _("per member")}
+    label = kinds.get(kind, kind)
+    if kind == "cap":
+        return f"{label} · {caps.get(code, code)}"
+    if code:
+        name = names.get(f"{'rule' if kind == 'exclusion' else kind.split('_')[0]}:{code}")
+        return f"{label} · {name or code}"
+    return label

@@ -125,6 +125,7 @@ def env_for(locale: str) -> Environment:
                 i18n.translations(locale, (LOCALE_DIR,)), newstyle=True
             )
             env.globals["mask_phone"] = mask_phone
+            env.globals["tr"] = gettext_for(locale)  # plain lookup for messages from code
             _envs[locale] = env
     return env
 

@@ -1,0 +1,211 @@
+"""Every console page renders, for every role, in Chinese and in English; the navigation
+follows the role; money and numbers are formatted per locale."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.e2e.console.data import PASSWORD, Shop, seed
+
+from loyalist.app import create_app
+from loyalist.config import Settings
+from loyalist.kit.db import Database
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    m = CSRF.search(html)
+    assert m is not None, "no CSRF field on the page"
+    return m.group(1)
+
+
+def sign_in(c: TestClient, login: str, lang: str = "zh_CN") -> str:
+    """Sign in through the form; returns the session's CSRF token."""
+    page = c.get(f"/admin/login?lang={lang}")
+    assert page.status_code == 200
+    r = c.post(
+        "/admin/login",
+        data={"csrf_token": csrf_of(page.text), "login": login, "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    home = c.get("/admin/password")
+    assert home.status_code == 200
+    return csrf_of(home.text)
+
+
+@pytest.fixture
+def shop(db: Database, clock: Any) -> Shop:
+    return seed(db)
+
+
+@pytest.fixture
+def console(db: Database, shop: Shop) -> Iterator[TestClient]:
+    app = create_app(Settings(database_url=db.url), db=db)
+    with TestClient(app, raise_server_exceptions=True) as c:
+        yield c
+
+
+def pages(shop: Shop) -> list[str]:
+    alice = shop.members["alice"]
+    return [
+        "/admin/dashboard",
+        "/admin/dashboard?unit=east&from=2026-05-01&to=2026-06-10",
+        "/admin/members",
+        "/admin/members?phone=13800000001",
+        "/admin/members?q=王&tier=base&store=sh1",
+        f"/admin/members/{alice}",
+        "/admin/approvals",
+        "/admin/orders",
+        "/admin/orders?store=sh1",
+        f"/admin/orders/{shop.orders['POS-SH1-001']}",
+        "/admin/redemptions",
+        "/admin/redemptions?status=completed",
+        "/admin/programme",
+        "/admin/programme/edit",
+        "/admin/programme/versions",
+        "/admin/programme/versions/2",
+        "/admin/audit",
+        "/admin/audit?object_type=member&action=points.adjust",
+        "/admin/password",
+    ]
+
+
+# A word of each page's heading, per language.
+HEADINGS = {
+    "zh_CN": ["数据概览", "会员", "审批", "订单", "积分兑换", "会员方案", "操作审计", "修改密码"],
+    "en": [
+        "Dashboard",
+        "Members",
+        "Approvals",
+        "Orders",
+        "Redemptions",
+        "Programme",
+        "Audit trail",
+        "Change password",
+    ],
+}
+
+
+@pytest.mark.parametrize("lang", ["zh_CN", "en"])
+def test_every_page_renders_for_an_hq_admin_in_both_languages(
+    console: TestClient, shop: Shop, lang: str
+) -> None:
+    sign_in(console, "admin", lang)
+    for url in pages(shop):
+        r = console.get(url)
+        assert r.status_code == 200, (url, r.text[:500])
+        assert r.headers["content-type"].startswith("text/html")
+        html = r.text
+        assert f'<html lang="{"zh-CN" if lang == "zh_CN" else "en"}">' in html, url
+        # Every nav entry of an HQ admin is there, in the page's language.
+        for word in HEADINGS[lang]:
+            assert word in html, (url, word)
+        assert "%(" not in html, (url, "an untranslated placeholder leaked")
+
+
+def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Shop) -> None:
+    sign_in(console, "admin", "zh_CN")
+    member = console.get(f"/admin/members/{shop.members['alice']}").text
+    assert "可用积分" in member and "积分流水" in member and "时间线" in member
+    assert "Available points" not in member
+    # The order of ¥128.00 earned points; the timeline says so in words.
+    assert "在订单 POS-SH1-000 消费 ¥128.00" in member
+    dash = console.get("/admin/dashboard").text
+    # Bob's ¥12,500 gift box lifts the 30-day sales above ¥10,000: shown in 万.
+    assert "万" in dash
+    en = TestClient(console.app)
+    sign_in(en, "admin", "en")
+    assert "Available points" in en.get(f"/admin/members/{shop.members['alice']}").text
+
+
+READS = {"members", "orders", "redemptions", "programme"}
+NAV = {
+    "hq_admin": READS | {"dashboard", "approvals", "audit"},
+    "regional_manager": READS | {"dashboard", "approvals"},
+    "store_staff": READS | {"dashboard"},
+    "service_agent": READS,
+    "analyst": READS | {"dashboard"},
+}
+LOGIN_OF_ROLE = {
+    "hq_admin": "admin",
+    "regional_manager": "east",
+    "store_staff": "sh1",
+    "service_agent": "agent",
+    "analyst": "analyst",
+}
+NAV_LINK = re.compile(r'<a href="/admin/([a-z]+)" class="[^"]*"><span class="ico">')
+
+
+@pytest.mark.parametrize("role", sorted(NAV))
+def test_the_navigation_shows_what_the_role_may_open(
+    console: TestClient, shop: Shop, role: str
+) -> None:
+    sign_in(console, LOGIN_OF_ROLE[role])
+    html = console.get("/admin/members").text
+    assert set(NAV_LINK.findall(html)) == NAV[role]
+    for section in NAV[role]:
+        r = console.get(f"/admin/{section}")
+        assert r.status_code == 200, (role, section)
+    for section in NAV["hq_admin"] - NAV[role]:
+        r = console.get(f"/admin/{section}")
+        assert r.status_code == 403, (role, section)
+        assert "无权操作" in r.text
+
+
+def test_home_sends_each_role_to_its_first_page(console: TestClient, shop: Shop) -> None:
+    sign_in(console, "agent")
+    r = console.get("/admin", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/admin/members")
+    sign_in(console, "analyst")
+    r = console.get("/admin", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/admin/dashboard")
+
+
+def test_signed_out_pages_redirect_to_the_login_page(console: TestClient, shop: Shop) -> None:
+    r = console.get("/admin/members?phone=1", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/admin/login?next=/admin/members?phone=1"
+    login = console.get("/admin/login?lang=en").text
+    assert "Sign in" in login and 'lang="en"' in login
+
+
+def test_language_switch_is_remembered_for_the_user(console: TestClient, shop: Shop) -> None:
+    token = sign_in(console, "admin", "zh_CN")
+    r = console.post(
+        "/admin/lang",
+        data={"csrf_token": token, "lang": "en", "next": "/admin/orders"},
+        follow_redirects=False,
+    )
+    assert (r.status_code, r.headers["location"]) == (303, "/admin/orders")
+    assert "<h1>Orders</h1>" in console.get("/admin/orders").text
+    # A new browser (no language cookie) gets the user's saved choice.
+    other = TestClient(console.app)
+    sign_in(other, "admin", "zh_CN")
+    other.cookies.delete("loyalist_lang")
+    assert "<h1>Orders</h1>" in other.get("/admin/orders").text
+
+
+def test_static_assets_are_served_by_the_console(console: TestClient) -> None:
+    for name, marker in [
+        ("echarts.min.js", "echarts"),
+        ("htmx.min.js", "htmx"),
+        ("admin.css", "--brand"),
+        ("admin.js", "data-echarts"),
+    ]:
+        r = console.get(f"/admin/static/{name}")
+        assert r.status_code == 200 and marker in r.text, name
+    assert console.get("/admin/static/../app.py").status_code == 404
+
+
+def test_pages_reference_no_external_asset(console: TestClient, shop: Shop) -> None:
+    sign_in(console, "admin")
+    for url in pages(shop):
+        html = console.get(url).text
+        for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
+            assert not ref.startswith(("http:", "https:", "//")), (url, ref)
