@@ -77,7 +77,15 @@ def role_can_write(role: str) -> bool:
 
 
 def require(actor: Actor, action: str) -> None:
-    """Raise 403 unless ``actor`` may take ``action`` (read-only API keys are refused
-    earlier, at the HTTP layer)."""
+    """Raise 403 unless ``actor`` may take ``action``: its role must grant it, and a write
+    needs an actor that may write (a read-only API key is refused here too, not only at
+    the HTTP layer, so every caller of a service meets the same rule)."""
     if not actor.can(action):
         raise Forbidden(f"Your role may not do this ({action}).")
+    if action in WRITE_ACTIONS and not actor.can_write:
+        raise Forbidden(f"This actor is read-only ({action}).")
+
+
+def may_see_phone(actor: Actor) -> bool:
+    """Whether phone numbers are shown unmasked to ``actor`` (API keys: yes)."""
+    return actor.can(MEMBER_PHONE)

@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import AUDIT_READ, require
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
-from loyalist.models import AuditLog
+from loyalist.models import AuditLog, OrgUnit
 
 
 def _plain(value: Any) -> Any:
@@ -67,7 +67,12 @@ def search(
     require(actor, AUDIT_READ)
     q = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
     if actor.scope_path != "/":
-        q = q.where(AuditLog.org_path.startswith(actor.scope_path))
+        scoped = AuditLog.org_path.startswith(actor.scope_path)
+        top = session.scalar(select(OrgUnit.kind).where(OrgUnit.path == actor.scope_path))
+        if top == "hq":
+            # Organisation-wide changes (a programme version) are recorded at "/".
+            scoped = or_(scoped, AuditLog.org_path == "/")
+        q = q.where(scoped)
     if before_id is not None:
         q = q.where(AuditLog.id < before_id)
     if f.actor:

@@ -10,13 +10,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from loyalist.access.permissions import ROLES, role_can_write
+from loyalist.access.permissions import ROLES, STAFF_MANAGE, require, role_can_write
+from loyalist.audit import service as audit
 from loyalist.errors import FieldError, ValidationFailed
-from loyalist.kit.actor import Actor
+from loyalist.kit.actor import SYSTEM, Actor
 from loyalist.kit.clock import utcnow
 from loyalist.kit.hashing import constant_time_equals, new_token, sha256_hex
 from loyalist.models import OrgUnit, StaffSession, StaffUser
 from loyalist.org import service as org
+from loyalist.org.errors import OrgUnitNotFound
 from loyalist.staff.errors import StaffUserExists, StaffUserNotFound, WrongPassword
 
 MAX_FAILURES = 5
@@ -57,7 +59,11 @@ def create_user(
     password: str,
     display_name: str | None = None,
     locale: str | None = None,
+    actor: Actor = SYSTEM,
 ) -> StaffUser:
+    """A console user; ``actor`` (default: the system, e.g. ``loyalist user create``) must
+    hold ``staff.manage`` and see the unit the user is bound to."""
+    require(actor, STAFF_MANAGE)
     login = login.strip().lower()
     if not login or len(login) > 64:
         raise ValidationFailed("A login is required.", [FieldError("login", "1–64 characters")])
@@ -69,6 +75,8 @@ def create_user(
     if session.scalar(select(StaffUser.id).where(StaffUser.login == login)) is not None:
         raise StaffUserExists(f"A staff user {login!r} exists.")
     unit = org.get_by_code(session, unit_code)
+    if not actor.sees(unit.path):
+        raise OrgUnitNotFound(f"No organisation unit {unit_code!r}.")
     now = utcnow()
     user = StaffUser(
         login=login,
@@ -86,6 +94,15 @@ def create_user(
     )
     session.add(user)
     session.flush()
+    audit.record(
+        session,
+        actor,
+        "staff.create",
+        "staff_user",
+        user.id,
+        org_path=unit.path,
+        after={"login": login, "role": role, "unit": unit.code},
+    )
     return user
 
 
@@ -217,7 +234,7 @@ def change_password(session: Session, user_id: int, current: str, new: str, keep
     now = utcnow()
     user.password_hash = hash_password(new)
     user.password_changed_at = now
-    session.execute(
+    closed = session.execute(
         update(StaffSession)
         .where(
             StaffSession.staff_user_id == user.id,
@@ -225,6 +242,16 @@ def change_password(session: Session, user_id: int, current: str, new: str, keep
             StaffSession.revoked_at.is_(None),
         )
         .values(revoked_at=now)
+    )
+    unit = session.get(OrgUnit, user.org_unit_id)
+    audit.record(
+        session,
+        actor_for(session, user),
+        "staff.password",
+        "staff_user",
+        user.id,
+        org_path=unit.path if unit is not None else "/",
+        after={"sessions_closed": int(closed.rowcount)},  # type: ignore[attr-defined]
     )
 
 

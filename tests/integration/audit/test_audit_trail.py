@@ -1,0 +1,376 @@
+"""The audit trail: every change through the API or the console leaves one row saying who
+(user or key), when, what, and the state before and after; HQ admins search it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+from tests.console import console_client, login, make_users, post
+from tests.itest import counts
+from tests.support import api_client, order_payload
+
+from loyalist.audit import service as audit
+from loyalist.errors import Forbidden
+from loyalist.kit.actor import Actor
+from loyalist.kit.clock import utcnow
+from loyalist.models import ApiKey, AuditLog, OrgUnit, StaffUser
+from loyalist.programme import service as programmes
+from loyalist.staff import service as staff
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# API routes that change nothing (asserted: no row in any table).
+READ_ONLY_POSTS = {("POST", "/v1/programme/dry-run")}
+
+
+def _key_identity(world: Any, scope: str) -> tuple[str, str]:
+    secret: str = world.keys[scope]
+    prefix = secret[: secret.index("_", 3)]
+    with world.db.transaction() as s:
+        key_id = s.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix))
+    return f"apikey:{prefix}", f"key:{key_id}"
+
+
+def _audit_rows(world: Any, after_id: int = 0) -> list[dict[str, Any]]:
+    with world.db.transaction() as s:
+        q = select(AuditLog).where(AuditLog.id > after_id).order_by(AuditLog.id)
+        return [
+            {c.name: getattr(r, c.name) for c in AuditLog.__table__.columns} for r in s.scalars(q)
+        ]
+
+
+def _last_id(world: Any) -> int:
+    with world.db.transaction() as s:
+        return int(s.scalar(select(func.coalesce(func.max(AuditLog.id), 0))) or 0)
+
+
+def _path(world: Any, code: str) -> str:
+    with world.db.transaction() as s:
+        path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == code))
+    assert path is not None
+    return str(path)
+
+
+def _api_write_routes(client: Any) -> set[tuple[str, str]]:
+    """Every write route of the API, from its OpenAPI document (the contract)."""
+    out: set[tuple[str, str]] = set()
+    for path, ops in client.app.openapi()["paths"].items():
+        if path.startswith("/v1"):
+            out |= {(m.upper(), path) for m in ops if m.upper() in WRITE_METHODS}
+    return out
+
+
+Step = tuple[str, str, Callable[[Any, dict[str, int]], Any], str | None, str]
+
+
+def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
+    world: Any, clock: Any
+) -> None:
+    actor, principal = _key_identity(world, "hq")
+    sh1 = _path(world, "sh1")
+    ids: dict[str, int] = {}
+
+    def join(c: Any, ids: dict[str, int]) -> Any:
+        r = c.post(
+            "/v1/members", json={"phone": "13900001111", "name": "王芳", "home_store": "sh1"}
+        )
+        ids["member"] = r.json()["id"]
+        return r
+
+    def order(c: Any, ids: dict[str, int]) -> Any:
+        r = c.post("/v1/orders", json=order_payload("A-1", ids["member"], paid=12_000))
+        ids["order"] = r.json()["id"]
+        return r
+
+    def redeem(c: Any, ids: dict[str, int]) -> Any:
+        r = c.post("/v1/redemptions", json={"member_id": ids["member"], "reward": "americano"})
+        ids["redemption"] = r.json()["id"]
+        return r
+
+    steps: list[Step] = [
+        ("POST", "/v1/members", join, "member.create", "member"),
+        (
+            "PATCH",
+            "/v1/members/{member_id}",
+            lambda c, i: c.patch(f"/v1/members/{i['member']}", json={"name": "王芳芳"}),
+            "member.update",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/members/{member_id}/identities",
+            lambda c, i: c.post(
+                f"/v1/members/{i['member']}/identities", json={"kind": "pos_card", "value": "C1"}
+            ),
+            "member.identity.add",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/members/{member_id}/tags",
+            lambda c, i: c.post(f"/v1/members/{i['member']}/tags", json={"add": ["vip"]}),
+            "member.tags",
+            "member",
+        ),
+        (
+            "PUT",
+            "/v1/members/{member_id}/consents/{channel}",
+            lambda c, i: c.put(f"/v1/members/{i['member']}/consents/sms", json={"granted": True}),
+            "member.consent",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/members/{member_id}/adjustments",
+            lambda c, i: c.post(
+                f"/v1/members/{i['member']}/adjustments",
+                json={"points": 3000, "reason": "welcome back"},
+            ),
+            "points.adjust",
+            "member",
+        ),
+        ("POST", "/v1/orders", order, "order.record", "order"),
+        (
+            "POST",
+            "/v1/orders/{order_id}/returns",
+            lambda c, i: c.post(
+                f"/v1/orders/{i['order']}/returns", json={"return_id": "R-1", "full": True}
+            ),
+            "order.return",
+            "order",
+        ),
+        ("POST", "/v1/redemptions", redeem, "redemption.create", "redemption"),
+        (
+            "POST",
+            "/v1/redemptions/{redemption_id}/cancel",
+            lambda c, i: c.post(
+                f"/v1/redemptions/{i['redemption']}/cancel", json={"reason": "changed mind"}
+            ),
+            "redemption.cancel",
+            "redemption",
+        ),
+        (
+            "POST",
+            "/v1/programme/dry-run",
+            lambda c, i: c.post(
+                "/v1/programme/dry-run", json={"order": order_payload("DRY", None, paid=500)}
+            ),
+            None,
+            "",
+        ),
+    ]
+    with api_client(world.db, world.keys["hq"]) as c:
+        # A new write route without a step here fails this test.
+        assert {(m, p) for m, p, *_ in steps} == _api_write_routes(c)
+        for method, path, call, action, object_type in steps:
+            clock.advance(timedelta(minutes=1))
+            last = _last_id(world)
+            before = counts(world.db)
+            r = call(c, ids)
+            assert r.status_code in (200, 201), (method, path, r.status_code, r.text)
+            new = _audit_rows(world, last)
+            if action is None:
+                assert (method, path) in READ_ONLY_POSTS
+                assert counts(world.db) == before
+                continue
+            assert [(a["action"], a["object_type"]) for a in new] == [(action, object_type)], (
+                path,
+                new,
+            )
+            row = new[0]
+            assert (row["actor"], row["principal"]) == (actor, principal)
+            assert row["occurred_at"] == utcnow()
+            assert row["org_path"] == sh1
+            assert row["after"] is not None
+
+    by_action = {a["action"]: a for a in _audit_rows(world)}
+    mid = str(ids["member"])
+    upd = by_action["member.update"]
+    assert upd["object_id"] == mid
+    assert (upd["before"], upd["after"]) == ({"name": "王芳"}, {"name": "王芳芳"})
+    tags = by_action["member.tags"]
+    assert (tags["before"], tags["after"]) == ({"tags": []}, {"tags": ["vip"]})
+    adj = by_action["points.adjust"]
+    assert adj["before"] == {"available": 0, "pending": 0}
+    after = adj["after"]
+    assert (after["available"], after["points"], after["reason"]) == (3000, 3000, "welcome back")
+    cancel = by_action["redemption.cancel"]
+    assert cancel["object_id"] == str(ids["redemption"])
+    assert cancel["before"] == {"status": "completed"}
+    assert cancel["after"]["status"] == "cancelled"
+
+
+def test_a_store_key_is_named_on_its_rows_and_a_refused_write_leaves_none(world: Any) -> None:
+    actor, principal = _key_identity(world, "sz1")
+    last = _last_id(world)
+    with api_client(world.db, world.keys["sz1"]) as c:
+        r = c.post("/v1/members", json={"phone": "13900002222"})
+        assert r.status_code == 201
+        mid = r.json()["id"]
+    got = _audit_rows(world, last)
+    assert [(a["actor"], a["principal"], a["org_path"]) for a in got] == [
+        (actor, principal, _path(world, "sz1"))
+    ]
+    before = counts(world.db)
+    with api_client(world.db, world.keys["sh1"]) as c:  # another store: 404, nothing written
+        assert c.patch(f"/v1/members/{mid}", json={"name": "x"}).status_code == 404
+    with api_client(world.db, world.keys["hq-read"]) as c:  # read-only key: 403
+        assert c.patch(f"/v1/members/{mid}", json={"name": "x"}).status_code == 403
+    assert counts(world.db) == before
+
+
+# ── the console ────────────────────────────────────────────────────────────────────────
+def _programme_form(world: Any, name_suffix: str) -> dict[str, str]:
+    with world.db.transaction() as s:
+        _v, p = programmes.active(s)
+        doc = programmes.as_document(p)
+    doc["rewards"][0]["name"] += name_suffix
+
+    def dump(v: Any) -> str:
+        return yaml.safe_dump(v, allow_unicode=True, sort_keys=False)
+
+    return {
+        "action": "publish",
+        "note": "rename a reward",
+        "tiers": dump(doc["tiers"]),
+        "rules": dump(doc["earning"]["rules"]),
+        "campaigns": dump(doc["earning"]["campaigns"]),
+        "expiry": dump(doc["points"]),
+        "rewards": dump(doc["rewards"]),
+    }
+
+
+def test_console_changes_are_audited_with_the_user(world: Any, clock: Any) -> None:
+    make_users(world.db)
+    with api_client(world.db, world.keys["hq"]) as api:
+        mid = api.post("/v1/members", json={"phone": "13900003333", "home_store": "sh2"}).json()[
+            "id"
+        ]
+        api.post(f"/v1/members/{mid}/adjustments", json={"points": 4000, "reason": "seed"})
+        red = api.post("/v1/redemptions", json={"member_id": mid, "reward": "americano"}).json()
+    east = _path(world, "sh2")
+    last = _last_id(world)
+    with console_client(world.db) as c:
+        csrf = login(c, world.db, "east.manager")
+        base = f"/admin/members/{mid}"
+        assert post(c, f"{base}/edit", csrf, {"name": "赵六", "city": "杭州"}).status_code == 303
+        assert post(c, f"{base}/tags", csrf, {"add": "vip, coffee"}).status_code == 303
+        assert (
+            post(c, f"{base}/adjust", csrf, {"points": "-200", "reason": "dup"}).status_code == 303
+        )
+        r = post(c, f"/admin/redemptions/{red['id']}/cancel", csrf, {"reason": "wrong item"})
+        assert r.status_code == 303
+    got = _audit_rows(world, last)
+    with world.db.transaction() as s:
+        uid = s.scalar(select(StaffUser.id).where(StaffUser.login == "east.manager"))
+    assert [(a["action"], a["actor"], a["principal"], a["org_path"]) for a in got] == [
+        ("member.update", "user:east.manager", f"user:{uid}", east),
+        ("member.tags", "user:east.manager", f"user:{uid}", east),
+        ("points.adjust", "user:east.manager", f"user:{uid}", east),
+        ("redemption.cancel", "user:east.manager", f"user:{uid}", east),
+    ]
+    assert got[0]["before"] == {"name": None, "city": None}
+    assert got[0]["after"] == {"name": "赵六", "city": "杭州"}
+    assert got[1]["after"] == {"tags": ["coffee", "vip"]}
+    assert got[2]["before"] == {"available": 2500, "pending": 0}
+    assert got[2]["after"]["available"] == 2300
+
+
+def test_console_programme_publish_is_audited_and_visible_to_hq_admins(world: Any) -> None:
+    make_users(world.db)
+    last = _last_id(world)
+    with console_client(world.db) as c:
+        csrf = login(c, world.db, "admin")
+        r = post(c, "/admin/programme/edit", csrf, _programme_form(world, " (新)"))
+        assert r.status_code == 303, r.text[:300]
+        assert r.headers["location"].startswith("/admin/programme/versions/2")
+    got = _audit_rows(world, last)
+    assert [(a["action"], a["actor"], a["object_id"]) for a in got] == [
+        ("programme.publish", "user:admin", "2")
+    ]
+    assert got[0]["before"] == {"version": 1}
+    # An HQ admin (scope: the HQ unit, not "/") finds organisation-wide changes.
+    with world.db.transaction() as s:
+        admin = staff.actor_for(s, staff.get_by_login(s, "admin"))
+        found = audit.search(s, admin, audit.AuditFilter(action="programme.publish"))
+        assert [(r.object_id, r.actor) for r in found] == [("2", "user:admin"), ("1", "test")]
+
+
+# ── search ─────────────────────────────────────────────────────────────────────────────
+def _seed_rows(world: Any, clock: Any) -> dict[str, Actor]:
+    sh1, sz1, hq = _path(world, "sh1"), _path(world, "sz1"), _path(world, "hq")
+    a = Actor(name="user:a", scope_path=hq, principal="user:1")
+    b = Actor(name="apikey:lk_b", scope_path=sz1, principal="key:2")
+    with world.db.transaction() as s:
+        s.execute(AuditLog.__table__.delete())
+        audit.record(s, a, "member.update", "member", 1, org_path=sh1, after={"n": 1})
+        clock.advance(timedelta(hours=1))
+        audit.record(s, b, "member.tags", "member", 2, org_path=sz1, after={"n": 2})
+        clock.advance(timedelta(hours=1))
+        audit.record(s, a, "points.adjust", "member", 1, org_path=sh1, after={"n": 3})
+        clock.advance(timedelta(hours=1))
+        audit.record(s, b, "order.record", "order", 7, org_path=sz1, after={"n": 4})
+    return {"a": a, "b": b}
+
+
+def _search(world: Any, who: Actor, **kw: Any) -> list[int]:
+    before_id = kw.pop("before_id", None)
+    limit = kw.pop("limit", 50)
+    with world.db.transaction() as s:
+        found = audit.search(s, who, audit.AuditFilter(**kw), before_id=before_id, limit=limit)
+        return [int(r.after["n"]) for r in found if r.after]
+
+
+def test_search_filters_newest_first(world: Any, clock: Any) -> None:
+    _seed_rows(world, clock)
+    hq = Actor(name="user:boss", scope_path=_path(world, "hq"), principal="user:9")
+    start = utcnow() - timedelta(hours=3)
+    assert _search(world, hq) == [4, 3, 2, 1]
+    assert _search(world, hq, actor="apikey") == [4, 2]
+    assert _search(world, hq, action="points.adjust") == [3]
+    assert _search(world, hq, object_type="member", object_id="1") == [3, 1]
+    assert _search(world, hq, since=start + timedelta(hours=1)) == [4, 3, 2]
+    assert _search(world, hq, until=start + timedelta(hours=1)) == [1]
+    assert _search(
+        world, hq, since=start + timedelta(minutes=30), until=start + timedelta(hours=2, minutes=30)
+    ) == [3, 2]
+    first = _search(world, hq, limit=2)
+    assert first == [4, 3]
+    with world.db.transaction() as s:
+        ids = [r.id for r in audit.search(s, hq, audit.AuditFilter(), limit=2)]
+    assert _search(world, hq, before_id=ids[-1]) == [2, 1]
+
+
+def test_search_stays_in_scope_and_needs_audit_read(world: Any, clock: Any) -> None:
+    _seed_rows(world, clock)
+    south_key = Actor(name="apikey:s", scope_path=_path(world, "south"), principal="key:5")
+    assert _search(world, south_key) == [4, 2]  # API keys read within their scope
+    make_users(world.db)
+    with world.db.transaction() as s:
+        for login_name in ("east.manager", "sh1.staff", "agent", "analyst"):
+            actor = staff.actor_for(s, staff.get_by_login(s, login_name))
+            with pytest.raises(Forbidden):
+                audit.search(s, actor, audit.AuditFilter())
+
+
+def test_staff_accounts_and_password_changes_are_audited(world: Any) -> None:
+    last = _last_id(world)
+    with world.db.transaction() as s:
+        uid = staff.create_user(
+            s, login="carol", role="analyst", unit_code="east", password="a long password"
+        ).id
+    world.db.run(lambda s: staff.login(s, "carol", "a long password"))
+    world.db.run(lambda s: staff.change_password(s, uid, "a long password", "another one!", keep=0))
+    got = _audit_rows(world, last)
+    east = _path(world, "east")
+    assert [(a["action"], a["actor"], a["object_id"], a["org_path"]) for a in got] == [
+        ("staff.create", "system", str(uid), east),
+        ("staff.password", "user:carol", str(uid), east),
+    ]
+    assert got[0]["after"] == {"login": "carol", "role": "analyst", "unit": "east"}
+    assert got[1]["after"] == {"sessions_closed": 1}
+    assert "a long password" not in str(got) and "another one!" not in str(got)
