@@ -35,7 +35,8 @@ def problem_response(exc: LoyalistError, request: Request) -> JSONResponse:
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
-        parts = parts[1:] if parts[0] == "body" else parts
+        # "limit", not "query.limit": the same name the services use for the same field
+        parts = parts[1:] or parts
     return ".".join(parts) or "body"
 
 
