@@ -79,7 +79,11 @@ def list_events(
     if member_id is not None:
         q = q.where(OutboxEvent.member_id == member_id)
     if actor.scope_path != "/":
-        q = q.where(OutboxEvent.org_path.startswith(actor.scope_path))
+        # Events without an org path concern the whole programme (programme.published):
+        # every key may read them, as every key may read GET /v1/programme.
+        q = q.where(
+            OutboxEvent.org_path.startswith(actor.scope_path) | OutboxEvent.org_path.is_(None)
+        )
     return list(session.scalars(q))
 
 

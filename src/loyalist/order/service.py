@@ -480,6 +480,7 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
         "order.returned",
         {
             "order_id": order.id,
+            "member_id": order.member_id,
             "return_id": data.return_id,
             "refund_minor": refund,
             "points_clawed": ret.points_clawed,
