@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from loyalist.analytics.cli import app as analytics_app
 from loyalist.config import get_settings
 from loyalist.errors import LoyalistError
 from loyalist.kit.clock import clock
@@ -456,12 +457,7 @@ def bench(name: Annotated[str, typer.Argument(help="earn, clv or all")] = "all")
             raise typer.Exit(rc)
 
 
-try:
-    from loyalist.analytics.cli import app as analytics_app
-
-    app.add_typer(analytics_app, name="analyze")
-except ImportError:  # analytics is optional while it is being built
-    pass
+app.add_typer(analytics_app, name="analyze")
 
 
 if __name__ == "__main__":
