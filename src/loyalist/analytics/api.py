@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from loyalist.analytics.clv import ModelName, fit_clv
 from loyalist.analytics.cohorts import Granularity, cohort_table
 from loyalist.analytics.errors import InputError
 from loyalist.analytics.io import Transactions
@@ -24,9 +24,13 @@ from loyalist.analytics.rfm import (
     segment_summary,
     segment_transitions,
 )
-from loyalist.analytics.segments import kmeans_segments
 from loyalist.analytics.summary import DateLike, last_date, summarise, to_date
-from loyalist.analytics.validation import holdout_validation
+
+if TYPE_CHECKING:
+    from loyalist.analytics.clv import ModelName
+
+# The model and clustering modules (SciPy, scikit-learn) are imported inside the functions
+# that need them, so that the CLI starts quickly.
 
 JSONValue = object
 
@@ -102,6 +106,7 @@ def analyze_kpis(
         e = to_date(end, "end") if end else last_date(tx)
         scores = rfm_scores(tx, e)
         customers = scores.filter(pl.col("segment") == segment)["customer_id"].to_list()
+        end = e
     rep = compute_kpis(tx, start, end, customers=customers, segment_name=segment)
     return as_json_dict({"load": tx.report.to_dict(), **rep.to_dict()})
 
@@ -119,6 +124,9 @@ def analyze_clv(
     calibration_end: DateLike | None = None,
 ) -> tuple[dict[str, object], pl.DataFrame]:
     """The CLV summary (and the per-customer frame, for exports)."""
+    from loyalist.analytics.clv import fit_clv
+    from loyalist.analytics.validation import holdout_validation
+
     summ = summarise(tx, observation_end=observation_end, unit=unit)
     res = fit_clv(
         summ,
@@ -170,6 +178,9 @@ def analyze_segments(
     lang: str = "en",
     seed: int = 0,
 ) -> tuple[dict[str, object], pl.DataFrame]:
+    from loyalist.analytics.clv import fit_clv
+    from loyalist.analytics.segments import kmeans_segments
+
     end = to_date(as_of, "as_of") if as_of else last_date(tx)
     frame = rfm_scores(tx, end)
     features: tuple[str, ...] = ("recency_days", "frequency", "monetary")

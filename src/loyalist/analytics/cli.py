@@ -1,9 +1,10 @@
 """``loyalist analyze``: rfm | cohorts | kpis | clv | segments | report.
 
-Every command reads transactions from ``--input`` (CSV/Parquet; ``--cdnow`` for the CDNOW
-text format) or ``--database-url`` (the platform's ``orders`` table by default), prints a
-table, or JSON with ``--json`` (the same data as the Python API in
-:mod:`loyalist.analytics.api`).  Errors go to stderr with exit status 2.
+Every command reads transactions from ``--input`` (CSV, TSV, whitespace-separated text or
+Parquet; ``--cdnow`` for the CDNOW files) or ``--database-url`` (the platform's orders by
+default), prints a table, or JSON with ``--json`` (exactly what the Python API in
+:mod:`loyalist.analytics.api` returns).  Errors go to stderr (or, with ``--json``, to stdout
+as ``{"error": ...}``) with exit status 2.
 """
 
 import functools
@@ -12,31 +13,22 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import orjson
-import polars as pl
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loyalist.analytics import api
 from loyalist.analytics.errors import AnalyticsError, InputError
-from loyalist.analytics.export import export_frame
-from loyalist.analytics.i18n import fmt_kpi, kpi_label, segment_label
-from loyalist.analytics.io import (
-    DEFAULT_TIMEZONE,
-    PLATFORM_COLUMNS,
-    ColumnMap,
-    Transactions,
-    read_cdnow,
-    read_database,
-    read_transactions,
-)
-from loyalist.analytics.kpis import KPI_NAMES
-from loyalist.analytics.report import STEPS, ReportOptions, write_report
-from loyalist.analytics.rfm import RFMConfig
+from loyalist.analytics.i18n import DEFAULT_TIMEZONE, fmt_kpi, kpi_label, segment_label
+
+if TYPE_CHECKING:
+    from loyalist.analytics.io import ColumnMap, Transactions
+
+# Polars, SciPy and scikit-learn are imported inside the commands: the main ``loyalist``
+# command mounts this app, and its other commands should not pay for them.
 
 app = typer.Typer(
     name="analyze",
@@ -54,7 +46,9 @@ _COLUMN_KEYS = {
     "customer": "customer",
     "time": "timestamp",
     "timestamp": "timestamp",
+    "date": "timestamp",
     "amount": "amount",
+    "refund": "refund",
     "order": "order_id",
     "order_id": "order_id",
     "store": "store",
@@ -63,97 +57,137 @@ _COLUMN_KEYS = {
     "tier": "tier",
 }
 
+
+def _option(name: str, default: object, annotation: object) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
 SOURCE_PARAMS: list[inspect.Parameter] = [
-    inspect.Parameter(
+    _option(
         "input",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
+        None,
+        Annotated[
             Path | None,
-            typer.Option("--input", "-i", help="CSV, TSV or Parquet file of transactions."),
+            typer.Option(
+                "--input", "-i", help="CSV, TSV, whitespace-separated text or Parquet file."
+            ),
         ],
     ),
-    inspect.Parameter(
+    _option(
         "database_url",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
+        None,
+        Annotated[
             str | None,
             typer.Option(
                 "--database-url",
-                help="SQLAlchemy URL; reads the platform's 'orders' table unless --query/--table.",
+                help="SQLAlchemy URL; reads the platform's orders unless --query/--table.",
                 envvar="LOYALIST_ANALYTICS_DATABASE_URL",
             ),
         ],
     ),
-    inspect.Parameter(
+    _option(
         "query",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[str | None, typer.Option(help="SELECT to run on the database.")],
+        None,
+        Annotated[str | None, typer.Option(help="SELECT to run on the database.")],
     ),
-    inspect.Parameter(
+    _option(
         "table",
-        inspect.Parameter.KEYWORD_ONLY,
-        default="orders",
-        annotation=Annotated[str, typer.Option(help="Table to read from the database.")],
+        None,
+        Annotated[
+            str | None, typer.Option(help="Table to read (with --columns) instead of orders.")
+        ],
     ),
-    inspect.Parameter(
+    _option(
         "columns",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
+        None,
+        Annotated[
             str | None,
             typer.Option(
                 help="Column names, e.g. 'customer=cust_id,time=paid_at,amount=total,"
-                "order=order_no,member=is_member,store=shop,channel=src,tier=level'.",
+                "refund=refunded,order=order_no,member=is_member,store=shop,channel=src,"
+                "tier=level'.",
             ),
         ],
     ),
-    inspect.Parameter(
+    _option(
         "date_format",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
+        None,
+        Annotated[
             str | None, typer.Option(help="strftime format of the time column, e.g. %Y%m%d.")
         ],
     ),
-    inspect.Parameter(
+    _option(
+        "separator",
+        ",",
+        Annotated[
+            str,
+            typer.Option(help="Field separator of a text file: a character, or 'whitespace'."),
+        ],
+    ),
+    _option(
+        "no_header",
+        False,
+        Annotated[
+            bool,
+            typer.Option(
+                "--no-header", help="The text file has no header: columns are column_1, ..."
+            ),
+        ],
+    ),
+    _option(
         "timezone",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=DEFAULT_TIMEZONE,
-        annotation=Annotated[
-            str, typer.Option(help="Zone that decides calendar days for aware timestamps.")
+        DEFAULT_TIMEZONE,
+        Annotated[str, typer.Option(help="Zone whose calendar decides days and months.")],
+    ),
+    _option(
+        "source_timezone",
+        None,
+        Annotated[
+            str | None,
+            typer.Option(
+                help="Zone of timestamps without an offset (default: --timezone; UTC for "
+                "the platform's orders)."
+            ),
         ],
     ),
-    inspect.Parameter(
+    _option(
         "amount_scale",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
+        None,
+        Annotated[
             float | None,
-            typer.Option(help="Multiply amounts by this (0.01 for fen); DB default 0.01."),
+            typer.Option(help="Multiply amounts by this (default 0.01 for the platform's fen)."),
         ],
     ),
-    inspect.Parameter(
+    _option(
         "keep_zero",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=False,
-        annotation=Annotated[
-            bool, typer.Option("--keep-zero", help="Keep zero-amount rows as purchases.")
+        False,
+        Annotated[bool, typer.Option("--keep-zero", help="Keep zero-amount rows as purchases.")],
+    ),
+    _option(
+        "anonymous",
+        False,
+        Annotated[
+            bool,
+            typer.Option(
+                "--anonymous",
+                help="Rows without a customer id are anonymous orders (KPIs only), not errors.",
+            ),
         ],
     ),
-    inspect.Parameter(
+    _option(
         "cdnow",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=False,
-        annotation=Annotated[bool, typer.Option("--cdnow", help="--input is a CDNOW text file.")],
+        False,
+        Annotated[bool, typer.Option("--cdnow", help="--input is a CDNOW text file.")],
     ),
 ]
 _SOURCE_NAMES = [p.name for p in SOURCE_PARAMS]
 
 
-def parse_columns(spec: str | None, base: ColumnMap) -> ColumnMap:
+def parse_columns(spec: str | None, base: "ColumnMap") -> "ColumnMap":
+    from loyalist.analytics.io import ColumnMap
+
     if not spec:
         return base
     values: dict[str, str | None] = {
@@ -165,6 +199,7 @@ def parse_columns(spec: str | None, base: ColumnMap) -> ColumnMap:
         "channel": base.channel,
         "member": base.member,
         "tier": base.tier,
+        "refund": base.refund,
     }
     for part in spec.split(","):
         if not part.strip():
@@ -186,6 +221,7 @@ def parse_columns(spec: str | None, base: ColumnMap) -> ColumnMap:
         channel=values["channel"],
         member=values["member"],
         tier=values["tier"],
+        refund=values["refund"],
     )
 
 
@@ -194,25 +230,41 @@ def load_source(
     input: Path | None,
     database_url: str | None,
     query: str | None,
-    table: str,
+    table: str | None,
     columns: str | None,
     date_format: str | None,
+    separator: str,
+    no_header: bool,
     timezone: str,
+    source_timezone: str | None,
     amount_scale: float | None,
     keep_zero: bool,
+    anonymous: bool,
     cdnow: bool,
-) -> Transactions:
+) -> "Transactions":
+    """Read the transactions the options name (the same call the Python API makes)."""
+    from loyalist.analytics.io import (
+        PLATFORM_COLUMNS,
+        ColumnMap,
+        read_cdnow,
+        read_database,
+        read_transactions,
+    )
+
     if (input is None) == (database_url is None):
         raise InputError("give exactly one of --input FILE or --database-url URL")
     if database_url is not None:
+        platform = query is None and table is None
         return read_database(
             database_url,
             query=query,
             table=table,
-            columns=parse_columns(columns, PLATFORM_COLUMNS),
+            columns=parse_columns(columns, PLATFORM_COLUMNS if platform else ColumnMap()),
             timezone=timezone,
+            naive_timezone=source_timezone,
             amount_scale=amount_scale,
             keep_zero=keep_zero,
+            anonymous=True if platform else anonymous,
         )
     assert input is not None
     if cdnow:
@@ -222,9 +274,25 @@ def load_source(
         parse_columns(columns, ColumnMap()),
         date_format=date_format,
         timezone=timezone,
+        naive_timezone=source_timezone,
         amount_scale=1.0 if amount_scale is None else amount_scale,
+        separator=separator,
+        has_header=not no_header,
         keep_zero=keep_zero,
+        anonymous=anonymous,
     )
+
+
+def _error_payload(exc: AnalyticsError) -> dict[str, object]:
+    body: dict[str, object] = {"code": exc.code, "message": str(exc)}
+    if isinstance(exc, InputError):
+        if exc.rows:
+            body["rows"] = exc.rows
+        if exc.order_ids:
+            body["order_ids"] = exc.order_ids
+        if exc.column:
+            body["column"] = exc.column
+    return {"error": body}
 
 
 def with_source(func: Callable[..., None]) -> Callable[..., None]:
@@ -243,10 +311,9 @@ def with_source(func: Callable[..., None]) -> Callable[..., None]:
             func(tx=tx, **kwargs)
         except AnalyticsError as exc:
             if as_json:
-                payload = {"error": {"code": exc.code, "message": str(exc)}}
-                sys.stdout.write(orjson.dumps(payload).decode() + "\n")
+                sys.stdout.write(orjson.dumps(_error_payload(exc)).decode() + "\n")
             else:
-                err.print(f"[bold red]error[/]: {exc}", highlight=False)
+                err.print(f"[bold red]error[/]: {exc}", highlight=False, markup=True)
             raise typer.Exit(code=2) from None
 
     params = own + SOURCE_PARAMS
@@ -256,21 +323,28 @@ def with_source(func: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+_STEP_LABELS = {
+    "read": "Reading transactions",
+    "summary": "Summarising customers",
+    "fit": "Fitting models",
+    "score": "Scoring customers",
+    "validate": "Holdout validation",
+    "cluster": "Clustering (k-means, silhouette)",
+    "kpis": "Report: KPIs",
+    "rfm": "Report: RFM segments",
+    "cohorts": "Report: cohorts",
+    "clv": "Report: lifetime value",
+    "validation": "Report: holdout validation",
+    "clusters": "Report: clusters",
+}
+
+
 @contextmanager
 def steps(names: list[str], *, quiet: bool = False) -> Iterator[Callable[[], None]]:
     """A rich progress bar over named steps, on stderr (never mixed with --json output)."""
     if quiet or not err.is_terminal:
         yield lambda: None
         return
-    labels = {
-        "read": "Reading transactions",
-        "summary": "Summarising customers",
-        "fit": "Fitting models",
-        "score": "Scoring customers",
-        "validate": "Holdout validation",
-        "cluster": "Clustering",
-        **{s: f"Report: {s}" for s in STEPS},
-    }
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -280,14 +354,15 @@ def steps(names: list[str], *, quiet: bool = False) -> Iterator[Callable[[], Non
         console=err,
         transient=True,
     ) as progress:
-        task = progress.add_task(labels.get(names[0], names[0]), total=len(names))
+        task = progress.add_task(_STEP_LABELS.get(names[0], names[0]), total=len(names))
         position = [0]
 
         def advance() -> None:
             position[0] += 1
             progress.advance(task)
             if position[0] < len(names):
-                progress.update(task, description=labels.get(names[position[0]], ""))
+                name = names[position[0]]
+                progress.update(task, description=_STEP_LABELS.get(name, name))
 
         yield advance
 
@@ -298,7 +373,7 @@ def emit_json(data: object) -> None:
     )
 
 
-def _load_note(tx: Transactions) -> None:
+def _load_note(tx: "Transactions") -> None:
     rep = tx.report
     excluded = ", ".join(f"{k}: {v:,}" for k, v in rep.excluded.items()) or "none"
     err.print(
@@ -306,20 +381,21 @@ def _load_note(tx: Transactions) -> None:
         f"excluded: {excluded}[/]",
         highlight=False,
     )
-
-
-def _fmt(v: object, digits: int = 2) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
+    for note in rep.notes:
+        err.print(f"[dim]  · {note}[/]", highlight=False)
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LangOpt = Annotated[str, typer.Option("--lang", help="Language of names: en or zh.")]
+ExportOpt = Annotated[
+    Path | None, typer.Option(help="Also write per-customer results to .csv or .xlsx.")
+]
+
+
+def _check_lang(lang: str) -> None:
+    if lang not in ("en", "zh"):
+        raise InputError("--lang must be en or zh")
+
 
 # --------------------------------------------------------------------------- commands
 
@@ -327,39 +403,32 @@ LangOpt = Annotated[str, typer.Option("--lang", help="Language of names: en or z
 @app.command("rfm")
 @with_source
 def rfm_command(
-    tx: Transactions,
+    tx: "Transactions",
     as_of: Annotated[str | None, typer.Option(help="Score as of this date (YYYY-MM-DD).")] = None,
-    bins: Annotated[int, typer.Option(help="Number of score bins (quantiles).")] = 5,
+    bins: Annotated[int, typer.Option(help="Number of score bins (quantiles), 2-10.")] = 5,
     transitions_from: Annotated[
         str | None, typer.Option(help="Also show segment movement since this date.")
     ] = None,
-    export: Annotated[
-        Path | None, typer.Option(help="Write per-customer scores to .csv or .xlsx.")
-    ] = None,
+    export: ExportOpt = None,
     lang: LangOpt = "en",
     as_json: JsonOpt = False,
 ) -> None:
     """RFM scores and named segments (sizes, value shares, movement)."""
+    from loyalist.analytics import api
+    from loyalist.analytics.export import export_frame
+    from loyalist.analytics.rfm import RFMConfig, rfm_scores
+
+    _check_lang(lang)
     cfg = RFMConfig(bins=bins)
     data = api.analyze_rfm(tx, as_of=as_of, config=cfg, transitions_from=transitions_from)
     if export is not None:
-        from loyalist.analytics.rfm import rfm_scores
-
         export_frame(rfm_scores(tx, as_of, cfg), export)
     if as_json:
         emit_json(data)
         return
     _load_note(tx)
     table = Table(title=f"RFM segments as of {data['as_of']} ({data['customers']:,} customers)")
-    for col in (
-        "Segment",
-        "Customers",
-        "% customers",
-        "% revenue",
-        "Recency (d)",
-        "Orders",
-        "Spend",
-    ):
+    for col in ("Segment", "Customers", "% cust.", "% revenue", "Recency d", "Orders", "Spend"):
         table.add_column(col, justify="left" if col == "Segment" else "right")
     for r in data["segments"]:  # type: ignore[attr-defined]
         table.add_row(
@@ -390,41 +459,66 @@ def rfm_command(
 @app.command("cohorts")
 @with_source
 def cohorts_command(
-    tx: Transactions,
+    tx: "Transactions",
     granularity: Annotated[str, typer.Option(help="month or week.")] = "month",
     periods: Annotated[int, typer.Option(help="Periods after acquisition to show.")] = 12,
+    export: Annotated[
+        Path | None, typer.Option(help="Also write the cohort table to .csv or .xlsx.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Acquisition cohorts: retention and revenue per cohort over time."""
+    import polars as pl
+
+    from loyalist.analytics import api
+    from loyalist.analytics.export import export_frame
+
     if granularity not in ("month", "week"):
         raise InputError("--granularity must be month or week")
     gran: Literal["month", "week"] = "month" if granularity == "month" else "week"
     data = api.analyze_cohorts(tx, granularity=gran, periods=periods)
+    frame = pl.DataFrame(data["cohorts"])  # type: ignore[arg-type]
+    if export is not None:
+        export_frame(frame, export, sheet="cohorts")
     if as_json:
         emit_json(data)
         return
     _load_note(tx)
-    frame = pl.DataFrame(data["cohorts"])  # type: ignore[arg-type]
-    wide = frame.pivot(on="period_index", index=["cohort", "cohort_size"], values="retention")
-    table = Table(title=f"Retention by {granularity}s since first purchase")
-    table.add_column("Cohort")
-    table.add_column("Size", justify="right")
-    pcols = [c for c in wide.columns if c not in ("cohort", "cohort_size")]
-    for c in pcols:
-        table.add_column(c, justify="right")
-    for r in wide.sort("cohort").to_dicts():
-        table.add_row(
-            str(r["cohort"]),
-            f"{r['cohort_size']:,}",
-            *[("" if r[c] is None else f"{r[c] * 100:.0f}%") for c in pcols],
-        )
-    out.print(table)
+
+    def pct(v: float) -> str:
+        return f"{v * 100:.0f}%"
+
+    def money(v: float) -> str:
+        return f"{v:,.0f}"
+
+    shown: list[tuple[str, str, Callable[[float], str]]] = [
+        ("retention", "Retention", pct),
+        ("revenue_per_customer", "Revenue per cohort customer", money),
+    ]
+    for value, title, fmt in shown:
+        wide = frame.pivot(on="period_index", index=["cohort", "cohort_size"], values=value)
+        table = Table(title=f"{title} by {granularity}s since first purchase")
+        table.add_column("Cohort")
+        table.add_column("Size", justify="right")
+        pcols = [c for c in wide.columns if c not in ("cohort", "cohort_size")]
+        pcols.sort(key=int)
+        for c in pcols:
+            table.add_column(c, justify="right")
+        for r in wide.sort("cohort").to_dicts():
+            table.add_row(
+                str(r["cohort"]),
+                f"{r['cohort_size']:,}",
+                *[("" if r[c] is None else fmt(r[c])) for c in pcols],
+            )
+        out.print(table)
+    if export is not None:
+        err.print(f"wrote {export}")
 
 
 @app.command("kpis")
 @with_source
 def kpis_command(
-    tx: Transactions,
+    tx: "Transactions",
     start: Annotated[str | None, typer.Option(help="First day (default: end - 29 days).")] = None,
     end: Annotated[str | None, typer.Option(help="Last day (default: last data day).")] = None,
     segment: Annotated[
@@ -434,6 +528,10 @@ def kpis_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Programme KPIs for a period (and members vs non-members when known)."""
+    from loyalist.analytics import api
+    from loyalist.analytics.kpis import KPI_NAMES
+
+    _check_lang(lang)
     data = api.analyze_kpis(tx, start=start, end=end, segment=segment)
     if as_json:
         emit_json(data)
@@ -465,7 +563,7 @@ def _kpi(name: str, values: object) -> str:
 @app.command("clv")
 @with_source
 def clv_command(
-    tx: Transactions,
+    tx: "Transactions",
     observation_end: Annotated[
         str | None, typer.Option(help="End of observation (default: last data day).")
     ] = None,
@@ -478,12 +576,13 @@ def clv_command(
         str | None, typer.Option(help="Also validate: calibrate up to this date.")
     ] = None,
     top: Annotated[int, typer.Option(help="Customers to list.")] = 10,
-    export: Annotated[
-        Path | None, typer.Option(help="Write per-customer CLV to .csv or .xlsx.")
-    ] = None,
+    export: ExportOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit BG/NBD (or Pareto/NBD) + Gamma-Gamma; P(alive), expected purchases, CLV."""
+    from loyalist.analytics import api
+    from loyalist.analytics.export import export_frame
+
     if model not in ("bgnbd", "paretonbd"):
         raise InputError("--model must be bgnbd or paretonbd")
     names = ["summary", "fit"] + (["validate"] if calibration_end else [])
@@ -561,23 +660,33 @@ def clv_command(
 @app.command("segments")
 @with_source
 def segments_command(
-    tx: Transactions,
+    tx: "Transactions",
     as_of: Annotated[str | None, typer.Option(help="As of this date.")] = None,
     k_min: Annotated[int, typer.Option(help="Smallest k tried.")] = 2,
     k_max: Annotated[int, typer.Option(help="Largest k tried.")] = 8,
     with_clv: Annotated[bool, typer.Option("--with-clv", help="Add CLV as a feature.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed of k-means.")] = 0,
     export: Annotated[
-        Path | None, typer.Option(help="Write customers with cluster to .csv or .xlsx.")
+        Path | None, typer.Option(help="Also write customers with their cluster to .csv/.xlsx.")
     ] = None,
     lang: LangOpt = "en",
     as_json: JsonOpt = False,
 ) -> None:
     """K-means segments on standardised RFM (and CLV) features; k by silhouette."""
+    from loyalist.analytics import api
+    from loyalist.analytics.export import export_frame
+
+    _check_lang(lang)
     if not 2 <= k_min <= k_max:
         raise InputError("need 2 <= --k-min <= --k-max")
     with steps(["cluster"], quiet=as_json) as advance:
         data, assigned = api.analyze_segments(
-            tx, as_of=as_of, k_range=range(k_min, k_max + 1), with_clv=with_clv, lang=lang
+            tx,
+            as_of=as_of,
+            k_range=range(k_min, k_max + 1),
+            with_clv=with_clv,
+            lang=lang,
+            seed=seed,
         )
         advance()
     if export is not None:
@@ -601,30 +710,37 @@ def segments_command(
 @app.command("report")
 @with_source
 def report_command(
-    tx: Transactions,
+    tx: "Transactions",
     out_path: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path(
         "report.html"
     ),
     lang: Annotated[str, typer.Option(help="en or zh.")] = "en",
     as_of: Annotated[str | None, typer.Option(help="As of this date.")] = None,
+    kpi_days: Annotated[int, typer.Option(help="Length of the KPI period in days.")] = 90,
     calibration_end: Annotated[
         str | None, typer.Option(help="Holdout split (default: middle of the history).")
     ] = None,
     currency: Annotated[str, typer.Option(help="Currency symbol, e.g. ¥ or $.")] = "",
     model: Annotated[str, typer.Option(help="bgnbd or paretonbd.")] = "bgnbd",
+    title: Annotated[str | None, typer.Option(help="Report title.")] = None,
     clusters: Annotated[bool, typer.Option(help="Include k-means segments.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Write one self-contained HTML report (charts inline, no network) in en or zh."""
-    if lang not in ("en", "zh"):
-        raise InputError("--lang must be en or zh")
+    from loyalist.analytics.report import STEPS, ReportOptions, write_report
+
+    _check_lang(lang)
+    if model not in ("bgnbd", "paretonbd"):
+        raise InputError("--model must be bgnbd or paretonbd")
     opts = ReportOptions(
         lang=lang,
         as_of=as_of,
+        kpi_days=kpi_days,
         calibration_end=calibration_end,
         currency=currency,
         model="paretonbd" if model == "paretonbd" else "bgnbd",
         clusters=clusters,
+        title=title,
     )
     names = [s for s in STEPS if clusters or s != "clusters"]
     with steps(names, quiet=as_json) as advance:

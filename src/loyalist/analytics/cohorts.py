@@ -21,27 +21,35 @@ def _period(col: pl.Expr, granularity: Granularity) -> pl.Expr:
     return col.dt.truncate("1mo" if granularity == "month" else "1w").dt.date()
 
 
+def _index(period: pl.Expr, cohort: pl.Expr, granularity: Granularity) -> pl.Expr:
+    if granularity == "month":
+        return (period.dt.year() - cohort.dt.year()) * 12 + period.dt.month() - cohort.dt.month()
+    return (period - cohort).dt.total_days() // 7
+
+
 def cohort_table(tx: Transactions, granularity: Granularity = "month") -> pl.DataFrame:
     """One row per (cohort, period): cohort_size, active, retention, orders, revenue,
     revenue_per_customer (revenue over the cohort size) and cumulative_revenue_per_customer.
+
+    Every period from 0 to the last period of the data is present for every cohort (periods
+    in which nobody bought have ``active`` 0); periods after the data end are absent.
     """
     if granularity not in ("month", "week"):
         raise InputError("cohort granularity must be 'month' or 'week'")
+    if tx.frame.height == 0:
+        raise InputError("no transactions")
     f = tx.frame.lazy().select(
         "customer_id", _period(pl.col("occurred_at"), granularity).alias("period"), "amount"
     )
     first = f.group_by("customer_id").agg(pl.col("period").min().alias("cohort"))
-    joined = f.join(first, on="customer_id")
-    if granularity == "month":
-        index = (
-            (pl.col("period").dt.year() - pl.col("cohort").dt.year()) * 12
-            + pl.col("period").dt.month()
-            - pl.col("cohort").dt.month()
-        )
-    else:
-        index = (pl.col("period") - pl.col("cohort")).dt.total_days() // 7
+    last_period = f.select(pl.col("period").max()).collect().item()
     per = (
-        joined.with_columns(index.cast(pl.Int32).alias("period_index"))
+        f.join(first, on="customer_id")
+        .with_columns(
+            _index(pl.col("period"), pl.col("cohort"), granularity)
+            .cast(pl.Int32)
+            .alias("period_index")
+        )
         .group_by("cohort", "period_index")
         .agg(
             pl.col("customer_id").n_unique().alias("active"),
@@ -50,9 +58,24 @@ def cohort_table(tx: Transactions, granularity: Granularity = "month") -> pl.Dat
         )
     )
     sizes = first.group_by("cohort").agg(pl.len().alias("cohort_size"))
-    out = (
-        per.join(sizes, on="cohort")
+    grid = (
+        sizes.with_columns(
+            pl.int_ranges(
+                0,
+                _index(pl.lit(last_period), pl.col("cohort"), granularity).cast(pl.Int32) + 1,
+                dtype=pl.Int32,
+            ).alias("period_index")
+        )
+        .explode("period_index")
+        .join(per, on=["cohort", "period_index"], how="left")
         .with_columns(
+            pl.col("active").fill_null(0).cast(pl.UInt32),
+            pl.col("orders").fill_null(0).cast(pl.UInt32),
+            pl.col("revenue").fill_null(0.0),
+        )
+    )
+    out = (
+        grid.with_columns(
             (pl.col("active") / pl.col("cohort_size")).alias("retention"),
             (pl.col("revenue") / pl.col("cohort_size")).alias("revenue_per_customer"),
         )

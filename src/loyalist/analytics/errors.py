@@ -26,14 +26,26 @@ class InputError(AnalyticsError):
 
     code = "invalid_input"
 
-    def __init__(self, message: str, rows: Sequence[int] = (), column: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        rows: Sequence[int] = (),
+        column: str | None = None,
+        order_ids: Sequence[str] = (),
+    ) -> None:
         self.rows: list[int] = [int(r) for r in rows]
         self.column = column
+        self.order_ids: list[str] = [str(o) for o in order_ids]
         if self.rows:
             shown = ", ".join(str(r) for r in self.rows[:_MAX_ROWS_SHOWN])
             more = len(self.rows) - _MAX_ROWS_SHOWN
             suffix = f" and {more} more" if more > 0 else ""
-            message = f"{message} (rows {shown}{suffix}; {len(self.rows)} in total)"
+            ids = ""
+            if self.order_ids:
+                ids = "; order ids " + ", ".join(self.order_ids[:_MAX_ROWS_SHOWN])
+                if len(self.order_ids) > _MAX_ROWS_SHOWN:
+                    ids += ", ..."
+            message = f"{message} (rows {shown}{suffix}{ids}; {len(self.rows)} in total)"
         super().__init__(message)
 
 

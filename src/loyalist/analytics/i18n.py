@@ -8,6 +8,9 @@ from typing import Literal
 Lang = Literal["en", "zh"]
 LANGS: tuple[str, ...] = ("en", "zh")
 
+#: The zone whose calendar decides days, weeks and months (the programme's default zone).
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
 SEGMENT_NAMES_ZH: dict[str, str] = {
     "Champions": "重要价值客户",
     "Loyal": "忠诚客户",
@@ -45,6 +48,7 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "new_customers": ("New customers", "新客户数"),
     "orders": ("Orders", "订单数"),
     "revenue": ("Revenue", "销售额"),
+    "revenue_share": ("Share of revenue", "销售额占比"),
     "repurchase_rate": ("Repurchase rate", "复购率"),
     "purchase_frequency": ("Purchase frequency", "购买频次"),
     "average_order_value": ("Average order value", "客单价"),
@@ -57,39 +61,57 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
 
 KPI_DEFINITIONS: dict[str, tuple[str, str]] = {
     "active_customers": (
-        "customers with at least one order in the period",
-        "期内至少下单一次的客户",
+        "identified customers with at least one order in the period",
+        "期内至少下单一次的可识别客户",
     ),
     "new_customers": (
-        "active customers whose first order ever is in the period",
-        "首单发生在期内的客户",
+        "active customers whose first order in the data is in the period",
+        "首单发生在期内的活跃客户",
     ),
-    "orders": ("orders placed in the period", "期内订单数"),
-    "revenue": ("money paid in the period", "期内实付金额"),
+    "orders": (
+        "orders placed in the period (anonymous orders included)",
+        "期内订单数（含匿名订单）",
+    ),
+    "revenue": (
+        "money paid in the period, net of refunds (anonymous orders included)",
+        "期内实付金额，扣除退款（含匿名订单）",
+    ),
+    "revenue_share": (
+        "this group's revenue / the revenue of all orders in the period",
+        "本组销售额 / 期内全部订单销售额",
+    ),
     "repurchase_rate": (
-        "share of active customers who bought on two or more days",
+        "share of active customers who bought on two or more days in the period",
         "期内在两天及以上购买的活跃客户占比",
     ),
-    "purchase_frequency": ("orders per active customer", "每位活跃客户的订单数"),
+    "purchase_frequency": (
+        "orders of active customers / active customers",
+        "活跃客户订单数 / 活跃客户数",
+    ),
     "average_order_value": ("revenue / orders", "销售额 / 订单数"),
-    "arpu": ("revenue per active customer", "每位活跃客户的销售额"),
+    "arpu": (
+        "revenue of active customers / active customers",
+        "活跃客户销售额 / 活跃客户数",
+    ),
     "churn_rate": (
-        "share of customers active in the previous period of equal length with no order now",
-        "上一等长周期活跃、本期未下单的客户占比",
+        "share of customers active in the previous period of equal length who did not order "
+        "in this period",
+        "上一等长周期活跃、本期未再下单的客户占比",
     ),
     "retention_rate": ("1 - churn rate", "1 - 流失率"),
     "top_10pct_revenue_share": (
-        "revenue share of the 10% of active customers who spent most",
+        "share of active customers' revenue paid by the 10% who spent most",
         "消费最高的10%活跃客户贡献的销售额占比",
     ),
     "top_20pct_revenue_share": (
-        "revenue share of the 20% of active customers who spent most",
+        "share of active customers' revenue paid by the 20% who spent most",
         "消费最高的20%活跃客户贡献的销售额占比",
     ),
 }
 
 RATE_KPIS = frozenset(
     {
+        "revenue_share",
         "repurchase_rate",
         "churn_rate",
         "retention_rate",

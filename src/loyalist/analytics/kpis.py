@@ -1,21 +1,29 @@
 """Programme KPIs over a period, for all customers, a segment, or members vs non-members.
 
-Definitions (``period`` = [start, end], both days included; a purchase day is a calendar
-day on which the customer ordered):
+Definitions (``period`` = [start, end], both days included, calendar days in the analysis
+time zone; a purchase day is a calendar day on which the customer ordered; the previous
+period is the period of the same length that ends the day before ``start``):
 
 active_customers      customers with at least one order in the period
-new_customers         active customers whose first order ever is in the period
-orders, revenue       orders placed and money paid in the period
+new_customers         active customers whose first order in the data is in the period
+orders, revenue       orders placed and money paid (net of refunds) in the period
+revenue_share         the group's revenue / the revenue of every order in the period
 repurchase_rate       share of active customers with two or more purchase days in the period
-purchase_frequency    orders per active customer
+purchase_frequency    orders of active customers per active customer
 average_order_value   revenue / orders
-arpu                  revenue per active customer
-churn_rate            share of the customers active in the previous period of the same
-                      length who placed no order in this period
+arpu                  revenue of active customers per active customer
+churn_rate            share of the customers active in the previous period who placed no
+                      order in this period (nan when nobody was active then)
 retention_rate        1 - churn_rate
 top_10pct_revenue_share, top_20pct_revenue_share
-                      share of the period's revenue paid by the 10% (20%) of active
-                      customers who spent most (rounded up to whole customers)
+                      share of the active customers' revenue paid by the 10% (20%) of them
+                      who spent most (rounded up to whole customers; ties by customer id)
+
+Anonymous orders (no customer id, e.g. a checkout without a member) count in ``orders``,
+``revenue``, ``revenue_share`` and ``average_order_value`` only: they cannot be linked to a
+person, so every customer-based KPI counts identified customers.  Members vs non-members
+split the orders by the order's member flag; a group with anonymous orders only has no
+customer-based KPIs (nan).
 """
 
 from __future__ import annotations
@@ -29,13 +37,14 @@ import polars as pl
 
 from loyalist.analytics.errors import InputError
 from loyalist.analytics.io import Transactions
-from loyalist.analytics.summary import DateLike, first_date, last_date, to_date
+from loyalist.analytics.summary import DateLike, to_date
 
 KPI_NAMES: tuple[str, ...] = (
     "active_customers",
     "new_customers",
     "orders",
     "revenue",
+    "revenue_share",
     "repurchase_rate",
     "purchase_frequency",
     "average_order_value",
@@ -46,6 +55,14 @@ KPI_NAMES: tuple[str, ...] = (
     "top_20pct_revenue_share",
 )
 
+#: KPIs that count identified customers (nan for a group of anonymous orders only).
+CUSTOMER_KPIS = frozenset(KPI_NAMES) - {
+    "orders",
+    "revenue",
+    "revenue_share",
+    "average_order_value",
+}
+
 
 @dataclass(frozen=True)
 class KPIReport:
@@ -55,12 +72,14 @@ class KPIReport:
     members: dict[str, float] | None = None
     non_members: dict[str, float] | None = None
     segment: str | None = None
+    anonymous_orders: int = 0
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "segment": self.segment,
+            "anonymous_orders": self.anonymous_orders,
             "overall": self.overall,
         }
         if self.members is not None:
@@ -75,14 +94,27 @@ def _bounds(d0: dt.date, d1: dt.date) -> tuple[dt.datetime, dt.datetime]:
     )
 
 
-def _compute(frame: pl.DataFrame, start: dt.date, end: dt.date) -> dict[str, float]:
+def _within(frame: pl.DataFrame, lo: dt.datetime, hi: dt.datetime) -> pl.DataFrame:
+    return frame.filter((pl.col("occurred_at") >= lo) & (pl.col("occurred_at") < hi))
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def _compute(
+    frame: pl.DataFrame,
+    anonymous: pl.DataFrame | None,
+    start: dt.date,
+    end: dt.date,
+    total_revenue: float,
+) -> dict[str, float]:
+    """KPIs of identified orders ``frame`` plus anonymous orders ``anonymous``."""
     lo, hi = _bounds(start, end)
     length = (end - start).days + 1
     prev_lo, prev_hi = _bounds(start - dt.timedelta(days=length), start - dt.timedelta(days=1))
-    cur = frame.filter((pl.col("occurred_at") >= lo) & (pl.col("occurred_at") < hi))
-    prev_ids = frame.filter((pl.col("occurred_at") >= prev_lo) & (pl.col("occurred_at") < prev_hi))[
-        "customer_id"
-    ].unique()
+    cur = _within(frame, lo, hi)
+    prev_ids = _within(frame, prev_lo, prev_hi)["customer_id"].unique()
     firsts = frame.group_by("customer_id").agg(pl.col("occurred_at").min().alias("first"))
     per = cur.group_by("customer_id").agg(
         pl.len().alias("orders"),
@@ -90,38 +122,49 @@ def _compute(frame: pl.DataFrame, start: dt.date, end: dt.date) -> dict[str, flo
         pl.col("occurred_at").dt.date().n_unique().alias("days"),
     )
     active = per.height
-    orders = int(per["orders"].sum()) if active else 0
-    revenue = float(per["revenue"].sum()) if active else 0.0
+    cust_orders = int(per["orders"].sum()) if active else 0
+    cust_revenue = float(per["revenue"].sum()) if active else 0.0
+    anon_cur = _within(anonymous, lo, hi) if anonymous is not None else None
+    anon_orders = anon_cur.height if anon_cur is not None else 0
+    anon_revenue = float(anon_cur["amount"].sum()) if anon_orders and anon_cur is not None else 0.0
     new = per.join(firsts, on="customer_id").filter(pl.col("first") >= lo).height if active else 0
     repeaters = per.filter(pl.col("days") >= 2).height
     n_prev = prev_ids.len()
     retained = int(prev_ids.is_in(per["customer_id"].implode()).sum()) if n_prev else 0
+    ranked = per.sort(["revenue", "customer_id"], descending=[True, False])["revenue"]
 
-    def share(frac: float) -> float:
-        if not active or revenue <= 0:
+    def top_share(frac: float) -> float:
+        if not active or cust_revenue <= 0:
             return math.nan
         k = max(1, math.ceil(active * frac))
-        top = per["revenue"].sort(descending=True).head(k).sum()
-        return float(top) / revenue
+        return float(ranked.head(k).sum()) / cust_revenue
 
-    def ratio(a: float, b: float) -> float:
-        return a / b if b else math.nan
-
-    churn = ratio(n_prev - retained, n_prev)
-    return {
+    orders = cust_orders + anon_orders
+    revenue = cust_revenue + anon_revenue
+    churn = _ratio(n_prev - retained, n_prev)
+    out = {
         "active_customers": float(active),
         "new_customers": float(new),
         "orders": float(orders),
         "revenue": revenue,
-        "repurchase_rate": ratio(repeaters, active),
-        "purchase_frequency": ratio(orders, active),
-        "average_order_value": ratio(revenue, orders),
-        "arpu": ratio(revenue, active),
+        "revenue_share": _ratio(revenue, total_revenue),
+        "repurchase_rate": _ratio(repeaters, active),
+        "purchase_frequency": _ratio(cust_orders, active),
+        "average_order_value": _ratio(revenue, orders),
+        "arpu": _ratio(cust_revenue, active),
         "churn_rate": churn,
         "retention_rate": 1.0 - churn if not math.isnan(churn) else math.nan,
-        "top_10pct_revenue_share": share(0.10),
-        "top_20pct_revenue_share": share(0.20),
+        "top_10pct_revenue_share": top_share(0.10),
+        "top_20pct_revenue_share": top_share(0.20),
     }
+    if frame.height == 0 and anon_orders:
+        out.update(dict.fromkeys(CUSTOMER_KPIS, math.nan))
+    return out
+
+
+def _day(value: object) -> dt.date:
+    assert isinstance(value, dt.datetime)
+    return value.date()
 
 
 def compute_kpis(
@@ -132,26 +175,39 @@ def compute_kpis(
     customers: Collection[str] | None = None,
     segment_name: str | None = None,
 ) -> KPIReport:
-    """KPIs for [start, end] (default: the last 30 days of data).
+    """KPIs for [start, end] (default: the 30 days ending on the last day of data).
 
     ``customers`` restricts everything to those customer ids (e.g. an RFM segment, named in
-    ``segment_name`` for the report).  When the data carry a member flag, the same KPIs are
-    computed for members and non-members separately.
+    ``segment_name`` for the report; anonymous orders are then left out).  When the data
+    carry a member flag, the same KPIs are computed for members and non-members separately.
     """
-    e = to_date(end, "end") if end else last_date(tx)
+    frame = tx.frame
+    anonymous = tx.anonymous if tx.anonymous is not None and tx.anonymous.height else None
+    everything = pl.concat(
+        [frame.select("occurred_at", "amount")]
+        + ([anonymous.select("occurred_at", "amount")] if anonymous is not None else [])
+    )
+    if everything.height == 0:
+        raise InputError("no transactions")
+    e = to_date(end, "end") if end else _day(everything["occurred_at"].max())
     s = to_date(start, "start") if start else e - dt.timedelta(days=29)
     if s > e:
         raise InputError("KPI period start is after its end")
-    if s < first_date(tx) and e < first_date(tx):
+    if e < _day(everything["occurred_at"].min()):
         raise InputError("the KPI period ends before the first transaction")
-    frame = tx.frame
+    lo, hi = _bounds(s, e)
+    total_revenue = float(_within(everything, lo, hi)["amount"].sum())
     if customers is not None:
-        frame = frame.filter(pl.col("customer_id").is_in(pl.Series(list(customers))))
-    overall = _compute(frame, s, e)
+        frame = frame.filter(
+            pl.col("customer_id").is_in(pl.Series(list(customers), dtype=pl.Utf8).implode())
+        )
+        anonymous = None
+    overall = _compute(frame, anonymous, s, e, total_revenue)
     members = non_members = None
-    if "is_member" in frame.columns:
-        members = _compute(frame.filter(pl.col("is_member")), s, e)
-        non_members = _compute(frame.filter(~pl.col("is_member")), s, e)
+    if tx.has_member_flag:
+        members = _compute(frame.filter(pl.col("is_member")), None, s, e, total_revenue)
+        non_members = _compute(frame.filter(~pl.col("is_member")), anonymous, s, e, total_revenue)
+    n_anon = _within(anonymous, lo, hi).height if anonymous is not None else 0
     return KPIReport(
         start=s,
         end=e,
@@ -159,4 +215,5 @@ def compute_kpis(
         members=members,
         non_members=non_members,
         segment=segment_name,
+        anonymous_orders=n_anon,
     )

@@ -2,8 +2,8 @@
 
 Features are log-transformed where they are skewed (frequency, monetary, CLV: log1p) and
 then standardised to zero mean and unit variance, so no feature dominates by its units.
-k is the value in ``k_range`` with the highest silhouette score (computed on a fixed random
-sample of at most ``silhouette_sample`` customers, so large bases stay fast).
+k is the value in ``k_range`` with the highest silhouette score, computed on fixed random
+samples so that large bases stay fast; the chosen k is then fitted on every customer.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 
 from loyalist.analytics._typing import FloatArray
 from loyalist.analytics.errors import InputError
@@ -66,9 +64,19 @@ def kmeans_segments(
     *,
     k_range: Sequence[int] = (2, 3, 4, 5, 6, 7, 8),
     silhouette_sample: int = 5000,
+    fit_sample: int = 20_000,
     seed: int = 0,
 ) -> ClusterResult:
-    """Cluster customers; ``frame`` needs ``customer_id`` and the ``features`` columns."""
+    """Cluster customers; ``frame`` needs ``customer_id`` and the ``features`` columns.
+
+    Each k in ``k_range`` is fitted on a fixed random sample of at most ``fit_sample``
+    customers and scored by its silhouette on at most ``silhouette_sample`` of them; the
+    best k (ties: the smaller) is then fitted on every customer.  Deterministic for a seed.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
     missing = [f for f in ("customer_id", *features) if f not in frame.columns]
     if missing:
         raise InputError(f"clustering input lacks column(s): {', '.join(missing)}")
@@ -77,21 +85,30 @@ def kmeans_segments(
     if not ks:
         raise InputError("not enough customers to form two clusters")
     mat = _matrix(frame, features)
+    if np.unique(mat, axis=0).shape[0] < 2:
+        raise InputError("every customer has the same features: nothing to cluster")
     rng = np.random.default_rng(seed)
-    sample = rng.choice(n, size=min(n, silhouette_sample), replace=False)
+    fit_rows = np.sort(rng.choice(n, size=min(n, fit_sample), replace=False))
+    sub = mat[fit_rows]
+    sil_rows = rng.choice(sub.shape[0], size=min(sub.shape[0], silhouette_sample), replace=False)
     scores: dict[int, float] = {}
-    models: dict[int, KMeans] = {}
-    for k in ks:
-        km = KMeans(n_clusters=k, n_init=4, random_state=seed)
-        labels = km.fit_predict(mat)
-        models[k] = km
-        sub_labels = labels[sample]
-        if len(set(sub_labels.tolist())) < 2:
-            scores[k] = -1.0
-            continue
-        scores[k] = float(silhouette_score(mat[sample], sub_labels, random_state=seed))
-    best = max(scores, key=lambda k: (scores[k], -k))
-    labels = np.asarray(models[best].labels_, dtype=np.int64)
+    # OpenMP threads spin and slow k-means down badly on a busy machine; one thread is fast
+    # enough for these few features.
+    with threadpool_limits(limits=1):
+        for k in ks:
+            if k >= sub.shape[0]:
+                continue
+            labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(sub)
+            sub_labels = labels[sil_rows]
+            if len(set(sub_labels.tolist())) < 2:
+                scores[k] = -1.0
+                continue
+            scores[k] = float(silhouette_score(sub[sil_rows], sub_labels, random_state=seed))
+        if not scores:
+            raise InputError("no k in k_range is smaller than the number of customers fitted")
+        best = max(scores, key=lambda k: (scores[k], -k))
+        final = KMeans(n_clusters=best, n_init=4, random_state=seed).fit(mat)
+    labels = np.asarray(final.labels_, dtype=np.int64)
     # Relabel clusters by descending median monetary (or first feature) for stable output.
     key = "monetary" if "monetary" in features else features[0]
     tmp = frame.select("customer_id", *features).with_columns(pl.Series("_raw", labels))
