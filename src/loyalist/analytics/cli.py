@@ -22,7 +22,13 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from loyalist.analytics.errors import AnalyticsError, InputError
-from loyalist.analytics.i18n import DEFAULT_TIMEZONE, fmt_kpi, kpi_label, segment_label
+from loyalist.analytics.i18n import (
+    DEFAULT_TIMEZONE,
+    MODEL_NAMES,
+    fmt_kpi,
+    kpi_label,
+    segment_label,
+)
 
 if TYPE_CHECKING:
     from loyalist.analytics.io import ColumnMap, Transactions
@@ -608,7 +614,8 @@ def clv_command(
     _load_note(tx)
     for key in ("purchase_model", "spend_model"):
         fit = data[key]
-        table = Table(title=f"{fit['model']}: log-likelihood {fit['log_likelihood']:,.3f}")  # type: ignore[index]
+        name = MODEL_NAMES.get(str(fit["model"]), str(fit["model"]))  # type: ignore[index]
+        table = Table(title=f"{name}: log-likelihood {fit['log_likelihood']:,.3f}")  # type: ignore[index]
         table.add_column("Parameter")
         table.add_column("Estimate", justify="right")
         table.add_column("Std. error", justify="right")

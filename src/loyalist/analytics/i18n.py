@@ -109,6 +109,14 @@ KPI_DEFINITIONS: dict[str, tuple[str, str]] = {
     ),
 }
 
+#: Display names of the fitted models (``FitResult.model`` -> name).
+MODEL_NAMES: dict[str, str] = {
+    "bgnbd": "BG/NBD",
+    "pareto_nbd": "Pareto/NBD",
+    "paretonbd": "Pareto/NBD",
+    "gamma_gamma": "Gamma-Gamma",
+}
+
 RATE_KPIS = frozenset(
     {
         "revenue_share",
@@ -187,6 +195,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "p_alive": ("P(alive)", "存活概率"),
     "expected_purchases": ("Expected purchases", "预期购买次数"),
     "skipped": ("Skipped", "未生成"),
+    "no_repeat_calibration": (
+        "no customer made a repeat purchase in the calibration period: nothing to validate",
+        "校准期内没有客户复购，无法验证",
+    ),
 }
 
 

@@ -18,6 +18,7 @@ from loyalist.analytics.cohorts import cohort_table, retention_matrix
 from loyalist.analytics.errors import AnalyticsError
 from loyalist.analytics.i18n import (
     KPI_DEFINITIONS,
+    MODEL_NAMES,
     SEGMENT_ACTIONS,
     fmt_kpi,
     fmt_number,
@@ -280,7 +281,7 @@ class _Builder:
                 se = fr.standard_errors.get(name, math.nan)
                 prow.append(
                     [
-                        fr.model,
+                        MODEL_NAMES.get(fr.model, fr.model),
                         name,
                         f"{val:.4g}",
                         f"{se:.3g}" if math.isfinite(se) else "–",
@@ -374,6 +375,8 @@ class _Builder:
             unit=self.o.unit,
         )
         b = res.buckets
+        if b["frequency_bucket"].to_list() == ["0"]:
+            raise AnalyticsError(self.tr("no_repeat_calibration"))
         chart = charts.bar_chart(
             b["frequency_bucket"].to_list(),
             [

@@ -115,7 +115,7 @@ def kmeans_segments(
     order = (
         tmp.group_by("_raw")
         .agg(pl.col(key).median().alias("_m"))
-        .sort("_m", descending=True)["_raw"]
+        .sort(["_m", "_raw"], descending=[True, False])["_raw"]
         .to_list()
     )
     mapping = {int(old): new for new, old in enumerate(order, start=1)}
