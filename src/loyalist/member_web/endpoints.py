@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -313,7 +314,8 @@ def signout(request: Request, csrf: CsrfField = "") -> Response:
 
 @router.get("/lang/{locale}")
 def switch_language(request: Request, locale: str, next: str = "/m") -> Response:
-    target = next if next.startswith("/m") and not next.startswith("//") else "/m"
+    # Only back to a member page of this site.
+    target = next if next == "/m" or (next.startswith("/m/") and "\\" not in next) else "/m"
     resp = _redirect(target)
     if locale in SUPPORTED:
         resp.set_cookie(
@@ -340,7 +342,16 @@ def home(request: Request) -> Response:
     mid = ctx.member_id
     data = ctx.db.run(lambda s: views.home(s, mid, ctx.locale, ctx._, ctx.fmt.money))
     missing = views.progress_missing(data, ctx._, ctx.fmt.money, ctx.fmt.points)
-    return _page(ctx, "home.html", h=data, missing=missing, reward_name=_reward_name(ctx))
+    keep = views.progress_keep(data, ctx._, ctx.fmt.money, ctx.fmt.points)
+    return _page(
+        ctx,
+        "home.html",
+        h=data,
+        missing=missing,
+        keep=keep,
+        amount=lambda v: views.metric_amount(data, v, ctx.fmt.money, ctx.fmt.points),
+        reward_name=_reward_name(ctx),
+    )
 
 
 def _reward_name(ctx: Ctx) -> Any:
@@ -464,7 +475,11 @@ def history_page(request: Request, before: int | None = None) -> Response:
         return _redirect("/m/signin")
     mid = ctx.member_id
     lines, more = ctx.db.run(lambda s: views.history(s, mid, ctx.locale, ctx._, before=before))
-    return _page(ctx, "history.html", lines=lines, more=more)
+    # Newest first, under a heading per programme-local day.
+    days = [
+        (day, list(group)) for day, group in groupby(lines, key=lambda ln: ctx.fmt.day_key(ln.at))
+    ]
+    return _page(ctx, "history.html", days=days, more=more)
 
 
 # -- development inbox -------------------------------------------------------------------

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loyalist.kit.actor import Actor
-from loyalist.kit.clock import utcnow
+from loyalist.kit.clock import as_utc, utcnow
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
-from loyalist.models import LedgerEntry, OrderReturn, Redemption, Reward
+from loyalist.models import LedgerEntry, OrderReturn, PointsLot, Redemption, Reward
 from loyalist.order import service as orders
 from loyalist.order.errors import OrderNotFound
 from loyalist.programme import service as programmes
@@ -60,30 +61,48 @@ class Home:
     available: int
     pending: int
     debt: int
-    expiring: list[tuple[datetime, int]]
+    expiring: list[tuple[date, int]]  # programme-local dates, soonest first
     tier_name: str
+    tier_rank: int  # 0 for the first tier
     next_tier_name: str | None
     progress: Progress
     progress_pct: int
     metric: TierMetric
     next_threshold: int | None
     benefits: list[str]
+    next_benefits: list[str]  # what the next tier adds (the earning line left out)
     redeemable: list[Reward]
+    recent: list[Line]
     currency: str
     tz: str
 
+    @property
+    def expiring_total(self) -> int:
+        return sum(n for _day, n in self.expiring)
+
 
 def _benefits(
-    programme: Programme, tier_code: str, _: Gettext, money: Callable[[int], str]
+    programme: Programme,
+    tier_code: str,
+    _: Gettext,
+    money: Callable[[int], str],
+    *,
+    earning: bool = True,
 ) -> list[str]:
     base = programme.earning.base
-    lines = [
-        _(
-            "Earn %(points)s points for every %(amount)s you spend",
-            points=base.points_per_unit,
-            amount=money(base.unit_minor),
-        )
-    ]
+    lines: list[str] = []
+    if earning:
+        amount = money(base.unit_minor)
+        if base.points_per_unit == 1:
+            lines.append(_("Earn 1 point for every %(amount)s you spend", amount=amount))
+        else:
+            lines.append(
+                _(
+                    "Earn %(points)s points for every %(amount)s you spend",
+                    points=base.points_per_unit,
+                    amount=amount,
+                )
+            )
     try:
         b = programme.tiers.by_code(tier_code).benefits
     except KeyError:
@@ -111,7 +130,11 @@ def home(
     p = members.profile(session, actor, member_id)
     _version, programme = programmes.active(session)
     now = utcnow()
-    expiring = ledger.expiring_schedule(session, member_id, now, now + EXPIRING_HORIZON)
+    # Lots expire at instants; the member reads dates in the programme's time zone.
+    by_day: dict[date, int] = {}
+    for at, n in ledger.expiring_schedule(session, member_id, now, now + EXPIRING_HORIZON):
+        day = as_utc(at).astimezone(programme.tz).date()
+        by_day[day] = by_day.get(day, 0) + n
     prog = p.progress
     next_threshold = None
     pct = 100
@@ -120,21 +143,31 @@ def home(
         floor = prog.keep_threshold
         span = max(next_threshold - floor, 1)
         pct = max(0, min(100, (prog.value - floor) * 100 // span))
+    codes = [t.code for t in programme.tiers.levels]
+    current = set(_benefits(programme, p.member.tier_code, _, money, earning=False))
+    upcoming = (
+        _benefits(programme, prog.next_tier, _, money, earning=False) if prog.next_tier else []
+    )
+    affordable = [o.reward for o in offers(session, member_id, locale) if o.ok]
     return Home(
         member_no=p.member.member_no,
         name=p.member.name,
         available=p.available,
         pending=p.pending,
         debt=p.debt,
-        expiring=expiring,
+        expiring=sorted(by_day.items()),
         tier_name=_tier_name(programme, p.member.tier_code, locale),
+        tier_rank=codes.index(p.member.tier_code) if p.member.tier_code in codes else 0,
         next_tier_name=_tier_name(programme, prog.next_tier, locale) if prog.next_tier else None,
         progress=prog,
         progress_pct=pct,
         metric=programme.tiers.metric,
         next_threshold=next_threshold,
         benefits=_benefits(programme, p.member.tier_code, _, money),
-        redeemable=[o.reward for o in offers(session, member_id, locale) if o.ok][:3],
+        next_benefits=[b for b in upcoming if b not in current],
+        # The most valuable rewards the balance covers now.
+        redeemable=sorted(affordable, key=lambda r: (-r.points, r.code))[:4],
+        recent=history(session, member_id, locale, _, before=None, limit=3)[0],
         currency=programme.currency,
         tz=programme.timezone,
     )
@@ -206,11 +239,20 @@ def redemption(session: Session, member_id: int, redemption_id: int) -> Redeemed
 
 @dataclass(frozen=True)
 class Line:
+    """One ledger entry in words. ``delta`` is what it changed in the member's points
+    (available + pending); a move from pending to available changes nothing and shows
+    ``moved`` points instead. ``pending_until`` is set while the points still wait."""
+
     id: int
     at: datetime
     text: str
     delta: int
-    pending: bool
+    moved: int = 0
+    pending_until: datetime | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.pending_until is not None
 
 
 def _order_ref(session: Session, actor: Actor, order_id: str | None) -> str:
@@ -226,23 +268,34 @@ def _int(value: str | None) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
+def _earned_ref(session: Session, actor: Actor, entry_id: int | None) -> str:
+    """The order behind an earning entry (for the line that activates its points)."""
+    earned = session.get(LedgerEntry, entry_id) if entry_id is not None else None
+    if earned is None or earned.source_type != "order":
+        return ""
+    return _order_ref(session, actor, earned.source_id)
+
+
 def _describe(session: Session, actor: Actor, e: LedgerEntry, locale: str, _: Gettext) -> Line:
     delta = e.delta_available + e.delta_pending
     shown = abs(delta)
-    pending = False
     kind, src = e.kind, e.source_type
     if kind == "earn" and src == "order":
-        pending = e.delta_pending > 0
         ref = _order_ref(session, actor, e.source_id)
-        text = (
-            _("Earned %(points)s points on order %(order)s (pending)", points=shown, order=ref)
-            if pending
-            else _("Earned %(points)s points on order %(order)s", points=shown, order=ref)
-        )
+        text = _("Earned %(points)s points on order %(order)s", points=shown, order=ref)
+        lot = session.scalar(select(PointsLot).where(PointsLot.entry_id == e.id))
+        if e.delta_pending > 0 and lot is not None and lot.status == "pending":
+            return Line(e.id, e.occurred_at, text, delta, pending_until=lot.available_at)
+    elif kind == "earn":
+        text = _("Earned %(points)s points", points=shown)
     elif kind == "activate":
-        shown = e.delta_available
-        delta = e.delta_available
-        text = _("%(points)s pending points became available", points=shown)
+        ref = _earned_ref(session, actor, e.corrects_entry_id)
+        text = (
+            _("Points from order %(order)s are now available", order=ref)
+            if ref
+            else _("Pending points are now available")
+        )
+        return Line(e.id, e.occurred_at, text, 0, moved=e.delta_available)
     elif kind == "redeem" and src == "redemption":
         rid = _int(e.source_id)
         r = session.get(Redemption, rid) if rid is not None else None
@@ -261,26 +314,35 @@ def _describe(session: Session, actor: Actor, e: LedgerEntry, locale: str, _: Ge
         ret = session.get(OrderReturn, ret_id) if ret_id is not None else None
         ref = _order_ref(session, actor, str(ret.order_id)) if ret is not None else "?"
         text = _("Points taken back for a return on order %(order)s", order=ref)
-        delta = e.delta_available + e.delta_pending
     elif kind == "expire":
         text = _("Points expired")
     elif kind == "adjust":
-        text = _("Points adjustment")
+        text = (
+            _("Points added by our service team")
+            if delta > 0
+            else _("Points deducted by our service team")
+        )
     elif kind == "debt_settle":
         text = _("New points paid off a negative balance")
     else:
         text = _("Points changed")
-    return Line(e.id, e.occurred_at, text, delta, pending)
+    return Line(e.id, e.occurred_at, text, delta)
 
 
 def history(
-    session: Session, member_id: int, locale: str, _: Gettext, *, before: int | None
+    session: Session,
+    member_id: int,
+    locale: str,
+    _: Gettext,
+    *,
+    before: int | None,
+    limit: int = HISTORY_PAGE,
 ) -> tuple[list[Line], int | None]:
     """One page of the member's own ledger in words, newest first; and the next cursor."""
     actor = member_actor(member_id)
-    entries = members.ledger_page(session, actor, member_id, after=before, limit=HISTORY_PAGE + 1)
-    more = len(entries) > HISTORY_PAGE
-    entries = entries[:HISTORY_PAGE]
+    entries = members.ledger_page(session, actor, member_id, after=before, limit=limit + 1)
+    more = len(entries) > limit
+    entries = entries[:limit]
     lines = [_describe(session, actor, e, locale, _) for e in entries]
     return lines, (entries[-1].id if more and entries else None)
 
@@ -302,3 +364,22 @@ def progress_missing(
             "Earn %(n)s more points to reach %(tier)s", n=points(missing), tier=h.next_tier_name
         )
     return _("%(n)s more active days to reach %(tier)s", n=points(missing), tier=h.next_tier_name)
+
+
+def progress_keep(
+    h: Home, _: Gettext, money: Callable[[int], str], points: Callable[[int], str]
+) -> str | None:
+    """What is missing to keep the current tier at the next review (not for the first)."""
+    missing = h.progress.missing_to_keep
+    if h.tier_rank == 0 or missing <= 0:
+        return None
+    if h.metric is TierMetric.SPEND:
+        return _("Spend %(amount)s more to keep %(tier)s", amount=money(missing), tier=h.tier_name)
+    return _("%(n)s more to keep %(tier)s", n=points(missing), tier=h.tier_name)
+
+
+def metric_amount(
+    h: Home, value: int, money: Callable[[int], str], points: Callable[[int], str]
+) -> str:
+    """A tier-metric value as the member reads it: money for spend, a count otherwise."""
+    return money(value) if h.metric is TierMetric.SPEND else points(value)

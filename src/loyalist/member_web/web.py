@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, format_time
 from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from loyalist.kit.clock import as_utc
 from loyalist.kit.i18n import translations
 from loyalist.kit.money import minor_factor
 
+Day = date  # the type, under a name the methods below do not shadow
 HERE = Path(__file__).parent
 LOCALE_DIRS = (HERE / "locale",)
 _env = Environment(
@@ -58,18 +60,38 @@ class Formats:
         return f"+{body}" if n > 0 else (f"−{body}" if n < 0 else body)
 
     def money(self, minor: int) -> str:
-        major = Decimal(minor) / minor_factor(self.currency)
+        """``¥1,280`` for whole amounts, ``¥12.50`` otherwise (CLDR symbol and grouping
+        of the reader's locale: ``CN¥1,280`` in English)."""
+        factor = minor_factor(self.currency)
+        major = Decimal(minor) / factor
+        if minor % factor == 0:
+            return format_currency(
+                major,
+                self.currency,
+                format="¤#,##0",
+                currency_digits=False,
+                locale=self.babel_locale,
+            )
         return format_currency(major, self.currency, locale=self.babel_locale)
 
     def percent(self, rate: Decimal) -> str:
         return format_percent(rate, locale=self.babel_locale)
 
     def date(self, value: datetime | date) -> str:
-        d = value.astimezone(self.tz).date() if isinstance(value, datetime) else value
+        d = as_utc(value).astimezone(self.tz).date() if isinstance(value, datetime) else value
         return format_date(d, format="medium", locale=self.babel_locale)
 
+    def time(self, value: datetime) -> str:
+        return format_time(as_utc(value), format="short", tzinfo=self.tz, locale=self.babel_locale)
+
+    def day_key(self, value: datetime) -> Day:
+        """The programme-local day of an instant (to group lines by day)."""
+        return as_utc(value).astimezone(self.tz).date()
+
     def datetime(self, value: datetime) -> str:
-        return format_datetime(value, format="short", tzinfo=self.tz, locale=self.babel_locale)
+        return format_datetime(
+            as_utc(value), format="short", tzinfo=self.tz, locale=self.babel_locale
+        )
 
 
 def render(name: str, context: dict[str, Any]) -> str:
