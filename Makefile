@@ -29,6 +29,8 @@ serve: install
 
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@# Chinese glyphs for the screenshots the browser tests save (no web fonts: nothing loads from outside)
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null; }
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks
