@@ -74,6 +74,7 @@ def dashboard_charts(
         "xAxis": {
             "type": "category",
             "data": [_("Issued"), _("Activated"), _("Redeemed"), _("Expired")],
+            "axisLabel": {"interval": 0},
         },
         "yAxis": {"type": "value"},
         "series": [
@@ -116,7 +117,11 @@ def dashboard_charts(
         "tooltip": {"trigger": "axis"},
         "legend": {"top": 0},
         "grid": GRID,
-        "xAxis": {"type": "category", "data": [tier_names.get(t, t) for t in targets]},
+        "xAxis": {
+            "type": "category",
+            "data": [tier_names.get(t, t) for t in targets],
+            "axisLabel": {"interval": 0},
+        },
         "yAxis": {"type": "value", "minInterval": 1},
         "series": [
             {

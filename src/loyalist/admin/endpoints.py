@@ -3,6 +3,7 @@ renders a template; permissions and scope are enforced by the services."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -62,6 +63,7 @@ StaffDep = Annotated[Staff, Depends(current_staff)]
 FormDep = Annotated[dict[str, str], Depends(checked_form)]
 STATIC_FILES = {"htmx.min.js", "echarts.min.js", "admin.css", "admin.js"}
 ADJUST_APPROVAL_THRESHOLD = approvals.DEFAULT_THRESHOLD
+EXPIRY_HORIZON = timedelta(days=3 * 366)  # the member page lists expiries up to 3 years out
 
 
 async def run(request: Request, fn: Callable[[Session], Any]) -> Any:
@@ -330,6 +332,34 @@ async def members_page(
     return render(request, template, ctx, tz=ctx["tz"])
 
 
+def _refs(
+    s: Session,
+    st: Staff,
+    order_rows: list[Any],
+    entries: list[Any],
+    reds: list[Any],
+    catalogue: dict[int, str],
+) -> explain.Refs:
+    """Order numbers, returns and rewards the member's ledger entries point at."""
+    order_ext = {str(o.id): o.external_id for o in order_rows}
+    for e in entries:  # older orders than the list shows, when in scope
+        if e.source_type == "order" and e.source_id and e.source_id not in order_ext:
+            with contextlib.suppress(NotFound, ValueError):
+                order_ext[e.source_id] = orders.get(s, st.actor, int(e.source_id)).external_id
+    returns: dict[str, tuple[str, str]] = {}
+    if any(e.source_type == "return" for e in entries):
+        for o in order_rows:
+            if o.status != "recorded":
+                for r in orders.returns(s, o.id):
+                    returns[str(r.id)] = (r.external_id, o.external_id)
+    return explain.Refs(
+        orders=order_ext,
+        returns=returns,
+        redeemed={r.entry_id: catalogue.get(r.reward_id, "?") for r in reds},
+        redemptions={str(r.id): catalogue.get(r.reward_id, "?") for r in reds},
+    )
+
+
 def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str, Any]:
     prof = members.profile(s, st.actor, member_id)  # 404 out of scope
     m = prof.member
@@ -353,21 +383,24 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
             ),
         )
     order_rows = orders.list_orders(s, st.actor, member_id=m.id, store=None, after=None, limit=50)
-    entries = list(reversed(ledger.entries(s, m.id, after=None, limit=100000)))[:100]
+    entries = ledger.entries(s, m.id, after=None, limit=100)  # newest first
     reds = rewards.list_redemptions(s, st.actor, member_id=m.id, after=None, limit=50)
     catalogue = {r.id: _reward_name(r, locale) for r in rewards.catalogue(s, active_only=False)}
+    refs = _refs(s, st, order_rows, entries, reds, catalogue)
     tier_hist = members.tier_history(s, m.id)
     evs = events.list_events(s, st.actor, after=None, limit=200, member_id=m.id)
     evs = [e for e in evs if not e.type.startswith(("points.", "order.", "redemption."))]
     items = explain.timeline(
         order_rows,
-        entries,
+        # An order's or a redemption's own line says what it earned or spent.
+        [e for e in entries if e.kind != "earn" and e.id not in refs.redeemed],
         [(r, catalogue.get(r.reward_id, "?")) for r in reds],
         tier_hist,
         evs,
         tier_names,
         _,
         fmt,
+        refs,
     )
     store = org.get(s, m.home_store_id) if m.home_store_id else None
     return {
@@ -380,11 +413,11 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "metric": programme.tiers.metric.value,
         "timeline": items,
         "entries": entries[:30],
-        "entry_text": {e.id: explain.ledger_text(e, _, fmt) for e in entries[:30]},
+        "entry_text": {e.id: explain.ledger_text(e, _, fmt, refs) for e in entries[:30]},
         "redemptions": [(r, catalogue.get(r.reward_id, "?")) for r in reds],
         "tier_hist": tier_hist,
         "orders": order_rows,
-        "expiring": ledger.expiring_schedule(s, m.id, utcnow(), utcnow() + timedelta(days=366)),
+        "expiring": ledger.expiring_schedule(s, m.id, utcnow(), utcnow() + EXPIRY_HORIZON),
         "pending": approvals.pending(s, st.actor, member_id=m.id),
         "audit_rows": audit.for_object(s, "member", m.id)[-20:] if st.can(perm.AUDIT_READ) else [],
         "threshold": ADJUST_APPROVAL_THRESHOLD,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,37 +20,77 @@ class Item:
     points: int | None = None
 
 
-def ledger_text(e: LedgerEntry, _: Callable[[str], str], fmt: Fmt) -> str:
+@dataclass(frozen=True)
+class Refs:
+    """What ledger entries point at, in words: order numbers, returns, rewards."""
+
+    orders: dict[str, str] = field(default_factory=dict)  # order id -> external id
+    returns: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (return, order)
+    redeemed: dict[int, str] = field(default_factory=dict)  # debit entry id -> reward name
+    redemptions: dict[str, str] = field(default_factory=dict)  # redemption id -> reward name
+
+
+def ledger_text(e: LedgerEntry, _: Callable[[str], str], fmt: Fmt, refs: Refs | None = None) -> str:
+    refs = refs or Refs()
     pts = e.delta_available + e.delta_pending
     n = fmt.num(abs(pts) or abs(e.delta_debt))
     src = e.source_id or ""
+    order = refs.orders.get(src, src)
     if e.kind == "earn":
         if e.delta_pending:
             return _(
                 "Earned %(n)s points from order %(src)s (pending until the return window ends)"
-            ) % {"n": n, "src": src}
-        return _("Earned %(n)s points from order %(src)s") % {"n": n, "src": src}
+            ) % {"n": n, "src": order}
+        return _("Earned %(n)s points from order %(src)s") % {"n": n, "src": order}
     if e.kind == "activate":
         return _("%(n)s pending points became available") % {"n": fmt.num(e.delta_available)}
     if e.kind == "redeem":
+        if e.source_type == "order":
+            return _("Paid %(n)s points towards order %(src)s") % {"n": n, "src": order}
+        if e.id in refs.redeemed:
+            return _("Spent %(n)s points on %(reward)s") % {"n": n, "reward": refs.redeemed[e.id]}
         return _("Spent %(n)s points (%(why)s)") % {"n": n, "why": e.reason or e.source_type or ""}
     if e.kind == "expire":
         return _("%(n)s points expired") % {"n": n}
     if e.kind == "clawback":
+        if src in refs.returns:
+            ret, of = refs.returns[src]
+            return _("%(n)s points taken back: return %(ret)s of order %(order)s") % {
+                "n": n,
+                "ret": ret,
+                "order": of,
+            }
         return _("%(n)s points taken back after a return (%(why)s)") % {
             "n": n,
             "why": e.reason or "",
         }
     if e.kind == "reversal":
+        if e.source_type == "redemption" and src in refs.redemptions:
+            text = _("%(n)s points given back: redemption of %(reward)s cancelled") % {
+                "n": n,
+                "reward": refs.redemptions[src],
+            }
+            return text + (f" — {e.reason}" if e.reason else "")
+        if e.source_type == "return" and src in refs.returns:
+            ret, of = refs.returns[src]
+            return _("%(n)s points paid on order %(order)s given back (return %(ret)s)") % {
+                "n": n,
+                "ret": ret,
+                "order": of,
+            }
         return _("%(n)s points restored (%(why)s)") % {"n": n, "why": e.reason or ""}
     if e.kind == "adjust":
         sign = "+" if pts > 0 else "−"
-        return _("Staff adjustment by %(who)s: %(sign)s%(n)s points — %(why)s") % {
+        text = _("Staff adjustment by %(who)s: %(sign)s%(n)s points — %(why)s") % {
             "who": (e.actor or "").removeprefix("user:"),
             "sign": sign,
             "n": n,
             "why": e.reason or "",
         }
+        approver = (e.details or {}).get("approved_by")
+        if approver:
+            text += " " + _("(approved by %(who)s)") % {"who": str(approver).removeprefix("user:")}
+        return text
     return f"{e.kind}: {pts:+d}"
 
 
@@ -63,6 +103,7 @@ def timeline(
     tier_names: dict[str, str],
     _: Callable[[str], str],
     fmt: Fmt,
+    refs: Refs | None = None,
 ) -> list[Item]:
     items: list[Item] = []
     for o in orders:
@@ -77,6 +118,7 @@ def timeline(
                     "points": fmt.num(o.points_earned),
                 },
                 f"/admin/orders/{o.id}",
+                o.points_earned or None,
             )
         )
     for e in entries:
@@ -84,7 +126,7 @@ def timeline(
             Item(
                 e.occurred_at,
                 "ledger",
-                ledger_text(e, _, fmt),
+                ledger_text(e, _, fmt, refs),
                 None,
                 e.delta_available + e.delta_pending,
             )
@@ -97,9 +139,8 @@ def timeline(
         }
         if r.status == "cancelled":
             text += " — " + _("cancelled")
-        items.append(
-            Item(r.created_at, "redemption", text, "/admin/redemptions?member=" + str(r.member_id))
-        )
+        link = "/admin/redemptions?member=" + str(r.member_id)
+        items.append(Item(r.created_at, "redemption", text, link, -r.points))
     for t in tiers:
         to = tier_names.get(t.to_tier, t.to_tier)
         frm = tier_names.get(t.from_tier or "", t.from_tier or "")

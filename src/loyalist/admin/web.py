@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -104,6 +105,28 @@ def mask_phone(phone: str | None) -> str:
     return phone[:-8] + "****" + phone[-4:] if len(phone) > 8 else "****"
 
 
+def _show(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def changes(
+    before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> list[tuple[str, str, str, bool]]:
+    """An audit row's fields side by side: (field, before, after, changed)."""
+    b, a = before or {}, after or {}
+    keys = list(b) + [k for k in a if k not in b]
+    out = []
+    for k in keys:
+        old = _show(b.get(k)) if k in b else ""
+        new = _show(a.get(k)) if k in a else ""
+        out.append((k, old, new, b.get(k) != a.get(k)))
+    return out
+
+
 # ── templates ──────────────────────────────────────────────────────────────────────────
 _envs: dict[str, Environment] = {}
 _env_lock = threading.Lock()
@@ -125,6 +148,7 @@ def env_for(locale: str) -> Environment:
                 i18n.translations(locale, (LOCALE_DIR,)), newstyle=True
             )
             env.globals["mask_phone"] = mask_phone
+            env.globals["changes"] = changes
             env.globals["tr"] = gettext_for(locale)  # plain lookup for messages from code
             _envs[locale] = env
     return env

@@ -66,6 +66,7 @@ class Shop:
     phones: dict[str, str] = field(default_factory=dict)  # key -> +86… as stored
     orders: dict[str, int] = field(default_factory=dict)  # external id -> id
     redemption_id: int = 0
+    keys: dict[str, str] = field(default_factory=dict)  # API keys per scope (tests.support)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -84,7 +85,7 @@ def seed(db: Database, now: datetime | None = None) -> Shop:
     shop = Shop(now=now)
     try:
         clock.freeze(now - timedelta(days=40))
-        build_world(db)
+        shop.keys = build_world(db).keys
         with db.transaction() as s:
             programmes.apply(s, programmes.parse(programme_doc()), actor="test")
             for login, role, unit in USERS:

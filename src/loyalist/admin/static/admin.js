@@ -35,7 +35,7 @@
     (option.series || []).forEach(function (s) {
       if (s.label && s.label.show && !s.label.formatter) {
         if (s.type === "pie") {
-          s.label.formatter = function (p) { return p.name + "\n" + f(p.value) + " (" + p.percent + "%)"; };
+          s.label.formatter = function (p) { return p.name + " " + p.percent + "%"; };
         } else {
           s.label.formatter = function (p) { return f(p.value); };
         }
