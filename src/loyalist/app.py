@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,13 +13,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loyalist import __version__
 from loyalist.admin.endpoints import router as admin_router
 from loyalist.api import router as api_router
 from loyalist.config import Settings, get_settings
-from loyalist.errors import LoyalistError, PayloadTooLarge
+from loyalist.errors import (
+    FieldError,
+    LoyalistError,
+    OutOfRange,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from loyalist.kit.db import Database
 from loyalist.member_web.endpoints import router as member_web_router
 
@@ -30,6 +39,33 @@ def problem_response(exc: LoyalistError, request: Request) -> JSONResponse:
     return JSONResponse(
         exc.problem(instance=request.url.path), status_code=exc.status, media_type=PROBLEM
     )
+
+
+# A NUL character in JSON text (an unescaped backslash, then u0000), raw or form-encoded.
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000|\x00|%00", re.IGNORECASE)
+_JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;|$)", re.IGNORECASE)
+
+
+def _refuse_input(request: Request, body: bytes) -> LoyalistError | None:
+    """Input that no route accepts: NUL characters (PostgreSQL cannot store them in text)
+    and, on the JSON API, a body that is not JSON."""
+    if _NUL.search(request.url.query.encode()):
+        return ValidationFailed(
+            "Text must not contain NUL characters.",
+            [FieldError("query", "contains a NUL character", "nul_character")],
+        )
+    if not body:
+        return None
+    if request.url.path.startswith("/v1/") and not _JSON_TYPES.match(
+        request.headers.get("content-type", "")
+    ):
+        return UnsupportedMediaType("Send the body as application/json.")
+    if _NUL.search(body):
+        return ValidationFailed(
+            "Text must not contain NUL characters.",
+            [FieldError("body", "contains a NUL character", "nul_character")],
+        )
+    return None
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -88,7 +124,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
         body = {
             "type": f"https://loyalist.dev/problems/{code.replace('_', '-')}",
             "title": str(exc.detail),
@@ -98,6 +136,16 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             "instance": request.url.path,
         }
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM)
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+        # A value the database cannot hold (a number beyond 64 bits, a date out of range):
+        # the transaction rolled back; the input is at fault, not the server.
+        log.info("refused a value out of range on %s: %s", request.url.path, exc)
+        return problem_response(
+            OutOfRange("A value in the request is too large or too small to be stored."), request
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -121,12 +169,16 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return problem_response(PayloadTooLarge(f"The body exceeds {limit} bytes."), request)
-        if request.method in ("POST", "PUT", "PATCH") and length is None:
+        body = b""
+        if request.method in ("POST", "PUT", "PATCH"):
             body = await request.body()
             if len(body) > limit:
                 return problem_response(
                     PayloadTooLarge(f"The body exceeds {limit} bytes."), request
                 )
+        refused = _refuse_input(request, body)
+        if refused is not None:
+            return problem_response(refused, request)
         return await call_next(request)
 
     static_dir = __import__("pathlib").Path(__file__).parent / "static"

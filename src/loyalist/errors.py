@@ -54,6 +54,11 @@ class ValidationFailed(LoyalistError):
     title = "The request is not valid"
 
 
+class OutOfRange(ValidationFailed):
+    code = "out_of_range"
+    title = "A value is out of range"
+
+
 class NotFound(LoyalistError):
     status = 404
     code = "not_found"
@@ -82,6 +87,12 @@ class PayloadTooLarge(LoyalistError):
     status = 413
     code = "payload_too_large"
     title = "Request body too large"
+
+
+class UnsupportedMediaType(LoyalistError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "The body must be JSON"
 
 
 class IdempotencyKeyReused(LoyalistError):

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +16,7 @@ from loyalist.access import service as access
 from loyalist.errors import Unauthorized
 from loyalist.idempotency.service import Answer, run_idempotent
 from loyalist.kit.actor import Actor
-from loyalist.kit.db import Database
+from loyalist.kit.db import MAX_INT4, MAX_INT8, Database
 from loyalist.kit.hashing import sha256_hex
 
 _AUTH_TTL_S = 10.0
@@ -68,6 +68,11 @@ async def current_actor(request: Request) -> Actor:
 DB = Annotated[Database, Depends(get_db)]
 Caller = Annotated[Actor, Depends(current_actor)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+# Ids in paths and filters, bounded by their columns (members: 32 bits; orders, redemptions:
+# 64 bits) so an absurd id is a 422 on its field rather than a database error.
+MemberId = Annotated[int, Path(ge=1, le=MAX_INT4)]
+RecordId = Annotated[int, Path(ge=1, le=MAX_INT8)]
+MemberFilterId = Annotated[int | None, Query(ge=1, le=MAX_INT4)]
 
 
 async def read(db: Database, fn: Callable[[Session], Any]) -> Any:

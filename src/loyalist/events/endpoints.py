@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from loyalist.events import service
-from loyalist.http import DB, Caller, read
+from loyalist.http import DB, Caller, MemberFilterId, read
 from loyalist.kit.pagination import encode_cursor, page_request
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -19,7 +19,7 @@ async def list_events(
     db: DB,
     actor: Caller,
     type: Annotated[list[str] | None, Query()] = None,
-    member_id: int | None = None,
+    member_id: MemberFilterId = None,
     cursor: str | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:

@@ -173,5 +173,10 @@ def is_transient(exc: Exception) -> bool:
     )
 
 
+# The largest values integer columns hold on PostgreSQL (and SQLite, for 64 bits): inputs
+# are bounded by them so an absurd number is refused as invalid, never a database error.
+MAX_INT4 = 2**31 - 1
+MAX_INT8 = 2**63 - 1
+
 # A 64-bit primary key that is still SQLite's auto-incrementing rowid.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")

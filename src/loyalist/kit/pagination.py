@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from loyalist.errors import FieldError, ValidationFailed
 
 MAX_LIMIT = 200
+MAX_CURSOR = 2**63 - 1  # the largest 64-bit id
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         value = data["a"]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_CURSOR:
             raise ValueError
         return value
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:

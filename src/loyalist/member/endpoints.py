@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from loyalist.http import DB, Caller, IdemKey, read, write
+from loyalist.http import DB, Caller, IdemKey, MemberId, read, write
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.member import service
 from loyalist.member.schemas import (
@@ -147,7 +147,7 @@ async def list_members(
 
 
 @router.get("/{member_id}", summary="A member with balance, tier and progress")
-async def get_member(member_id: int, db: DB, actor: Caller) -> dict[str, Any]:
+async def get_member(member_id: MemberId, db: DB, actor: Caller) -> dict[str, Any]:
     result: dict[str, Any] = await read(
         db, lambda s: profile_body(service.profile(s, actor, member_id))
     )
@@ -156,7 +156,12 @@ async def get_member(member_id: int, db: DB, actor: Caller) -> dict[str, Any]:
 
 @router.patch("/{member_id}", summary="Update a member's profile")
 async def update_member(
-    member_id: int, data: MemberUpdate, request: Request, db: DB, actor: Caller, key: IdemKey = None
+    member_id: MemberId,
+    data: MemberUpdate,
+    request: Request,
+    db: DB,
+    actor: Caller,
+    key: IdemKey = None,
 ) -> JSONResponse:
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         service.update(s, actor, member_id, data)
@@ -167,7 +172,12 @@ async def update_member(
 
 @router.post("/{member_id}/identities", summary="Link another identity to the member")
 async def add_identity(
-    member_id: int, data: IdentityIn, request: Request, db: DB, actor: Caller, key: IdemKey = None
+    member_id: MemberId,
+    data: IdentityIn,
+    request: Request,
+    db: DB,
+    actor: Caller,
+    key: IdemKey = None,
 ) -> JSONResponse:
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         service.add_identity(s, actor, member_id, data.kind, data.value)
@@ -179,7 +189,12 @@ async def add_identity(
 
 @router.post("/{member_id}/tags", summary="Add and remove tags")
 async def change_tags(
-    member_id: int, data: TagsIn, request: Request, db: DB, actor: Caller, key: IdemKey = None
+    member_id: MemberId,
+    data: TagsIn,
+    request: Request,
+    db: DB,
+    actor: Caller,
+    key: IdemKey = None,
 ) -> JSONResponse:
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         return 200, {"tags": service.set_tags(s, actor, member_id, data)}
@@ -189,7 +204,7 @@ async def change_tags(
 
 @router.put("/{member_id}/consents/{channel}", summary="Record marketing consent for a channel")
 async def set_consent(
-    member_id: int,
+    member_id: MemberId,
     channel: Annotated[str, Path(pattern="^(sms|email|push|wechat)$")],
     data: ConsentIn,
     request: Request,
@@ -205,7 +220,7 @@ async def set_consent(
 
 @router.get("/{member_id}/ledger", summary="The member's ledger, newest first")
 async def member_ledger(
-    member_id: int, db: DB, actor: Caller, cursor: str | None = None, limit: int | None = None
+    member_id: MemberId, db: DB, actor: Caller, cursor: str | None = None, limit: int | None = None
 ) -> dict[str, Any]:
     page = page_request(cursor, limit)
 
@@ -220,7 +235,12 @@ async def member_ledger(
 
 @router.post("/{member_id}/adjustments", status_code=201, summary="Staff points correction")
 async def adjust(
-    member_id: int, data: AdjustmentIn, request: Request, db: DB, actor: Caller, key: IdemKey = None
+    member_id: MemberId,
+    data: AdjustmentIn,
+    request: Request,
+    db: DB,
+    actor: Caller,
+    key: IdemKey = None,
 ) -> JSONResponse:
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         e = service.adjust_points(
@@ -232,7 +252,7 @@ async def adjust(
 
 
 @router.get("/{member_id}/tier-history", summary="Every tier change of the member")
-async def tier_history(member_id: int, db: DB, actor: Caller) -> dict[str, Any]:
+async def tier_history(member_id: MemberId, db: DB, actor: Caller) -> dict[str, Any]:
     def fn(s: Session) -> dict[str, Any]:
         service.get(s, actor, member_id)
         return {

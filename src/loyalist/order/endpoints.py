@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from loyalist.http import DB, Caller, IdemKey, read, write
+from loyalist.http import DB, Caller, IdemKey, MemberFilterId, RecordId, read, write
 from loyalist.kit.clock import utcnow
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.models import Order, OrderReturn
@@ -91,7 +91,7 @@ async def record_order(
 async def list_orders(
     db: DB,
     actor: Caller,
-    member_id: int | None = None,
+    member_id: MemberFilterId = None,
     store: str | None = None,
     cursor: str | None = None,
     limit: int | None = None,
@@ -110,7 +110,7 @@ async def list_orders(
 
 
 @router.get("/{order_id}", summary="An order with lines, points per rule and returns")
-async def get_order(order_id: int, db: DB, actor: Caller) -> dict[str, Any]:
+async def get_order(order_id: RecordId, db: DB, actor: Caller) -> dict[str, Any]:
     result: dict[str, Any] = await read(
         db, lambda s: order_body(s, service.get(s, actor, order_id))
     )
@@ -119,7 +119,12 @@ async def get_order(order_id: int, db: DB, actor: Caller) -> dict[str, Any]:
 
 @router.post("/{order_id}/returns", status_code=201, summary="Return all or part of an order")
 async def return_order(
-    order_id: int, data: ReturnCreate, request: Request, db: DB, actor: Caller, key: IdemKey = None
+    order_id: RecordId,
+    data: ReturnCreate,
+    request: Request,
+    db: DB,
+    actor: Caller,
+    key: IdemKey = None,
 ) -> JSONResponse:
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         res = service.record_return(s, actor, order_id, data)

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from loyalist.kit.db import MAX_INT4
 
 MAX_MINOR = 10**12
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _sane_instant(value: dt.datetime) -> dt.datetime:
+    """An aware instant that UTC can represent, no earlier than 1970."""
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError as exc:
+        raise ValueError("is out of range") from exc
+    if utc < EARLIEST:
+        raise ValueError("must not be before 1970-01-01T00:00:00Z")
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_sane_instant)]
 
 
 class Strict(BaseModel):
@@ -30,10 +48,10 @@ class LineIn(Strict):
 
 class OrderCreate(Strict):
     external_id: str = Field(min_length=1, max_length=128)
-    member_id: int | None = Field(default=None, ge=1)
+    member_id: int | None = Field(default=None, ge=1, le=MAX_INT4)
     store: str = Field(min_length=1, max_length=64)
     channel: str = Field(default="pos", min_length=1, max_length=32)
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     currency: str = Field(default="CNY", min_length=3, max_length=3)
     amount_paid_minor: int = Field(ge=0, le=MAX_MINOR)
     points_paid: int = Field(default=0, ge=0, le=10**9)
@@ -46,6 +64,10 @@ class OrderCreate(Strict):
         ]
         if len(set(numbers)) != len(numbers):
             raise ValueError("line_no values must be unique")
+        if sum(ln.quantity * ln.unit_price_minor - ln.discount_minor for ln in self.lines) > (
+            MAX_MINOR
+        ):
+            raise ValueError(f"the lines add up to more than {MAX_MINOR} minor units")
         if self.points_paid and self.member_id is None:
             raise ValueError("points_paid needs a member_id")
         return self
@@ -65,7 +87,7 @@ class ReturnCreate(Strict):
     return_id: str = Field(min_length=1, max_length=128)
     full: bool = False
     lines: list[ReturnLineIn] = Field(default_factory=list, max_length=500)
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Instant | None = None
 
     @model_validator(mode="after")
     def _what(self) -> ReturnCreate:
@@ -80,7 +102,7 @@ class ReturnCreate(Strict):
 class DryRunIn(Strict):
     order: OrderCreate
     tier: str | None = None
-    programme_version: int | None = None
+    programme_version: int | None = Field(default=None, ge=1, le=MAX_INT4)
     earned_today: int = Field(default=0, ge=0)
     earned_lifetime: int = Field(default=0, ge=0)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from loyalist.http import DB, Caller, IdemKey, read, write
+from loyalist.http import DB, Caller, IdemKey, MemberFilterId, RecordId, read, write
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.models import Redemption, Reward
 from loyalist.reward import service
@@ -80,7 +80,7 @@ async def redeem(
 async def list_redemptions(
     db: DB,
     actor: Caller,
-    member_id: int | None = None,
+    member_id: MemberFilterId = None,
     cursor: str | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
@@ -101,7 +101,7 @@ async def list_redemptions(
 
 
 @router.get("/v1/redemptions/{redemption_id}", summary="One redemption")
-async def get_redemption(redemption_id: int, db: DB, actor: Caller) -> dict[str, Any]:
+async def get_redemption(redemption_id: RecordId, db: DB, actor: Caller) -> dict[str, Any]:
     def fn(s: Session) -> dict[str, Any]:
         r = service.get(s, actor, redemption_id)
         return redemption_body(r, _code(s, r.reward_id))
@@ -114,7 +114,7 @@ async def get_redemption(redemption_id: int, db: DB, actor: Caller) -> dict[str,
     "/v1/redemptions/{redemption_id}/cancel", summary="Cancel; points go back to their lots"
 )
 async def cancel(
-    redemption_id: int,
+    redemption_id: RecordId,
     request: Request,
     db: DB,
     actor: Caller,
