@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -34,8 +36,13 @@ USERS: dict[str, tuple[str, str]] = {
 }
 
 
+# Fixtures hash with cheap argon2id parameters (the real ones cost ~0.1–0.5 s a hash); a
+# login upgrades the hash to the real parameters, as it would after a parameter change.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
 def make_users(db: Database, users: dict[str, tuple[str, str]] = USERS) -> None:
-    with db.transaction() as s:
+    with mock.patch.object(staff, "_hasher", CHEAP_HASHER), db.transaction() as s:
         for login, (role, unit) in users.items():
             staff.create_user(s, login=login, role=role, unit_code=unit, password=PASSWORD)
 

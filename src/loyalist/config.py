@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = 60.0
     run_scheduler: bool = True
     log_level: str = "info"
+    # Manual points adjustments larger than this (in points, either sign) wait for a second
+    # person's approval in the console.
+    adjust_approval_threshold: int = 5000
     # Keep sent messages in a table and show them at /m/dev/inbox (development, demo, tests).
     dev_inbox: bool = False
 
