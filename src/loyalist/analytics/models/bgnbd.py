@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import betaln, digamma, gammaln, hyp2f1
+from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
-from loyalist.analytics._typing import FloatArray
+from loyalist.analytics._typing import FloatArray, IntArray
 from loyalist.analytics.errors import InputError, ModelError
 from loyalist.analytics.models._base import (
+    NO_REPEAT_BUYERS,
     Compressed,
     FitResult,
     compress,
-    maximise,
-    subsample,
+    dot,
+    fit_compressed,
 )
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
@@ -51,7 +52,7 @@ def check_rft(x: FloatArray, t_x: FloatArray, big_t: FloatArray) -> None:
         (x != np.floor(x), "frequency is not a whole number"),
         (t_x < 0, "recency is negative"),
         (t_x > big_t * (1 + 1e-12) + 1e-12, "recency exceeds T"),
-        ((x > 0) & (t_x <= 0), "customers with repeat purchases must have recency > 0"),
+        ((x == 0) & (t_x != 0), "recency must be 0 for customers without repeat purchases"),
         (big_t < 0, "T is negative"),
     )
     for mask, message in checks:
@@ -68,6 +69,9 @@ class _Data:
     t_x: FloatArray
     big_t: FloatArray
     w: FloatArray
+    wxp: FloatArray  # w * x
+    xp_idx: IntArray  # index of each row's x in ``uxp``
+    uxp: FloatArray  # distinct x > 0
     # rows with x == 0 (t_x == 0): only T matters
     t0: FloatArray
     w0: FloatArray
@@ -84,11 +88,17 @@ def _prepare(comp: Compressed) -> _Data:
     pos = x > 0
     ux, inv = np.unique(x, return_inverse=True)
     wx = np.bincount(inv, weights=w, minlength=ux.shape[0]).astype(np.float64)
+    xp = np.ascontiguousarray(x[pos])
+    wp = np.ascontiguousarray(w[pos])
+    uxp = ux[ux > 0]
     return _Data(
-        x=x[pos],
-        t_x=t_x[pos],
-        big_t=big_t[pos],
-        w=w[pos],
+        x=xp,
+        t_x=np.ascontiguousarray(t_x[pos]),
+        big_t=np.ascontiguousarray(big_t[pos]),
+        w=wp,
+        wxp=wp * xp,
+        xp_idx=np.searchsorted(uxp, xp).astype(np.int64),
+        uxp=uxp,
         t0=big_t[~pos],
         w0=w[~pos],
         ux=ux,
@@ -99,58 +109,66 @@ def _prepare(comp: Compressed) -> _Data:
 
 
 def _negloglik(log_params: FloatArray, d: _Data) -> tuple[float, FloatArray]:
-    """Mean negative log-likelihood and its gradient with respect to log-parameters."""
-    r, alpha, a, b = np.exp(log_params)
+    """Mean negative log-likelihood and its gradient with respect to log-parameters.
+
+    Per customer (Fader, Hardie & Lee 2005, eq. 6, written in log space):
+
+        log L = log G(r+x) - log G(r) + r log alpha + log B(a, b+x) - log B(a, b)
+                - (r+x) log(alpha+T) + log(1 + [x>0] exp(D))
+        D     = log a - log(b+x-1) + (r+x) [log(alpha+T) - log(alpha+t_x)]
+
+    ``log(1 + e^D)`` is a softplus, finite for every D; its derivative is expit(D), the
+    posterior probability that the customer dropped out after the last purchase.
+    """
+    r, alpha, a, b = (float(v) for v in np.exp(log_params))
+    n = d.n_total
     ux, wx = d.ux, d.wx
-    # Terms that depend on x only: A1 + A2 (without the r log alpha part).
-    ll = float(
-        wx @ (gammaln(r + ux) + gammaln(b + ux) - gammaln(a + b + ux))
-        + d.n_total * (-gammaln(r) + r * math.log(alpha) + gammaln(a + b) - gammaln(b))
+    # Terms that depend on x only (log-gamma and log-beta parts).
+    ll = dot(wx, gammaln(r + ux) + gammaln(b + ux) - gammaln(a + b + ux)) + n * (
+        -gammaln(r) + r * math.log(alpha) + gammaln(a + b) - gammaln(b)
     )
     dig_abx = digamma(a + b + ux)
-    g_r = float(wx @ digamma(r + ux)) + d.n_total * (math.log(alpha) - digamma(r))
-    g_alpha = d.n_total * r / alpha
-    g_a = d.n_total * digamma(a + b) - float(wx @ dig_abx)
-    g_b = float(wx @ (digamma(b + ux) - dig_abx)) + d.n_total * (digamma(a + b) - digamma(b))
+    g_r = dot(wx, digamma(r + ux)) + n * (math.log(alpha) - digamma(r))
+    g_alpha = n * r / alpha
+    g_a = n * digamma(a + b) - dot(wx, dig_abx)
+    g_b = dot(wx, digamma(b + ux) - dig_abx) + n * (digamma(a + b) - digamma(b))
 
-    # x == 0 rows: only the "still alive at T" term, -(r) log(alpha + T).
+    # x == 0 rows: only -r log(alpha + T).
     if d.t0.size:
         at0 = alpha + d.t0
         lat0 = np.log(at0)
-        ll -= r * float(d.w0 @ lat0)
-        g_r -= float(d.w0 @ lat0)
-        g_alpha -= r * float(d.w0 @ (1.0 / at0))
+        s0 = dot(d.w0, lat0)
+        ll -= r * s0
+        g_r -= s0
+        g_alpha -= r * dot(d.w0, 1.0 / at0)
 
-    # x > 0 rows: log( exp(A3) + exp(A4) ) with
-    #   A3 = -(r + x) log(alpha + T),  A4 = log a - log(b + x - 1) - (r + x) log(alpha + t_x)
+    # x > 0 rows: -(r+x) log(alpha+T) + softplus(D).
     if d.x.size:
         w = d.w
+        inv_at = 1.0 / (alpha + d.big_t)
+        inv_atx = 1.0 / (alpha + d.t_x)
+        lat = np.log(alpha + d.big_t)
+        dl = lat - np.log(alpha + d.t_x)  # log((alpha+T)/(alpha+t_x)) >= 0
         rx = r + d.x
-        at = alpha + d.big_t
-        atx = alpha + d.t_x
-        lat = np.log(at)
-        latx = np.log(atx)
-        bx1 = b + d.x - 1.0
-        diff = math.log(a) - np.log(bx1) + rx * (lat - latx)  # A4 - A3
-        # softplus(diff) = log(1 + e^diff), stable for either sign
-        sp = np.maximum(diff, 0.0) + np.log1p(np.exp(-np.abs(diff)))
-        w4 = np.exp(diff - sp)  # weight of the "dropped out after t_x" branch
-        ll += float(w @ (sp - rx * lat))
-        ww4 = w * w4
-        g_r += float(ww4 @ (lat - latx) - w @ lat)
-        inv_at = 1.0 / at
-        g_alpha += float(-(w * rx) @ inv_at + (ww4 * rx) @ (inv_at - 1.0 / atx))
+        log_bx1 = np.log(b + d.uxp - 1.0)
+        diff = (math.log(a) - log_bx1)[d.xp_idx] + rx * dl
+        sw_lat = dot(w, lat)
+        ll += dot(w, np.logaddexp(0.0, diff)) - r * sw_lat - dot(d.wxp, lat)
+        ww4 = w * expit(diff)
+        g_r += dot(ww4, dl) - sw_lat
+        g_alpha += dot(ww4 * rx, inv_at - inv_atx) - r * dot(w, inv_at) - dot(d.wxp, inv_at)
         g_a += float(ww4.sum()) / a
-        g_b -= float(ww4 @ (1.0 / bx1))
+        g_b -= dot(ww4, (1.0 / (b + d.uxp - 1.0))[d.xp_idx])
 
     grad = np.array([g_r * r, g_alpha * alpha, g_a * a, g_b * b], dtype=np.float64)
-    n = d.n_total
+    if not math.isfinite(ll):
+        return math.inf, np.zeros(4)
     return -ll / n, -grad / n
 
 
 def _start(d: _Data) -> FloatArray:
-    total_x = float(d.wx @ d.ux)
-    total_t = float(d.w @ d.big_t + d.w0 @ d.t0)
+    total_x = dot(d.wx, d.ux)
+    total_t = dot(d.w, d.big_t) + dot(d.w0, d.t0)
     rate = max(total_x / max(total_t, 1e-12), 1e-6)
     return np.log(np.array([1.0, 1.0 / rate, 1.0, 3.0], dtype=np.float64))
 
@@ -190,42 +208,20 @@ class BGNBD:
             raise InputError("no customers to fit")
         w = None if weights is None else as_float_array(weights, "weights")
         comp = compress(x, t_x, big_t, weights=w)
-        data = _prepare(comp)
-        start = _start(data)
-        warm_rows: int | None = None
-        if comp.n_rows > _WARM_START_ROWS:
-            # Fit a random subset first: the full-data polish then needs few iterations.
-            sub = _prepare(subsample(comp, _WARM_START_SAMPLE))
-            sx, _, _, _srep = maximise(
-                lambda p: _negloglik(p, sub),
-                start,
-                PARAM_NAMES,
-                n_total=sub.n_total,
-                want_standard_errors=False,
-            )
-            if np.all(np.isfinite(sx)):
-                start = sx
-                warm_rows = int(sub.n_total)
-        logp, value, ses, report = maximise(
-            lambda p: _negloglik(p, data),
-            start,
+        result = fit_compressed(
+            "bgnbd",
             PARAM_NAMES,
-            n_total=data.n_total,
+            comp,
+            prepare=_prepare,
+            negloglik=_negloglik,
+            start=_start,
+            started=started,
+            warm_start_rows=_WARM_START_ROWS,
+            warm_start_sample=_WARM_START_SAMPLE,
             want_standard_errors=standard_errors,
+            unidentified_reason=None if np.any(x > 0) else NO_REPEAT_BUYERS,
         )
-        if warm_rows is not None:
-            report = replace(report, warm_start_rows=warm_rows)
-        r, alpha, a, b = (float(v) for v in np.exp(logp))
-        result = FitResult(
-            model="bgnbd",
-            params={"r": r, "alpha": alpha, "a": a, "b": b},
-            log_likelihood=-value * data.n_total,
-            standard_errors=ses,
-            n_customers=round(data.n_total),
-            n_unique_rows=data.n_rows,
-            convergence=report,
-            seconds=time.perf_counter() - started,
-        )
+        r, alpha, a, b = (result.params[n] for n in PARAM_NAMES)
         return cls(r=r, alpha=alpha, a=a, b=b, fit_result=result)
 
     def _check(self) -> None:
@@ -241,10 +237,7 @@ class BGNBD:
         T: ArrayLike,
     ) -> FloatArray:
         """Per-customer log-likelihood."""
-        self._check()
-        x = as_float_array(frequency, "frequency")
-        t_x = as_float_array(recency, "recency")
-        big_t = as_float_array(T, "T")
+        x, t_x, big_t = self._arrays(frequency, recency, T)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         base = (
             gammaln(r + x)
@@ -254,30 +247,37 @@ class BGNBD:
             - betaln(a, b)
             - (r + x) * np.log(alpha + big_t)
         )
-        with np.errstate(divide="ignore"):
-            diff = np.where(
-                x > 0,
-                math.log(a)
-                - np.log(np.maximum(b + x - 1.0, 1e-300))
-                + (r + x) * (np.log(alpha + big_t) - np.log(alpha + t_x)),
-                -np.inf,
-            )
-        return np.asarray(base + np.logaddexp(0.0, diff), dtype=np.float64)
+        return np.asarray(
+            base + np.logaddexp(0.0, self._log_odds_dead(x, t_x, big_t)), dtype=np.float64
+        )
 
     # ------------------------------------------------------------ prediction
-    def _odds_dead(self, x: FloatArray, t_x: FloatArray, big_t: FloatArray) -> FloatArray:
-        """a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x) for x > 0, else 0 (log-space)."""
+    def _log_odds_dead(self, x: FloatArray, t_x: FloatArray, big_t: FloatArray) -> FloatArray:
+        """log[a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x)] for x > 0, -inf for x == 0."""
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         pos = x > 0
-        out = np.zeros_like(x)
+        out = np.full(x.shape, -np.inf)
         xp = x[pos]
-        log_odds = (
+        out[pos] = (
             math.log(a)
             - np.log(b + xp - 1.0)
             + (r + xp) * (np.log(alpha + big_t[pos]) - np.log(alpha + t_x[pos]))
         )
-        out[pos] = np.exp(np.minimum(log_odds, 700.0))
         return out
+
+    def _arrays(
+        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        self._check()
+        x = as_float_array(frequency, "frequency")
+        t_x = as_float_array(recency, "recency")
+        big_t = as_float_array(T, "T")
+        x, t_x, big_t = np.broadcast_arrays(x, t_x, big_t)
+        return (
+            np.ascontiguousarray(x, dtype=np.float64),
+            np.ascontiguousarray(t_x, dtype=np.float64),
+            np.ascontiguousarray(big_t, dtype=np.float64),
+        )
 
     def probability_alive(
         self,
@@ -285,21 +285,16 @@ class BGNBD:
         recency: ArrayLike,
         T: ArrayLike,
     ) -> FloatArray:
-        """P(customer still active at T | x, t_x, T)."""
-        self._check()
-        x = as_float_array(frequency, "frequency")
-        t_x = as_float_array(recency, "recency")
-        big_t = as_float_array(T, "T")
-        return np.asarray(1.0 / (1.0 + self._odds_dead(x, t_x, big_t)), dtype=np.float64)
+        """P(customer still active at T | x, t_x, T) = 1 / (1 + odds of having dropped out)."""
+        x, t_x, big_t = self._arrays(frequency, recency, T)
+        return np.asarray(expit(-self._log_odds_dead(x, t_x, big_t)), dtype=np.float64)
 
     def expected_purchases(self, t: ArrayLike) -> FloatArray:
         """E[X(t)]: expected purchases in (0, t] of a customer just acquired at 0."""
         self._check()
         tt = as_float_array(t, "t")
-        r, alpha, a, b = self.r, self.alpha, self.a, self.b
-        z = tt / (alpha + tt)
-        term = np.exp(r * (math.log(alpha) - np.log(alpha + tt))) * hyp2f1(r, b, a + b - 1.0, z)
-        return np.asarray((a + b - 1.0) / (a - 1.0) * (1.0 - term), dtype=np.float64)
+        zeros = np.zeros_like(tt)
+        return _purchases_if_alive(self.r, self.alpha, self.a, self.b, zeros, zeros, tt)
 
     def conditional_expected_purchases(
         self,
@@ -309,18 +304,59 @@ class BGNBD:
         T: ArrayLike,
     ) -> FloatArray:
         """E[Y(t) | x, t_x, T]: expected repeat purchases in (T, T + t]."""
-        self._check()
-        x = as_float_array(frequency, "frequency")
-        t_x = as_float_array(recency, "recency")
-        big_t = as_float_array(T, "T")
-        tt = np.broadcast_to(as_float_array(t, "t"), x.shape)
-        r, alpha, a, b = self.r, self.alpha, self.a, self.b
-        if abs(a - 1.0) < 1e-9:
-            raise ModelError("conditional expectation undefined for a == 1")
-        z = tt / (alpha + big_t + tt)
-        log_ratio = (r + x) * (np.log(alpha + big_t) - np.log(alpha + big_t + tt))
-        hyp = hyp2f1(r + x, b + x, a + b + x - 1.0, z)
-        bracket = 1.0 - np.exp(log_ratio) * hyp
-        lead = (a + b + x - 1.0) / (a - 1.0)
-        out = lead * bracket / (1.0 + self._odds_dead(x, t_x, big_t))
-        return np.asarray(np.maximum(out, 0.0), dtype=np.float64)
+        x, t_x, big_t = self._arrays(frequency, recency, T)
+        tt = np.ascontiguousarray(np.broadcast_to(as_float_array(t, "t"), x.shape))
+        if np.any(tt < 0):
+            raise InputError(
+                "the horizon t must be >= 0", rows=(np.flatnonzero(tt < 0) + 1).tolist()
+            )
+        alive = expit(-self._log_odds_dead(x, t_x, big_t))
+        ahead = _purchases_if_alive(self.r, self.alpha, self.a, self.b, x, big_t, tt)
+        return np.asarray(alive * ahead, dtype=np.float64)
+
+
+# Distance from the removable singularities a == 1 and a + b + x - 1 == 0 below which the
+# closed form loses digits to cancellation; there the value is the mean of two nearby
+# evaluations (error O(step^2), about 1e-6 relative at worst).
+_SINGULAR = 1e-4
+
+
+def _purchases_if_alive_raw(
+    r: float, alpha: float, a: float, b: float, x: FloatArray, big_t: FloatArray, t: FloatArray
+) -> FloatArray:
+    c = a + b + x - 1.0
+    z = t / (alpha + big_t + t)
+    log_1mz = np.log(alpha + big_t) - np.log(alpha + big_t + t)
+    term = np.exp((a - 1.0) * log_1mz) * hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
+    return np.asarray(c / (a - 1.0) * (1.0 - term), dtype=np.float64)
+
+
+def _purchases_if_alive(
+    r: float, alpha: float, a: float, b: float, x: FloatArray, big_t: FloatArray, t: FloatArray
+) -> FloatArray:
+    """Expected purchases in (T, T + t] of a customer known to be active at T.
+
+    Fader, Hardie & Lee (2005), eq. 10 without the P(alive) factor:
+
+        (a+b+x-1)/(a-1) [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z)]
+
+    with z = t/(alpha+T+t).  The hypergeometric factor grows like (1-z)^-(r+x+1-a) and
+    overflows for heavy buyers over long horizons, so it is used after Euler's
+    transformation 2F1(A, B; C; z) = (1-z)^(C-A-B) 2F1(C-A, C-B; C; z):
+
+        (1-z)^(r+x) 2F1(r+x, b+x; C; z) = (1-z)^(a-1) 2F1(a+b-1-r, a-1; C; z)
+
+    whose series converges at z = 1 (C - (C-A) - (C-B) = r + x > 0) and stays finite.
+    """
+    near_one = abs(a - 1.0) < _SINGULAR
+    near_pole = abs(a + b - 1.0) < _SINGULAR and bool(np.any(x == 0))
+    if not (near_one or near_pole):
+        return _purchases_if_alive_raw(r, alpha, a, b, x, big_t, t)
+    step = 2.0 * _SINGULAR
+    if a > 2.0 * step:
+        lo = _purchases_if_alive_raw(r, alpha, a - step, b, x, big_t, t)
+        hi = _purchases_if_alive_raw(r, alpha, a + step, b, x, big_t, t)
+    else:  # a tiny, b close to 1: move b instead
+        lo = _purchases_if_alive_raw(r, alpha, a, b - step, x, big_t, t)
+        hi = _purchases_if_alive_raw(r, alpha, a, b + step, x, big_t, t)
+    return np.asarray(0.5 * (lo + hi), dtype=np.float64)

@@ -17,7 +17,7 @@ from scipy.special import digamma, gammaln
 
 from loyalist.analytics._typing import FloatArray
 from loyalist.analytics.errors import InputError, ModelError
-from loyalist.analytics.models._base import FitResult, compress, maximise
+from loyalist.analytics.models._base import FitResult, compress, dot, maximise
 from loyalist.analytics.models.bgnbd import as_float_array
 
 PARAM_NAMES = ("p", "q", "gamma")
@@ -57,9 +57,9 @@ def _prepare(x: FloatArray, m: FloatArray, w: FloatArray | None) -> _Data:
         inv=inv.astype(np.intp),
         ux=ux,
         wx=wx,
-        sum_w_log_m=float(cw @ log_m),
-        sum_w_log_x=float(cw @ log_x),
-        wx_log=float((cw * cx) @ (log_m + log_x)),
+        sum_w_log_m=dot(cw, log_m),
+        sum_w_log_x=dot(cw, log_x),
+        wx_log=dot(cw * cx, log_m + log_x),
         n_total=float(cw.sum()),
         n_rows=comp.n_rows,
     )
@@ -71,10 +71,10 @@ def _negloglik(log_params: FloatArray, d: _Data) -> tuple[float, FloatArray]:
     ux, wx = d.ux, d.wx
     pxq_u = p * ux + q
     # per-x terms
-    ll = float(wx @ (gammaln(pxq_u) - gammaln(p * ux)))
+    ll = dot(wx, gammaln(pxq_u) - gammaln(p * ux))
     dig_pxq_u = digamma(pxq_u)
-    g_p = float((wx * ux) @ (dig_pxq_u - digamma(p * ux)))
-    g_q = float(wx @ dig_pxq_u)
+    g_p = dot(wx * ux, dig_pxq_u - digamma(p * ux))
+    g_q = dot(wx, dig_pxq_u)
     # constant-in-row terms
     ll += n * (-gammaln(q) + q * math.log(g)) + p * d.wx_log - d.sum_w_log_m
     g_p += d.wx_log
@@ -84,10 +84,10 @@ def _negloglik(log_params: FloatArray, d: _Data) -> tuple[float, FloatArray]:
     lgm = np.log(g + d.mx)
     pxq = p * d.x + q
     wl = d.w * lgm
-    ll -= float(pxq @ wl)
-    g_p -= float(d.x @ wl)
+    ll -= dot(pxq, wl)
+    g_p -= dot(d.x, wl)
     g_q -= float(wl.sum())
-    g_g -= float((d.w * pxq) @ (1.0 / (g + d.mx)))
+    g_g -= dot(d.w * pxq, 1.0 / (g + d.mx))
     grad = np.array([g_p * p, g_q * q, g_g * g], dtype=np.float64)
     return -ll / n, -grad / n
 

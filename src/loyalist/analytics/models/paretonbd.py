@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -26,7 +26,14 @@ from scipy.special import digamma, gammaln
 
 from loyalist.analytics._typing import FloatArray
 from loyalist.analytics.errors import InputError, ModelError
-from loyalist.analytics.models._base import Compressed, FitResult, compress, maximise, subsample
+from loyalist.analytics.models._base import (
+    NO_REPEAT_BUYERS,
+    Compressed,
+    FitResult,
+    compress,
+    dot,
+    fit_compressed,
+)
 from loyalist.analytics.models.bgnbd import as_float_array, check_rft
 
 PARAM_NAMES = ("r", "alpha", "s", "beta")
@@ -200,31 +207,29 @@ def _negloglik(log_params: FloatArray, d: _Data) -> tuple[float, FloatArray]:
     r, alpha, s, beta = (float(v) for v in np.exp(log_params))
     n = d.n_total
     # prefactor: log Gamma(r+x) - log Gamma(r) + r log alpha + s log beta
-    ll = float(d.wx @ gammaln(r + d.ux)) + n * (
-        -gammaln(r) + r * math.log(alpha) + s * math.log(beta)
-    )
-    g_r = float(d.wx @ digamma(r + d.ux)) + n * (-digamma(r) + math.log(alpha))
+    ll = dot(d.wx, gammaln(r + d.ux)) + n * (-gammaln(r) + r * math.log(alpha) + s * math.log(beta))
+    g_r = dot(d.wx, digamma(r + d.ux)) + n * (-digamma(r) + math.log(alpha))
     g_alpha = n * r / alpha
     g_s = n * math.log(beta)
     g_beta = n * s / beta
 
     pt = _parts(r, alpha, s, beta, d.x, d.t_x, d.big_t)
     w = d.w
-    ll += float(w @ pt.log_total)
+    ll += dot(w, pt.log_total)
     we, w1, w2 = w * pt.share_e, w * pt.share_1, w * pt.share_2
     la_t = np.log(alpha + d.big_t)
     lb_t = np.log(beta + d.big_t)
     # d log E
-    g_r += float(we @ -la_t)
-    g_alpha += float(we @ (-(r + d.x) / (alpha + d.big_t)))
-    g_s += float(we @ -lb_t)
-    g_beta += float(we @ (-s / (beta + d.big_t))) * 1.0
+    g_r -= dot(we, la_t)
+    g_alpha -= dot(we, (r + d.x) / (alpha + d.big_t))
+    g_s -= dot(we, lb_t)
+    g_beta -= s * dot(we, 1.0 / (beta + d.big_t))
     # d log[s (G1 - G2)]: s G1 dlogG1 - s G2 dlogG2 + (G1 - G2) s * (1/s) on s
     g1, g2 = pt.lg1, pt.lg2
-    g_r += float(w1 @ g1.d_r - w2 @ g2.d_r)
-    g_alpha += float(w1 @ g1.d_alpha - w2 @ g2.d_alpha)
-    g_s += float(w1 @ g1.d_s - w2 @ g2.d_s) + float((w1 - w2).sum()) / s
-    g_beta += float(w1 @ g1.d_beta - w2 @ g2.d_beta)
+    g_r += dot(w1, g1.d_r) - dot(w2, g2.d_r)
+    g_alpha += dot(w1, g1.d_alpha) - dot(w2, g2.d_alpha)
+    g_s += dot(w1, g1.d_s) - dot(w2, g2.d_s) + float((w1 - w2).sum()) / s
+    g_beta += dot(w1, g1.d_beta) - dot(w2, g2.d_beta)
     grad = np.array([g_r * r, g_alpha * alpha, g_s * s, g_beta * beta], dtype=np.float64)
     if not math.isfinite(ll):
         return math.inf, np.zeros(4)
@@ -232,8 +237,8 @@ def _negloglik(log_params: FloatArray, d: _Data) -> tuple[float, FloatArray]:
 
 
 def _start(d: _Data) -> FloatArray:
-    total_x = float(d.wx @ d.ux)
-    total_t = float(d.w @ d.big_t)
+    total_x = dot(d.wx, d.ux)
+    total_t = dot(d.w, d.big_t)
     rate = max(total_x / max(total_t, 1e-12), 1e-6)
     mean_t = total_t / d.n_total
     return np.log(np.array([1.0, 1.0 / rate, 1.0, mean_t], dtype=np.float64))
@@ -273,42 +278,21 @@ class ParetoNBD:
             raise InputError("no customers to fit")
         w = None if weights is None else as_float_array(weights, "weights")
         comp = compress(x, t_x, big_t, weights=w)
-        data = _prepare(comp)
-        start = _start(data)
-        warm_rows: int | None = None
-        if comp.n_rows > _WARM_START_ROWS:
-            sub = _prepare(subsample(comp, _WARM_START_SAMPLE))
-            sx, _, _, _ = maximise(
-                lambda p: _negloglik(p, sub),
-                start,
-                PARAM_NAMES,
-                n_total=sub.n_total,
-                want_standard_errors=False,
-            )
-            if np.all(np.isfinite(sx)):
-                start = sx
-                warm_rows = int(sub.n_total)
         with np.errstate(over="ignore", under="ignore"):
-            logp, value, ses, report = maximise(
-                lambda p: _negloglik(p, data),
-                start,
+            result = fit_compressed(
+                "pareto_nbd",
                 PARAM_NAMES,
-                n_total=data.n_total,
+                comp,
+                prepare=_prepare,
+                negloglik=_negloglik,
+                start=_start,
+                started=started,
+                warm_start_rows=_WARM_START_ROWS,
+                warm_start_sample=_WARM_START_SAMPLE,
                 want_standard_errors=standard_errors,
+                unidentified_reason=None if np.any(x > 0) else NO_REPEAT_BUYERS,
             )
-        if warm_rows is not None:
-            report = replace(report, warm_start_rows=warm_rows)
-        r, alpha, s, beta = (float(v) for v in np.exp(logp))
-        result = FitResult(
-            model="pareto_nbd",
-            params={"r": r, "alpha": alpha, "s": s, "beta": beta},
-            log_likelihood=-value * data.n_total,
-            standard_errors=ses,
-            n_customers=round(data.n_total),
-            n_unique_rows=data.n_rows,
-            convergence=report,
-            seconds=time.perf_counter() - started,
-        )
+        r, alpha, s, beta = (result.params[n] for n in PARAM_NAMES)
         return cls(r=r, alpha=alpha, s=s, beta=beta, fit_result=result)
 
     def _check(self) -> None:
