@@ -62,7 +62,16 @@ router = APIRouter(route_class=AdminRoute, include_in_schema=False)
 StaffDep = Annotated[Staff, Depends(current_staff)]
 FormDep = Annotated[dict[str, str], Depends(checked_form)]
 STATIC_FILES = {"htmx.min.js", "echarts.min.js", "admin.css", "admin.js"}
-ADJUST_APPROVAL_THRESHOLD = approvals.DEFAULT_THRESHOLD
+ADJUST_APPROVAL_THRESHOLD = approvals.DEFAULT_THRESHOLD  # when settings do not say
+
+
+def approval_threshold(request: Request) -> int:
+    """Adjustments above this many points (either sign) wait for a second person
+    (``LOYALIST_ADJUST_APPROVAL_THRESHOLD``)."""
+    settings = request.app.state.settings
+    return int(getattr(settings, "adjust_approval_threshold", ADJUST_APPROVAL_THRESHOLD))
+
+
 EXPIRY_HORIZON = timedelta(days=3 * 366)  # the member page lists expiries up to 3 years out
 
 
@@ -420,7 +429,6 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "expiring": ledger.expiring_schedule(s, m.id, utcnow(), utcnow() + EXPIRY_HORIZON),
         "pending": approvals.pending(s, st.actor, member_id=m.id),
         "audit_rows": audit.for_object(s, "member", m.id)[-20:] if st.can(perm.AUDIT_READ) else [],
-        "threshold": ADJUST_APPROVAL_THRESHOLD,
         "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
         "tz": tz,
     }
@@ -436,6 +444,7 @@ async def member_page(request: Request, st: StaffDep, member_id: int) -> Respons
 
     ctx = await run(request, work)
     ctx.update(errors={}, form={}, notice=request.query_params.get("notice"))
+    ctx["threshold"] = approval_threshold(request)
     return render(request, "member.html", ctx, tz=ctx["tz"])
 
 
@@ -449,6 +458,7 @@ async def _member_error(
 ) -> Response:
     locale = locale_of(request, st.locale_pref)
     ctx = await run(request, lambda s: _member_ctx(s, st, member_id, locale))
+    ctx["threshold"] = approval_threshold(request)
     errs = errors_by_field(exc.errors) or {"_": exc.detail}
     ctx.update(errors={which: errs}, form=form, notice=None)
     return render(request, "member.html", ctx, status=exc.status, tz=ctx["tz"])
@@ -465,6 +475,7 @@ def _int_field(value: str, field: str) -> int:
 
 @router.post("/admin/members/{member_id}/adjust")
 async def member_adjust(request: Request, st: StaffDep, member_id: int, form: FormDep) -> Response:
+    threshold = approval_threshold(request)
     try:
         points = _int_field(form.get("points", ""), "points")
         outcome = await run(
@@ -475,7 +486,7 @@ async def member_adjust(request: Request, st: StaffDep, member_id: int, form: Fo
                 member_id,
                 points,
                 form.get("reason", ""),
-                threshold=ADJUST_APPROVAL_THRESHOLD,
+                threshold=threshold,
             ),
         )
     except LoyalistError as exc:

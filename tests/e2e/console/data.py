@@ -4,9 +4,12 @@ a return, a redemption. Written through the services, at simulated instants befo
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import yaml
 from tests.support import DEMO_PROGRAMME, build_world
@@ -25,6 +28,7 @@ from loyalist.reward.schemas import RedemptionCreate
 from loyalist.staff import service as staff
 
 PASSWORD = "console-pass-1"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # login, role, org unit
 USERS = [
     ("admin", "hq_admin", "hq"),
@@ -78,6 +82,14 @@ def programme_doc() -> dict[str, Any]:
     return doc
 
 
+_argon2 = staff.hash_password
+
+
+@functools.cache
+def _hash_once(password: str) -> str:
+    return _argon2(password)
+
+
 def seed(db: Database, now: datetime | None = None) -> Shop:
     """The standard world (tests.support) plus the shop, with history before ``now``."""
     state = clock.snapshot()
@@ -88,8 +100,10 @@ def seed(db: Database, now: datetime | None = None) -> Shop:
         shop.keys = build_world(db).keys
         with db.transaction() as s:
             programmes.apply(s, programmes.parse(programme_doc()), actor="test")
-            for login, role, unit in USERS:
-                staff.create_user(s, login=login, role=role, unit_code=unit, password=PASSWORD)
+            # argon2 is slow on purpose: hash the shared test password once per process.
+            with mock.patch.object(staff, "hash_password", _hash_once):
+                for login, role, unit in USERS:
+                    staff.create_user(s, login=login, role=role, unit_code=unit, password=PASSWORD)
             for key, phone, name, store in MEMBERS:
                 m = members.create(
                     s, SYSTEM, MemberCreate(phone=phone, name=name, home_store=store)
@@ -133,3 +147,24 @@ def seed(db: Database, now: datetime | None = None) -> Shop:
     finally:
         clock.restore(state)
     return shop
+
+
+def csrf_of(html: str) -> str:
+    m = CSRF.search(html)
+    assert m is not None, "no CSRF field on the page"
+    return m.group(1)
+
+
+def sign_in(c: Any, login: str, lang: str = "zh_CN") -> str:
+    """Sign in through the form; returns the session's CSRF token."""
+    page = c.get(f"/admin/login?lang={lang}")
+    assert page.status_code == 200
+    r = c.post(
+        "/admin/login",
+        data={"csrf_token": csrf_of(page.text), "login": login, "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    home = c.get("/admin/password")
+    assert home.status_code == 200
+    return csrf_of(home.text)

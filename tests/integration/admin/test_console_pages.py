@@ -9,34 +9,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.e2e.console.data import PASSWORD, Shop, seed
+from tests.e2e.console.data import Shop, seed, sign_in
 
 from loyalist.app import create_app
 from loyalist.config import Settings
 from loyalist.kit.db import Database
-
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_of(html: str) -> str:
-    m = CSRF.search(html)
-    assert m is not None, "no CSRF field on the page"
-    return m.group(1)
-
-
-def sign_in(c: TestClient, login: str, lang: str = "zh_CN") -> str:
-    """Sign in through the form; returns the session's CSRF token."""
-    page = c.get(f"/admin/login?lang={lang}")
-    assert page.status_code == 200
-    r = c.post(
-        "/admin/login",
-        data={"csrf_token": csrf_of(page.text), "login": login, "password": PASSWORD},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
-    home = c.get("/admin/password")
-    assert home.status_code == 200
-    return csrf_of(home.text)
 
 
 @pytest.fixture
