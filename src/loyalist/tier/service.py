@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
+from loyalist.kit.clock import utcnow
 from loyalist.kit.localtime import add_months, local_day, start_of_local_day
 from loyalist.models import Member, Order, TierChange
 from loyalist.programme.schemas import Programme, TierMetric
@@ -123,10 +124,28 @@ def reevaluate_member(
     result = reevaluate(programme.tiers, current, value, member.tier_periods_below)
     expired = member.tier_expires_at is not None and member.tier_expires_at <= now
     member.tier_evaluated_period = period
+    down_to: str | None = None
     if result.change == "hold" and expired:
-        target = qualifying_tier(programme.tiers, value)
-        return _record(session, member, programme, version, target, "downgrade", value, now, period)
-    if result.change in ("upgrade", "downgrade"):
+        down_to = qualifying_tier(programme.tiers, value)
+    elif result.change == "downgrade":
+        down_to = result.new_tier
+    if down_to is not None:
+        # The period ended below, but a downgrade never goes below what the member
+        # qualifies for today (spend since the period closed counts, as it would for an
+        # instant upgrade).
+        today = qualifying_tier(
+            programme.tiers, metric_value(session, programme, member.id, utcnow())
+        )
+        if programme.tiers.index(today) > programme.tiers.index(down_to):
+            down_to = today
+        if down_to == current:
+            member.tier_periods_below = 0
+            session.flush()
+            return None
+        return _record(
+            session, member, programme, version, down_to, "downgrade", value, now, period
+        )
+    if result.change == "upgrade":
         return _record(
             session, member, programme, version, result.new_tier, result.change, value, now, period
         )
