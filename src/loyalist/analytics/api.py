@@ -186,6 +186,14 @@ def analyze_segments(
     features: tuple[str, ...] = ("recency_days", "frequency", "monetary")
     if with_clv:
         res = fit_clv(summarise(tx, observation_end=end, unit=unit), unit=unit)
+        n_bad = int((~res.customers["clv"].is_finite()).sum())
+        if n_bad:
+            fit = res.purchase_model.fit_result
+            reason = fit.convergence.reason if fit is not None else "unknown"
+            raise InputError(
+                f"CLV is not finite for {n_bad:,} customers (purchase model: {reason}); "
+                "cluster without --with-clv"
+            )
         frame = frame.join(
             res.customers.select("customer_id", "clv"), on="customer_id", how="left"
         ).with_columns(pl.col("clv").fill_null(0.0))

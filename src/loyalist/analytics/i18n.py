@@ -195,11 +195,44 @@ TEXT: dict[str, tuple[str, str]] = {
     "p_alive": ("P(alive)", "存活概率"),
     "expected_purchases": ("Expected purchases", "预期购买次数"),
     "skipped": ("Skipped", "未生成"),
+    "anonymous_note": (
+        "{n} anonymous orders (no customer id) are counted in the order and revenue KPIs as "
+        "non-member orders, not in RFM, cohorts, CLV or clusters.",
+        "匿名订单 {n} 笔（无客户标识）：作为非会员订单计入订单与销售额指标，"
+        "不计入 RFM、同期群、CLV 与聚类。",
+    ),
+    "returns_note": (
+        "{n} partly returned orders are counted net of their refunds, on the order's date.",
+        "部分退货订单 {n} 笔：按扣除退款后的净额计入下单日期。",
+    ),
+    "not_converged": (
+        "the fit did not converge; treat these figures with caution",
+        "拟合未收敛，以下数字仅供参考",
+    ),
+    "clv_not_finite": (
+        "CLV could not be computed for {n} customers",
+        "{n} 位客户的 CLV 无法计算",
+    ),
     "no_repeat_calibration": (
         "no customer made a repeat purchase in the calibration period: nothing to validate",
         "校准期内没有客户复购，无法验证",
     ),
 }
+
+
+#: Reasons rows are excluded on reading (see ``LoadReport.excluded``).
+EXCLUSION_REASONS: dict[str, tuple[str, str]] = {
+    "zero amount": ("zero amount", "金额为零"),
+    "fully returned (net amount zero)": (
+        "fully returned (net amount zero)",
+        "全额退货（净额为零）",
+    ),
+}
+
+
+def exclusion_label(reason: str, lang: str) -> str:
+    pair = EXCLUSION_REASONS.get(reason)
+    return pair[idx(lang)] if pair else reason
 
 
 def idx(lang: str) -> int:

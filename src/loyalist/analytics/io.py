@@ -32,6 +32,7 @@ from loyalist.analytics.i18n import DEFAULT_TIMEZONE
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.sql.expression import Selectable, TextClause
 
 __all__ = [
     "DEFAULT_TIMEZONE",
@@ -498,17 +499,16 @@ def read_database(
       amounts paid net of refunds converted from fen (x 0.01), UTC timestamps converted to
       ``timezone``, store codes, the member's tier, and orders without a member kept as
       anonymous non-member orders.
-    * ``table``: ``SELECT <the mapped columns> FROM table``; ``query``: any SELECT.  Columns
-      are named by ``columns`` (default :class:`ColumnMap` names).
+    * ``table`` (``name`` or ``schema.name``): ``SELECT <the mapped columns> FROM table``;
+      ``query``: any SELECT.  Columns are named by ``columns`` (default :class:`ColumnMap`).
     """
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
     from sqlalchemy.engine import Connection, Engine
 
     platform = query is None and table is None
     naive: str | None
     if platform:
         cmap = columns or PLATFORM_COLUMNS
-        sql = PLATFORM_QUERY
         scale = PLATFORM_AMOUNT_SCALE if amount_scale is None else amount_scale
         naive = naive_timezone or "UTC"
         anon = True if anonymous is None else anonymous
@@ -517,28 +517,22 @@ def read_database(
         scale = 1.0 if amount_scale is None else amount_scale
         naive = naive_timezone
         anon = bool(anonymous)
-        if query is not None:
-            sql = query
-        else:
-            assert table is not None
-            if not table.replace("_", "").replace(".", "").isalnum():
-                raise InputError(f"invalid table name {table!r}")
-            names = dict.fromkeys([cmap.customer, cmap.timestamp, cmap.amount])
-            names.update(dict.fromkeys(cmap.optional().values()))
-            select = ", ".join(f'"{n}"' for n in names)
-            sql = f'SELECT {select} FROM "{table}"'
 
-    label: str
+    def fetch(conn: Connection) -> pl.DataFrame:
+        return pl.read_database(
+            _statement(conn, cmap, query, table, platform), conn, infer_schema_length=None
+        )
+
     try:
         if isinstance(source, Connection):
             label = _redact(source.engine.url)
-            frame = pl.read_database(text(sql), source, infer_schema_length=None)
+            frame = fetch(source)
         else:
             engine = source if isinstance(source, Engine) else create_engine(source)
             label = _redact(engine.url)
             try:
                 with engine.connect() as conn:
-                    frame = pl.read_database(text(sql), conn, infer_schema_length=None)
+                    frame = fetch(conn)
             finally:
                 if not isinstance(source, Engine):
                     engine.dispose()
@@ -563,6 +557,37 @@ def read_database(
             f"in major units; days in {timezone}; tier = the member's current tier",
         )
     return tx
+
+
+def _statement(
+    conn: Connection, cmap: ColumnMap, query: str | None, table: str | None, platform: bool
+) -> TextClause | Selectable:
+    """The SELECT to run: the platform's query, the caller's, or the mapped columns of a
+    table (checked against the table first, so a wrong name is reported as such)."""
+    from sqlalchemy import column, inspect, select, text
+    from sqlalchemy import table as table_clause
+
+    if platform:
+        return text(PLATFORM_QUERY)
+    if query is not None:
+        return text(query)
+    assert table is not None
+    schema, _, name = table.rpartition(".")
+    insp = inspect(conn)
+    if not insp.has_table(name, schema=schema or None):
+        raise InputError(f"no table {table!r} in the database")
+    available = [str(c["name"]) for c in insp.get_columns(name, schema=schema or None)]
+    wanted = list(dict.fromkeys([cmap.customer, cmap.timestamp, cmap.amount]))
+    wanted += [n for n in dict.fromkeys(cmap.optional().values()) if n not in wanted]
+    missing = [n for n in wanted if n not in available]
+    if missing:
+        raise MissingColumnError(
+            f"missing column(s) {', '.join(repr(m) for m in missing)} in table {table!r}; "
+            f"available: {', '.join(available)}"
+        )
+    return select(*[column(n) for n in wanted]).select_from(
+        table_clause(name, schema=schema or None)
+    )
 
 
 def _redact(url: URL) -> str:

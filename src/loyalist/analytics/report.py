@@ -20,6 +20,7 @@ from loyalist.analytics.i18n import (
     KPI_DEFINITIONS,
     MODEL_NAMES,
     SEGMENT_ACTIONS,
+    exclusion_label,
     fmt_kpi,
     fmt_number,
     idx,
@@ -273,6 +274,19 @@ class _Builder:
         self.clv_frame = res.customers
         info = res.to_dict()
         cur = self.o.currency
+        warnings = []
+        for fr in (res.purchase_model.fit_result, res.spend_model.fit_result):
+            assert fr is not None
+            if not fr.converged:
+                warnings.append(
+                    f"{MODEL_NAMES.get(fr.model, fr.model)}: {self.tr('not_converged')} "
+                    f"({fr.convergence.reason})"
+                )
+        clv_values = res.customers["clv"]
+        n_bad = int((~clv_values.is_finite()).sum())
+        if n_bad:
+            warnings.append(self.tr("clv_not_finite").format(n=n_bad))
+        warn_html = "".join(f"<p class='skipped'>{escape(w)}</p>" for w in warnings)
         fits = [res.purchase_model.fit_result, res.spend_model.fit_result]
         prow = []
         for fr in fits:
@@ -313,6 +327,7 @@ class _Builder:
             f"</div>"
         )
         alive = res.customers["probability_alive"].to_numpy()
+        alive = alive[np.isfinite(alive)]
         counts, _ = np.histogram(alive, bins=10, range=(0.0, 1.0))
         hist = charts.bar_chart(
             [f"{i * 10}–{(i + 1) * 10}%" for i in range(10)],
@@ -320,7 +335,8 @@ class _Builder:
             title=self.tr("alive_hist"),
             height=260,
         )
-        clv_sorted = np.sort(res.customers["clv"].to_numpy())[::-1]
+        clv_all = clv_values.to_numpy()
+        clv_sorted = np.sort(clv_all[np.isfinite(clv_all)])[::-1]
         deciles = [float(part.sum()) for part in np.array_split(clv_sorted, 10)]
         dec = charts.bar_chart(
             [f"D{i + 1}" for i in range(10)],
@@ -356,7 +372,7 @@ class _Builder:
         )
         return (
             f"<section><h2>{escape(self.tr('clv'))}</h2><p class='note'>{escape(note)}</p>"
-            f"{cards}{ptable}<div class='grid2'><div>{hist}</div><div>{dec}</div></div>"
+            f"{warn_html}{cards}{ptable}<div class='grid2'><div>{hist}</div><div>{dec}</div></div>"
             f"<h3>{escape(self.tr('top_customers'))}</h3>{ttable}</section>"
         )
 
@@ -423,7 +439,8 @@ class _Builder:
             raise AnalyticsError("RFM scores are not available")
         frame = self.rfm
         features: tuple[str, ...] = ("recency_days", "frequency", "monetary")
-        if self.clv_frame is not None:
+        clv_ok = self.clv_frame is not None and bool(self.clv_frame["clv"].is_finite().all())
+        if self.clv_frame is not None and clv_ok:
             frame = frame.join(
                 self.clv_frame.select("customer_id", "clv"), on="customer_id", how="left"
             ).with_columns(pl.col("clv").fill_null(0.0))
@@ -443,7 +460,15 @@ class _Builder:
 
     def page(self) -> str:
         rep = self.tx.report
-        excl = ", ".join(f"{k}: {v:,}" for k, v in rep.excluded.items()) or self.tr("none")
+        excl = ", ".join(
+            f"{exclusion_label(k, self.lang)}: {v:,}" for k, v in rep.excluded.items()
+        ) or self.tr("none")
+        data_notes = []
+        if rep.anonymous_orders:
+            data_notes.append(self.tr("anonymous_note").format(n=f"{rep.anonymous_orders:,}"))
+        if rep.returns_netted:
+            data_notes.append(self.tr("returns_note").format(n=f"{rep.returns_netted:,}"))
+        notes_html = "".join(f"<p class='meta'>{escape(n)}</p>" for n in data_notes)
         title = self.o.title or self.tr("title")
         lang_attr = "zh-CN" if self.lang == "zh" else "en"
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -456,7 +481,7 @@ class _Builder:
             f"<!DOCTYPE html><html lang='{lang_attr}'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>"
-            f"<h1>{escape(title)}</h1><p class='meta'>{escape(meta)}</p>"
+            f"<h1>{escape(title)}</h1><p class='meta'>{escape(meta)}</p>{notes_html}"
             + "".join(self.sections)
             + "</main></body></html>"
         )

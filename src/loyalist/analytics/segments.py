@@ -84,6 +84,16 @@ def kmeans_segments(
     ks = sorted({k for k in k_range if 2 <= k < n})
     if not ks:
         raise InputError("not enough customers to form two clusters")
+    for f in features:
+        bad = ~frame[f].cast(pl.Float64).is_finite().fill_null(False)
+        if bad.any():
+            ids = frame["customer_id"].filter(bad).head(5).to_list()
+            raise InputError(
+                f"feature {f!r} is missing or not finite for {int(bad.sum()):,} customers "
+                f"(e.g. {', '.join(map(str, ids))})",
+                rows=[int(i) + 1 for i in bad.arg_true().to_list()],
+                column=f,
+            )
     mat = _matrix(frame, features)
     if np.unique(mat, axis=0).shape[0] < 2:
         raise InputError("every customer has the same features: nothing to cluster")

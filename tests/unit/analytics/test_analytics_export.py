@@ -49,6 +49,6 @@ def test_excel_export_has_a_bold_frozen_header_and_typed_cells(tmp_path: Path) -
 
 
 def test_other_formats_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(AnalyticsError, match="unsupported export type '.json'"):
+    with pytest.raises(AnalyticsError, match=r"unsupported export type '\.json'"):
         export_frame(FRAME, tmp_path / "scores.json")
     assert not (tmp_path / "scores.json").exists()

@@ -104,3 +104,19 @@ def test_analyze_segments_from_transactions() -> None:
     assert [p["customers"] for p in data["profiles"]] == [10, 10, 10]  # type: ignore[attr-defined]
     assert assigned.height == 30
     assert set(assigned.columns) >= {"customer_id", "segment", "cluster", "monetary"}
+
+
+def test_non_finite_features_are_named_not_clustered() -> None:
+    frame = _frame().with_columns(
+        pl.when(pl.col("customer_id").is_in(["mid03", "lo07"]))
+        .then(float("nan"))
+        .otherwise(pl.col("monetary"))
+        .alias("monetary")
+    )
+    with pytest.raises(InputError) as exc:
+        kmeans_segments(frame)
+    assert exc.value.rows == [14, 28]
+    assert exc.value.column == "monetary"
+    assert str(exc.value).startswith(
+        "feature 'monetary' is missing or not finite for 2 customers (e.g. mid03, lo07)"
+    )
