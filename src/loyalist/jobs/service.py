@@ -95,7 +95,10 @@ def remind_expiring(db: Database, progress: Progress | None = None) -> JobReport
     now = utcnow()
     with db.transaction() as s:
         _v, programme = programmes.active(s)
-    horizon = now + timedelta(days=max(programme.points.reminder_days, default=0) + 1)
+    # A reminder d days ahead is due d + 1 local days before the expiry instant; a local
+    # day lasts up to 25 hours across a DST change, so look one more day ahead and let
+    # reminder_due decide exactly.
+    horizon = now + timedelta(days=max(programme.points.reminder_days, default=0) + 2)
     report = JobReport("remind", now.strftime("%Y-%m-%d"))
     after = 0
     while True:
