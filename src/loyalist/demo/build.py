@@ -1,11 +1,17 @@
-"""Build the demo: a coffee-and-bakery chain with a year of history, made through the services.
+"""Build the demo: a coffee-and-bakery chain with two years of history, made through the services.
 
 Everything is written by the same service functions the HTTP API calls (members join,
-orders are recorded and returned, rewards redeemed and cancelled, staff adjust points),
-with the global clock frozen at each simulated instant so pending periods, activation,
-tier upgrades and the quarterly tier review happen when they would have happened. The
-history is replayed one simulated day per transaction; the data is deterministic for a
-given seed and end date.
+orders are recorded and returned, rewards redeemed and cancelled, staff adjust points,
+the programme publishes a new campaign calendar each December), with the global clock
+frozen at each simulated instant so pending periods, activation, expiry, reminders, tier
+upgrades and the quarterly tier review happen when they would have happened. The history
+is replayed one simulated day per transaction; the data is deterministic for a given seed
+and end date.
+
+Two years, because the programme's points expire at the end of the year after the one
+they were earned in: only a history that crosses two year ends shows points expiring
+(the launch cohort's balances carried over from the old card scheme, and what the first
+weeks earned).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from time import monotonic
 from zoneinfo import ZoneInfo
 
+import yaml
 from faker import Faker
 from rich.console import Console
 from rich.progress import (
@@ -54,6 +61,7 @@ from loyalist.models import (
     OrgUnit,
     OutboxEvent,
     PointsAccount,
+    PointsLot,
     Redemption,
 )
 from loyalist.order import service as orders
@@ -63,9 +71,14 @@ from loyalist.programme import service as programmes
 from loyalist.programme.schemas import Programme
 from loyalist.reward import service as rewards
 from loyalist.reward.schemas import RedemptionCancel, RedemptionCreate
+from loyalist.staff import service as staff
+from loyalist.tier import domain as period_domain
+from loyalist.tier import service as tiers
 from loyalist.tier.domain import period_of
 
 PROGRAMME_FILE = Path(__file__).with_name("programme.yaml")
+DEFAULT_MEMBERS = 1000
+DEFAULT_MONTHS = 24
 
 # ── the organisation ────────────────────────────────────────────────────────────────────
 HQ = ("hq", "总部")
@@ -171,6 +184,16 @@ RESERVED_PHONE_PREFIX = "1390000"  # left free for the API walkthrough in docs/
 ADJUST_REASONS_PLUS = ["小票遗失，补录积分", "系统故障补偿", "顾客投诉服务补偿", "活动积分补发"]
 ADJUST_REASONS_MINUS = ["重复补录更正", "误操作积分扣回"]
 CANCEL_REASONS = ["顾客改变主意", "门店缺货，积分退回", "兑换错误"]
+MIGRATION_REASON = "旧会员卡积分迁移"  # balance carried over from the old stamp-card scheme
+# How members behave (see Builder._plan_members): orders per month ~ Gamma(shape, scale);
+# the share that joins at launch; how joins grow (day = days * u**GROWTH; 0.5 is a
+# linearly growing pace); the share that stops coming; anonymous orders per member order.
+RATE_SHAPE, RATE_SCALE = 0.75, 0.65
+LAUNCH_COHORT = 0.2
+GROWTH = 0.4
+CHURN_SHARE = 0.3
+ANONYMOUS_SHARE = 0.25
+REDEEM_CHANCE = 0.2  # after an order, a member with 500+ points may redeem something
 
 
 @dataclass
@@ -191,6 +214,7 @@ class Persona:
     email: str | None
     tags: list[str]
     consents: dict[str, bool]
+    opening: int = 0  # points carried over from the old card scheme (launch cohort)
     member_id: int = 0
     member_path: str = ""
 
@@ -204,6 +228,8 @@ class Stats:
     redemptions: int = 0
     cancellations: int = 0
     adjustments: int = 0
+    migrated: int = 0
+    versions: int = 0
     tier_reviews: list[str] = field(default_factory=list)
 
 
@@ -227,10 +253,10 @@ def _restored_clock() -> Iterator[None]:
 def run(
     db: Database,
     *,
-    members: int,
-    months: int,
-    seed: int,
-    reset: bool,
+    members: int = DEFAULT_MEMBERS,
+    months: int = DEFAULT_MONTHS,
+    seed: int = 7,
+    reset: bool = False,
     console: Console,
 ) -> None:
     """Build the demo world (or, when it exists and ``reset`` is false, describe it)."""
@@ -254,18 +280,85 @@ def run(
     due = ", ".join(f"{r.job} {r.members}" for r in reports if r.members)
     if due:
         console.print(f"jobs due now were run (members: {due})")
+    with db.transaction() as s:
+        users = staff.ensure_demo_users(s)  # a no-op when they exist
     summary(db, console)
     with db.transaction() as s:
         issued = access.create_key(
             s, name=f"demo {clock.now():%Y-%m-%d %H:%M:%S}", scope="hq", access="read_write"
         )
+    how_to_use(db, console, users, issued.secret)
+
+
+def how_to_use(
+    db: Database, console: Console, users: list[tuple[str, str, str, str]], key: str
+) -> None:
+    """Where to look: the console logins, the member page with a member to try, the API."""
     settings = get_settings()
     base = f"http://{settings.host}:{settings.port}"
-    console.print()
-    console.print("[bold]Use the API[/] (a new HQ key is made on every run; it is shown once):")
-    console.print(f"  base URL: {base}", highlight=False, soft_wrap=True)
-    console.print(f"  API docs: {base}/docs", highlight=False, soft_wrap=True)
-    console.print(f"export LOYALIST_KEY={issued.secret}", highlight=False, soft_wrap=True)
+    with db.transaction() as s:
+        units = {u.code: u.name for u in s.scalars(select(OrgUnit))}
+        member = try_member(s)
+    say = console.print
+    say()
+    say(f"[bold]Staff console[/]  {base}/admin", highlight=False, soft_wrap=True)
+    t = Table(show_header=True, box=None, pad_edge=False)
+    t.add_column("role")
+    t.add_column("login")
+    t.add_column("password")
+    t.add_column("scope")
+    for login, password, role, code in users:
+        t.add_row(role, login, password, units.get(code, code))
+    say(t)
+    say()
+    say(f"[bold]Member page[/]    {base}/m", highlight=False, soft_wrap=True)
+    if member is not None:
+        say(f"  try member {member}", highlight=False, soft_wrap=True)
+    if settings.dev_inbox:
+        say(
+            f"  one-time sign-in codes arrive in the development inbox: {base}/m/dev/inbox",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        say(
+            "  one-time sign-in codes are written to the server log "
+            "(LOYALIST_DEV_INBOX=true shows them at /m/dev/inbox)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    say()
+    say("[bold]REST API[/] (a new HQ key is made on every run; it is shown once):")
+    say(f"  base URL: {base}   docs: {base}/docs", highlight=False, soft_wrap=True)
+    say(f"export LOYALIST_KEY={key}", highlight=False, soft_wrap=True)
+
+
+def try_member(s: Session) -> str | None:
+    """A member worth signing in as: silver or gold with points to redeem, else the member
+    with the most points. "phone (name, tier, N points)"."""
+    _v, programme = programmes.active(s)
+    levels = [t.code for t in programme.tiers.levels]
+    names = {t.code: t.name for t in programme.tiers.levels}
+    q = (
+        select(Member.phone, Member.name, Member.tier_code, PointsAccount.available)
+        .join(PointsAccount, PointsAccount.member_id == Member.id)
+        .where(Member.phone.is_not(None))
+    )
+    row = None
+    for code in reversed(levels[1:3]):
+        row = s.execute(
+            q.where(Member.tier_code == code, PointsAccount.available >= 3000)
+            .order_by(Member.id)
+            .limit(1)
+        ).first()
+        if row is not None:
+            break
+    if row is None:
+        row = s.execute(q.order_by(PointsAccount.available.desc(), Member.id).limit(1)).first()
+    if row is None:
+        return None
+    phone, name, tier, available = row
+    return f"{phone} ({name}, {names.get(tier, tier)}, {int(available):,} points)"
 
 
 def _wipe(db: Database) -> None:
@@ -310,11 +403,12 @@ class Builder:
         self.console = console
         self.stats = Stats()
         self.end = clock.now()
-        self.programme: Programme = programmes.load_file(PROGRAMME_FILE)
-        self.tz: ZoneInfo = self.programme.tz
+        self.base_doc = yaml.safe_load(PROGRAMME_FILE.read_text(encoding="utf-8"))
+        self.tz: ZoneInfo = programmes.parse(self.base_doc).tz
         self.end_day = local_day(self.tz, self.end)
         self.start_day = add_months(self.end_day, -months)
         self.start = start_of_local_day(self.tz, self.start_day)
+        self.programme: Programme = self._calendar(self.start_day.year)
         self.paths: dict[str, str] = {}
         self.member_paths: dict[int, str] = {}
         self.tier_rank = {t.code: i for i, t in enumerate(self.programme.tiers.levels)}
@@ -325,6 +419,43 @@ class Builder:
         self.hq_path = "/"
 
     # ── setup ───────────────────────────────────────────────────────────────────────────
+    def _calendar(self, year: int) -> Programme:
+        """programme.yaml with the dated campaigns (双十一, 春节) of ``year`` and the next."""
+        doc = yaml.safe_load(yaml.safe_dump(self.base_doc))  # a deep copy
+        earning = doc["earning"]
+        dated = {c["code"]: c for c in earning["campaigns"] if c.get("date_from")}
+        campaigns = [c for c in earning["campaigns"] if not c.get("date_from")]
+        for y in (year, year + 1):
+            if "double-11" in dated:
+                campaigns.append(
+                    {
+                        **dated["double-11"],
+                        "code": f"double-11-{y}",
+                        "name": f"{y} 双十一三倍积分",
+                        "date_from": date(y, 11, 11),
+                        "date_to": date(y, 11, 11),
+                    }
+                )
+            sf = SPRING_FESTIVAL.get(y)
+            if sf is not None and "spring-festival" in dated:
+                campaigns.append(
+                    {
+                        **dated["spring-festival"],
+                        "code": f"spring-festival-{y}",
+                        "name": f"{y} 春节加赠 88 积分",
+                        "date_from": sf - timedelta(days=3),
+                        "date_to": sf + timedelta(days=5),
+                    }
+                )
+        earning["campaigns"] = campaigns
+        return programmes.parse(doc)
+
+    def _publish(self, s: Session, year: int, note: str) -> None:
+        """HQ publishes the campaign calendar (a new programme version when it changed)."""
+        self.programme = self._calendar(year)
+        _pv, created = programmes.apply(s, self.programme, actor="admin", note=note)
+        self.stats.versions += int(created)
+
     def build(self) -> None:
         clock.freeze(self.start - timedelta(days=1))
         with self.db.transaction() as s:
@@ -336,8 +467,12 @@ class Builder:
                     s, code=st.code, name=st.name, kind="store", parent_code=st.region
                 )
                 self.paths[st.code] = unit.path
-            programmes.apply(s, self.programme, actor="demo", note="demo programme")
+            staff.ensure_demo_users(s)
+            self._publish(s, self.start_day.year, "会员计划上线 (launch)")
             self.hq_path = hq.path
+        self.migration = Actor(
+            name="migration", scope_path=self.hq_path, principal="demo:migration"
+        )
         self.actors = {
             ch: Actor(name=f"integration:{ch}", scope_path=self.hq_path, principal=f"demo:{ch}")
             for ch in ("pos", "app", "miniprogram")
@@ -369,23 +504,26 @@ class Builder:
             store = rng.choices(STORES, weights)[0]
             channel = rng.choices(["pos", "miniprogram", "app"], [0.5, 0.3, 0.2])[0]
             corporate = rng.random() < 0.012
-            rate = min(max(rng.gammavariate(0.75, 1.35), 0.08), 22.0)
+            # Orders per month: most members come now and then, a few every other day.
+            rate = min(max(rng.gammavariate(RATE_SHAPE, RATE_SCALE), 0.05), 20.0)
             if corporate:
                 rate = rng.uniform(2.0, 6.0)
-            # 30 % joined in the first three weeks (migrated from the old card scheme);
-            # the rest arrive at a growing pace.
+            # The launch cohort joins in the first three weeks, migrated from the old
+            # stamp-card scheme with their balance; the rest arrive at a growing pace.
             u = rng.random()
-            day = (
-                int(u * min(21, days))
-                if rng.random() < 0.3
-                else min(days - 1, int(days * math.sqrt(u)))
-            )
+            migrated = rng.random() < LAUNCH_COHORT
+            day = int(u * min(21, days)) if migrated else min(days - 1, int(days * u**GROWTH))
+            opening = 0
+            if migrated and rng.random() < 0.7:
+                opening = min(max(int(round(rng.gammavariate(1.2, 1200), -1)), 100), 20000)
             joined = self._at(self.start_day + timedelta(days=day))
             if joined >= self.end:
                 joined = self.end - timedelta(minutes=rng.randint(5, 300))
             joined = max(joined, self.start + timedelta(hours=7))
             churn = (
-                joined + timedelta(days=rng.expovariate(1 / 120)) if rng.random() < 0.25 else None
+                joined + timedelta(days=rng.expovariate(1 / 150))
+                if rng.random() < CHURN_SHARE
+                else None
             )
             email: str | None = None
             if rng.random() < 0.3:
@@ -417,6 +555,7 @@ class Builder:
                     email=email,
                     tags=tags,
                     consents=consents,
+                    opening=opening,
                 )
             )
         out.sort(key=lambda p: (p.joined_at, p.index))
@@ -483,7 +622,7 @@ class Builder:
         active: list[Persona] = []
         evaluation = self.programme.tiers.evaluation
         period = period_of(evaluation, self.tz, self.start)[0]
-        anon_rate = 0.006 * self.n_members
+        anon_per_member_order = ANONYMOUS_SHARE / (1 - ANONYMOUS_SHARE)
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -501,11 +640,16 @@ class Builder:
                 label = period_of(evaluation, self.tz, day_start)[0]
                 if label != period:
                     period = label
-                    self._tier_review(day_start, bar)
-                if d.weekday() == 0:  # weekly: expiry and reminders, as the scheduler would
-                    clock.freeze(day_start + timedelta(minutes=2))
-                    jobs.expire_points(self.db)
+                    self._tier_review(day_start)
+                # Expiry and reminders just after midnight, as the scheduler would.
+                clock.freeze(day_start + timedelta(minutes=2))
+                jobs.expire_points(self.db)
+                if self._reminders_due(day_start):
                     jobs.remind_expiring(self.db)
+                if (d.month, d.day) == (12, 1) and n > 0:  # next year's campaign calendar
+                    clock.freeze(day_start + timedelta(hours=10))
+                    with self.db.transaction() as s:
+                        self._publish(s, d.year, f"{d.year + 1} 活动日历 (campaign calendar)")
                 events: list[_Event] = []
                 day_end = min(start_of_local_day(self.tz, d + timedelta(days=1)), self.end)
                 factor = self._factor(d)
@@ -517,14 +661,17 @@ class Builder:
                         if first < day_end:
                             events.append(self._event(first, self._order_fn(p, d, tilt)))
                     active.append(p)
+                expected = 0.0  # member orders expected today
                 for p in active:
                     if p.churn_at is not None and p.churn_at < day_start:
                         continue
-                    for _ in range(_poisson(rng, p.rate / 30.4 * factor)):
+                    lam = p.rate / 30.4 * factor
+                    expected += lam
+                    for _ in range(_poisson(rng, lam)):
                         at = self._at(d)
                         if p.joined_at < at < day_end:
                             events.append(self._event(at, self._order_fn(p, d, tilt)))
-                for _ in range(_poisson(rng, anon_rate * factor)):
+                for _ in range(_poisson(rng, max(expected, 1.0) * anon_per_member_order)):
                     at = self._at(d)
                     if at < day_end:
                         events.append(self._event(at, self._order_fn(None, d, tilt)))
@@ -570,13 +717,49 @@ class Builder:
             ledger.activate_due(s, acct)
         s.flush()
 
-    def _tier_review(self, day_start: datetime, bar: Progress) -> None:
-        clock.freeze(day_start + timedelta(seconds=30))
-        task = bar.add_task("quarterly tier review", total=len(self.member_paths), info="")
-        report = jobs.reevaluate_tiers(self.db, lambda _job, n: bar.advance(task, n))
-        bar.update(task, completed=len(self.member_paths), info=f"{report.changes} change(s)")
-        bar.remove_task(task)
-        self.stats.tier_reviews.append(f"{report.period}: {report.changes} change(s)")
+    def _tier_review(self, day_start: datetime) -> None:
+        """The periodic tier review of every member, as of the end of the period just past.
+
+        The same service call as the ``tiers`` job, in one transaction instead of one per
+        member (the job's small transactions are for a live system; here nobody waits).
+        """
+        now = day_start + timedelta(seconds=30)
+        clock.freeze(now)
+        changes = 0
+        with self.db.transaction() as s:
+            version, programme = programmes.active(s)
+            evaluation = programme.tiers.evaluation
+            label, _start, end = period_domain.previous_period(evaluation, self.tz, now)
+            at = min(end, now)
+            ids = tiers.members_to_reevaluate(s, label, 0, len(self.member_paths) + 1)
+            for member in s.scalars(select(Member).where(Member.id.in_(ids))):
+                if tiers.reevaluate_member(s, member, programme, version, at, label):
+                    changes += 1
+        self.stats.tier_reviews.append(f"{label}: {changes} change(s)")
+
+    def _reminders_due(self, day_start: datetime) -> bool:
+        """Whether an expiry reminder falls due today (the job would find nothing else).
+
+        The reminder job only acts on the day a lot reaches one of the programme's
+        reminder offsets (30 and 7 days before expiry); on other days it would only look.
+        """
+        with self.db.transaction() as s:
+            expiries = s.scalars(
+                select(PointsLot.expires_at)
+                .where(
+                    PointsLot.status.in_([ledger.AVAILABLE, ledger.PENDING]),
+                    PointsLot.expires_at > day_start,
+                )
+                .distinct()
+            ).all()
+        today = local_day(self.tz, day_start)
+        days = self.programme.points.reminder_days
+        return any(
+            local_day(self.tz, e - timedelta(microseconds=1)) - timedelta(days=n) == today
+            for e in expiries
+            if e is not None
+            for n in days
+        )
 
     # ── what happens ───────────────────────────────────────────────────────────────────
     def _joiner(self, p: Persona) -> Callable[[Session], None]:
@@ -607,6 +790,16 @@ class Builder:
             p.member_path = joined.member.org_path
             self.member_paths[p.member_id] = p.member_path
             self.stats.joined += 1
+            if p.opening:
+                members.adjust_points(
+                    s,
+                    self.migration,
+                    p.member_id,
+                    p.opening,
+                    MIGRATION_REASON,
+                    approved_by="总部会员运营",
+                )
+                self.stats.migrated += 1
 
         return join
 
@@ -714,7 +907,7 @@ class Builder:
             self.stats.anonymous += 1
         if rng.random() < 0.03:
             self._plan_return(recorded.id, external_id, basket, now, channel)
-        if p is not None and rng.random() < 0.3:
+        if p is not None and rng.random() < REDEEM_CHANCE:
             self._maybe_redeem(s, p, store, channel, now)
 
     def _plan_return(
@@ -796,7 +989,7 @@ class Builder:
             if not p.member_id:
                 return
             rng = self.rng
-            staff = Actor(
+            clerk = Actor(
                 name=f"staff:{p.store.code}",
                 scope_path=self.paths[p.store.code],
                 principal=f"staff:{p.store.code}",
@@ -807,14 +1000,18 @@ class Builder:
                 if ledger.get_account(s, p.member_id).available < points:
                     return
                 points, reason = -points, rng.choice(ADJUST_REASONS_MINUS)
-            members.adjust_points(
-                s,
-                staff,
-                p.member_id,
-                points,
-                reason,
-                approved_by=f"店长 {p.store.code}" if abs(points) >= 300 else None,
-            )
+            try:
+                with s.begin_nested():
+                    members.adjust_points(
+                        s,
+                        clerk,
+                        p.member_id,
+                        points,
+                        reason,
+                        approved_by=f"店长 {p.store.code}" if abs(points) >= 300 else None,
+                    )
+            except LoyalistError:
+                return  # e.g. the points were spent or expired a moment ago
             self.stats.adjustments += 1
 
         return adjust
@@ -868,8 +1065,14 @@ def summary(db: Database, console: Console) -> None:
             )
         ).one()
         n_events = s.scalar(select(func.count()).select_from(OutboxEvent))
+        versions = programmes.list_versions(s)
         checked, problems = ledger.verify(s)
     t = Table(title=f"{programme.name}", show_header=False, title_justify="left")
+    t.add_row(
+        "programme",
+        f"version {versions[-1].version if versions else 0} of {len(versions)} "
+        f"(history: {' · '.join(f'v{v.version} {v.created_at:%Y-%m-%d}' for v in versions)})",
+    )
     t.add_row("stores", f"{stores} (3 regions)")
     t.add_row("members", f"{n_members:,}")
     t.add_row(
