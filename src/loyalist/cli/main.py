@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -422,14 +423,18 @@ def serve(
 @app.command()
 def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = False,
-    members: Annotated[int, typer.Option(help="how many members")] = 5000,
-    months: Annotated[int, typer.Option(help="months of order history")] = 12,
+    members: Annotated[int, typer.Option(help="how many members")] = 1000,
+    months: Annotated[int, typer.Option(help="months of order history")] = 24,
     seed: Annotated[int, typer.Option()] = 7,
     reset: Annotated[bool, typer.Option(help="rebuild even if demo data exists")] = False,
 ) -> None:
     """Build a realistic demo programme and data through the services, then serve."""
     from loyalist.demo import build
 
+    if serve_after:
+        # The demo server keeps member sign-in codes in the development inbox (/m/dev/inbox).
+        os.environ.setdefault("LOYALIST_DEV_INBOX", "true")
+        get_settings.cache_clear()
     db = _db()
     try:
         build.run(db, members=members, months=months, seed=seed, reset=reset, console=console)
