@@ -2,21 +2,36 @@
 
 Every figure is computed for one scope path (a region or store the actor may see) and one
 period of programme-local days [start, end). Money is integer minor units (fen).
+
+Orders and ledger entries are the two large tables. Their additive figures (orders, sales,
+points issued / activated / redeemed / expired) are read from ``dashboard_daily``, a rollup
+per programme-local day and org path, plus the rows not folded yet (above the per-table
+watermark in ``dashboard_fold``), so every figure stays exact. :func:`refresh` folds rows
+whose ids were observed at least :data:`FOLD_MARGIN` earlier — a transaction that had not
+committed then has committed (or rolled back) since, so none is skipped. Points movements are
+attributed to the member's home org path when folded (live rows: the current one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import DASHBOARD_READ, require
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.kit.actor import Actor
+from loyalist.kit.clock import utcnow
+from loyalist.kit.db import is_sqlite
 from loyalist.models import (
+    DashboardDaily,
+    DashboardFold,
     LedgerEntry,
     Member,
     Order,
@@ -92,6 +107,188 @@ def _bounds(period: Period, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return start, end
 
 
+# ── the rollup ─────────────────────────────────────────────────────────────────────────
+FOLD_MARGIN = timedelta(minutes=5)
+FOLD_BATCH = 20_000  # rows per table folded by one dashboard request (a job folds more)
+SOURCES = ("orders", "ledger")
+_FACTS = (
+    "orders",
+    "member_orders",
+    "sales_minor",
+    "member_sales_minor",
+    "points_earned",
+    "points_activated",
+    "points_redeemed",
+    "points_expired",
+    "points_adjusted_in",
+)
+_LEDGER_KINDS = ("earn", "activate", "redeem", "expire", "adjust")
+
+
+@dataclass(frozen=True)
+class _Fold:
+    source: str
+    watermark: int
+    seen_id: int
+    seen_at: datetime | None
+    timezone: str | None
+
+
+def _insert(session: Session) -> Any:
+    return sqlite_insert if is_sqlite(session) else pg_insert
+
+
+def _folds(session: Session) -> dict[str, _Fold]:
+    rows = {f.source: f for f in session.scalars(select(DashboardFold))}
+    if len(rows) < len(SOURCES):  # e.g. a truncated table; concurrent creators agree
+        stmt = _insert(session)(DashboardFold).on_conflict_do_nothing()
+        for source in SOURCES:
+            if source not in rows:
+                session.execute(
+                    stmt.values(source=source, watermark=0, seen_id=0, seen_at=None, timezone=None)
+                )
+        session.flush()
+        rows = {f.source: f for f in session.scalars(select(DashboardFold))}
+    out = {
+        k: _Fold(f.source, int(f.watermark), int(f.seen_id), f.seen_at, f.timezone)
+        for k, f in rows.items()
+    }
+    for f in rows.values():
+        session.expunge(f)
+    return out
+
+
+def _claim(session: Session, old: _Fold, **values: Any) -> bool:
+    """Move one fold row from the state ``old`` (compare-and-set: a concurrent folder that
+    got there first makes this return False and the caller folds nothing)."""
+    res = session.execute(
+        update(DashboardFold)
+        .where(
+            DashboardFold.source == old.source,
+            DashboardFold.watermark == old.watermark,
+            DashboardFold.seen_id == old.seen_id,
+        )
+        .values(**values)
+    )
+    return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _day_rows(
+    session: Session, source: str, lo: int, hi: int, tz: ZoneInfo
+) -> list[dict[str, Any]]:
+    """The facts of rows ``lo < id <= hi`` of one source, summed per local day and path."""
+    acc: dict[tuple[date, str], dict[str, int]] = {}
+
+    def cell(at: datetime, path: str) -> dict[str, int]:
+        key = (at.astimezone(tz).date(), path)
+        got = acc.get(key)
+        if got is None:
+            got = acc[key] = dict.fromkeys(_FACTS, 0)
+        return got
+
+    if source == "orders":
+        q = select(
+            Order.occurred_at, Order.org_path, Order.member_id.is_not(None), Order.amount_paid_minor
+        ).where(Order.id > lo, Order.id <= hi)
+        for at, path, member, amount in session.execute(q):
+            c = cell(at, path)
+            c["orders"] += 1
+            c["sales_minor"] += int(amount)
+            if member:
+                c["member_orders"] += 1
+                c["member_sales_minor"] += int(amount)
+    else:
+        q2 = (
+            select(
+                LedgerEntry.occurred_at,
+                Member.org_path,
+                LedgerEntry.kind,
+                LedgerEntry.delta_available,
+                LedgerEntry.delta_pending,
+            )
+            .join(Member, Member.id == LedgerEntry.member_id)
+            .where(LedgerEntry.id > lo, LedgerEntry.id <= hi, LedgerEntry.kind.in_(_LEDGER_KINDS))
+        )
+        for at, path, kind, avail, pend in session.execute(q2):
+            a, p = int(avail), int(pend)
+            if kind == "adjust" and a <= 0:
+                continue
+            c = cell(at, path)
+            if kind == "earn":
+                c["points_earned"] += a + p
+            elif kind == "activate":
+                c["points_activated"] += a
+            elif kind == "redeem":
+                c["points_redeemed"] -= a
+            elif kind == "expire":
+                c["points_expired"] -= a
+            else:
+                c["points_adjusted_in"] += a
+    return [{"day": d, "org_path": path, **facts} for (d, path), facts in acc.items()]
+
+
+def _fold_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    ins = _insert(session)(DashboardDaily)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["day", "org_path"],
+        set_={k: getattr(DashboardDaily, k) + getattr(ins.excluded, k) for k in _FACTS},
+    )
+    for i in range(0, len(rows), 1000):
+        session.execute(stmt, rows[i : i + 1000])
+
+
+def refresh(
+    session: Session, *, margin: timedelta = FOLD_MARGIN, batch: int | None = FOLD_BATCH
+) -> int:
+    """Fold orders and ledger entries into ``dashboard_daily``; returns the rows folded.
+
+    Per source: fold the ids observed at least ``margin`` ago (at most ``batch`` of them),
+    then, once everything observed is folded, observe the current highest id. A change of
+    the programme's time zone starts the rollup again.
+    """
+    _version, programme = programmes.active(session)
+    tz_name = programme.timezone
+    tz = ZoneInfo(tz_name)
+    now = utcnow()
+    folds = _folds(session)
+    if any(f.timezone != tz_name for f in folds.values()):
+        stale = [f for f in folds.values() if f.timezone != tz_name]
+        if not all(
+            _claim(session, f, watermark=0, seen_id=0, seen_at=None, timezone=tz_name)
+            for f in stale
+        ):
+            return 0
+        if any(f.timezone is not None for f in stale):
+            session.execute(delete(DashboardDaily))
+        folds = _folds(session)
+    folded = 0
+    for source in SOURCES:
+        f = folds[source]
+        table = Order if source == "orders" else LedgerEntry
+        if f.seen_id <= f.watermark:  # everything observed is folded: observe again
+            top = int(session.scalar(select(func.coalesce(func.max(table.id), 0))) or 0)
+            if top <= f.watermark or not _claim(session, f, seen_id=top, seen_at=now):
+                continue
+            f = _Fold(source, f.watermark, top, now, f.timezone)
+        if f.seen_at is None or f.seen_at > now - margin:
+            continue
+        hi = f.seen_id if batch is None else min(f.seen_id, f.watermark + batch)
+        if not _claim(session, f, watermark=hi):
+            continue
+        rows = _day_rows(session, source, f.watermark, hi, tz)
+        _fold_rows(session, rows)
+        folded += hi - f.watermark
+    session.flush()
+    return folded
+
+
+def _watermarks(session: Session) -> dict[str, int]:
+    return {f.source: f.watermark for f in _folds(session).values()}
+
+
+# ── the figures ────────────────────────────────────────────────────────────────────────
 def build(session: Session, actor: Actor, *, unit_code: str | None, period: Period) -> Dashboard:
     require(actor, DASHBOARD_READ)
     if period.days <= 0 or period.days > 3700:
@@ -100,11 +297,13 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
             [FieldError("to", "must be after from")],
         )
     unit = resolve_unit(session, actor, unit_code)
+    refresh(session)
     _version, programme = programmes.active(session)
     tz = ZoneInfo(programme.timezone)
     start, end = _bounds(period, tz)
     path = unit.path
     d = Dashboard(unit.code, unit.name, path, period, programme.currency)
+    marks = _watermarks(session)
     in_scope = Member.org_path.startswith(path)
 
     d.members_total = (
@@ -122,22 +321,82 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
         or 0
     )
 
+    # Orders and points: the rollup's days plus the rows above the watermarks.
+    facts = dict.fromkeys(_FACTS, 0)
+    daily = {period.start + timedelta(days=i): [0, 0] for i in range(period.days)}
+    r_where = and_(
+        DashboardDaily.day >= period.start,
+        DashboardDaily.day < period.end,
+        DashboardDaily.org_path.startswith(path),
+    )
+    rolled = session.execute(
+        select(
+            DashboardDaily.day,
+            *(func.sum(getattr(DashboardDaily, k)) for k in _FACTS),
+        )
+        .where(r_where)
+        .group_by(DashboardDaily.day)
+    ).all()
+    for day, *values in rolled:
+        row = dict(zip(_FACTS, (int(v or 0) for v in values), strict=True))
+        for k, v in row.items():
+            facts[k] += v
+        if day in daily:
+            daily[day][0] += row["member_sales_minor"]
+            daily[day][1] += row["sales_minor"] - row["member_sales_minor"]
+
     o_where = and_(
         Order.org_path.startswith(path), Order.occurred_at >= start, Order.occurred_at < end
     )
-    is_member = Order.member_id.is_not(None)
-    row = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(Order.amount_paid_minor), 0),
-            func.coalesce(func.sum(case((is_member, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((is_member, Order.amount_paid_minor), else_=0)), 0),
-        ).where(o_where)
-    ).one()
-    d.orders, d.sales_minor, d.member_orders, d.member_sales_minor = (int(x) for x in row)
+    tail_orders = select(
+        Order.occurred_at, Order.member_id.is_not(None), Order.amount_paid_minor
+    ).where(o_where, Order.id > marks["orders"])
+    for at, member, amount in session.execute(tail_orders):
+        facts["orders"] += 1
+        facts["sales_minor"] += int(amount)
+        if member:
+            facts["member_orders"] += 1
+            facts["member_sales_minor"] += int(amount)
+        day = at.astimezone(tz).date()
+        if day in daily:
+            daily[day][0 if member else 1] += int(amount)
+
+    l_where = and_(
+        LedgerEntry.occurred_at >= start,
+        LedgerEntry.occurred_at < end,
+        LedgerEntry.id > marks["ledger"],
+        LedgerEntry.member_id.in_(select(Member.id).where(in_scope)),
+    )
+    for kind, avail, pend in session.execute(
+        select(LedgerEntry.kind, LedgerEntry.delta_available, LedgerEntry.delta_pending).where(
+            l_where, LedgerEntry.kind.in_(_LEDGER_KINDS)
+        )
+    ):
+        a, p = int(avail), int(pend)
+        if kind == "earn":
+            facts["points_earned"] += a + p
+        elif kind == "activate":
+            facts["points_activated"] += a
+        elif kind == "redeem":
+            facts["points_redeemed"] -= a
+        elif kind == "expire":
+            facts["points_expired"] -= a
+        elif a > 0:  # staff credits count as issued; debits do not net against them
+            facts["points_adjusted_in"] += a
+
+    d.orders, d.sales_minor = facts["orders"], facts["sales_minor"]
+    d.member_orders, d.member_sales_minor = facts["member_orders"], facts["member_sales_minor"]
     d.non_member_sales_minor = d.sales_minor - d.member_sales_minor
     d.aov_minor = round(d.sales_minor / d.orders) if d.orders else 0
     d.member_aov_minor = round(d.member_sales_minor / d.member_orders) if d.member_orders else 0
+    d.points_issued = facts["points_earned"] + facts["points_adjusted_in"]
+    d.points_activated = facts["points_activated"]
+    d.points_redeemed = facts["points_redeemed"]
+    d.points_expired = facts["points_expired"]
+    d.daily = [(day, v[0], v[1]) for day, v in sorted(daily.items())]
+
+    # Distinct members are not additive over days: counted live (an index-only scan).
+    is_member = Order.member_id.is_not(None)
     per_member = (
         select(Order.member_id, func.count().label("n"))
         .where(o_where, is_member)
@@ -151,39 +410,6 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
     ).one()
     d.members_active = int(active)
     d.repurchase_rate = (int(repeat) / int(active)) if active else 0.0
-
-    # Points movements in the period, for members of the scope.
-    l_where = and_(
-        LedgerEntry.occurred_at >= start,
-        LedgerEntry.occurred_at < end,
-        LedgerEntry.member_id.in_(select(Member.id).where(in_scope)),
-    )
-    moved = session.execute(
-        select(
-            LedgerEntry.kind,
-            func.coalesce(func.sum(LedgerEntry.delta_available), 0),
-            func.coalesce(func.sum(LedgerEntry.delta_pending), 0),
-        )
-        .where(l_where)
-        .group_by(LedgerEntry.kind)
-    ).all()
-    for kind, avail, pend in moved:
-        a, p = int(avail), int(pend)
-        if kind == "earn":
-            d.points_issued += a + p
-        elif kind == "activate":
-            d.points_activated += a
-        elif kind == "redeem":
-            d.points_redeemed += -a
-        elif kind == "expire":
-            d.points_expired += -a
-    pos_adjust = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.delta_available), 0)).where(
-            l_where, LedgerEntry.kind == "adjust", LedgerEntry.delta_available > 0
-        )
-    )
-    # Staff credits count as issued (debits net against them in the grouping above).
-    d.points_issued += int(pos_adjust or 0)
 
     liab = session.execute(
         select(
@@ -233,24 +459,7 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
             .limit(8)
         ).all()
     ]
-    d.daily = _daily(session, o_where, period, tz)
     return d
-
-
-def _daily(
-    session: Session, o_where: object, period: Period, tz: ZoneInfo
-) -> list[tuple[date, int, int]]:
-    """Sales per programme-local day, members and non-members (grouped in Python so the
-    day boundary follows the programme's time zone on every database)."""
-    days = {period.start + timedelta(days=i): [0, 0] for i in range(period.days)}
-    q = select(Order.occurred_at, Order.member_id.is_not(None), Order.amount_paid_minor).where(
-        o_where  # type: ignore[arg-type]
-    )
-    for at, member, amount in session.execute(q):
-        day = at.astimezone(tz).date()
-        if day in days:
-            days[day][0 if member else 1] += int(amount)
-    return [(day, v[0], v[1]) for day, v in sorted(days.items())]
 
 
 def scope_units(session: Session, actor: Actor) -> list[OrgUnit]:

@@ -3,6 +3,8 @@
 from loyalist.models.adjustment_request import AdjustmentRequest
 from loyalist.models.api_key import ApiKey
 from loyalist.models.audit_log import AuditLog
+from loyalist.models.dashboard_daily import DashboardDaily
+from loyalist.models.dashboard_fold import DashboardFold
 from loyalist.models.idempotency_record import IdempotencyRecord
 from loyalist.models.job_run import JobRun
 from loyalist.models.ledger_entry import LedgerEntry
@@ -33,6 +35,8 @@ __all__ = [
     "AdjustmentRequest",
     "ApiKey",
     "AuditLog",
+    "DashboardDaily",
+    "DashboardFold",
     "IdempotencyRecord",
     "JobRun",
     "LedgerEntry",

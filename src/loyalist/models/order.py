@@ -14,6 +14,8 @@ class Order(Base):
     __table_args__ = (
         Index("ix_orders_member_id_occurred_at", "member_id", "occurred_at"),
         Index("ix_orders_org_path_occurred_at", "org_path", "occurred_at"),
+        # Covers the dashboard's active-member count (an index-only scan of the period).
+        Index("ix_orders_occurred_at_member_id_org_path", "occurred_at", "member_id", "org_path"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -41,7 +41,7 @@ from loyalist.kit.clock import clock as global_clock
 from loyalist.kit.db import Database
 from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
-from loyalist.models import OrgUnit
+from loyalist.models import DashboardDaily, DashboardFold, OrgUnit
 from loyalist.order import service as orders
 from loyalist.order.schemas import LineIn, OrderCreate
 from loyalist.programme import service as programmes
@@ -322,8 +322,32 @@ def _figures(d: Dashboard) -> dict[str, Any]:
     return out
 
 
+def _fold(db: Database, batch: int | None) -> int:
+    """Fold everything now (no margin), ``batch`` ids at a time; returns the rows folded."""
+    total = 0
+    while True:
+        with db.transaction() as s:
+            n = dashboards.refresh(s, margin=timedelta(0), batch=batch)
+        if not n:
+            return total
+        total += n
+
+
+def _rollup_rows(db: Database) -> int:
+    return counts(db, ["dashboard_daily"])["dashboard_daily"]
+
+
+@pytest.mark.parametrize("fold", ["live", "folded", "batches of 7", "half"])
 @pytest.mark.parametrize("unit", ["sh1", "sh2", "sz1", "gz1", "east", "south", "hq"])
-def test_every_figure_is_exact(world: Any, shop: dict[str, int], unit: str) -> None:
+def test_every_figure_is_exact(world: Any, shop: dict[str, int], unit: str, fold: str) -> None:
+    if fold == "folded":
+        assert _fold(world.db, None) > 0
+    elif fold == "batches of 7":
+        assert _fold(world.db, 7) > 0
+    elif fold == "half":
+        with world.db.transaction() as s:
+            assert dashboards.refresh(s, margin=timedelta(0), batch=5) == 10
+    assert (_rollup_rows(world.db) > 0) == (fold != "live")
     d = _build(world.db, _hq(world.db), unit)
     got = _figures(d)
     want = EXPECTED[unit]
@@ -402,12 +426,13 @@ def test_scope_out_of_reach_is_404_and_writes_nothing(
     world: Any, shop: dict[str, int], login: str, allowed: list[str], refused: list[str]
 ) -> None:
     make_users(world.db)
-    before = counts(world.db)
     with world.db.transaction() as s:
         actor = staff.actor_for(s, staff.get_by_login(s, login))
         for unit in allowed:
             d = dashboards.build(s, actor, unit_code=unit, period=PERIOD)
             assert d.sales_minor == EXPECTED[unit]["sales_minor"]
+    before = counts(world.db)
+    with world.db.transaction() as s:
         for unit in [*refused, "no-such-unit"]:
             with pytest.raises(LoyalistError) as exc:
                 dashboards.build(s, actor, unit_code=unit, period=PERIOD)
@@ -459,3 +484,52 @@ def test_the_dataset_is_what_the_docstring_says(world: Any, shop: dict[str, int]
         "m5": (0, 60, "base"),
         "m6": (0, 0, "base"),
     }
+
+
+def test_the_fold_waits_for_the_margin(world: Any, shop: dict[str, int], clock: Any) -> None:
+    rows = counts(world.db, ["orders", "ledger_entry"])
+    with world.db.transaction() as s:
+        assert dashboards.refresh(s) == 0  # observes the highest ids, folds nothing yet
+    clock.advance(dashboards.FOLD_MARGIN - timedelta(seconds=1))
+    with world.db.transaction() as s:
+        assert dashboards.refresh(s) == 0
+    clock.advance(timedelta(seconds=1))
+    with world.db.transaction() as s:
+        assert dashboards.refresh(s) == rows["orders"] + rows["ledger_entry"]
+        assert dashboards.refresh(s) == 0
+    d = _build(world.db, _hq(world.db), "hq")
+    assert (d.orders, d.sales_minor, d.points_issued) == (9, 202400, 4973)
+
+
+def test_rows_after_a_fold_are_counted_live_then_folded(
+    world: Any, shop: dict[str, int], clock: Any
+) -> None:
+    _fold(world.db, None)
+    clock.advance(timedelta(minutes=30))  # 12:30 on June 10 in Shanghai
+    world.db.run(_order("o11", "m5", "gz1", 4000, global_clock.now(), shop))
+    world.db.run(_order("g3", None, "gz1", 1000, global_clock.now(), shop))
+    for _ in range(2):
+        d = _build(world.db, _hq(world.db), "gz1")
+        assert (d.orders, d.member_orders, d.sales_minor, d.points_issued) == (3, 2, 11000, 100)
+        assert (d.members_active, d.repurchase_rate) == (1, 1.0)
+        assert d.daily[-1] == (date(2026, 6, 10), 10000, 1000)
+        _fold(world.db, None)
+
+
+def test_a_new_time_zone_rebuilds_the_rollup(world: Any, shop: dict[str, int]) -> None:
+    _fold(world.db, None)
+    doc = programme_doc()
+    doc["timezone"] = "UTC"
+    with world.db.transaction() as s:
+        programmes.apply(s, programmes.parse(doc), actor="test")
+    folded = _build(world.db, _hq(world.db), "hq")
+    # In UTC the guest order of 00:10 on June 1 (Shanghai) falls on May 31.
+    assert (folded.orders, folded.sales_minor) == (8, 200400)
+    assert folded.daily[:2] == [(date(2026, 6, 1), 0, 0), (date(2026, 6, 2), 12000, 0)]
+    _fold(world.db, None)
+    again = _build(world.db, _hq(world.db), "hq")
+    with world.db.transaction() as s:
+        s.execute(DashboardDaily.__table__.delete())
+        s.execute(DashboardFold.__table__.delete())
+    live = _build(world.db, _hq(world.db), "hq")
+    assert asdict(folded) == asdict(again) == asdict(live)
