@@ -197,6 +197,7 @@ def test_clv_json_equals_the_api(sample: Transactions) -> None:
         "--input",
         str(SAMPLE),
         "--cdnow",
+        "--keep-zero",
         "--observation-end",
         "1998-06-30",
         "--calibration-end",
@@ -215,7 +216,9 @@ def test_clv_json_equals_the_api(sample: Transactions) -> None:
 
 
 def test_segments_json_equals_the_api(sample: Transactions) -> None:
-    got = cli_json("segments", "--input", str(SAMPLE), "--cdnow", "--k-max", "5", "--seed", "3")
+    got = cli_json(
+        "segments", "--input", str(SAMPLE), "--cdnow", "--keep-zero", "--k-max", "5", "--seed", "3"
+    )
     expected, _ = analyze_segments(sample, k_range=range(2, 6), seed=3)
     assert_same_json(got, expected)
     assert 2 <= got["k"] <= 5
@@ -263,7 +266,16 @@ def test_exports_of_per_customer_scores(
     assert header.startswith("customer_id,recency_days,frequency,monetary,")
     assert header.endswith(",r_score,f_score,m_score,rfm_code,segment")
     assert len(rows) == shop.frame["customer_id"].n_unique()
-    r = invoke("clv", "--input", str(SAMPLE), "--cdnow", "--export", str(xlsx_path), "--json")
+    r = invoke(
+        "clv",
+        "--input",
+        str(SAMPLE),
+        "--cdnow",
+        "--keep-zero",
+        "--export",
+        str(xlsx_path),
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     ws = load_workbook(xlsx_path).active
     assert ws is not None
@@ -305,10 +317,14 @@ def test_bad_input_names_the_rows_in_json_and_in_words(tmp_path: Path) -> None:
 
 def test_cdnow_through_generic_options_equals_the_cdnow_reader() -> None:
     generic = cli_json("rfm", *CDNOW_OPTIONS, "--keep-zero")
-    special = cli_json("rfm", "--input", str(MASTER), "--cdnow")
+    special = cli_json("rfm", "--input", str(MASTER), "--cdnow", "--keep-zero")
     assert_same_json(generic["segments"], special["segments"])
     assert generic["customers"] == 23570
     without_zero = cli_json("rfm", *CDNOW_OPTIONS)
+    assert without_zero["load"] == {
+        **cli_json("rfm", "--input", str(MASTER), "--cdnow")["load"],
+        "source": str(MASTER),
+    }
     assert without_zero["load"]["rows_read"] == 69659
     assert without_zero["load"]["excluded"] == {
         "zero amount": 69659 - without_zero["load"]["rows_used"]

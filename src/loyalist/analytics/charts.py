@@ -16,7 +16,8 @@ def _nice_max(value: float) -> float:
     if value <= 0 or not math.isfinite(value):
         return 1.0
     exp = 10 ** math.floor(math.log10(value))
-    for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+    # maxima whose quarters (the four grid steps) are round numbers
+    for m in (1, 1.2, 1.6, 2, 2.4, 3.2, 4, 6, 8, 10):
         if value <= m * exp:
             return float(m * exp)
     return float(10 * exp)

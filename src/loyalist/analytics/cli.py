@@ -185,7 +185,12 @@ SOURCE_PARAMS: list[inspect.Parameter] = [
     _option(
         "cdnow",
         False,
-        Annotated[bool, typer.Option("--cdnow", help="--input is a CDNOW text file.")],
+        Annotated[
+            bool,
+            typer.Option(
+                "--cdnow", help="--input is a CDNOW text file ($0 lines need --keep-zero)."
+            ),
+        ],
     ),
 ]
 _SOURCE_NAMES = [p.name for p in SOURCE_PARAMS]
@@ -274,7 +279,7 @@ def load_source(
         )
     assert input is not None
     if cdnow:
-        return read_cdnow(input)
+        return read_cdnow(input, keep_zero=keep_zero)
     return read_transactions(
         input,
         parse_columns(columns, ColumnMap()),

@@ -102,10 +102,13 @@ def cohort_table(tx: Transactions, granularity: Granularity = "month") -> pl.Dat
     return out
 
 
-def retention_matrix(table: pl.DataFrame, max_periods: int = 12) -> pl.DataFrame:
-    """Wide form: one row per cohort, columns ``0 .. max_periods`` of retention."""
+def retention_matrix(
+    table: pl.DataFrame, max_periods: int = 12, value: str = "retention"
+) -> pl.DataFrame:
+    """Wide form: one row per cohort, columns ``0 .. max_periods`` of ``value`` (retention,
+    or another column of :func:`cohort_table` such as cumulative_revenue_per_customer)."""
     t = table.filter(pl.col("period_index") <= max_periods)
-    wide = t.pivot(on="period_index", index=["cohort", "cohort_size"], values="retention")
+    wide = t.pivot(on="period_index", index=["cohort", "cohort_size"], values=value)
     cols = [c for c in wide.columns if c not in ("cohort", "cohort_size")]
     cols.sort(key=int)
     return wide.select("cohort", "cohort_size", *cols).sort("cohort")

@@ -195,6 +195,40 @@ TEXT: dict[str, tuple[str, str]] = {
     "p_alive": ("P(alive)", "存活概率"),
     "expected_purchases": ("Expected purchases", "预期购买次数"),
     "skipped": ("Skipped", "未生成"),
+    "as_of": ("As of", "截至"),
+    "calibration_to": ("Calibration: up to", "校准期：截至"),
+    "holdout_period": ("holdout:", "留出期："),
+    "parameters_se": ("Parameters (± standard error)", "参数（± 标准误）"),
+    "repeat_purchases": ("Repeat purchases", "复购次数"),
+    "cluster": ("Cluster", "群"),
+    "median_recency": ("Median days since last purchase", "距上次购买天数中位数"),
+    "median_orders": ("Median orders", "订单数中位数"),
+    "median_spend": ("Median spend", "消费额中位数"),
+    "median_clv": ("Median CLV", "CLV 中位数"),
+    "silhouette_score": ("Silhouette", "轮廓系数"),
+    "clusters_note": (
+        "K-means on standardised features ({features}; counts and money on a log scale); "
+        "k is the number of clusters with the highest silhouette.",
+        "对标准化特征（{features}；次数与金额取对数）做 k-means 聚类；k 取轮廓系数最高的聚类数",
+    ),
+    "rfm_note": (
+        "scores 1-5 by quintile (5 = most recent, most orders, most spend); segments from "
+        "the recency score and the mean of the frequency and monetary scores.",
+        "按五分位打 1-5 分（5 = 最近、最频繁、消费最多）；分群依据最近购买得分与频次、金额平均得分",
+    ),
+    "cohort_note": (
+        "A cohort is the month of a customer's first purchase; the last month of data may be "
+        "incomplete.",
+        "同期群为客户首次购买的月份；数据的最后一个月可能不完整",
+    ),
+    "retention_table": (
+        "Share of each cohort buying in each month since its first purchase",
+        "各同期群在首购后各月的购买客户占比",
+    ),
+    "revenue_table": (
+        "Cumulative revenue per cohort customer",
+        "同期群人均累计销售额",
+    ),
     "anonymous_note": (
         "{n} anonymous orders (no customer id) are counted in the order and revenue KPIs as "
         "non-member orders, not in RFM, cohorts, CLV or clusters.",
@@ -285,7 +319,7 @@ def describe_cluster(row: dict[str, object], lang: str, currency: str = "") -> s
         parts_zh.append(f"上次购买在 {d:.0f} 天前")
     if "frequency" in row:
         f = float(row["frequency"])  # type: ignore[arg-type]
-        parts_en.append(f"{f:.0f} orders")
+        parts_en.append(f"{f:.0f} order" + ("" if round(f) == 1 else "s"))
         parts_zh.append(f"{f:.0f} 笔订单")
     if "monetary" in row:
         m = float(row["monetary"])  # type: ignore[arg-type]

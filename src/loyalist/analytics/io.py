@@ -594,13 +594,15 @@ def _redact(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def read_cdnow(path: str | Path) -> Transactions:
+def read_cdnow(path: str | Path, *, keep_zero: bool = True) -> Transactions:
     """Read a CDNOW file (``CDNOW_master.txt`` or ``CDNOW_sample.txt``).
 
     Master lines are ``customer date cds dollars`` (after a header); sample lines carry an
     extra leading master id: ``master_id sample_id date cds dollars``.  Dates are YYYYMMDD.
     The same files can be read with :func:`read_transactions` and
-    ``separator="whitespace"`` by naming the columns.
+    ``separator="whitespace"`` by naming the columns.  ``$0`` lines (promotional CDs) are
+    purchases in the published analyses and kept by default; with ``keep_zero=False`` they
+    are excluded and counted like any zero-amount row.
     """
     p = Path(path)
     if not p.exists():
@@ -625,5 +627,5 @@ def read_cdnow(path: str | Path) -> Transactions:
         ColumnMap(customer="customer_id", timestamp="date", amount="amount"),
         source=str(p),
         date_format="%Y%m%d",
-        keep_zero=True,  # a $0 line is still a CD bought (promotions)
+        keep_zero=keep_zero,
     )

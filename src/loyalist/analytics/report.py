@@ -45,10 +45,14 @@ margin:0;background:#f6f7f9;color:#1d2330;line-height:1.45}
 main{max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:26px;margin:8px 0 4px}h2{font-size:20px;margin:0 0 12px}
 section{background:#fff;border:1px solid #e2e5ea;border-radius:8px;padding:18px 20px;margin:18px 0}
-table{border-collapse:collapse;width:100%;font-size:13px;margin:8px 0}
+.tw{overflow-x:auto;margin:8px 0}
+table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{border-bottom:1px solid #eceef2;padding:5px 8px;text-align:right;white-space:nowrap}
-th{background:#f1f3f6;font-weight:600}td:first-child,th:first-child{text-align:left}
-td.wrap{white-space:normal;text-align:left}
+th{background:#f1f3f6;font-weight:600;white-space:normal;vertical-align:bottom}
+td:first-child,th:first-child{text-align:left}
+td.wrap,th.wrap{white-space:normal;text-align:left;min-width:240px}
+h3{font-size:15px;margin:18px 0 6px}
+.chart{margin:6px 0 10px}.chart svg{display:block}.chart.half{max-width:540px}
 .meta{color:#5b6472;font-size:13px}.note{color:#5b6472;font-size:13px;margin:4px 0 8px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0}
 .card{flex:1 1 180px;border:1px solid #e2e5ea;border-radius:6px;padding:10px 12px}
@@ -76,15 +80,33 @@ class ReportOptions:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], wrap_last: bool = False) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = []
-        for i, cell in enumerate(row):
-            cls = " class='wrap'" if wrap_last and i == len(row) - 1 else ""
-            cells.append(f"<td{cls}>{escape(cell)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    """A table in a horizontally scrollable box (wide tables never break the page);
+    ``wrap_last``: the last column is free text that wraps."""
+
+    def cls(i: int, n: int) -> str:
+        return " class='wrap'" if wrap_last and i == n - 1 else ""
+
+    head = "".join(f"<th{cls(i, len(headers))}>{escape(h)}</th>" for i, h in enumerate(headers))
+    body = [
+        "<tr>"
+        + "".join(f"<td{cls(i, len(row))}>{escape(cell)}</td>" for i, cell in enumerate(row))
+        + "</tr>"
+        for row in rows
+    ]
+    return (
+        f"<div class='tw'><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+#: Chart widths in SVG units, close to the pixels they are shown at (a 1,100 px page), so
+#: that the 12-unit text of the charts reads at about 12 px.
+FULL = 1000
+HALF = 500
+
+
+def _chart(svg: str) -> str:
+    return f"<div class='chart'>{svg}</div>"
 
 
 def _pct(v: float) -> str:
@@ -100,6 +122,7 @@ class _Builder:
         self.as_of = to_date(opts.as_of, "as_of") if opts.as_of else last_date(tx)
         self.sections: list[str] = []
         self.rfm: pl.DataFrame | None = None
+        self.gran = "month"
         self.clv_frame: pl.DataFrame | None = None
 
     def tr(self, key: str) -> str:
@@ -169,7 +192,8 @@ class _Builder:
                 (self.tr("revenue_share"), summ["revenue_share"].to_list()),
             ],
             percent=True,
-            height=320,
+            width=FULL,
+            height=340,
         )
         rows = []
         for r in summ.to_dicts():
@@ -214,41 +238,59 @@ class _Builder:
                 + _table([self.tr("from_to"), *[segment_label(c, lang) for c in cols]], trows)
             )
         return (
-            f"<section><h2>{escape(self.tr('rfm'))}</h2><p class='note'>as of "
-            f"{self.as_of.isoformat()}</p>{chart}{table}{trans_html}</section>"
+            f"<section><h2>{escape(self.tr('rfm'))}</h2><p class='note'>"
+            f"{escape(self.tr('as_of'))} {self.as_of.isoformat()} · {escape(self.tr('rfm_note'))}"
+            f"</p>{_chart(chart)}{table}{trans_html}</section>"
         )
 
-    def cohorts(self) -> str:
-        table = cohort_table(self.tx, "month")
-        mat = retention_matrix(table, 12)
+    def _heat_table(
+        self, mat: pl.DataFrame, fmt: Callable[[float], str], top: float, cohorts: int = 24
+    ) -> str:
+        """Cohorts down, periods across, each cell shaded by its value / ``top``."""
         periods = [c for c in mat.columns if c not in ("cohort", "cohort_size")]
         head = [self.tr("cohort"), self.tr("cohort_size"), *periods]
         body = []
-        for r in mat.to_dicts():
+        for r in mat.to_dicts()[-cohorts:]:
             cells = [
-                f"<td>{escape(str(r['cohort'])[:7])}</td>",
+                f"<td>{escape(str(r['cohort'])[: 10 if self.gran == 'week' else 7])}</td>",
                 f"<td>{fmt_number(float(r['cohort_size']))}</td>",
             ]
             for p in periods:
                 v = r[p]
                 if v is None:
                     cells.append("<td></td>")
-                else:
-                    bg = charts.heat_color(float(v))
-                    fg = "#ffffff" if float(v) > 0.5 else "#1d2330"
-                    cells.append(f"<td style='background:{bg};color:{fg}'>{_pct(float(v))}</td>")
+                    continue
+                share = float(v) / top if top > 0 else 0.0
+                bg = charts.heat_color(share)
+                fg = "#ffffff" if share > 0.5 else "#1d2330"
+                cells.append(f"<td style='background:{bg};color:{fg}'>{escape(fmt(float(v)))}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
-        heat = (
-            "<table><thead><tr>"
+        return (
+            "<div class='tw'><table><thead><tr>"
             + "".join(f"<th>{escape(h)}</th>" for h in head)
             + "</tr></thead><tbody>"
-            + "".join(body[-18:])
-            + "</tbody></table>"
+            + "".join(body)
+            + "</tbody></table></div>"
         )
-        # average retention curve, weighted by cohort size, over cohorts old enough
+
+    def cohorts(self) -> str:
+        table = cohort_table(self.tx, "month")
+        span = int(table["period_index"].max() or 0)  # type: ignore[arg-type]
+        self.gran = "month"
+        periods = min(span, 18)
+        shown = table.filter(pl.col("period_index") <= periods)
+        cur = self.o.currency
+        top_rev = float(shown["cumulative_revenue_per_customer"].max() or 0.0)  # type: ignore[arg-type]
+        heat = self._heat_table(retention_matrix(table, periods), _pct, 1.0)
+        money = self._heat_table(
+            retention_matrix(table, periods, "cumulative_revenue_per_customer"),
+            lambda v: fmt_number(v, "money", cur),
+            top_rev,
+        )
+        # retention curve over all cohorts: buyers in period k / customers of the cohorts
+        # that have reached period k
         curve = (
-            table.filter(pl.col("period_index") <= 12)
-            .group_by("period_index")
+            shown.group_by("period_index")
             .agg((pl.col("active").sum() / pl.col("cohort_size").sum()).alias("retention"))
             .sort("period_index")
         )
@@ -257,9 +299,15 @@ class _Builder:
             [(self.tr("retention_curve"), curve["retention"].to_list())],
             percent=True,
             x_label=self.tr("period_index"),
-            height=260,
+            width=FULL,
+            height=280,
         )
-        return f"<section><h2>{escape(self.tr('cohorts'))}</h2>{chart}{heat}</section>"
+        return (
+            f"<section><h2>{escape(self.tr('cohorts'))}</h2>"
+            f"<p class='note'>{escape(self.tr('cohort_note'))}</p>{_chart(chart)}"
+            f"<h3>{escape(self.tr('retention_table'))}</h3>{heat}"
+            f"<h3>{escape(self.tr('revenue_table'))}</h3>{money}</section>"
+        )
 
     def clv(self) -> str:
         summ = summarise(self.tx, observation_end=self.as_of, unit=self.o.unit)
@@ -287,32 +335,34 @@ class _Builder:
         if n_bad:
             warnings.append(self.tr("clv_not_finite").format(n=n_bad))
         warn_html = "".join(f"<p class='skipped'>{escape(w)}</p>" for w in warnings)
-        fits = [res.purchase_model.fit_result, res.spend_model.fit_result]
         prow = []
-        for fr in fits:
+        for fr in (res.purchase_model.fit_result, res.spend_model.fit_result):
             assert fr is not None
-            for name, val in fr.params.items():
-                se = fr.standard_errors.get(name, math.nan)
-                prow.append(
-                    [
-                        MODEL_NAMES.get(fr.model, fr.model),
-                        name,
-                        f"{val:.4g}",
-                        f"{se:.3g}" if math.isfinite(se) else "–",
-                        f"{fr.log_likelihood:,.2f}",
-                        self.tr("yes")
-                        if fr.converged
-                        else f"{self.tr('no')}: " + fr.convergence.reason,
-                    ]
+            params = ", ".join(
+                f"{name} = {val:.4g}"
+                + (
+                    f" (± {fr.standard_errors[name]:.2g})"
+                    if math.isfinite(fr.standard_errors.get(name, math.nan))
+                    else ""
                 )
+                for name, val in fr.params.items()
+            )
+            prow.append(
+                [
+                    MODEL_NAMES.get(fr.model, fr.model),
+                    f"{fr.n_customers:,}",
+                    f"{fr.log_likelihood:,.2f}",
+                    self.tr("yes") if fr.converged else self.tr("no"),
+                    params,
+                ]
+            )
         ptable = _table(
             [
                 self.tr("model"),
-                self.tr("parameter"),
-                self.tr("estimate"),
-                self.tr("std_error"),
+                self.tr("customers"),
                 self.tr("log_likelihood"),
                 self.tr("converged"),
+                self.tr("parameters_se"),
             ],
             prow,
             wrap_last=True,
@@ -333,7 +383,8 @@ class _Builder:
             [f"{i * 10}–{(i + 1) * 10}%" for i in range(10)],
             [(self.tr("customers"), [float(c) for c in counts])],
             title=self.tr("alive_hist"),
-            height=260,
+            width=HALF,
+            height=280,
         )
         clv_all = clv_values.to_numpy()
         clv_sorted = np.sort(clv_all[np.isfinite(clv_all)])[::-1]
@@ -342,7 +393,8 @@ class _Builder:
             [f"D{i + 1}" for i in range(10)],
             [("CLV", deciles)],
             title=self.tr("clv_deciles"),
-            height=260,
+            width=HALF,
+            height=280,
         )
         top = res.customers.sort("clv", descending=True).head(10)
         trows = [
@@ -358,7 +410,7 @@ class _Builder:
         ttable = _table(
             [
                 self.tr("customer_id"),
-                "x",
+                self.tr("repeat_purchases"),
                 self.tr("p_alive"),
                 self.tr("expected_purchases"),
                 "CLV",
@@ -372,7 +424,8 @@ class _Builder:
         )
         return (
             f"<section><h2>{escape(self.tr('clv'))}</h2><p class='note'>{escape(note)}</p>"
-            f"{warn_html}{cards}{ptable}<div class='grid2'><div>{hist}</div><div>{dec}</div></div>"
+            f"{warn_html}{cards}{ptable}<div class='grid2'><div class='chart'>{hist}</div>"
+            f"<div class='chart'>{dec}</div></div>"
             f"<h3>{escape(self.tr('top_customers'))}</h3>{ttable}</section>"
         )
 
@@ -400,7 +453,8 @@ class _Builder:
                 (self.tr("predicted"), b["predicted"].to_list()),
             ],
             x_label=self.tr("calibration_repeat"),
-            height=280,
+            width=FULL,
+            height=300,
         )
         rows = [
             [
@@ -428,10 +482,14 @@ class _Builder:
             ],
             rows,
         )
-        note = f"{self.tr('validation_note')} ({cal_end.isoformat()} | {self.as_of.isoformat()})"
+        note = (
+            f"{self.tr('validation_note')} {self.tr('calibration_to')} {cal_end.isoformat()}; "
+            f"{self.tr('holdout_period')} {(cal_end + dt.timedelta(days=1)).isoformat()} – "
+            f"{self.as_of.isoformat()}."
+        )
         return (
             f"<section><h2>{escape(self.tr('validation'))}</h2><p class='note'>{escape(note)}</p>"
-            f"{chart}{table}</section>"
+            f"{_chart(chart)}{table}</section>"
         )
 
     def clusters(self) -> str:
@@ -446,16 +504,43 @@ class _Builder:
             ).with_columns(pl.col("clv").fill_null(0.0))
             features = (*features, "clv")
         res = kmeans_segments(frame, features)
+        cur = self.o.currency
+        labels = {
+            "recency_days": self.tr("median_recency"),
+            "frequency": self.tr("median_orders"),
+            "monetary": self.tr("median_spend"),
+            "clv": self.tr("median_clv"),
+        }
+        prows = []
+        for r in res.profiles.to_dicts():
+            row = [str(r["cluster"]), fmt_number(float(r["customers"])), _pct(float(r["share"]))]
+            for f in features:
+                v = float(r[f])
+                row.append(fmt_number(v, "money", cur) if f in ("monetary", "clv") else f"{v:,.0f}")
+            prows.append(row)
+        profile = _table(
+            [
+                self.tr("cluster"),
+                self.tr("customers"),
+                self.tr("customer_share"),
+                *[labels[f] for f in features],
+            ],
+            prows,
+        )
         sil = charts.bar_chart(
             [str(k) for k in res.silhouette],
-            [(self.tr("silhouette"), list(res.silhouette.values()))],
-            title=self.tr("silhouette"),
-            height=220,
+            [(self.tr("silhouette_score"), list(res.silhouette.values()))],
+            x_label="k",
+            width=HALF,
+            height=240,
         )
-        items = "".join(f"<li>{escape(s)}</li>" for s in res.describe(self.lang, self.o.currency))
+        items = "".join(f"<li>{escape(s)}</li>" for s in res.describe(self.lang, cur))
+        feats = ", ".join(labels[f] for f in features)
+        note = self.tr("clusters_note").format(features=feats)
         return (
-            f"<section><h2>{escape(self.tr('clusters'))}</h2><p>{escape(self.tr('chosen_k'))}: "
-            f"<b>{res.k}</b></p><ul>{items}</ul>{sil}</section>"
+            f"<section><h2>{escape(self.tr('clusters'))}</h2><p class='note'>{escape(note)}</p>"
+            f"<p>{escape(self.tr('chosen_k'))}: <b>{res.k}</b></p><ul>{items}</ul>{profile}"
+            f"<h3>{escape(self.tr('silhouette'))}</h3><div class='chart half'>{sil}</div></section>"
         )
 
     def page(self) -> str:

@@ -53,7 +53,7 @@ def test_profiles_are_described_in_words_in_english_and_chinese() -> None:
         "¥2,000 spent.",
         "Cluster 2: 10 customers (33.3%); a typical one last bought 100 days ago, 5 orders, "
         "¥300 spent.",
-        "Cluster 3: 10 customers (33.3%); a typical one last bought 300 days ago, 1 orders, "
+        "Cluster 3: 10 customers (33.3%); a typical one last bought 300 days ago, 1 order, "
         "¥20 spent.",
     ]
     assert res.describe("zh")[0] == (
