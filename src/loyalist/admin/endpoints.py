@@ -4,7 +4,9 @@ renders a template; permissions and scope are enforced by the services."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
+import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -685,11 +687,73 @@ def _section_of(field: str) -> str:
     return {"points": "expiry", "tiers": "tiers", "rewards": "rewards"}.get(head[0], "tiers")
 
 
+# Fields the edit page shows as inputs (besides the YAML of each section), by document path.
+TIER_FIELDS = (
+    "name",
+    "name_en",
+    "threshold",
+    "benefits.points_multiplier",
+    "benefits.discount_rate",
+)
+REWARD_FIELDS = ("name", "points", "cash_minor", "stock", "per_member_limit", "min_tier")
+_INTS = {"threshold", "points", "cash_minor", "stock", "per_member_limit"}
+_OPTIONAL = {"name_en", "stock", "per_member_limit", "min_tier"}
+_FIELD = re.compile(r"^(tiers\.levels|rewards)\.(\d+)\.([a-z_.]+)$")
+
+
+def _walk(doc: Any, parts: list[str]) -> Any:
+    for p in parts:
+        if isinstance(doc, list) and p.isdigit() and int(p) < len(doc):
+            doc = doc[int(p)]
+        elif isinstance(doc, dict) and p in doc:
+            doc = doc[p]
+        else:
+            return _MISSING
+    return doc
+
+
+_MISSING = object()
+
+
+def shown(value: Any) -> str:
+    """A document value as the edit page's input shows it."""
+    return "" if value is None or value is _MISSING else str(value)
+
+
+def _typed(leaf: str, text: str) -> Any:
+    text = text.strip()
+    if not text:
+        return None if leaf in _OPTIONAL else ""
+    if leaf in _INTS:
+        try:
+            return int(text.replace(",", ""))
+        except ValueError:
+            return text  # the validator names the field
+    return text
+
+
+def _overrides(base: dict[str, Any], doc: dict[str, Any], form: dict[str, str]) -> None:
+    """Inputs changed on the page win over the same value in the section's YAML."""
+    for key, text in form.items():
+        m = _FIELD.match(key)
+        if m is None:
+            continue
+        allowed = TIER_FIELDS if m.group(1) == "tiers.levels" else REWARD_FIELDS
+        if m.group(3) not in allowed or text.strip() == shown(_walk(base, key.split("."))):
+            continue
+        *parent_path, leaf = key.split(".")
+        parent = _walk(doc, parent_path)
+        if isinstance(parent, dict):
+            parent[leaf] = _typed(leaf, text)
+
+
 def _assemble(
     base: dict[str, Any], form: dict[str, str]
 ) -> tuple[Programme | None, dict[str, str]]:
-    """The draft document from the edited sections, validated like `programme apply`."""
-    doc = dict(base)
+    """The draft document from the edited sections and inputs, validated like
+    `programme apply`. Errors are keyed by the input's document path when the page shows
+    that input, else by section."""
+    doc = copy.deepcopy(base)
     earning = dict(doc.get("earning", {}))
     errors: dict[str, str] = {}
     parsed: dict[str, Any] = {}
@@ -708,10 +772,14 @@ def _assemble(
     if parsed["expiry"] is not None:
         doc["points"] = parsed["expiry"]
     doc["rewards"] = parsed["rewards"] or []
+    _overrides(base, doc, form)
     try:
         return programmes.parse(doc), {}
     except LoyalistError as exc:
         for e in exc.errors:
+            if e.field in form and _FIELD.match(e.field):
+                errors[e.field] = e.message
+                continue
             sec = _section_of(e.field)
             errors[sec] = (errors.get(sec, "") + f"{e.field}: {e.message}\n").strip()
         return None, errors or {"tiers": exc.detail}
@@ -765,6 +833,13 @@ async def _programme_view(
             "stores": stores,
             "stock": {r.code: r.stock_remaining for r in rewards.catalogue(s, active_only=False)},
             "tier_label": tier_label,
+            "shown": shown,
+            "metric_unit": {
+                "spend": _("fen"),
+                "orders": _("orders"),
+                "points": _("points"),
+                "active_days": _("days"),
+            }.get(programme.tiers.metric.value, ""),
             "rule_label": lambda rule: explain.breakdown_label(rule, names, _),
             "tz": ZoneInfo(programme.timezone),
         }
@@ -787,6 +862,14 @@ async def programme_edit(request: Request, st: StaffDep) -> Response:
     )
 
 
+def _base_version(form: dict[str, str], active: int) -> int:
+    """The version the edit page was opened on (a hidden field)."""
+    try:
+        return int(form.get("base_version", "") or active)
+    except ValueError:
+        return active
+
+
 @router.post("/admin/programme/edit")
 async def programme_edit_post(request: Request, st: StaffDep, form: FormDep) -> Response:
     action = form.get("action", "preview")
@@ -798,7 +881,14 @@ async def programme_edit_post(request: Request, st: StaffDep, form: FormDep) -> 
             perm.require(st.actor, perm.PROGRAMME_READ)
         version, current = programmes.active(s)
         tz = ZoneInfo(current.timezone)
-        draft, errors = _assemble(programmes.as_document(current), form)
+        base_version = _base_version(form, version)
+        base = programmes.as_document(current)
+        if base_version != version:  # the page was opened on an older version
+            older = {v.version: v for v in programmes.list_versions(s)}.get(base_version)
+            base = dict(older.document) if older is not None else base
+        draft, errors = _assemble(base, form)
+        if action == "publish" and base_version != version:
+            errors["_"] = "stale"
         result = None
         if draft is not None and action == "preview":
             sample, serr = _sample(form, tz)
@@ -834,7 +924,7 @@ async def programme_edit_post(request: Request, st: StaffDep, form: FormDep) -> 
         st,
         "programme_edit.html",
         {"errors": out["errors"], "result": out["result"], "form": form, "sections": sections},
-        status=422 if out["errors"] else 200,
+        status=(409 if out["errors"].get("_") == "stale" else 422) if out["errors"] else 200,
     )
 
 

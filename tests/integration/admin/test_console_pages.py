@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -186,3 +187,31 @@ def test_pages_reference_no_external_asset(console: TestClient, shop: Shop) -> N
         html = console.get(url).text
         for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
             assert not ref.startswith(("http:", "https:", "//")), (url, ref)
+
+
+def test_every_console_message_has_a_chinese_translation_with_the_same_placeholders() -> None:
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import read_po
+
+    import loyalist.admin
+
+    admin = Path(loyalist.admin.__file__).parent
+    found = {
+        (m if isinstance(m, str) else m[0])
+        for _f, _l, m, _c, _ctx in extract_from_dir(
+            admin,
+            [("templates/**.html", "jinja2"), ("*.py", "python")],
+            options_map={"templates/**.html": {"extensions": "jinja2.ext.i18n"}},
+            keywords={"_": None},
+        )
+    }
+    assert len(found) > 300
+    po = admin / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po"
+    with po.open("rb") as fh:
+        zh = {m.id: m.string for m in read_po(fh, locale="zh_CN") if m.id}
+    missing = sorted(m for m in found if not zh.get(m))
+    assert missing == []
+    placeholder = re.compile(r"%\([a-z_]+\)s")
+    for msgid, msgstr in zh.items():
+        assert sorted(placeholder.findall(msgid)) == sorted(placeholder.findall(msgstr)), msgid
+    assert (admin / "locale" / "en" / "LC_MESSAGES" / "messages.po").exists()

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from tests.e2e.console.data import Shop, seed, sign_in
@@ -267,13 +266,18 @@ def test_cancel_a_redemption_only_with_the_permission(app: Any, shop: Shop, db: 
         assert "兑换 美式咖啡一杯 已取消，退回 1,500 积分 — 顾客未取货" in timeline
 
 
-def _sections(console: TestClient) -> dict[str, str]:
+def _form(console: TestClient, stock: str = "5000") -> dict[str, str]:
+    """What the edit page posts as it stands: every section's YAML and every input."""
     html = console.get("/admin/programme/edit").text
     out = {}
     for name in ("tiers", "rules", "campaigns", "expiry", "rewards"):
         m = re.search(rf'name="{name}"[^>]*>(.*?)</textarea>', html, re.S)
         assert m is not None, name
         out[name] = html_lib.unescape(m.group(1))
+    inputs = r'<input type="(?:text|hidden)" name="((?:tiers|rewards|base_)[^"]+)" value="([^"]*)"'
+    for name, value in re.findall(inputs, html):
+        out[name] = html_lib.unescape(value)
+    assert out["tiers.levels.1.threshold"] == "100000" and out["rewards.0.stock"] == stock
     return out
 
 
@@ -283,10 +287,8 @@ def test_programme_preview_writes_nothing_and_publish_makes_a_version(
     versions = count(db, ProgrammeVersion)
     with TestClient(app) as admin, TestClient(app) as manager:
         token = sign_in(admin, "admin")
-        form = _sections(admin)
-        doc = yaml.safe_load(form["rewards"])
-        doc[0]["stock"] = 4321
-        form["rewards"] = yaml.safe_dump(doc, allow_unicode=True)
+        form = _form(admin)
+        form["rewards.0.stock"] = "4321"  # the input, not the YAML
         preview = admin.post(
             "/admin/programme/edit",
             data={**form, "csrf_token": token, "action": "preview", "sample_amount": "100"},
@@ -295,8 +297,18 @@ def test_programme_preview_writes_nothing_and_publish_makes_a_version(
         assert 'data-testid="preview"' in preview.text
         assert count(db, ProgrammeVersion) == versions
 
-        # Not valid: the message is next to its section, and nothing is published.
-        bad = {**form, "tiers": form["tiers"].replace("threshold: 100000", "threshold: -1")}
+        # Not valid: the message is next to its input (or its section's YAML), and nothing
+        # is published.
+        bad = {**form, "tiers.levels.1.threshold": "-1"}
+        r = admin.post(
+            "/admin/programme/edit", data={**bad, "csrf_token": token, "action": "publish"}
+        )
+        assert r.status_code == 422
+        m = re.search(r'data-error="tiers.levels.1.threshold">([^<]*)<', r.text)
+        assert m is not None and m.group(1) == "Input should be greater than or equal to 0"
+        assert 'name="tiers.levels.1.threshold" value="-1"' in r.text
+        bad = {**form, "tiers": form["tiers"].replace("threshold: 100000", "threshold: many")}
+        bad.pop("tiers.levels.1.threshold")
         r = admin.post(
             "/admin/programme/edit", data={**bad, "csrf_token": token, "action": "publish"}
         )
@@ -324,10 +336,17 @@ def test_programme_preview_writes_nothing_and_publish_makes_a_version(
         assert "+    stock: 4321" in page or "+  stock: 4321" in page
         [published] = audit_rows(db, "programme.publish")[-1:]
         assert published.actor == "user:admin"
-        # Publishing the same document again changes nothing.
+        # A page opened on the older version cannot publish over the new one.
+        r = admin.post(
+            "/admin/programme/edit", data={**form, "csrf_token": token, "action": "publish"}
+        )
+        assert r.status_code == 409 and 'data-testid="stale"' in r.text
+        assert count(db, ProgrammeVersion) == versions + 1
+        # Publishing the active document again changes nothing.
+        fresh = _form(admin, stock="4321")
         r = admin.post(
             "/admin/programme/edit",
-            data={**form, "csrf_token": token, "action": "publish"},
+            data={**fresh, "csrf_token": token, "action": "publish"},
             follow_redirects=False,
         )
         assert r.headers["location"].endswith("?notice=unchanged")
