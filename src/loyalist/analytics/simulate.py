@@ -134,20 +134,35 @@ def simulate_transactions(
     amount = np.maximum(np.round(rng.gamma(p, 1.0 / nu[cust]) * 100.0) / 100.0, 0.01)
     seconds = rng.integers(8 * 3600, 22 * 3600, cust.shape[0])
     base = dt.datetime.combine(start, dt.time())
-    stores = np.array(["SH-001", "SH-002", "BJ-001", "GZ-001", "CD-001"])
-    channels = np.array(["store", "app", "mini_program", "web"])
+    stores = ["SH-001", "SH-002", "BJ-001", "GZ-001", "CD-001"]
+    channels = ["store", "app", "mini_program", "web"]
     micros = (day * 86_400 + seconds) * 1_000_000
-    frame = pl.DataFrame(
-        {
-            "customer_id": np.char.add("C", cust.astype(str)),
-            "occurred_at": pl.Series(micros, dtype=pl.Int64).cast(pl.Duration("us")) + base,
-            "amount": amount,
-            "order_id": np.char.add("O", np.arange(cust.shape[0]).astype(str)),
-            "store": stores[rng.integers(0, stores.shape[0], cust.shape[0])],
-            "channel": channels[rng.integers(0, channels.shape[0], cust.shape[0])],
-            "is_member": member[cust],
-        }
-    ).sort("occurred_at")
+    m = cust.shape[0]
+    frame = (
+        pl.DataFrame(
+            {
+                "_cust": cust,
+                "_micros": micros,
+                "amount": amount,
+                "_row": np.arange(m),
+                "_store": rng.integers(0, len(stores), m).astype(np.uint32),
+                "_channel": rng.integers(0, len(channels), m).astype(np.uint32),
+                "is_member": member[cust],
+            }
+        )
+        .select(
+            pl.format("C{}", pl.col("_cust")).alias("customer_id"),
+            (pl.lit(base) + pl.duration(microseconds=pl.col("_micros"))).alias("occurred_at"),
+            "amount",
+            pl.format("O{}", pl.col("_row")).alias("order_id"),
+            pl.col("_store").replace_strict(list(range(len(stores))), stores).alias("store"),
+            pl.col("_channel")
+            .replace_strict(list(range(len(channels))), channels)
+            .alias("channel"),
+            "is_member",
+        )
+        .sort("occurred_at")
+    )
     report = LoadReport(
         source=f"simulated ({n_customers} customers, seed {seed})",
         rows_read=frame.height,
