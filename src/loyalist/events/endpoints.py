@@ -29,8 +29,9 @@ async def list_events(
         rows = service.list_events(
             s, actor, after=page.after, limit=page.limit, types=type or (), member_id=member_id
         )
-        nxt = encode_cursor(rows[-1].id) if rows else (cursor or None)
+        nxt = encode_cursor(rows[-1].position or 0) if rows else (cursor or None)
         return {"items": [service.as_dict(e) for e in rows], "next_cursor": nxt}
 
+    await read(db, service.assign_positions)
     result: dict[str, Any] = await read(db, fn)
     return result

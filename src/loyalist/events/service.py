@@ -6,11 +6,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
+from loyalist.kit.db import is_sqlite
 from loyalist.models import OutboxEvent
 
 SCHEMA_VERSION = 1
@@ -62,6 +63,35 @@ def emit(
     return ev
 
 
+# Serialises assigners of stream positions on PostgreSQL (SQLite serialises all writers).
+_STREAM_LOCK = 0x4C4F59414C  # "LOYAL"
+
+
+def assign_positions(session: Session, batch: int = 10_000) -> int:
+    """Give every committed event without a position the next ones, in id order.
+
+    Runs in its own short transaction before a read. Only visible (committed) events get a
+    position, and one assigner at a time takes the next numbers, so positions only ever
+    grow in the order events became visible: a cursor over positions never skips an event
+    that commits after a later-written one.
+    """
+    if not is_sqlite(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _STREAM_LOCK})
+    top = int(session.scalar(select(func.coalesce(func.max(OutboxEvent.position), 0))) or 0)
+    ids = session.scalars(
+        select(OutboxEvent.id)
+        .where(OutboxEvent.position.is_(None))
+        .order_by(OutboxEvent.id)
+        .limit(batch)
+    ).all()
+    if ids:
+        session.execute(
+            update(OutboxEvent),
+            [{"id": eid, "position": top + i} for i, eid in enumerate(ids, start=1)],
+        )
+    return len(ids)
+
+
 def list_events(
     session: Session,
     actor: Actor,
@@ -71,9 +101,14 @@ def list_events(
     types: Sequence[str] = (),
     member_id: int | None = None,
 ) -> list[OutboxEvent]:
-    q = select(OutboxEvent).order_by(OutboxEvent.id).limit(limit)
+    q = (
+        select(OutboxEvent)
+        .where(OutboxEvent.position.is_not(None))
+        .order_by(OutboxEvent.position)
+        .limit(limit)
+    )
     if after is not None:
-        q = q.where(OutboxEvent.id > after)
+        q = q.where(OutboxEvent.position > after)
     if types:
         q = q.where(OutboxEvent.type.in_(list(types)))
     if member_id is not None:
@@ -90,7 +125,7 @@ def list_events(
 def as_dict(ev: OutboxEvent) -> dict[str, Any]:
     return {
         "id": ev.event_id,
-        "sequence": ev.id,
+        "sequence": ev.position,
         "type": ev.type,
         "schema_version": ev.schema_version,
         "occurred_at": ev.occurred_at.isoformat(),

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import BigInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalist.kit.db import Base, BigIntPK
@@ -23,3 +23,7 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]]
     occurred_at: Mapped[datetime]
     dispatched_at: Mapped[datetime | None]
+    # The event's place in the stream, given once it has committed (see
+    # events.service.assign_positions): ids follow the order events were written, this
+    # follows the order they became visible, so a reader's cursor never skips one.
+    position: Mapped[int | None] = mapped_column(BigInteger, index=True, unique=True)

@@ -3,6 +3,7 @@ GET /v1/events pages through them with a cursor."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -265,3 +266,59 @@ def test_events_roll_back_with_the_transaction_that_wrote_them(world: Any, clien
 def _pending_events(s: Session) -> list[dict[str, Any]]:
     q = text("SELECT type FROM outbox_event WHERE type <> 'programme.published' ORDER BY id")
     return [dict(r._mapping) for r in s.execute(q)]
+
+
+def test_a_reader_never_skips_an_event_committed_after_a_later_one(world: Any, client: Any) -> None:
+    """Event ids are handed out when an event is written, not when it commits: a slow
+    transaction can commit its event after a quicker one with a higher id. A consumer that
+    keeps its cursor must still get both."""
+    db = world.db
+    a = new_member(client, "13800000001")
+    b = new_member(client, "13800000002")
+    stream = Stream(client, limit=50)
+    stream.poll()
+    slow_written = threading.Event()
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def slow() -> None:
+        try:
+            with db.transaction() as s:
+                members.adjust_points(s, SYSTEM, a, 10, "slow")
+                s.flush()  # its event rows (and their ids) exist, uncommitted
+                slow_written.set()
+                assert release.wait(timeout=30)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def quick() -> None:
+        try:  # PostgreSQL: commits at once; SQLite: waits for the slow writer's lock
+            with db.transaction() as s:
+                members.adjust_points(s, SYSTEM, b, 20, "quick")
+        except BaseException as exc:
+            errors.append(exc)
+
+    early: list[dict[str, Any]] = []
+    t_slow = threading.Thread(target=slow)
+    t_slow.start()
+    assert slow_written.wait(timeout=30)
+    t_quick = threading.Thread(target=quick)
+    t_quick.start()
+    t_quick.join(timeout=2)
+    reader = threading.Thread(target=lambda: early.extend(stream.poll()))
+    reader.start()
+    reader.join(timeout=2)  # SQLite: a reader waits for the writer too
+    release.set()
+    for t in (t_slow, t_quick, reader):
+        t.join(timeout=60)
+    assert errors == []
+    late = stream.poll()
+    got = sorted((e["member_id"], e["type"]) for e in early + late)
+    assert got == [
+        (a, "points.adjusted"),
+        (a, "points.earned"),
+        (b, "points.adjusted"),
+        (b, "points.earned"),
+    ], (early, late)
+    seqs = [e["sequence"] for e in stream.seen]
+    assert seqs == sorted(seqs)
