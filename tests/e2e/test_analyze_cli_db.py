@@ -115,3 +115,16 @@ def test_report_of_the_platform_database(url: str, tmp_path: Path) -> None:
     assert "匿名订单 5 笔" in html
     assert "全额退货（净额为零）: 1" in html
     assert "<script" not in html and "src=" not in html and "href=" not in html
+
+
+def test_the_platform_database_url_is_the_default_source(url: str) -> None:
+    env = {"LOYALIST_ANALYTICS_DATABASE_URL": None, "LOYALIST_DATABASE_URL": url}
+    result = runner.invoke(app, ["analyze", "kpis", "--json"], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert_same_json(json.loads(result.stdout), analyze_kpis(read_database(url)))
+    none = {"LOYALIST_ANALYTICS_DATABASE_URL": None, "LOYALIST_DATABASE_URL": None}
+    result = runner.invoke(app, ["analyze", "kpis", "--json"], env=none)
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"]["message"] == (
+        "give --input FILE or --database-url URL (or set LOYALIST_DATABASE_URL)"
+    )

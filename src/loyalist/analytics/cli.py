@@ -9,6 +9,7 @@ as ``{"error": ...}``) with exit status 2.
 
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,8 +89,9 @@ SOURCE_PARAMS: list[inspect.Parameter] = [
             str | None,
             typer.Option(
                 "--database-url",
-                help="SQLAlchemy URL; reads the platform's orders unless --query/--table.",
-                envvar="LOYALIST_ANALYTICS_DATABASE_URL",
+                help="SQLAlchemy URL; reads the platform's orders unless --query/--table. "
+                "Without --input or --database-url: $LOYALIST_ANALYTICS_DATABASE_URL, "
+                "then $LOYALIST_DATABASE_URL.",
             ),
         ],
     ),
@@ -262,8 +264,16 @@ def load_source(
         read_transactions,
     )
 
-    if (input is None) == (database_url is None):
+    if input is not None and database_url is not None:
         raise InputError("give exactly one of --input FILE or --database-url URL")
+    if input is None and database_url is None:
+        database_url = os.environ.get("LOYALIST_ANALYTICS_DATABASE_URL") or os.environ.get(
+            "LOYALIST_DATABASE_URL"
+        )
+        if not database_url:
+            raise InputError(
+                "give --input FILE or --database-url URL (or set LOYALIST_DATABASE_URL)"
+            )
     if database_url is not None:
         platform = query is None and table is None
         return read_database(
