@@ -55,11 +55,13 @@ def dashboard_charts(
     sales_split = {
         "color": PALETTE,
         "tooltip": {"trigger": "item"},
+        "legend": {"top": 0},
         "series": [
             {
                 "type": "pie",
-                "radius": ["45%", "70%"],
-                "label": {"show": True},
+                "radius": ["42%", "66%"],
+                "center": ["50%", "56%"],
+                "label": {"show": False},
                 "data": [
                     {"name": member, "value": _yuan(d.member_sales_minor)},
                     {"name": non_member, "value": _yuan(d.non_member_sales_minor)},
@@ -74,7 +76,7 @@ def dashboard_charts(
         "xAxis": {
             "type": "category",
             "data": [_("Issued"), _("Activated"), _("Redeemed"), _("Expired")],
-            "axisLabel": {"interval": 0},
+            "axisLabel": {"interval": 0, "fontSize": 11, "width": 48, "overflow": "break"},
         },
         "yAxis": {"type": "value"},
         "series": [

@@ -6,7 +6,7 @@ import json
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,13 @@ class Fmt:
         if isinstance(value, datetime):
             value = value.astimezone(self.tz).date()
         return str(format_date(value, format="medium", locale=_babel(self.locale)))
+
+    def last_day(self, value: datetime | None) -> str:
+        """The last local day before ``value``: an expiry at 00:00 on 1 January shows as
+        31 December, the last day the points can be used."""
+        if value is None:
+            return "—"
+        return self.day(value.astimezone(self.tz) - timedelta(microseconds=1))
 
     def local(self, value: datetime) -> datetime:
         return value.astimezone(self.tz)
