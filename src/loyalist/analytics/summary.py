@@ -18,12 +18,11 @@ import datetime as dt
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from loyalist.analytics._typing import IntArray
 from loyalist.analytics.errors import InputError
 from loyalist.analytics.io import Transactions
+from loyalist.analytics.models._base import dictionary_codes, first_rows
 
 UNITS: dict[str, float] = {
     "D": 1.0,
@@ -97,23 +96,13 @@ def _customer_codes(ids: pl.Series) -> tuple[IntArray, IntArray]:
     collision (if there ever is one the ids themselves are encoded instead, more slowly).
     """
     h1 = ids.hash(seed=0).to_numpy()
-    codes = np.asarray(pc.dictionary_encode(pa.array(h1)).indices, dtype=np.int64)
-    first_row = _first_rows(codes)
+    codes = dictionary_codes(h1)
+    first_row = first_rows(codes)
     h2 = ids.hash(seed=1_234_567).to_numpy()
     if np.any(h2 != h2[first_row][codes]):
-        codes = np.asarray(pc.dictionary_encode(ids.to_arrow()).indices, dtype=np.int64)
-        first_row = _first_rows(codes)
+        codes = dictionary_codes(ids)
+        first_row = first_rows(codes)
     return codes, first_row
-
-
-def _first_rows(codes: IntArray) -> IntArray:
-    """Codes numbered by first appearance: code k first appears where the running maximum
-    first reaches k."""
-    running = np.maximum.accumulate(codes)
-    starts = np.flatnonzero(running[1:] != running[:-1]) + 1
-    first_row = np.concatenate(([0], starts)).astype(np.int64)
-    assert first_row.shape[0] == int(running[-1]) + 1
-    return first_row
 
 
 def summarise(

@@ -270,3 +270,20 @@ def test_invalid_summaries_name_the_rows() -> None:
         ParetoNBD.fit([-1, 2], [0.0, 1.0], [5.0, 8.0])
     with pytest.raises(InputError, match="positive mean transaction value"):
         GammaGamma.fit([1, 2], [10.0, 0.0])
+
+
+def test_compression_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loyalist.analytics.models import _base
+
+    x = np.array([1.0, 0.0, 1.0, 2.0, 0.0, -0.0])
+    t_x = np.array([3.0, 0.0, 3.0, 4.0, 0.0, 0.0])
+    big_t = np.array([5.0, 6.0, 5.0, 6.0, 6.0, 6.0])
+    fast = _base.compress(x, t_x, big_t)
+    monkeypatch.setattr(_base, "_row_hash", lambda cols: np.zeros(cols[0].shape[0], np.uint64))
+    exact = _base.compress(x, t_x, big_t)
+    for comp in (fast, exact):
+        rows = {
+            tuple(float(c[i]) for c in comp.columns): float(comp.weights[i])
+            for i in range(comp.n_rows)
+        }
+        assert rows == {(1.0, 3.0, 5.0): 2.0, (0.0, 0.0, 6.0): 3.0, (2.0, 4.0, 6.0): 1.0}

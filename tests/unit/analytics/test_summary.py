@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from loyalist.analytics.errors import InputError
 from loyalist.analytics.io import LoadReport, Transactions
-from loyalist.analytics.summary import _first_rows, calibration_holdout, summarise
+from loyalist.analytics.models._base import first_rows
+from loyalist.analytics.summary import calibration_holdout, summarise
 
 
 def _tx(rows: list[tuple[str, dt.datetime, float]]) -> Transactions:
@@ -87,7 +88,7 @@ def test_nothing_before_the_end_is_an_error() -> None:
 
 def test_first_rows_of_codes_numbered_by_first_appearance() -> None:
     codes = np.array([0, 1, 0, 2, 1, 3, 3, 0], dtype=np.int64)
-    assert _first_rows(codes).tolist() == [0, 1, 3, 5]
+    assert first_rows(codes).tolist() == [0, 1, 3, 5]
 
 
 def _reference(rows: list[tuple[str, int, float]], end: int) -> dict[str, tuple[float, ...]]:
@@ -157,3 +158,22 @@ def test_calibration_holdout_counts_purchase_days_after_the_calibration() -> Non
     assert rows["A"]["monetary_value_holdout"] == pytest.approx(15.0)
     assert rows["B"]["frequency_holdout"] == 0
     assert rows["A"]["duration_holdout"] == pytest.approx(7.0)
+
+
+def test_a_hash_collision_between_customers_is_detected_and_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a hash under which every customer id collides
+    real_hash = pl.Series.hash
+
+    def colliding(self: pl.Series, seed: int = 0, *args: object, **kwargs: object) -> pl.Series:
+        out = real_hash(self, seed, *args, **kwargs)  # type: ignore[arg-type]
+        return out * 0 if seed == 0 else out
+
+    tx = _tx([("A", at(0), 1.0), ("B", at(1), 2.0), ("A", at(3), 4.0), ("B", at(1, 18), 8.0)])
+    expected = summarise(tx, unit="D").to_dicts()
+    monkeypatch.setattr(pl.Series, "hash", colliding)
+    # when summarised, then the customers are still told apart
+    assert summarise(tx, unit="D").to_dicts() == expected
+    assert [r["customer_id"] for r in expected] == ["A", "B"]
+    assert [r["frequency"] for r in expected] == [1, 0]

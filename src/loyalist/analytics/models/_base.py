@@ -17,9 +17,12 @@ from typing import TypeVar
 
 import numpy as np
 import polars as pl
+import pyarrow.compute as pc
+from numpy.typing import NDArray
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from loyalist.analytics._typing import FloatArray
+from loyalist.analytics._typing import FloatArray, IntArray
 
 Objective = Callable[[FloatArray], tuple[float, FloatArray]]
 
@@ -126,25 +129,79 @@ class Compressed:
         return float(self.weights.sum())
 
 
+_MIX = (
+    np.uint64(0x9E3779B97F4A7C15),
+    np.uint64(0xC2B2AE3D27D4EB4F),
+    np.uint64(0x165667B19E3779F9),
+    np.uint64(0x27D4EB2F165667C5),
+)
+
+
+def _row_hash(columns: Sequence[FloatArray]) -> NDArray[np.uint64]:
+    """A 64-bit hash of each row of float columns (bits mixed with odd multipliers and a
+    splitmix64 finaliser)."""
+    h = np.zeros(columns[0].shape[0], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i, col in enumerate(columns):
+            bits = np.ascontiguousarray(col, dtype=np.float64).view(np.uint64)
+            h ^= bits * _MIX[i % len(_MIX)]
+            h = (h ^ (h >> np.uint64(31))) * _MIX[(i + 1) % len(_MIX)]
+        h ^= h >> np.uint64(29)
+    return h
+
+
+def dictionary_codes(values: NDArray[np.uint64] | pl.Series) -> IntArray:
+    """Codes 0, 1, ... of the distinct values, numbered in order of first appearance
+    (an Arrow hash table; going through Polars keeps pyarrow from importing pandas)."""
+    series = values if isinstance(values, pl.Series) else pl.Series(values)
+    encoded = pc.dictionary_encode(series.to_arrow())
+    indices = pl.from_arrow(encoded.indices)
+    assert isinstance(indices, pl.Series)
+    return indices.to_numpy().astype(np.int64)
+
+
+def first_rows(codes: IntArray) -> IntArray:
+    """For codes numbered 0, 1, ... in order of first appearance, the row where each first
+    appears (where the running maximum first reaches it)."""
+    running = np.maximum.accumulate(codes)
+    starts = np.flatnonzero(running[1:] != running[:-1]) + 1
+    rows = np.concatenate(([0], starts)).astype(np.int64)
+    assert rows.shape[0] == int(running[-1]) + 1
+    return rows
+
+
 def compress(*columns: FloatArray, weights: FloatArray | None = None) -> Compressed:
-    """Collapse identical rows of ``columns`` into one row with a weight (customer count)."""
-    names = [f"c{i}" for i in range(len(columns))]
-    frame = pl.DataFrame(
-        {
-            name: np.ascontiguousarray(col, dtype=np.float64)
-            for name, col in zip(names, columns, strict=True)
-        }
+    """Collapse identical rows of ``columns`` into one row with a weight (customer count).
+
+    Rows are hashed and grouped by hash (in hash order, so a fit is reproducible); every
+    row is then compared with the first row of its group, so a hash collision cannot merge
+    different rows (if one ever happens the rows are grouped exactly, more slowly, by
+    Polars).
+    """
+    cols = [np.ascontiguousarray(c, dtype=np.float64) for c in columns]
+    n = cols[0].shape[0]
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if n == 0:
+        return Compressed(columns=tuple(cols), weights=w)
+    # -0.0 and 0.0 are equal values with different bits
+    cols = [c + 0.0 if np.any(np.signbit(c) & (c == 0)) else c for c in cols]
+    _, first, codes = np.unique(_row_hash(cols), return_index=True, return_inverse=True)
+    if any(np.any(c[first][codes] != c) for c in cols):
+        return _compress_exact(cols, w)
+    return Compressed(
+        columns=tuple(c[first] for c in cols),
+        weights=np.bincount(codes, weights=w, minlength=first.shape[0]).astype(np.float64),
     )
-    if weights is None:
-        frame = frame.with_columns(pl.lit(1.0, dtype=pl.Float64).alias("_w"))
-    else:
-        frame = frame.with_columns(pl.Series("_w", np.asarray(weights, dtype=np.float64)))
-    grouped = frame.group_by(names).agg(pl.col("_w").sum())
-    # A fixed order keeps fits bit-for-bit reproducible across runs.
-    grouped = grouped.sort(names)
-    cols = tuple(grouped[name].to_numpy().astype(np.float64, copy=False) for name in names)
-    w = grouped["_w"].to_numpy().astype(np.float64, copy=False)
-    return Compressed(columns=cols, weights=w)
+
+
+def _compress_exact(cols: Sequence[FloatArray], w: FloatArray) -> Compressed:
+    names = [f"c{i}" for i in range(len(cols))]
+    frame = pl.DataFrame(dict(zip(names, cols, strict=True))).with_columns(pl.Series("_w", w))
+    grouped = frame.group_by(names, maintain_order=True).agg(pl.col("_w").sum())
+    return Compressed(
+        columns=tuple(grouped[name].to_numpy().astype(np.float64, copy=False) for name in names),
+        weights=grouped["_w"].to_numpy().astype(np.float64, copy=False),
+    )
 
 
 def subsample(data: Compressed, rows: int, seed: int = 12345) -> Compressed:
@@ -212,14 +269,17 @@ def maximise(
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(names)
     reason = ""
     try:
-        res = minimize(
-            objective,
-            start,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-9, "maxcor": 20},
-        )
+        # L-BFGS-B's small matrix products go to BLAS, whose threads wait on one another
+        # for milliseconds per iteration on a busy machine: one thread is faster here.
+        with threadpool_limits(limits=1, user_api="blas"):
+            res = minimize(
+                objective,
+                start,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-9, "maxcor": 20},
+            )
     except (FloatingPointError, ValueError, ArithmeticError) as exc:
         report = ConvergenceReport(
             converged=False,

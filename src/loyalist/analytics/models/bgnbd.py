@@ -62,16 +62,24 @@ def check_rft(x: FloatArray, t_x: FloatArray, big_t: FloatArray) -> None:
 
 @dataclass(frozen=True)
 class _Data:
-    """Compressed data split into the parts the likelihood needs."""
+    """Compressed data split into the parts the likelihood needs.
+
+    Observation lengths and recencies take few distinct values in real data (whole days),
+    so logarithms and reciprocals are computed once per distinct value and gathered, and
+    sums of terms that depend on T alone are taken over the distinct values.
+    """
 
     # rows with x > 0
     x: FloatArray
-    t_x: FloatArray
-    big_t: FloatArray
     w: FloatArray
-    wxp: FloatArray  # w * x
-    xp_idx: IntArray  # index of each row's x in ``uxp``
+    ix: IntArray  # index of the row's x in ``uxp``
+    it: IntArray  # index of the row's T in ``ut``
+    itx: IntArray  # index of the row's t_x in ``utx``
     uxp: FloatArray  # distinct x > 0
+    ut: FloatArray  # distinct T of repeat buyers
+    w_t: FloatArray  # total weight per distinct T
+    wx_t: FloatArray  # total weight * x per distinct T
+    utx: FloatArray  # distinct t_x
     # rows with x == 0 (t_x == 0): only T matters
     t0: FloatArray
     w0: FloatArray
@@ -80,31 +88,44 @@ class _Data:
     wx: FloatArray
     n_total: float
     n_rows: int
+    buffers: tuple[FloatArray, ...] = ()
+
+
+def _distinct(values: FloatArray) -> tuple[FloatArray, IntArray]:
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return uniq, inverse.astype(np.intp)
 
 
 def _prepare(comp: Compressed) -> _Data:
     x, t_x, big_t = comp.columns
     w = comp.weights
     pos = x > 0
-    ux, inv = np.unique(x, return_inverse=True)
+    ux, inv = _distinct(x)
     wx = np.bincount(inv, weights=w, minlength=ux.shape[0]).astype(np.float64)
     xp = np.ascontiguousarray(x[pos])
     wp = np.ascontiguousarray(w[pos])
     uxp = ux[ux > 0]
+    ut, it = _distinct(big_t[pos])
+    utx, itx = _distinct(t_x[pos])
+    t0, i0 = _distinct(big_t[~pos])
     return _Data(
         x=xp,
-        t_x=np.ascontiguousarray(t_x[pos]),
-        big_t=np.ascontiguousarray(big_t[pos]),
         w=wp,
-        wxp=wp * xp,
-        xp_idx=np.searchsorted(uxp, xp).astype(np.int64),
+        ix=np.searchsorted(uxp, xp).astype(np.intp),
+        it=it,
+        itx=itx,
         uxp=uxp,
-        t0=big_t[~pos],
-        w0=w[~pos],
+        ut=ut,
+        w_t=np.bincount(it, weights=wp, minlength=ut.shape[0]).astype(np.float64),
+        wx_t=np.bincount(it, weights=wp * xp, minlength=ut.shape[0]).astype(np.float64),
+        utx=utx,
+        t0=t0,
+        w0=np.bincount(i0, weights=w[~pos], minlength=t0.shape[0]).astype(np.float64),
         ux=ux,
         wx=wx,
         n_total=float(w.sum()),
         n_rows=comp.n_rows,
+        buffers=tuple(np.empty(xp.shape[0]) for _ in range(6)),
     )
 
 
@@ -144,21 +165,46 @@ def _negloglik(log_params: FloatArray, d: _Data) -> tuple[float, FloatArray]:
 
     # x > 0 rows: -(r+x) log(alpha+T) + softplus(D).
     if d.x.size:
-        w = d.w
-        inv_at = 1.0 / (alpha + d.big_t)
-        inv_atx = 1.0 / (alpha + d.t_x)
-        lat = np.log(alpha + d.big_t)
-        dl = lat - np.log(alpha + d.t_x)  # log((alpha+T)/(alpha+t_x)) >= 0
-        rx = r + d.x
-        log_bx1 = np.log(b + d.uxp - 1.0)
-        diff = (math.log(a) - log_bx1)[d.xp_idx] + rx * dl
-        sw_lat = dot(w, lat)
-        ll += dot(w, np.logaddexp(0.0, diff)) - r * sw_lat - dot(d.wxp, lat)
-        ww4 = w * expit(diff)
-        g_r += dot(ww4, dl) - sw_lat
-        g_alpha += dot(ww4 * rx, inv_at - inv_atx) - r * dot(w, inv_at) - dot(d.wxp, inv_at)
-        g_a += float(ww4.sum()) / a
-        g_b -= dot(ww4, (1.0 / (b + d.uxp - 1.0))[d.xp_idx])
+        lat_u = np.log(alpha + d.ut)
+        inv_at_u = 1.0 / (alpha + d.ut)
+        latx_u = np.log(alpha + d.utx)
+        inv_atx_u = 1.0 / (alpha + d.utx)
+        # sums over rows of terms in T alone, taken over the distinct T
+        s_lat = dot(d.w_t, lat_u)
+        ll -= r * s_lat + dot(d.wx_t, lat_u)
+        g_r -= s_lat
+        g_alpha -= r * dot(d.w_t, inv_at_u) + dot(d.wx_t, inv_at_u)
+        # per-row terms, computed in preallocated buffers (fresh temporaries of this size
+        # cost page faults that take as long as the arithmetic)
+        b1, b2, b3, b4, b5, b6 = d.buffers
+        np.take(lat_u, d.it, out=b1)
+        np.take(latx_u, d.itx, out=b2)
+        np.subtract(b1, b2, out=b1)  # dl = log((alpha+T)/(alpha+t_x)) >= 0
+        np.add(d.x, r, out=b4)  # r + x
+        np.multiply(b4, b1, out=b3)
+        np.take(math.log(a) - np.log(b + d.uxp - 1.0), d.ix, out=b2)
+        np.add(b2, b3, out=b2)  # D
+        # softplus(D) = max(D, 0) + log1p(e), expit(D) = [1 or e] / (1 + e), e = exp(-|D|)
+        np.abs(b2, out=b3)
+        np.negative(b3, out=b3)
+        np.exp(b3, out=b3)
+        np.log1p(b3, out=b5)
+        np.maximum(b2, 0.0, out=b6)
+        np.add(b5, b6, out=b5)
+        ll += dot(d.w, b5)
+        np.add(b3, 1.0, out=b6)
+        np.copyto(b3, 1.0, where=b2 >= 0.0)
+        np.divide(b3, b6, out=b3)
+        np.multiply(d.w, b3, out=b3)  # weight * P(dropped out after t_x)
+        g_r += dot(b3, b1)
+        np.take(inv_at_u, d.it, out=b5)
+        np.take(inv_atx_u, d.itx, out=b6)
+        np.subtract(b5, b6, out=b5)
+        np.multiply(b3, b4, out=b6)
+        g_alpha += dot(b6, b5)
+        g_a += float(b3.sum()) / a
+        np.take(1.0 / (b + d.uxp - 1.0), d.ix, out=b5)
+        g_b -= dot(b3, b5)
 
     grad = np.array([g_r * r, g_alpha * alpha, g_a * a, g_b * b], dtype=np.float64)
     if not math.isfinite(ll):
@@ -168,7 +214,7 @@ def _negloglik(log_params: FloatArray, d: _Data) -> tuple[float, FloatArray]:
 
 def _start(d: _Data) -> FloatArray:
     total_x = dot(d.wx, d.ux)
-    total_t = dot(d.w, d.big_t) + dot(d.w0, d.t0)
+    total_t = dot(d.w_t, d.ut) + dot(d.w0, d.t0)
     rate = max(total_x / max(total_t, 1e-12), 1e-6)
     return np.log(np.array([1.0, 1.0 / rate, 1.0, 3.0], dtype=np.float64))
 
