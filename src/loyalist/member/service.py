@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,7 +111,9 @@ def create(session: Session, actor: Actor, data: MemberCreate) -> Joined:
     now = utcnow()
     base_tier = programme.tiers.levels[0].code
     m = Member(
-        member_no="",
+        # A placeholder until the id is known; unique, so that concurrent joins never wait
+        # on each other in the unique index (an empty string made them queue on PostgreSQL).
+        member_no="~" + uuid.uuid4().hex[:30],
         external_id=data.external_id,
         phone=phone,
         email=email,
