@@ -82,6 +82,27 @@ def test_every_analysis_of_the_platform_database_matches_the_api(url: str) -> No
     kpis = cli_json("kpis", *db, "--start", "2026-03-01", "--end", "2026-05-31")
     assert_same_json(kpis, analyze_kpis(tx, start="2026-03-01", end="2026-05-31"))
     assert kpis["non_members"]["orders"] == 2.0  # anonymous orders of 03-26 and 04-15
+    sz1 = cli_json(
+        "kpis",
+        *db,
+        "--start",
+        "2026-03-01",
+        "--end",
+        "2026-05-31",
+        "--where",
+        "store=sz1",
+        "--where",
+        "channel=pos",
+    )
+    assert_same_json(
+        sz1,
+        analyze_kpis(
+            tx, start="2026-03-01", end="2026-05-31", where={"store": "sz1", "channel": "pos"}
+        ),
+    )
+    assert sz1["where"] == {"store": "sz1", "channel": "pos"}
+    assert 0 < sz1["overall"]["orders"] < kpis["overall"]["orders"]
+    assert sz1["non_members"]["orders"] == 0.0  # the anonymous orders were at sh1
     clv = cli_json("clv", *db, "--unit", "D")
     expected, _ = analyze_clv(tx, unit="D")
     assert_same_json(without_timings(clv), without_timings(expected))

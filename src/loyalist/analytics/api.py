@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -98,6 +98,7 @@ def analyze_kpis(
     start: DateLike | None = None,
     end: DateLike | None = None,
     segment: str | None = None,
+    where: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     customers: list[str] | None = None
     if segment is not None:
@@ -107,7 +108,7 @@ def analyze_kpis(
         scores = rfm_scores(tx, e)
         customers = scores.filter(pl.col("segment") == segment)["customer_id"].to_list()
         end = e
-    rep = compute_kpis(tx, start, end, customers=customers, segment_name=segment)
+    rep = compute_kpis(tx, start, end, customers=customers, segment_name=segment, where=where)
     return as_json_dict({"load": tx.report.to_dict(), **rep.to_dict()})
 
 

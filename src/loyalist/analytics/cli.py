@@ -545,6 +545,10 @@ def kpis_command(
     segment: Annotated[
         str | None, typer.Option(help="Restrict to an RFM segment (as of --end).")
     ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(help="Only orders with store=CODE, channel=NAME or tier=CODE (repeatable)."),
+    ] = None,
     lang: LangOpt = "en",
     as_json: JsonOpt = False,
 ) -> None:
@@ -553,7 +557,13 @@ def kpis_command(
     from loyalist.analytics.kpis import KPI_NAMES
 
     _check_lang(lang)
-    data = api.analyze_kpis(tx, start=start, end=end, segment=segment)
+    filters: dict[str, str] = {}
+    for item in where or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"bad --where {item!r}: use column=value, e.g. store=sh1")
+        filters[key.strip()] = value.strip()
+    data = api.analyze_kpis(tx, start=start, end=end, segment=segment, where=filters or None)
     if as_json:
         emit_json(data)
         return
@@ -561,6 +571,8 @@ def kpis_command(
     title = f"KPIs {data['start']} – {data['end']}"
     if segment:
         title += f" · {segment_label(segment, lang)}"
+    for key, value in filters.items():
+        title += f" · {key} = {value}"
     table = Table(title=title)
     table.add_column("KPI")
     table.add_column("All", justify="right")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -55,6 +55,9 @@ KPI_NAMES: tuple[str, ...] = (
     "top_20pct_revenue_share",
 )
 
+#: Order attributes KPIs can be restricted to.
+FILTER_COLUMNS = frozenset({"store", "channel", "tier"})
+
 #: KPIs that count identified customers (nan for a group of anonymous orders only).
 CUSTOMER_KPIS = frozenset(KPI_NAMES) - {
     "orders",
@@ -73,12 +76,14 @@ class KPIReport:
     non_members: dict[str, float] | None = None
     segment: str | None = None
     anonymous_orders: int = 0
+    where: Mapping[str, str] | None = None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "segment": self.segment,
+            "where": dict(self.where) if self.where else None,
             "anonymous_orders": self.anonymous_orders,
             "overall": self.overall,
         }
@@ -174,19 +179,28 @@ def compute_kpis(
     *,
     customers: Collection[str] | None = None,
     segment_name: str | None = None,
+    where: Mapping[str, str] | None = None,
 ) -> KPIReport:
     """KPIs for [start, end] (default: the 30 days ending on the last day of data).
 
     ``customers`` restricts everything to those customer ids (e.g. an RFM segment, named in
     ``segment_name`` for the report; anonymous orders are then left out).  When the data
     carry a member flag, the same KPIs are computed for members and non-members separately.
+
+    ``where`` keeps only the orders whose ``store``, ``channel`` or ``tier`` has the given
+    value (e.g. ``{"store": "sh1"}``): every KPI, including churn, then describes that
+    store, channel or tier.
     """
     frame = tx.frame
     anonymous = tx.anonymous if tx.anonymous is not None and tx.anonymous.height else None
-    everything = pl.concat(
-        [frame.select("occurred_at", "amount")]
-        + ([anonymous.select("occurred_at", "amount")] if anonymous is not None else [])
-    )
+
+    def stamps(f: pl.DataFrame, a: pl.DataFrame | None) -> pl.DataFrame:
+        parts = [f.select("occurred_at", "amount")]
+        if a is not None:
+            parts.append(a.select("occurred_at", "amount"))
+        return pl.concat(parts)
+
+    everything = stamps(frame, anonymous)
     if everything.height == 0:
         raise InputError("no transactions")
     e = to_date(end, "end") if end else _day(everything["occurred_at"].max())
@@ -195,6 +209,19 @@ def compute_kpis(
         raise InputError("KPI period start is after its end")
     if e < _day(everything["occurred_at"].min()):
         raise InputError("the KPI period ends before the first transaction")
+    for column, value in (where or {}).items():
+        if column not in FILTER_COLUMNS:
+            raise InputError(
+                f"cannot filter on {column!r}: use one of {', '.join(sorted(FILTER_COLUMNS))}"
+            )
+        if column not in frame.columns:
+            raise InputError(f"the data have no {column!r} column to filter on")
+        frame = frame.filter(pl.col(column) == value)
+        if anonymous is not None and column in anonymous.columns:
+            anonymous = anonymous.filter(pl.col(column) == value)
+        if frame.height == 0 and (anonymous is None or anonymous.height == 0):
+            raise InputError(f"no orders with {column} = {value!r}")
+        everything = stamps(frame, anonymous)
     lo, hi = _bounds(s, e)
     total_revenue = float(_within(everything, lo, hi)["amount"].sum())
     if customers is not None:
@@ -216,4 +243,5 @@ def compute_kpis(
         non_members=non_members,
         segment=segment_name,
         anonymous_orders=n_anon,
+        where=dict(where) if where else None,
     )

@@ -89,6 +89,7 @@ def test_kpis_output_and_segment_filter(tx: Transactions) -> None:
         "start",
         "end",
         "segment",
+        "where",
         "anonymous_orders",
         "overall",
         "members",

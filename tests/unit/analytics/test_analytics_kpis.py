@@ -102,6 +102,7 @@ def test_members_versus_non_members(tx: Transactions) -> None:
         "start",
         "end",
         "segment",
+        "where",
         "anonymous_orders",
         "overall",
         "members",
@@ -176,3 +177,38 @@ def test_invalid_periods_are_refused(tx: Transactions) -> None:
 def test_every_kpi_has_a_label_and_a_definition_in_both_languages() -> None:
     for name in KPI_NAMES:
         assert all(KPI_LABELS[name]) and all(KPI_DEFINITIONS[name]), name
+
+
+def test_kpis_of_one_store_or_channel() -> None:
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "b", "c", None],
+            "occurred_at": [
+                "2024-02-10",  # previous period, store s1
+                "2024-03-05",  # s2
+                "2024-02-20",  # previous period, s1
+                "2024-03-06",  # s1
+                "2024-03-07",  # s1
+                "2024-03-08",  # anonymous, s1
+            ],
+            "amount": [10.0, 20.0, 30.0, 40.0, 50.0, 5.0],
+            "store": ["s1", "s2", "s1", "s1", "s1", "s1"],
+            "channel": ["pos", "app", "pos", "pos", "app", "pos"],
+        }
+    )
+    tx = normalise(frame, ColumnMap(store="store", channel="channel"), anonymous=True)
+    s1 = compute_kpis(tx, *MARCH, where={"store": "s1"})
+    assert s1.where == {"store": "s1"}
+    assert s1.to_dict()["where"] == {"store": "s1"}
+    o = s1.overall
+    assert (o["active_customers"], o["orders"], o["revenue"]) == (2.0, 3.0, 95.0)  # b, c + anon
+    assert o["new_customers"] == 1.0  # c; b bought at s1 in February
+    assert o["churn_rate"] == 0.5  # a bought at s1 in February, not in March (s2 only)
+    pos = compute_kpis(tx, *MARCH, where={"store": "s1", "channel": "pos"})
+    assert (pos.overall["orders"], pos.overall["revenue"]) == (2.0, 45.0)
+    with pytest.raises(InputError, match="cannot filter on 'city'"):
+        compute_kpis(tx, *MARCH, where={"city": "sh"})
+    with pytest.raises(InputError, match="no 'tier' column"):
+        compute_kpis(tx, *MARCH, where={"tier": "gold"})
+    with pytest.raises(InputError, match="no orders with store = 's9'"):
+        compute_kpis(tx, *MARCH, where={"store": "s9"})
