@@ -1,0 +1,458 @@
+"""Every console route and action × every role × an object in the role's scope and one out
+of it, through the real login. Out-of-scope reads are 404, forbidden actions 403, and a
+refusal writes nothing (every table's row count and the state an action could change are
+compared before and after). Routes are enumerated from the console's router: a route
+without an entry in MATRIX fails ``test_every_console_route_has_a_matrix_entry``.
+
+Roles and their users (tests.console.USERS); every scoped role sees store sh1 and not sz1:
+  hq_admin → admin (HQ)          regional_manager → east.manager (east: sh1, sh2)
+  store_staff → sh1.staff (sh1)  service_agent → east.agent (east)   analyst → east.analyst
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from tests.console import PASSWORD, console_client, login, make_users
+from tests.itest import counts
+from tests.support import order_payload
+
+from loyalist.admin.endpoints import router
+from loyalist.admin.web import LOGIN_CSRF_COOKIE
+from loyalist.approval import service as approvals
+from loyalist.kit.actor import SYSTEM
+from loyalist.kit.db import Database
+from loyalist.member import service as members
+from loyalist.member.schemas import MemberCreate
+from loyalist.models import (
+    AdjustmentRequest,
+    Member,
+    MemberTag,
+    PointsAccount,
+    ProgrammeVersion,
+    Redemption,
+    StaffSession,
+    StaffUser,
+)
+from loyalist.order import service as orders
+from loyalist.order.schemas import OrderCreate
+from loyalist.programme import service as programmes
+from loyalist.reward import service as rewards
+from loyalist.reward.schemas import RedemptionCreate
+from loyalist.staff import service as staff
+
+ROLE_USER = {
+    "hq_admin": "admin",
+    "regional_manager": "east.manager",
+    "store_staff": "sh1.staff",
+    "service_agent": "east.agent",
+    "analyst": "east.analyst",
+}
+ROLES = tuple(ROLE_USER)
+ALL = frozenset(ROLES)
+HQ = frozenset({"hq_admin"})
+SCOPES = ("in", "out")  # an object in sh1 (in every role's scope) / in sz1 (only HQ's)
+
+
+# ── the shop ───────────────────────────────────────────────────────────────────────────
+@dataclass
+class Shop:
+    member: dict[str, int] = field(default_factory=dict)  # scope → member id
+    member_no: dict[str, str] = field(default_factory=dict)
+    phone: dict[str, str] = field(default_factory=dict)
+    order: dict[str, int] = field(default_factory=dict)
+    order_ext: dict[str, str] = field(default_factory=dict)
+    # (role, scope) → a redemption that role may try to cancel
+    redemption: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (role, scope, decision) → a pending request (filed by admin2) that role may decide
+    request: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+
+def seed(db: Database) -> Shop:
+    make_users(db)
+    shop = Shop()
+    with db.transaction() as s:
+        admin2 = staff.actor_for(s, staff.get_by_login(s, "admin2"))
+        for scope, store, phone in [("in", "sh1", "13671829354"), ("out", "sz1", "13681726354")]:
+            m = members.create(
+                s, SYSTEM, MemberCreate(phone=phone, name=f"会员{scope}", home_store=store)
+            ).member
+            shop.member[scope], shop.member_no[scope], shop.phone[scope] = (
+                m.id,
+                m.member_no,
+                phone,
+            )
+            members.adjust_points(s, SYSTEM, m.id, 50_000, "matrix seed")
+            rec = orders.record(
+                s,
+                SYSTEM,
+                OrderCreate.model_validate(order_payload(f"MX-{scope}", m.id, store=store)),
+            )
+            shop.order[scope], shop.order_ext[scope] = rec.order.id, f"MX-{scope}"
+            for role in ROLES:
+                r = rewards.redeem(
+                    s, SYSTEM, RedemptionCreate(member_id=m.id, reward="upsize", store=store)
+                )
+                shop.redemption[(role, scope)] = r.id
+                for decision in ("approve", "reject"):
+                    out = approvals.adjust(s, admin2, m.id, 6000, f"{role} {decision}")
+                    assert out.request is not None
+                    shop.request[(role, scope, decision)] = out.request.id
+    return shop
+
+
+def fingerprint(db: Database) -> dict[str, Any]:
+    """Row counts of every table and the state the console's actions change."""
+    with db.transaction() as s:
+        return {
+            "counts": counts(db),
+            "members": [
+                (m.id, m.name, m.city, m.phone, m.email, m.home_store_id, m.org_path)
+                for m in s.scalars(select(Member).order_by(Member.id))
+            ],
+            "tags": sorted((t.member_id, t.tag) for t in s.scalars(select(MemberTag))),
+            "points": [
+                (a.member_id, a.available, a.pending)
+                for a in s.scalars(select(PointsAccount).order_by(PointsAccount.member_id))
+            ],
+            "redemptions": [
+                (r.id, r.status) for r in s.scalars(select(Redemption).order_by(Redemption.id))
+            ],
+            "requests": [
+                (r.id, r.status, r.decided_by)
+                for r in s.scalars(select(AdjustmentRequest).order_by(AdjustmentRequest.id))
+            ],
+            "versions": [
+                v.version for v in s.scalars(select(ProgrammeVersion).order_by(ProgrammeVersion.id))
+            ],
+            "staff": [
+                (u.id, u.locale, u.password_hash, u.failed_logins)
+                for u in s.scalars(select(StaffUser).order_by(StaffUser.id))
+            ],
+            "sessions": [
+                (x.id, x.revoked_at is not None)
+                for x in s.scalars(select(StaffSession).order_by(StaffSession.id))
+            ],
+        }
+
+
+def business_state(fp: dict[str, Any]) -> dict[str, Any]:
+    """What a read must never change (bookkeeping — dashboard rollup, sessions — aside)."""
+    out = dict(fp)
+    out["counts"] = {k: v for k, v in fp["counts"].items() if not k.startswith("dashboard_")}
+    return out
+
+
+# ── the matrix ─────────────────────────────────────────────────────────────────────────
+Req = tuple[str, dict[str, str] | None]  # url, form (None: GET)
+
+
+@dataclass(frozen=True)
+class Case:
+    request: Callable[[Shop, str, str], Req]  # (shop, role, scope) → url, form
+    allowed: frozenset[str]  # roles whose action is permitted
+    ok: int  # the answer when permitted and in scope
+    scoped: bool = True  # False: the route has no object, the "out" variant is skipped
+    out: int = 404  # the answer to a permitted role for the out-of-scope variant
+    hidden: bool = False  # a list: out-of-scope rows must not be shown (checked on "in")
+    public: bool = False  # needs no session
+    writes: bool = False  # a permitted call changes state (else reads change nothing)
+
+
+def _publish_form(shop: Shop, role: str, scope: str) -> Req:
+    return "/admin/programme/edit", {"action": "publish", **PROGRAMME_FORM}
+
+
+PROGRAMME_FORM: dict[str, str] = {}  # filled per test from the active programme
+
+
+MATRIX: dict[tuple[str, str], Case] = {
+    ("GET", "/"): Case(lambda f, r, s: ("/", None), ALL, 303, scoped=False, public=True),
+    ("GET", "/admin"): Case(lambda f, r, s: ("/admin", None), ALL, 303, scoped=False),
+    ("GET", "/admin/static/{name}"): Case(
+        lambda f, r, s: ("/admin/static/admin.css", None), ALL, 200, scoped=False, public=True
+    ),
+    ("GET", "/admin/login"): Case(
+        lambda f, r, s: ("/admin/login", None), ALL, 200, scoped=False, public=True
+    ),
+    ("POST", "/admin/login"): Case(
+        lambda f, r, s: (
+            "/admin/login",
+            {"login": ROLE_USER[r], "password": PASSWORD, "csrf_token": "matrix-login"},
+        ),
+        ALL,
+        303,
+        scoped=False,
+        public=True,
+        writes=True,
+    ),
+    ("POST", "/admin/logout"): Case(
+        lambda f, r, s: ("/admin/logout", {}), ALL, 303, scoped=False, writes=True
+    ),
+    ("POST", "/admin/lang"): Case(
+        lambda f, r, s: ("/admin/lang", {"lang": "en", "next": "/admin/members"}),
+        ALL,
+        303,
+        scoped=False,
+        writes=True,
+    ),
+    ("GET", "/admin/password"): Case(
+        lambda f, r, s: ("/admin/password", None), ALL, 200, scoped=False
+    ),
+    ("POST", "/admin/password"): Case(
+        lambda f, r, s: (
+            "/admin/password",
+            {"current": PASSWORD, "new": "a-new-pass-2027", "confirm": "a-new-pass-2027"},
+        ),
+        ALL,
+        200,
+        scoped=False,
+        writes=True,
+    ),
+    ("GET", "/admin/dashboard"): Case(
+        lambda f, r, s: (f"/admin/dashboard?unit={'sh1' if s == 'in' else 'sz1'}", None),
+        ALL - {"service_agent"},
+        200,
+    ),
+    ("GET", "/admin/members"): Case(
+        lambda f, r, s: (f"/admin/members?phone={f.phone[s]}", None), ALL, 200, out=200
+    ),
+    ("GET", "/admin/members/{member_id}"): Case(
+        lambda f, r, s: (f"/admin/members/{f.member[s]}", None), ALL, 200
+    ),
+    ("POST", "/admin/members/{member_id}/adjust"): Case(
+        lambda f, r, s: (
+            f"/admin/members/{f.member[s]}/adjust",
+            {"points": "100", "reason": "matrix"},
+        ),
+        frozenset({"hq_admin", "regional_manager", "service_agent"}),
+        303,
+        writes=True,
+    ),
+    ("POST", "/admin/members/{member_id}/tags"): Case(
+        lambda f, r, s: (f"/admin/members/{f.member[s]}/tags", {"add": f"t-{r}"}),
+        ALL - {"analyst"},
+        303,
+        writes=True,
+    ),
+    ("POST", "/admin/members/{member_id}/edit"): Case(
+        lambda f, r, s: (f"/admin/members/{f.member[s]}/edit", {"city": f"city-{r}"}),
+        ALL - {"analyst"},
+        303,
+        writes=True,
+    ),
+    ("GET", "/admin/approvals"): Case(
+        lambda f, r, s: ("/admin/approvals", None),
+        frozenset({"hq_admin", "regional_manager"}),
+        200,
+        scoped=False,
+        hidden=True,
+    ),
+    ("POST", "/admin/approvals/{request_id}/{decision}"): Case(
+        lambda f, r, s: (f"/admin/approvals/{f.request[(r, s, 'approve')]}/approve", {}),
+        frozenset({"hq_admin", "regional_manager"}),
+        303,
+        writes=True,
+    ),
+    ("GET", "/admin/orders"): Case(
+        lambda f, r, s: (f"/admin/orders?store={'sh1' if s == 'in' else 'sz1'}", None),
+        ALL,
+        200,
+        hidden=True,
+    ),
+    ("GET", "/admin/orders/{order_id}"): Case(
+        lambda f, r, s: (f"/admin/orders/{f.order[s]}", None), ALL, 200
+    ),
+    ("GET", "/admin/redemptions"): Case(
+        lambda f, r, s: (f"/admin/redemptions?member={f.member[s]}", None),
+        ALL,
+        200,
+        out=200,
+        hidden=True,
+    ),
+    ("POST", "/admin/redemptions/{redemption_id}/cancel"): Case(
+        lambda f, r, s: (
+            f"/admin/redemptions/{f.redemption[(r, s)]}/cancel",
+            {"reason": "matrix"},
+        ),
+        frozenset({"hq_admin", "regional_manager", "service_agent"}),
+        303,
+        writes=True,
+    ),
+    ("GET", "/admin/programme"): Case(
+        lambda f, r, s: ("/admin/programme", None), ALL, 200, scoped=False
+    ),
+    ("GET", "/admin/programme/edit"): Case(
+        lambda f, r, s: ("/admin/programme/edit", None), ALL, 200, scoped=False
+    ),
+    ("POST", "/admin/programme/edit"): Case(_publish_form, HQ, 303, scoped=False, writes=True),
+    ("GET", "/admin/programme/versions"): Case(
+        lambda f, r, s: ("/admin/programme/versions", None), ALL, 200, scoped=False
+    ),
+    ("GET", "/admin/programme/versions/{number}"): Case(
+        lambda f, r, s: ("/admin/programme/versions/1", None), ALL, 200, scoped=False
+    ),
+    ("GET", "/admin/audit"): Case(lambda f, r, s: ("/admin/audit", None), HQ, 200, scoped=False),
+}
+# Actions the matrix drives through a second form of the same route.
+EXTRA: dict[str, tuple[tuple[str, str], Case]] = {
+    "approvals reject": (
+        ("POST", "/admin/approvals/{request_id}/{decision}"),
+        Case(
+            lambda f, r, s: (f"/admin/approvals/{f.request[(r, s, 'reject')]}/reject", {}),
+            frozenset({"hq_admin", "regional_manager"}),
+            303,
+            writes=True,
+        ),
+    ),
+    "programme preview": (
+        ("POST", "/admin/programme/edit"),
+        Case(
+            lambda f, r, s: (
+                "/admin/programme/edit",
+                {"action": "preview", **PROGRAMME_FORM, "sample_amount": "88"},
+            ),
+            ALL,
+            200,
+            scoped=False,
+        ),
+    ),
+    "dashboard of the role's own unit": (
+        ("GET", "/admin/dashboard"),
+        Case(
+            lambda f, r, s: ("/admin/dashboard", None),
+            ALL - {"service_agent"},
+            200,
+            scoped=False,
+        ),
+    ),
+    "members by an out-of-scope store": (
+        ("GET", "/admin/members"),
+        Case(
+            lambda f, r, s: (f"/admin/members?store={'sh1' if s == 'in' else 'sz1'}", None),
+            ALL,
+            200,
+            out=200,
+            hidden=True,
+        ),
+    ),
+}
+
+
+def _routes() -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for route in router.routes:
+        for method in getattr(route, "methods", set()) - {"HEAD"}:
+            out.add((method, route.path))  # type: ignore[attr-defined]
+    return out
+
+
+def test_every_console_route_has_a_matrix_entry() -> None:
+    assert set(MATRIX) == _routes()
+
+
+# ── running it ─────────────────────────────────────────────────────────────────────────
+def _fill_programme_form(db: Database) -> None:
+    with db.transaction() as s:
+        version, p = programmes.active(s)
+        doc = programmes.as_document(p)
+    doc["rewards"][0]["name"] += "（新）"
+
+    def dump(v: Any) -> str:
+        return yaml.safe_dump(v, allow_unicode=True, sort_keys=False)
+
+    PROGRAMME_FORM.clear()
+    PROGRAMME_FORM.update(
+        {
+            "base_version": str(version),
+            "tiers": dump(doc["tiers"]),
+            "rules": dump(doc["earning"]["rules"]),
+            "campaigns": dump(doc["earning"]["campaigns"]),
+            "expiry": dump(doc["points"]),
+            "rewards": dump(doc["rewards"]),
+        }
+    )
+
+
+def _call(c: TestClient, csrf: str | None, req: Req) -> Any:
+    url, form = req
+    if form is None:
+        return c.get(url, follow_redirects=False)
+    data = dict(form)
+    if csrf is not None and "csrf_token" not in data:
+        data["csrf_token"] = csrf
+    return c.post(url, data=data, follow_redirects=False)
+
+
+def _expected(case: Case, role: str, scope: str) -> int:
+    if role not in case.allowed:
+        return 403
+    if scope == "out" and role != "hq_admin":
+        return case.out
+    return case.ok
+
+
+def run_case(world: Any, shop: Shop, key: tuple[str, str], case: Case) -> None:
+    db = world.db
+    for role in ROLES:
+        for scope in SCOPES if case.scoped else ("in",):
+            want = _expected(case, role, scope)
+            with console_client(db) as c:
+                csrf = None
+                if case.public:
+                    c.cookies.set(LOGIN_CSRF_COOKIE, "matrix-login")
+                else:
+                    csrf = login(c, db, ROLE_USER[role])
+                before = fingerprint(db)
+                r = _call(c, csrf, case.request(shop, role, scope))
+                after = fingerprint(db)
+            where = (key, role, scope)
+            assert r.status_code == want, (where, r.status_code, r.text[:400])
+            if want in (403, 404):
+                assert after == before, (where, "a refusal wrote something")
+            elif not case.writes:
+                assert business_state(after) == business_state(before), (where, "a read wrote")
+            else:
+                assert after != before, (where, "a permitted action changed nothing")
+            if case.hidden and want == 200 and role != "hq_admin":
+                for secret in (shop.member_no["out"], shop.order_ext["out"], "会员out"):
+                    assert secret not in r.text, (where, secret)
+
+
+@pytest.fixture
+def shop(world: Any) -> Shop:
+    shop = seed(world.db)
+    _fill_programme_form(world.db)
+    return shop
+
+
+@pytest.mark.parametrize("key", sorted(MATRIX), ids=lambda k: f"{k[0]} {k[1]}")
+def test_route_by_role_and_scope(world: Any, shop: Shop, key: tuple[str, str]) -> None:
+    run_case(world, shop, key, MATRIX[key])
+
+
+@pytest.mark.parametrize("name", sorted(EXTRA))
+def test_second_forms_of_a_route(world: Any, shop: Shop, name: str) -> None:
+    key, case = EXTRA[name]
+    assert key in MATRIX
+    run_case(world, shop, key, case)
+
+
+def test_phone_numbers_are_masked_for_roles_that_may_not_see_them(world: Any, shop: Shop) -> None:
+    digits = shop.phone["in"][-8:]
+    for role in ROLES:
+        with console_client(world.db) as c:
+            login(c, world.db, ROLE_USER[role])
+            page = c.get(f"/admin/members/{shop.member['in']}").text
+            listing = c.get("/admin/members?q=会员in").text
+        assert shop.member_no["in"] in listing, role
+        sees = role in {"hq_admin", "regional_manager", "store_staff"}
+        assert (digits in page, digits in listing) == (sees, sees), role
+        if not sees:
+            assert "****" + digits[-4:] in page and "****" + digits[-4:] in listing, role
