@@ -337,7 +337,9 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
         member = session.get(Member, order.member_id)
         assert member is not None
         acct = ledger.lock(session, member.id, member.org_path)
-    session.refresh(order)
+    # Lock the order itself too (after the account, the order every writer takes them in):
+    # an anonymous order has no account, and two returns must not both see units left.
+    session.refresh(order, with_for_update=True)
     existing = session.scalar(
         select(OrderReturn).where(
             OrderReturn.order_id == order.id, OrderReturn.external_id == data.return_id
