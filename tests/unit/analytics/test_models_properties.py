@@ -268,8 +268,20 @@ def test_invalid_summaries_name_the_rows() -> None:
         BGNBD.fit([1, 2, 0], [1.0, 9.0, 0.0], [5.0, 8.0, 3.0])
     with pytest.raises(InputError, match=r"frequency is negative \(rows 1;"):
         ParetoNBD.fit([-1, 2], [0.0, 1.0], [5.0, 8.0])
-    with pytest.raises(InputError, match="positive mean transaction value"):
-        GammaGamma.fit([1, 2], [10.0, 0.0])
+    with pytest.raises(InputError, match=r"positive mean transaction value \(rows 2;"):
+        GammaGamma.fit([1, 2], [10.0, 0.0], exclude_nonpositive=False)
+
+
+def test_gamma_gamma_leaves_out_and_counts_repeat_buyers_without_positive_value() -> None:
+    x = np.array([1.0, 2.0, 3.0, 0.0, 2.0, 4.0, 1.0])
+    m = np.array([10.0, 0.0, 12.0, 0.0, -5.0, 9.0, 30.0])
+    gg = GammaGamma.fit(x, m)
+    clean = GammaGamma.fit(x[[0, 2, 5, 6]], m[[0, 2, 5, 6]])
+    assert gg.fit_result is not None and clean.fit_result is not None
+    assert gg.fit_result.extra == {"excluded_nonpositive_value": 2.0}
+    assert gg.fit_result.n_customers == 4
+    assert gg.params == clean.params
+    assert clean.fit_result.extra == {}
 
 
 def test_compression_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch) -> None:

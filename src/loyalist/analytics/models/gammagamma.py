@@ -113,11 +113,15 @@ class GammaGamma:
         *,
         weights: ArrayLike | None = None,
         standard_errors: bool = True,
+        exclude_nonpositive: bool = True,
     ) -> GammaGamma:
-        """Fit on customers with at least one repeat purchase and positive mean value.
+        """Fit on customers with at least one repeat purchase and a positive mean value.
 
-        Customers with ``frequency == 0`` are skipped (they carry no repeat spend); a
-        non-positive mean value for a repeat buyer is an input error.
+        Customers with ``frequency == 0`` carry no repeat spend and are not used.  Repeat
+        buyers whose mean repeat value is zero or negative (fully refunded orders, free
+        items) cannot come from a Gamma distribution: they are left out and counted in
+        ``fit_result.extra["excluded_nonpositive_value"]``, or, with
+        ``exclude_nonpositive=False``, rejected with an error naming their rows.
         """
         started = time.perf_counter()
         x = as_float_array(frequency, "frequency")
@@ -125,15 +129,24 @@ class GammaGamma:
         if x.shape != m.shape:
             raise InputError("frequency and monetary_value must have the same length")
         w = None if weights is None else as_float_array(weights, "weights")
+        if np.any(x < 0) or np.any(x != np.floor(x)):
+            bad_x = (x < 0) | (x != np.floor(x))
+            raise InputError(
+                "frequency must be a whole number >= 0", rows=(np.flatnonzero(bad_x) + 1).tolist()
+            )
         keep = x > 0
         bad = keep & (m <= 0)
-        if np.any(bad):
+        if np.any(bad) and not exclude_nonpositive:
             raise InputError(
                 "repeat buyers must have a positive mean transaction value",
                 rows=(np.flatnonzero(bad) + 1).tolist(),
             )
+        excluded = float(np.sum(bad) if w is None else np.sum(w[bad]))
+        keep &= ~bad
         if not np.any(keep):
-            raise InputError("Gamma-Gamma needs at least one customer with repeat purchases")
+            raise InputError(
+                "Gamma-Gamma needs at least one customer with repeat purchases of positive value"
+            )
         data = _prepare(x[keep], m[keep], None if w is None else w[keep])
         mean_m = float(np.average(m[keep], weights=None if w is None else w[keep]))
         start = np.log(np.array([2.0, 3.0, mean_m], dtype=np.float64))
@@ -154,6 +167,7 @@ class GammaGamma:
             n_unique_rows=data.n_rows,
             convergence=report,
             seconds=time.perf_counter() - started,
+            extra={"excluded_nonpositive_value": excluded} if excluded else {},
         )
         return cls(p=p, q=q, gamma=g, fit_result=result)
 
