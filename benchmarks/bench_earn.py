@@ -375,6 +375,20 @@ class RssSampler(threading.Thread):
         while not self.stop.wait(0.1):
             self.peak = max(self.peak, self.total())
 
+    def by_process(self) -> list[tuple[str, float]]:
+        """(role, RSS in MB) now: the supervising process, then its children (workers and
+        multiprocessing's helper)."""
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+        out = []
+        for i, p in enumerate(procs):
+            with contextlib.suppress(psutil.Error):
+                out.append(("main" if i == 0 else "child", p.memory_info().rss / 1024 / 1024))
+        return out
+
 
 def server_cpu_seconds(pid: int) -> float:
     try:
@@ -498,7 +512,7 @@ def pct(sorted_ns: list[int], p: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--members", type=int, default=2000)
+    ap.add_argument("--members", type=int, default=500)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))
     ap.add_argument("--warmup", type=float, default=3.0)
@@ -562,6 +576,7 @@ def main() -> int:
     pg1 = postgres_cpu_seconds()
     sampler.stop.set()
     sampler.join()
+    per_process = sampler.by_process()
     _kill_tree(server)
     _children.remove(server)
 
@@ -608,6 +623,7 @@ def main() -> int:
     log(f"latency p99     {p99:10.1f} ms   (target ≤ 50)")
     log(f"latency mean    {statistics.fmean(lat) / 1e6 if lat else float('nan'):10.1f} ms")
     log(f"server peak RSS {rss_mb:10.1f} MB   (target ≤ 300)")
+    log("  by process: " + ", ".join(f"{role} {mb:.0f} MB" for role, mb in per_process))
     log(f"pgbench tps     {tps:10.1f}")
     log(f"earn ratio      {ratio:10.3f}   (target ≥ 0.5)")
     failed = stats.errors > 0 or verify.returncode != 0 or not lat
