@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from loyalist.analytics.charts import bar_chart
 from loyalist.analytics.clv import ModelName, PurchaseModel
 from loyalist.analytics.io import Transactions
 from loyalist.analytics.models import BGNBD, ParetoNBD
@@ -28,6 +29,30 @@ class HoldoutResult:
     def error_total(self) -> float:
         """Relative error of the total prediction (predicted / actual - 1)."""
         return self.predicted_total / self.actual_total - 1.0 if self.actual_total else 0.0
+
+    def chart_svg(
+        self,
+        *,
+        actual_label: str = "Actual",
+        predicted_label: str = "Predicted",
+        x_label: str = "Repeat purchases in the calibration period",
+        y_label: str = "Mean repeat purchases in the holdout",
+        width: int = 720,
+        height: int = 300,
+    ) -> str:
+        """Predicted vs actual holdout purchases per calibration-frequency bucket (SVG)."""
+        b = self.buckets
+        return bar_chart(
+            [str(v) for v in b["frequency_bucket"].to_list()],
+            [
+                (actual_label, [float(v) for v in b["actual"].to_list()]),
+                (predicted_label, [float(v) for v in b["predicted"].to_list()]),
+            ],
+            x_label=x_label,
+            y_label=y_label,
+            width=width,
+            height=height,
+        )
 
     def to_dict(self) -> dict[str, object]:
         assert self.model.fit_result is not None
