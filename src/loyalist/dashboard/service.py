@@ -36,7 +36,6 @@ from loyalist.models import (
     Member,
     Order,
     OrgUnit,
-    PointsAccount,
     Redemption,
     Reward,
     TierChange,
@@ -121,8 +120,9 @@ _FACTS = (
     "points_redeemed",
     "points_expired",
     "points_adjusted_in",
+    "available_delta",
+    "pending_delta",
 )
-_LEDGER_KINDS = ("earn", "activate", "redeem", "expire", "adjust")
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,22 @@ def _claim(session: Session, old: _Fold, **values: Any) -> bool:
     return bool(res.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def _count_entry(c: dict[str, int], kind: str, a: int, p: int) -> None:
+    """Add one ledger entry to the facts ``c``."""
+    c["available_delta"] += a
+    c["pending_delta"] += p
+    if kind == "earn":
+        c["points_earned"] += a + p
+    elif kind == "activate":
+        c["points_activated"] += a
+    elif kind == "redeem":
+        c["points_redeemed"] -= a
+    elif kind == "expire":
+        c["points_expired"] -= a
+    elif kind == "adjust" and a > 0:  # staff credits count as issued; debits do not net
+        c["points_adjusted_in"] += a
+
+
 def _day_rows(
     session: Session, source: str, lo: int, hi: int, tz: ZoneInfo
 ) -> list[dict[str, Any]]:
@@ -207,23 +223,11 @@ def _day_rows(
                 LedgerEntry.delta_pending,
             )
             .join(Member, Member.id == LedgerEntry.member_id)
-            .where(LedgerEntry.id > lo, LedgerEntry.id <= hi, LedgerEntry.kind.in_(_LEDGER_KINDS))
+            .where(LedgerEntry.id > lo, LedgerEntry.id <= hi)
         )
         for at, path, kind, avail, pend in session.execute(q2):
-            a, p = int(avail), int(pend)
-            if kind == "adjust" and a <= 0:
-                continue
             c = cell(at, path)
-            if kind == "earn":
-                c["points_earned"] += a + p
-            elif kind == "activate":
-                c["points_activated"] += a
-            elif kind == "redeem":
-                c["points_redeemed"] -= a
-            elif kind == "expire":
-                c["points_expired"] -= a
-            else:
-                c["points_adjusted_in"] += a
+            _count_entry(c, str(kind), int(avail), int(pend))
     return [{"day": d, "org_path": path, **facts} for (d, path), facts in acc.items()]
 
 
@@ -306,20 +310,27 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
     marks = _watermarks(session)
     in_scope = Member.org_path.startswith(path)
 
-    d.members_total = (
-        session.scalar(
-            select(func.count()).select_from(Member).where(in_scope, Member.created_at < end)
+    # Members: counts and the tier distribution in one index-only scan.
+    by_tier: dict[str, int] = {}
+    for tier, n_total, n_new, n_now in session.execute(
+        select(
+            Member.tier_code,
+            func.coalesce(func.sum(case((Member.created_at < end, 1), else_=0)), 0),
+            func.coalesce(
+                func.sum(
+                    case((and_(Member.created_at >= start, Member.created_at < end), 1), else_=0)
+                ),
+                0,
+            ),
+            func.count(),
         )
-        or 0
-    )
-    d.members_new = (
-        session.scalar(
-            select(func.count())
-            .select_from(Member)
-            .where(in_scope, Member.created_at >= start, Member.created_at < end)
-        )
-        or 0
-    )
+        .where(in_scope)
+        .group_by(Member.tier_code)
+    ):
+        d.members_total += int(n_total)
+        d.members_new += int(n_new)
+        by_tier[str(tier)] = int(n_now)
+    d.tiers = [(t.code, t.name, by_tier.get(t.code, 0)) for t in programme.tiers.levels]
 
     # Orders and points: the rollup's days plus the rows above the watermarks.
     facts = dict.fromkeys(_FACTS, 0)
@@ -361,28 +372,44 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
         if day in daily:
             daily[day][0 if member else 1] += int(amount)
 
-    l_where = and_(
-        LedgerEntry.occurred_at >= start,
-        LedgerEntry.occurred_at < end,
-        LedgerEntry.id > marks["ledger"],
-        LedgerEntry.member_id.in_(select(Member.id).where(in_scope)),
-    )
-    for kind, avail, pend in session.execute(
-        select(LedgerEntry.kind, LedgerEntry.delta_available, LedgerEntry.delta_pending).where(
-            l_where, LedgerEntry.kind.in_(_LEDGER_KINDS)
+    # Balances (the liability) are every entry ever: the rollup's days plus the tail. The
+    # tail's entries in the period also count as the period's movements.
+    balances = dict.fromkeys(("available_delta", "pending_delta"), 0)
+    avail_all, pend_all = session.execute(
+        select(
+            func.coalesce(func.sum(DashboardDaily.available_delta), 0),
+            func.coalesce(func.sum(DashboardDaily.pending_delta), 0),
+        ).where(DashboardDaily.org_path.startswith(path))
+    ).one()
+    balances["available_delta"], balances["pending_delta"] = int(avail_all), int(pend_all)
+    tail = and_(LedgerEntry.id > marks["ledger"], in_scope)
+    avail_tail, pend_tail = session.execute(
+        select(
+            func.coalesce(func.sum(LedgerEntry.delta_available), 0),
+            func.coalesce(func.sum(LedgerEntry.delta_pending), 0),
         )
+        .join(Member, Member.id == LedgerEntry.member_id)
+        .where(tail)
+    ).one()
+    balances["available_delta"] += int(avail_tail)
+    balances["pending_delta"] += int(pend_tail)
+    positive = case((LedgerEntry.delta_available > 0, LedgerEntry.delta_available), else_=0)
+    for kind, avail, pend, credit in session.execute(
+        select(
+            LedgerEntry.kind,
+            func.sum(LedgerEntry.delta_available),
+            func.sum(LedgerEntry.delta_pending),
+            func.sum(positive),
+        )
+        .join(Member, Member.id == LedgerEntry.member_id)
+        .where(tail, LedgerEntry.occurred_at >= start, LedgerEntry.occurred_at < end)
+        .group_by(LedgerEntry.kind)
     ):
-        a, p = int(avail), int(pend)
-        if kind == "earn":
-            facts["points_earned"] += a + p
-        elif kind == "activate":
-            facts["points_activated"] += a
-        elif kind == "redeem":
-            facts["points_redeemed"] -= a
-        elif kind == "expire":
-            facts["points_expired"] -= a
-        elif a > 0:  # staff credits count as issued; debits do not net against them
-            facts["points_adjusted_in"] += a
+        a, p = int(avail or 0), int(pend or 0)
+        if kind == "adjust":  # staff credits count as issued; debits do not net
+            facts["points_adjusted_in"] += int(credit or 0)
+        else:
+            _count_entry(facts, str(kind), a, p)
 
     d.orders, d.sales_minor = facts["orders"], facts["sales_minor"]
     d.member_orders, d.member_sales_minor = facts["member_orders"], facts["member_sales_minor"]
@@ -411,31 +438,21 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
     d.members_active = int(active)
     d.repurchase_rate = (int(repeat) / int(active)) if active else 0.0
 
-    liab = session.execute(
-        select(
-            func.coalesce(func.sum(PointsAccount.available), 0),
-            func.coalesce(func.sum(PointsAccount.pending), 0),
-        ).where(PointsAccount.member_id.in_(select(Member.id).where(in_scope)))
-    ).one()
-    d.liability_points, d.liability_pending_points = int(liab[0]), int(liab[1])
+    d.liability_points = balances["available_delta"]
+    d.liability_pending_points = balances["pending_delta"]
     value = programme.points.value_minor_per_100_points
     d.liability_minor = (d.liability_points * value) // 100
 
-    counts = dict(
-        session.execute(
-            select(Member.tier_code, func.count()).where(in_scope).group_by(Member.tier_code)
-        ).all()
-    )
-    d.tiers = [(t.code, t.name, int(counts.get(t.code, 0))) for t in programme.tiers.levels]
     d.tier_moves = [
         (str(to), str(reason), int(n))
         for to, reason, n in session.execute(
             select(TierChange.to_tier, TierChange.reason, func.count())
+            .join(Member, Member.id == TierChange.member_id)
             .where(
                 TierChange.occurred_at >= start,
                 TierChange.occurred_at < end,
                 TierChange.reason != "join",
-                TierChange.member_id.in_(select(Member.id).where(in_scope)),
+                in_scope,
             )
             .group_by(TierChange.to_tier, TierChange.reason)
             .order_by(TierChange.to_tier, TierChange.reason)

@@ -26,3 +26,6 @@ class DashboardDaily(Base):
     points_redeemed: Mapped[int] = mapped_column(BigInteger, default=0)
     points_expired: Mapped[int] = mapped_column(BigInteger, default=0)
     points_adjusted_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Every entry's deltas, whatever its kind: summed over all days, the balances (liability).
+    available_delta: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending_delta: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalist.kit.db import Base
@@ -10,6 +10,10 @@ from loyalist.kit.db import Base
 
 class Member(Base):
     __tablename__ = "member"
+    __table_args__ = (
+        # Covers the dashboard's member counts and tier distribution (an index-only scan).
+        Index("ix_member_org_path_tier_code_created_at", "org_path", "tier_code", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     member_no: Mapped[str] = mapped_column(String(32), unique=True)

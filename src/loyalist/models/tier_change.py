@@ -21,4 +21,4 @@ class TierChange(Base):
     metric_value: Mapped[int]
     period: Mapped[str | None] = mapped_column(String(16))
     programme_version: Mapped[int | None]
-    occurred_at: Mapped[datetime]
+    occurred_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,5 +1,6 @@
-"""Migration 0005 (dashboard rollup) on the test's backend: up from 0004 with data in place,
-down, and up again; the migrated schema matches the models for what it adds."""
+"""Migrations 0005 and 0007 (dashboard rollup; balances in it and covering indexes) on the
+test's backend: up from 0004 with data in place, down, and up again; the migrated schema
+matches the models for what they add."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from loyalist.kit.migrate import alembic_config
 
 NEW_TABLES = {"dashboard_daily", "dashboard_fold"}
 NEW_INDEX = "ix_orders_occurred_at_member_id_org_path"
+INDEXES_0007 = {"ix_member_org_path_tier_code_created_at", "ix_tier_change_occurred_at"}
 
 
 @pytest.fixture
@@ -44,7 +46,12 @@ def _schema(url: str) -> tuple[set[str], set[str], list[tuple[str, int]]]:
     try:
         insp = inspect(engine)
         tables = set(insp.get_table_names())
-        indexes = {i["name"] for i in insp.get_indexes("orders") if i["name"]}
+        indexes = {
+            str(i["name"])
+            for t in ("orders", "member", "tier_change")
+            for i in insp.get_indexes(t)
+            if i["name"]
+        }
         folds: list[tuple[str, int]] = []
         if "dashboard_fold" in tables:
             with engine.connect() as conn:
@@ -59,18 +66,23 @@ def _schema(url: str) -> tuple[set[str], set[str], list[tuple[str, int]]]:
         engine.dispose()
 
 
+def _execute(url: str, sql: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
 def test_up_down_up(scratch_url: str) -> None:
     cfg = alembic_config(scratch_url)
     command.upgrade(cfg, "0004")
-    engine = create_engine(scratch_url)
-    with engine.begin() as conn:  # existing rows stay through the upgrade
-        conn.execute(
-            text(
-                "INSERT INTO org_unit (code, name, kind, parent_id, path, created_at)"
-                " VALUES ('hq', 'HQ', 'hq', NULL, '/1/', CURRENT_TIMESTAMP)"
-            )
-        )
-    engine.dispose()
+    _execute(  # existing rows stay through the upgrades
+        scratch_url,
+        "INSERT INTO org_unit (code, name, kind, parent_id, path, created_at)"
+        " VALUES ('hq', 'HQ', 'hq', NULL, '/1/', CURRENT_TIMESTAMP)",
+    )
     tables, indexes, _ = _schema(scratch_url)
     assert not NEW_TABLES & tables and NEW_INDEX not in indexes
 
@@ -83,13 +95,23 @@ def test_up_down_up(scratch_url: str) -> None:
     tables, indexes, _ = _schema(scratch_url)
     assert not NEW_TABLES & tables and NEW_INDEX not in indexes
 
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "0007")
     tables, indexes, folds = _schema(scratch_url)
-    assert tables >= NEW_TABLES and NEW_INDEX in indexes
+    assert tables >= NEW_TABLES and indexes >= {NEW_INDEX, *INDEXES_0007}
     assert folds == [("ledger", 0), ("orders", 0)]
 
+    _execute(scratch_url, "UPDATE dashboard_fold SET watermark = 7, seen_id = 7")
+    command.downgrade(cfg, "0006")  # the rollup restarts: it loses its balance columns
+    tables, indexes, folds = _schema(scratch_url)
+    assert not INDEXES_0007 & indexes
+    assert folds == [("ledger", 0), ("orders", 0)]
 
-def test_what_0005_adds_matches_the_models(scratch_url: str) -> None:
+    command.upgrade(cfg, "head")
+    tables, indexes, folds = _schema(scratch_url)
+    assert indexes >= {NEW_INDEX, *INDEXES_0007}
+
+
+def test_what_they_add_matches_the_models(scratch_url: str) -> None:
     command.upgrade(alembic_config(scratch_url), "head")
     engine = create_engine(scratch_url)
     try:
@@ -97,9 +119,9 @@ def test_what_0005_adds_matches_the_models(scratch_url: str) -> None:
             diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     finally:
         engine.dispose()
+    names = (*NEW_TABLES, NEW_INDEX, *INDEXES_0007)
 
-    def about_0005(diff: object) -> bool:
-        text_ = repr(diff)
-        return any(name in text_ for name in (*NEW_TABLES, NEW_INDEX))
+    def ours(diff: object) -> bool:
+        return any(name in repr(diff) for name in names)
 
-    assert [d for d in diffs if about_0005(d)] == []
+    assert [d for d in diffs if ours(d)] == []
