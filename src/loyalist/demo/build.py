@@ -335,7 +335,7 @@ def how_to_use(
 
 def try_member(s: Session) -> str | None:
     """A member worth signing in as: silver or gold with points to redeem, else the member
-    with the most points. "phone (name, tier, N points)"."""
+    with the most points. "13812345678 (name, tier, N points)"."""
     _v, programme = programmes.active(s)
     levels = [t.code for t in programme.tiers.levels]
     names = {t.code: t.name for t in programme.tiers.levels}
@@ -358,7 +358,8 @@ def try_member(s: Session) -> str | None:
     if row is None:
         return None
     phone, name, tier, available = row
-    return f"{phone} ({name}, {names.get(tier, tier)}, {int(available):,} points)"
+    shown = str(phone).removeprefix("+86")  # as typed on the member page
+    return f"{shown} ({name}, {names.get(tier, tier)}, {int(available):,} points)"
 
 
 def _wipe(db: Database) -> None:
