@@ -16,9 +16,10 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from loyalist.analytics._typing import FloatArray
+from loyalist.analytics._typing import FloatArray, IntArray
 from loyalist.analytics.errors import InputError
 from loyalist.analytics.models import BGNBD, GammaGamma, ParetoNBD
+from loyalist.analytics.models._base import row_hash
 from loyalist.analytics.summary import unit_days
 
 PurchaseModel = BGNBD | ParetoNBD
@@ -42,13 +43,28 @@ def discounted_value(
         raise InputError("the CLV horizon must be at least one period")
     if discount_rate < 0 or not math.isfinite(discount_rate):
         raise InputError("the discount rate must be >= 0")
-    total = np.zeros_like(np.asarray(frequency, dtype=np.float64))
+    x, t_x, big_t, inverse = _distinct_customers(frequency, recency, T)
+    total = np.zeros_like(x)
     previous = np.zeros_like(total)
     for k in range(1, periods + 1):
-        cumulative = model.conditional_expected_purchases(k * period_length, frequency, recency, T)
+        cumulative = model.conditional_expected_purchases(k * period_length, x, t_x, big_t)
         total += (cumulative - previous) / (1.0 + discount_rate) ** k
         previous = cumulative
-    return np.asarray(margin * expected_spend * total, dtype=np.float64)
+    return np.asarray(margin * expected_spend * total[inverse], dtype=np.float64)
+
+
+def _distinct_customers(
+    frequency: FloatArray, recency: FloatArray, T: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, IntArray]:
+    """The distinct (x, t_x, T) rows and, per customer, the index of theirs: predictions
+    depend on nothing else, and real data repeat them a lot."""
+    cols = [np.ascontiguousarray(c, dtype=np.float64) + 0.0 for c in (frequency, recency, T)]
+    if cols[0].size == 0:
+        return cols[0], cols[1], cols[2], np.zeros(0, dtype=np.int64)
+    _, first, inverse = np.unique(row_hash(cols), return_index=True, return_inverse=True)
+    if any(np.any(c[first][inverse] != c) for c in cols):  # a hash collision: no grouping
+        return cols[0], cols[1], cols[2], np.arange(cols[0].shape[0], dtype=np.int64)
+    return cols[0][first], cols[1][first], cols[2][first], inverse.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -115,8 +131,9 @@ def fit_clv(
     periods = max(1, round(horizon_days / period_days))
     period_len = period_days / days
     rate = (1.0 + discount_rate_annual) ** (period_days / 365.25) - 1.0
-    alive = pm.probability_alive(x, t_x, big_t)
-    expected = pm.conditional_expected_purchases(horizon_days / days, x, t_x, big_t)
+    ux, ut_x, u_t, inverse = _distinct_customers(x, t_x, big_t)
+    alive = pm.probability_alive(ux, ut_x, u_t)[inverse]
+    expected = pm.conditional_expected_purchases(horizon_days / days, ux, ut_x, u_t)[inverse]
     spend = gg.conditional_expected_value(x, m)
     clv = discounted_value(
         pm,

@@ -137,7 +137,7 @@ _MIX = (
 )
 
 
-def _row_hash(columns: Sequence[FloatArray]) -> NDArray[np.uint64]:
+def row_hash(columns: Sequence[FloatArray]) -> NDArray[np.uint64]:
     """A 64-bit hash of each row of float columns (bits mixed with odd multipliers and a
     splitmix64 finaliser)."""
     h = np.zeros(columns[0].shape[0], dtype=np.uint64)
@@ -185,7 +185,7 @@ def compress(*columns: FloatArray, weights: FloatArray | None = None) -> Compres
         return Compressed(columns=tuple(cols), weights=w)
     # -0.0 and 0.0 are equal values with different bits
     cols = [c + 0.0 if np.any(np.signbit(c) & (c == 0)) else c for c in cols]
-    _, first, codes = np.unique(_row_hash(cols), return_index=True, return_inverse=True)
+    _, first, codes = np.unique(row_hash(cols), return_index=True, return_inverse=True)
     if any(np.any(c[first][codes] != c) for c in cols):
         return _compress_exact(cols, w)
     return Compressed(
