@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv install install-dev browser clean serve
+.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -48,12 +48,16 @@ test: install-dev browser lint typecheck imports
 bench: install-dev
 	$(PY) benchmarks/bench_earn.py
 	$(PY) benchmarks/bench_clv.py
+	$(PY) benchmarks/bench_console.py
 
 bench-earn: install-dev
 	$(PY) benchmarks/bench_earn.py
 
 bench-clv: install-dev
 	$(PY) benchmarks/bench_clv.py
+
+bench-console: install-dev
+	$(PY) benchmarks/bench_console.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache var
