@@ -120,7 +120,7 @@ def _compute(
     prev_lo, prev_hi = _bounds(start - dt.timedelta(days=length), start - dt.timedelta(days=1))
     cur = _within(frame, lo, hi)
     prev_ids = _within(frame, prev_lo, prev_hi)["customer_id"].unique()
-    firsts = frame.group_by("customer_id").agg(pl.col("occurred_at").min().alias("first"))
+    before = frame.filter(pl.col("occurred_at") < lo)["customer_id"].unique()
     per = cur.group_by("customer_id").agg(
         pl.len().alias("orders"),
         pl.col("amount").sum().alias("revenue"),
@@ -132,7 +132,7 @@ def _compute(
     anon_cur = _within(anonymous, lo, hi) if anonymous is not None else None
     anon_orders = anon_cur.height if anon_cur is not None else 0
     anon_revenue = float(anon_cur["amount"].sum()) if anon_orders and anon_cur is not None else 0.0
-    new = per.join(firsts, on="customer_id").filter(pl.col("first") >= lo).height if active else 0
+    new = int((~per["customer_id"].is_in(before.implode())).sum()) if active else 0
     repeaters = per.filter(pl.col("days") >= 2).height
     n_prev = prev_ids.len()
     retained = int(prev_ids.is_in(per["customer_id"].implode()).sum()) if n_prev else 0

@@ -3,7 +3,7 @@
 Features are log-transformed where they are skewed (frequency, monetary, CLV: log1p) and
 then standardised to zero mean and unit variance, so no feature dominates by its units.
 k is the value in ``k_range`` with the highest silhouette score, computed on fixed random
-samples so that large bases stay fast; the chosen k is then fitted on every customer.
+samples so that large bases stay fast; every customer then joins the nearest centroid.
 """
 
 from __future__ import annotations
@@ -63,18 +63,19 @@ def kmeans_segments(
     features: Sequence[str] = ("recency_days", "frequency", "monetary"),
     *,
     k_range: Sequence[int] = (2, 3, 4, 5, 6, 7, 8),
-    silhouette_sample: int = 5000,
+    silhouette_sample: int = 3000,
     fit_sample: int = 20_000,
     seed: int = 0,
 ) -> ClusterResult:
     """Cluster customers; ``frame`` needs ``customer_id`` and the ``features`` columns.
 
     Each k in ``k_range`` is fitted on a fixed random sample of at most ``fit_sample``
-    customers and scored by its silhouette on at most ``silhouette_sample`` of them; the
-    best k (ties: the smaller) is then fitted on every customer.  Deterministic for a seed.
+    customers and scored by its silhouette on at most ``silhouette_sample`` of them; with
+    the best k (ties: the smaller) every customer joins the nearest of that fit's centroids.
+    Deterministic for a seed; on up to ``fit_sample`` customers the fit uses them all.
     """
     from sklearn.cluster import KMeans
-    from sklearn.metrics import silhouette_score
+    from sklearn.metrics import pairwise_distances, silhouette_score
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     missing = [f for f in ("customer_id", *features) if f not in frame.columns]
@@ -95,30 +96,33 @@ def kmeans_segments(
                 column=f,
             )
     mat = _matrix(frame, features)
-    if np.unique(mat, axis=0).shape[0] < 2:
+    if not np.any(mat.std(axis=0) > 0):  # standardised: all zero when every row is equal
         raise InputError("every customer has the same features: nothing to cluster")
     rng = np.random.default_rng(seed)
     fit_rows = np.sort(rng.choice(n, size=min(n, fit_sample), replace=False))
     sub = mat[fit_rows]
     sil_rows = rng.choice(sub.shape[0], size=min(sub.shape[0], silhouette_sample), replace=False)
     scores: dict[int, float] = {}
+    fitted: dict[int, KMeans] = {}
     # OpenMP threads spin and slow k-means down badly on a busy machine; one thread is fast
     # enough for these few features.
     with threadpool_limits(limits=1):
+        # one distance matrix for every k (3,000 customers: 72 MB)
+        distances = pairwise_distances(sub[sil_rows])
         for k in ks:
             if k >= sub.shape[0]:
                 continue
-            labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(sub)
-            sub_labels = labels[sil_rows]
+            fitted[k] = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(sub)
+            sub_labels = np.asarray(fitted[k].labels_)[sil_rows]
             if len(set(sub_labels.tolist())) < 2:
                 scores[k] = -1.0
                 continue
-            scores[k] = float(silhouette_score(sub[sil_rows], sub_labels, random_state=seed))
+            scores[k] = float(silhouette_score(distances, sub_labels, metric="precomputed"))
         if not scores:
             raise InputError("no k in k_range is smaller than the number of customers fitted")
         best = max(scores, key=lambda k: (scores[k], -k))
-        final = KMeans(n_clusters=best, n_init=4, random_state=seed).fit(mat)
-    labels = np.asarray(final.labels_, dtype=np.int64)
+        # every customer joins the nearest centroid of the sample's fit
+        labels = np.asarray(fitted[best].predict(mat), dtype=np.int64)
     # Relabel clusters by descending median monetary (or first feature) for stable output.
     key = "monetary" if "monetary" in features else features[0]
     tmp = frame.select("customer_id", *features).with_columns(pl.Series("_raw", labels))
