@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import ORDER_WRITE, require
 from loyalist.audit import service as audit
-from loyalist.errors import FieldError
+from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events import service as events
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
@@ -40,6 +40,7 @@ from loyalist.programme.domain import (
     clawback_points,
     evaluate_order,
 )
+from loyalist.programme.errors import NoProgramme
 from loyalist.programme.schemas import NegativeBalancePolicy, Programme
 from loyalist.tier import service as tiers
 
@@ -513,10 +514,14 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
 def dry_run(session: Session, actor: Actor, data: DryRunIn) -> tuple[int, EarnResult]:
     """What the rules would give a sample order, without writing anything."""
     if data.programme_version is not None:
-        version, programme = (
-            data.programme_version,
-            programmes.get_version(session, data.programme_version),
-        )
+        try:
+            programme = programmes.get_version(session, data.programme_version)
+        except NoProgramme as exc:
+            raise ValidationFailed(
+                f"There is no programme version {data.programme_version}.",
+                [FieldError("programme_version", "no such version", "unknown_version")],
+            ) from exc
+        version = data.programme_version
     else:
         version, programme = programmes.active(session)
     return version, dry_run_with(programme, data)

@@ -157,6 +157,7 @@ def bad_writes(mid: int) -> list[tuple[str, str, dict[str, Any], int, str, str |
         # dry run
         ("POST", "/v1/programme/dry-run", {"json": {"order": order(), "programme_version": HUGE}}, 422, "validation_failed", "programme_version"),
         ("POST", "/v1/programme/dry-run", {"json": {"order": order(), "tier": "diamond"}}, 422, "invalid_order", "tier"),
+        ("POST", "/v1/programme/dry-run", {"json": {"order": order(), "programme_version": 9}}, 422, "validation_failed", "programme_version"),
     ]  # fmt: skip
 
 
