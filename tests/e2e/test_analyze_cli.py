@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from loyalist.analytics import (
     ColumnMap,
+    RFMConfig,
     Transactions,
     analyze_clv,
     analyze_cohorts,
@@ -354,3 +355,43 @@ def test_the_installed_command_runs_in_its_own_process(orders_csv: Path) -> None
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["granularity"] == "month"
     assert proc.stderr == ""  # no progress bar without a terminal, nothing else either
+
+
+def test_rfm_thresholds_from_the_command_line(orders_csv: Path, shop: Transactions) -> None:
+    got = cli_json(
+        "rfm",
+        "--input",
+        str(orders_csv),
+        "--columns",
+        CSV_COLUMNS,
+        "--anonymous",
+        "--recency-thresholds",
+        "7,30,90,180",
+        "--frequency-thresholds",
+        "1,2,3,4",
+        "--monetary-thresholds",
+        "25,50,75,100",
+    )
+    cfg = RFMConfig(
+        recency_thresholds=(7, 30, 90, 180),
+        frequency_thresholds=(1, 2, 3, 4),
+        monetary_thresholds=(25, 50, 75, 100),
+    )
+    assert_same_json(got, analyze_rfm(shop, config=cfg))
+    quantiles = cli_json("rfm", "--input", str(orders_csv), "--columns", CSV_COLUMNS, "--anonymous")
+    assert got["segments"] != quantiles["segments"]
+    bad = invoke(
+        "rfm",
+        "--input",
+        str(orders_csv),
+        "--columns",
+        CSV_COLUMNS,
+        "--anonymous",
+        "--recency-thresholds",
+        "7,30",
+        "--json",
+    )
+    assert bad.exit_code == 2
+    assert json.loads(bad.stdout)["error"]["message"] == (
+        "recency_thresholds needs 4 values for 5 bins"
+    )

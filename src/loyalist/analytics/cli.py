@@ -413,6 +413,17 @@ ExportOpt = Annotated[
 ]
 
 
+def _numbers(spec: str | None, option: str) -> tuple[float, ...] | None:
+    if spec is None:
+        return None
+    try:
+        return tuple(float(v) for v in spec.split(",") if v.strip())
+    except ValueError:
+        raise InputError(
+            f"{option} takes numbers separated by commas, e.g. 30,90,180,365"
+        ) from None
+
+
 def _check_lang(lang: str) -> None:
     if lang not in ("en", "zh"):
         raise InputError("--lang must be en or zh")
@@ -427,6 +438,18 @@ def rfm_command(
     tx: "Transactions",
     as_of: Annotated[str | None, typer.Option(help="Score as of this date (YYYY-MM-DD).")] = None,
     bins: Annotated[int, typer.Option(help="Number of score bins (quantiles), 2-10.")] = 5,
+    recency_thresholds: Annotated[
+        str | None,
+        typer.Option(
+            help="Days instead of quantiles, bins-1 ascending values, e.g. 30,90,180,365."
+        ),
+    ] = None,
+    frequency_thresholds: Annotated[
+        str | None, typer.Option(help="Orders instead of quantiles, e.g. 1,2,4,8.")
+    ] = None,
+    monetary_thresholds: Annotated[
+        str | None, typer.Option(help="Money instead of quantiles, e.g. 100,300,800,2000.")
+    ] = None,
     transitions_from: Annotated[
         str | None, typer.Option(help="Also show segment movement since this date.")
     ] = None,
@@ -440,7 +463,12 @@ def rfm_command(
     from loyalist.analytics.rfm import RFMConfig, rfm_scores
 
     _check_lang(lang)
-    cfg = RFMConfig(bins=bins)
+    cfg = RFMConfig(
+        bins=bins,
+        recency_thresholds=_numbers(recency_thresholds, "--recency-thresholds"),
+        frequency_thresholds=_numbers(frequency_thresholds, "--frequency-thresholds"),
+        monetary_thresholds=_numbers(monetary_thresholds, "--monetary-thresholds"),
+    )
     data = api.analyze_rfm(tx, as_of=as_of, config=cfg, transitions_from=transitions_from)
     if export is not None:
         export_frame(rfm_scores(tx, as_of, cfg), export)
