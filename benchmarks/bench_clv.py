@@ -449,7 +449,7 @@ def main() -> int:
                 diff = ours.ll - r.ll
                 verdict = ""
                 if r.who != "Loyalist":
-                    tol = 1e-6 * abs(r.ll)
+                    tol = 1e-9 * abs(r.ll)
                     better = diff >= -tol
                     all_ok &= better
                     if abs(diff) <= tol:
