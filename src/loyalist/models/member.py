@@ -11,8 +11,17 @@ from loyalist.kit.db import Base
 class Member(Base):
     __tablename__ = "member"
     __table_args__ = (
-        # Covers the dashboard's member counts and tier distribution (an index-only scan).
-        Index("ix_member_org_path_tier_code_created_at", "org_path", "tier_code", "created_at"),
+        # Covers the dashboard's member counts, tier distribution and members-in-scope joins
+        # (index-only scans); text_pattern_ops lets PostgreSQL use it for a scope's
+        # "org_path LIKE 'prefix%'" whatever the database's collation.
+        Index(
+            "ix_member_org_path_tier_code_created_at",
+            "org_path",
+            "tier_code",
+            "created_at",
+            "id",
+            postgresql_ops={"org_path": "text_pattern_ops"},
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

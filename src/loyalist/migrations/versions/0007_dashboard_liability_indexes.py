@@ -3,7 +3,9 @@
 ``dashboard_daily`` gains every ledger entry's deltas (summed over all days: the points
 liability of a scope); the rollup is emptied so the next fold rebuilds it with them.
 ``ix_member_org_path_tier_code_created_at`` makes member counts and the tier distribution
-an index-only scan; ``ix_tier_change_occurred_at`` finds a period's tier moves.
+an index-only scan (``text_pattern_ops`` on PostgreSQL: a scope is a path prefix, and LIKE
+uses a plain index only under the C collation); ``ix_tier_change_occurred_at`` finds a
+period's tier moves.
 
 Revision ID: 0007
 Revises: 0006
@@ -43,8 +45,9 @@ def upgrade() -> None:
     with op.batch_alter_table("member", schema=None) as batch_op:
         batch_op.create_index(
             "ix_member_org_path_tier_code_created_at",
-            ["org_path", "tier_code", "created_at"],
+            ["org_path", "tier_code", "created_at", "id"],
             unique=False,
+            postgresql_ops={"org_path": "text_pattern_ops"},
         )
     with op.batch_alter_table("tier_change", schema=None) as batch_op:
         batch_op.create_index(
