@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy import and_, case, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -308,7 +308,13 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
     path = unit.path
     d = Dashboard(unit.code, unit.name, path, period, programme.currency)
     marks = _watermarks(session)
-    in_scope = Member.org_path.startswith(path)
+    # HQ is the root of the tree: its scope is every row, with no path filter to evaluate.
+    everything = unit.kind == "hq"
+
+    def within(col: Any) -> Any:
+        return true() if everything else col.startswith(path)
+
+    in_scope = within(Member.org_path)
 
     # Members: counts and the tier distribution in one index-only scan.
     by_tier: dict[str, int] = {}
@@ -338,7 +344,7 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
     r_where = and_(
         DashboardDaily.day >= period.start,
         DashboardDaily.day < period.end,
-        DashboardDaily.org_path.startswith(path),
+        within(DashboardDaily.org_path),
     )
     rolled = session.execute(
         select(
@@ -356,9 +362,7 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
             daily[day][0] += row["member_sales_minor"]
             daily[day][1] += row["sales_minor"] - row["member_sales_minor"]
 
-    o_where = and_(
-        Order.org_path.startswith(path), Order.occurred_at >= start, Order.occurred_at < end
-    )
+    o_where = and_(within(Order.org_path), Order.occurred_at >= start, Order.occurred_at < end)
     tail_orders = select(
         Order.occurred_at, Order.member_id.is_not(None), Order.amount_paid_minor
     ).where(o_where, Order.id > marks["orders"])
@@ -379,29 +383,34 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
         select(
             func.coalesce(func.sum(DashboardDaily.available_delta), 0),
             func.coalesce(func.sum(DashboardDaily.pending_delta), 0),
-        ).where(DashboardDaily.org_path.startswith(path))
+        ).where(within(DashboardDaily.org_path))
     ).one()
     balances["available_delta"], balances["pending_delta"] = int(avail_all), int(pend_all)
     tail = and_(LedgerEntry.id > marks["ledger"], in_scope)
+
+    def of_members(q: Any) -> Any:
+        return q if everything else q.join(Member, Member.id == LedgerEntry.member_id)
+
     avail_tail, pend_tail = session.execute(
-        select(
-            func.coalesce(func.sum(LedgerEntry.delta_available), 0),
-            func.coalesce(func.sum(LedgerEntry.delta_pending), 0),
-        )
-        .join(Member, Member.id == LedgerEntry.member_id)
-        .where(tail)
+        of_members(
+            select(
+                func.coalesce(func.sum(LedgerEntry.delta_available), 0),
+                func.coalesce(func.sum(LedgerEntry.delta_pending), 0),
+            )
+        ).where(tail)
     ).one()
     balances["available_delta"] += int(avail_tail)
     balances["pending_delta"] += int(pend_tail)
     positive = case((LedgerEntry.delta_available > 0, LedgerEntry.delta_available), else_=0)
     for kind, avail, pend, credit in session.execute(
-        select(
-            LedgerEntry.kind,
-            func.sum(LedgerEntry.delta_available),
-            func.sum(LedgerEntry.delta_pending),
-            func.sum(positive),
+        of_members(
+            select(
+                LedgerEntry.kind,
+                func.sum(LedgerEntry.delta_available),
+                func.sum(LedgerEntry.delta_pending),
+                func.sum(positive),
+            )
         )
-        .join(Member, Member.id == LedgerEntry.member_id)
         .where(tail, LedgerEntry.occurred_at >= start, LedgerEntry.occurred_at < end)
         .group_by(LedgerEntry.kind)
     ):
@@ -443,12 +452,13 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
     value = programme.points.value_minor_per_100_points
     d.liability_minor = (d.liability_points * value) // 100
 
+    moves = select(TierChange.to_tier, TierChange.reason, func.count())
+    if not everything:
+        moves = moves.join(Member, Member.id == TierChange.member_id)
     d.tier_moves = [
         (str(to), str(reason), int(n))
         for to, reason, n in session.execute(
-            select(TierChange.to_tier, TierChange.reason, func.count())
-            .join(Member, Member.id == TierChange.member_id)
-            .where(
+            moves.where(
                 TierChange.occurred_at >= start,
                 TierChange.occurred_at < end,
                 TierChange.reason != "join",
@@ -466,7 +476,7 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
             )
             .join(Reward, Reward.id == Redemption.reward_id)
             .where(
-                Redemption.org_path.startswith(path),
+                within(Redemption.org_path),
                 Redemption.status == "completed",
                 Redemption.created_at >= start,
                 Redemption.created_at < end,
