@@ -146,8 +146,14 @@ SOURCE_PARAMS: list[inspect.Parameter] = [
     ),
     _option(
         "timezone",
-        DEFAULT_TIMEZONE,
-        Annotated[str, typer.Option(help="Zone whose calendar decides days and months.")],
+        None,
+        Annotated[
+            str | None,
+            typer.Option(
+                help="Zone whose calendar decides days and months (default: the programme's "
+                f"zone in the platform's database, else {DEFAULT_TIMEZONE})."
+            ),
+        ],
     ),
     _option(
         "source_timezone",
@@ -248,7 +254,7 @@ def load_source(
     date_format: str | None,
     separator: str,
     no_header: bool,
-    timezone: str,
+    timezone: str | None,
     source_timezone: str | None,
     amount_scale: float | None,
     keep_zero: bool,
@@ -294,7 +300,7 @@ def load_source(
         input,
         parse_columns(columns, ColumnMap()),
         date_format=date_format,
-        timezone=timezone,
+        timezone=timezone or DEFAULT_TIMEZONE,
         naive_timezone=source_timezone,
         amount_scale=1.0 if amount_scale is None else amount_scale,
         separator=separator,

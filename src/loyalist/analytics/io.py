@@ -484,7 +484,7 @@ def read_database(
     query: str | None = None,
     table: str | None = None,
     columns: ColumnMap | None = None,
-    timezone: str = DEFAULT_TIMEZONE,
+    timezone: str | None = None,
     naive_timezone: str | None = None,
     amount_scale: float | None = None,
     keep_zero: bool = False,
@@ -497,8 +497,8 @@ def read_database(
 
     * Neither ``query`` nor ``table``: the platform's orders (:data:`PLATFORM_QUERY`), with
       amounts paid net of refunds converted from fen (x 0.01), UTC timestamps converted to
-      ``timezone``, store codes, the member's tier, and orders without a member kept as
-      anonymous non-member orders.
+      ``timezone`` (default: the active programme's zone), store codes, the member's tier,
+      and orders without a member kept as anonymous non-member orders.
     * ``table`` (``name`` or ``schema.name``): ``SELECT <the mapped columns> FROM table``;
       ``query``: any SELECT.  Columns are named by ``columns`` (default :class:`ColumnMap`).
     """
@@ -518,7 +518,12 @@ def read_database(
         naive = naive_timezone
         anon = bool(anonymous)
 
+    zone = timezone
+
     def fetch(conn: Connection) -> pl.DataFrame:
+        nonlocal zone
+        if zone is None:
+            zone = (_programme_timezone(conn) if platform else None) or DEFAULT_TIMEZONE
         return pl.read_database(
             _statement(conn, cmap, query, table, platform), conn, infer_schema_length=None
         )
@@ -540,11 +545,12 @@ def read_database(
         raise
     except Exception as exc:  # the drivers' own error types vary by backend
         raise InputError(f"cannot read transactions from the database: {exc}") from exc
+    assert zone is not None
     tx = normalise(
         frame,
         cmap,
         source=label,
-        timezone=timezone,
+        timezone=zone,
         naive_timezone=naive,
         amount_scale=scale,
         keep_zero=keep_zero,
@@ -554,9 +560,29 @@ def read_database(
         tx.report.notes.insert(
             0,
             "platform orders: amount = amount paid in money (points excluded) minus refunds, "
-            f"in major units; days in {timezone}; tier = the member's current tier",
+            f"in major units; days in {zone}; tier = the member's current tier",
         )
     return tx
+
+
+def _programme_timezone(conn: Connection) -> str | None:
+    """The time zone of the platform's active programme (its latest version), if any."""
+    import json
+
+    from sqlalchemy import inspect, text
+
+    if not inspect(conn).has_table("programme_version"):
+        return None
+    row = conn.execute(
+        text("SELECT document FROM programme_version ORDER BY version DESC LIMIT 1")
+    ).first()
+    if row is None:
+        return None
+    doc = row[0]
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    zone = doc.get("timezone") if isinstance(doc, dict) else None
+    return str(zone) if zone else None
 
 
 def _statement(

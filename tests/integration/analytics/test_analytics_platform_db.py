@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
-from tests.itest import new_member
+from tests.itest import apply_document, demo_document, new_member
 from tests.support import order_payload
 
 from loyalist.analytics import (
@@ -208,3 +208,21 @@ def test_a_table_is_read_by_its_mapped_columns(shop: dict[str, Any]) -> None:
     ]
     assert tx.report.excluded == {"fully returned (net amount zero)": 1, "zero amount": 1}
     assert tx.report.anonymous_orders == 1
+
+
+def test_days_follow_the_active_programme_time_zone(shop: dict[str, Any], world: Any) -> None:
+    # a new programme version in another zone: the same UTC instants fall on other days
+    doc = demo_document()
+    doc["timezone"] = "Europe/Paris"
+    apply_document(world.db, doc)
+    tx = read_database(shop["url"])
+    times = dict(tx.frame.select("order_id", "occurred_at").rows())
+    # 2026-06-01T10:00+08:00 is 04:00 in Paris (CEST); 2026-05-31T16:30Z is 18:30 on the 31st
+    assert times["a1"] == dt.datetime(2026, 6, 1, 4, 0)
+    assert times["b1"] == dt.datetime(2026, 5, 31, 18, 30)
+    assert "days in Europe/Paris" in tx.report.notes[0]
+    # an explicit zone wins
+    shanghai = read_database(shop["url"], timezone="Asia/Shanghai")
+    assert dict(shanghai.frame.select("order_id", "occurred_at").rows())["b1"] == dt.datetime(
+        2026, 6, 1, 0, 30
+    )
