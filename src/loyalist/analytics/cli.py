@@ -767,10 +767,11 @@ def segments_command(
     out.print(
         f"Chosen k = {data['k']} (silhouette: "
         + ", ".join(f"k={k}: {v:.3f}" for k, v in sil.items())  # type: ignore[attr-defined]
-        + ")"
+        + ")",
+        highlight=False,
     )
     for line in data["descriptions"]:  # type: ignore[attr-defined]
-        out.print(f" • {line}")
+        out.print(f" • {line}", highlight=False)
     if export is not None:
         err.print(f"wrote {export}")
 
