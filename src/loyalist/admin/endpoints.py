@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -74,6 +74,7 @@ def approval_threshold(request: Request) -> int:
     return int(getattr(settings, "adjust_approval_threshold", ADJUST_APPROVAL_THRESHOLD))
 
 
+PAGE = 50  # rows per list page
 EXPIRY_HORIZON = timedelta(days=3 * 366)  # the member page lists expiries up to 3 years out
 
 
@@ -240,6 +241,9 @@ def _period(frm: str | None, to: str | None, tz: ZoneInfo) -> dashboards.Period:
     return dashboards.Period(start, end)
 
 
+MAX_PERIOD_DAYS = 3700  # the dashboard service's limit (about ten years)
+
+
 def _presets(today: date) -> list[tuple[str, str, str]]:
     """Quick periods: (label key, from, to), inclusive programme-local dates."""
     month = today.replace(day=1)
@@ -265,9 +269,19 @@ async def dashboard(
     locale = locale_of(request, st.locale_pref)
 
     def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.DASHBOARD_READ)
         _v, programme = programmes.active(s)
         tz = ZoneInfo(programme.timezone)
-        period = _period(frm, to, tz)
+        errors: dict[str, str] = {}
+        try:
+            period = _period(frm, to, tz)
+            if period.days <= 0 or period.days > MAX_PERIOD_DAYS:
+                raise ValidationFailed(
+                    "The period must run forward.", [FieldError("to", "must be after from")]
+                )
+        except ValidationFailed as exc:  # show the fields again, with the default period
+            errors = errors_by_field(exc.errors) or {"from": exc.detail}
+            period = _period(None, None, tz)
         d = dashboards.build(s, st.actor, unit_code=unit or None, period=period)
         units = dashboards.scope_units(s, st.actor)
         tier_names = _tier_names(programme, locale)
@@ -280,16 +294,19 @@ async def dashboard(
             "reward_names": reward_names,
             "charts": charts.dashboard_charts(d, tier_names, reward_names, gettext_for(locale)),
             "filt": {
-                "from": period.start.isoformat(),
-                "to": (period.end - timedelta(days=1)).isoformat(),
+                "from": frm if errors else period.start.isoformat(),
+                "to": to if errors else (period.end - timedelta(days=1)).isoformat(),
                 "unit": d.unit_code,
             },
+            "errors": errors,
             "last_day": period.end - timedelta(days=1),
             "presets": _presets(utcnow().astimezone(tz).date()),
         }
 
     ctx = await run(request, work)
-    return render(request, "dashboard.html", ctx, tz=ctx["tz"])
+    return render(
+        request, "dashboard.html", ctx, tz=ctx["tz"], status=422 if ctx["errors"] else 200
+    )
 
 
 # ── members ────────────────────────────────────────────────────────────────────────────
@@ -302,6 +319,7 @@ async def members_page(
     tier: str = "",
     tag: str = "",
     store: str = "",
+    after: str = "",
 ) -> Response:
     filt = {"q": q, "phone": phone, "tier": tier, "tag": tag, "store": store}
     searched = any(filt.values())
@@ -315,7 +333,8 @@ async def members_page(
         errors: dict[str, str] = {}
         try:
             f = MemberFilter(**{k: (v.strip() or None) for k, v in filt.items()})
-            rows = members.search(s, st.actor, f, after=None, limit=50)
+            start = _int_field(after, "after") if after.strip() else None
+            rows = members.search(s, st.actor, f, after=start, limit=PAGE)
         except ValidationError as exc:
             errors = {str(e["loc"][0]): e["msg"] for e in exc.errors()}
         except LoyalistError as exc:
@@ -333,6 +352,11 @@ async def members_page(
             "tiers": _tier_names(programme, locale),
             "stores": [u for u in units if u.kind == "store"],
             "store_names": {u.id: u.name for u in units},
+            "next_url": (
+                "/admin/members?" + urlencode({**filt, "after": rows[-1].id})
+                if len(rows) == PAGE
+                else None
+            ),
             "tz": ZoneInfo(programme.timezone),
         }
 

@@ -215,3 +215,37 @@ def test_every_console_message_has_a_chinese_translation_with_the_same_placehold
     for msgid, msgstr in zh.items():
         assert sorted(placeholder.findall(msgid)) == sorted(placeholder.findall(msgstr)), msgid
     assert (admin / "locale" / "en" / "LC_MESSAGES" / "messages.po").exists()
+
+
+def test_dashboard_dates_that_are_not_valid_are_shown_next_to_their_field(
+    console: TestClient, shop: Shop
+) -> None:
+    sign_in(console, "admin")
+    r = console.get("/admin/dashboard?from=2026-13-01&to=2026-06-10")
+    assert r.status_code == 422
+    assert '<div class="field-error" data-error="from">格式为 YYYY-MM-DD</div>' in r.text
+    assert 'value="2026-13-01"' in r.text  # what was typed stays in the field
+    r = console.get("/admin/dashboard?from=2026-06-10&to=2026-05-01")
+    assert r.status_code == 422
+    assert '<div class="field-error" data-error="to">必须晚于开始日期</div>' in r.text
+
+
+def test_member_search_pages_by_fifty(console: TestClient, shop: Shop, db: Database) -> None:
+    from loyalist.kit.actor import SYSTEM
+    from loyalist.member import service as members
+    from loyalist.member.schemas import MemberCreate
+
+    with db.transaction() as s:
+        for i in range(60):
+            members.create(s, SYSTEM, MemberCreate(phone=f"1390000{i:04d}", home_store="sh2"))
+    sign_in(console, "east")  # sh1 and sh2: 2 + 60 members
+    first = console.get("/admin/members?store=sh2").text
+    ids = re.findall(r'data-member-id="(\d+)"', first)
+    assert len(ids) == 50
+    nxt = re.search(r'href="([^"]+)" data-testid="next-page"', first)
+    assert nxt is not None
+    second = console.get(nxt.group(1).replace("&amp;", "&")).text
+    more = re.findall(r'data-member-id="(\d+)"', second)
+    assert len(more) == 61 - 50  # Bob and the 60 new members of sh2
+    assert not set(ids) & set(more)
+    assert 'data-testid="next-page"' not in second
