@@ -52,18 +52,6 @@ def live(db: Database, tmp_path: Path) -> Iterator[Live]:
     assert server.errors_logged() == "", server.errors_logged()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def new_page(browser: Any, locale: str = "zh-CN") -> Any:
     """A 1280×900 desktop page whose browser asks for ``locale``; external requests fail
     the test (the console must load nothing from outside the server)."""

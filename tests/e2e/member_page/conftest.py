@@ -158,18 +158,6 @@ def live(db_url: str, tmp_path: Path) -> Iterator[Live]:
     assert server.errors_logged() == "", server.errors_logged()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.fixture
 def phone_page(browser: Any) -> Iterator[Any]:
     """A 375×812 phone-sized page (2× pixels), Chinese by the browser's language."""
