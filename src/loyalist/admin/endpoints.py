@@ -42,6 +42,7 @@ from loyalist.admin.web import (
 )
 from loyalist.approval import service as approvals
 from loyalist.audit import service as audit
+from loyalist.config import Settings
 from loyalist.dashboard import service as dashboards
 from loyalist.errors import FieldError, LoyalistError, NotFound, ValidationFailed
 from loyalist.events import service as events
@@ -64,14 +65,13 @@ router = APIRouter(route_class=AdminRoute, include_in_schema=False)
 StaffDep = Annotated[Staff, Depends(current_staff)]
 FormDep = Annotated[dict[str, str], Depends(checked_form)]
 STATIC_FILES = {"htmx.min.js", "echarts.min.js", "admin.css", "admin.js"}
-ADJUST_APPROVAL_THRESHOLD = approvals.DEFAULT_THRESHOLD  # when settings do not say
 
 
 def approval_threshold(request: Request) -> int:
     """Adjustments above this many points (either sign) wait for a second person
     (``LOYALIST_ADJUST_APPROVAL_THRESHOLD``)."""
-    settings = request.app.state.settings
-    return int(getattr(settings, "adjust_approval_threshold", ADJUST_APPROVAL_THRESHOLD))
+    settings: Settings = request.app.state.settings
+    return settings.adjust_approval_threshold
 
 
 PAGE = 50  # rows per list page

@@ -351,3 +351,25 @@ def test_programme_preview_writes_nothing_and_publish_makes_a_version(
         )
         assert r.headers["location"].endswith("?notice=unchanged")
         assert count(db, ProgrammeVersion) == versions + 1
+
+
+def test_the_approval_limit_comes_from_the_settings(db: Database, shop: Shop) -> None:
+    alice = shop.members["alice"]
+    app = create_app(Settings(database_url=db.url, adjust_approval_threshold=100), db=db)
+    with TestClient(app) as c:
+        token = sign_in(c, "agent")
+        assert "超过 100 积分的调整需另一人审批" in c.get(f"/admin/members/{alice}").text
+        r = c.post(
+            f"/admin/members/{alice}/adjust",
+            data={"csrf_token": token, "points": "100", "reason": "在限额内"},
+            follow_redirects=False,
+        )
+        assert r.headers["location"].endswith("?notice=adjusted")
+        r = c.post(
+            f"/admin/members/{alice}/adjust",
+            data={"csrf_token": token, "points": "-101", "reason": "超过限额"},
+            follow_redirects=False,
+        )
+        assert r.headers["location"].endswith("?notice=pending_approval")
+    assert count(db, AdjustmentRequest, AdjustmentRequest.points == -101) == 1
+    assert count(db, LedgerEntry, LedgerEntry.reason == "超过限额") == 0
