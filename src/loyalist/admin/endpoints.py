@@ -642,6 +642,7 @@ async def order_page(request: Request, st: StaffDep, order_id: int) -> Response:
             "returns": orders.returns(s, o.id),
             "store": org.get(s, o.store_id),
             "rule_label": lambda rule: explain.breakdown_label(rule, names, _),
+            "describe": lambda text: explain.describe(text, locale),
             "tz": ZoneInfo(programme.timezone),
         }
 
@@ -865,6 +866,7 @@ async def _programme_view(
                 "active_days": _("days"),
             }.get(programme.tiers.metric.value, ""),
             "rule_label": lambda rule: explain.breakdown_label(rule, names, _),
+            "describe": lambda text: explain.describe(text, locale),
             "tz": ZoneInfo(programme.timezone),
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -199,3 +200,79 @@ def breakdown_label(rule: str, names: dict[str, str], _: Callable[[str], str]) -
         name = names.get(f"{'rule' if kind == 'exclusion' else kind.split('_')[0]}:{code}")
         return f"{label} · {name or code}"
     return label
+
+
+# The engine explains each breakdown component in English (programme/domain.py); the
+# console says the same in Chinese. Unknown shapes are shown as the engine wrote them.
+_MATCH = re.compile(
+    r"^on (?P<what>every line|.+?)"
+    r"(?: in stores? (?P<stores>.+?))?(?: via channels? (?P<channels>.+))?$"
+)
+_DESCRIPTIONS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^(?P<n>\d+) points? per (?P<unit>[\d.,]+ [A-Z]{3}) paid$"), "base"),
+    (re.compile(r"^No points (?P<match>on .+)$"), "exclusion"),
+    (re.compile(r"^(?P<m>[\d.]+)× (?P<match>on .+?)(?: \((?P<label>[^()]*)\))?$"), "multiplier"),
+    (re.compile(r"^(?P<n>\d+) bonus points? \((?P<label>.*)\)$"), "bonus"),
+    (re.compile(r"^(?P<m>[\d.]+)× for tier (?P<tier>.+)$"), "tier"),
+    (re.compile(r"^Capped at (?P<n>\d+) points per order$"), "cap_order"),
+    (
+        re.compile(r"^Capped at (?P<n>\d+) points per day \((?P<k>\d+) already earned today\)$"),
+        "cap_day",
+    ),
+    (
+        re.compile(r"^Capped at (?P<n>\d+) points per member \((?P<k>\d+) already earned\)$"),
+        "cap_member",
+    ),
+]
+
+
+def _zh_match(phrase: str) -> str:
+    m = _MATCH.match(phrase)
+    if m is None:
+        return phrase
+    what = m.group("what")
+    if what == "every line":
+        out = "全部商品"
+    else:
+        parts = []
+        for part in what.split(" and "):
+            word, _sep, items = part.partition(" ")
+            label = {"category": "品类", "categories": "品类", "SKU": "SKU", "SKUs": "SKU"}
+            parts.append(f"{label.get(word, word)} {items}")
+        out = "、".join(parts)
+    if m.group("stores"):
+        out += f"，门店 {m.group('stores')}"
+    if m.group("channels"):
+        out += f"，渠道 {m.group('channels')}"
+    return out
+
+
+def describe(text: str, locale: str) -> str:
+    """A breakdown component's explanation in the page's language."""
+    if locale != "zh_CN":
+        return text
+    for pattern, kind in _DESCRIPTIONS:
+        m = pattern.match(text)
+        if m is None:
+            continue
+        g = m.groupdict()
+        if kind == "base":
+            unit = g["unit"]
+            unit = "¥" + unit.removesuffix(" CNY") if unit.endswith(" CNY") else unit
+            return f"每实付 {unit} 得 {g['n']} 积分"
+        if kind == "exclusion":
+            return f"不积分：{_zh_match(g['match'])}"
+        if kind == "multiplier":
+            label = f"（{g['label']}）" if g.get("label") else ""
+            return f"{g['m']} 倍：{_zh_match(g['match'])}{label}"
+        if kind == "bonus":
+            return f"加赠 {g['n']} 积分（{g['label']}）"
+        if kind == "tier":
+            return f"等级 {g['tier']} {g['m']} 倍"
+        if kind == "cap_order":
+            return f"每单最多 {g['n']} 积分"
+        if kind == "cap_day":
+            return f"每日最多 {g['n']} 积分（今日已得 {g['k']}）"
+        if kind == "cap_member":
+            return f"每位会员最多 {g['n']} 积分（已得 {g['k']}）"
+    return text

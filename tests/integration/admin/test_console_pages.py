@@ -249,3 +249,21 @@ def test_member_search_pages_by_fifty(console: TestClient, shop: Shop, db: Datab
     assert len(more) == 61 - 50  # Bob and the 60 new members of sh2
     assert not set(ids) & set(more)
     assert 'data-testid="next-page"' not in second
+
+
+def test_points_per_rule_are_explained_in_the_pages_language(
+    console: TestClient, shop: Shop
+) -> None:
+    from loyalist.admin.explain import describe
+
+    sign_in(console, "admin", "zh_CN")
+    order = console.get(f"/admin/orders/{shop.orders['POS-SH1-000']}").text
+    # ¥128 of coffee beans: 1 point per ¥1, doubled by the beans rule.
+    assert "每实付 ¥1.00 得 1 积分" in order
+    assert "2 倍：品类 coffee_beans" in order and "咖啡豆双倍积分" in order
+    assert describe("Capped at 20000 points per order", "zh_CN") == "每单最多 20000 积分"
+    assert describe("1.5× on every line via channels app, miniprogram", "zh_CN") == (
+        "1.5 倍：全部商品，渠道 app, miniprogram"
+    )
+    assert describe("2× on every line", "en") == "2× on every line"
+    assert describe("something new", "zh_CN") == "something new"
