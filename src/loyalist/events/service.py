@@ -122,6 +122,22 @@ def list_events(
     return list(session.scalars(q))
 
 
+def member_events(
+    session: Session, actor: Actor, member_id: int, *, types: Sequence[str], limit: int
+) -> list[OutboxEvent]:
+    """A member's latest events of ``types``, newest first, whether or not the stream has
+    given them a position yet (the console's member timeline; not a cursor)."""
+    q = (
+        select(OutboxEvent)
+        .where(OutboxEvent.member_id == member_id, OutboxEvent.type.in_(list(types)))
+        .order_by(OutboxEvent.id.desc())
+        .limit(limit)
+    )
+    if actor.scope_path != "/":
+        q = q.where(OutboxEvent.org_path.startswith(actor.scope_path))
+    return list(session.scalars(q))
+
+
 def as_dict(ev: OutboxEvent) -> dict[str, Any]:
     return {
         "id": ev.event_id,
