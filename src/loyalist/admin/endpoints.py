@@ -75,6 +75,9 @@ def approval_threshold(request: Request) -> int:
 
 
 PAGE = 50  # rows per list page
+# Events the member timeline shows as such (orders, points, redemptions and tier changes
+# have their own lines).
+TIMELINE_EVENTS = ("member.created", "member.updated", "points.expiring")
 EXPIRY_HORIZON = timedelta(days=3 * 366)  # the member page lists expiries up to 3 years out
 
 
@@ -423,8 +426,7 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
     catalogue = {r.id: _reward_name(r, locale) for r in rewards.catalogue(s, active_only=False)}
     refs = _refs(s, st, order_rows, entries, reds, catalogue)
     tier_hist = members.tier_history(s, m.id)
-    evs = events.list_events(s, st.actor, after=None, limit=200, member_id=m.id)
-    evs = [e for e in evs if not e.type.startswith(("points.", "order.", "redemption."))]
+    evs = events.member_events(s, st.actor, m.id, types=TIMELINE_EVENTS, limit=100)
     items = explain.timeline(
         order_rows,
         # An order's or a redemption's own line says what it earned or spent.

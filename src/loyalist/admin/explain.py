@@ -155,7 +155,7 @@ def timeline(
             text = _("Tier re-evaluated: %(a)s → %(b)s") % {"a": frm, "b": to}
         items.append(Item(t.occurred_at, "tier", text))
     for ev in events:
-        items.append(Item(ev.occurred_at, "event", event_text(ev, _)))
+        items.append(Item(ev.occurred_at, "event", event_text(ev, _, fmt)))
     items.sort(key=lambda i: i.at, reverse=True)
     return items
 
@@ -168,9 +168,19 @@ _EVENT_WORDS = {
 }
 
 
-def event_text(ev: OutboxEvent, _: Callable[[str], str]) -> str:
+def event_text(ev: OutboxEvent, _: Callable[[str], str], fmt: Fmt | None = None) -> str:
     words = _EVENT_WORDS.get(ev.type)
     payload: dict[str, Any] = ev.payload or {}
+    if ev.type == "points.expiring" and fmt is not None and payload.get("expires_at"):
+        try:
+            at = datetime.fromisoformat(str(payload["expires_at"]))
+        except ValueError:
+            at = None
+        if at is not None:
+            return _("Reminder sent: %(n)s points expire after %(d)s") % {
+                "n": fmt.num(int(payload.get("points") or 0)),
+                "d": fmt.last_day(at),
+            }
     if words:
         base = _(words)
         if ev.type == "member.updated" and payload.get("fields"):

@@ -373,3 +373,24 @@ def test_the_approval_limit_comes_from_the_settings(db: Database, shop: Shop) ->
         assert r.headers["location"].endswith("?notice=pending_approval")
     assert count(db, AdjustmentRequest, AdjustmentRequest.points == -101) == 1
     assert count(db, LedgerEntry, LedgerEntry.reason == "超过限额") == 0
+
+
+def test_an_expiry_reminder_shows_on_the_member_timeline(
+    console: TestClient, shop: Shop, db: Database, clock: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from loyalist.jobs import service as jobs
+
+    # Points earned in 2026 expire at the end of 2027 (the demo's end_of_year policy);
+    # the 30-day reminder goes out in December 2027.
+    clock.freeze(datetime(2027, 12, 5, 2, 0, tzinfo=UTC))
+    jobs.activate_pending(db)  # the last order's points are long out of their window
+    jobs.remind_expiring(db)
+    sign_in(console, "admin")
+    page = console.get(f"/admin/members/{shop.members['alice']}").text
+    m = re.search(r"已发送到期提醒：([\d,]+) 积分将于 2027年12月31日 后过期", page)
+    assert m is not None
+    assert 'data-kpi="expiring"' in page
+    expiring = re.search(r'data-kpi="expiring" data-value="(\d+)"', page)
+    assert expiring is not None and int(expiring.group(1)) == int(m.group(1).replace(",", ""))
