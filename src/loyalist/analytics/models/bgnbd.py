@@ -60,6 +60,36 @@ def check_rft(x: FloatArray, t_x: FloatArray, big_t: FloatArray) -> None:
             raise InputError(message, rows=(np.flatnonzero(mask) + 1).tolist())
 
 
+def rft_arrays(
+    frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(frequency, recency, T) as broadcast, contiguous float arrays for prediction."""
+    x, t_x, big_t = np.broadcast_arrays(
+        as_float_array(frequency, "frequency"),
+        as_float_array(recency, "recency"),
+        as_float_array(T, "T"),
+    )
+    return (
+        np.ascontiguousarray(x, dtype=np.float64),
+        np.ascontiguousarray(t_x, dtype=np.float64),
+        np.ascontiguousarray(big_t, dtype=np.float64),
+    )
+
+
+def compressed_rft(
+    frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, weights: ArrayLike | None
+) -> Compressed:
+    """Validated (frequency, recency, T) rows compressed to distinct rows for a fit."""
+    x = as_float_array(frequency, "frequency")
+    t_x = as_float_array(recency, "recency")
+    big_t = as_float_array(T, "T")
+    check_rft(x, t_x, big_t)
+    if x.size == 0:
+        raise InputError("no customers to fit")
+    w = None if weights is None else as_float_array(weights, "weights")
+    return compress(x, t_x, big_t, weights=w)
+
+
 @dataclass(frozen=True)
 class _Data:
     """Compressed data split into the parts the likelihood needs.
@@ -246,14 +276,7 @@ class BGNBD:
     ) -> BGNBD:
         """Maximum-likelihood fit. Never raises on non-convergence: see ``fit_result``."""
         started = time.perf_counter()
-        x = as_float_array(frequency, "frequency")
-        t_x = as_float_array(recency, "recency")
-        big_t = as_float_array(T, "T")
-        check_rft(x, t_x, big_t)
-        if x.size == 0:
-            raise InputError("no customers to fit")
-        w = None if weights is None else as_float_array(weights, "weights")
-        comp = compress(x, t_x, big_t, weights=w)
+        comp = compressed_rft(frequency, recency, T, weights)
         result = fit_compressed(
             "bgnbd",
             PARAM_NAMES,
@@ -265,7 +288,7 @@ class BGNBD:
             warm_start_rows=_WARM_START_ROWS,
             warm_start_sample=_WARM_START_SAMPLE,
             want_standard_errors=standard_errors,
-            unidentified_reason=None if np.any(x > 0) else NO_REPEAT_BUYERS,
+            unidentified_reason=None if np.any(comp.columns[0] > 0) else NO_REPEAT_BUYERS,
         )
         r, alpha, a, b = (result.params[n] for n in PARAM_NAMES)
         return cls(r=r, alpha=alpha, a=a, b=b, fit_result=result)
@@ -315,15 +338,7 @@ class BGNBD:
         self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
         self._check()
-        x = as_float_array(frequency, "frequency")
-        t_x = as_float_array(recency, "recency")
-        big_t = as_float_array(T, "T")
-        x, t_x, big_t = np.broadcast_arrays(x, t_x, big_t)
-        return (
-            np.ascontiguousarray(x, dtype=np.float64),
-            np.ascontiguousarray(t_x, dtype=np.float64),
-            np.ascontiguousarray(big_t, dtype=np.float64),
-        )
+        return rft_arrays(frequency, recency, T)
 
     def probability_alive(
         self,

@@ -25,16 +25,15 @@ from numpy.typing import ArrayLike
 from scipy.special import digamma, gammaln
 
 from loyalist.analytics._typing import FloatArray
-from loyalist.analytics.errors import InputError, ModelError
+from loyalist.analytics.errors import ModelError
 from loyalist.analytics.models._base import (
     NO_REPEAT_BUYERS,
     Compressed,
     FitResult,
-    compress,
     dot,
     fit_compressed,
 )
-from loyalist.analytics.models.bgnbd import as_float_array, check_rft
+from loyalist.analytics.models.bgnbd import as_float_array, compressed_rft, rft_arrays
 
 PARAM_NAMES = ("r", "alpha", "s", "beta")
 _MAX_TERMS = 20_000
@@ -321,14 +320,7 @@ class ParetoNBD:
     ) -> ParetoNBD:
         """Maximum-likelihood fit. Never raises on non-convergence: see ``fit_result``."""
         started = time.perf_counter()
-        x = as_float_array(frequency, "frequency")
-        t_x = as_float_array(recency, "recency")
-        big_t = as_float_array(T, "T")
-        check_rft(x, t_x, big_t)
-        if x.size == 0:
-            raise InputError("no customers to fit")
-        w = None if weights is None else as_float_array(weights, "weights")
-        comp = compress(x, t_x, big_t, weights=w)
+        comp = compressed_rft(frequency, recency, T, weights)
         with np.errstate(over="ignore", under="ignore"):
             result = fit_compressed(
                 "pareto_nbd",
@@ -341,7 +333,7 @@ class ParetoNBD:
                 warm_start_rows=_WARM_START_ROWS,
                 warm_start_sample=_WARM_START_SAMPLE,
                 want_standard_errors=standard_errors,
-                unidentified_reason=None if np.any(x > 0) else NO_REPEAT_BUYERS,
+                unidentified_reason=None if np.any(comp.columns[0] > 0) else NO_REPEAT_BUYERS,
             )
         r, alpha, s, beta = (result.params[n] for n in PARAM_NAMES)
         return cls(r=r, alpha=alpha, s=s, beta=beta, fit_result=result)
@@ -358,15 +350,7 @@ class ParetoNBD:
         T: ArrayLike,
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
         self._check()
-        x = as_float_array(frequency, "frequency")
-        t_x = as_float_array(recency, "recency")
-        big_t = as_float_array(T, "T")
-        x, t_x, big_t = np.broadcast_arrays(x, t_x, big_t)
-        return (
-            np.ascontiguousarray(x, dtype=np.float64),
-            np.ascontiguousarray(t_x, dtype=np.float64),
-            np.ascontiguousarray(big_t, dtype=np.float64),
-        )
+        return rft_arrays(frequency, recency, T)
 
     def log_likelihood(
         self,
