@@ -24,101 +24,27 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
 import os
 import random
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gen_dataset
+from procs import cleanup, free_port, log, on_signal, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 TARGET_MS = 300.0
-_children: list[subprocess.Popen[bytes]] = []
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def _kill_tree(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """Stop a process this script started, and its children: TERM first, then KILL."""
-    if proc.poll() is not None:
-        return
-    try:
-        tree = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.Error:
-        tree = [proc.pid]
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(grace)
-    for pid in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait(grace)
-
-
-def cleanup() -> None:
-    while _children:
-        _kill_tree(_children.pop())
-
-
-def _on_signal(signum: int, _frame: Any) -> None:
-    cleanup()
-    raise SystemExit(128 + signum)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "LOYALIST_DATABASE_URL": url,
-        "LOYALIST_LOG_LEVEL": "warning",
-        "LOYALIST_RUN_SCHEDULER": "false",
-    }
-    cmd = [
-        str(VENV_BIN / "loyalist"),
-        "serve",
-        "--no-scheduler",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
-    _children.append(proc)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        time.sleep(0.2)
-    raise RuntimeError("the server did not answer /healthz within 60 s")
 
 
 def sign_in(base: str, login: str, password: str) -> httpx.Client:
@@ -172,8 +98,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     atexit.register(cleanup)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
 
     ds = gen_dataset.ensure(args.members, args.orders, args.db)
     folded = gen_dataset.fold_rollup(ds.url)

@@ -43,10 +43,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 import psutil
+
+import procs
+from procs import cleanup, free_port, kill_tree, log, on_signal, spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -78,51 +80,6 @@ CATALOGUE = [
     ("GIFT-CARD-100", "gift_card", 10000, 1),
 ]
 CHANNELS = [("pos", 80), ("app", 12), ("miniprogram", 8)]
-
-_children: list[subprocess.Popen[bytes]] = []
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def _kill_tree(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """Stop a process we started (and its children) — TERM first, then KILL."""
-    if proc.poll() is not None:
-        return
-    try:
-        tree = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.Error:
-        tree = [proc.pid]
-    with contextlib.suppress(ProcessLookupError):  # started with start_new_session=True
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(grace)
-    for pid in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(grace)
-
-
-def cleanup() -> None:
-    while _children:
-        _kill_tree(_children.pop())
-
-
-def _on_signal(signum: int, _frame: Any) -> None:
-    cleanup()
-    raise SystemExit(128 + signum)
-
-
-def spawn(cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, start_new_session=True, **kw)
-    _children.append(proc)
-    return proc
 
 
 def psql(sql: str, db: str = "postgres") -> str:
@@ -415,45 +372,7 @@ def postgres_cpu_seconds() -> float:
 
 
 def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "LOYALIST_DATABASE_URL": BENCH_URL,
-        "LOYALIST_LOG_LEVEL": "warning",
-        "LOYALIST_RUN_SCHEDULER": "false",
-    }
-    cmd = [
-        str(VENV_BIN / "loyalist"),
-        "serve",
-        "--no-scheduler",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    proc = spawn(cmd, env=env, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    import httpx
-
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not answer /healthz within 60 s")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return procs.start_server(BENCH_URL, port, workers)
 
 
 # --------------------------------------------------------------------------- pgbench
@@ -485,7 +404,7 @@ def run_pgbench(scale: int, clients: int, threads: int, seconds: int) -> float:
         stderr=subprocess.PIPE,
     )
     out, errout = proc.communicate(timeout=seconds + 120)
-    _children.remove(proc)
+    procs.children.remove(proc)
     text = out.decode()
     if proc.returncode != 0:
         raise RuntimeError(f"pgbench failed: {errout.decode()[-500:]}")
@@ -526,8 +445,8 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     atexit.register(cleanup)
     sys.path.insert(0, str(ROOT / "src"))
 
@@ -577,8 +496,8 @@ def main() -> int:
     sampler.stop.set()
     sampler.join()
     per_process = sampler.by_process()
-    _kill_tree(server)
-    _children.remove(server)
+    kill_tree(server)
+    procs.children.remove(server)
 
     lat = sorted(stats.latencies_ns)
     orders_s = len(lat) / seconds
