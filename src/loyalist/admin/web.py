@@ -26,6 +26,7 @@ from loyalist.errors import FieldError, LoyalistError
 from loyalist.kit import i18n
 from loyalist.kit.actor import Actor
 from loyalist.kit.db import Database
+from loyalist.member import domain as member_domain
 from loyalist.staff import service as staff
 
 HERE = Path(__file__).parent
@@ -107,9 +108,8 @@ class Fmt:
 
 
 def mask_phone(phone: str | None) -> str:
-    if not phone:
-        return "—"
-    return phone[:-8] + "****" + phone[-4:] if len(phone) > 8 else "****"
+    """The member domain's mask, with a dash for no phone (for display)."""
+    return member_domain.mask_phone(phone) or "—"
 
 
 def _show(value: Any) -> str:
