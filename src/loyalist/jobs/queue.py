@@ -136,31 +136,43 @@ def execute(db: Database, claimed: Claimed, worker: str) -> str:
     kind = registry.get(claimed.kind)
 
     def unit(s: Session) -> str:
-        job = s.scalars(
-            select(Job)
+        now = utcnow()
+        # Re-check the claim under the row lock the UPDATE takes: a worker whose lease
+        # expired and was taken over finds nothing here and must not run the job.
+        held = s.execute(
+            update(Job)
             .where(Job.id == claimed.id, Job.state == "running", Job.locked_by == worker)
-            .with_for_update()
+            .values(updated_at=now)
+            .returning(Job.payload, Job.attempts, Job.kind)
+            .execution_options(synchronize_session=False)
         ).one_or_none()
-        if job is None:
+        if held is None:
             return "lost"  # the lease expired and another worker took the job over
         if kind is None:
             raise LookupError(f"no handler registered for job kind {claimed.kind!r}")
-        now = utcnow()
         kind.handler(
             JobContext(
                 session=s,
-                job_id=job.id,
-                kind=job.kind,
-                payload=dict(job.payload),
-                attempt=job.attempts,
+                job_id=claimed.id,
+                kind=held.kind,
+                payload=dict(held.payload),
+                attempt=held.attempts,
                 now=now,
             )
         )
-        job.state = "done"
-        job.finished_at = utcnow()
-        job.updated_at = job.finished_at
-        job.locked_by = None
-        job.lease_until = None
+        done_at = utcnow()
+        s.execute(
+            update(Job)
+            .where(Job.id == claimed.id)
+            .values(
+                state="done",
+                finished_at=done_at,
+                updated_at=done_at,
+                locked_by=None,
+                lease_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
         return "done"
 
     try:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.orm import Session
 
 from loyalist.jobs import queue, registry
@@ -279,19 +279,20 @@ def test_handler_writes_and_done_mark_are_one_transaction(
     with db.transaction() as s:
         enqueue(s, "test.write", {"key": "atomic"})
     (c,) = claim(db, "w1")
-    real_flush = Session.flush
+    real_execute = Session.execute
 
-    def failing_flush(self: Session, *a: Any, **kw: Any) -> None:
-        if any(isinstance(o, Job) and o.state == "done" for o in self.dirty):
-            raise RuntimeError("commit failed")
-        real_flush(self, *a, **kw)
+    def failing_execute(self: Session, statement: Any, *a: Any, **kw: Any) -> Any:
+        if "state" in str(statement) and "finished_at" in str(statement):
+            raise RuntimeError("marking done failed")
+        return real_execute(self, statement, *a, **kw)
 
-    monkeypatch.setattr(Session, "flush", failing_flush)
+    monkeypatch.setattr(Session, "execute", failing_execute)
     assert execute(db, c, "w1") == "queued"
-    monkeypatch.setattr(Session, "flush", real_flush)
-    assert effect_rows(db) == []
-    with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT state FROM job")).scalar_one() == "queued"
+    monkeypatch.setattr(Session, "execute", real_execute)
+    assert kinds["write"] == 1  # the handler ran …
+    assert effect_rows(db) == []  # … and its write rolled back with the failed done mark
+    (job,) = jobs(db)
+    assert (job.state, job.last_error) == ("queued", "attempt 1: RuntimeError: marking done failed")
 
 
 def test_claimed_value_object() -> None:
