@@ -12,7 +12,8 @@ and counts the attempt; a job whose lease ran out (its worker was killed) is due
 re-reads the job under a row lock and checks it still holds the claim, so a job's database
 effects apply exactly once even when a lease expired and another worker took it over. A
 failing handler rolls back; a new transaction records the error and the next ``run_at``
-(exponential backoff with jitter, capped) or buries the job as ``dead`` after its last try.
+(exponential backoff with jitter, capped) and leaves it ``failed`` until then, or buries it as
+``dead`` after its last try.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Claimed:
 
 def _due(now: datetime) -> Any:
     return or_(
-        and_(Job.state == "queued", Job.run_at <= now),
+        and_(Job.state.in_(("queued", "failed")), Job.run_at <= now),
         and_(Job.state == "running", Job.lease_until < now),
     )
 
@@ -132,7 +133,7 @@ def claim(
 
 
 def execute(db: Database, claimed: Claimed, worker: str) -> str:
-    """Run a claimed job; returns its new state ("done", "queued", "dead") or "lost"."""
+    """Run a claimed job; returns its new state ("done", "failed", "dead") or "lost"."""
     kind = registry.get(claimed.kind)
 
     def unit(s: Session) -> str:
@@ -205,7 +206,7 @@ def _record_failure(db: Database, claimed: Claimed, worker: str, exc: BaseExcept
             job.state = "dead"
             job.finished_at = now
         else:
-            job.state = "queued"
+            job.state = "failed"  # waits for its retry at run_at
             job.run_at = now + backoff(job.attempts)
         return job.state
 

@@ -100,7 +100,7 @@ class Worker:
     def _account(self, state: str) -> None:
         if state == "done":
             self.stats.done += 1
-        elif state == "queued":
+        elif state == "failed":
             self.stats.retried += 1
         elif state == "dead":
             self.stats.dead += 1
