@@ -9,6 +9,7 @@ from loyalist.models.event_consumer import EventConsumer
 from loyalist.models.event_failure import EventFailure
 from loyalist.models.event_receipt import EventReceipt
 from loyalist.models.idempotency_record import IdempotencyRecord
+from loyalist.models.job import Job
 from loyalist.models.job_run import JobRun
 from loyalist.models.ledger_entry import LedgerEntry
 from loyalist.models.lot_allocation import LotAllocation
@@ -44,6 +45,7 @@ __all__ = [
     "EventFailure",
     "EventReceipt",
     "IdempotencyRecord",
+    "Job",
     "JobRun",
     "LedgerEntry",
     "LotAllocation",
