@@ -1066,3 +1066,9 @@ async def audit_page(
     query = "&".join(f"{k}={quote(v)}" for k, v in filt.items())
     ctx["next_url"] = f"/admin/audit?{query}&before={nxt}" if nxt else None
     return render(request, "audit.html", ctx, tz=ctx["tz"])
+
+
+# The event stream page (its own module; mounted with the console).
+from loyalist.admin.stream import router as _stream_router  # noqa: E402
+
+router.include_router(_stream_router)

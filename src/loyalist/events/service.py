@@ -218,3 +218,10 @@ def as_dict(ev: OutboxEvent) -> dict[str, Any]:
         "member_id": ev.member_id,
         "data": ev.payload,
     }
+
+
+def stream_state(session: Session) -> tuple[int, int]:
+    """(head position, committed events without a position yet)."""
+    head = int(session.scalar(select(func.coalesce(func.max(OutboxEvent.position), 0))) or 0)
+    waiting = int(session.scalar(select(func.count()).where(OutboxEvent.position.is_(None))) or 0)
+    return head, waiting
