@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     adjust_approval_threshold: int = 5000
     # Keep sent messages in a table and show them at /m/dev/inbox (development, demo, tests).
     dev_inbox: bool = False
+    # Webhooks: deliver to private, loopback, link-local, multicast or reserved addresses
+    # (off in production: a registered URL could otherwise reach internal services).
+    webhooks_allow_private: bool = False
+    # Bounds of one delivery attempt: connecting, and the whole request with its answer.
+    webhooks_connect_timeout_s: float = 5.0
+    webhooks_timeout_s: float = 10.0
+    # The longest Retry-After (seconds) a receiver may ask for; longer waits are cut to it.
+    webhooks_max_retry_after_s: int = 86_400
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,8 @@ PROGRAMME_PUBLISH = "programme.publish"
 DASHBOARD_READ = "dashboard.read"
 AUDIT_READ = "audit.read"
 STAFF_MANAGE = "staff.manage"
+WEBHOOK_READ = "webhook.read"  # endpoints, deliveries and attempts
+WEBHOOK_MANAGE = "webhook.manage"  # register, change, rotate secrets, replay
 
 _READS = frozenset({MEMBER_READ, ORDER_READ, REDEMPTION_READ, PROGRAMME_READ})
 
@@ -41,6 +43,8 @@ ROLES: dict[str, frozenset[str]] = {
         DASHBOARD_READ,
         AUDIT_READ,
         STAFF_MANAGE,
+        WEBHOOK_READ,
+        WEBHOOK_MANAGE,
     },
     "regional_manager": _READS
     | {
@@ -68,6 +72,7 @@ WRITE_ACTIONS = frozenset(
         REDEMPTION_CANCEL,
         PROGRAMME_PUBLISH,
         STAFF_MANAGE,
+        WEBHOOK_MANAGE,
     }
 )
 

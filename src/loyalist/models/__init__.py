@@ -30,6 +30,9 @@ from loyalist.models.reward_usage import RewardUsage
 from loyalist.models.staff_session import StaffSession
 from loyalist.models.staff_user import StaffUser
 from loyalist.models.tier_change import TierChange
+from loyalist.models.webhook_attempt import WebhookAttempt
+from loyalist.models.webhook_delivery import WebhookDelivery
+from loyalist.models.webhook_endpoint import WebhookEndpoint
 
 __all__ = [
     "AdjustmentRequest",
@@ -62,4 +65,7 @@ __all__ = [
     "StaffSession",
     "StaffUser",
     "TierChange",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
