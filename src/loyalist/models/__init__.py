@@ -6,6 +6,7 @@ from loyalist.models.audit_log import AuditLog
 from loyalist.models.dashboard_daily import DashboardDaily
 from loyalist.models.dashboard_fold import DashboardFold
 from loyalist.models.idempotency_record import IdempotencyRecord
+from loyalist.models.job import Job
 from loyalist.models.job_run import JobRun
 from loyalist.models.ledger_entry import LedgerEntry
 from loyalist.models.lot_allocation import LotAllocation
@@ -41,6 +42,7 @@ __all__ = [
     "DashboardDaily",
     "DashboardFold",
     "IdempotencyRecord",
+    "Job",
     "JobRun",
     "LedgerEntry",
     "LotAllocation",
