@@ -32,6 +32,5 @@ async def list_events(
         nxt = encode_cursor(rows[-1].position or 0) if rows else (cursor or None)
         return {"items": [service.as_dict(e) for e in rows], "next_cursor": nxt}
 
-    await read(db, service.assign_positions)
     result: dict[str, Any] = await read(db, fn)
     return result

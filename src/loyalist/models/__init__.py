@@ -5,6 +5,9 @@ from loyalist.models.api_key import ApiKey
 from loyalist.models.audit_log import AuditLog
 from loyalist.models.dashboard_daily import DashboardDaily
 from loyalist.models.dashboard_fold import DashboardFold
+from loyalist.models.event_consumer import EventConsumer
+from loyalist.models.event_failure import EventFailure
+from loyalist.models.event_receipt import EventReceipt
 from loyalist.models.idempotency_record import IdempotencyRecord
 from loyalist.models.job import Job
 from loyalist.models.job_run import JobRun
@@ -41,6 +44,9 @@ __all__ = [
     "AuditLog",
     "DashboardDaily",
     "DashboardFold",
+    "EventConsumer",
+    "EventFailure",
+    "EventReceipt",
     "IdempotencyRecord",
     "Job",
     "JobRun",
