@@ -18,6 +18,8 @@ from loyalist.kit.db import Database
 # Append new ones at the end (one line each).
 REGISTRATIONS: list[str] = [
     # "loyalist.jobs.tasks" (activation, expiry, reminders, tiers) comes with the next commit
+    "loyalist.webhooks.tasks",  # job kind webhooks.deliver
+    "loyalist.webhooks.handlers",  # consumer "webhooks"
 ]
 
 _configured = False
