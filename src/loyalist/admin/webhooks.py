@@ -104,6 +104,7 @@ async def endpoint_create(request: Request, st: StaffDep, form: FormDep) -> Resp
 
     def work(s: Session) -> dict[str, Any]:
         nonlocal created, errors
+        perm.require(st.actor, perm.WEBHOOK_MANAGE)  # before any word on the input
         if data is not None:
             try:
                 with s.begin_nested():
@@ -112,7 +113,6 @@ async def endpoint_create(request: Request, st: StaffDep, form: FormDep) -> Resp
                 if exc.status != 422:
                     raise
                 errors = errors_by_field(exc.errors) or {"url": exc.detail}
-        perm.require(st.actor, perm.WEBHOOK_READ)
         return _list_ctx(s, st, None)
 
     ctx = await _run(request, work)
@@ -169,10 +169,10 @@ async def endpoint_delete(
 async def endpoint_rotate(
     request: Request, st: StaffDep, endpoint_id: int, form: FormDep
 ) -> Response:
-    hours = _int(form.get("overlap_hours", "24"), "overlap_hours")
-    overlap = timedelta(hours=min(hours if hours is not None else 24, 168))
-
     def work(s: Session) -> dict[str, Any]:
+        perm.require(st.actor, perm.WEBHOOK_MANAGE)
+        hours = _int(form.get("overlap_hours", "24"), "overlap_hours")
+        overlap = timedelta(hours=min(hours if hours is not None else 24, 168))
         _ep, secret = webhooks.rotate_secret(s, st.actor, endpoint_id, overlap)
         ep = webhooks.read_endpoint(s, st.actor, endpoint_id)
         rows = webhooks.list_deliveries(
@@ -215,6 +215,7 @@ async def endpoint_replay(
     request: Request, st: StaffDep, endpoint_id: int, form: FormDep
 ) -> Response:
     def work(s: Session) -> int:
+        perm.require(st.actor, perm.WEBHOOK_MANAGE)
         tz = _tz(s)
         since = _local(form.get("since", ""), tz, "since")
         until = _local(form.get("until", ""), tz, "until")
