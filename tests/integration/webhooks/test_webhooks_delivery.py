@@ -196,7 +196,7 @@ def test_a_store_scoped_endpoint_gets_only_its_stores_events(world: Any, clock: 
         a = _member(world, "13800000501", store="sh1")
         b = _member(world, "13800000502", store="sz1")
         with world.db.transaction() as s:
-            wide = events.emit(s, "programme.published", {"version": 99}).event_id
+            wide = events.emit(s, "programme.published", {"version": 99, "by": "test"}).event_id
         pump(world.db)
         by_member = {e.member_id: e.event_id for e in _events(world.db, ("member.created",))}
         assert set(sh1.ids()) == {by_member[a], wide}
