@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any
@@ -46,6 +47,15 @@ def only_query(*names: str) -> Callable[[Request], Awaitable[None]]:
     return check
 
 
+def _reveal(resp: JSONResponse) -> JSONResponse:
+    """Open the sealed secret of a successful create or rotation (also when replayed)."""
+    if resp.status_code >= 300:
+        return resp
+    body = service.unsealed(json.loads(bytes(resp.body)))
+    headers = {k: v for k, v in resp.headers.items() if k.lower() == "idempotent-replayed"}
+    return JSONResponse(body, status_code=resp.status_code, headers=headers)
+
+
 def _json(model: Any) -> dict[str, Any]:
     out: dict[str, Any] = model.model_dump(mode="json")
     return out
@@ -61,12 +71,14 @@ def _json(model: Any) -> dict[str, Any]:
 async def create_endpoint(
     data: EndpointCreate, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:
-    return await write(
-        request,
-        db,
-        actor,
-        key,
-        lambda s: (201, _json(service.with_secret(*service.create_endpoint(s, actor, data)))),
+    return _reveal(
+        await write(
+            request,
+            db,
+            actor,
+            key,
+            lambda s: (201, service.sealed_answer(*service.create_endpoint(s, actor, data))),
+        )
     )
 
 
@@ -166,15 +178,17 @@ async def rotate_secret(
     key: IdemKey = None,
 ) -> JSONResponse:
     overlap = timedelta(seconds=(data or RotateSecret()).overlap_seconds)
-    return await write(
-        request,
-        db,
-        actor,
-        key,
-        lambda s: (
-            200,
-            _json(service.with_secret(*service.rotate_secret(s, actor, endpoint_id, overlap))),
-        ),
+    return _reveal(
+        await write(
+            request,
+            db,
+            actor,
+            key,
+            lambda s: (
+                200,
+                service.sealed_answer(*service.rotate_secret(s, actor, endpoint_id, overlap)),
+            ),
+        )
     )
 
 

@@ -601,6 +601,20 @@ def with_secret(ep: WebhookEndpoint, secret: str) -> schemas.EndpointWithSecret:
     return schemas.EndpointWithSecret(**endpoint_out(ep).model_dump(), secret=secret)
 
 
+def sealed_answer(ep: WebhookEndpoint, secret: str) -> dict[str, Any]:
+    """The answer to a create or a rotation with its secret sealed: it is kept like this in
+    the idempotency record (a replay shows the same secret, the table never holds it in
+    clear); :func:`unsealed` opens it on the way out."""
+    out: dict[str, Any] = with_secret(ep, vault.seal(secret)).model_dump(mode="json")
+    return out
+
+
+def unsealed(answer: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(answer.get("secret"), str):
+        return {**answer, "secret": vault.open_(answer["secret"])}
+    return answer
+
+
 def delivery_out(d: WebhookDelivery) -> schemas.Delivery:
     return schemas.Delivery(
         id=d.id,

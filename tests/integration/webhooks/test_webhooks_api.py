@@ -4,6 +4,7 @@ the SSRF guard at registration, and listing deliveries."""
 from __future__ import annotations
 
 import base64
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from tests.integration.webhooks.conftest import Receiver, pump
 from tests.itest import assert_problem, counts
 from tests.support import api_client
 
-from loyalist.models import WebhookEndpoint
+from loyalist.models import IdempotencyRecord, WebhookEndpoint
 from loyalist.webhooks import vault
 
 URL = "http://127.0.0.1:9/hook"
@@ -60,7 +61,19 @@ def test_writes_are_idempotent(world: Any, client: Any) -> None:
     b = client.post("/v1/webhooks/endpoints", json={"url": URL}, headers=h)
     assert (a.status_code, b.status_code) == (201, 201)
     assert b.headers["Idempotent-Replayed"] == "true"
-    assert a.json() == b.json()
+    assert a.json() == b.json()  # the same secret again
+    with world.db.transaction() as s:
+        stored = s.scalar(select(IdempotencyRecord.response))
+    assert stored is not None and stored["id"] == a.json()["id"]
+    assert a.json()["secret"] not in json.dumps(stored)  # kept sealed, never in clear
+    rotated = client.post(
+        f"/v1/webhooks/endpoints/{a.json()['id']}/rotate-secret", headers={"Idempotency-Key": "r"}
+    )
+    again = client.post(
+        f"/v1/webhooks/endpoints/{a.json()['id']}/rotate-secret", headers={"Idempotency-Key": "r"}
+    )
+    assert rotated.json()["secret"] == again.json()["secret"] != a.json()["secret"]
+    assert rotated.json()["secret"].startswith("whsec_")
     assert len(client.get("/v1/webhooks/endpoints").json()["items"]) == 1
     r = client.post("/v1/webhooks/endpoints", json={"url": URL + "2"}, headers=h)
     assert_problem(r, 422, "idempotency_key_reused")
