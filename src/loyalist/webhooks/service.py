@@ -34,6 +34,7 @@ from loyalist.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from loyalist.org import service as org
 from loyalist.webhooks import domain, schemas, sender, vault
 from loyalist.webhooks.errors import (
     DeliveryNotFound,
@@ -91,6 +92,8 @@ def check_types(types: list[str] | None, field: str = "event_types") -> list[str
 def _scope_unit(session: Session, actor: Actor, code: str | None) -> OrgUnit:
     if code is None:
         unit = session.scalar(select(OrgUnit).where(OrgUnit.path == actor.scope_path))
+        if unit is None and actor.scope_path == "/":  # the system actor: the whole tree
+            unit = org.get_hq(session)
     else:
         unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
     if unit is None or not actor.sees(unit.path):

@@ -269,3 +269,15 @@ def test_the_openapi_document_describes_the_answers(world: Any, client: Any) -> 
     assert ref.endswith("/EndpointWithSecret")
     detail = doc["paths"]["/v1/webhooks/deliveries/{delivery_id}"]["get"]["responses"]["200"]
     assert detail["content"]["application/json"]["schema"]["$ref"].endswith("/DeliveryDetail")
+
+
+@pytest.mark.usefixtures("allow_private")
+def test_the_system_actor_registers_for_the_whole_programme(world: Any) -> None:
+    from loyalist.kit.actor import SYSTEM
+    from loyalist.webhooks import service
+    from loyalist.webhooks.schemas import EndpointCreate
+
+    with world.db.transaction() as s:
+        ep, secret = service.create_endpoint(s, SYSTEM, EndpointCreate(url=URL))
+        assert (ep.scope, ep.created_by) == ("hq", "system")
+        assert service.signing_secrets(ep, ep.created_at) == [secret]
