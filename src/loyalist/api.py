@@ -9,6 +9,7 @@ from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
 from loyalist.programme.endpoints import router as programme_router
 from loyalist.reward.endpoints import router as reward_router
+from loyalist.webhooks.endpoints import router as webhooks_router
 
 router = APIRouter()
 for r in (
@@ -19,5 +20,6 @@ for r in (
     events_router,
     org_router,
     health_router,
+    webhooks_router,
 ):
     router.include_router(r)

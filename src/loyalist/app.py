@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loyalist import __version__
 from loyalist.admin.endpoints import router as admin_router
+from loyalist.admin.webhooks import router as admin_webhooks_router
 from loyalist.api import router as api_router
 from loyalist.config import Settings, get_settings
 from loyalist.errors import (
@@ -201,4 +202,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(api_router)
     app.include_router(member_web_router)  # the member page at /m
     app.include_router(admin_router)  # the staff console at /admin
+    app.include_router(admin_webhooks_router)  # its webhooks pages
     return app

@@ -19,6 +19,8 @@ from loyalist.kit.db import Database
 REGISTRATIONS: list[str] = [
     "loyalist.jobs.tasks",  # activation, expiry, reminders, tier re-evaluation (scheduled)
     "loyalist.dashboard.handlers",  # the dashboard rollup consumer
+    "loyalist.webhooks.tasks",  # job kind webhooks.deliver
+    "loyalist.webhooks.handlers",  # consumer "webhooks"
 ]
 
 _configured = False

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     nats_url: str = ""
     nats_stream: str = "LOYALIST"
     nats_prefix: str = "loyalist"
+    # Webhooks: deliver to private, loopback, link-local, multicast or reserved addresses
+    # (off in production: a registered URL could otherwise reach internal services).
+    webhooks_allow_private: bool = False
+    # Bounds of one delivery attempt: connecting, and the whole request with its answer.
+    webhooks_connect_timeout_s: float = 5.0
+    webhooks_timeout_s: float = 10.0
+    # The longest Retry-After (seconds) a receiver may ask for; longer waits are cut to it.
+    webhooks_max_retry_after_s: int = 86_400
 
 
 @lru_cache(maxsize=1)

@@ -25,6 +25,8 @@ DASHBOARD_READ = "dashboard.read"
 AUDIT_READ = "audit.read"
 STAFF_MANAGE = "staff.manage"
 JOBS_MANAGE = "jobs.manage"  # see the job queue, retry and cancel jobs
+WEBHOOK_READ = "webhook.read"  # endpoints, deliveries and attempts
+WEBHOOK_MANAGE = "webhook.manage"  # register, change, rotate secrets, replay
 
 _READS = frozenset({MEMBER_READ, ORDER_READ, REDEMPTION_READ, PROGRAMME_READ})
 
@@ -43,6 +45,8 @@ ROLES: dict[str, frozenset[str]] = {
         AUDIT_READ,
         STAFF_MANAGE,
         JOBS_MANAGE,
+        WEBHOOK_READ,
+        WEBHOOK_MANAGE,
     },
     "regional_manager": _READS
     | {
@@ -71,6 +75,7 @@ WRITE_ACTIONS = frozenset(
         PROGRAMME_PUBLISH,
         STAFF_MANAGE,
         JOBS_MANAGE,
+        WEBHOOK_MANAGE,
     }
 )
 

@@ -34,6 +34,9 @@ from loyalist.models.reward_usage import RewardUsage
 from loyalist.models.staff_session import StaffSession
 from loyalist.models.staff_user import StaffUser
 from loyalist.models.tier_change import TierChange
+from loyalist.models.webhook_attempt import WebhookAttempt
+from loyalist.models.webhook_delivery import WebhookDelivery
+from loyalist.models.webhook_endpoint import WebhookEndpoint
 
 __all__ = [
     "AdjustmentRequest",
@@ -70,4 +73,7 @@ __all__ = [
     "StaffSession",
     "StaffUser",
     "TierChange",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

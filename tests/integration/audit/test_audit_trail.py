@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from tests.itest import counts
 from tests.support import api_client, order_payload
 
 from loyalist.audit import service as audit
+from loyalist.config import get_settings
 from loyalist.errors import Forbidden
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
@@ -55,6 +56,12 @@ def _path(world: Any, code: str) -> str:
     return str(path)
 
 
+def _keep(ids: dict[str, int], name: str, r: Any) -> Any:
+    """Remember the id a create answered with (for the steps that follow)."""
+    ids[name] = r.json()["id"]
+    return r
+
+
 def _api_write_routes(client: Any) -> set[tuple[str, str]]:
     """Every write route of the API, from its OpenAPI document (the contract)."""
     out: set[tuple[str, str]] = set()
@@ -67,6 +74,17 @@ def _api_write_routes(client: Any) -> set[tuple[str, str]]:
 Step = tuple[str, str, Callable[[Any, dict[str, int]], Any], str | None, str]
 
 
+@pytest.fixture
+def webhooks_on_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The webhook endpoint the steps register is on 127.0.0.1."""
+    monkeypatch.setenv("LOYALIST_WEBHOOKS_ALLOW_PRIVATE", "true")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("LOYALIST_WEBHOOKS_ALLOW_PRIVATE")
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("webhooks_on_loopback")
 def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
     world: Any, clock: Any
 ) -> None:
@@ -152,6 +170,63 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             ),
             "redemption.cancel",
             "redemption",
+        ),
+        (
+            "POST",
+            "/v1/webhooks/endpoints",
+            lambda c, i: _keep(
+                i,
+                "webhook",
+                c.post(
+                    "/v1/webhooks/endpoints",
+                    json={"url": "http://127.0.0.1:9/hook", "scope": "sh1"},
+                ),
+            ),
+            "webhook.create",
+            "webhook_endpoint",
+        ),
+        (
+            "PATCH",
+            "/v1/webhooks/endpoints/{endpoint_id}",
+            lambda c, i: c.patch(
+                f"/v1/webhooks/endpoints/{i['webhook']}", json={"description": "CRM"}
+            ),
+            "webhook.update",
+            "webhook_endpoint",
+        ),
+        (
+            "POST",
+            "/v1/webhooks/endpoints/{endpoint_id}/rotate-secret",
+            lambda c, i: c.post(f"/v1/webhooks/endpoints/{i['webhook']}/rotate-secret"),
+            "webhook.rotate",
+            "webhook_endpoint",
+        ),
+        (
+            "POST",
+            "/v1/webhooks/endpoints/{endpoint_id}/replay",
+            lambda c, i: c.post(
+                f"/v1/webhooks/endpoints/{i['webhook']}/replay",
+                json={"since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z"},
+            ),
+            "webhook.replay",
+            "webhook_endpoint",
+        ),
+        (
+            "POST",
+            "/v1/webhooks/deliveries/{delivery_id}/replay",
+            lambda c, i: c.post(
+                "/v1/webhooks/deliveries/"
+                f"{c.get('/v1/webhooks/deliveries').json()['items'][0]['id']}/replay"
+            ),
+            "webhook.replay",
+            "webhook_delivery",
+        ),
+        (
+            "DELETE",
+            "/v1/webhooks/endpoints/{endpoint_id}",
+            lambda c, i: c.delete(f"/v1/webhooks/endpoints/{i['webhook']}"),
+            "webhook.delete",
+            "webhook_endpoint",
         ),
         (
             "POST",
