@@ -45,6 +45,7 @@ __all__ = [
     "FieldType",
     "Not",
     "Problem",
+    "check_value",
     "evaluate",
     "explain",
     "fields_used",
@@ -338,6 +339,24 @@ def parse(data: Any, fields: FieldSpec) -> Condition:
     return cond
 
 
+def check_value(spec: FieldSpec, name: str, value: Any) -> list[Problem]:
+    """Problems with ``value`` as the context value of field ``name`` (None is absent)."""
+    f = spec.get(name)
+    if f is None:
+        return [Problem(name, f"unknown field {name!r}")]
+    if value is None:
+        return []
+    problems: list[Problem] = []
+    if f.type is FieldType.LIST_STR:
+        if not isinstance(value, list):
+            return [Problem(name, f"expected a list of text, got {_type_name(value)}")]
+        for i, v in enumerate(value):
+            _scalar(f, v, _join(name, i), problems)
+        return problems
+    _scalar(f, value, name, problems)
+    return problems
+
+
 def to_data(cond: Condition) -> dict[str, Any]:
     """The plain-data form of ``cond`` (dates as ISO text); ``parse`` reads it back."""
 
@@ -470,6 +489,28 @@ class Explanation:
         if self.op == "exists":
             return f"{self.field} exists (actual: {_show(self.actual)})"
         return f"{self.field} {self.op} {_show(self.expected)} (actual: {_show(self.actual)})"
+
+    def as_data(self) -> dict[str, Any]:
+        """JSON-ready: dates as ISO text, one ``text`` line per node, children nested."""
+
+        def plain(v: Any) -> Any:
+            if isinstance(v, dt.date):
+                return v.isoformat()
+            if isinstance(v, (list, tuple, set, frozenset)):
+                return [plain(x) for x in v]
+            return v
+
+        data: dict[str, Any] = {"op": self.op, "passed": self.passed, "path": self.path}
+        if self.field is not None:
+            data.update(
+                field=self.field,
+                expected=plain(self.expected),
+                actual=plain(self.actual),
+                text=self.text(),
+            )
+        if self.children:
+            data["children"] = [c.as_data() for c in self.children]
+        return data
 
     def walk(self, depth: int = 0) -> Iterable[tuple[int, Explanation]]:
         yield depth, self
