@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from loyalist.analytics.cli import app as analytics_app
+from loyalist.cli.backbone import actions_app, documents_app, tasks_app
 from loyalist.config import get_settings
 from loyalist.errors import LoyalistError
 from loyalist.kit.clock import clock
@@ -482,6 +483,9 @@ def bench(name: Annotated[str, typer.Argument(help="earn, clv or all")] = "all")
 
 
 app.add_typer(analytics_app, name="analyze")
+app.add_typer(documents_app, name="documents")
+app.add_typer(actions_app, name="actions")
+app.add_typer(tasks_app, name="tasks")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,16 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from loyalist.kit import conditions
@@ -164,6 +173,18 @@ class Conditional(Strict):
     """
 
     when: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_shorthand(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``when`` (and a campaign's ``tiers``) appear only when given, last: documents
+        stored before conditions existed keep their content and checksum."""
+        data: dict[str, Any] = handler(self)
+        when = data.pop("when", None)
+        if data.get("tiers") == []:
+            del data["tiers"]
+        if when is not None:
+            data["when"] = when
+        return data
 
 
 class EarningRule(Conditional):

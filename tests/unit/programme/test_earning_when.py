@@ -202,3 +202,12 @@ def test_when_survives_the_stored_document() -> None:
     again = Programme.model_validate(copy.deepcopy(stored))
     assert again.condition("campaign:member-day") == CONDITIONED.condition("campaign:member-day")
     assert stored["earning"]["campaigns"][0]["when"] == WHEN
+
+
+def test_documents_without_conditions_keep_their_stored_form() -> None:
+    """No ``when``/``tiers`` keys unless given: checksums of existing programmes hold."""
+    stored = programmes.as_document(programmes.parse(demo_doc()))
+    for item in [*stored["earning"]["rules"], *stored["earning"]["campaigns"]]:
+        assert "when" not in item and "tiers" not in item
+    assert list(programmes.as_document(SHORTHAND)["earning"]["campaigns"][0])[-1] == "match"
+    assert list(programmes.as_document(CONDITIONED)["earning"]["campaigns"][0])[-1] == "when"
