@@ -21,7 +21,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "Points added to your account",
         "%(points)s points were added to your account: %(reason)s",
     ),
-    "notice": ("A message from the programme", "%(text)s"),
+    "notice": ("A message from the programme", "Notice: %(text)s"),
 }
 
 
