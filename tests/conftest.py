@@ -68,7 +68,13 @@ def db_url(_template: str, tmp_path: Path) -> str:
 def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url)
     yield database
-    database.dispose()
+    try:  # every event the test emitted matches its published JSON Schema
+        from tests.event_schemas import outbox_schema_errors
+
+        drift = outbox_schema_errors(database)
+        assert not drift, "events that do not match their schema:\n" + "\n".join(drift[:20])
+    finally:
+        database.dispose()
 
 
 @pytest.fixture

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     adjust_approval_threshold: int = 5000
     # Keep sent messages in a table and show them at /m/dev/inbox (development, demo, tests).
     dev_inbox: bool = False
+    # Export the event stream to NATS JetStream from the worker when set (nats://host:4222).
+    nats_url: str = ""
+    nats_stream: str = "LOYALIST"
+    nats_prefix: str = "loyalist"
 
 
 @lru_cache(maxsize=1)

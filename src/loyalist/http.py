@@ -18,6 +18,7 @@ from loyalist.idempotency.service import Answer, run_idempotent
 from loyalist.kit.actor import Actor
 from loyalist.kit.db import MAX_INT4, MAX_INT8, Database
 from loyalist.kit.hashing import sha256_hex
+from loyalist.kit.uow import acting_as
 
 _AUTH_TTL_S = 10.0
 _auth_cache: dict[str, tuple[float, Actor]] = {}
@@ -75,8 +76,9 @@ RecordId = Annotated[int, Path(ge=1, le=MAX_INT8)]
 MemberFilterId = Annotated[int | None, Query(ge=1, le=MAX_INT4)]
 
 
-async def read(db: Database, fn: Callable[[Session], Any]) -> Any:
-    return await run_in_threadpool(db.run, fn)
+async def read(db: Database, fn: Callable[[Session], Any], actor: Actor | None = None) -> Any:
+    """Run ``fn`` in one transaction (its unit of work names ``actor`` when given)."""
+    return await run_in_threadpool(lambda: db.run(fn, actor=actor))
 
 
 async def write(
@@ -94,15 +96,18 @@ async def write(
         status, payload = work(session)
         return Answer(status, payload)
 
-    answer = await run_in_threadpool(
-        run_idempotent,
-        db,
-        principal=actor.principal,
-        key=key,
-        method=request.method,
-        path=request.url.path,
-        body=body,
-        work=unit,
-    )
+    def call() -> Answer:
+        with acting_as(actor):  # the unit of work knows the caller (uow_of(session).actor)
+            return run_idempotent(
+                db,
+                principal=actor.principal,
+                key=key,
+                method=request.method,
+                path=request.url.path,
+                body=body,
+                work=unit,
+            )
+
+    answer = await run_in_threadpool(call)
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
     return JSONResponse(answer.body, status_code=answer.status, headers=headers)

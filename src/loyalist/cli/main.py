@@ -20,6 +20,7 @@ from rich.table import Table
 
 from loyalist.analytics.cli import app as analytics_app
 from loyalist.cli.backbone import actions_app, documents_app, tasks_app
+from loyalist.cli.stream import app as stream_app
 from loyalist.config import get_settings
 from loyalist.errors import LoyalistError
 from loyalist.kit.clock import clock
@@ -486,6 +487,7 @@ app.add_typer(analytics_app, name="analyze")
 app.add_typer(documents_app, name="documents")
 app.add_typer(actions_app, name="actions")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(stream_app, name="stream")
 
 
 if __name__ == "__main__":

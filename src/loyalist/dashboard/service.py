@@ -8,7 +8,9 @@ points issued / activated / redeemed / expired) are read from ``dashboard_daily`
 per programme-local day and org path, plus the rows not folded yet (above the per-table
 watermark in ``dashboard_fold``), so every figure stays exact. :func:`refresh` folds rows
 whose ids were observed at least :data:`FOLD_MARGIN` earlier — a transaction that had not
-committed then has committed (or rolled back) since, so none is skipped. Points movements are
+committed then has committed (or rolled back) since, so none is skipped. It runs in the
+``dashboard.rollup`` consumer of the event stream (``dashboard.handlers``), woken by order
+and points events; reading the dashboard never writes. Points movements are
 attributed to the member's home org path when folded (live rows: the current one).
 """
 
@@ -108,7 +110,7 @@ def _bounds(period: Period, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 # ── the rollup ─────────────────────────────────────────────────────────────────────────
 FOLD_MARGIN = timedelta(minutes=5)
-FOLD_BATCH = 20_000  # rows per table folded by one dashboard request (a job folds more)
+FOLD_BATCH = 20_000  # rows per table folded by one consumer batch
 SOURCES = ("orders", "ledger")
 _FACTS = (
     "orders",
@@ -288,8 +290,13 @@ def refresh(
     return folded
 
 
-def _watermarks(session: Session) -> dict[str, int]:
-    return {f.source: f.watermark for f in _folds(session).values()}
+def _watermarks(session: Session, tz_name: str) -> dict[str, int] | None:
+    """How far the rollup is folded, read only; None when it cannot be used (never folded,
+    or folded in another time zone: the consumer starts it again at its next batch)."""
+    rows = list(session.scalars(select(DashboardFold)))
+    if {f.source for f in rows} != set(SOURCES) or any(f.timezone != tz_name for f in rows):
+        return None
+    return {f.source: int(f.watermark) for f in rows}
 
 
 # ── the figures ────────────────────────────────────────────────────────────────────────
@@ -301,13 +308,14 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
             [FieldError("to", "must be after from")],
         )
     unit = resolve_unit(session, actor, unit_code)
-    refresh(session)
     _version, programme = programmes.active(session)
     tz = ZoneInfo(programme.timezone)
     start, end = _bounds(period, tz)
     path = unit.path
     d = Dashboard(unit.code, unit.name, path, period, programme.currency)
-    marks = _watermarks(session)
+    # Read only: the fold runs in the dashboard consumer (dashboard.handlers), never here.
+    folded = _watermarks(session, programme.timezone)
+    marks = folded if folded is not None else dict.fromkeys(SOURCES, 0)
     # HQ is the root of the tree: its scope is every row, with no path filter to evaluate.
     everything = unit.kind == "hq"
 
@@ -346,14 +354,18 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
         DashboardDaily.day < period.end,
         within(DashboardDaily.org_path),
     )
-    rolled = session.execute(
-        select(
-            DashboardDaily.day,
-            *(func.sum(getattr(DashboardDaily, k)) for k in _FACTS),
-        )
-        .where(r_where)
-        .group_by(DashboardDaily.day)
-    ).all()
+    rolled = (
+        session.execute(
+            select(
+                DashboardDaily.day,
+                *(func.sum(getattr(DashboardDaily, k)) for k in _FACTS),
+            )
+            .where(r_where)
+            .group_by(DashboardDaily.day)
+        ).all()
+        if folded is not None
+        else []
+    )
     for day, *values in rolled:
         row = dict(zip(_FACTS, (int(v or 0) for v in values), strict=True))
         for k, v in row.items():
@@ -379,12 +391,16 @@ def build(session: Session, actor: Actor, *, unit_code: str | None, period: Peri
     # Balances (the liability) are every entry ever: the rollup's days plus the tail. The
     # tail's entries in the period also count as the period's movements.
     balances = dict.fromkeys(("available_delta", "pending_delta"), 0)
-    avail_all, pend_all = session.execute(
-        select(
-            func.coalesce(func.sum(DashboardDaily.available_delta), 0),
-            func.coalesce(func.sum(DashboardDaily.pending_delta), 0),
-        ).where(within(DashboardDaily.org_path))
-    ).one()
+    avail_all, pend_all = (
+        session.execute(
+            select(
+                func.coalesce(func.sum(DashboardDaily.available_delta), 0),
+                func.coalesce(func.sum(DashboardDaily.pending_delta), 0),
+            ).where(within(DashboardDaily.org_path))
+        ).one()
+        if folded is not None
+        else (0, 0)
+    )
     balances["available_delta"], balances["pending_delta"] = int(avail_all), int(pend_all)
     tail = and_(LedgerEntry.id > marks["ledger"], in_scope)
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Engine, event, func, select, text, update
 from sqlalchemy.orm import Session
 
+from loyalist.kit import wake
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
-from loyalist.kit.db import is_sqlite
+from loyalist.kit.db import Database, is_sqlite
+from loyalist.kit.uow import UnitOfWork
 from loyalist.models import OutboxEvent
+
+log = logging.getLogger("loyalist.events")
 
 SCHEMA_VERSION = 1
 
@@ -61,7 +66,71 @@ def emit(
         dispatched_at=None,
     )
     session.add(ev)
+    _sequence_after_commit(session)
     return ev
+
+
+# ── stream positions ────────────────────────────────────────────────────────────────────
+# An event gets its position right after the transaction that wrote it commits (an
+# after-commit hook of the unit of work, running a short transaction of its own); the
+# worker's sequencer poller (:func:`sequence_pending`) is the backstop for a process that
+# died in between. Nothing on a read path writes.
+_EMITTED = "loyalist.events.emitted"
+
+
+def _sequence_after_commit(session: Session) -> None:
+    uow = session.info.get("loyalist.uow")
+    if isinstance(uow, UnitOfWork):
+        if not uow.info.get(_EMITTED):
+            uow.info[_EMITTED] = True
+            engine = _engine(session)
+            uow.after_commit(lambda: _sequence_quietly(engine))
+    else:  # a bare session (no Database.transaction): the SQLAlchemy hook below
+        session.info[_EMITTED] = True
+
+
+def _engine(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine
+
+
+def _sequence_quietly(engine: Engine) -> None:
+    try:
+        sequence(engine)
+    except Exception:  # the events are committed; the sequencer poller positions them
+        log.exception("could not give committed events their stream positions")
+
+
+@event.listens_for(Session, "after_commit")
+def _position_after_commit(session: Session) -> None:
+    if session.info.pop(_EMITTED, False):
+        _sequence_quietly(_engine(session))
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_EMITTED, None)
+
+
+def sequence(engine: Engine, *, batch: int = 10_000) -> int:
+    """Give committed events their positions in a short transaction of their own."""
+    with Session(engine, autoflush=False) as s, s.begin():
+        n = assign_positions(s, batch)
+    if n:
+        wake.notify()  # the embedded worker hands them to the consumers now
+    return n
+
+
+def sequence_pending(db: Database, *, limit: int = 10_000) -> int:
+    """The worker's backstop: position events a crashed process committed but left
+    without a position. Returns how many were positioned."""
+    with db.engine.connect() as conn:  # a cheap look first: most ticks find nothing
+        pending = conn.execute(
+            select(OutboxEvent.id).where(OutboxEvent.position.is_(None)).limit(1)
+        ).first()
+    if pending is None:
+        return 0
+    return sequence(db.engine, batch=limit)
 
 
 # Serialises assigners of stream positions on PostgreSQL (SQLite serialises all writers).
@@ -71,7 +140,8 @@ _STREAM_LOCK = 0x4C4F59414C  # "LOYAL"
 def assign_positions(session: Session, batch: int = 10_000) -> int:
     """Give every committed event without a position the next ones, in id order.
 
-    Runs in its own short transaction before a read. Only visible (committed) events get a
+    Runs in its own short transaction right after a commit that wrote events (and in the
+    worker's sequencer as a backstop), never on a read path. Only visible (committed) events get a
     position, and one assigner at a time takes the next numbers, so positions only ever
     grow in the order events became visible: a cursor over positions never skips an event
     that commits after a later-written one.

@@ -29,6 +29,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from loyalist.kit.actor import Actor
+from loyalist.kit.uow import begin_unit
+
 T = TypeVar("T")
 
 NAMING_CONVENTION = {
@@ -124,20 +127,33 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on error."""
+    def transaction(self, *, actor: Actor | None = None) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error.
+
+        The session carries a :class:`~loyalist.kit.uow.UnitOfWork` (``uow_of(session)``)
+        naming ``actor`` (or the caller set with ``acting_as``); its after-commit callbacks
+        run once the commit succeeded, never after a rollback.
+        """
         session = self.sessionmaker()
+        uow = begin_unit(session, actor)
         try:
             with session.begin():
                 yield session
+        except BaseException:
+            uow._discard()
+            raise
         finally:
+            session.info.pop("loyalist.uow", None)
             session.close()
+        uow._run_hooks()
 
-    def run(self, fn: Callable[[Session], T], *, attempts: int = 5) -> T:
+    def run(
+        self, fn: Callable[[Session], T], *, attempts: int = 5, actor: Actor | None = None
+    ) -> T:
         """Run ``fn`` in a transaction, retrying transient lock/serialization failures."""
         for attempt in range(1, attempts + 1):
             try:
-                with self.transaction() as session:
+                with self.transaction(actor=actor) as session:
                     return fn(session)
             except (OperationalError, IntegrityError, DBAPIError) as exc:
                 if attempt == attempts or not is_transient(exc):

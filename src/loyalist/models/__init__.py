@@ -7,7 +7,11 @@ from loyalist.models.audit_log import AuditLog
 from loyalist.models.config_document import ConfigDocument
 from loyalist.models.dashboard_daily import DashboardDaily
 from loyalist.models.dashboard_fold import DashboardFold
+from loyalist.models.event_consumer import EventConsumer
+from loyalist.models.event_failure import EventFailure
+from loyalist.models.event_receipt import EventReceipt
 from loyalist.models.idempotency_record import IdempotencyRecord
+from loyalist.models.job import Job
 from loyalist.models.job_run import JobRun
 from loyalist.models.ledger_entry import LedgerEntry
 from loyalist.models.lot_allocation import LotAllocation
@@ -42,7 +46,11 @@ __all__ = [
     "ConfigDocument",
     "DashboardDaily",
     "DashboardFold",
+    "EventConsumer",
+    "EventFailure",
+    "EventReceipt",
     "IdempotencyRecord",
+    "Job",
     "JobRun",
     "LedgerEntry",
     "LotAllocation",

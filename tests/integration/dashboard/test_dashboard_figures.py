@@ -533,3 +533,34 @@ def test_a_new_time_zone_rebuilds_the_rollup(world: Any, shop: dict[str, int]) -
         s.execute(DashboardFold.__table__.delete())
     live = _build(world.db, _hq(world.db), "hq")
     assert asdict(folded) == asdict(again) == asdict(live)
+
+
+def test_the_rollup_is_a_consumer_and_reading_writes_nothing(
+    world: Any, shop: dict[str, int], clock: Any
+) -> None:
+    from loyalist.dashboard import handlers
+    from loyalist.events import consumers
+
+    assert handlers.NAME in {c.name for c in consumers.registered()}
+    before = counts(world.db)
+    d = _build(world.db, _hq(world.db), "hq")
+    assert counts(world.db) == before  # no fold, no watermark observed on a read
+    rollup = next(c for c in consumers.registered() if c.name == handlers.NAME)
+
+    def batch() -> int:
+        return int(world.db.run(lambda s: consumers.run_batch(s, rollup)))
+
+    observed = counts(world.db, ["orders", "ledger_entry"])
+    handled = batch()
+    assert handled > 0  # the shop's order and points events wake the fold
+    assert _rollup_rows(world.db) == 0  # it observed the highest ids; folds after the margin
+    clock.advance(dashboards.FOLD_MARGIN)
+    world.db.run(_order("o12", "m5", "gz1", 1000, global_clock.now(), shop))
+    assert batch() == 2  # points.earned, order.recorded: the fold runs once for both
+    assert _rollup_rows(world.db) > 0
+    with world.db.transaction() as s:
+        marks = {f.source: f.watermark for f in s.query(DashboardFold)}
+        assert marks == {"orders": observed["orders"], "ledger": observed["ledger_entry"]}
+    after = _build(world.db, _hq(world.db), "hq")  # the folded days plus o12 live
+    assert (after.orders, after.sales_minor) == (d.orders + 1, d.sales_minor + 1000)
+    assert after.liability_pending_points == d.liability_pending_points + 10

@@ -1,0 +1,64 @@
+"""The one composition root: job kinds, schedules, consumers and pollers.
+
+``configure()`` imports every module that registers something (job kinds with
+``@job_kind``, schedules with ``registry.schedule``, event consumers …) so each process
+that runs work — ``loyalist worker``, the worker embedded in ``loyalist serve``, ``loyalist
+jobs run`` — knows all of it. It is idempotent. ``pollers()`` returns the tick functions the
+worker calls on every loop besides running jobs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from loyalist.kit.db import Database
+
+# Modules whose import registers job kinds, schedules, consumers or actions.
+# Append new ones at the end (one line each).
+REGISTRATIONS: list[str] = [
+    # "loyalist.jobs.tasks" (activation, expiry, reminders, tiers) comes with the next commit
+    "loyalist.dashboard.handlers",  # the dashboard rollup consumer
+    "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
+]
+
+_configured = False
+
+
+def configure() -> None:
+    """Register every job kind, schedule and consumer (safe to call more than once)."""
+    global _configured
+    if _configured:
+        return
+    for module in REGISTRATIONS:
+        importlib.import_module(module)
+    _configured = True
+
+
+def pollers() -> list[Callable[[Database], int]]:
+    """Tick functions the worker calls every loop; each returns how much work it did.
+
+    Stream engineer: add the event consumers here, e.g.
+    ``lambda db: consumers.run_pending(db, limit=500)``.
+    """
+    configure()
+    found: list[Callable[[Database], int]] = []
+    # --- pollers: append below this line (one entry per line) ---
+    found += _stream_pollers()  # stream positions backstop, consumers, NATS export
+    return found
+
+
+def _stream_pollers() -> list[Callable[[Database], int]]:
+    from loyalist.config import get_settings
+    from loyalist.events import consumers
+    from loyalist.events import service as events
+
+    settings = get_settings()
+    out: list[Callable[[Database], int]] = [events.sequence_pending, consumers.run_pending]
+    if settings.nats_url:
+        from loyalist.events.nats_export import EmbeddedNatsExport
+
+        out.append(
+            EmbeddedNatsExport(settings.nats_url, settings.nats_stream, settings.nats_prefix)
+        )
+    return out

@@ -1,0 +1,225 @@
+"""JSON Schemas (draft 2020-12) of the event envelope and of every event type's ``data``.
+
+Published at ``GET /v1/events/schemas``; the test suite validates every event any test
+emits against them, so a payload that drifts from its schema fails the build. A new event
+type is added to ``events.service.EVENT_TYPES`` together with its entry in :data:`SCHEMAS`.
+Payloads are closed (``additionalProperties: false``): a new field is a schema change, made
+here, in the same commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+BASE_ID = "https://loyalist.dev/schemas/events"
+
+_INT: dict[str, Any] = {"type": "integer"}
+_ID: dict[str, Any] = {"type": "integer", "minimum": 1}
+_POINTS: dict[str, Any] = {"type": "integer", "minimum": 0}
+_STR: dict[str, Any] = {"type": "string"}
+_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
+_BY: dict[str, Any] = {"type": "string", "description": "who made the change"}
+_BALANCE: dict[str, Any] = {
+    "available": {**_INT, "description": "available points after the change"},
+    "pending": {**_INT, "description": "pending points after the change"},
+}
+
+
+def _object(
+    description: str, props: dict[str, Any], *, optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "properties": props,
+        "required": [k for k in props if k not in optional],
+        "additionalProperties": False,
+    }
+
+
+def _entry(description: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """A points movement: the ledger entry, its member, and the balance after it."""
+    return _object(
+        description,
+        {"member_id": _ID, "entry_id": _ID, "points": _POINTS, **extra, **_BALANCE},
+    )
+
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "member.created": _object(
+        "A member joined.",
+        {"member_id": _ID, "member_no": _STR, "tier": _STR, "by": _BY},
+    ),
+    "member.updated": _object(
+        "A member's profile changed (the names of the changed fields; no personal data).",
+        {"member_id": _ID, "fields": {"type": "array", "items": _STR}, "by": _BY},
+    ),
+    "order.recorded": _object(
+        "An order was recorded (with or without a member).",
+        {
+            "order_id": _ID,
+            "external_id": _STR,
+            "member_id": {"type": ["integer", "null"], "minimum": 1},
+            "store": _STR,
+            "amount_paid_minor": {**_INT, "description": "money paid, minor units (fen)"},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "points_earned": _POINTS,
+            "points_paid": _POINTS,
+        },
+    ),
+    "order.returned": _object(
+        "An order was returned in full or in part.",
+        {
+            "order_id": _ID,
+            "member_id": {"type": ["integer", "null"], "minimum": 1},
+            "return_id": _STR,
+            "refund_minor": _INT,
+            "points_clawed": _POINTS,
+            "points_waived": _POINTS,
+            "points_restored": _POINTS,
+        },
+    ),
+    "points.earned": _entry(
+        "Points were credited (as a lot, pending until available_at).",
+        {
+            "kind": _STR,
+            "status": {"type": "string", "enum": ["pending", "available"]},
+            "available_at": _TIME,
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "source_type": {"type": ["string", "null"]},
+            "source_id": {"type": ["string", "null"]},
+        },
+    ),
+    "points.activated": _entry("Pending points became available.", {"lot_id": _ID}),
+    "points.redeemed": _entry("Points were spent.", {"kind": _STR}),
+    "points.restored": _entry("Spent points were given back (a cancelled redemption).", {}),
+    "points.expired": _entry("A lot's points expired.", {"lot_id": _ID}),
+    "points.expiring": _object(
+        "A reminder: points will expire soon.",
+        {
+            "member_id": _ID,
+            "points": _POINTS,
+            "expires_at": _TIME,
+            "days_before": _POINTS,
+        },
+    ),
+    "points.adjusted": {
+        "description": "Staff adjusted a balance: a credit (entry and points only) or a debit "
+        "(with the kind and the balance after it).",
+        "oneOf": [
+            _object("A credit.", {"member_id": _ID, "entry_id": _ID, "points": _POINTS}),
+            _entry("A debit.", {"kind": {"const": "adjust"}}),
+        ],
+    },
+    "points.clawed_back": _entry(
+        "Points were taken back (a returned order); what could not be taken is debt or waived.",
+        {"debt": _POINTS, "waived": _POINTS},
+    ),
+    "tier.changed": _object(
+        "A member moved to another tier.",
+        {
+            "member_id": _ID,
+            "from": {"type": ["string", "null"]},
+            "to": _STR,
+            "reason": _STR,
+            "metric": _STR,
+            "value": _INT,
+            "period": {"type": ["string", "null"]},
+        },
+    ),
+    "redemption.created": _object(
+        "A reward was redeemed.",
+        {
+            "redemption_id": _ID,
+            "member_id": _ID,
+            "reward": _STR,
+            "quantity": _ID,
+            "points": _POINTS,
+            "cash_minor": _POINTS,
+        },
+    ),
+    "redemption.cancelled": _object(
+        "A redemption was cancelled (its points are restored).",
+        {"redemption_id": _ID, "member_id": _ID, "points": _POINTS},
+    ),
+    "programme.published": _object(
+        "A new programme version was published.", {"version": _ID, "by": _BY}
+    ),
+    "document.published": _object(
+        "A new version of a configuration document (other than the programme) was published.",
+        {
+            "kind": {"type": "string", "description": "the document kind, e.g. survey"},
+            "version": _ID,
+            "checksum": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "by": _BY,
+        },
+    ),
+}
+
+
+def data_schema(type_: str) -> dict[str, Any]:
+    """The standalone JSON Schema of one event type's ``data``."""
+    return {
+        "$schema": DIALECT,
+        "$id": f"{BASE_ID}/{type_}.json",
+        "title": type_,
+        **SCHEMAS[type_],
+    }
+
+
+def envelope_schema() -> dict[str, Any]:
+    """The envelope of every event (as ``GET /v1/events`` and the exporters send it); its
+    ``data`` is the schema of the event's type."""
+    return {
+        "$schema": DIALECT,
+        "$id": f"{BASE_ID}/envelope.json",
+        "title": "Loyalist event",
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid", "description": "stable event id"},
+            "sequence": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "description": "the stream position (the order events became visible)",
+            },
+            "type": {"type": "string", "enum": sorted(SCHEMAS)},
+            "schema_version": {"type": "integer", "const": 1},
+            "occurred_at": _TIME,
+            "member_id": {"type": ["integer", "null"], "minimum": 1},
+            "data": {"type": "object"},
+        },
+        "required": [
+            "id",
+            "sequence",
+            "type",
+            "schema_version",
+            "occurred_at",
+            "member_id",
+            "data",
+        ],
+        "additionalProperties": False,
+        "allOf": [
+            {
+                "if": {"properties": {"type": {"const": t}}},
+                "then": {"properties": {"data": {"$ref": f"#/$defs/{t}"}}},
+            }
+            for t in sorted(SCHEMAS)
+        ],
+        "$defs": dict(sorted(SCHEMAS.items())),
+    }
+
+
+class EventSchemas(BaseModel):
+    """Every schema: the envelope and each type's data."""
+
+    envelope: dict[str, Any] = Field(description="JSON Schema (2020-12) of the envelope")
+    types: dict[str, dict[str, Any]] = Field(description="JSON Schema of each type's data")
+
+
+def catalogue() -> EventSchemas:
+    return EventSchemas(
+        envelope=envelope_schema(), types={t: data_schema(t) for t in sorted(SCHEMAS)}
+    )
