@@ -21,6 +21,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.dashboard.handlers",  # the dashboard rollup consumer
     "loyalist.webhooks.tasks",  # job kind webhooks.deliver
     "loyalist.webhooks.handlers",  # consumer "webhooks"
+    "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
 ]
 
 _configured = False

@@ -873,6 +873,7 @@ async def _programme_view(
             }.get(programme.tiers.metric.value, ""),
             "rule_label": lambda rule: explain.breakdown_label(rule, names, _),
             "describe": lambda text: explain.describe(text, locale),
+            "clause_text": lambda node: explain.clause_text(node, locale, tier_label),
             "tz": ZoneInfo(programme.timezone),
         }
 

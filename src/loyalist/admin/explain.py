@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from loyalist.admin.web import Fmt
+from loyalist.kit.conditions import Explanation
 from loyalist.models import LedgerEntry, Order, OutboxEvent, Redemption, TierChange
 
 
@@ -37,6 +38,8 @@ def ledger_text(e: LedgerEntry, _: Callable[[str], str], fmt: Fmt, refs: Refs | 
     n = fmt.num(abs(pts) or abs(e.delta_debt))
     src = e.source_id or ""
     order = refs.orders.get(src, src)
+    if e.kind == "earn" and e.source_type == "action":  # the award_points action
+        return _("Awarded %(n)s points: %(why)s") % {"n": n, "why": e.reason or ""}
     if e.kind == "earn":
         if e.delta_pending:
             return _(
@@ -286,3 +289,145 @@ def describe(text: str, locale: str) -> str:
         if kind == "cap_member":
             return f"每位会员最多 {g['n']} 积分（已得 {g['k']}）"
     return text
+
+
+# ``when:`` conditions (kit/conditions.py): each clause in words, zh-CN or en. The engine's
+# own one-line form (Explanation.text) is the English fallback for fields not listed here.
+_FIELDS_ZH = {
+    "member.tier": "会员等级",
+    "member.tags": "会员标签",
+    "member.joined_days": "入会天数",
+    "member.birthday_month": "生日月份",
+    "member.points": "可用积分",
+    "member.lifetime_spend_minor": "累计实付（分）",
+    "member.store": "所属门店",
+    "member.region": "所属区域",
+    "order.amount_minor": "订单实付（分）",
+    "order.lines": "商品行数",
+    "order.categories": "订单品类",
+    "order.skus": "订单 SKU",
+    "order.channel": "下单渠道",
+    "order.store": "下单门店",
+    "event.type": "事件类型",
+    "time.weekday": "星期",
+    "time.isoweekday": "星期（1–7）",
+    "time.hour": "小时",
+    "time.date": "日期",
+    "time.month": "月份",
+    "time.day": "日",
+}
+_FIELDS_EN = {
+    "member.tier": "member tier",
+    "member.tags": "member tags",
+    "member.joined_days": "days since joining",
+    "member.birthday_month": "birthday month",
+    "member.points": "available points",
+    "member.lifetime_spend_minor": "lifetime spend (fen)",
+    "member.store": "home store",
+    "member.region": "home region",
+    "order.amount_minor": "amount paid (fen)",
+    "order.lines": "order lines",
+    "order.categories": "order categories",
+    "order.skus": "order SKUs",
+    "order.channel": "order channel",
+    "order.store": "order store",
+    "event.type": "event type",
+    "time.weekday": "weekday",
+    "time.isoweekday": "weekday (1–7)",
+    "time.hour": "hour",
+    "time.date": "date",
+    "time.month": "month",
+    "time.day": "day of month",
+}
+_OPS_ZH = {
+    "eq": "等于",
+    "ne": "不等于",
+    "in": "属于",
+    "gt": "大于",
+    "gte": "不低于",
+    "lt": "小于",
+    "lte": "不高于",
+    "between": "介于",
+    "contains": "包含",
+    "exists": "有值",
+    "all": "以下条件全部满足",
+    "any": "以下条件满足其一",
+    "not": "以下条件不成立",
+}
+_OPS_EN = {
+    "eq": "is",
+    "ne": "is not",
+    "in": "is one of",
+    "gt": "is above",
+    "gte": "is at least",
+    "lt": "is below",
+    "lte": "is at most",
+    "between": "is between",
+    "contains": "includes",
+    "exists": "is known",
+    "all": "all of these hold",
+    "any": "at least one of these holds",
+    "not": "this does not hold",
+}
+_WEEKDAYS_ZH = dict(
+    zip(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "一二三四五六日", strict=True)
+)
+
+
+def _field_words(name: str, zh: bool) -> str:
+    words = _FIELDS_ZH if zh else _FIELDS_EN
+    if name in words:
+        return words[name]
+    if name.startswith("member.consent."):
+        channel = name.removeprefix("member.consent.")
+        return f"营销同意（{channel}）" if zh else f"marketing consent ({channel})"
+    if name.startswith("event.fields."):
+        key = name.removeprefix("event.fields.")
+        return f"事件字段 {key}" if zh else f"event field {key}"
+    return name
+
+
+def _value_words(field_name: str, v: Any, zh: bool, tiers: dict[str, str]) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, (list, tuple)):
+        sep = "、" if zh else ", "
+        inner = sep.join(_value_words(field_name, x, zh, tiers) for x in v)
+        return inner if zh else f"[{inner}]"
+    if isinstance(v, bool):
+        return ("是" if v else "否") if zh else ("yes" if v else "no")
+    if field_name == "member.tier":
+        return tiers.get(str(v), str(v))
+    if field_name == "time.weekday" and zh:
+        return "周" + _WEEKDAYS_ZH.get(str(v), str(v))
+    return v.isoformat() if hasattr(v, "isoformat") else str(v)
+
+
+def clause_text(node: Explanation, locale: str, tiers: dict[str, str] | None = None) -> str:
+    """One node of a condition explanation in the page's language.
+
+    ``node`` is a ``kit.conditions.Explanation``; ``tiers`` maps tier codes to their names.
+    """
+    zh = locale == "zh_CN"
+    ops = _OPS_ZH if zh else _OPS_EN
+    if node.field is None:
+        return ops.get(node.op, node.op)
+    names = tiers or {}
+    what = _field_words(node.field, zh)
+    actual = _value_words(node.field, node.actual, zh, names)
+    if node.op == "exists":
+        return (
+            f"{what}{ops['exists']}（实际：{actual}）"
+            if zh
+            else (f"{what} {ops['exists']} (actual: {actual})")
+        )
+    expected: Any = node.expected
+    if node.op == "between":
+        low = _value_words(node.field, expected[0], zh, names)
+        high = _value_words(node.field, expected[1], zh, names)
+        shown = f"{low} 至 {high}" if zh else f"{low} and {high}"
+    else:
+        shown = _value_words(node.field, expected, zh, names)
+    if zh:
+        return f"{what}{ops[node.op]} {shown}（实际：{actual}）"
+    return f"{what} {ops[node.op]} {shown} (actual: {actual})"

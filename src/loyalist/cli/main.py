@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loyalist.analytics.cli import app as analytics_app
+from loyalist.cli.backbone import actions_app, documents_app, tasks_app
 from loyalist.cli.stream import app as stream_app
 from loyalist.config import get_settings
 from loyalist.errors import LoyalistError
@@ -208,14 +209,24 @@ def programme_dry_run(
     programme_file: Annotated[
         Path | None, typer.Option("--programme", help="a draft programme to try instead")
     ] = None,
+    member: Annotated[
+        str | None,
+        typer.Option(help='sample member fields as JSON, e.g. \'{"tags": ["vip"]}\''),
+    ] = None,
 ) -> None:
-    """Show which rules would give what for a sample order; writes nothing."""
+    """Show which rules would give what for a sample order, and why; writes nothing."""
     from loyalist.order import service as orders
     from loyalist.order.schemas import DryRunIn
     from loyalist.programme import service as programmes
 
     try:
-        data = DryRunIn.model_validate({"order": json.loads(order_file.read_text()), "tier": tier})
+        data = DryRunIn.model_validate(
+            {
+                "order": json.loads(order_file.read_text()),
+                "tier": tier,
+                "member": json.loads(member) if member else {},
+            }
+        )
         if programme_file is not None:
             res = orders.dry_run_with(programmes.load_file(programme_file), data)
         else:
@@ -229,6 +240,12 @@ def programme_dry_run(
     for b in res.breakdown:
         t.add_row(b.rule, str(b.points), ",".join(map(str, b.lines)), b.description)
     console.print(t)
+    for outcome in res.conditions:
+        verdict = "[green]applies[/]" if outcome.passed else "[red]does not apply[/]"
+        console.print(f"{outcome.rule} ({outcome.name}) when: {verdict}", highlight=False)
+        for depth, node in outcome.explanation.walk(1):
+            mark = "✓" if node.passed else "✗"
+            console.print(f"{'  ' * depth}{mark} {node.text()}", highlight=False, markup=False)
     console.print(f"[bold]total: {res.points} points[/]")
 
 
@@ -610,6 +627,9 @@ def bench(name: Annotated[str, typer.Argument(help="earn, clv or all")] = "all")
 
 
 app.add_typer(analytics_app, name="analyze")
+app.add_typer(documents_app, name="documents")
+app.add_typer(actions_app, name="actions")
+app.add_typer(tasks_app, name="tasks")
 app.add_typer(stream_app, name="stream")
 
 

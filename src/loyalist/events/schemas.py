@@ -148,6 +148,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "programme.published": _object(
         "A new programme version was published.", {"version": _ID, "by": _BY}
     ),
+    "document.published": _object(
+        "A new version of a configuration document (other than the programme) was published.",
+        {
+            "kind": {"type": "string", "description": "the document kind, e.g. survey"},
+            "version": _ID,
+            "checksum": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "by": _BY,
+        },
+    ),
 }
 
 

@@ -39,6 +39,7 @@ EVENT_TYPES = frozenset(
         "redemption.created",
         "redemption.cancelled",
         "programme.published",
+        "document.published",
     }
 )
 

@@ -17,6 +17,11 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "Your sign-in code is %(code)s. It expires in %(minutes)s minutes. "
         "Never share it with anyone.",
     ),
+    "points_awarded": (
+        "Points added to your account",
+        "%(points)s points were added to your account: %(reason)s",
+    ),
+    "notice": ("A message from the programme", "Notice: %(text)s"),
 }
 
 

@@ -1,8 +1,10 @@
 """Every table in one place, so features can refer to each other's rows without cycles."""
 
+from loyalist.models.action_receipt import ActionReceipt
 from loyalist.models.adjustment_request import AdjustmentRequest
 from loyalist.models.api_key import ApiKey
 from loyalist.models.audit_log import AuditLog
+from loyalist.models.config_document import ConfigDocument
 from loyalist.models.dashboard_daily import DashboardDaily
 from loyalist.models.dashboard_fold import DashboardFold
 from loyalist.models.event_consumer import EventConsumer
@@ -19,6 +21,7 @@ from loyalist.models.member_identity import MemberIdentity
 from loyalist.models.member_login_code import MemberLoginCode
 from loyalist.models.member_session import MemberSession
 from loyalist.models.member_tag import MemberTag
+from loyalist.models.member_task import MemberTask
 from loyalist.models.message import Message
 from loyalist.models.order import Order
 from loyalist.models.order_line import OrderLine
@@ -39,9 +42,11 @@ from loyalist.models.webhook_delivery import WebhookDelivery
 from loyalist.models.webhook_endpoint import WebhookEndpoint
 
 __all__ = [
+    "ActionReceipt",
     "AdjustmentRequest",
     "ApiKey",
     "AuditLog",
+    "ConfigDocument",
     "DashboardDaily",
     "DashboardFold",
     "EventConsumer",
@@ -58,6 +63,7 @@ __all__ = [
     "MemberLoginCode",
     "MemberSession",
     "MemberTag",
+    "MemberTask",
     "Message",
     "Order",
     "OrderLine",

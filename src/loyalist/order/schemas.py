@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -105,6 +105,9 @@ class DryRunIn(Strict):
     programme_version: int | None = Field(default=None, ge=1, le=MAX_INT4)
     earned_today: int = Field(default=0, ge=0)
     earned_lifetime: int = Field(default=0, ge=0)
+    # Sample member fields for ``when:`` conditions, without the ``member.`` prefix:
+    # {"tags": ["vip"], "joined_days": 40, "consent": {"sms": true}}.
+    member: dict[str, Any] = Field(default_factory=dict, max_length=20)
 
 
 def to_utc(value: dt.datetime) -> dt.datetime:

@@ -13,6 +13,7 @@ from loyalist.access.permissions import ORDER_WRITE, require
 from loyalist.audit import service as audit
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events import service as events
+from loyalist.kit import conditions
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.kit.localtime import local_day, start_of_local_day
@@ -20,7 +21,15 @@ from loyalist.ledger import domain as lots
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
 from loyalist.member.errors import MemberNotFound
-from loyalist.models import LedgerEntry, Member, Order, OrderLine, OrderReturn, PointsLot
+from loyalist.models import (
+    LedgerEntry,
+    Member,
+    Order,
+    OrderLine,
+    OrderReturn,
+    PointsAccount,
+    PointsLot,
+)
 from loyalist.order.errors import (
     InvalidOrder,
     InvalidReturn,
@@ -31,6 +40,7 @@ from loyalist.order.errors import (
 from loyalist.order.schemas import DryRunIn, OrderCreate, ReturnCreate, to_utc
 from loyalist.org import service as org
 from loyalist.programme import service as programmes
+from loyalist.programme.conditions import catalogue, member_facts_needed
 from loyalist.programme.domain import (
     EarnContext,
     EarnResult,
@@ -139,6 +149,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
             tier_code=_tier_for(programme, member.tier_code),
             earned_today=earned_on_day(session, programme, member.id, occurred_at, None),
             earned_lifetime=acct.row.lifetime_earned if acct else 0,
+            facts=member_facts(session, programme, member, occurred_at),
         )
         result = evaluate_order(programme, order_in, ctx)
     points = result.points if result else 0
@@ -252,6 +263,47 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
         },
     )
     return Recorded(order, True)
+
+
+def member_facts(
+    session: Session, programme: Programme, member: Member, at: datetime
+) -> dict[str, Any]:
+    """The member fields the programme's ``when:`` conditions read, and only those.
+
+    A programme without conditions on member fields costs no query here.
+    """
+    needed = member_facts_needed(programme.condition_fields())
+    facts: dict[str, Any] = {}
+    if not needed:
+        return facts
+    if "member.tags" in needed:
+        facts["member.tags"] = members.tags(session, member.id)
+    if "member.consent" in needed:
+        facts["member.consent"] = members.consents(session, member.id)
+    if "member.joined_days" in needed:
+        joined = local_day(programme.tz, member.created_at)
+        facts["member.joined_days"] = max(0, (local_day(programme.tz, at) - joined).days)
+    if "member.birthday_month" in needed:
+        facts["member.birthday_month"] = member.birthday.month if member.birthday else None
+    if "member.points" in needed:
+        facts["member.points"] = session.scalar(
+            select(PointsAccount.available).where(PointsAccount.member_id == member.id)
+        )
+    if "member.lifetime_spend_minor" in needed:
+        facts["member.lifetime_spend_minor"] = int(
+            session.scalar(
+                select(func.coalesce(func.sum(Order.amount_paid_minor), 0)).where(
+                    Order.member_id == member.id
+                )
+            )
+            or 0
+        )
+    if ("member.store" in needed or "member.region" in needed) and member.home_store_id:
+        store = org.get(session, member.home_store_id)
+        facts["member.store"] = store.code
+        parent = org.get(session, store.parent_id) if store.parent_id else None
+        facts["member.region"] = parent.code if parent and parent.kind == "region" else None
+    return facts
 
 
 def _tier_for(programme: Programme, code: str) -> str | None:
@@ -532,6 +584,31 @@ def dry_run_with(programme: Programme, data: DryRunIn) -> EarnResult:
         raise InvalidOrder("Unknown tier.", [FieldError("tier", "not a tier of the programme")])
     order_in = _order_input(data.order, to_utc(data.order.occurred_at))
     ctx = EarnContext(
-        tier_code=data.tier, earned_today=data.earned_today, earned_lifetime=data.earned_lifetime
+        tier_code=data.tier,
+        earned_today=data.earned_today,
+        earned_lifetime=data.earned_lifetime,
+        facts=_sample_facts(programme, data.member),
     )
     return evaluate_order(programme, order_in, ctx)
+
+
+def _sample_facts(programme: Programme, given: dict[str, Any]) -> dict[str, Any]:
+    """A dry-run's member facts (``member.tags`` ...), checked against the catalogue."""
+    spec = catalogue(t.code for t in programme.tiers.levels)
+    errors: list[FieldError] = []
+    for name, value in given.items():
+        if name == "tier":
+            errors.append(FieldError("member.tier", "give the tier as 'tier'", "use_tier"))
+            continue
+        if name == "consent" and isinstance(value, dict):
+            items = [(f"member.consent.{k}", v) for k, v in value.items()]
+        else:
+            items = [(f"member.{name}", value)]
+        for field_name, v in items:
+            errors.extend(
+                FieldError(p.path, p.message, "invalid")
+                for p in conditions.check_value(spec, field_name, v)
+            )
+    if errors:
+        raise InvalidOrder("The sample member facts are not valid.", errors)
+    return {f"member.{name}": value for name, value in given.items()}

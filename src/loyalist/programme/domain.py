@@ -25,8 +25,10 @@ Rules of ``evaluate_order``
    is ``base * (m - 1)`` (negative when ``m < 1``).
 6. **Campaigns.** A campaign is active for the order when the programme-local date of
    ``occurred_at`` is within ``date_from``..``date_to`` (inclusive, either may be open),
-   its ISO weekday is in ``weekdays`` (empty: any day) and ``amount_paid_minor >=
-   min_spend_minor``. It applies to its matched earning lines, and only if at least one of
+   its ISO weekday is in ``weekdays`` (empty: any day), ``amount_paid_minor >=
+   min_spend_minor``, the member's tier is in ``tiers`` (empty: any) and its ``when:``
+   condition (if any) holds. Those fixed fields are shorthand for conditions; both may
+   be given and must all hold. It applies to its matched earning lines, and only if at least one of
    them has earnable money > 0. Its multiplier extra per matched line is
    ``(base + rule extra) * (m - 1)``; every active campaign is computed on that same amount,
    so campaigns add and never compound. ``bonus_points`` is a flat bonus per order,
@@ -45,11 +47,15 @@ Rules of ``evaluate_order``
    ``per_order`` (the cap itself), ``per_day`` (``cap - ctx.earned_today``, at least 0) and
    ``per_member`` (``cap - ctx.earned_lifetime``, at least 0). ``earned_today`` must count
    the points already earned from orders on the order's programme-local day.
-10. **Breakdown.** Items come in the order base, exclusions, rules, campaigns (each
+10. **Conditions.** A rule or campaign with ``when:`` applies only when the condition
+    holds for the order's context (``order_facts``: the order, the local time in the
+    programme's zone, ``member.tier`` from ``ctx.tier_code`` and the member facts in
+    ``ctx.facts``). ``EarnResult.conditions`` explains each such condition clause by clause.
+11. **Breakdown.** Items come in the order base, exclusions, rules, campaigns (each
     campaign's multiplier item then its bonus item), tier, rounding, caps. Items of 0 points
     are omitted, except ``base`` (always present) and exclusions (informative).
     ``sum(item.points) == points``.
-11. **Line points.** The final total is distributed over the lines in proportion to each
+12. **Line points.** The final total is distributed over the lines in proportion to each
     line's exact, pre-rounding points (bonus shares included; negatives count as 0) with
     ``allocate_proportionally``; should those all be 0 while the total is not, by earnable
     money. Every ``line_no`` of the order is a key; excluded lines get 0;
@@ -73,13 +79,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
+from loyalist.kit import conditions
 from loyalist.kit.localtime import local_day, require_aware
 from loyalist.kit.money import Money
+from loyalist.programme.conditions import time_facts
 from loyalist.programme.schemas import (
     Campaign,
     Match,
@@ -90,6 +99,7 @@ from loyalist.programme.schemas import (
 
 __all__ = [
     "BreakdownItem",
+    "ConditionOutcome",
     "EarnContext",
     "EarnResult",
     "LineInput",
@@ -98,6 +108,7 @@ __all__ = [
     "clawback_points",
     "evaluate_order",
     "line_matches",
+    "order_facts",
     "round_points",
 ]
 
@@ -138,6 +149,9 @@ class EarnContext:
     tier_code: str | None
     earned_today: int = 0  # from orders, on the order's programme-local day
     earned_lifetime: int = 0  # from orders, ever (for caps.per_member)
+    # Member fields for ``when:`` conditions beyond the tier (``member.tags``, ...), loaded
+    # by the caller only when the programme's conditions read them.
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +177,24 @@ class EarnResult:
     breakdown: tuple[BreakdownItem, ...]
     earnable_minor: int  # cash attributed to the lines that earn (excluded lines left out)
     line_points: dict[int, int]
+    # One explained ``when:`` condition per rule / campaign that has one, in programme order.
+    conditions: tuple[ConditionOutcome, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionOutcome:
+    """Whether a rule's or campaign's ``when:`` held for the order, clause by clause.
+
+    ``rule`` is ``"rule:<code>"`` or ``"campaign:<code>"``.
+    """
+
+    rule: str
+    name: str
+    explanation: conditions.Explanation
+
+    @property
+    def passed(self) -> bool:
+        return self.explanation.passed
 
 
 # --------------------------------------------------------------------------- helpers
@@ -284,7 +316,44 @@ def _describe_match(match: Match) -> str:
     return phrase
 
 
-def _campaign_active(campaign: Campaign, order: OrderInput, programme: Programme) -> bool:
+def order_facts(programme: Programme, order: OrderInput, ctx: EarnContext) -> dict[str, Any]:
+    """The context ``when:`` conditions see: the order, local time, the member's facts."""
+    facts: dict[str, Any] = dict(ctx.facts)
+    facts["member.tier"] = ctx.tier_code
+    facts.update(
+        {
+            "order.amount_minor": order.amount_paid_minor,
+            "order.lines": len(order.lines),
+            "order.categories": sorted({ln.category for ln in order.lines if ln.category}),
+            "order.skus": sorted({ln.sku for ln in order.lines}),
+            "order.channel": order.channel,
+            "order.store": order.store_code,
+        }
+    )
+    facts.update(time_facts(programme.tz, order.occurred_at))
+    return facts
+
+
+def _holds(
+    programme: Programme,
+    rule: str,
+    facts: Mapping[str, Any],
+    outcomes: list[ConditionOutcome],
+    name: str,
+) -> bool:
+    cond = programme.condition(rule)
+    if cond is None:
+        return True
+    explanation = conditions.explain(cond, facts)
+    outcomes.append(ConditionOutcome(rule, name, explanation))
+    return explanation.passed
+
+
+def _campaign_active(
+    campaign: Campaign, order: OrderInput, programme: Programme, tier_code: str | None
+) -> bool:
+    if campaign.tiers and tier_code not in campaign.tiers:
+        return False
     day = local_day(programme.tz, order.occurred_at)
     if campaign.weekdays and day.isoweekday() not in campaign.weekdays:
         return False
@@ -337,16 +406,28 @@ def evaluate_order(programme: Programme, order: OrderInput, ctx: EarnContext) ->
     line_nos = tuple(line.line_no for line in lines)
     nets = [line.net_minor for line in lines]
     spread = min(order.amount_paid_minor, sum(nets))
+    # ``when:`` conditions, each explained once (rules and campaigns in programme order).
+    outcomes: list[ConditionOutcome] = []
+    facts = order_facts(programme, order, ctx) if programme.condition_fields() else {}
+    rule_on = {
+        r.code: _holds(programme, f"rule:{r.code}", facts, outcomes, r.name or r.code)
+        for r in earning.rules
+    }
+    campaign_on = {
+        c.code: _holds(programme, f"campaign:{c.code}", facts, outcomes, c.name or c.code)
+        for c in earning.campaigns
+    }
+
     if spread <= 0:
         base_item = BreakdownItem("base", 0, (), "No points: nothing was paid for the goods")
-        return EarnResult(0, (base_item,), 0, dict.fromkeys(line_nos, 0))
+        return EarnResult(0, (base_item,), 0, dict.fromkeys(line_nos, 0), tuple(outcomes))
     earnable = allocate_proportionally(spread, nets)
 
     # Exclusions: index -> first matching exclusion rule.
     items_exclusion: list[BreakdownItem] = []
     excluded: set[int] = set()
     for rule in earning.rules:
-        if rule.kind is not RuleKind.EXCLUSION:
+        if rule.kind is not RuleKind.EXCLUSION or not rule_on[rule.code]:
             continue
         hit = [
             i
@@ -381,7 +462,9 @@ def evaluate_order(programme: Programme, order: OrderInput, ctx: EarnContext) ->
     ]
 
     # Rule multipliers: highest matching multiplier per line, no stacking.
-    multiplier_rules = [r for r in earning.rules if r.kind is RuleKind.MULTIPLIER]
+    multiplier_rules = [
+        r for r in earning.rules if r.kind is RuleKind.MULTIPLIER and rule_on[r.code]
+    ]
     rule_extra: dict[int, Fraction] = dict.fromkeys(active, _ZERO)
     rule_lines: dict[str, dict[int, Fraction]] = {}
     for i in active:
@@ -411,7 +494,9 @@ def evaluate_order(programme: Programme, order: OrderInput, ctx: EarnContext) ->
     # Campaigns: each on (base + rule extra); they add, never compound.
     campaign_extra: dict[int, Fraction] = dict.fromkeys(active, _ZERO)
     for campaign in earning.campaigns:
-        if not _campaign_active(campaign, order, programme):
+        if not campaign_on[campaign.code] or not _campaign_active(
+            campaign, order, programme, ctx.tier_code
+        ):
             continue
         matched = [i for i in active if line_matches(campaign.match, lines[i], order)]
         if not any(earnable[i] > 0 for i in matched):
@@ -512,4 +597,5 @@ def evaluate_order(programme: Programme, order: OrderInput, ctx: EarnContext) ->
         breakdown=tuple(items),
         earnable_minor=sum(earnable[i] for i in active),
         line_points=dict(zip(line_nos, shares, strict=True)),
+        conditions=tuple(outcomes),
     )

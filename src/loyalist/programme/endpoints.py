@@ -63,6 +63,16 @@ async def dry_run(data: DryRunIn, db: DB, actor: Caller) -> dict[str, Any]:
                 for b in res.breakdown
             ],
             "line_points": {str(k): v for k, v in res.line_points.items()},
+            # Each rule's / campaign's ``when:`` condition, clause by clause.
+            "conditions": [
+                {
+                    "rule": c.rule,
+                    "name": c.name,
+                    "passed": c.passed,
+                    "explanation": c.explanation.as_data(),
+                }
+                for c in res.conditions
+            ],
         }
 
     result: dict[str, Any] = await read(db, fn)

@@ -11,12 +11,24 @@ import datetime as dt
 import itertools
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from loyalist.kit import conditions
 from loyalist.kit.money import MINOR_UNITS
+from loyalist.programme.conditions import catalogue
 
 Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 Multiplier = Annotated[Decimal, Field(ge=Decimal("0"), le=Decimal("100"), decimal_places=4)]
@@ -152,7 +164,30 @@ class RuleKind(StrEnum):
     EXCLUSION = "exclusion"
 
 
-class EarningRule(Strict):
+class Conditional(Strict):
+    """A rule or campaign with an optional ``when:`` condition (kit/conditions.py).
+
+    ``when`` is kept as written; the programme parses it against the loyalty field
+    catalogue (programme/conditions.py, tiers ordered as the programme lists them) and
+    keeps the parsed tree (``Programme.condition("campaign:<code>")``).
+    """
+
+    when: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_shorthand(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``when`` (and a campaign's ``tiers``) appear only when given, last: documents
+        stored before conditions existed keep their content and checksum."""
+        data: dict[str, Any] = handler(self)
+        when = data.pop("when", None)
+        if data.get("tiers") == []:
+            del data["tiers"]
+        if when is not None:
+            data["when"] = when
+        return data
+
+
+class EarningRule(Conditional):
     code: Code
     name: str = ""
     kind: RuleKind = RuleKind.MULTIPLIER
@@ -168,13 +203,14 @@ class EarningRule(Strict):
         return self
 
 
-class Campaign(Strict):
+class Campaign(Conditional):
     code: Code
     name: str = ""
     multiplier: Multiplier = Decimal("1")
     bonus_points: int = Field(default=0, ge=0, le=1_000_000)  # flat bonus per qualifying order
     min_spend_minor: int = Field(default=0, ge=0)
     weekdays: list[Annotated[int, Field(ge=1, le=7)]] = Field(default_factory=list)  # ISO
+    tiers: list[Code] = Field(default_factory=list)  # member tier codes; empty: any member
     date_from: dt.date | None = None  # programme-local dates, inclusive
     date_to: dt.date | None = None
     match: Match = Match()
@@ -251,6 +287,7 @@ class Programme(Strict):
     tiers: Tiers
     earning: Earning = Earning()
     rewards: list[Reward] = Field(default_factory=list)
+    _conditions: dict[str, conditions.Condition] = PrivateAttr(default_factory=dict)
 
     @field_validator("currency")
     @classmethod
@@ -271,6 +308,10 @@ class Programme(Strict):
     @model_validator(mode="after")
     def _references(self) -> Programme:
         codes = {t.code for t in self.tiers.levels}
+        for c in self.earning.campaigns:
+            unknown = [t for t in c.tiers if t not in codes]
+            if unknown:
+                raise ValueError(f"campaign {c.code!r}: tiers {unknown} are not tiers")
         seen: set[str] = set()
         for r in self.rewards:
             if r.code in seen:
@@ -282,6 +323,47 @@ class Programme(Strict):
                 raise ValueError(f"reward {r.code!r}: valid_until is not after valid_from")
         return self
 
+    @model_validator(mode="after")
+    def _parse_conditions(self) -> Programme:
+        spec = catalogue(t.code for t in self.tiers.levels)
+        problems: list[tuple[str, str]] = []
+        holders: list[tuple[str, str, Conditional]] = [
+            (f"earning.rules.{i}", f"rule:{r.code}", r) for i, r in enumerate(self.earning.rules)
+        ] + [
+            (f"earning.campaigns.{i}", f"campaign:{c.code}", c)
+            for i, c in enumerate(self.earning.campaigns)
+        ]
+        parsed: dict[str, conditions.Condition] = {}
+        for where, key, holder in holders:
+            if holder.when is None:
+                continue
+            try:
+                parsed[key] = conditions.parse(holder.when, spec)
+            except conditions.ConditionError as exc:
+                problems.extend(
+                    (f"{where}.when" + ("" if p.path == "$" else f".{p.path}"), p.message)
+                    for p in exc.problems
+                )
+        if problems:
+            raise PydanticCustomError(
+                "condition_invalid",
+                "{summary}",
+                {"summary": "; ".join(f"{p}: {m}" for p, m in problems), "problems": problems},
+            )
+        self._conditions = parsed
+        return self
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def condition(self, key: str) -> conditions.Condition | None:
+        """The parsed ``when:`` of ``"rule:<code>"`` or ``"campaign:<code>"``, if it has one."""
+        return self._conditions.get(key)
+
+    def condition_fields(self) -> set[str]:
+        """Every field the programme's ``when:`` conditions read."""
+        out: set[str] = set()
+        for cond in self._conditions.values():
+            out |= conditions.fields_used(cond)
+        return out

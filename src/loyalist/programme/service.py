@@ -36,14 +36,17 @@ def parse(data: Any) -> Programme:
     try:
         return Programme.model_validate(data)
     except ValidationError as exc:
-        errors = [
-            FieldError(
-                ".".join(str(p) for p in err["loc"]) or "$",
-                err["msg"],
-                err["type"],
+        errors: list[FieldError] = []
+        for err in exc.errors():
+            if err["type"] == "condition_invalid":  # paths inside ``when:`` conditions
+                errors.extend(
+                    FieldError(path, message, "condition_invalid")
+                    for path, message in err.get("ctx", {}).get("problems", [])
+                )
+                continue
+            errors.append(
+                FieldError(".".join(str(p) for p in err["loc"]) or "$", err["msg"], err["type"])
             )
-            for err in exc.errors()
-        ]
         raise ProgrammeInvalid(
             f"The programme document has {len(errors)} error(s): "
             + "; ".join(f"{e.field}: {e.message}" for e in errors[:5]),
