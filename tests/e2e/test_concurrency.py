@@ -27,11 +27,11 @@ from tests.server import Server, cli, prepare, running_server
 from tests.support import order_payload
 
 from loyalist.kit.db import Database
+from loyalist.ledger import service as ledger
 from loyalist.models import (
     IdempotencyRecord,
     LedgerEntry,
     Order,
-    PointsAccount,
     Redemption,
     Reward,
 )
@@ -216,7 +216,7 @@ def test_mixed_earn_and_redeem_on_one_member(live: Any, db_url: str) -> None:
     db = Database(db_url)
     try:
         with db.transaction() as s:
-            acct = s.get(PointsAccount, mid)
+            acct = ledger.get_account(s, mid)
             assert acct is not None
             expected_pending = sum(range(1, 25))  # ¥(i+1) earns i+1 points, pending 7 days
             assert (acct.available, acct.pending, acct.debt) == (0, expected_pending, 0)
@@ -254,7 +254,7 @@ def test_fifty_parallel_redemptions_on_a_hundred_points(live: Any, db_url: str) 
     db = Database(db_url)
     try:
         with db.transaction() as s:
-            acct = s.get(PointsAccount, mid)
+            acct = ledger.get_account(s, mid)
             assert acct is not None
             assert (acct.available, acct.pending, acct.debt) == (0, 0, 0)
             n = s.scalar(select(func.count()).select_from(Redemption))
@@ -297,7 +297,7 @@ def test_one_idempotency_key_sent_concurrently_applies_once(live: Any, db_url: s
     db = Database(db_url)
     try:
         with db.transaction() as s:
-            acct = s.get(PointsAccount, mid)
+            acct = ledger.get_account(s, mid)
             assert acct is not None
             assert (acct.available, acct.pending) == (90, 50)
             assert s.scalar(select(func.count()).select_from(Order)) == 1
@@ -336,7 +336,7 @@ def test_reward_stock_is_decremented_atomically(live: Any, db_url: str) -> None:
             rows = s.scalars(select(Redemption.member_id)).all()
             assert sorted(rows) == sorted(winners)
             for mid in mids:
-                acct = s.get(PointsAccount, mid)
+                acct = ledger.get_account(s, mid)
                 assert acct is not None
                 assert acct.available == (90 if mid in winners else 100)
     finally:

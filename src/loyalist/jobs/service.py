@@ -1,7 +1,8 @@
 """Periodic jobs: activation, expiry, expiry reminders, tier re-evaluation.
 
-Each job works member by member in small transactions (resumable after a crash: what
-committed stays done, the rest is found again next run), locks each member's account, and
+Each job works account by account (reminders: per account owner) in small transactions
+(resumable after a crash: what committed stays done, the rest is found again next run),
+locks each account, and
 is idempotent: activation and expiry act only on lots still due; reminders record the
 offset already announced on the lot; tier re-evaluation records the period on the member.
 A run for a period is recorded in ``job_run`` (unique per job and period), so "what is
@@ -51,13 +52,13 @@ def activate_pending(db: Database, progress: Progress | None = None) -> JobRepor
     report = JobReport("activate", now.strftime("%Y-%m-%dT%H:%M"))
     while True:
         with db.transaction() as s:
-            due = ledger.stale_pending_members(s, now, BATCH)
+            due = ledger.stale_pending_accounts(s, now, BATCH)
         if not due:
             break
-        for mid in due:
+        for aid in due:
 
-            def one(s: Session, mid: int = mid) -> int:
-                acct = ledger.lock(s, mid, _member_path(s, mid))
+            def one(s: Session, aid: int = aid) -> int:
+                acct = ledger.lock_account(s, aid)
                 acct.now = now
                 return ledger.activate_due(s, acct)
 
@@ -73,13 +74,13 @@ def expire_points(db: Database, progress: Progress | None = None) -> JobReport:
     report = JobReport("expire", now.strftime("%Y-%m-%dT%H:%M"))
     while True:
         with db.transaction() as s:
-            due = ledger.expired_members(s, now, BATCH)
+            due = ledger.expired_accounts(s, now, BATCH)
         if not due:
             break
-        for mid in due:
+        for aid in due:
 
-            def one(s: Session, mid: int = mid) -> int:
-                acct = ledger.lock(s, mid, _member_path(s, mid))
+            def one(s: Session, aid: int = aid) -> int:
+                acct = ledger.lock_account(s, aid)
                 acct.now = now
                 return ledger.expire_due(s, acct)
 
@@ -111,7 +112,7 @@ def remind_expiring(db: Database, progress: Progress | None = None) -> JobReport
 
             def one(s: Session, mid: int = mid) -> int:
                 path = _member_path(s, mid)
-                ledger.lock(s, mid, path)
+                ledger.lock(s, mid, path, account_id=ledger.own_account(s, mid).id)
                 groups: dict[tuple[datetime, int], list[tuple[int, int]]] = {}
                 for lot in ledger.member_lots_expiring(s, mid, now, horizon):
                     assert lot.expires_at is not None

@@ -274,12 +274,13 @@ def cancel(
     r = get(session, actor, redemption_id)
     member = session.get(Member, r.member_id)
     assert member is not None
-    acct = ledger.lock(session, member.id, member.org_path)
+    original = session.get(LedgerEntry, r.entry_id)
+    assert original is not None
+    # Points go back to the account they were spent from (even if the member left it).
+    acct = ledger.lock(session, member.id, member.org_path, account_id=original.account_id)
     session.refresh(r)
     if r.status == "cancelled":
         raise AlreadyCancelled(f"Redemption {r.id} was already cancelled.")
-    original = session.get(LedgerEntry, r.entry_id)
-    assert original is not None
     entry = ledger.restore(
         session,
         acct,

@@ -54,7 +54,7 @@ from loyalist.ledger import service as ledger
 from loyalist.ledger.errors import InsufficientPoints
 from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
-from loyalist.models import LedgerEntry, LotAllocation, PointsAccount, PointsLot
+from loyalist.models import LedgerEntry, LotAllocation, PointsLot
 from loyalist.order import service as orders
 from loyalist.order.errors import OrderConflict
 from loyalist.order.schemas import OrderCreate, ReturnCreate
@@ -581,7 +581,7 @@ class LedgerMachine(RuleBasedStateMachine):
             checked, problems = ledger.verify(s)
             assert checked == 1
             assert problems == []
-            acct = s.get(PointsAccount, self.member_id)
+            acct = ledger.get_account(s, self.member_id)
             assert acct is not None
             assert (acct.available, acct.pending, acct.debt) == (m.available, m.pending, m.debt)
             sums = s.execute(
