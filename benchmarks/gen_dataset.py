@@ -296,9 +296,10 @@ def _steps(n_members: int, n_orders: int) -> list[tuple[str, str]]:
         ),
         (
             "earn entries",
-            """INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available, delta_pending,
-                  delta_debt, source_type, source_id, actor, reason, corrects_entry_id,
-                  programme_version, details, dedupe_key, occurred_at, created_at)
+            """INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available,
+                  delta_pending, delta_debt, source_type, source_id, actor, reason,
+                  corrects_entry_id, programme_version, details, dedupe_key, occurred_at,
+                  created_at)
                SELECT id, member_id, member_id, 'earn', 0, points_earned, 0, 'order', id::text,
                       'apikey:bench', 'order ' || external_id, NULL, 1, NULL,
                       'order:' || id || ':earn', occurred_at, occurred_at
@@ -306,8 +307,9 @@ def _steps(n_members: int, n_orders: int) -> list[tuple[str, str]]:
         ),
         (
             "lots",
-            f"""INSERT INTO points_lot (id, account_id, member_id, entry_id, points, remaining, status,
-                  source_type, source_id, earned_at, available_at, expires_at, reminded_days)
+            f"""INSERT INTO points_lot (id, account_id, member_id, entry_id, points, remaining,
+                  status, source_type, source_id, earned_at, available_at, expires_at,
+                  reminded_days)
                SELECT id, member_id, member_id, id, points_earned, points_earned,
                       CASE WHEN available_at <= :T0 THEN 'available' ELSE 'pending' END,
                       'order', id::text, occurred_at, available_at,
@@ -318,20 +320,24 @@ def _steps(n_members: int, n_orders: int) -> list[tuple[str, str]]:
         ),
         (
             "activations",
-            f"""INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available, delta_pending,
-                  delta_debt, source_type, source_id, actor, reason, corrects_entry_id,
-                  programme_version, details, dedupe_key, occurred_at, created_at)
-               SELECT {o} + id, member_id, member_id, 'activate', points, -points, 0, 'lot', id::text,
+            f"""INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available,
+                  delta_pending, delta_debt, source_type, source_id, actor, reason,
+                  corrects_entry_id, programme_version, details, dedupe_key, occurred_at,
+                  created_at)
+               SELECT {o} + id, member_id, member_id, 'activate', points, -points, 0, 'lot',
+                      id::text,
                       'system:jobs', NULL, entry_id, NULL, NULL, 'activate:lot:' || id,
                       available_at, available_at
                FROM points_lot WHERE status = 'available'""",
         ),
         (
             "expiry",
-            f"""INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available, delta_pending,
-                  delta_debt, source_type, source_id, actor, reason, corrects_entry_id,
-                  programme_version, details, dedupe_key, occurred_at, created_at)
-               SELECT {2 * o} + id, member_id, member_id, 'expire', -remaining, 0, 0, 'lot', id::text,
+            f"""INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available,
+                  delta_pending, delta_debt, source_type, source_id, actor, reason,
+                  corrects_entry_id, programme_version, details, dedupe_key, occurred_at,
+                  created_at)
+               SELECT {2 * o} + id, member_id, member_id, 'expire', -remaining, 0, 0, 'lot',
+                      id::text,
                       'system:expiry', NULL, NULL, NULL,
                       json_build_object('lots', json_build_array(json_build_array(id, remaining))),
                       NULL, expires_at, expires_at
@@ -380,10 +386,12 @@ def _steps(n_members: int, n_orders: int) -> list[tuple[str, str]]:
         ),
         (
             "redemptions",
-            f"""INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available, delta_pending,
-                  delta_debt, source_type, source_id, actor, reason, corrects_entry_id,
-                  programme_version, details, dedupe_key, occurred_at, created_at)
-               SELECT {3 * o} + k, member_id, member_id, 'redeem', -cost, 0, 0, 'redemption', k::text,
+            f"""INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available,
+                  delta_pending, delta_debt, source_type, source_id, actor, reason,
+                  corrects_entry_id, programme_version, details, dedupe_key, occurred_at,
+                  created_at)
+               SELECT {3 * o} + k, member_id, member_id, 'redeem', -cost, 0, 0, 'redemption',
+                      k::text,
                       'apikey:bench', 'redeemed 1 × ' || code, NULL, 1, NULL,
                       'redemption:' || k || ':redeem', at, at
                FROM red""",
