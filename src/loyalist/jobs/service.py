@@ -2,9 +2,9 @@
 
 Each job works account by account (reminders: per account owner) in small transactions
 (resumable after a crash: what committed stays done, the rest is found again next run),
-locks each account, and
-is idempotent: activation and expiry act only on lots still due; reminders record the
-offset already announced on the lot; tier re-evaluation records the period on the member.
+locks each account, and is idempotent: activation and expiry act only on lots still due;
+reminders record the offset already announced on the lot; tier re-evaluation records the
+period on the member.
 A run for a period is recorded in ``job_run`` (unique per job and period), so "what is
 due" can be shown and two processes never both claim the same period's bookkeeping row.
 """
