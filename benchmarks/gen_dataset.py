@@ -63,6 +63,8 @@ SEQUENCED = (
     "lot_allocation",
     "redemption",
     "tier_change",
+    "points_account",
+    "points_account_member",
     "outbox_event",
 )
 COUPONS = [("coupon-10", 1000), ("coupon-30", 2800), ("upsize", 500), ("charity-tree", 1000)]
@@ -294,19 +296,21 @@ def _steps(n_members: int, n_orders: int) -> list[tuple[str, str]]:
         ),
         (
             "earn entries",
-            """INSERT INTO ledger_entry (id, member_id, kind, delta_available, delta_pending,
-                  delta_debt, source_type, source_id, actor, reason, corrects_entry_id,
-                  programme_version, details, dedupe_key, occurred_at, created_at)
-               SELECT id, member_id, 'earn', 0, points_earned, 0, 'order', id::text,
+            """INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available,
+                  delta_pending, delta_debt, source_type, source_id, actor, reason,
+                  corrects_entry_id, programme_version, details, dedupe_key, occurred_at,
+                  created_at)
+               SELECT id, member_id, member_id, 'earn', 0, points_earned, 0, 'order', id::text,
                       'apikey:bench', 'order ' || external_id, NULL, 1, NULL,
                       'order:' || id || ':earn', occurred_at, occurred_at
                FROM orders WHERE member_id IS NOT NULL""",
         ),
         (
             "lots",
-            f"""INSERT INTO points_lot (id, member_id, entry_id, points, remaining, status,
-                  source_type, source_id, earned_at, available_at, expires_at, reminded_days)
-               SELECT id, member_id, id, points_earned, points_earned,
+            f"""INSERT INTO points_lot (id, account_id, member_id, entry_id, points, remaining,
+                  status, source_type, source_id, earned_at, available_at, expires_at,
+                  reminded_days)
+               SELECT id, member_id, member_id, id, points_earned, points_earned,
                       CASE WHEN available_at <= :T0 THEN 'available' ELSE 'pending' END,
                       'order', id::text, occurred_at, available_at,
                       make_timestamptz(extract(year FROM occurred_at {local})::int + 2, 1, 1,
@@ -316,20 +320,24 @@ def _steps(n_members: int, n_orders: int) -> list[tuple[str, str]]:
         ),
         (
             "activations",
-            f"""INSERT INTO ledger_entry (id, member_id, kind, delta_available, delta_pending,
-                  delta_debt, source_type, source_id, actor, reason, corrects_entry_id,
-                  programme_version, details, dedupe_key, occurred_at, created_at)
-               SELECT {o} + id, member_id, 'activate', points, -points, 0, 'lot', id::text,
+            f"""INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available,
+                  delta_pending, delta_debt, source_type, source_id, actor, reason,
+                  corrects_entry_id, programme_version, details, dedupe_key, occurred_at,
+                  created_at)
+               SELECT {o} + id, member_id, member_id, 'activate', points, -points, 0, 'lot',
+                      id::text,
                       'system:jobs', NULL, entry_id, NULL, NULL, 'activate:lot:' || id,
                       available_at, available_at
                FROM points_lot WHERE status = 'available'""",
         ),
         (
             "expiry",
-            f"""INSERT INTO ledger_entry (id, member_id, kind, delta_available, delta_pending,
-                  delta_debt, source_type, source_id, actor, reason, corrects_entry_id,
-                  programme_version, details, dedupe_key, occurred_at, created_at)
-               SELECT {2 * o} + id, member_id, 'expire', -remaining, 0, 0, 'lot', id::text,
+            f"""INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available,
+                  delta_pending, delta_debt, source_type, source_id, actor, reason,
+                  corrects_entry_id, programme_version, details, dedupe_key, occurred_at,
+                  created_at)
+               SELECT {2 * o} + id, member_id, member_id, 'expire', -remaining, 0, 0, 'lot',
+                      id::text,
                       'system:expiry', NULL, NULL, NULL,
                       json_build_object('lots', json_build_array(json_build_array(id, remaining))),
                       NULL, expires_at, expires_at
@@ -378,10 +386,12 @@ def _steps(n_members: int, n_orders: int) -> list[tuple[str, str]]:
         ),
         (
             "redemptions",
-            f"""INSERT INTO ledger_entry (id, member_id, kind, delta_available, delta_pending,
-                  delta_debt, source_type, source_id, actor, reason, corrects_entry_id,
-                  programme_version, details, dedupe_key, occurred_at, created_at)
-               SELECT {3 * o} + k, member_id, 'redeem', -cost, 0, 0, 'redemption', k::text,
+            f"""INSERT INTO ledger_entry (id, account_id, member_id, kind, delta_available,
+                  delta_pending, delta_debt, source_type, source_id, actor, reason,
+                  corrects_entry_id, programme_version, details, dedupe_key, occurred_at,
+                  created_at)
+               SELECT {3 * o} + k, member_id, member_id, 'redeem', -cost, 0, 0, 'redemption',
+                      k::text,
                       'apikey:bench', 'redeemed 1 × ' || code, NULL, 1, NULL,
                       'redemption:' || k || ':redeem', at, at
                FROM red""",
@@ -413,17 +423,23 @@ def _steps(n_members: int, n_orders: int) -> list[tuple[str, str]]:
         ),
         (
             "accounts",
-            """INSERT INTO points_account (member_id, available, pending, debt,
-                  lifetime_earned, updated_at)
-               SELECT m.id, COALESCE(e.a, 0), COALESCE(e.p, 0), COALESCE(e.d, 0),
-                      COALESCE(e.earned, 0), COALESCE(e.at, m.created_at)
+            """INSERT INTO points_account (id, owner_member_id, available, pending, debt,
+                  lifetime_earned, created_at, updated_at)
+               SELECT m.id, m.id, COALESCE(e.a, 0), COALESCE(e.p, 0), COALESCE(e.d, 0),
+                      COALESCE(e.earned, 0), m.created_at, COALESCE(e.at, m.created_at)
                FROM member m LEFT JOIN (
-                 SELECT member_id, sum(delta_available) AS a, sum(delta_pending) AS p,
+                 SELECT account_id, sum(delta_available) AS a, sum(delta_pending) AS p,
                         sum(delta_debt) AS d,
                         sum(CASE WHEN kind = 'earn' THEN delta_pending + delta_available END)
                           AS earned,
                         max(occurred_at) AS at
-                 FROM ledger_entry GROUP BY member_id) e ON e.member_id = m.id""",
+                 FROM ledger_entry GROUP BY account_id) e ON e.account_id = m.id""",
+        ),
+        (
+            "accounts",
+            """INSERT INTO points_account_member (account_id, member_id, role, can_spend,
+                  joined_at)
+               SELECT id, owner_member_id, 'owner', true, created_at FROM points_account""",
         ),
         (
             "tiers",

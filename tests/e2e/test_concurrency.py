@@ -27,11 +27,11 @@ from tests.server import Server, cli, prepare, running_server
 from tests.support import order_payload
 
 from loyalist.kit.db import Database
+from loyalist.ledger import service as ledger
 from loyalist.models import (
     IdempotencyRecord,
     LedgerEntry,
     Order,
-    PointsAccount,
     Redemption,
     Reward,
 )
@@ -216,7 +216,7 @@ def test_mixed_earn_and_redeem_on_one_member(live: Any, db_url: str) -> None:
     db = Database(db_url)
     try:
         with db.transaction() as s:
-            acct = s.get(PointsAccount, mid)
+            acct = ledger.get_account(s, mid)
             assert acct is not None
             expected_pending = sum(range(1, 25))  # ¥(i+1) earns i+1 points, pending 7 days
             assert (acct.available, acct.pending, acct.debt) == (0, expected_pending, 0)
@@ -254,7 +254,7 @@ def test_fifty_parallel_redemptions_on_a_hundred_points(live: Any, db_url: str) 
     db = Database(db_url)
     try:
         with db.transaction() as s:
-            acct = s.get(PointsAccount, mid)
+            acct = ledger.get_account(s, mid)
             assert acct is not None
             assert (acct.available, acct.pending, acct.debt) == (0, 0, 0)
             n = s.scalar(select(func.count()).select_from(Redemption))
@@ -297,7 +297,7 @@ def test_one_idempotency_key_sent_concurrently_applies_once(live: Any, db_url: s
     db = Database(db_url)
     try:
         with db.transaction() as s:
-            acct = s.get(PointsAccount, mid)
+            acct = ledger.get_account(s, mid)
             assert acct is not None
             assert (acct.available, acct.pending) == (90, 50)
             assert s.scalar(select(func.count()).select_from(Order)) == 1
@@ -336,9 +336,71 @@ def test_reward_stock_is_decremented_atomically(live: Any, db_url: str) -> None:
             rows = s.scalars(select(Redemption.member_id)).all()
             assert sorted(rows) == sorted(winners)
             for mid in mids:
-                acct = s.get(PointsAccount, mid)
+                acct = ledger.get_account(s, mid)
                 assert acct is not None
                 assert acct.available == (90 if mid in winners else 100)
+    finally:
+        db.dispose()
+    assert_verify_clean(db_url)
+
+
+def test_fifty_parallel_redemptions_by_four_members_of_one_shared_pool(
+    live: Any, db_url: str
+) -> None:
+    """A household: the owner's 100-point account shared with three members who may spend;
+    50 ten-point redemptions spread over the four at once: exactly 10 succeed."""
+    _server, clients = live
+    owner = setup_member(clients.client(), "pool-owner", 100)
+    others = [setup_member(clients.client(), f"pool-{i}", 0) for i in range(3)]
+    db = Database(db_url)
+    try:
+        with db.transaction() as s:
+            pool = ledger.account_id_of(s, owner)
+            for mid in others:
+                ledger.attach(s, pool, mid, can_spend=True, actor="test")
+    finally:
+        db.dispose()
+    family = [owner, *others]
+    tasks: list[Callable[[], Outcome]] = [
+        lambda i=i: clients.send(
+            "/v1/redemptions",
+            {"member_id": family[i % 4], "reward": "ten"},
+            f"pool-{i}",
+            tries=2,
+            timeout_first=i % 9 == 0,
+        )
+        for i in range(50)
+    ]
+    outcomes = run_parallel(50, tasks)
+    assert_consistent(outcomes)
+    assert Counter(o.final[0] for o in outcomes) == {201: 10, 409: 40}
+    assert {o.final[1]["code"] for o in outcomes if o.final[0] == 409} == {"insufficient_points"}
+    db = Database(db_url)
+    try:
+        with db.transaction() as s:
+            for mid in family:  # every member sees the one, empty pool
+                acct = ledger.get_account(s, mid)
+                assert (acct.id, acct.available, acct.pending, acct.debt) == (pool, 0, 0, 0)
+            winners = sorted(o.final[1]["id"] for o in outcomes if o.final[0] == 201)
+            rows = s.execute(select(Redemption.id, Redemption.member_id)).all()
+            assert sorted(r.id for r in rows) == winners
+            # Each redeem entry is the pool's and names the member who redeemed.
+            redeems = s.execute(
+                select(LedgerEntry.account_id, LedgerEntry.member_id, Redemption.member_id)
+                .join(Redemption, Redemption.entry_id == LedgerEntry.id)
+                .where(LedgerEntry.kind == "redeem")
+            ).all()
+            assert len(redeems) == 10
+            assert all(a == pool and by == who for a, by, who in redeems)
+            deltas = s.scalars(
+                select(LedgerEntry.delta_available)
+                .where(LedgerEntry.account_id == pool)
+                .order_by(LedgerEntry.id)
+            ).all()
+            running = 0
+            for d in deltas:
+                running += d
+                assert running >= 0, f"the pool went negative: {list(deltas)}"
     finally:
         db.dispose()
     assert_verify_clean(db_url)

@@ -18,7 +18,8 @@ from tests.server import Server, cli, prepare
 from tests.support import order_payload
 
 from loyalist.kit.db import Database
-from loyalist.models import IdempotencyRecord, LedgerEntry, Order, PointsAccount
+from loyalist.ledger import service as ledger
+from loyalist.models import IdempotencyRecord, LedgerEntry, Order
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -177,7 +178,7 @@ def test_sigkill_mid_load_then_retries_apply_exactly_once(db_url: str, tmp_path:
             )
             assert s.scalar(select(func.count()).select_from(IdempotencyRecord)) == WRITES
             for mid in member_ids:
-                acct = s.get(PointsAccount, mid)
+                acct = ledger.get_account(s, mid)
                 assert acct is not None
                 expected = sum(w.points for w in todo if w.member == mid)
                 assert acct.available + acct.pending == expected, mid

@@ -519,7 +519,7 @@ def worker(
 
 @ledger_app.command("verify")
 def ledger_verify() -> None:
-    """Prove the balance cache equals the entries and the open lots for every member."""
+    """Prove the balance cache equals the entries and the open lots for every account."""
     from loyalist.ledger import service as ledger
 
     db = _db()
@@ -527,7 +527,8 @@ def ledger_verify() -> None:
         checked, problems = ledger.verify(s)
     if problems:
         for p in problems:
-            err.print(f"[red]member {p.member_id}[/]: {p.problem}")
+            where = f"account {p.account_id}" if p.account_id else "members"
+            err.print(f"[red]{where}[/]: {p.problem}")
         err.print(f"[bold red]{len(problems)} disagreement(s) in {checked} account(s)[/]")
         raise typer.Exit(1)
     console.print(f"[green]ledger verified[/]: {checked} account(s), cache = entries = lots")

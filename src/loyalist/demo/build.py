@@ -341,7 +341,7 @@ def try_member(s: Session) -> str | None:
     names = {t.code: t.name for t in programme.tiers.levels}
     q = (
         select(Member.phone, Member.name, Member.tier_code, PointsAccount.available)
-        .join(PointsAccount, PointsAccount.member_id == Member.id)
+        .join(PointsAccount, PointsAccount.owner_member_id == Member.id)
         .where(Member.phone.is_not(None))
     )
     row = None

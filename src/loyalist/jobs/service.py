@@ -1,9 +1,10 @@
 """Periodic jobs: activation, expiry, expiry reminders, tier re-evaluation.
 
-Each job works member by member in small transactions (resumable after a crash: what
-committed stays done, the rest is found again next run), locks each member's account, and
-is idempotent: activation and expiry act only on lots still due; reminders record the
-offset already announced on the lot; tier re-evaluation records the period on the member.
+Each job works account by account (reminders: per account owner) in small transactions
+(resumable after a crash: what committed stays done, the rest is found again next run),
+locks each account, and is idempotent: activation and expiry act only on lots still due;
+reminders record the offset already announced on the lot; tier re-evaluation records the
+period on the member.
 A run for a period is recorded in ``job_run`` (unique per job and period), so "what is
 due" can be shown and two processes never both claim the same period's bookkeeping row.
 """
@@ -66,14 +67,20 @@ def activate_pending(db: Database, progress: Progress | None = None) -> JobRepor
 
 def activate_member(s: Session, member_id: int, now: datetime) -> int:
     """Activate the member's pending points due by ``now``; returns the points."""
-    acct = ledger.lock(s, member_id, _member_path(s, member_id))
+    # The account this member owns (a pool's owner stands for the pool, even while the
+    # owner draws on another member's pool).
+    own = ledger.own_account(s, member_id).id
+    acct = ledger.lock(s, member_id, _member_path(s, member_id), account_id=own)
     acct.now = now
     return ledger.activate_due(s, acct)
 
 
 def expire_member(s: Session, member_id: int, now: datetime) -> int:
     """Expire the member's points whose lots ran out by ``now``; returns the points."""
-    acct = ledger.lock(s, member_id, _member_path(s, member_id))
+    # The account this member owns (a pool's owner stands for the pool, even while the
+    # owner draws on another member's pool).
+    own = ledger.own_account(s, member_id).id
+    acct = ledger.lock(s, member_id, _member_path(s, member_id), account_id=own)
     acct.now = now
     return ledger.expire_due(s, acct)
 
@@ -131,7 +138,7 @@ def remind_member(
 ) -> int:
     """Announce the member's lots expiring soon, once per lot group and offset."""
     path = _member_path(s, member_id)
-    ledger.lock(s, member_id, path)
+    ledger.lock(s, member_id, path, account_id=ledger.own_account(s, member_id).id)
     groups: dict[tuple[datetime, int], list[tuple[int, int]]] = {}
     for lot in ledger.member_lots_expiring(s, member_id, now, horizon):
         assert lot.expires_at is not None

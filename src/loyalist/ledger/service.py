@@ -1,16 +1,31 @@
-"""The points ledger: the only source of truth for a member's points.
+"""The points ledger: the only source of truth for points.
 
-Every change is an appended :class:`LedgerEntry`; credits create :class:`PointsLot` rows
-with their own expiry, debits record the lots they consumed (soonest expiry first) as
-:class:`LotAllocation` rows, and the :class:`PointsAccount` cache is updated in the same
-transaction. Callers lock the account first with :func:`lock`; all other functions expect
-the lock to be held.
+Points live in accounts. Every member owns one account (opened when they enrol) and draws
+on exactly one account at a time: their own, or a shared account (a household's pool)
+they were attached to (:func:`attach` / :func:`detach`). Every change is an appended
+:class:`LedgerEntry` of one account that also keeps the member who caused it; credits
+create :class:`PointsLot` rows of the account with their own expiry, debits record the
+lots they consumed (soonest expiry first) as :class:`LotAllocation` rows, and the
+:class:`PointsAccount` cache is updated in the same transaction. Callers lock the account
+first with :func:`lock` (the member's current account, or a given one) or
+:func:`lock_accounts` (several, in primary-key order); all other functions expect the lock
+to be held.
 
-Invariants (checked by :func:`verify`):
+Rules of shared accounts:
+    * any member of an account earns into it; spending (``kind="redeem"``: redemptions and
+      points paid on orders) needs ``can_spend`` on the membership (the owner always may);
+    * a correction of an earlier entry (restore, clawback of an order's points) goes to the
+      account that entry belongs to, whoever the member's account is now;
+    * leaving an account takes no points and keeps the history (the membership row is
+      closed, entries keep their member); the member returns to their own account;
+    * only a member whose own account is empty and hosts nobody else may join another one.
+
+Invariants (checked by :func:`verify`, per account):
     account.available = Σ entry.delta_available = Σ open available lots.remaining − debt
     account.pending   = Σ entry.delta_pending   = Σ pending lots.remaining
     account.debt      = Σ entry.delta_debt ≥ 0, and debt > 0 only when no available lot is open
-    every lot.remaining ≥ 0
+    every lot.remaining ≥ 0; allocations explain every lot; an allocation, its entry and
+    its lot belong to one account; every member draws on exactly one account
 """
 
 from __future__ import annotations
@@ -27,14 +42,33 @@ from loyalist.events import service as events
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import is_sqlite
 from loyalist.ledger.domain import InsufficientLots, LotView, allocate_fefo
-from loyalist.ledger.errors import InsufficientPoints
-from loyalist.models import LedgerEntry, LotAllocation, PointsAccount, PointsLot
+from loyalist.ledger.errors import (
+    AccountNotEmpty,
+    AccountNotFound,
+    AccountNotShareable,
+    InsufficientPoints,
+    MembershipNotFound,
+    SpendNotPermitted,
+)
+from loyalist.models import (
+    LedgerEntry,
+    LotAllocation,
+    Member,
+    PointsAccount,
+    PointsAccountMember,
+    PointsLot,
+)
 
 PENDING = "pending"
 AVAILABLE = "available"
 CLOSED = "closed"
 EXPIRED = "expired"
 VOID = "void"
+
+OWNER = "owner"
+MEMBER = "member"
+#: Entry kinds that spend an account's points on a member's behalf (need ``can_spend``).
+SPEND_KINDS = frozenset({"redeem"})
 
 
 @dataclass
@@ -52,37 +86,134 @@ class Cause:
 
 @dataclass
 class Account:
-    """A locked points account plus what events need to know about its member."""
+    """A locked points account, and the member on whose behalf entries are written.
+
+    ``member_id`` is the causing member recorded on every entry made through this handle;
+    ``org_path`` is that member's (events carry it); ``can_spend`` whether they may spend.
+    """
 
     row: PointsAccount
     org_path: str
     now: datetime
+    member_id: int = 0
+    can_spend: bool = True
     entries: list[LedgerEntry] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not self.member_id:
+            self.member_id = self.row.owner_member_id
+
     @property
-    def member_id(self) -> int:
-        return self.row.member_id
+    def account_id(self) -> int:
+        return self.row.id
 
 
 def open_account(session: Session, member_id: int) -> PointsAccount:
+    """Open a new member's own account; they draw on it as its owner."""
+    now = utcnow()
     acct = PointsAccount(
-        member_id=member_id, available=0, pending=0, debt=0, lifetime_earned=0, updated_at=utcnow()
+        owner_member_id=member_id,
+        available=0,
+        pending=0,
+        debt=0,
+        lifetime_earned=0,
+        created_at=now,
+        updated_at=now,
     )
     session.add(acct)
+    session.flush()
+    session.add(
+        PointsAccountMember(
+            account_id=acct.id,
+            member_id=member_id,
+            role=OWNER,
+            can_spend=True,
+            joined_at=now,
+            left_at=None,
+        )
+    )
+    session.flush()
     return acct
 
 
-def lock(session: Session, member_id: int, org_path: str) -> Account:
-    """Lock one member's account row for the rest of the transaction.
+def membership(session: Session, member_id: int) -> PointsAccountMember | None:
+    """The member's active membership: the account they draw on now."""
+    return session.scalar(
+        select(PointsAccountMember)
+        .where(PointsAccountMember.member_id == member_id, PointsAccountMember.left_at.is_(None))
+        .execution_options(populate_existing=True)
+    )
 
-    PostgreSQL: ``SELECT … FOR UPDATE``. SQLite: the transaction already began with
-    ``BEGIN IMMEDIATE``, so no other writer can interleave.
-    """
-    q = select(PointsAccount).where(PointsAccount.member_id == member_id)
+
+def account_id_of(session: Session, member_id: int) -> int:
+    """The id of the account the member draws on now."""
+    m = membership(session, member_id)
+    if m is None:
+        raise LookupError(member_id)
+    return m.account_id
+
+
+def _lock_row(session: Session, account_id: int) -> PointsAccount:
+    q = select(PointsAccount).where(PointsAccount.id == account_id)
     if not is_sqlite(session):
         q = q.with_for_update()
-    row = session.execute(q.execution_options(populate_existing=True)).scalar_one()
-    return Account(row=row, org_path=org_path, now=utcnow())
+    row = session.execute(q.execution_options(populate_existing=True)).scalar_one_or_none()
+    if row is None:
+        raise AccountNotFound(f"No points account {account_id}.")
+    return row
+
+
+def lock(
+    session: Session, member_id: int, org_path: str, *, account_id: int | None = None
+) -> Account:
+    """Lock the account ``member_id`` draws on (or ``account_id``) for the transaction.
+
+    Entries written through the returned handle record ``member_id`` as their cause.
+    PostgreSQL: ``SELECT … FOR UPDATE``. SQLite: the transaction already began with
+    ``BEGIN IMMEDIATE``, so no other writer can interleave. The membership is read again
+    under the lock: a member moved to another account meanwhile is followed there.
+    """
+    for _attempt in range(5):
+        target = account_id if account_id is not None else account_id_of(session, member_id)
+        row = _lock_row(session, target)
+        m = membership(session, member_id)
+        if account_id is None and (m is None or m.account_id != target):
+            continue  # moved between the read and the lock: lock where they are now
+        can_spend = m is not None and m.account_id == target and m.can_spend
+        return Account(
+            row=row, org_path=org_path, now=utcnow(), member_id=member_id, can_spend=can_spend
+        )
+    raise RuntimeError(f"member {member_id} keeps moving between accounts")
+
+
+def account_of_entries(session: Session, dedupe_keys: Sequence[str]) -> int | None:
+    """The account the first of these (unique) entries was written to; None: none exists."""
+    return session.scalar(
+        select(LedgerEntry.account_id)
+        .where(LedgerEntry.dedupe_key.in_(list(dedupe_keys)))
+        .order_by(LedgerEntry.id)
+        .limit(1)
+    )
+
+
+def _owner_path(session: Session, member_id: int) -> str:
+    return session.scalar(select(Member.org_path).where(Member.id == member_id)) or "/"
+
+
+def lock_account(session: Session, account_id: int) -> Account:
+    """Lock one account on behalf of its owner (system work: activation, expiry)."""
+    row = _lock_row(session, account_id)
+    return Account(
+        row=row,
+        org_path=_owner_path(session, row.owner_member_id),
+        now=utcnow(),
+        member_id=row.owner_member_id,
+    )
+
+
+def lock_accounts(session: Session, account_ids: Sequence[int]) -> dict[int, Account]:
+    """Lock several accounts, always in primary-key order (no deadlock between writers)."""
+    return {aid: lock_account(session, aid) for aid in sorted(set(account_ids))}
 
 
 def _entry(
@@ -96,9 +227,11 @@ def _entry(
     debt: int = 0,
     dedupe_key: str | None = None,
     corrects: int | None = None,
+    member_id: int | None = None,
 ) -> LedgerEntry:
     e = LedgerEntry(
-        member_id=acct.member_id,
+        account_id=acct.row.id,
+        member_id=member_id or acct.member_id,
         kind=kind,
         delta_available=available,
         delta_pending=pending,
@@ -124,10 +257,20 @@ def _entry(
     return e
 
 
-def _event(session: Session, acct: Account, type_: str, payload: dict[str, Any]) -> None:
-    body = {"member_id": acct.member_id, **payload, "available": acct.row.available}
+def _event(
+    session: Session,
+    acct: Account,
+    type_: str,
+    payload: dict[str, Any],
+    *,
+    member_id: int | None = None,
+) -> None:
+    """An event about the account's points: by the causing member, with the pool's balance."""
+    mid = member_id or acct.member_id
+    body = {"member_id": mid, **payload, "available": acct.row.available}
     body["pending"] = acct.row.pending
-    events.emit(session, type_, body, member_id=acct.member_id, org_path=acct.org_path)
+    body["account_id"] = acct.row.id
+    events.emit(session, type_, body, member_id=mid, org_path=acct.org_path)
 
 
 def credit(
@@ -157,6 +300,7 @@ def credit(
         dedupe_key=dedupe_key,
     )
     lot = PointsLot(
+        account_id=acct.row.id,
         member_id=acct.member_id,
         entry_id=e.id,
         points=points,
@@ -211,8 +355,15 @@ def activate(session: Session, acct: Account, lot: PointsLot) -> LedgerEntry | N
         pending=-n,
         dedupe_key=f"activate:lot:{lot.id}",
         corrects=lot.entry_id,
+        member_id=lot.member_id,
     )
-    _event(session, acct, "points.activated", {"entry_id": e.id, "points": n, "lot_id": lot.id})
+    _event(
+        session,
+        acct,
+        "points.activated",
+        {"entry_id": e.id, "points": n, "lot_id": lot.id},
+        member_id=lot.member_id,
+    )
     settle_debt(session, acct)
     return e
 
@@ -221,7 +372,7 @@ def _open_lots(session: Session, acct: Account) -> list[PointsLot]:
     q = (
         select(PointsLot)
         .where(
-            PointsLot.member_id == acct.member_id,
+            PointsLot.account_id == acct.row.id,
             PointsLot.status == AVAILABLE,
             PointsLot.remaining > 0,
         )
@@ -264,6 +415,11 @@ def debit(
     """Spend available points, soonest-expiring lots first. Pending points are never spent."""
     if points <= 0:
         raise ValueError("debit needs positive points")
+    if kind in SPEND_KINDS and not acct.can_spend:
+        raise SpendNotPermitted(
+            f"Member {acct.member_id} may not spend the points of account {acct.row.id}.",
+            extra={"member_id": acct.member_id, "account_id": acct.row.id},
+        )
     have = spendable(session, acct)
     if have < points:
         raise InsufficientPoints(
@@ -300,6 +456,8 @@ def restore(
     Points whose lot has expired meanwhile are restored and expired at once (two entries),
     so the ledger shows both what was given back and why it is gone.
     """
+    if original.account_id != acct.row.id:
+        raise ValueError(f"entry {original.id} belongs to account {original.account_id}")
     allocs = list(
         session.scalars(
             select(LotAllocation)
@@ -386,6 +544,8 @@ def clawback(
     """
     if points <= 0:
         return None, 0
+    if lot is not None and lot.account_id != acct.row.id:
+        raise ValueError(f"lot {lot.id} belongs to account {lot.account_id}")
     expire_due(session, acct)
     from_pending = 0
     if lot is not None and lot.status == PENDING:
@@ -487,19 +647,26 @@ def _expire_lot(session: Session, acct: Account, lot: PointsLot) -> LedgerEntry 
             else None,
         ),
         available=-n,
+        member_id=lot.member_id,
     )
     session.add(LotAllocation(entry_id=e.id, lot_id=lot.id, points=-n))
     lot.remaining = 0
     lot.status = EXPIRED
     session.flush()
-    _event(session, acct, "points.expired", {"entry_id": e.id, "points": n, "lot_id": lot.id})
+    _event(
+        session,
+        acct,
+        "points.expired",
+        {"entry_id": e.id, "points": n, "lot_id": lot.id},
+        member_id=lot.member_id,
+    )
     return e
 
 
 def expire_due(session: Session, acct: Account) -> int:
-    """Expire every available lot of this member whose expiry has passed. Returns points."""
+    """Expire every available lot of this account whose expiry has passed. Returns points."""
     q = select(PointsLot).where(
-        PointsLot.member_id == acct.member_id,
+        PointsLot.account_id == acct.row.id,
         PointsLot.status == AVAILABLE,
         PointsLot.expires_at <= acct.now,
     )
@@ -512,7 +679,7 @@ def expire_due(session: Session, acct: Account) -> int:
 
 def activate_due(session: Session, acct: Account) -> int:
     q = select(PointsLot).where(
-        PointsLot.member_id == acct.member_id,
+        PointsLot.account_id == acct.row.id,
         PointsLot.status == PENDING,
         PointsLot.available_at <= acct.now,
     )
@@ -549,7 +716,12 @@ def adjust(
         events.emit(
             session,
             "points.adjusted",
-            {"member_id": acct.member_id, "entry_id": e.id, "points": points},
+            {
+                "member_id": acct.member_id,
+                "entry_id": e.id,
+                "points": points,
+                "account_id": acct.row.id,
+            },
             member_id=acct.member_id,
             org_path=acct.org_path,
         )
@@ -561,8 +733,9 @@ def adjust(
 
 
 def expiring_within(session: Session, member_id: int, start: datetime, end: datetime) -> int:
+    """Points of the member's current account that expire in (start, end]."""
     q = select(func.coalesce(func.sum(PointsLot.remaining), 0)).where(
-        PointsLot.member_id == member_id,
+        PointsLot.account_id == account_id_of(session, member_id),
         PointsLot.status.in_([AVAILABLE, PENDING]),
         PointsLot.expires_at > start,
         PointsLot.expires_at <= end,
@@ -573,10 +746,11 @@ def expiring_within(session: Session, member_id: int, start: datetime, end: date
 def expiring_schedule(
     session: Session, member_id: int, start: datetime, end: datetime
 ) -> list[tuple[datetime, int]]:
+    """When the available points of the member's current account expire, in (start, end]."""
     q = (
         select(PointsLot.expires_at, func.sum(PointsLot.remaining))
         .where(
-            PointsLot.member_id == member_id,
+            PointsLot.account_id == account_id_of(session, member_id),
             PointsLot.status == AVAILABLE,
             PointsLot.remaining > 0,
             PointsLot.expires_at > start,
@@ -595,49 +769,200 @@ def expiring_schedule(
 def entries(
     session: Session, member_id: int, *, after: int | None, limit: int
 ) -> list[LedgerEntry]:
-    q = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
+    """The entries of the member's current account, newest first (each names its member)."""
+    return account_entries(session, account_id_of(session, member_id), after=after, limit=limit)
+
+
+def account_entries(
+    session: Session, account_id: int, *, after: int | None, limit: int
+) -> list[LedgerEntry]:
+    q = select(LedgerEntry).where(LedgerEntry.account_id == account_id)
     if after is not None:
         q = q.where(LedgerEntry.id < after)
     return list(session.scalars(q.order_by(LedgerEntry.id.desc()).limit(limit)))
 
 
 def get_account(session: Session, member_id: int) -> PointsAccount:
-    acct = session.get(PointsAccount, member_id)
+    """The account the member draws on now (its balance is what the member sees)."""
+    m = membership(session, member_id)
+    acct = session.get(PointsAccount, m.account_id) if m is not None else None
     if acct is None:
         raise LookupError(member_id)
     return acct
 
 
+def own_account(session: Session, member_id: int) -> PointsAccount:
+    """The account the member owns (opened when they enrolled)."""
+    acct = session.scalar(select(PointsAccount).where(PointsAccount.owner_member_id == member_id))
+    if acct is None:
+        raise LookupError(member_id)
+    return acct
+
+
+# --- shared accounts ---------------------------------------------------------------------
+
+
+def members_of(
+    session: Session, account_id: int, *, include_former: bool = False
+) -> list[PointsAccountMember]:
+    """The account's memberships (owner first, then by joining); former ones on request."""
+    q = select(PointsAccountMember).where(PointsAccountMember.account_id == account_id)
+    if not include_former:
+        q = q.where(PointsAccountMember.left_at.is_(None))
+    rows = list(session.scalars(q.order_by(PointsAccountMember.id)))
+    return sorted(rows, key=lambda r: (r.role != OWNER, r.id))
+
+
+def _active(session: Session, account_id: int, member_id: int) -> PointsAccountMember | None:
+    m = membership(session, member_id)
+    return m if m is not None and m.account_id == account_id else None
+
+
+def attach(
+    session: Session, account_id: int, member_id: int, *, can_spend: bool, actor: str
+) -> PointsAccountMember:
+    """Make ``member_id`` draw on ``account_id`` (join a shared account). Idempotent.
+
+    The member leaves their current account (which must be their own, empty — nothing
+    available, pending or owed — and hosting nobody else); the target's owner must be
+    drawing on it. Both accounts are locked in primary-key order first.
+    """
+    target = session.get(PointsAccount, account_id)
+    if target is None:
+        raise AccountNotFound(f"No points account {account_id}.")
+    own = own_account(session, member_id)
+    locked = lock_accounts(session, [own.id, account_id])
+    current = membership(session, member_id)
+    if current is not None and current.account_id == account_id:
+        return current  # already there: a replay changes nothing
+    if _active(session, account_id, target.owner_member_id) is None:
+        raise AccountNotShareable(
+            f"Account {account_id}'s owner does not draw on it; nobody can join it.",
+            extra={"account_id": account_id},
+        )
+    if current is None or current.account_id != own.id:
+        raise AccountNotShareable(
+            f"Member {member_id} already draws on account "
+            f"{current.account_id if current else None}; they must leave it first.",
+            extra={"member_id": member_id},
+        )
+    others = [m for m in members_of(session, own.id) if m.member_id != member_id]
+    if others:
+        raise AccountNotShareable(
+            f"Member {member_id}'s own account is shared with others; it cannot be left.",
+            extra={"member_id": member_id, "account_id": own.id},
+        )
+    row = locked[own.id].row
+    if (row.available, row.pending, row.debt) != (0, 0, 0):
+        raise AccountNotEmpty(
+            f"Member {member_id}'s own account still holds points; it must be empty to join.",
+            extra={"available": row.available, "pending": row.pending, "debt": row.debt},
+        )
+    now = utcnow()
+    current.left_at = now
+    current.removed_by = actor
+    session.flush()
+    joined = PointsAccountMember(
+        account_id=account_id,
+        member_id=member_id,
+        role=MEMBER,
+        can_spend=can_spend,
+        joined_at=now,
+        left_at=None,
+        added_by=actor,
+    )
+    session.add(joined)
+    session.flush()
+    return joined
+
+
+def detach(session: Session, member_id: int, *, actor: str) -> PointsAccountMember:
+    """The member leaves the shared account they draw on and returns to their own.
+
+    Leaving takes no points (what they earned stays in the pool) and keeps the history:
+    the membership is closed, never deleted; entries keep their member. The owner of an
+    account cannot leave it. Idempotent: a member already on their own account is answered
+    with that membership.
+    """
+    own = own_account(session, member_id)
+    current = membership(session, member_id)
+    if current is not None and current.account_id == own.id:
+        return current
+    if current is None:
+        raise MembershipNotFound(f"Member {member_id} draws on no account.")
+    lock_accounts(session, [own.id, current.account_id])
+    current = membership(session, member_id)
+    assert current is not None
+    if current.account_id == own.id:
+        return current
+    now = utcnow()
+    current.left_at = now
+    current.removed_by = actor
+    session.flush()
+    back = PointsAccountMember(
+        account_id=own.id,
+        member_id=member_id,
+        role=OWNER,
+        can_spend=True,
+        joined_at=now,
+        left_at=None,
+        added_by=actor,
+    )
+    session.add(back)
+    session.flush()
+    return back
+
+
+def set_can_spend(
+    session: Session, account_id: int, member_id: int, can_spend: bool
+) -> PointsAccountMember:
+    """Grant or withdraw a member's permission to spend a shared account's points."""
+    lock_account(session, account_id)
+    m = _active(session, account_id, member_id)
+    if m is None:
+        raise MembershipNotFound(f"Member {member_id} does not draw on account {account_id}.")
+    if m.role == OWNER and not can_spend:
+        raise AccountNotShareable("The owner of an account always may spend its points.")
+    m.can_spend = can_spend
+    session.flush()
+    return m
+
+
+# --- verification --------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Disagreement:
-    member_id: int
+    account_id: int
     problem: str
 
 
 def verify(session: Session) -> tuple[int, list[Disagreement]]:
-    """Check every member: cache = Σ entries = Σ open lots − debt; no lot below zero."""
+    """Check every account: cache = Σ entries = Σ open lots − debt; no lot below zero;
+    allocations explain every lot and never cross accounts; every member draws on one
+    account."""
     entry_sums = {
-        int(m): (int(a or 0), int(p or 0), int(d or 0))
-        for m, a, p, d in session.execute(
+        int(a_id): (int(a or 0), int(p or 0), int(d or 0))
+        for a_id, a, p, d in session.execute(
             select(
-                LedgerEntry.member_id,
+                LedgerEntry.account_id,
                 func.sum(LedgerEntry.delta_available),
                 func.sum(LedgerEntry.delta_pending),
                 func.sum(LedgerEntry.delta_debt),
-            ).group_by(LedgerEntry.member_id)
+            ).group_by(LedgerEntry.account_id)
         )
     }
     lot_sums: dict[int, dict[str, int]] = {}
-    for m, status, rem in session.execute(
-        select(PointsLot.member_id, PointsLot.status, func.sum(PointsLot.remaining)).group_by(
-            PointsLot.member_id, PointsLot.status
+    for a_id, status, rem in session.execute(
+        select(PointsLot.account_id, PointsLot.status, func.sum(PointsLot.remaining)).group_by(
+            PointsLot.account_id, PointsLot.status
         )
     ):
-        lot_sums.setdefault(int(m), {})[str(status)] = int(rem or 0)
+        lot_sums.setdefault(int(a_id), {})[str(status)] = int(rem or 0)
     negative = {
-        int(m)
-        for (m,) in session.execute(
-            select(PointsLot.member_id).where(PointsLot.remaining < 0).distinct()
+        int(a)
+        for (a,) in session.execute(
+            select(PointsLot.account_id).where(PointsLot.remaining < 0).distinct()
         )
     }
     # Allocations must explain each lot: points − taken + restored = remaining.
@@ -650,45 +975,75 @@ def verify(session: Session) -> tuple[int, list[Disagreement]]:
         )
     }
     bad_lots: dict[int, int] = {}
-    for lot_id, member_id, points, remaining in session.execute(
-        select(PointsLot.id, PointsLot.member_id, PointsLot.points, PointsLot.remaining)
+    for lot_id, account_id, points, remaining in session.execute(
+        select(PointsLot.id, PointsLot.account_id, PointsLot.points, PointsLot.remaining)
     ):
         if int(points) + alloc.get(int(lot_id), 0) != int(remaining):
-            bad_lots.setdefault(int(member_id), int(lot_id))
+            bad_lots.setdefault(int(account_id), int(lot_id))
+    # An entry moves points only in lots of its own account.
+    crossing: dict[int, int] = {}
+    for entry_account, entry_id in session.execute(
+        select(LedgerEntry.account_id, LedgerEntry.id)
+        .join(LotAllocation, LotAllocation.entry_id == LedgerEntry.id)
+        .join(PointsLot, PointsLot.id == LotAllocation.lot_id)
+        .where(PointsLot.account_id != LedgerEntry.account_id)
+    ):
+        crossing.setdefault(int(entry_account), int(entry_id))
     problems: list[Disagreement] = []
     checked = 0
-    for acct in session.scalars(select(PointsAccount).order_by(PointsAccount.member_id)):
+    for acct in session.scalars(select(PointsAccount).order_by(PointsAccount.id)):
         checked += 1
-        m = acct.member_id
-        ea, ep, ed = entry_sums.get(m, (0, 0, 0))
-        lots = lot_sums.get(m, {})
+        a_id = acct.id
+        ea, ep, ed = entry_sums.get(a_id, (0, 0, 0))
+        lots = lot_sums.get(a_id, {})
         la, lp = lots.get(AVAILABLE, 0), lots.get(PENDING, 0)
         if (acct.available, acct.pending, acct.debt) != (ea, ep, ed):
             problems.append(
                 Disagreement(
-                    m,
+                    a_id,
                     f"cache (available={acct.available}, pending={acct.pending}, "
                     f"debt={acct.debt}) != entries (available={ea}, pending={ep}, debt={ed})",
                 )
             )
         if ea != la - ed:
-            problems.append(Disagreement(m, f"available {ea} != open lots {la} - debt {ed}"))
+            problems.append(Disagreement(a_id, f"available {ea} != open lots {la} - debt {ed}"))
         if ep != lp:
-            problems.append(Disagreement(m, f"pending {ep} != pending lots {lp}"))
+            problems.append(Disagreement(a_id, f"pending {ep} != pending lots {lp}"))
         if ed < 0:
-            problems.append(Disagreement(m, f"debt is negative ({ed})"))
-        if m in negative:
-            problems.append(Disagreement(m, "a lot has negative remaining points"))
-        if m in bad_lots:
+            problems.append(Disagreement(a_id, f"debt is negative ({ed})"))
+        if a_id in negative:
+            problems.append(Disagreement(a_id, "a lot has negative remaining points"))
+        if a_id in bad_lots:
             problems.append(
-                Disagreement(m, f"lot {bad_lots[m]}: allocations do not explain remaining")
+                Disagreement(a_id, f"lot {bad_lots[a_id]}: allocations do not explain remaining")
             )
+        if a_id in crossing:
+            problems.append(
+                Disagreement(a_id, f"entry {crossing[a_id]} moves points of another account's lot")
+            )
+    adrift = session.scalars(
+        select(Member.id)
+        .where(
+            ~select(PointsAccountMember.id)
+            .where(
+                PointsAccountMember.member_id == Member.id,
+                PointsAccountMember.left_at.is_(None),
+            )
+            .exists()
+        )
+        .order_by(Member.id)
+    ).all()
+    for mid in adrift:
+        problems.append(Disagreement(0, f"member {mid} draws on no account"))
     return checked, problems
 
 
-def stale_pending_members(session: Session, now: datetime, limit: int) -> list[int]:
+# --- what the periodic jobs look for -------------------------------------------------------
+
+
+def stale_pending_accounts(session: Session, now: datetime, limit: int) -> list[int]:
     q = (
-        select(PointsLot.member_id)
+        select(PointsLot.account_id)
         .where(PointsLot.status == PENDING, PointsLot.available_at <= now)
         .distinct()
         .limit(limit)
@@ -696,9 +1051,9 @@ def stale_pending_members(session: Session, now: datetime, limit: int) -> list[i
     return [int(x) for x in session.scalars(q)]
 
 
-def expired_members(session: Session, now: datetime, limit: int) -> list[int]:
+def expired_accounts(session: Session, now: datetime, limit: int) -> list[int]:
     q = (
-        select(PointsLot.member_id)
+        select(PointsLot.account_id)
         .where(PointsLot.status == AVAILABLE, PointsLot.expires_at <= now)
         .distinct()
         .limit(limit)
@@ -706,20 +1061,39 @@ def expired_members(session: Session, now: datetime, limit: int) -> list[int]:
     return [int(x) for x in session.scalars(q)]
 
 
+def _owners(session: Session, account_ids: list[int]) -> list[int]:
+    if not account_ids:
+        return []
+    q = select(PointsAccount.owner_member_id).where(PointsAccount.id.in_(account_ids))
+    return sorted(int(x) for x in session.scalars(q))
+
+
+def stale_pending_members(session: Session, now: datetime, limit: int) -> list[int]:
+    """Owners of accounts with pending lots due (single-member accounts: the member)."""
+    return _owners(session, stale_pending_accounts(session, now, limit))
+
+
+def expired_members(session: Session, now: datetime, limit: int) -> list[int]:
+    """Owners of accounts with lots past expiry (single-member accounts: the member)."""
+    return _owners(session, expired_accounts(session, now, limit))
+
+
 def lots_to_remind(
     session: Session, now: datetime, horizon: datetime, limit: int, after_member: int
 ) -> list[int]:
+    """Owners (by id, after ``after_member``) of accounts with lots to remind about."""
     q = (
-        select(PointsLot.member_id)
+        select(PointsAccount.owner_member_id)
+        .join(PointsLot, PointsLot.account_id == PointsAccount.id)
         .where(
             PointsLot.status == AVAILABLE,
             PointsLot.remaining > 0,
             PointsLot.expires_at > now,
             PointsLot.expires_at <= horizon,
-            PointsLot.member_id > after_member,
+            PointsAccount.owner_member_id > after_member,
         )
         .distinct()
-        .order_by(PointsLot.member_id)
+        .order_by(PointsAccount.owner_member_id)
         .limit(limit)
     )
     return [int(x) for x in session.scalars(q)]
@@ -728,8 +1102,9 @@ def lots_to_remind(
 def member_lots_expiring(
     session: Session, member_id: int, now: datetime, horizon: datetime
 ) -> list[PointsLot]:
+    """Lots soon to expire in the account ``member_id`` owns (its owner is reminded)."""
     q = select(PointsLot).where(
-        PointsLot.member_id == member_id,
+        PointsLot.account_id == own_account(session, member_id).id,
         PointsLot.status == AVAILABLE,
         PointsLot.remaining > 0,
         PointsLot.expires_at > now,

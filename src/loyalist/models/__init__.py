@@ -29,6 +29,7 @@ from loyalist.models.order_return import OrderReturn
 from loyalist.models.org_unit import OrgUnit
 from loyalist.models.outbox_event import OutboxEvent
 from loyalist.models.points_account import PointsAccount
+from loyalist.models.points_account_member import PointsAccountMember
 from loyalist.models.points_lot import PointsLot
 from loyalist.models.programme_version import ProgrammeVersion
 from loyalist.models.redemption import Redemption
@@ -71,6 +72,7 @@ __all__ = [
     "OrgUnit",
     "OutboxEvent",
     "PointsAccount",
+    "PointsAccountMember",
     "PointsLot",
     "ProgrammeVersion",
     "Redemption",

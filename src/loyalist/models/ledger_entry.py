@@ -10,12 +10,17 @@ from loyalist.kit.db import Base, BigIntPK
 
 
 class LedgerEntry(Base):
-    """One append-only movement of a member's points, and why it happened."""
+    """One append-only movement of an account's points, who caused it and why it happened."""
 
     __tablename__ = "ledger_entry"
-    __table_args__ = (Index("ix_ledger_entry_member_id_id", "member_id", "id"),)
+    __table_args__ = (
+        Index("ix_ledger_entry_member_id_id", "member_id", "id"),
+        Index("ix_ledger_entry_account_id_id", "account_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("points_account.id"))
+    # The member who caused the movement (on a shared account: which of its members).
     member_id: Mapped[int] = mapped_column(ForeignKey("member.id"))
     kind: Mapped[str] = mapped_column(String(16))
     delta_available: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -389,7 +389,16 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
     if order.member_id is not None:
         member = session.get(Member, order.member_id)
         assert member is not None
-        acct = ledger.lock(session, member.id, member.org_path)
+        # The account the order's points went to (a shared pool the member may have left
+        # since), else the member's current one.
+        acct = ledger.lock(
+            session,
+            member.id,
+            member.org_path,
+            account_id=ledger.account_of_entries(
+                session, [f"order:{order.id}:pay", f"order:{order.id}:earn"]
+            ),
+        )
     # Lock the order itself too (after the account, the order every writer takes them in):
     # an anonymous order has no account, and two returns must not both see units left.
     session.refresh(order, with_for_update=True)

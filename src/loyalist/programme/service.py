@@ -20,6 +20,7 @@ from loyalist.kit.clock import utcnow
 from loyalist.kit.hashing import sha256_hex
 from loyalist.kit.jsonutil import dumps
 from loyalist.models import ProgrammeVersion
+from loyalist.programme.catalogue import sync_catalogue
 from loyalist.programme.errors import NoProgramme, ProgrammeInvalid
 from loyalist.programme.schemas import Programme
 
@@ -78,8 +79,6 @@ def apply(
 
     Applying a document identical to the active one creates nothing.
     """
-    from loyalist.reward import service as rewards  # late: reward depends on programme
-
     doc = as_document(programme)
     checksum = sha256_hex(dumps(doc))
     current = latest_version(session)
@@ -96,7 +95,7 @@ def apply(
     )
     session.add(pv)
     session.flush()
-    rewards.sync_catalogue(session, programme)
+    sync_catalogue(session, programme)
     events.emit(session, "programme.published", {"version": number, "by": actor})
     audit.record(
         session,

@@ -31,52 +31,6 @@ from loyalist.reward.errors import (
 from loyalist.reward.schemas import RedemptionCancel, RedemptionCreate
 
 
-def sync_catalogue(session: Session, programme: Programme) -> None:
-    """Make the reward rows follow a newly applied programme.
-
-    Attributes are copied; stock keeps what was already redeemed: remaining moves by the
-    change in total stock. Rewards no longer in the programme are deactivated, not deleted.
-    """
-    now = utcnow()
-    rows = {r.code: r for r in session.scalars(select(Reward))}
-    for spec in programme.rewards:
-        row = rows.pop(spec.code, None)
-        if row is None:
-            row = Reward(
-                code=spec.code,
-                stock_total=spec.stock,
-                stock_remaining=spec.stock,
-                updated_at=now,
-            )
-            session.add(row)
-        else:
-            if spec.stock is None:
-                row.stock_total = row.stock_remaining = None
-            elif row.stock_total is None or row.stock_remaining is None:
-                row.stock_total = row.stock_remaining = spec.stock
-            else:
-                used = row.stock_total - row.stock_remaining
-                row.stock_total = spec.stock
-                row.stock_remaining = max(spec.stock - used, 0)
-        row.name = spec.name
-        row.name_en = spec.name_en
-        row.kind = spec.kind.value
-        row.points = spec.points
-        row.cash_minor = spec.cash_minor
-        row.per_member_limit = spec.per_member_limit
-        row.min_tier = spec.min_tier
-        row.valid_from = spec.valid_from
-        row.valid_until = spec.valid_until
-        row.image_url = spec.image_url
-        row.description = spec.description
-        row.active = True
-        row.updated_at = now
-    for row in rows.values():
-        row.active = False
-        row.updated_at = now
-    session.flush()
-
-
 def catalogue(session: Session, *, active_only: bool = True) -> list[Reward]:
     q = select(Reward).order_by(Reward.points, Reward.code)
     if active_only:
@@ -274,12 +228,13 @@ def cancel(
     r = get(session, actor, redemption_id)
     member = session.get(Member, r.member_id)
     assert member is not None
-    acct = ledger.lock(session, member.id, member.org_path)
+    original = session.get(LedgerEntry, r.entry_id)
+    assert original is not None
+    # Points go back to the account they were spent from (even if the member left it).
+    acct = ledger.lock(session, member.id, member.org_path, account_id=original.account_id)
     session.refresh(r)
     if r.status == "cancelled":
         raise AlreadyCancelled(f"Redemption {r.id} was already cancelled.")
-    original = session.get(LedgerEntry, r.entry_id)
-    assert original is not None
     entry = ledger.restore(
         session,
         acct,

@@ -129,8 +129,8 @@ def fingerprint(db: Database) -> dict[str, Any]:
             ],
             "tags": sorted((t.member_id, t.tag) for t in s.scalars(select(MemberTag))),
             "points": [
-                (a.member_id, a.available, a.pending)
-                for a in s.scalars(select(PointsAccount).order_by(PointsAccount.member_id))
+                (a.owner_member_id, a.available, a.pending)
+                for a in s.scalars(select(PointsAccount).order_by(PointsAccount.owner_member_id))
             ],
             "redemptions": [
                 (r.id, r.status) for r in s.scalars(select(Redemption).order_by(Redemption.id))

@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 from loyalist.cli.main import app
 from loyalist.config import get_settings
 from loyalist.kit.migrate import alembic_config
+from loyalist.ledger import service as ledger
 
 Cli = Callable[..., Result]
 MONDAY = "2026-06-08T10:00:00+08:00"
@@ -221,7 +222,7 @@ def test_apikey_create_prints_the_key_last(world: Any, cli: Cli) -> None:
     assert counts(world.db) == before
 
 
-def test_ledger_verify_is_clean_then_names_the_member_of_each_corruption(
+def test_ledger_verify_is_clean_then_names_the_account_of_each_corruption(
     world: Any, client: Any, cli: Cli
 ) -> None:
     good = new_member(client, "13800000001")
@@ -232,6 +233,9 @@ def test_ledger_verify_is_clean_then_names_the_member_of_each_corruption(
             "/v1/orders", json=order_payload(f"o{mid}", mid, paid=10_000, occurred_at=MONDAY)
         )
         client.post("/v1/redemptions", json={"member_id": mid, "reward": "upsize"})
+    with world.db.transaction() as s:
+        acct = ledger.get_account(s, bad).id
+        good_acct = ledger.get_account(s, good).id
     ok = cli("ledger", "verify")
     assert ok.exit_code == 0, ok.output
     assert "ledger verified: 2 account(s), cache = entries = lots" in ok.stdout
@@ -242,15 +246,15 @@ def test_ledger_verify_is_clean_then_names_the_member_of_each_corruption(
         return cli("ledger", "verify")
 
     # the balance cache disagrees with the entries
-    r = corrupt("UPDATE points_account SET available = available + 7 WHERE member_id = :m")
+    r = corrupt("UPDATE points_account SET available = available + 7 WHERE owner_member_id = :m")
     assert r.exit_code == 1, r.output
     assert (
-        f"member {bad}: cache (available=507, pending=100, debt=0) != entries "
+        f"account {acct}: cache (available=507, pending=100, debt=0) != entries "
         "(available=500, pending=100, debt=0)"
     ) in r.stderr
-    assert f"member {good}" not in r.stderr
+    assert f"account {good_acct}:" not in r.stderr
     assert "1 disagreement(s) in 2 account(s)" in r.stderr
-    corrupt("UPDATE points_account SET available = available - 7 WHERE member_id = :m")
+    corrupt("UPDATE points_account SET available = available - 7 WHERE owner_member_id = :m")
     assert cli("ledger", "verify").exit_code == 0
 
     # a lot holds points that no entry explains
@@ -259,8 +263,10 @@ def test_ledger_verify_is_clean_then_names_the_member_of_each_corruption(
         "WHERE member_id = :m AND status = 'available'"
     )
     assert r.exit_code == 1
-    assert f"member {bad}: available 500 != open lots 505 - debt 0" in r.stderr
-    assert f"member {bad}: lot " in r.stderr and "allocations do not explain remaining" in r.stderr
+    assert f"account {acct}: available 500 != open lots 505 - debt 0" in r.stderr
+    assert (
+        f"account {acct}: lot " in r.stderr and "allocations do not explain remaining" in r.stderr
+    )
     corrupt(
         "UPDATE points_lot SET remaining = remaining - 5 "
         "WHERE member_id = :m AND status = 'available'"
@@ -273,10 +279,10 @@ def test_ledger_verify_is_clean_then_names_the_member_of_each_corruption(
     )
     assert r.exit_code == 1
     assert (
-        f"member {bad}: cache (available=500, pending=100, debt=0) != entries "
+        f"account {acct}: cache (available=500, pending=100, debt=0) != entries "
         "(available=500, pending=101, debt=0)"
     ) in r.stderr
-    assert f"member {bad}: pending 101 != pending lots 100" in r.stderr
+    assert f"account {acct}: pending 101 != pending lots 100" in r.stderr
     corrupt(
         "UPDATE ledger_entry SET delta_pending = delta_pending - 1 WHERE member_id = :m "
         "AND kind = 'earn' AND source_type = 'order'"
@@ -287,7 +293,7 @@ def test_ledger_verify_is_clean_then_names_the_member_of_each_corruption(
         "UPDATE points_lot SET remaining = -1 WHERE member_id = :m AND status = 'available'"
     )
     assert r.exit_code == 1
-    assert f"member {bad}: a lot has negative remaining points" in r.stderr
+    assert f"account {acct}: a lot has negative remaining points" in r.stderr
 
 
 def test_jobs_run_refuses_an_unknown_job_and_a_naive_time(world: Any, cli: Cli) -> None:

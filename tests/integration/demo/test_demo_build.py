@@ -74,12 +74,12 @@ def _fingerprint(db: Database) -> str:
                 Member.created_at,
             ).order_by(Member.id),
             select(
-                PointsAccount.member_id,
+                PointsAccount.owner_member_id,
                 PointsAccount.available,
                 PointsAccount.pending,
                 PointsAccount.debt,
                 PointsAccount.lifetime_earned,
-            ).order_by(PointsAccount.member_id),
+            ).order_by(PointsAccount.owner_member_id),
             select(
                 Order.external_id,
                 Order.member_id,

@@ -18,6 +18,13 @@ model exactly, and independently of the model:
 * debits consume the soonest-expiring lots first, so expiry takes the latest ones;
 * a source document credits once (one earn entry per order, one clawback per return).
 
+Shared accounts: two more members join and leave the first member's account (the pool)
+at random, with or without permission to spend; orders and redemptions are made by any
+member drawing on the pool. A member without permission is refused (nothing written);
+returns and cancellations go back to the pool even after the member who made them left;
+every member drawing on the pool sees its balance, the others' own accounts stay empty,
+and every earn and redeem entry names the member whose order or redemption caused it.
+
 Each example gets a fresh database (SQLite: a copy of the migrated template; PostgreSQL:
 every table truncated).
 """
@@ -51,10 +58,10 @@ from loyalist.kit.actor import SYSTEM
 from loyalist.kit.clock import clock
 from loyalist.kit.db import Database
 from loyalist.ledger import service as ledger
-from loyalist.ledger.errors import InsufficientPoints
+from loyalist.ledger.errors import InsufficientPoints, SpendNotPermitted
 from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
-from loyalist.models import LedgerEntry, LotAllocation, PointsAccount, PointsLot
+from loyalist.models import LedgerEntry, LotAllocation, Order, PointsLot, Redemption
 from loyalist.order import service as orders
 from loyalist.order.errors import OrderConflict
 from loyalist.order.schemas import OrderCreate, ReturnCreate
@@ -304,6 +311,13 @@ class LedgerMachine(RuleBasedStateMachine):
             org.create_unit(s, code="s1", name="Store", kind="store", parent_code="r1")
             programmes.apply(s, programmes.parse(PROGRAMME), actor="test")
             self.member_id = members.create(s, SYSTEM, MemberCreate(external_id="m1")).member.id
+            self.others = [
+                members.create(s, SYSTEM, MemberCreate(external_id=f"m{i}")).member.id
+                for i in (2, 3)
+            ]
+            self.pool = ledger.account_id_of(s, self.member_id)
+        # Members drawing on the pool → may they spend? (the owner always may)
+        self.drawing: dict[int, bool] = {self.member_id: True}
         self.model = Model(now=START)
         self.orders: list[MOrder] = []
         self.redemptions: list[MRedemption] = []
@@ -363,19 +377,53 @@ class LedgerMachine(RuleBasedStateMachine):
             members.adjust_points(s, SYSTEM, self.member_id, -points, "too much")
         assert self._entry_count() == before  # nothing written, not even the lazy expiry
 
+    def _refused(self, error: type[Exception], fn: Any, data: Any) -> None:
+        before = self._entry_count()
+        with pytest.raises(error), self.db.transaction() as s:
+            fn(s, SYSTEM, data)
+        assert self._entry_count() == before
+
     # rules -----------------------------------------------------------------------------
+
+    @precondition(lambda self: any(m not in self.drawing for m in self.others))
+    @rule(data=st.data(), can_spend=st.booleans())
+    def join_pool(self, data: st.DataObject, can_spend: bool) -> None:
+        who = data.draw(st.sampled_from([m for m in self.others if m not in self.drawing]))
+        with self.db.transaction() as s:
+            ledger.attach(s, self.pool, who, can_spend=can_spend, actor="test")
+        self.drawing[who] = can_spend
+
+    @precondition(lambda self: any(m in self.drawing for m in self.others))
+    @rule(data=st.data())
+    def leave_pool(self, data: st.DataObject) -> None:
+        who = data.draw(st.sampled_from([m for m in self.others if m in self.drawing]))
+        with self.db.transaction() as s:
+            ledger.detach(s, who, actor="test")
+        del self.drawing[who]  # the pool keeps every point they earned
+
+    @precondition(lambda self: any(m in self.drawing for m in self.others))
+    @rule(data=st.data())
+    def toggle_permission(self, data: st.DataObject) -> None:
+        who = data.draw(st.sampled_from([m for m in self.others if m in self.drawing]))
+        with self.db.transaction() as s:
+            ledger.set_can_spend(s, self.pool, who, not self.drawing[who])
+        self.drawing[who] = not self.drawing[who]
 
     @rule(
         prices=st.lists(st.integers(1, 60), min_size=1, max_size=3),
         back_hours=st.one_of(st.just(0), st.integers(0, 24 * 40)),
         points_paid=st.one_of(st.just(0), st.integers(1, 80)),
+        data=st.data(),
     )
-    def record_order(self, prices: list[int], back_hours: int, points_paid: int) -> None:
+    def record_order(
+        self, prices: list[int], back_hours: int, points_paid: int, data: st.DataObject
+    ) -> None:
+        who = data.draw(st.sampled_from(sorted(self.drawing)), label="member")
         n = next(self.seq)
         occurred = self.model.now - timedelta(hours=back_hours)
         payload = {
             "external_id": f"o{n}",
-            "member_id": self.member_id,
+            "member_id": who,
             "store": "s1",
             "channel": "pos",
             "occurred_at": occurred.isoformat(),
@@ -388,6 +436,9 @@ class LedgerMachine(RuleBasedStateMachine):
             ],
         }
         points = sum(prices)
+        if points_paid and not self.drawing[who]:  # paying with the pool needs permission
+            self._refused(SpendNotPermitted, orders.record, OrderCreate.model_validate(payload))
+            return
         trial = copy.deepcopy(self.model)
         pay_plan: dict[int, int] | None = {}
         if points_paid:
@@ -478,12 +529,16 @@ class LedgerMachine(RuleBasedStateMachine):
         o.returned.update(nos)
         o.returns.append((return_id, body))
 
-    @rule(quantity=st.integers(1, 3))
-    def redeem(self, quantity: int) -> None:
+    @rule(quantity=st.integers(1, 3), data=st.data())
+    def redeem(self, quantity: int, data: st.DataObject) -> None:
+        who = data.draw(st.sampled_from(sorted(self.drawing)), label="member")
         points = REWARD_POINTS * quantity
+        req = RedemptionCreate(member_id=who, reward="r10", quantity=quantity)
+        if not self.drawing[who]:
+            self._refused(SpendNotPermitted, rewards.redeem, req)
+            return
         trial = copy.deepcopy(self.model)
         plan = trial.debit(points)
-        req = RedemptionCreate(member_id=self.member_id, reward="r10", quantity=quantity)
         if plan is None:
             before = self._entry_count()
             with pytest.raises(InsufficientPoints), self.db.transaction() as s:
@@ -579,17 +634,37 @@ class LedgerMachine(RuleBasedStateMachine):
         m = self.model
         with self.db.transaction() as s:
             checked, problems = ledger.verify(s)
-            assert checked == 1
+            assert checked == 3
             assert problems == []
-            acct = s.get(PointsAccount, self.member_id)
-            assert acct is not None
+            acct = ledger.get_account(s, self.member_id)
+            assert acct.id == self.pool
             assert (acct.available, acct.pending, acct.debt) == (m.available, m.pending, m.debt)
+            for mid in self.others:  # on the pool: its balance; else their own, empty one
+                mine = ledger.get_account(s, mid)
+                assert (mine.id == self.pool) == (mid in self.drawing)
+                if mid not in self.drawing:
+                    assert (mine.available, mine.pending, mine.debt) == (0, 0, 0)
+                    assert mine.owner_member_id == mid
+            # Every earn and redeem entry names the member whose order or redemption it is.
+            causes = s.execute(
+                select(LedgerEntry.kind, LedgerEntry.member_id, Order.member_id)
+                .join(Order, Order.id == func.cast(LedgerEntry.source_id, Order.id.type))
+                .where(LedgerEntry.source_type == "order")
+            ).all()
+            assert all(caused == ordered for _k, caused, ordered in causes)
+            redeemed = s.execute(
+                select(LedgerEntry.member_id, Redemption.member_id).join(
+                    Redemption, Redemption.entry_id == LedgerEntry.id
+                )
+            ).all()
+            assert all(caused == by for caused, by in redeemed)
+            assert len(redeemed) == len(self.redemptions)
             sums = s.execute(
                 select(
                     func.coalesce(func.sum(LedgerEntry.delta_available), 0),
                     func.coalesce(func.sum(LedgerEntry.delta_pending), 0),
                     func.coalesce(func.sum(LedgerEntry.delta_debt), 0),
-                ).where(LedgerEntry.member_id == self.member_id)
+                ).where(LedgerEntry.account_id == self.pool)
             ).one()
             assert tuple(int(x) for x in sums) == (m.available, m.pending, m.debt)
             lots = {x.id: x for x in s.scalars(select(PointsLot))}
