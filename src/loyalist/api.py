@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
+from loyalist.approval.endpoints import router as approval_router
 from loyalist.events.endpoints import router as events_router
 from loyalist.member.endpoints import router as member_router
 from loyalist.order.endpoints import router as order_router
@@ -17,5 +18,6 @@ for r in (
     programme_router,
     events_router,
     org_router,
+    approval_router,
 ):
     router.include_router(r)

@@ -9,6 +9,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from loyalist.approval import service as approvals
+from loyalist.approval.endpoints import request_body
+from loyalist.approval.schemas import AdjustmentRequestOut
 from loyalist.http import DB, Caller, IdemKey, MemberId, read, write
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.member import service
@@ -29,7 +32,6 @@ class AdjustmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     points: int = Field(ge=-10_000_000, le=10_000_000)
     reason: str = Field(min_length=3, max_length=500)
-    approved_by: str | None = Field(default=None, max_length=128)
 
 
 def member_summary(m: Member) -> dict[str, Any]:
@@ -233,7 +235,12 @@ async def member_ledger(
     return result
 
 
-@router.post("/{member_id}/adjustments", status_code=201, summary="Staff points correction")
+@router.post(
+    "/{member_id}/adjustments",
+    status_code=201,
+    summary="Staff points correction: 201 applied, or 202 waiting for a second person",
+    responses={202: {"model": AdjustmentRequestOut, "description": "Pending approval"}},
+)
 async def adjust(
     member_id: MemberId,
     data: AdjustmentIn,
@@ -242,11 +249,14 @@ async def adjust(
     actor: Caller,
     key: IdemKey = None,
 ) -> JSONResponse:
+    rules = approvals.policy(request.app.state.settings)
+
     def work(s: Session) -> tuple[int, dict[str, Any]]:
-        e = service.adjust_points(
-            s, actor, member_id, data.points, data.reason, approved_by=data.approved_by
-        )
-        return 201, entry_body(e)
+        out = approvals.adjust(s, actor, member_id, data.points, data.reason, rules=rules)
+        if out.request is not None:
+            return 202, request_body(out.request)
+        assert out.entry is not None
+        return 201, entry_body(out.entry)
 
     return await write(request, db, actor, key, work)
 

@@ -1,5 +1,6 @@
 """Every table in one place, so features can refer to each other's rows without cycles."""
 
+from loyalist.models.adjustment_budget_use import AdjustmentBudgetUse
 from loyalist.models.adjustment_request import AdjustmentRequest
 from loyalist.models.api_key import ApiKey
 from loyalist.models.audit_log import AuditLog
@@ -32,6 +33,7 @@ from loyalist.models.staff_user import StaffUser
 from loyalist.models.tier_change import TierChange
 
 __all__ = [
+    "AdjustmentBudgetUse",
     "AdjustmentRequest",
     "ApiKey",
     "AuditLog",
