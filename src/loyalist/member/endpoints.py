@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from loyalist.approval import service as approvals
 from loyalist.approval.endpoints import request_body
 from loyalist.approval.schemas import AdjustmentRequestOut
+from loyalist.errors import FieldError, ValidationFailed
 from loyalist.http import DB, Caller, IdemKey, MemberId, read, write
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.member import service
@@ -117,6 +118,10 @@ async def create_member(
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         joined = service.create(s, actor, data)
         s.flush()
+        if not actor.sees(joined.member.org_path):
+            # Chains: the brand's member, joined elsewhere. The caller learns who they are
+            # (as an exact identity lookup would tell); the 360 view stays with their store.
+            return 200, member_summary(joined.member)
         return (201 if joined.created else 200), profile_body(
             service.profile(s, actor, joined.member.id)
         )
@@ -135,9 +140,29 @@ async def list_members(
     q: Annotated[str | None, Query(max_length=64)] = None,
     cursor: str | None = None,
     limit: Annotated[int | None, Query()] = None,
+    email: Annotated[str | None, Query(max_length=254)] = None,
+    identity_type: Annotated[
+        Literal["phone", "email", "app_id", "wechat_openid", "pos_card"] | None,
+        Query(description="with identity: find the member holding this exact identity"),
+    ] = None,
+    identity: Annotated[str | None, Query(min_length=1, max_length=254)] = None,
 ) -> dict[str, Any]:
     page = page_request(cursor, limit)
-    f = MemberFilter(phone=phone, tier=tier, tag=tag, store=store, q=q)
+    if (identity_type is None) != (identity is None):
+        raise ValidationFailed(
+            "identity_type and identity go together.",
+            [FieldError("identity_type" if identity_type is None else "identity", "required")],
+        )
+    f = MemberFilter(
+        phone=phone,
+        tier=tier,
+        tag=tag,
+        store=store,
+        q=q,
+        email=email,
+        identity_type=identity_type,
+        identity=identity,
+    )
 
     def fn(s: Session) -> dict[str, Any]:
         rows = service.search(s, actor, f, after=page.after, limit=page.limit)
