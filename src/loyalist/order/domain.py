@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
 
 from loyalist.programme.domain import allocate_proportionally
 
@@ -59,3 +60,12 @@ def qualifying_minor(
 def qualifying_lines(categories: Sequence[str | None], excluded: Sequence[str]) -> list[bool]:
     skip = set(excluded)
     return [c not in skip for c in categories]
+
+
+def tier_discounts(nets: Sequence[int], qualifies: Sequence[bool], rate: Decimal) -> list[int]:
+    """The tier discount of each line: ``net × rate`` rounded down to a minor unit, none on
+    lines that do not count toward tiers (gift cards are not discounted)."""
+    return [
+        int((Decimal(n) * rate).to_integral_value(rounding=ROUND_FLOOR)) if q else 0
+        for n, q in zip(nets, qualifies, strict=True)
+    ]

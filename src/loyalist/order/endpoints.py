@@ -12,7 +12,7 @@ from loyalist.http import DB, Caller, IdemKey, MemberFilterId, RecordId, read, w
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.models import Order, OrderReturn
 from loyalist.order import service
-from loyalist.order.schemas import OrderCreate, ReturnCreate
+from loyalist.order.schemas import OrderCreate, QuoteIn, QuoteOut, ReturnCreate
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -89,6 +89,18 @@ async def record_order(
         return (201 if rec.created else 200), order_body(s, rec.order)
 
     return await write(request, db, actor, key, work)
+
+
+@router.post(
+    "/quote",
+    response_model=QuoteOut,
+    summary="Price a basket: tier discount per line, points it would earn, totals (no writes)",
+)
+async def quote_order(data: QuoteIn, db: DB, actor: Caller) -> dict[str, Any]:
+    result: dict[str, Any] = await read(
+        db, lambda s: service.quote(s, actor, data).model_dump(mode="json")
+    )
+    return result
 
 
 @router.get("", summary="List orders in scope, newest first")

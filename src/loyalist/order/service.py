@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loyalist.access.permissions import ORDER_WRITE, require
+from loyalist.access.permissions import ORDER_READ, ORDER_WRITE, require
 from loyalist.audit import service as audit
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events import service as events
@@ -37,7 +38,18 @@ from loyalist.order.errors import (
     OrderNotFound,
     ReturnConflict,
 )
-from loyalist.order.schemas import DryRunIn, OrderCreate, ReturnCreate, to_utc
+from loyalist.order.schemas import (
+    DryRunIn,
+    OrderCreate,
+    QuoteIn,
+    QuoteLineOut,
+    QuoteOut,
+    QuoteRuleOut,
+    QuoteTierOut,
+    QuoteTotalsOut,
+    ReturnCreate,
+    to_utc,
+)
 from loyalist.org import service as org
 from loyalist.programme import service as programmes
 from loyalist.programme.domain import (
@@ -728,3 +740,115 @@ def dry_run_with(programme: Programme, data: DryRunIn) -> EarnResult:
         tier_code=data.tier, earned_today=data.earned_today, earned_lifetime=data.earned_lifetime
     )
     return evaluate_order(programme, order_in, ctx)
+
+
+def quote(session: Session, actor: Actor, data: QuoteIn) -> QuoteOut:
+    """Price a basket for a member: the tier discount per line, the points it would earn
+    (with the rules that give them) and the totals. Writes nothing; scoped like orders
+    (the store must be in scope; the member by id in scope, or by exact identity)."""
+    require(actor, ORDER_READ)
+    now = utcnow()
+    at = to_utc(data.occurred_at) if data.occurred_at else now
+    version, programme = programmes.active(session)
+    if data.currency != programme.currency:
+        raise InvalidOrder(
+            f"The programme runs in {programme.currency}.",
+            [FieldError("currency", f"must be {programme.currency}", "currency_mismatch")],
+        )
+    store = org.store_in_scope(session, actor, data.store)
+    member: Member | None = None
+    if data.member_id is not None:
+        try:
+            member = members.get(session, actor, data.member_id)
+        except MemberNotFound as exc:
+            exc.errors = [FieldError("member_id", "unknown member", "unknown_member")]
+            raise
+    elif data.member_identity is not None:
+        ident = data.member_identity
+        member = members.get_by_identity(
+            session, actor, ident.kind, ident.value, field="member_identity.value"
+        )
+    numbered = data.numbered()
+    nets = [ln.quantity * ln.unit_price_minor - ln.discount_minor for _n, ln in numbered]
+    qualifies = order_rules.qualifying_lines(
+        [ln.category for _n, ln in numbered], programme.tiers.excluded_categories
+    )
+    tier = None
+    rate = Decimal(0)
+    if member is not None:
+        code = _tier_for(programme, member.tier_code)
+        if code is not None:
+            t = programme.tiers.by_code(code)
+            tier, rate = t, t.benefits.discount_rate
+    tier_off = order_rules.tier_discounts(nets, qualifies, rate)
+    line_due = [n - d for n, d in zip(nets, tier_off, strict=True)]
+    due = max(sum(line_due) - data.coupon_minor, 0)
+    result: EarnResult | None = None
+    if member is not None:
+        order_in = OrderInput(
+            store_code=store.code,
+            channel=data.channel,
+            occurred_at=at,
+            amount_paid_minor=due,
+            lines=tuple(
+                LineInput(
+                    line_no=no,
+                    sku=ln.sku,
+                    category=ln.category,
+                    quantity=ln.quantity,
+                    unit_price_minor=ln.unit_price_minor,
+                    discount_minor=ln.discount_minor + off,
+                )
+                for (no, ln), off in zip(numbered, tier_off, strict=True)
+            ),
+        )
+        acct = ledger.get_account(session, member.id)
+        ctx = EarnContext(
+            tier_code=tier.code if tier else None,
+            earned_today=earned_on_day(session, programme, member.id, at, None),
+            earned_lifetime=acct.lifetime_earned,
+        )
+        result = evaluate_order(programme, order_in, ctx)
+    return QuoteOut(
+        member_id=member.id if member else None,
+        tier=QuoteTierOut(code=tier.code, name=tier.name, discount_rate=str(rate))
+        if tier
+        else None,
+        programme_version=version,
+        currency=programme.currency,
+        lines=[
+            QuoteLineOut(
+                line_no=no,
+                sku=ln.sku,
+                category=ln.category,
+                quantity=ln.quantity,
+                unit_price_minor=ln.unit_price_minor,
+                discount_minor=ln.discount_minor,
+                tier_discount_minor=off,
+                net_minor=d,
+                points=result.line_points.get(no, 0) if result else 0,
+                counts_toward_tier=q,
+            )
+            for (no, ln), off, d, q in zip(numbered, tier_off, line_due, qualifies, strict=True)
+        ],
+        points=[
+            QuoteRuleOut(
+                rule=b.rule, points=b.points, lines=list(b.lines), description=b.description
+            )
+            for b in (result.breakdown if result else ())
+        ],
+        totals=QuoteTotalsOut(
+            gross_minor=sum(ln.quantity * ln.unit_price_minor for _n, ln in numbered),
+            line_discount_minor=sum(ln.discount_minor for _n, ln in numbered),
+            tier_discount_minor=sum(tier_off),
+            coupon_minor=data.coupon_minor,
+            amount_due_minor=due,
+            points_earned=result.points if result else 0,
+            tier_qualifying_minor=order_rules.qualifying_minor(
+                due,
+                line_due,
+                [ln.category for _n, ln in numbered],
+                programme.tiers.excluded_categories,
+            ),
+        ),
+    )
