@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from loyalist.events.endpoints import health_router
+from loyalist.approval.endpoints import router as approval_router
 from loyalist.events.endpoints import router as events_router
 from loyalist.member.endpoints import router as member_router
 from loyalist.order.endpoints import router as order_router
@@ -21,5 +22,6 @@ for r in (
     org_router,
     health_router,
     webhooks_router,
+    approval_router,
 ):
     router.include_router(r)

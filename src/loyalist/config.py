@@ -26,6 +26,14 @@ class Settings(BaseSettings):
     # Manual points adjustments larger than this (in points, either sign) wait for a second
     # person's approval in the console.
     adjust_approval_threshold: int = 5000
+    # Points of manual adjustment (either sign) a console user may apply per programme-local
+    # day by role before further adjustments wait for approval too (JSON in the environment).
+    adjust_daily_budget: dict[str, int] = {
+        "hq_admin": 200_000,
+        "regional_manager": 50_000,
+        "service_agent": 20_000,
+        "store_staff": 5_000,
+    }
     # Keep sent messages in a table and show them at /m/dev/inbox (development, demo, tests).
     dev_inbox: bool = False
     # The job worker (``loyalist worker``, or embedded in ``serve`` when run_scheduler is

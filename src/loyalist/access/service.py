@@ -24,10 +24,24 @@ class IssuedKey:
     secret: str  # the whole key, shown once
 
 
-def create_key(session: Session, *, name: str, scope: str, access: str = "read_write") -> IssuedKey:
-    """``scope`` is "hq" or the code of a region or store."""
+def create_key(
+    session: Session,
+    *,
+    name: str,
+    scope: str,
+    access: str = "read_write",
+    approval_free_limit: int | None = None,
+) -> IssuedKey:
+    """``scope`` is "hq" or the code of a region or store. ``approval_free_limit`` grants
+    the key the right to apply manual adjustments up to that many points without a second
+    person (otherwise the approval threshold applies)."""
     if access not in ACCESS_LEVELS:
         raise ValidationFailed("Unknown access level.", [FieldError("access", f"{ACCESS_LEVELS}")])
+    if approval_free_limit is not None and approval_free_limit < 0:
+        raise ValidationFailed(
+            "The approval-free limit cannot be negative.",
+            [FieldError("approval_free_limit", "must be >= 0")],
+        )
     unit: OrgUnit | None = org.get_hq(session) if scope == "hq" else org.get_by_code(session, scope)
     if unit is None:
         raise ValidationFailed("There is no HQ yet.", [FieldError("scope", "create the org first")])
@@ -40,6 +54,7 @@ def create_key(session: Session, *, name: str, scope: str, access: str = "read_w
         secret_hash=sha256_hex(full),
         org_unit_id=unit.id,
         access=access,
+        approval_free_limit=approval_free_limit,
         revoked_at=None,
         last_used_at=None,
         created_at=utcnow(),
@@ -67,6 +82,7 @@ def authenticate(session: Session, presented: str) -> Actor:
         scope_path=unit.path,
         can_write=row.access == "read_write",
         principal=f"key:{row.id}",
+        approval_free_limit=row.approval_free_limit,
     )
 
 

@@ -519,6 +519,7 @@ async def member_adjust(request: Request, st: StaffDep, member_id: int, form: Fo
                 points,
                 form.get("reason", ""),
                 threshold=threshold,
+                rules=approvals.policy(request.app.state.settings),
             ),
         )
     except LoyalistError as exc:

@@ -260,6 +260,14 @@ def apikey_create(
     name: Annotated[str, typer.Option()],
     scope: Annotated[str, typer.Option(help="hq, or a region/store code")] = "hq",
     read_only: Annotated[bool, typer.Option("--read-only")] = False,
+    approval_free_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="points the key may adjust at once without a second person "
+            "(default: the approval threshold applies)",
+            min=0,
+        ),
+    ] = None,
 ) -> None:
     """Create an API key. The key is printed once, as the last line."""
     from loyalist.access import service as access
@@ -268,7 +276,11 @@ def apikey_create(
     try:
         with db.transaction() as s:
             issued = access.create_key(
-                s, name=name, scope=scope, access="read" if read_only else "read_write"
+                s,
+                name=name,
+                scope=scope,
+                access="read" if read_only else "read_write",
+                approval_free_limit=approval_free_limit,
             )
             secret = issued.secret
             prefix = issued.key.prefix
@@ -632,6 +644,88 @@ app.add_typer(documents_app, name="documents")
 app.add_typer(actions_app, name="actions")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(stream_app, name="stream")
+
+points_app = typer.Typer(help="Manual points adjustments (four eyes)", no_args_is_help=True)
+approvals_app = typer.Typer(help="Adjustments waiting for a second person", no_args_is_help=True)
+app.add_typer(points_app, name="points")
+app.add_typer(approvals_app, name="approvals")
+
+
+def _operator(by: str) -> Any:
+    """The person at the shell, by the name they give: the CLI is one channel among others
+    and meets the same approval rule (a request is never approved by its requester)."""
+    from loyalist.kit.actor import Actor
+
+    who = by.strip()
+    if not who:
+        err.print("[bold red]error[/]: --by names the person acting")
+        raise typer.Exit(2)
+    return Actor(name=f"cli:{who}", scope_path="/", can_write=True, principal=f"cli:{who}"[:64])
+
+
+@points_app.command("adjust")
+def points_adjust(
+    member_id: int,
+    points: Annotated[int, typer.Argument(help="positive credits, negative debits")],
+    reason: Annotated[str, typer.Option()],
+    by: Annotated[str, typer.Option(help="who is adjusting")],
+) -> None:
+    """Adjust a member's points; above the approval threshold it waits for a second person."""
+    from loyalist.approval import service as approvals
+
+    db = _db()
+    try:
+        with db.transaction() as s:
+            out = approvals.adjust(
+                s, _operator(by), member_id, points, reason, rules=approvals.policy(get_settings())
+            )
+            applied = out.entry.id if out.entry is not None else None
+            pending = out.request.id if out.request is not None else None
+    except LoyalistError as exc:
+        _fail(exc)
+        return
+    if applied is not None:
+        console.print(f"applied: ledger entry {applied}")
+    else:
+        console.print(f"pending approval: request {pending}")
+
+
+@approvals_app.command("list")
+def approvals_list() -> None:
+    """Pending adjustment requests."""
+    from loyalist.approval import service as approvals
+    from loyalist.kit.actor import SYSTEM
+
+    db = _db()
+    t = Table("id", "member", "points", "reason", "requested by", "cause")
+    with db.transaction() as s:
+        for r in approvals.pending(s, SYSTEM):
+            t.add_row(str(r.id), str(r.member_id), str(r.points), r.reason, r.requested_by, r.cause)
+    console.print(t)
+
+
+@approvals_app.command("decide")
+def approvals_decide(
+    request_id: int,
+    decision: Annotated[str, typer.Argument(help="approve or reject")],
+    by: Annotated[str, typer.Option(help="who decides (not the requester)")],
+) -> None:
+    """Approve or reject an adjustment request."""
+    from loyalist.approval import service as approvals
+
+    if decision not in ("approve", "reject"):
+        err.print("[bold red]error[/]: decision is approve or reject")
+        raise typer.Exit(2)
+    fn = approvals.approve if decision == "approve" else approvals.reject
+    db = _db()
+    try:
+        with db.transaction() as s:
+            req = fn(s, _operator(by), request_id)
+            status = req.status
+    except LoyalistError as exc:
+        _fail(exc)
+        return
+    console.print(f"request {request_id}: {status}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ class Actor:
     principal: str = "system"  # stable id for idempotency records
     # Actions a console role may take; None means every action (API keys, system).
     permissions: frozenset[str] | None = None
+    # A console user's role (daily adjustment budgets are per role); None for keys and system.
+    role: str | None = None
+    # Points an API key may adjust at once without a second person; None: the threshold.
+    approval_free_limit: int | None = None
 
     def can(self, action: str) -> bool:
         return self.permissions is None or action in self.permissions

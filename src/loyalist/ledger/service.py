@@ -535,12 +535,13 @@ def clawback(
     lot: PointsLot | None,
     carry_debt: bool,
     dedupe_key: str,
+    other_lots: bool = True,
 ) -> tuple[LedgerEntry | None, int]:
     """Take back points earned by a source document; returns (entry, points waived).
 
-    Pending points of ``lot`` go first; then the lot's available remainder; then any other
-    available lot (soonest expiry first). What still cannot be taken becomes a debt when
-    ``carry_debt``; otherwise it is waived (clawback capped at the balance).
+    Pending points of ``lot`` go first; then the lot's available remainder; then (unless
+    ``other_lots`` is false) any other available lot (soonest expiry first). What still cannot
+    be taken becomes a debt when ``carry_debt``; otherwise it is waived.
     """
     if points <= 0:
         return None, 0
@@ -552,6 +553,8 @@ def clawback(
         from_pending = min(points, lot.remaining)
     rest = points - from_pending
     avail_lots = [x for x in _open_lots(session, acct) if not _is_expired(x, acct.now)]
+    if not other_lots:
+        avail_lots = [x for x in avail_lots if lot is not None and x.id == lot.id]
     if lot is not None and lot.status == AVAILABLE:
         # The order's own lot first, then the rest by expiry.
         avail_lots.sort(key=lambda x: x.id != lot.id)

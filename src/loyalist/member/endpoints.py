@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from loyalist.approval import service as approvals
+from loyalist.approval.endpoints import request_body
+from loyalist.approval.schemas import AdjustmentRequestOut
+from loyalist.errors import FieldError, ValidationFailed
 from loyalist.http import DB, Caller, IdemKey, MemberId, read, write
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.member import service
@@ -29,7 +33,6 @@ class AdjustmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     points: int = Field(ge=-10_000_000, le=10_000_000)
     reason: str = Field(min_length=3, max_length=500)
-    approved_by: str | None = Field(default=None, max_length=128)
 
 
 def member_summary(m: Member) -> dict[str, Any]:
@@ -115,6 +118,10 @@ async def create_member(
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         joined = service.create(s, actor, data)
         s.flush()
+        if not actor.sees(joined.member.org_path):
+            # Chains: the brand's member, joined elsewhere. The caller learns who they are
+            # (as an exact identity lookup would tell); the 360 view stays with their store.
+            return 200, member_summary(joined.member)
         return (201 if joined.created else 200), profile_body(
             service.profile(s, actor, joined.member.id)
         )
@@ -133,9 +140,29 @@ async def list_members(
     q: Annotated[str | None, Query(max_length=64)] = None,
     cursor: str | None = None,
     limit: Annotated[int | None, Query()] = None,
+    email: Annotated[str | None, Query(max_length=254)] = None,
+    identity_type: Annotated[
+        Literal["phone", "email", "app_id", "wechat_openid", "pos_card"] | None,
+        Query(description="with identity: find the member holding this exact identity"),
+    ] = None,
+    identity: Annotated[str | None, Query(min_length=1, max_length=254)] = None,
 ) -> dict[str, Any]:
     page = page_request(cursor, limit)
-    f = MemberFilter(phone=phone, tier=tier, tag=tag, store=store, q=q)
+    if (identity_type is None) != (identity is None):
+        raise ValidationFailed(
+            "identity_type and identity go together.",
+            [FieldError("identity_type" if identity_type is None else "identity", "required")],
+        )
+    f = MemberFilter(
+        phone=phone,
+        tier=tier,
+        tag=tag,
+        store=store,
+        q=q,
+        email=email,
+        identity_type=identity_type,
+        identity=identity,
+    )
 
     def fn(s: Session) -> dict[str, Any]:
         rows = service.search(s, actor, f, after=page.after, limit=page.limit)
@@ -233,7 +260,12 @@ async def member_ledger(
     return result
 
 
-@router.post("/{member_id}/adjustments", status_code=201, summary="Staff points correction")
+@router.post(
+    "/{member_id}/adjustments",
+    status_code=201,
+    summary="Staff points correction: 201 applied, or 202 waiting for a second person",
+    responses={202: {"model": AdjustmentRequestOut, "description": "Pending approval"}},
+)
 async def adjust(
     member_id: MemberId,
     data: AdjustmentIn,
@@ -242,11 +274,14 @@ async def adjust(
     actor: Caller,
     key: IdemKey = None,
 ) -> JSONResponse:
+    rules = approvals.policy(request.app.state.settings)
+
     def work(s: Session) -> tuple[int, dict[str, Any]]:
-        e = service.adjust_points(
-            s, actor, member_id, data.points, data.reason, approved_by=data.approved_by
-        )
-        return 201, entry_body(e)
+        out = approvals.adjust(s, actor, member_id, data.points, data.reason, rules=rules)
+        if out.request is not None:
+            return 202, request_body(out.request)
+        assert out.entry is not None
+        return 201, entry_body(out.entry)
 
     return await write(request, db, actor, key, work)
 

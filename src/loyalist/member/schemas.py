@@ -56,6 +56,9 @@ class TagsIn(Strict):
 
 class MemberFilter(Strict):
     phone: str | None = None
+    email: str | None = None
+    identity_type: Literal["phone", "email", "app_id", "wechat_openid", "pos_card"] | None = None
+    identity: str | None = None
     tier: str | None = None
     tag: str | None = None
     store: str | None = None

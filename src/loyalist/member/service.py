@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from loyalist.access.permissions import MEMBER_WRITE, POINTS_ADJUST, require
+from loyalist.access.permissions import MEMBER_READ, MEMBER_WRITE, POINTS_ADJUST, require
 from loyalist.audit import service as audit
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events import service as events
@@ -72,6 +72,21 @@ def find_by_identity(session: Session, kind: str, value: str) -> Member | None:
     return session.get(Member, mid) if mid is not None else None
 
 
+def get_by_identity(
+    session: Session, actor: Actor, kind: str, value: str, *, field: str = "identity"
+) -> Member:
+    """The member holding an exact identity, whatever their home store: a member is the
+    brand's (chains). Anyone who may read members reaches them this way; lists, name search
+    and the 360 view stay scoped. Nobody holding it is a 404."""
+    require(actor, MEMBER_READ)
+    m = find_by_identity(session, kind, _norm(kind, value, field))
+    if m is None:
+        raise MemberNotFound(
+            f"No member with this {kind}.", [FieldError(field, "unknown member", "unknown_member")]
+        )
+    return m
+
+
 def create(session: Session, actor: Actor, data: MemberCreate) -> Joined:
     """Join a member. A repeat with the same external id or phone returns the existing one."""
     require(actor, MEMBER_WRITE)
@@ -97,8 +112,8 @@ def create(session: Session, actor: Actor, data: MemberCreate) -> Joined:
     if existing is not None:
         if any(mid != existing.id for mid in holders):
             raise MemberConflict("These identities belong to different members.")
-        if not actor.sees(existing.org_path):
-            raise MemberConflict("A member with this identity exists outside your scope.")
+        # Chains: joining with an identity the brand already knows is the same member,
+        # whichever store they joined at (their home store is kept).
         return Joined(existing, False)
     if holders:
         raise MemberConflict(
@@ -370,8 +385,21 @@ def search(
     session: Session, actor: Actor, f: MemberFilter, *, after: int | None, limit: int
 ) -> list[Member]:
     q = select(Member).order_by(Member.id).limit(limit)
-    if actor.scope_path != "/":
+    exact = f.phone or f.email or (f.identity_type and f.identity)
+    # An exact identity reaches a member of any store (chains); everything else is scoped.
+    if actor.scope_path != "/" and not exact:
         q = q.where(Member.org_path.startswith(actor.scope_path))
+    if f.email:
+        q = q.where(Member.email == _norm("email", f.email, "email"))
+    if f.identity_type and f.identity:
+        value = _norm(f.identity_type, f.identity, "identity")
+        q = q.where(
+            Member.id.in_(
+                select(MemberIdentity.member_id).where(
+                    MemberIdentity.kind == f.identity_type, MemberIdentity.value == value
+                )
+            )
+        )
     if after is not None:
         q = q.where(Member.id > after)
     if f.phone:

@@ -1,6 +1,7 @@
 """Every table in one place, so features can refer to each other's rows without cycles."""
 
 from loyalist.models.action_receipt import ActionReceipt
+from loyalist.models.adjustment_budget_use import AdjustmentBudgetUse
 from loyalist.models.adjustment_request import AdjustmentRequest
 from loyalist.models.api_key import ApiKey
 from loyalist.models.audit_log import AuditLog
@@ -44,6 +45,7 @@ from loyalist.models.webhook_endpoint import WebhookEndpoint
 
 __all__ = [
     "ActionReceipt",
+    "AdjustmentBudgetUse",
     "AdjustmentRequest",
     "ApiKey",
     "AuditLog",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalist.kit.db import Base
@@ -19,6 +19,9 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"))
     access: Mapped[str] = mapped_column(String(16))  # read | read_write
+    # Points this key may adjust at once without a second person (None: the approval
+    # threshold applies).
+    approval_free_limit: Mapped[int | None] = mapped_column(BigInteger)
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     created_at: Mapped[datetime]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalist.kit.db import Base, BigIntPK
@@ -12,6 +12,8 @@ from loyalist.kit.db import Base, BigIntPK
 class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (
+        # Receipt numbers are the store's: two stores of a chain may both have order "0001".
+        UniqueConstraint("store_id", "external_id"),
         Index("ix_orders_member_id_occurred_at", "member_id", "occurred_at"),
         Index("ix_orders_org_path_occurred_at", "org_path", "occurred_at"),
         # Covers the dashboard's active-member count (an index-only scan of the period).
@@ -19,7 +21,7 @@ class Order(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    external_id: Mapped[str] = mapped_column(String(128))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id"))
     store_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"))
     org_path: Mapped[str] = mapped_column(String(255))
@@ -29,6 +31,12 @@ class Order(Base):
     gross_minor: Mapped[int] = mapped_column(BigInteger)
     amount_paid_minor: Mapped[int] = mapped_column(BigInteger)
     points_paid: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Money the points paid covered, and order-level coupons (minor units).
+    points_paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    coupon_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The paid amount of the lines that count toward tiers, and the part of it refunded.
+    qualifying_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    qualifying_refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     line_points: Mapped[dict[str, Any]]
     breakdown: Mapped[list[Any]]

@@ -21,5 +21,7 @@ class OrderReturn(Base):
     points_clawed: Mapped[int] = mapped_column(BigInteger)
     points_waived: Mapped[int] = mapped_column(BigInteger, default=0)
     points_restored: Mapped[int] = mapped_column(BigInteger)
+    # The order's points that had expired before the return: reported, taken from nowhere.
+    points_expired: Mapped[int] = mapped_column(BigInteger, default=0)
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime]

@@ -9,11 +9,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from loyalist.http import DB, Caller, IdemKey, MemberFilterId, RecordId, read, write
-from loyalist.kit.clock import utcnow
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.models import Order, OrderReturn
 from loyalist.order import service
-from loyalist.order.schemas import OrderCreate, ReturnCreate
+from loyalist.order.schemas import OrderCreate, QuoteIn, QuoteOut, ReturnCreate
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -27,11 +26,13 @@ def return_body(r: OrderReturn) -> dict[str, Any]:
         "points_clawed": r.points_clawed,
         "points_waived": r.points_waived,
         "points_restored": r.points_restored,
+        "points_expired": r.points_expired,
         "occurred_at": r.occurred_at.isoformat(),
     }
 
 
 def order_body(s: Session, o: Order, *, detail: bool = True) -> dict[str, Any]:
+    state = service.points_state(s, o)
     body: dict[str, Any] = {
         "id": o.id,
         "external_id": o.external_id,
@@ -43,12 +44,15 @@ def order_body(s: Session, o: Order, *, detail: bool = True) -> dict[str, Any]:
         "gross_minor": o.gross_minor,
         "amount_paid_minor": o.amount_paid_minor,
         "points_paid": o.points_paid,
+        "points_paid_minor": o.points_paid_minor,
+        "coupon_minor": o.coupon_minor,
+        "tier_qualifying_minor": o.qualifying_minor - o.qualifying_refunded_minor,
         "status": o.status,
         "points": {
             "earned": o.points_earned,
-            "status": "none"
-            if not o.points_earned
-            else ("pending" if o.available_at and o.available_at > utcnow() else "available"),
+            "status": state.status,
+            "open": state.open,
+            "expired": state.expired,
             "available_at": o.available_at.isoformat() if o.available_at else None,
             "breakdown": o.breakdown,
             "clawed_back": o.points_clawed,
@@ -85,6 +89,18 @@ async def record_order(
         return (201 if rec.created else 200), order_body(s, rec.order)
 
     return await write(request, db, actor, key, work)
+
+
+@router.post(
+    "/quote",
+    response_model=QuoteOut,
+    summary="Price a basket: tier discount per line, points it would earn, totals (no writes)",
+)
+async def quote_order(data: QuoteIn, db: DB, actor: Caller) -> dict[str, Any]:
+    result: dict[str, Any] = await read(
+        db, lambda s: service.quote(s, actor, data).model_dump(mode="json")
+    )
+    return result
 
 
 @router.get("", summary="List orders in scope, newest first")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -46,15 +46,27 @@ class LineIn(Strict):
         return self
 
 
+class MemberIdentityIn(Strict):
+    """An exact identity of the member (chains: reaches a member of any store)."""
+
+    kind: Literal["phone", "email", "app_id", "wechat_openid", "pos_card"]
+    value: str = Field(min_length=1, max_length=254)
+
+
 class OrderCreate(Strict):
     external_id: str = Field(min_length=1, max_length=128)
     member_id: int | None = Field(default=None, ge=1, le=MAX_INT4)
+    member_identity: MemberIdentityIn | None = None
     store: str = Field(min_length=1, max_length=64)
     channel: str = Field(default="pos", min_length=1, max_length=32)
     occurred_at: Instant
     currency: str = Field(default="CNY", min_length=3, max_length=3)
     amount_paid_minor: int = Field(ge=0, le=MAX_MINOR)
     points_paid: int = Field(default=0, ge=0, le=10**9)
+    # The money the points paid covered (default: anything from 0 to their programme value).
+    points_paid_minor: int | None = Field(default=None, ge=0, le=MAX_MINOR)
+    # Order-level coupons and vouchers, in minor units (line discounts go on the lines).
+    coupon_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
     lines: list[LineIn] = Field(min_length=1, max_length=500)
 
     @model_validator(mode="after")
@@ -68,9 +80,16 @@ class OrderCreate(Strict):
             MAX_MINOR
         ):
             raise ValueError(f"the lines add up to more than {MAX_MINOR} minor units")
-        if self.points_paid and self.member_id is None:
+        if self.member_id is not None and self.member_identity is not None:
+            raise ValueError("give member_id or member_identity, not both")
+        if self.points_paid and self.member_id is None and self.member_identity is None:
             raise ValueError("points_paid needs a member_id")
+        if self.points_paid_minor and not self.points_paid:
+            raise ValueError("points_paid_minor needs points_paid")
         return self
+
+    def net_minor(self) -> int:
+        return sum(ln.quantity * ln.unit_price_minor - ln.discount_minor for ln in self.lines)
 
     def numbered(self) -> list[tuple[int, LineIn]]:
         return [
@@ -112,3 +131,80 @@ class DryRunIn(Strict):
 
 def to_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
+
+
+class QuoteIn(Strict):
+    """A basket to price: no writes, nothing recorded."""
+
+    member_id: int | None = Field(default=None, ge=1, le=MAX_INT4)
+    member_identity: MemberIdentityIn | None = None
+    store: str = Field(min_length=1, max_length=64)
+    channel: str = Field(default="pos", min_length=1, max_length=32)
+    occurred_at: Instant | None = None  # default: now
+    currency: str = Field(default="CNY", min_length=3, max_length=3)
+    coupon_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
+    lines: list[LineIn] = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _lines(self) -> QuoteIn:
+        numbers = [
+            ln.line_no if ln.line_no is not None else i + 1 for i, ln in enumerate(self.lines)
+        ]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("line_no values must be unique")
+        if self.member_id is not None and self.member_identity is not None:
+            raise ValueError("give member_id or member_identity, not both")
+        return self
+
+    def numbered(self) -> list[tuple[int, LineIn]]:
+        return [
+            (ln.line_no if ln.line_no is not None else i + 1, ln) for i, ln in enumerate(self.lines)
+        ]
+
+
+class QuoteLineOut(BaseModel):
+    line_no: int
+    sku: str
+    category: str | None
+    quantity: int
+    unit_price_minor: int
+    discount_minor: int = Field(description="The line's own discount, as sent.")
+    tier_discount_minor: int = Field(description="The member's tier discount on this line.")
+    net_minor: int = Field(description="What the line costs after both discounts.")
+    points: int = Field(description="Points this line would earn.")
+    counts_toward_tier: bool
+
+
+class QuoteRuleOut(BaseModel):
+    rule: str
+    points: int
+    lines: list[int]
+    description: str
+
+
+class QuoteTotalsOut(BaseModel):
+    gross_minor: int = Field(description="Sum of quantity × unit price.")
+    line_discount_minor: int
+    tier_discount_minor: int
+    coupon_minor: int
+    amount_due_minor: int = Field(description="What the member pays (before points).")
+    points_earned: int
+    tier_qualifying_minor: int = Field(
+        description="The part of the amount due counting toward tiers."
+    )
+
+
+class QuoteTierOut(BaseModel):
+    code: str
+    name: str
+    discount_rate: str = Field(description='Decimal fraction, e.g. "0.05" for 5 %.')
+
+
+class QuoteOut(BaseModel):
+    member_id: int | None
+    tier: QuoteTierOut | None
+    programme_version: int
+    currency: str
+    lines: list[QuoteLineOut]
+    points: list[QuoteRuleOut]
+    totals: QuoteTotalsOut

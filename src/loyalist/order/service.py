@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loyalist.access.permissions import ORDER_WRITE, require
+from loyalist.access.permissions import ORDER_READ, ORDER_WRITE, require
 from loyalist.audit import service as audit
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events import service as events
@@ -23,13 +24,14 @@ from loyalist.member import service as members
 from loyalist.member.errors import MemberNotFound
 from loyalist.models import (
     LedgerEntry,
+    LotAllocation,
     Member,
     Order,
     OrderLine,
     OrderReturn,
-    PointsAccount,
     PointsLot,
 )
+from loyalist.order import domain as order_rules
 from loyalist.order.errors import (
     InvalidOrder,
     InvalidReturn,
@@ -37,7 +39,18 @@ from loyalist.order.errors import (
     OrderNotFound,
     ReturnConflict,
 )
-from loyalist.order.schemas import DryRunIn, OrderCreate, ReturnCreate, to_utc
+from loyalist.order.schemas import (
+    DryRunIn,
+    OrderCreate,
+    QuoteIn,
+    QuoteLineOut,
+    QuoteOut,
+    QuoteRuleOut,
+    QuoteTierOut,
+    QuoteTotalsOut,
+    ReturnCreate,
+    to_utc,
+)
 from loyalist.org import service as org
 from loyalist.programme import service as programmes
 from loyalist.programme.conditions import catalogue, member_facts_needed
@@ -88,8 +101,71 @@ def _same(order: Order, data: OrderCreate, member_id: int | None) -> bool:
         order.member_id == member_id
         and order.amount_paid_minor == data.amount_paid_minor
         and order.points_paid == data.points_paid
+        and order.coupon_minor == data.coupon_minor
         and order.occurred_at == to_utc(data.occurred_at)
     )
+
+
+def _check_paid(programme: Programme, data: OrderCreate) -> None:
+    """Refuse (422, fields named) an order whose paid amount disagrees with its lines."""
+    net = data.net_minor()
+    check = order_rules.check_paid(
+        lines_net=net,
+        amount_paid=data.amount_paid_minor,
+        coupon=data.coupon_minor,
+        points_paid=data.points_paid,
+        points_paid_minor=data.points_paid_minor,
+        value_minor_per_100_points=programme.points.value_minor_per_100_points,
+        tolerance=programme.orders.paid_tolerance_minor,
+    )
+    if check.ok:
+        return
+    msg = (
+        f"must be between {check.expected_low} and {check.expected_high}: the lines' net "
+        f"{net} less coupons {data.coupon_minor}"
+        + (" and the money the points paid" if data.points_paid else "")
+        + f", within {programme.orders.paid_tolerance_minor}"
+    )
+    fields = [FieldError("amount_paid_minor", msg, "paid_mismatch")]
+    fields.append(
+        FieldError("lines", "their net amounts disagree with the amount paid", "paid_mismatch")
+    )
+    if data.coupon_minor:
+        fields.append(FieldError("coupon_minor", "part of the disagreement", "paid_mismatch"))
+    if data.points_paid:
+        fields.append(FieldError("points_paid_minor", "part of the disagreement", "paid_mismatch"))
+    raise InvalidOrder("The amount paid disagrees with the order's lines.", fields)
+
+
+def _check_when(programme: Programme, at: datetime, now: datetime, field: str) -> None:
+    if at > now + MAX_CLOCK_SKEW:
+        raise InvalidOrder(
+            f"{field} is in the future.",
+            [FieldError(field, "must not be in the future", "in_future")],
+        )
+    days = programme.orders.max_backdate_days
+    if days is not None and at < now - timedelta(days=days):
+        raise InvalidOrder(
+            f"{field} is more than {days} days ago.",
+            [FieldError(field, f"must not be more than {days} days ago", "too_old")],
+        )
+
+
+def _member_for_order(session: Session, actor: Actor, data: OrderCreate) -> Member | None:
+    """By id: a member in the caller's scope (404 otherwise). By exact identity: a member of
+    the brand, whatever their home store (chains), 404 when nobody holds it."""
+    if data.member_id is not None:
+        try:
+            return members.get(session, actor, data.member_id)
+        except MemberNotFound as exc:
+            exc.errors = [FieldError("member_id", "unknown member", "unknown_member")]
+            raise
+    if data.member_identity is not None:
+        ident = data.member_identity
+        return members.get_by_identity(
+            session, actor, ident.kind, ident.value, field="member_identity.value"
+        )
+    return None
 
 
 def earned_on_day(
@@ -111,42 +187,42 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
     require(actor, ORDER_WRITE)
     now = utcnow()
     occurred_at = to_utc(data.occurred_at)
-    version, programme = programmes.active(session)
-    if data.currency != programme.currency:
+    current_version, current = programmes.active(session)
+    if data.currency != current.currency:
         raise InvalidOrder(
-            f"The programme runs in {programme.currency}.",
-            [FieldError("currency", f"must be {programme.currency}", "currency_mismatch")],
+            f"The programme runs in {current.currency}.",
+            [FieldError("currency", f"must be {current.currency}", "currency_mismatch")],
         )
-    if occurred_at > now + MAX_CLOCK_SKEW:
-        raise InvalidOrder(
-            "occurred_at is in the future.",
-            [FieldError("occurred_at", "must not be in the future", "in_future")],
-        )
+    _check_when(current, occurred_at, now, "occurred_at")
+    # A back-dated order earns under the programme version in force at its date.
+    version, programme = programmes.in_force_at(session, occurred_at)
+    _check_paid(current, data)
     store = org.store_in_scope(session, actor, data.store)
-    member: Member | None = None
-    if data.member_id is not None:
-        try:
-            member = members.get(session, actor, data.member_id)
-        except MemberNotFound as exc:
-            exc.errors = [FieldError("member_id", "unknown member", "unknown_member")]
-            raise
-    existing = session.scalar(select(Order).where(Order.external_id == data.external_id))
+    member = _member_for_order(session, actor, data)
+    existing = _existing(session, store.id, data.external_id)
     if existing is not None:
         return _replay(actor, existing, data, member)
 
     acct = ledger.lock(session, member.id, member.org_path) if member else None
     # Re-check after the lock: a concurrent request may have recorded it meanwhile.
     if acct is not None:
-        existing = session.scalar(select(Order).where(Order.external_id == data.external_id))
+        existing = _existing(session, store.id, data.external_id)
         if existing is not None:
             return _replay(actor, existing, data, member)
 
     order_in = _order_input(data, occurred_at)
-    gross = sum(ln.quantity * ln.unit_price_minor - ln.discount_minor for ln in data.lines)
+    gross = data.net_minor()
+    excluded = current.tiers.excluded_categories
+    qualifying = order_rules.qualifying_minor(
+        data.amount_paid_minor,
+        [ln.quantity * ln.unit_price_minor - ln.discount_minor for _no, ln in data.numbered()],
+        [ln.category for _no, ln in data.numbered()],
+        excluded,
+    )
     result: EarnResult | None = None
     if member is not None:
         ctx = EarnContext(
-            tier_code=_tier_for(programme, member.tier_code),
+            tier_code=_tier_for(programme, tiers.tier_at(session, member, occurred_at)),
             earned_today=earned_on_day(session, programme, member.id, occurred_at, None),
             earned_lifetime=acct.row.lifetime_earned if acct else 0,
             facts=member_facts(session, programme, member, occurred_at),
@@ -165,6 +241,15 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
         gross_minor=gross,
         amount_paid_minor=data.amount_paid_minor,
         points_paid=data.points_paid,
+        points_paid_minor=data.points_paid_minor
+        if data.points_paid_minor is not None
+        else min(
+            order_rules.points_money(data.points_paid, current.points.value_minor_per_100_points),
+            max(gross - data.coupon_minor - data.amount_paid_minor, 0),
+        ),
+        coupon_minor=data.coupon_minor,
+        qualifying_minor=qualifying,
+        qualifying_refunded_minor=0,
         points_earned=points,
         line_points={str(k): v for k, v in (result.line_points if result else {}).items()},
         breakdown=[_item(b) for b in result.breakdown] if result else [],
@@ -230,7 +315,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
                 dedupe_key=f"order:{order.id}:earn",
             )
             ledger.expire_due(session, acct)  # a back-dated order's points may be past expiry
-        tiers.upgrade_if_qualified(session, member, programme, version, now)
+        tiers.upgrade_if_qualified(session, member, current, current_version, now)
     events.emit(
         session,
         "order.recorded",
@@ -286,9 +371,7 @@ def member_facts(
     if "member.birthday_month" in needed:
         facts["member.birthday_month"] = member.birthday.month if member.birthday else None
     if "member.points" in needed:
-        facts["member.points"] = session.scalar(
-            select(PointsAccount.available).where(PointsAccount.member_id == member.id)
-        )
+        facts["member.points"] = ledger.get_account(session, member.id).available
     if "member.lifetime_spend_minor" in needed:
         facts["member.lifetime_spend_minor"] = int(
             session.scalar(
@@ -304,6 +387,11 @@ def member_facts(
         parent = org.get(session, store.parent_id) if store.parent_id else None
         facts["member.region"] = parent.code if parent and parent.kind == "region" else None
     return facts
+def _existing(session: Session, store_id: int, external_id: str) -> Order | None:
+    """External ids are unique per store: a chain's stores may reuse receipt numbers."""
+    return session.scalar(
+        select(Order).where(Order.store_id == store_id, Order.external_id == external_id)
+    )
 
 
 def _tier_for(programme: Programme, code: str) -> str | None:
@@ -311,9 +399,7 @@ def _tier_for(programme: Programme, code: str) -> str | None:
 
 
 def _replay(actor: Actor, existing: Order, data: OrderCreate, member: Member | None) -> Recorded:
-    if not actor.sees(existing.org_path) or not _same(
-        existing, data, member.id if member else None
-    ):
+    if not _same(existing, data, member.id if member else None):
         raise OrderConflict(
             f"Order {data.external_id!r} was already recorded with different content.",
             [FieldError("external_id", "already used", "duplicate")],
@@ -338,7 +424,11 @@ def get(session: Session, actor: Actor, order_id: int) -> Order:
 
 
 def get_by_external(session: Session, actor: Actor, external_id: str) -> Order:
-    order = session.scalar(select(Order).where(Order.external_id == external_id))
+    """The first order in scope with this external id (unique per store)."""
+    q = select(Order).where(Order.external_id == external_id)
+    if actor.scope_path != "/":
+        q = q.where(Order.org_path.startswith(actor.scope_path))
+    order = session.scalar(q.order_by(Order.id).limit(1))
     if order is None or not actor.sees(order.org_path):
         raise OrderNotFound(f"No order {external_id!r}.")
     return order
@@ -471,9 +561,18 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
         else {}
     )
     restore_pts = clawback_points(pay_share, qty, before, wanted) if pay_share else 0
-
     now = utcnow()
     version, programme = programmes.active(session)
+    qual_refund = _qualifying_refund(
+        order, order_lines, programme.tiers.excluded_categories, qty, before, wanted
+    )
+    returned_at = to_utc(data.occurred_at) if data.occurred_at else now
+    _check_when(programme, returned_at, now, "occurred_at")
+    if returned_at < order.occurred_at:
+        raise InvalidReturn(
+            "A return cannot happen before its order.",
+            [FieldError("occurred_at", "must not be before the order", "before_order")],
+        )
     ret = OrderReturn(
         order_id=order.id,
         external_id=data.return_id,
@@ -482,7 +581,8 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
         points_clawed=0,
         points_waived=0,
         points_restored=0,
-        occurred_at=to_utc(data.occurred_at) if data.occurred_at else now,
+        points_expired=0,
+        occurred_at=returned_at,
         created_at=now,
     )
     session.add(ret)
@@ -514,6 +614,17 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
                     PointsLot.source_type == "order", PointsLot.source_id == str(order.id)
                 )
             )
+            # Only this order's own points: what already expired is reported, not taken
+            # from other orders' lots; what was spent of them is a debt (or waived) per the
+            # programme's negative-balance policy.
+            ledger.expire_due(session, acct)
+            expired = _expired_unreported(session, order, lot)
+            open_own = (
+                lot.remaining if lot is not None and lot.status in ("pending", "available") else 0
+            )
+            ret.points_expired = min(max(claw - open_own, 0), expired)
+            claw -= ret.points_expired
+        if claw:
             _entry, waived = ledger.clawback(
                 session,
                 acct,
@@ -528,12 +639,14 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
                 lot=lot,
                 carry_debt=programme.points.negative_balance is NegativeBalancePolicy.CARRY_DEBT,
                 dedupe_key=f"return:{ret.id}:clawback",
+                other_lots=False,
             )
             ret.points_clawed = claw - waived
             ret.points_waived = waived
     for no, q in wanted.items():
         order_lines[no].returned_quantity += q
     order.refunded_minor += refund
+    order.qualifying_refunded_minor += qual_refund
     order.points_clawed += ret.points_clawed + ret.points_waived
     order.points_paid_restored += ret.points_restored
     fully = all(ln.returned_quantity == ln.quantity for ln in order_lines.values())
@@ -550,6 +663,7 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
             "points_clawed": ret.points_clawed,
             "points_waived": ret.points_waived,
             "points_restored": ret.points_restored,
+            "points_expired": ret.points_expired,
         },
         member_id=order.member_id,
         org_path=order.org_path,
@@ -570,6 +684,85 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
         },
     )
     return Returned(ret, True)
+
+
+def _qualifying_refund(
+    order: Order,
+    order_lines: dict[int, OrderLine],
+    excluded: list[str],
+    qty: dict[int, int],
+    before: dict[int, int],
+    wanted: dict[int, int],
+) -> int:
+    """The part of the refund that had counted toward tiers: the returned units' share of
+    the paid amount, qualifying lines only (never more than what still counts)."""
+    left = order.qualifying_minor - order.qualifying_refunded_minor
+    if left <= 0:
+        return 0
+    nos = sorted(order_lines)
+    nets = [order_lines[n].net_minor for n in nos]
+    if sum(nets) == 0:
+        return 0
+    shares = allocate_proportionally(order.amount_paid_minor, nets)
+    qual = {
+        n: (s if order_lines[n].category not in excluded else 0)
+        for n, s in zip(nos, shares, strict=True)
+    }
+    return min(clawback_points(qual, qty, before, wanted), left)
+
+
+LOT_STATUS = {
+    "pending": "pending",
+    "available": "available",
+    "closed": "spent",
+    "expired": "expired",
+    "void": "clawed_back",
+}
+
+
+def _own_lot(session: Session, order: Order) -> PointsLot | None:
+    return session.scalar(
+        select(PointsLot).where(
+            PointsLot.source_type == "order", PointsLot.source_id == str(order.id)
+        )
+    )
+
+
+def _expired_of(session: Session, lot: PointsLot) -> int:
+    taken = session.scalar(
+        select(func.coalesce(func.sum(LotAllocation.points), 0))
+        .join(LedgerEntry, LedgerEntry.id == LotAllocation.entry_id)
+        .where(LotAllocation.lot_id == lot.id, LedgerEntry.kind == "expire")
+    )
+    return -int(taken or 0)
+
+
+@dataclass(frozen=True)
+class PointsState:
+    status: str  # none | pending | available | spent | expired | clawed_back
+    open: int  # still in the order's lot (pending or available)
+    expired: int
+
+
+def points_state(session: Session, order: Order) -> PointsState:
+    """The order's points as the ledger has them now (its own lot), not as the clock guesses."""
+    lot = _own_lot(session, order) if order.points_earned else None
+    if lot is None:
+        return PointsState("none", 0, 0)
+    open_ = lot.remaining if lot.status in ("pending", "available") else 0
+    return PointsState(LOT_STATUS.get(lot.status, lot.status), open_, _expired_of(session, lot))
+
+
+def _expired_unreported(session: Session, order: Order, lot: PointsLot | None) -> int:
+    """Points of the order's lot that expired and no earlier return has reported."""
+    if lot is None:
+        return 0
+    reported = session.scalar(
+        select(func.coalesce(func.sum(OrderReturn.points_expired), 0)).where(
+            OrderReturn.order_id == order.id
+        )
+    )
+    return max(_expired_of(session, lot) - int(reported or 0), 0)
 
 
 def dry_run(session: Session, actor: Actor, data: DryRunIn) -> tuple[int, EarnResult]:
@@ -621,3 +814,114 @@ def _sample_facts(programme: Programme, given: dict[str, Any]) -> dict[str, Any]
     if errors:
         raise InvalidOrder("The sample member facts are not valid.", errors)
     return {f"member.{name}": value for name, value in given.items()}
+def quote(session: Session, actor: Actor, data: QuoteIn) -> QuoteOut:
+    """Price a basket for a member: the tier discount per line, the points it would earn
+    (with the rules that give them) and the totals. Writes nothing; scoped like orders
+    (the store must be in scope; the member by id in scope, or by exact identity)."""
+    require(actor, ORDER_READ)
+    now = utcnow()
+    at = to_utc(data.occurred_at) if data.occurred_at else now
+    version, programme = programmes.active(session)
+    if data.currency != programme.currency:
+        raise InvalidOrder(
+            f"The programme runs in {programme.currency}.",
+            [FieldError("currency", f"must be {programme.currency}", "currency_mismatch")],
+        )
+    store = org.store_in_scope(session, actor, data.store)
+    member: Member | None = None
+    if data.member_id is not None:
+        try:
+            member = members.get(session, actor, data.member_id)
+        except MemberNotFound as exc:
+            exc.errors = [FieldError("member_id", "unknown member", "unknown_member")]
+            raise
+    elif data.member_identity is not None:
+        ident = data.member_identity
+        member = members.get_by_identity(
+            session, actor, ident.kind, ident.value, field="member_identity.value"
+        )
+    numbered = data.numbered()
+    nets = [ln.quantity * ln.unit_price_minor - ln.discount_minor for _n, ln in numbered]
+    qualifies = order_rules.qualifying_lines(
+        [ln.category for _n, ln in numbered], programme.tiers.excluded_categories
+    )
+    tier = None
+    rate = Decimal(0)
+    if member is not None:
+        code = _tier_for(programme, member.tier_code)
+        if code is not None:
+            t = programme.tiers.by_code(code)
+            tier, rate = t, t.benefits.discount_rate
+    tier_off = order_rules.tier_discounts(nets, qualifies, rate)
+    line_due = [n - d for n, d in zip(nets, tier_off, strict=True)]
+    due = max(sum(line_due) - data.coupon_minor, 0)
+    result: EarnResult | None = None
+    if member is not None:
+        order_in = OrderInput(
+            store_code=store.code,
+            channel=data.channel,
+            occurred_at=at,
+            amount_paid_minor=due,
+            lines=tuple(
+                LineInput(
+                    line_no=no,
+                    sku=ln.sku,
+                    category=ln.category,
+                    quantity=ln.quantity,
+                    unit_price_minor=ln.unit_price_minor,
+                    discount_minor=ln.discount_minor + off,
+                )
+                for (no, ln), off in zip(numbered, tier_off, strict=True)
+            ),
+        )
+        acct = ledger.get_account(session, member.id)
+        ctx = EarnContext(
+            tier_code=tier.code if tier else None,
+            earned_today=earned_on_day(session, programme, member.id, at, None),
+            earned_lifetime=acct.lifetime_earned,
+            facts=member_facts(session, programme, member, at),
+        )
+        result = evaluate_order(programme, order_in, ctx)
+    return QuoteOut(
+        member_id=member.id if member else None,
+        tier=QuoteTierOut(code=tier.code, name=tier.name, discount_rate=str(rate))
+        if tier
+        else None,
+        programme_version=version,
+        currency=programme.currency,
+        lines=[
+            QuoteLineOut(
+                line_no=no,
+                sku=ln.sku,
+                category=ln.category,
+                quantity=ln.quantity,
+                unit_price_minor=ln.unit_price_minor,
+                discount_minor=ln.discount_minor,
+                tier_discount_minor=off,
+                net_minor=d,
+                points=result.line_points.get(no, 0) if result else 0,
+                counts_toward_tier=q,
+            )
+            for (no, ln), off, d, q in zip(numbered, tier_off, line_due, qualifies, strict=True)
+        ],
+        points=[
+            QuoteRuleOut(
+                rule=b.rule, points=b.points, lines=list(b.lines), description=b.description
+            )
+            for b in (result.breakdown if result else ())
+        ],
+        totals=QuoteTotalsOut(
+            gross_minor=sum(ln.quantity * ln.unit_price_minor for _n, ln in numbered),
+            line_discount_minor=sum(ln.discount_minor for _n, ln in numbered),
+            tier_discount_minor=sum(tier_off),
+            coupon_minor=data.coupon_minor,
+            amount_due_minor=due,
+            points_earned=result.points if result else 0,
+            tier_qualifying_minor=order_rules.qualifying_minor(
+                due,
+                line_due,
+                [ln.category for _n, ln in numbered],
+                programme.tiers.excluded_categories,
+            ),
+        ),
+    )

@@ -122,6 +122,9 @@ class Tiers(Strict):
     evaluation: EvaluationPeriod = EvaluationPeriod.QUARTERLY
     downgrade_after_periods: int = Field(default=2, ge=1, le=12)
     levels: list[Tier] = Field(min_length=3, max_length=7)
+    # Line categories whose paid amount does not count toward tier qualification (gift cards
+    # are money kept, not spent). An empty list counts every line.
+    excluded_categories: list[str] = Field(default_factory=lambda: ["gift_card"], max_length=100)
 
     @model_validator(mode="after")
     def _ordered(self) -> Tiers:
@@ -276,6 +279,16 @@ class Reward(Strict):
         return v
 
 
+class OrderPolicy(Strict):
+    """What an order must satisfy to be recorded."""
+
+    # |amount paid - (lines net - points paid as money - coupons)| may not exceed this
+    # (rounding, card fees), in minor units.
+    paid_tolerance_minor: int = Field(default=100, ge=0, le=1_000_000)
+    # Orders (and returns) dated more than this many days ago are refused; None: any age.
+    max_backdate_days: int | None = Field(default=None, ge=0, le=36_500)
+
+
 class Programme(Strict):
     """One version of a loyalty programme."""
 
@@ -288,6 +301,7 @@ class Programme(Strict):
     earning: Earning = Earning()
     rewards: list[Reward] = Field(default_factory=list)
     _conditions: dict[str, conditions.Condition] = PrivateAttr(default_factory=dict)
+    orders: OrderPolicy = OrderPolicy()
 
     @field_validator("currency")
     @classmethod

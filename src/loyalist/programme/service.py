@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import PROGRAMME_PUBLISH, require
@@ -116,6 +117,25 @@ def publish(
     """A staff user publishes a new version (only roles with ``programme.publish``)."""
     require(actor, PROGRAMME_PUBLISH)
     return apply(session, programme, actor=actor.name, note=note)
+
+
+def in_force_at(session: Session, at: datetime) -> tuple[int, Programme]:
+    """The programme version in force at ``at``: the last one published by then (an instant
+    before the first version gets the first)."""
+    number = session.scalar(
+        select(ProgrammeVersion.version)
+        .where(ProgrammeVersion.created_at <= at)
+        .order_by(ProgrammeVersion.version.desc())
+        .limit(1)
+    )
+    if number is None:
+        number = session.scalar(select(func.min(ProgrammeVersion.version)))
+    if number is None:
+        raise NoProgramme("Apply a programme first: loyalist programme apply FILE.yaml")
+    active_number, active_programme = active(session)
+    if int(number) == active_number:
+        return active_number, active_programme
+    return int(number), get_version(session, int(number))
 
 
 def latest_version(session: Session) -> ProgrammeVersion | None:

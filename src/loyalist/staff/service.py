@@ -126,6 +126,7 @@ def actor_for(session: Session, user: StaffUser) -> Actor:
         can_write=role_can_write(user.role),
         principal=f"user:{user.id}",
         permissions=ROLES[user.role],
+        role=user.role,
     )
 
 

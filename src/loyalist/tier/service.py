@@ -28,7 +28,11 @@ def metric_value(session: Session, programme: Programme, member_id: int, now: da
     start = window_start(tiers.window_months, programme.tz, now)
     base = (Order.member_id == member_id, Order.occurred_at >= start, Order.occurred_at <= now)
     if tiers.metric is TierMetric.SPEND:
-        q = select(func.coalesce(func.sum(Order.amount_paid_minor - Order.refunded_minor), 0))
+        # What was really paid for lines that qualify (gift cards and other excluded
+        # categories left out), less what was refunded of it.
+        q = select(
+            func.coalesce(func.sum(Order.qualifying_minor - Order.qualifying_refunded_minor), 0)
+        )
         return max(int(session.scalar(q.where(*base)) or 0), 0)
     if tiers.metric is TierMetric.ORDERS:
         q = select(func.count()).select_from(Order).where(*base, Order.status != "returned")
@@ -89,6 +93,24 @@ def _record(
         org_path=member.org_path,
     )
     return change
+
+
+def tier_at(session: Session, member: Member, at: datetime) -> str:
+    """The member's tier in force at ``at`` (before they joined: the tier they joined in)."""
+    code = session.scalar(
+        select(TierChange.to_tier)
+        .where(TierChange.member_id == member.id, TierChange.occurred_at <= at)
+        .order_by(TierChange.occurred_at.desc(), TierChange.id.desc())
+        .limit(1)
+    )
+    if code is None:
+        code = session.scalar(
+            select(TierChange.to_tier)
+            .where(TierChange.member_id == member.id)
+            .order_by(TierChange.occurred_at, TierChange.id)
+            .limit(1)
+        )
+    return code if code is not None else member.tier_code
 
 
 def upgrade_if_qualified(

@@ -94,7 +94,12 @@ def test_above_the_threshold_files_a_request_and_moves_no_points(
             (
                 "user:east.manager",
                 str(member),
-                {"request_id": rid, "points": points, "reason": "big goodwill"},
+                {
+                    "request_id": rid,
+                    "points": points,
+                    "reason": "big goodwill",
+                    "cause": "threshold",
+                },
             )
         ]
 

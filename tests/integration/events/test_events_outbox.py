@@ -105,8 +105,9 @@ def test_every_state_change_writes_its_event(world: Any, client: Any, clock: Any
     assert [e["type"] for e in expiring] == ["points.expiring"]
     assert expiring[0]["data"] == {
         "member_id": mid,
-        # the adjustment's 990 and the small order's 150 (gold: 1.5×) share the expiry
-        "points": 1140,
+        # the adjustment's 990 and the small order's 100 share the expiry (the order is
+        # dated Monday, before the gold upgrade: it earns at the base tier in force then)
+        "points": 1090,
         "expires_at": "2027-12-31T16:00:00+00:00",
         "days_before": 30,
     }

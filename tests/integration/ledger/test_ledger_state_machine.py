@@ -131,6 +131,8 @@ class MLot:
     remaining: int
     status: str
     expires_at: datetime
+    expired: int = 0  # points of this lot that expired
+    reported: int = 0  # of those, reported as expired by returns of its order
 
 
 @dataclass
@@ -148,6 +150,7 @@ class Model:
         for lot in sorted(self.lots.values(), key=self._key):
             if lot.status == "available" and lot.expires_at <= self.now:
                 self.available -= lot.remaining
+                lot.expired += lot.remaining
                 lot.remaining = 0
                 lot.status = "expired"
 
@@ -223,6 +226,7 @@ class Model:
             lot.remaining += n
             if lot.expires_at <= self.now:
                 self.available -= lot.remaining
+                lot.expired += lot.remaining
                 lot.remaining = 0
                 lot.status = "expired"
             elif lot.status == "closed":
@@ -230,30 +234,34 @@ class Model:
         assert left == 0
         self.settle_debt()
 
-    def clawback(self, points: int, own_id: int | None) -> None:
+    def clawback(self, points: int, own_id: int | None) -> int:
+        """A return takes back only its own order's open points: pending first, then the
+        lot's available remainder. Points of the lot that expired are reported (returned
+        here), never taken elsewhere; what was spent becomes a debt (carry_debt)."""
         self.expire_due()
         own = self.lots.get(own_id) if own_id is not None else None
+        open_own = own.remaining if own and own.status in ("pending", "available") else 0
+        expired = 0
+        if own is not None:
+            expired = min(max(points - open_own, 0), own.expired - own.reported)
+            own.reported += expired
+        points -= expired
         from_pending = min(points, own.remaining) if own and own.status == "pending" else 0
         rest = points - from_pending
-        lots = self.open_lots()
-        from_lots = min(rest, sum(x.remaining for x in lots))
-        to_debt = rest - from_lots
+        from_own = min(rest, own.remaining) if own and own.status == "available" else 0
+        to_debt = rest - from_own
         if own is not None and from_pending:
             own.remaining -= from_pending
             if own.remaining == 0:
                 own.status = "void"
-        left = from_lots
-        if own is not None and own.status == "available" and own in lots and left:
-            n = min(left, own.remaining)
-            own.remaining -= n
+        if own is not None and from_own:
+            own.remaining -= from_own
             if own.remaining == 0:
                 own.status = "closed"
-            left -= n
-        if left:
-            self.take([x for x in lots if x is not own], left)
         self.pending -= from_pending
-        self.available -= from_lots + to_debt
+        self.available -= from_own + to_debt
         self.debt += to_debt
+        return expired
 
     def activate_due(self) -> None:
         due = sorted(self.lots.values(), key=lambda x: (self._available_at[x.id], x.id))
@@ -520,12 +528,29 @@ class LedgerMachine(RuleBasedStateMachine):
             res = orders.record_return(s, SYSTEM, o.id, ReturnCreate.model_validate(body))
             assert res.created
             assert res.ret.points_restored == restore
-            assert res.ret.points_clawed + res.ret.points_waived == claw
-            assert res.ret.points_waived == 0  # carry_debt: nothing is waived
+            clawed, waived = res.ret.points_clawed, res.ret.points_waived
+            expired = res.ret.points_expired
+            assert clawed + waived + expired == claw
+            assert waived == 0  # carry_debt: nothing is waived
+            ret_id = res.ret.id
         if restore:
             self.model.restore(o.pay_outstanding, restore)
         if claw:
-            self.model.clawback(claw, o.lot_id)
+            assert expired == self.model.clawback(claw, o.lot_id)
+        # the return's clawback touched no lot but its own order's
+        with self.db.transaction() as s:
+            touched = set(
+                s.scalars(
+                    select(LotAllocation.lot_id)
+                    .join(LedgerEntry, LedgerEntry.id == LotAllocation.entry_id)
+                    .where(
+                        LedgerEntry.kind == "clawback",
+                        LedgerEntry.source_type == "return",
+                        LedgerEntry.source_id == str(ret_id),
+                    )
+                )
+            )
+        assert touched <= ({o.lot_id} if o.lot_id is not None else set())
         o.returned.update(nos)
         o.returns.append((return_id, body))
 

@@ -322,10 +322,14 @@ def test_store_key_creates_members_in_its_store(world: Any) -> None:
         assert r.status_code == 201
         mid = r.json()["id"]
         with api_client(world.db, world.keys["sz1"]) as sz1:
-            # the same phone from another store's scope is a conflict, not a second member
+            # chains: the same phone from another store is the brand's member, not a second
+            # one and not a conflict; their home store is kept and nothing is written
             before = counts(world.db)
-            assert_problem(
-                sz1.post("/v1/members", json={"phone": "13800000001"}), 409, "member_conflict"
+            again = sz1.post("/v1/members", json={"phone": "13800000001"})
+            assert again.status_code == 200, again.text
+            assert (again.json()["id"], again.json()["home_store_id"]) == (
+                mid,
+                r.json()["home_store_id"],
             )
             assert counts(world.db) == before
             assert_problem(sz1.get(f"/v1/members/{mid}"), 404, "member_not_found")

@@ -67,7 +67,7 @@ def test_member_day_follows_shanghai_calendar(client: Any) -> None:
     assert thu["points"]["earned"] == 100
 
 
-def test_tier_multiplier_applies_after_upgrade(client: Any) -> None:
+def test_tier_multiplier_applies_after_upgrade(client: Any, clock: Any) -> None:
     mid = new_member(client, "13800000001")
     first = client.post(
         "/v1/orders", json=order_payload("big", mid, paid=100_000, occurred_at=MONDAY)
@@ -75,9 +75,17 @@ def test_tier_multiplier_applies_after_upgrade(client: Any) -> None:
     assert rules(first) == [("base", 1000, [1])]  # base tier: no multiplier
     m = client.get(f"/v1/members/{mid}").json()
     assert m["tier"]["code"] == "silver"
+    # an order dated before the upgrade earns at the tier in force then (base)
+    before = client.post(
+        "/v1/orders",
+        json=order_payload("before", mid, paid=10_000, occurred_at="2026-06-08T12:00:00+08:00"),
+    ).json()
+    assert rules(before) == [("base", 100, [1])]
+    # the day after the upgrade the silver multiplier applies
+    clock.freeze(datetime(2026, 6, 11, 4, 0, tzinfo=UTC))
     second = client.post(
         "/v1/orders",
-        json=order_payload("after", mid, paid=10_000, occurred_at="2026-06-08T12:00:00+08:00"),
+        json=order_payload("after", mid, paid=10_000, occurred_at="2026-06-11T11:00:00+08:00"),
     ).json()
     assert rules(second) == [("base", 100, [1]), ("tier:silver", 20, [1])]
     assert second["points"]["earned"] == 120
@@ -86,7 +94,7 @@ def test_tier_multiplier_applies_after_upgrade(client: Any) -> None:
 def test_caps_per_order_and_per_day(client: Any) -> None:
     mid = new_member(client, "13800000001")
     # ¥30,000 on Monday: base 30000, capped at 20000 per order (the order also makes the
-    # member platinum: the next orders earn 2×)
+    # member platinum, but only from now on: Monday's later orders earn at the base tier)
     r1 = client.post(
         "/v1/orders", json=order_payload("c1", mid, paid=3_000_000, occurred_at=MONDAY)
     ).json()
@@ -96,15 +104,15 @@ def test_caps_per_order_and_per_day(client: Any) -> None:
         "/v1/orders",
         json=order_payload("c2", mid, paid=1_500_000, occurred_at="2026-06-08T11:00:00+08:00"),
     ).json()
-    assert r2["points"]["earned"] == 20_000
+    assert r2["points"]["earned"] == 15_000
     r3 = client.post(
         "/v1/orders",
-        json=order_payload("c3", mid, paid=1_000_000, occurred_at="2026-06-08T12:00:00+08:00"),
+        json=order_payload("c3", mid, paid=2_000_000, occurred_at="2026-06-08T12:00:00+08:00"),
     ).json()
-    # 50000 per day: 40000 already earned that day
-    assert r3["points"]["earned"] == 10_000
-    assert rules(r3)[-1] == ("cap:per_day", -10_000, [1])
-    assert sum(p for _, p, _ in rules(r3)) == 10_000
+    # 50000 per day: 35000 already earned that day
+    assert r3["points"]["earned"] == 15_000
+    assert rules(r3)[-1] == ("cap:per_day", -5_000, [1])
+    assert sum(p for _, p, _ in rules(r3)) == 15_000
     # the next local day starts fresh
     r4 = client.post(
         "/v1/orders",
@@ -147,6 +155,8 @@ def test_anonymous_order_is_stored_and_earns_nothing(world: Any, client: Any) ->
     assert body["points"] == {
         "earned": 0,
         "status": "none",
+        "open": 0,
+        "expired": 0,
         "available_at": None,
         "breakdown": [],
         "clawed_back": 0,

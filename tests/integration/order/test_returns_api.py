@@ -235,16 +235,20 @@ def test_points_paid_restored_once_to_their_original_lots(
     # pay 600 points: FEFO takes all of A, then 200 of B
     o = client.post(
         "/v1/orders",
-        json=order_payload(
-            "paid",
-            mid,
-            paid=0,
-            points_paid=600,
-            occurred_at=MONDAY,
-            lines=[
-                {"sku": "CUP", "category": "merch", "quantity": 2, "unit_price_minor": 3000},
-            ],
-        ),
+        json={
+            **order_payload(
+                "paid",
+                mid,
+                paid=0,
+                points_paid=600,
+                occurred_at=MONDAY,
+                lines=[
+                    {"sku": "CUP", "category": "merch", "quantity": 2, "unit_price_minor": 3000},
+                ],
+            ),
+            # the points paid the whole 6000 fen (the POS says so; consistent with the lines)
+            "points_paid_minor": 6000,
+        },
     ).json()
     pay = client.get(f"/v1/members/{mid}/ledger").json()["items"][0]
     assert (pay["kind"], pay["available"]) == ("redeem", -600)
