@@ -70,6 +70,14 @@ def authenticate(session: Session, presented: str) -> Actor:
     )
 
 
+def check_not_revoked(session: Session, actor: Actor) -> None:
+    """401 when the key behind ``actor`` (authenticated earlier) has been revoked since."""
+    key_id = int(actor.principal.removeprefix("key:"))
+    revoked = session.execute(select(ApiKey.revoked_at).where(ApiKey.id == key_id)).one_or_none()
+    if revoked is None or revoked[0] is not None:
+        raise Unauthorized("A valid API key is required (Authorization: Bearer lk_…).")
+
+
 def require_write(actor: Actor) -> None:
     if not actor.can_write:
         raise Forbidden("This API key is read-only.")

@@ -34,6 +34,7 @@ EVENT_TYPES = frozenset(
         "redemption.created",
         "redemption.cancelled",
         "programme.published",
+        "redemption.collected",
     }
 )
 

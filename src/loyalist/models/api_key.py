@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalist.kit.db import Base
@@ -19,6 +20,9 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"))
     access: Mapped[str] = mapped_column(String(16))  # read | read_write
+    # Sees personal data (phone, e-mail, birthday, openid, card number) unmasked. Keys made
+    # before this column existed keep full access.
+    personal_data: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
