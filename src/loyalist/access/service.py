@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from loyalist.errors import FieldError, Forbidden, Unauthorized, ValidationFailed
+from loyalist.access.permissions import ALL_ACTIONS, KEY_MANAGE, PERSONAL_DATA, require
+from loyalist.audit import service as audit
+from loyalist.errors import FieldError, Forbidden, NotFound, Unauthorized, ValidationFailed
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.kit.hashing import constant_time_equals, new_token, sha256_hex
@@ -24,8 +26,16 @@ class IssuedKey:
     secret: str  # the whole key, shown once
 
 
-def create_key(session: Session, *, name: str, scope: str, access: str = "read_write") -> IssuedKey:
-    """``scope`` is "hq" or the code of a region or store."""
+def create_key(
+    session: Session,
+    *,
+    name: str,
+    scope: str,
+    access: str = "read_write",
+    personal_data: bool = True,
+) -> IssuedKey:
+    """``scope`` is "hq" or the code of a region or store. ``personal_data``: the key sees
+    phones, e-mails, birthdays, openids and card numbers unmasked."""
     if access not in ACCESS_LEVELS:
         raise ValidationFailed("Unknown access level.", [FieldError("access", f"{ACCESS_LEVELS}")])
     unit: OrgUnit | None = org.get_hq(session) if scope == "hq" else org.get_by_code(session, scope)
@@ -40,6 +50,7 @@ def create_key(session: Session, *, name: str, scope: str, access: str = "read_w
         secret_hash=sha256_hex(full),
         org_unit_id=unit.id,
         access=access,
+        personal_data=personal_data,
         revoked_at=None,
         last_used_at=None,
         created_at=utcnow(),
@@ -67,6 +78,7 @@ def authenticate(session: Session, presented: str) -> Actor:
         scope_path=unit.path,
         can_write=row.access == "read_write",
         principal=f"key:{row.id}",
+        permissions=None if row.personal_data else ALL_ACTIONS - {PERSONAL_DATA},
     )
 
 
@@ -93,3 +105,89 @@ def revoke(session: Session, prefix: str) -> ApiKey:
 
 def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+# ── administration (console: apikey.manage) ────────────────────────────────────────────
+@dataclass(frozen=True)
+class KeyRow:
+    key: ApiKey
+    unit: OrgUnit
+
+
+def keys_in_scope(session: Session, actor: Actor) -> list[KeyRow]:
+    """Keys bound to a unit ``actor`` sees, newest first (prefixes only: secrets are
+    never kept)."""
+    require(actor, KEY_MANAGE)
+    rows = session.execute(
+        select(ApiKey, OrgUnit)
+        .join(OrgUnit, OrgUnit.id == ApiKey.org_unit_id)
+        .order_by(ApiKey.id.desc())
+    )
+    return [KeyRow(k, u) for k, u in rows if actor.sees(u.path)]
+
+
+def issue(
+    session: Session,
+    actor: Actor,
+    *,
+    name: str,
+    scope: str,
+    access: str,
+    personal_data: bool,
+) -> IssuedKey:
+    """A new key for a unit ``actor`` sees, audited (the secret is not)."""
+    require(actor, KEY_MANAGE)
+    name = name.strip()
+    if not name or len(name) > 128:
+        raise ValidationFailed("A name is required.", [FieldError("name", "1–128 characters")])
+    unit = (
+        org.get_hq(session)
+        if scope == "hq"
+        else session.scalar(select(OrgUnit).where(OrgUnit.code == scope))
+    )
+    if unit is None or not actor.sees(unit.path):
+        raise ValidationFailed("Unknown scope.", [FieldError("scope", "unknown unit")])
+    issued = create_key(
+        session,
+        name=name,
+        scope=unit.code if scope != "hq" else "hq",
+        access=access,
+        personal_data=personal_data,
+    )
+    audit.record(
+        session,
+        actor,
+        "apikey.create",
+        "api_key",
+        issued.key.prefix,
+        org_path=unit.path,
+        after={
+            "name": name,
+            "scope": unit.code,
+            "access": access,
+            "personal_data": personal_data,
+        },
+    )
+    return issued
+
+
+def revoke_key(session: Session, actor: Actor, prefix: str) -> ApiKey:
+    """Revoke at once: every process refuses the key from its next request."""
+    require(actor, KEY_MANAGE)
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix).with_for_update())
+    unit = session.get(OrgUnit, row.org_unit_id) if row is not None else None
+    if row is None or unit is None or not actor.sees(unit.path):
+        raise NotFound(f"No API key {prefix!r}.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit.record(
+            session,
+            actor,
+            "apikey.revoke",
+            "api_key",
+            row.prefix,
+            org_path=unit.path,
+            before={"revoked": False},
+            after={"revoked": True},
+        )
+    return row

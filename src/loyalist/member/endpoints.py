@@ -9,9 +9,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from loyalist.access.permissions import may_see_phone
 from loyalist.http import DB, Caller, IdemKey, MemberId, read, write
+from loyalist.kit.actor import Actor
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.member import service
+from loyalist.member.domain import mask_personal
 from loyalist.member.schemas import (
     ConsentIn,
     IdentityIn,
@@ -30,6 +33,12 @@ class AdjustmentIn(BaseModel):
     points: int = Field(ge=-10_000_000, le=10_000_000)
     reason: str = Field(min_length=3, max_length=500)
     approved_by: str | None = Field(default=None, max_length=128)
+
+
+def shown(actor: Actor, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as ``actor`` may see it: personal data masked for a key without the
+    personal-data permission (see docs/api.md)."""
+    return body if may_see_phone(actor) else dict(mask_personal(body))
 
 
 def member_summary(m: Member) -> dict[str, Any]:
@@ -115,8 +124,8 @@ async def create_member(
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         joined = service.create(s, actor, data)
         s.flush()
-        return (201 if joined.created else 200), profile_body(
-            service.profile(s, actor, joined.member.id)
+        return (201 if joined.created else 200), shown(
+            actor, profile_body(service.profile(s, actor, joined.member.id))
         )
 
     return await write(request, db, actor, key, work)
@@ -140,7 +149,7 @@ async def list_members(
     def fn(s: Session) -> dict[str, Any]:
         rows = service.search(s, actor, f, after=page.after, limit=page.limit)
         nxt = encode_cursor(rows[-1].id) if len(rows) == page.limit else None
-        return {"items": [member_summary(m) for m in rows], "next_cursor": nxt}
+        return {"items": [shown(actor, member_summary(m)) for m in rows], "next_cursor": nxt}
 
     result: dict[str, Any] = await read(db, fn)
     return result
@@ -149,7 +158,7 @@ async def list_members(
 @router.get("/{member_id}", summary="A member with balance, tier and progress")
 async def get_member(member_id: MemberId, db: DB, actor: Caller) -> dict[str, Any]:
     result: dict[str, Any] = await read(
-        db, lambda s: profile_body(service.profile(s, actor, member_id))
+        db, lambda s: shown(actor, profile_body(service.profile(s, actor, member_id)))
     )
     return result
 
@@ -165,7 +174,7 @@ async def update_member(
 ) -> JSONResponse:
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         service.update(s, actor, member_id, data)
-        return 200, profile_body(service.profile(s, actor, member_id))
+        return 200, shown(actor, profile_body(service.profile(s, actor, member_id)))
 
     return await write(request, db, actor, key, work)
 
@@ -182,7 +191,7 @@ async def add_identity(
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         service.add_identity(s, actor, member_id, data.kind, data.value)
         ids = service.identities(s, member_id)
-        return 200, {"identities": [{"kind": k, "value": v} for k, v in ids]}
+        return 200, shown(actor, {"identities": [{"kind": k, "value": v} for k, v in ids]})
 
     return await write(request, db, actor, key, work)
 

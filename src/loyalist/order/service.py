@@ -112,7 +112,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
             "occurred_at is in the future.",
             [FieldError("occurred_at", "must not be in the future", "in_future")],
         )
-    store = org.store_in_scope(session, actor, data.store)
+    store = org.open_store_in_scope(session, actor, data.store)
     member: Member | None = None
     if data.member_id is not None:
         try:

@@ -155,7 +155,7 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
     """Redeem a reward: checks validity, tier, limit and stock; spends points FEFO."""
     require(actor, REDEMPTION_CREATE)
     member = members.get(session, actor, data.member_id)
-    store = org.store_in_scope(session, actor, data.store) if data.store else None
+    store = org.open_store_in_scope(session, actor, data.store) if data.store else None
     version, programme = programmes.active(session)
     reward = get_reward(session, data.reward)
     now = utcnow()

@@ -51,6 +51,11 @@ def pages(shop: Shop) -> list[str]:
         "/admin/audit",
         "/admin/audit?object_type=member&action=points.adjust",
         "/admin/password",
+        "/admin/staff",
+        "/admin/org",
+        "/admin/keys",
+        "/admin/members/new",
+        "/admin/rewards",
     ]
 
 
@@ -102,9 +107,9 @@ def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Sho
     assert "Available points" in en.get(f"/admin/members/{shop.members['alice']}").text
 
 
-READS = {"members", "orders", "redemptions", "programme"}
+READS = {"members", "orders", "redemptions", "programme", "rewards"}
 NAV = {
-    "hq_admin": READS | {"dashboard", "approvals", "audit"},
+    "hq_admin": READS | {"dashboard", "approvals", "audit", "staff", "org", "keys"},
     "regional_manager": READS | {"dashboard", "approvals"},
     "store_staff": READS | {"dashboard"},
     "service_agent": READS,
