@@ -404,9 +404,9 @@ async def redemptions_collect_code(request: Request, st: StaffDep, form: FormDep
     try:
         r = await run(request, lambda s: rewards.collect(s, st.actor, code=typed))
     except LoyalistError as exc:
-        if exc.status == 403:
+        if exc.status != 409:  # unknown or out-of-scope code: 404, as if absent
             raise
-        return _see_other("/admin/redemptions", notice=_collect_notice(exc), code=typed[:32])
+        return _see_other("/admin/redemptions", notice=_collect_notice(exc))
     return _see_other("/admin/redemptions", notice="collected", id=str(r.id))
 
 
