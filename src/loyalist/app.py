@@ -17,6 +17,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loyalist import __version__
+from loyalist.admin.administration import router as administration_router
 from loyalist.admin.endpoints import router as admin_router
 from loyalist.admin.webhooks import router as admin_webhooks_router
 from loyalist.api import router as api_router
@@ -201,6 +202,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(api_router)
     app.include_router(member_web_router)  # the member page at /m
+    app.include_router(administration_router)  # console administration (before /admin/members/{id})
     app.include_router(admin_router)  # the staff console at /admin
     app.include_router(admin_webhooks_router)  # its webhooks pages
     return app

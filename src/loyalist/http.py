@@ -38,12 +38,18 @@ def _presented_key(request: Request) -> str:
 
 
 def _authenticate(db: Database, key: str) -> Actor:
+    """The key's actor. The hash check and scope lookup are cached for a few seconds per
+    process, but whether the key is revoked is read from the database on every request
+    (one indexed primary-key read), so a revocation holds at once in every process."""
     digest = sha256_hex(key)
     now = time.monotonic()
     with _auth_lock:
         hit = _auth_cache.get(digest)
     if hit is not None and hit[0] > now:
-        return hit[1]
+        actor = hit[1]
+        with db.transaction() as s:
+            access.check_not_revoked(s, actor)
+        return actor
     with db.transaction() as s:
         actor = access.authenticate(s, key)
     with _auth_lock:

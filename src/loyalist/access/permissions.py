@@ -27,6 +27,13 @@ STAFF_MANAGE = "staff.manage"
 JOBS_MANAGE = "jobs.manage"  # see the job queue, retry and cancel jobs
 WEBHOOK_READ = "webhook.read"  # endpoints, deliveries and attempts
 WEBHOOK_MANAGE = "webhook.manage"  # register, change, rotate secrets, replay
+REDEMPTION_COLLECT = "redemption.collect"  # hand a redeemed reward over at the counter
+REWARD_STOCK = "reward.stock"  # top up a reward's stock
+ORG_MANAGE = "org.manage"  # create, rename, move and close organisation units
+KEY_MANAGE = "apikey.manage"  # create and revoke API keys
+# Personal data unmasked: phone, e-mail, birthday, openid and POS card number. (The
+# permission kept its first name, from when only phones were masked.)
+PERSONAL_DATA = MEMBER_PHONE
 
 _READS = frozenset({MEMBER_READ, ORDER_READ, REDEMPTION_READ, PROGRAMME_READ})
 
@@ -47,6 +54,10 @@ ROLES: dict[str, frozenset[str]] = {
         JOBS_MANAGE,
         WEBHOOK_READ,
         WEBHOOK_MANAGE,
+        REDEMPTION_COLLECT,
+        REWARD_STOCK,
+        ORG_MANAGE,
+        KEY_MANAGE,
     },
     "regional_manager": _READS
     | {
@@ -58,9 +69,17 @@ ROLES: dict[str, frozenset[str]] = {
         REDEMPTION_CREATE,
         REDEMPTION_CANCEL,
         DASHBOARD_READ,
+        REDEMPTION_COLLECT,
     },
     "store_staff": _READS
-    | {MEMBER_PHONE, MEMBER_WRITE, ORDER_WRITE, REDEMPTION_CREATE, DASHBOARD_READ},
+    | {
+        MEMBER_PHONE,
+        MEMBER_WRITE,
+        ORDER_WRITE,
+        REDEMPTION_CREATE,
+        DASHBOARD_READ,
+        REDEMPTION_COLLECT,
+    },
     "service_agent": _READS | {MEMBER_WRITE, POINTS_ADJUST, REDEMPTION_CREATE, REDEMPTION_CANCEL},
     "analyst": _READS | {DASHBOARD_READ},
 }
@@ -76,8 +95,14 @@ WRITE_ACTIONS = frozenset(
         STAFF_MANAGE,
         JOBS_MANAGE,
         WEBHOOK_MANAGE,
+        REDEMPTION_COLLECT,
+        REWARD_STOCK,
+        ORG_MANAGE,
+        KEY_MANAGE,
     }
 )
+# Every action any role may take (an API key without personal data gets all but that).
+ALL_ACTIONS = frozenset().union(*ROLES.values())
 
 
 def role_can_write(role: str) -> bool:

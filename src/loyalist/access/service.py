@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from loyalist.errors import FieldError, Forbidden, Unauthorized, ValidationFailed
+from loyalist.access.permissions import ALL_ACTIONS, KEY_MANAGE, PERSONAL_DATA, require
+from loyalist.audit import service as audit
+from loyalist.errors import FieldError, Forbidden, NotFound, Unauthorized, ValidationFailed
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.kit.hashing import constant_time_equals, new_token, sha256_hex
@@ -31,10 +33,12 @@ def create_key(
     scope: str,
     access: str = "read_write",
     approval_free_limit: int | None = None,
+    personal_data: bool = True,
 ) -> IssuedKey:
     """``scope`` is "hq" or the code of a region or store. ``approval_free_limit`` grants
     the key the right to apply manual adjustments up to that many points without a second
-    person (otherwise the approval threshold applies)."""
+    person (otherwise the approval threshold applies). ``personal_data``: the key sees
+    phones, e-mails, birthdays, openids and card numbers unmasked."""
     if access not in ACCESS_LEVELS:
         raise ValidationFailed("Unknown access level.", [FieldError("access", f"{ACCESS_LEVELS}")])
     if approval_free_limit is not None and approval_free_limit < 0:
@@ -55,6 +59,7 @@ def create_key(
         org_unit_id=unit.id,
         access=access,
         approval_free_limit=approval_free_limit,
+        personal_data=personal_data,
         revoked_at=None,
         last_used_at=None,
         created_at=utcnow(),
@@ -83,7 +88,16 @@ def authenticate(session: Session, presented: str) -> Actor:
         can_write=row.access == "read_write",
         principal=f"key:{row.id}",
         approval_free_limit=row.approval_free_limit,
+        permissions=None if row.personal_data else ALL_ACTIONS - {PERSONAL_DATA},
     )
+
+
+def check_not_revoked(session: Session, actor: Actor) -> None:
+    """401 when the key behind ``actor`` (authenticated earlier) has been revoked since."""
+    key_id = int(actor.principal.removeprefix("key:"))
+    revoked = session.execute(select(ApiKey.revoked_at).where(ApiKey.id == key_id)).one_or_none()
+    if revoked is None or revoked[0] is not None:
+        raise Unauthorized("A valid API key is required (Authorization: Bearer lk_…).")
 
 
 def require_write(actor: Actor) -> None:
@@ -101,3 +115,89 @@ def revoke(session: Session, prefix: str) -> ApiKey:
 
 def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+# ── administration (console: apikey.manage) ────────────────────────────────────────────
+@dataclass(frozen=True)
+class KeyRow:
+    key: ApiKey
+    unit: OrgUnit
+
+
+def keys_in_scope(session: Session, actor: Actor) -> list[KeyRow]:
+    """Keys bound to a unit ``actor`` sees, newest first (prefixes only: secrets are
+    never kept)."""
+    require(actor, KEY_MANAGE)
+    rows = session.execute(
+        select(ApiKey, OrgUnit)
+        .join(OrgUnit, OrgUnit.id == ApiKey.org_unit_id)
+        .order_by(ApiKey.id.desc())
+    )
+    return [KeyRow(k, u) for k, u in rows if actor.sees(u.path)]
+
+
+def issue(
+    session: Session,
+    actor: Actor,
+    *,
+    name: str,
+    scope: str,
+    access: str,
+    personal_data: bool,
+) -> IssuedKey:
+    """A new key for a unit ``actor`` sees, audited (the secret is not)."""
+    require(actor, KEY_MANAGE)
+    name = name.strip()
+    if not name or len(name) > 128:
+        raise ValidationFailed("A name is required.", [FieldError("name", "1–128 characters")])
+    unit = (
+        org.get_hq(session)
+        if scope == "hq"
+        else session.scalar(select(OrgUnit).where(OrgUnit.code == scope))
+    )
+    if unit is None or not actor.sees(unit.path):
+        raise ValidationFailed("Unknown scope.", [FieldError("scope", "unknown unit")])
+    issued = create_key(
+        session,
+        name=name,
+        scope=unit.code if scope != "hq" else "hq",
+        access=access,
+        personal_data=personal_data,
+    )
+    audit.record(
+        session,
+        actor,
+        "apikey.create",
+        "api_key",
+        issued.key.prefix,
+        org_path=unit.path,
+        after={
+            "name": name,
+            "scope": unit.code,
+            "access": access,
+            "personal_data": personal_data,
+        },
+    )
+    return issued
+
+
+def revoke_key(session: Session, actor: Actor, prefix: str) -> ApiKey:
+    """Revoke at once: every process refuses the key from its next request."""
+    require(actor, KEY_MANAGE)
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix).with_for_update())
+    unit = session.get(OrgUnit, row.org_unit_id) if row is not None else None
+    if row is None or unit is None or not actor.sees(unit.path):
+        raise NotFound(f"No API key {prefix!r}.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit.record(
+            session,
+            actor,
+            "apikey.revoke",
+            "api_key",
+            row.prefix,
+            org_path=unit.path,
+            before={"revoked": False},
+            after={"revoked": True},
+        )
+    return row

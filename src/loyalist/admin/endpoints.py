@@ -764,19 +764,64 @@ def _typed(leaf: str, text: str) -> Any:
     return text
 
 
-def _overrides(base: dict[str, Any], doc: dict[str, Any], form: dict[str, str]) -> None:
-    """Inputs changed on the page win over the same value in the section's YAML."""
+_YUAN = re.compile(r"^-?\d{1,12}(\.\d{1,2})?$")
+
+
+def is_money(key: str, doc: dict[str, Any]) -> bool:
+    """Inputs the edit page shows and takes in yuan: a reward's cash price, and tier
+    thresholds when tiers are earned by spend."""
+    leaf = key.rsplit(".", 1)[-1]
+    metric = (doc.get("tiers") or {}).get("metric", "spend")
+    return leaf == "cash_minor" or (leaf == "threshold" and metric == "spend")
+
+
+def yuan(minor: Any) -> str:
+    """Fen as the yuan an input shows: 1990 → "19.90" (exact: integer arithmetic)."""
+    if not isinstance(minor, int) or isinstance(minor, bool):
+        return shown(minor)
+    sign = "-" if minor < 0 else ""
+    return f"{sign}{abs(minor) // 100}.{abs(minor) % 100:02d}"
+
+
+def fen(text: str) -> int | None:
+    """Yuan as typed ("19.9", "1,000", "¥12.50") in fen, exactly; None if it is not an
+    amount with at most two decimals."""
+    cleaned = text.strip().replace(",", "").replace("¥", "").replace("￥", "")
+    if not _YUAN.match(cleaned):
+        return None
+    sign = -1 if cleaned.startswith("-") else 1
+    whole, _dot, cents = cleaned.lstrip("-").partition(".")
+    return sign * (int(whole) * 100 + int((cents + "00")[:2]))
+
+
+def _overrides(base: dict[str, Any], doc: dict[str, Any], form: dict[str, str]) -> dict[str, str]:
+    """Inputs changed on the page win over the same value in the section's YAML. Money
+    inputs are in yuan; the errors of those that are not amounts are returned."""
+    errors: dict[str, str] = {}
     for key, text in form.items():
         m = _FIELD.match(key)
         if m is None:
             continue
         allowed = TIER_FIELDS if m.group(1) == "tiers.levels" else REWARD_FIELDS
-        if m.group(3) not in allowed or text.strip() == shown(_walk(base, key.split("."))):
+        if m.group(3) not in allowed:
+            continue
+        money = is_money(key, base)
+        was = _walk(base, key.split("."))
+        if text.strip() == (yuan(was) if money else shown(was)):
             continue
         *parent_path, leaf = key.split(".")
         parent = _walk(doc, parent_path)
-        if isinstance(parent, dict):
+        if not isinstance(parent, dict):
+            continue
+        if money and text.strip():
+            amount = fen(text)
+            if amount is None:
+                errors[key] = "an amount in yuan with at most 2 decimals, e.g. 19.90"
+                continue
+            parent[leaf] = amount
+        else:
             parent[leaf] = _typed(leaf, text)
+    return errors
 
 
 def _assemble(
@@ -804,7 +849,9 @@ def _assemble(
     if parsed["expiry"] is not None:
         doc["points"] = parsed["expiry"]
     doc["rewards"] = parsed["rewards"] or []
-    _overrides(base, doc, form)
+    money_errors = _overrides(base, doc, form)
+    if money_errors:
+        return None, money_errors
     try:
         return programmes.parse(doc), {}
     except LoyalistError as exc:
@@ -866,6 +913,8 @@ async def _programme_view(
             "stock": {r.code: r.stock_remaining for r in rewards.catalogue(s, active_only=False)},
             "tier_label": tier_label,
             "shown": shown,
+            "yuan": yuan,
+            "money_tiers": programme.tiers.metric.value == "spend",
             "metric_unit": {
                 "spend": _("fen"),
                 "orders": _("orders"),

@@ -25,8 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from loyalist.errors import FieldError, LoyalistError
 from loyalist.kit import i18n
 from loyalist.kit.actor import Actor
+from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database
 from loyalist.member import domain as member_domain
+from loyalist.reward import domain as fulfilment
 from loyalist.staff import service as staff
 
 HERE = Path(__file__).parent
@@ -112,6 +114,13 @@ def mask_phone(phone: str | None) -> str:
     return member_domain.mask_phone(phone) or "—"
 
 
+def redemption_state(r: Any) -> str:
+    """ready | collected | expired | cancelled, now."""
+    return fulfilment.state(
+        status=r.status, collected_at=r.collected_at, expires_at=r.expires_at, now=utcnow()
+    )
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "—"
@@ -155,6 +164,11 @@ def env_for(locale: str) -> Environment:
                 i18n.translations(locale, (LOCALE_DIR,)), newstyle=True
             )
             env.globals["mask_phone"] = mask_phone
+            env.globals["mask_email"] = member_domain.mask_email
+            env.globals["mask_token"] = member_domain.mask_token
+            env.globals["mask_identity"] = member_domain.mask_identity
+            env.globals["redemption_code"] = fulfilment.format_code
+            env.globals["redemption_state"] = redemption_state
             env.globals["changes"] = changes
             env.globals["tr"] = gettext_for(locale)  # plain lookup for messages from code
             _envs[locale] = env

@@ -40,6 +40,7 @@ EVENT_TYPES = frozenset(
         "redemption.cancelled",
         "programme.published",
         "document.published",
+        "redemption.collected",
     }
 )
 

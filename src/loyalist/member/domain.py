@@ -64,3 +64,67 @@ def mask_phone(phone: str | None) -> str | None:
     if not phone:
         return phone
     return phone[:-8] + "****" + phone[-4:] if len(phone) > 8 else "****"
+
+
+def mask_email(email: str | None) -> str | None:
+    """ "zhang.wei@example.com" → "z***@example.com"."""
+    if not email:
+        return email
+    local, at, domain = email.partition("@")
+    return f"{local[:1]}***{at}{domain}" if at else "***"
+
+
+def mask_birthday(birthday: str | None) -> str | None:
+    """An ISO date without its year: "1990-05-17" → "****-05-17" (the month and day stay
+    usable for birthday offers)."""
+    if not birthday:
+        return birthday
+    return "****" + birthday[4:] if len(birthday) == 10 else "****"
+
+
+def mask_token(value: str | None) -> str | None:
+    """An openid or a card number: the first 3 and last 2 characters."""
+    if not value:
+        return value
+    return value[:3] + "****" + value[-2:] if len(value) > 6 else "****"
+
+
+# The personal identity kinds and how each is masked (app ids are the brand's own).
+_IDENTITY_MASKS = {
+    "phone": mask_phone,
+    "email": mask_email,
+    "wechat_openid": mask_token,
+    "pos_card": mask_token,
+}
+
+
+def mask_identity(kind: str, value: str | None) -> str | None:
+    mask = _IDENTITY_MASKS.get(kind)
+    return mask(value) if mask is not None else value
+
+
+def mask_personal(body: dict[str, object]) -> dict[str, object]:
+    """A member's answer with phone, e-mail, birthday and personal identities masked
+    (for callers without the personal-data permission). Nested members are masked too."""
+    out: dict[str, object] = {}
+    for key, value in body.items():
+        if key == "phone" and isinstance(value, str):
+            out[key] = mask_phone(value)
+        elif key == "email" and isinstance(value, str):
+            out[key] = mask_email(value)
+        elif key == "birthday" and isinstance(value, str):
+            out[key] = mask_birthday(value)
+        elif key == "identities" and isinstance(value, list):
+            out[key] = [
+                {**i, "value": mask_identity(str(i.get("kind")), i.get("value"))}
+                if isinstance(i, dict)
+                else i
+                for i in value
+            ]
+        elif isinstance(value, dict):
+            out[key] = mask_personal(value)
+        elif isinstance(value, list):
+            out[key] = [mask_personal(v) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out

@@ -9,13 +9,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from loyalist.access.permissions import may_see_phone
 from loyalist.approval import service as approvals
 from loyalist.approval.endpoints import request_body
 from loyalist.approval.schemas import AdjustmentRequestOut
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.http import DB, Caller, IdemKey, MemberId, read, write
+from loyalist.kit.actor import Actor
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.member import service
+from loyalist.member.domain import mask_personal
 from loyalist.member.schemas import (
     ConsentIn,
     IdentityIn,
@@ -33,6 +36,12 @@ class AdjustmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     points: int = Field(ge=-10_000_000, le=10_000_000)
     reason: str = Field(min_length=3, max_length=500)
+
+
+def shown(actor: Actor, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as ``actor`` may see it: personal data masked for a key without the
+    personal-data permission (see docs/api.md)."""
+    return body if may_see_phone(actor) else dict(mask_personal(body))
 
 
 def member_summary(m: Member) -> dict[str, Any]:
@@ -121,9 +130,9 @@ async def create_member(
         if not actor.sees(joined.member.org_path):
             # Chains: the brand's member, joined elsewhere. The caller learns who they are
             # (as an exact identity lookup would tell); the 360 view stays with their store.
-            return 200, member_summary(joined.member)
-        return (201 if joined.created else 200), profile_body(
-            service.profile(s, actor, joined.member.id)
+            return 200, shown(actor, member_summary(joined.member))
+        return (201 if joined.created else 200), shown(
+            actor, profile_body(service.profile(s, actor, joined.member.id))
         )
 
     return await write(request, db, actor, key, work)
@@ -167,7 +176,7 @@ async def list_members(
     def fn(s: Session) -> dict[str, Any]:
         rows = service.search(s, actor, f, after=page.after, limit=page.limit)
         nxt = encode_cursor(rows[-1].id) if len(rows) == page.limit else None
-        return {"items": [member_summary(m) for m in rows], "next_cursor": nxt}
+        return {"items": [shown(actor, member_summary(m)) for m in rows], "next_cursor": nxt}
 
     result: dict[str, Any] = await read(db, fn)
     return result
@@ -176,7 +185,7 @@ async def list_members(
 @router.get("/{member_id}", summary="A member with balance, tier and progress")
 async def get_member(member_id: MemberId, db: DB, actor: Caller) -> dict[str, Any]:
     result: dict[str, Any] = await read(
-        db, lambda s: profile_body(service.profile(s, actor, member_id))
+        db, lambda s: shown(actor, profile_body(service.profile(s, actor, member_id)))
     )
     return result
 
@@ -192,7 +201,7 @@ async def update_member(
 ) -> JSONResponse:
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         service.update(s, actor, member_id, data)
-        return 200, profile_body(service.profile(s, actor, member_id))
+        return 200, shown(actor, profile_body(service.profile(s, actor, member_id)))
 
     return await write(request, db, actor, key, work)
 
@@ -209,7 +218,7 @@ async def add_identity(
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         service.add_identity(s, actor, member_id, data.kind, data.value)
         ids = service.identities(s, member_id)
-        return 200, {"identities": [{"kind": k, "value": v} for k, v in ids]}
+        return 200, shown(actor, {"identities": [{"kind": k, "value": v} for k, v in ids]})
 
     return await write(request, db, actor, key, work)
 

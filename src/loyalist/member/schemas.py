@@ -32,6 +32,10 @@ class MemberCreate(Strict):
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     consents: dict[Literal["sms", "email", "push", "wechat"], bool] = Field(default_factory=dict)
     identities: list[IdentityIn] = Field(default_factory=list, max_length=20)
+    # Kept for the referral feature (stored, not acted on yet).
+    referral_code: str | None = Field(
+        default=None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$"
+    )
 
 
 class MemberUpdate(Strict):

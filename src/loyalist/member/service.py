@@ -52,7 +52,7 @@ def _norm(kind: str, value: str, field: str) -> str:
 
 def _home(session: Session, actor: Actor, code: str | None) -> tuple[int | None, str]:
     if code is not None:
-        store = org.store_in_scope(session, actor, code, field="home_store")
+        store = org.open_store_in_scope(session, actor, code, field="home_store")
         return store.id, store.path
     if actor.scope_path != "/":
         unit = session.scalar(select(OrgUnit).where(OrgUnit.path == actor.scope_path))
@@ -139,6 +139,7 @@ def create(session: Session, actor: Actor, data: MemberCreate) -> Joined:
         home_store_id=home_id,
         org_path=path,
         join_channel=data.join_channel,
+        referral_code=data.referral_code,
         status="active",
         tier_code=base_tier,
         tier_since=now,
@@ -224,7 +225,7 @@ def update(session: Session, actor: Actor, member_id: int, data: MemberUpdate) -
     if "home_store" in fields:
         code = fields.pop("home_store")
         if code is not None:
-            store = org.store_in_scope(session, actor, code, field="home_store")
+            store = org.open_store_in_scope(session, actor, code, field="home_store")
             changes["home_store"] = [m.home_store_id, store.id]
             m.home_store_id, m.org_path = store.id, store.path
     for key, value in fields.items():

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import groupby
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+import segno
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -33,7 +35,9 @@ from loyalist.messaging.channels import Channel, DeliveryFailed, mask_address
 from loyalist.messaging.settings import channel_from_settings
 from loyalist.models import Member
 from loyalist.programme import service as programmes
+from loyalist.reward.domain import format_code
 from loyalist.reward.errors import LimitReached, OutOfStock, RewardNotAvailable, TierNotAllowed
+from loyalist.reward.service import state as redemption_state
 
 log = logging.getLogger("loyalist.member_web")
 router = APIRouter(prefix="/m", include_in_schema=False)
@@ -300,6 +304,138 @@ def signin_verify(
     return _page(ctx, "code.html", 422, phone=e164, masked=mask_phone(e164), errors=errors)
 
 
+# -- self-registration --------------------------------------------------------------------
+
+_REFERRAL = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def _join_form(consents: dict[str, bool], referral: str) -> dict[str, Any]:
+    return {"consents": consents, "referral": referral, "channels": service.JOIN_CHANNELS}
+
+
+def _consents(form: Any) -> dict[str, bool]:
+    return {ch: form.get(f"consent_{ch}") == "on" for ch in service.JOIN_CHANNELS}
+
+
+@router.get("/join")
+def join_form(request: Request) -> Response:
+    ctx = _context(request)
+    if ctx.member_id is not None:
+        return _redirect("/m")
+    return _page(ctx, "join.html", phone="", errors={}, **_join_form({}, ""))
+
+
+@router.post("/join")
+async def join_send(request: Request) -> Response:
+    """Like sign-in, but the code goes to any valid number (a member's number gets a
+    sign-in code; the page answers the same either way)."""
+    form = await request.form()
+    ctx = _context(request)
+    if not _csrf_ok(ctx, str(form.get("csrf", ""))):
+        return _forbidden(ctx)
+    phone, referral = str(form.get("phone", "")), str(form.get("referral", "")).strip()
+    consents = _consents(form)
+    extra = _join_form(consents, referral)
+    errors: dict[str, str] = {}
+    try:
+        e164 = normalise_phone(phone)
+    except InvalidIdentity:
+        errors["phone"] = ctx._("Enter a valid mobile number.")
+    if referral and not _REFERRAL.match(referral):
+        errors["referral"] = ctx._("A referral code has letters and digits only.")
+    if form.get("terms") != "on":
+        errors["terms"] = ctx._("Please accept the membership terms.")
+    if errors:
+        return _page(ctx, "join.html", 422, phone=phone, errors=errors, **extra)
+    ip = request.client.host if request.client else "unknown"
+    channel = _channel(request)
+
+    def issue(s: Any) -> service.Limited | str:
+        result = service.request_code(s, e164, ip, for_join=True)
+        return result if isinstance(result, service.Limited) else result.code
+
+    outcome = ctx.db.run(issue)
+    if isinstance(outcome, service.Limited):
+        errors = {
+            "phone": ctx._(
+                "Too many codes requested. Try again in %(seconds)s seconds.",
+                seconds=outcome.retry_after_s,
+            )
+        }
+        return _page(ctx, "join.html", 429, phone=phone, errors=errors, **extra)
+    try:
+        if channel.address != "phone":
+            raise DeliveryFailed("joining needs a channel that reaches phones")
+        channel.send(
+            e164,
+            "signin_code",
+            {"code": outcome, "minutes": int(service.CODE_TTL.total_seconds() // 60)},
+            ctx.locale,
+        )
+    except Exception:
+        log.exception("join code to %s not sent", mask_address(e164))
+        errors = {"phone": ctx._("We could not send the code. Please try again later.")}
+        return _page(ctx, "join.html", 503, phone=phone, errors=errors, **extra)
+    return _page(ctx, "join_code.html", phone=e164, masked=mask_phone(e164), errors={}, **extra)
+
+
+@router.post("/join/code")
+async def join_verify(request: Request) -> Response:
+    form = await request.form()
+    ctx = _context(request)
+    if not _csrf_ok(ctx, str(form.get("csrf", ""))):
+        return _forbidden(ctx)
+    try:
+        e164 = normalise_phone(str(form.get("phone", "")))
+    except InvalidIdentity:
+        return _redirect("/m/join")
+    referral = str(form.get("referral", "")).strip()
+    referral = referral if _REFERRAL.match(referral) else ""
+    consents = _consents(form)
+    code = str(form.get("code", ""))
+
+    def check(s: Any) -> tuple[service.Verified, service.NewSession | None]:
+        v = service.verify_code(s, e164, code, for_join=True)
+        if v.outcome != "ok":
+            return v, None
+        member_id = v.member_id
+        if member_id is None:
+            member_id = service.join(s, e164, consents=consents, referral_code=referral).id
+        return v, service.start_session(s, member_id)
+
+    verified, new = ctx.db.run(check)
+    if new is not None:
+        resp = _redirect("/m?joined=1" if verified.member_id is None else "/m")
+        resp.set_cookie(
+            SESSION_COOKIE,
+            new.token,
+            max_age=int(service.SESSION_TTL.total_seconds()),
+            httponly=True,
+            samesite="lax",
+            secure=ctx.secure,
+            path="/m",
+        )
+        return resp
+    problems = {
+        "wrong": ctx._(
+            "That code is not right. %(left)s attempts left.", left=verified.attempts_left
+        ),
+        "expired": ctx._("That code has expired. Ask for a new one."),
+        "locked": ctx._("Too many wrong codes. Ask for a new one."),
+        "none": ctx._("No code is waiting for this number. Ask for a new one."),
+    }
+    errors = {"code": problems.get(verified.outcome, problems["none"])}
+    return _page(
+        ctx,
+        "join_code.html",
+        422,
+        phone=e164,
+        masked=mask_phone(e164),
+        errors=errors,
+        **_join_form(consents, referral),
+    )
+
+
 @router.post("/signout")
 def signout(request: Request, csrf: CsrfField = "") -> Response:
     ctx = _context(request)
@@ -465,7 +601,29 @@ def redemption_page(request: Request, redemption_id: int) -> Response:
         done = ctx.db.run(lambda s: views.redemption(s, mid, redemption_id))
     except NotFound:
         return _not_found(ctx)
-    return _page(ctx, "redeemed.html", done=done, reward_name=_reward_name(ctx))
+    return _page(
+        ctx,
+        "redeemed.html",
+        done=done,
+        reward_name=_reward_name(ctx),
+        code=format_code(done.redemption.code),
+        qr=_qr(done.redemption.code),
+        state=redemption_state(done.redemption),
+        # the last day it can be collected (it expires at the start of the next one)
+        until=(
+            done.redemption.expires_at - timedelta(microseconds=1)
+            if done.redemption.expires_at
+            else None
+        ),
+    )
+
+
+def _qr(code: str | None) -> str | None:
+    """The counter code as a QR image (segno, made here: no outside service)."""
+    if not code:
+        return None
+    data_uri: str = segno.make(format_code(code), error="m").png_data_uri(scale=6, border=2)
+    return data_uri
 
 
 @router.get("/history")

@@ -26,10 +26,12 @@ from typing import Literal
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from loyalist.kit.actor import Actor
 from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.db import is_sqlite
 from loyalist.kit.hashing import constant_time_equals, new_token, sha256_hex
 from loyalist.member import service as members
+from loyalist.member.schemas import MemberCreate
 from loyalist.models import Member, MemberLoginCode, MemberSession
 
 CODE_TTL = timedelta(minutes=5)
@@ -106,8 +108,12 @@ def _retry_after(
     return None
 
 
-def request_code(session: Session, phone_e164: str, ip: str) -> Issued | Limited:
-    """Issue a new code for ``phone_e164`` (normalised), unless a send limit is reached."""
+def request_code(
+    session: Session, phone_e164: str, ip: str, *, for_join: bool = False
+) -> Issued | Limited:
+    """Issue a new code for ``phone_e164`` (normalised), unless a send limit is reached.
+    ``for_join``: the code is real (and sent) for a number that is not a member yet, so
+    that it can join; sign-in codes for non-members never match."""
     now = utcnow()
     pkey, ikey = phone_key(phone_e164), ip_key(ip)
     for key in sorted({pkey, ikey}):
@@ -141,7 +147,7 @@ def request_code(session: Session, phone_e164: str, ip: str) -> Issued | Limited
             member_id=member.id if member else None,
             salt=salt,
             # A non-member's row gets the hash of a different random code: it never matches.
-            code_hash=_code_hash(salt, code if member else secrets.token_hex(8)),
+            code_hash=_code_hash(salt, code if member or for_join else secrets.token_hex(8)),
             attempts=0,
             created_at=now,
             expires_at=expires,
@@ -163,9 +169,12 @@ class Verified:
     attempts_left: int = 0
 
 
-def verify_code(session: Session, phone_e164: str, code: str) -> Verified:
+def verify_code(
+    session: Session, phone_e164: str, code: str, *, for_join: bool = False
+) -> Verified:
     """Check a code against the newest open code for the phone. Commits attempts too:
-    the caller must not roll back on a wrong answer (nothing is raised)."""
+    the caller must not roll back on a wrong answer (nothing is raised). ``for_join``:
+    a code issued to a non-member also passes (``member_id`` is then None)."""
     now = utcnow()
     pkey = phone_key(phone_e164)
     _advisory_lock(session, pkey)
@@ -186,7 +195,7 @@ def verify_code(session: Session, phone_e164: str, code: str) -> Verified:
         return Verified("expired")
     cleaned = code.strip()
     good = (
-        row.member_id is not None
+        (row.member_id is not None or for_join)
         and len(cleaned) == 6
         and cleaned.isdigit()
         and constant_time_equals(_code_hash(row.salt, cleaned), row.code_hash)
@@ -251,3 +260,28 @@ def end_session(session: Session, token: str | None) -> None:
         .where(MemberSession.token_hash == sha256_hex(token), MemberSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+
+
+JOIN_CHANNELS = ("sms", "email", "push", "wechat")
+
+
+def join(
+    session: Session,
+    phone_e164: str,
+    *,
+    consents: dict[str, bool],
+    referral_code: str | None,
+) -> Member:
+    """Create the member whose phone was just verified, through the member service (the
+    API's validation and events). A number that joined meanwhile gets its member back."""
+    existing = members.find_by_identity(session, "phone", phone_e164)
+    if existing is not None:
+        return existing
+    actor = Actor(name="member:self-registration", scope_path="/", principal="member-join")
+    data = MemberCreate(
+        phone=phone_e164,
+        join_channel="member_page",
+        consents={ch: bool(consents.get(ch)) for ch in JOIN_CHANNELS},
+        referral_code=referral_code or None,
+    )
+    return members.create(session, actor, data).member

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalist.kit.db import Base
@@ -22,6 +23,9 @@ class ApiKey(Base):
     # Points this key may adjust at once without a second person (None: the approval
     # threshold applies).
     approval_free_limit: Mapped[int | None] = mapped_column(BigInteger)
+    # Sees personal data (phone, e-mail, birthday, openid, card number) unmasked. Keys made
+    # before this column existed keep full access.
+    personal_data: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     created_at: Mapped[datetime]

@@ -45,3 +45,5 @@ class Member(Base):
     tier_evaluated_period: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(index=True)
     updated_at: Mapped[dt.datetime]
+    # The referral code given at sign-up, kept for the referral feature (not acted on yet).
+    referral_code: Mapped[str | None] = mapped_column(String(32))

@@ -22,3 +22,4 @@ class OrgUnit(Base):
     # starts with the scope's path.
     path: Mapped[str] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]  # a closed store takes no new members or orders

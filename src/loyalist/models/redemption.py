@@ -26,3 +26,9 @@ class Redemption(Base):
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime]
     cancelled_at: Mapped[datetime | None]
+    # Fulfilment: the code the member shows at the counter (unique, no look-alike
+    # characters), when the voucher stops being collectable, and its one collection.
+    code: Mapped[str | None] = mapped_column(String(16), unique=True)
+    expires_at: Mapped[datetime | None]
+    collected_at: Mapped[datetime | None]
+    collected_by: Mapped[str | None] = mapped_column(String(128))

@@ -22,6 +22,11 @@ class Reward(Base):
     cash_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     stock_total: Mapped[int | None]
     stock_remaining: Mapped[int | None]
+    # Units added by top-ups since the programme set the stock: kept across programme
+    # versions (the programme's stock plus this is the total).
+    stock_added: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # A redeemed voucher can be collected for this many days (programme-local), or forever.
+    collect_within_days: Mapped[int | None]
     per_member_limit: Mapped[int | None]
     min_tier: Mapped[str | None] = mapped_column(String(64))
     valid_from: Mapped[datetime | None]

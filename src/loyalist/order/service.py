@@ -197,7 +197,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
     # A back-dated order earns under the programme version in force at its date.
     version, programme = programmes.in_force_at(session, occurred_at)
     _check_paid(current, data)
-    store = org.store_in_scope(session, actor, data.store)
+    store = org.open_store_in_scope(session, actor, data.store)
     member = _member_for_order(session, actor, data)
     existing = _existing(session, store.id, data.external_id)
     if existing is not None:

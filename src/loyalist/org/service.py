@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import re
+from typing import Any
+
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
+from loyalist.access.permissions import ORG_MANAGE, require
+from loyalist.audit import service as audit
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
+from loyalist.kit.db import Base
 from loyalist.models import OrgUnit
 from loyalist.org.errors import OrgUnitExists, OrgUnitNotFound
 
 KINDS = ("hq", "region", "store")
 PARENT_KIND = {"region": "hq", "store": "region"}
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def get_hq(session: Session) -> OrgUnit | None:
@@ -92,3 +99,147 @@ def list_units(session: Session, actor: Actor) -> list[OrgUnit]:
 def stores_under(session: Session, path: str) -> list[OrgUnit]:
     q = select(OrgUnit).where(OrgUnit.kind == "store", OrgUnit.path.startswith(path))
     return list(session.scalars(q.order_by(OrgUnit.code)))
+
+
+# ── administration (console: org.manage) ───────────────────────────────────────────────
+def _managed_unit(session: Session, actor: Actor, code: str) -> OrgUnit:
+    require(actor, ORG_MANAGE)
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code).with_for_update())
+    if unit is None or not actor.sees(unit.path):
+        raise OrgUnitNotFound(f"No organisation unit {code!r}.")
+    return unit
+
+
+def add_unit(
+    session: Session, actor: Actor, *, code: str, name: str, kind: str, parent_code: str
+) -> OrgUnit:
+    """A region or store under a parent ``actor`` sees (console)."""
+    require(actor, ORG_MANAGE)
+    code, name = code.strip(), name.strip()
+    errors = []
+    if not _CODE.match(code):
+        errors.append(FieldError("code", "1–64 of a-z 0-9 - _", "invalid_code"))
+    if not name or len(name) > 128:
+        errors.append(FieldError("name", "1–128 characters", "required"))
+    if kind not in ("region", "store"):
+        errors.append(FieldError("kind", "region or store"))
+    if errors:
+        raise ValidationFailed("The unit is not valid.", errors)
+    parent = session.scalar(select(OrgUnit).where(OrgUnit.code == parent_code))
+    if parent is None or not actor.sees(parent.path):
+        raise ValidationFailed("Unknown parent.", [FieldError("parent", "unknown unit")])
+    if parent.closed_at is not None:
+        raise ValidationFailed("The parent is closed.", [FieldError("parent", "closed")])
+    unit = create_unit(session, code=code, name=name, kind=kind, parent_code=parent.code)
+    audit.record(
+        session,
+        actor,
+        "org.create",
+        "org_unit",
+        unit.id,
+        org_path=unit.path,
+        after={"code": code, "name": name, "kind": kind, "parent": parent.code},
+    )
+    return unit
+
+
+def rename(session: Session, actor: Actor, code: str, name: str) -> OrgUnit:
+    unit = _managed_unit(session, actor, code)
+    name = name.strip()
+    if not name or len(name) > 128:
+        raise ValidationFailed("A name is required.", [FieldError("name", "1–128 characters")])
+    before = unit.name
+    unit.name = name
+    audit.record(
+        session,
+        actor,
+        "org.rename",
+        "org_unit",
+        unit.id,
+        org_path=unit.path,
+        before={"name": before},
+        after={"name": name},
+    )
+    return unit
+
+
+# Tables whose rows carry a copy of a unit's path for scoping: moving a unit rewrites
+# them (members, orders, redemptions and their history follow their store).
+def _path_tables() -> list[Any]:
+    return [t for t in Base.metadata.sorted_tables if "org_path" in t.c]
+
+
+def move(session: Session, actor: Actor, code: str, new_parent_code: str) -> OrgUnit:
+    """Move a store to another region (or a region under HQ): the unit's path, its
+    descendants' paths and every scoped row's copy of them change in this transaction,
+    so scopes follow at once."""
+    unit = _managed_unit(session, actor, code)
+    if unit.kind == "hq":
+        raise ValidationFailed("HQ cannot move.", [FieldError("parent", "HQ has no parent")])
+    parent = session.scalar(select(OrgUnit).where(OrgUnit.code == new_parent_code))
+    if parent is None or not actor.sees(parent.path):
+        raise ValidationFailed("Unknown parent.", [FieldError("parent", "unknown unit")])
+    if parent.kind != PARENT_KIND[unit.kind]:
+        raise ValidationFailed(
+            f"A {unit.kind} must belong to a {PARENT_KIND[unit.kind]}.",
+            [FieldError("parent", f"must be a {PARENT_KIND[unit.kind]}", "wrong_kind")],
+        )
+    if parent.closed_at is not None:
+        raise ValidationFailed("The parent is closed.", [FieldError("parent", "closed")])
+    old_path = unit.path
+    new_path = f"{parent.path}{unit.id}/"
+    if new_path == old_path:
+        return unit
+    before_parent = session.get(OrgUnit, unit.parent_id) if unit.parent_id else None
+    n = len(old_path) + 1
+    for table in [OrgUnit.__table__, *[t for t in _path_tables()]]:
+        col = table.c.path if table is OrgUnit.__table__ else table.c.org_path
+        session.execute(
+            table.update()
+            .where(col.startswith(old_path))
+            .values({col.name: literal(new_path) + func.substr(col, n)})
+        )
+    session.expire_all()
+    unit = get_by_code(session, code)
+    unit.parent_id = parent.id
+    audit.record(
+        session,
+        actor,
+        "org.move",
+        "org_unit",
+        unit.id,
+        org_path=unit.path,
+        before={"parent": before_parent.code if before_parent else None},
+        after={"parent": parent.code},
+    )
+    return unit
+
+
+def close(session: Session, actor: Actor, code: str) -> OrgUnit:
+    """Close a store: it takes no new members, staff or orders; history stays."""
+    unit = _managed_unit(session, actor, code)
+    if unit.kind != "store":
+        raise ValidationFailed("Only a store closes.", [FieldError("code", "not a store")])
+    if unit.closed_at is None:
+        unit.closed_at = utcnow()
+        audit.record(
+            session,
+            actor,
+            "org.close",
+            "org_unit",
+            unit.id,
+            org_path=unit.path,
+            before={"closed": False},
+            after={"closed": True},
+        )
+    return unit
+
+
+def open_store_in_scope(session: Session, actor: Actor, code: str, field: str = "store") -> OrgUnit:
+    """:func:`store_in_scope` for new business: a closed store is refused (422)."""
+    unit = store_in_scope(session, actor, code, field)
+    if unit.closed_at is not None:
+        raise ValidationFailed(
+            f"Store {code!r} is closed.", [FieldError(field, "the store is closed", "store_closed")]
+        )
+    return unit

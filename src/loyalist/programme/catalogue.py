@@ -31,18 +31,22 @@ def sync_catalogue(session: Session, programme: Programme) -> None:
                 code=spec.code,
                 stock_total=spec.stock,
                 stock_remaining=spec.stock,
+                stock_added=0,
                 updated_at=now,
             )
             session.add(row)
         else:
             if spec.stock is None:
                 row.stock_total = row.stock_remaining = None
+                row.stock_added = 0
             elif row.stock_total is None or row.stock_remaining is None:
                 row.stock_total = row.stock_remaining = spec.stock
+                row.stock_added = 0
             else:
+                # Top-ups made since the last version stay on top of the programme's stock.
                 used = row.stock_total - row.stock_remaining
-                row.stock_total = spec.stock
-                row.stock_remaining = max(spec.stock - used, 0)
+                row.stock_total = spec.stock + row.stock_added
+                row.stock_remaining = max(row.stock_total - used, 0)
         row.name = spec.name
         row.name_en = spec.name_en
         row.kind = spec.kind.value
@@ -54,6 +58,7 @@ def sync_catalogue(session: Session, programme: Programme) -> None:
         row.valid_until = spec.valid_until
         row.image_url = spec.image_url
         row.description = spec.description
+        row.collect_within_days = spec.collect_within_days
         row.active = True
         row.updated_at = now
     for row in rows.values():

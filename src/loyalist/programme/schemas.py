@@ -270,6 +270,9 @@ class Reward(Strict):
     valid_until: dt.datetime | None = None
     image_url: str | None = None
     description: str = ""
+    # A redeemed voucher can be collected for this many days after the day of redemption
+    # (programme-local days); None: it does not expire.
+    collect_within_days: int | None = Field(default=None, ge=1, le=3650)
 
     @field_validator("valid_from", "valid_until")
     @classmethod

@@ -11,8 +11,16 @@ from sqlalchemy.orm import Session
 from loyalist.http import DB, Caller, IdemKey, MemberFilterId, RecordId, read, write
 from loyalist.kit.pagination import encode_cursor, page_request
 from loyalist.models import Redemption, Reward
-from loyalist.reward import service
-from loyalist.reward.schemas import RedemptionCancel, RedemptionCreate
+from loyalist.reward import domain, service
+from loyalist.reward.schemas import (
+    RedemptionCancel,
+    RedemptionCollect,
+    RedemptionCollectByCode,
+    RedemptionCreate,
+    RedemptionOut,
+    RewardStockOut,
+    StockTopUp,
+)
 
 router = APIRouter(tags=["rewards"])
 
@@ -45,6 +53,10 @@ def redemption_body(r: Redemption, reward_code: str | None = None) -> dict[str, 
         "cash_minor": r.cash_minor,
         "currency": r.currency,
         "status": r.status,
+        "state": service.state(r),
+        "code": domain.format_code(r.code) or None,
+        "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+        "collected_at": r.collected_at.isoformat() if r.collected_at else None,
         "entry_id": r.entry_id,
         "cancel_entry_id": r.cancel_entry_id,
         "created_at": r.created_at.isoformat(),
@@ -124,5 +136,62 @@ async def cancel(
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         r = service.cancel(s, actor, redemption_id, data or RedemptionCancel())
         return 200, redemption_body(r, _code(s, r.reward_id))
+
+    return await write(request, db, actor, key, work)
+
+
+@router.post(
+    "/v1/redemptions/{redemption_id}/collect",
+    response_model=RedemptionOut,
+    summary="Hand the reward over: once; again → 409 redemption_already_collected",
+)
+async def collect(
+    redemption_id: RecordId,
+    request: Request,
+    db: DB,
+    actor: Caller,
+    data: RedemptionCollect | None = None,
+    key: IdemKey = None,
+) -> JSONResponse:
+    store = data.store if data else None
+
+    def work(s: Session) -> tuple[int, dict[str, Any]]:
+        r = service.collect(s, actor, redemption_id=redemption_id, store=store)
+        return 200, redemption_body(r, _code(s, r.reward_id))
+
+    return await write(request, db, actor, key, work)
+
+
+@router.post(
+    "/v1/redemptions/collect",
+    response_model=RedemptionOut,
+    summary="Collect by the code the member shows (the QR holds the same code)",
+)
+async def collect_by_code(
+    data: RedemptionCollectByCode, request: Request, db: DB, actor: Caller, key: IdemKey = None
+) -> JSONResponse:
+    def work(s: Session) -> tuple[int, dict[str, Any]]:
+        r = service.collect(s, actor, code=data.code, store=data.store)
+        return 200, redemption_body(r, _code(s, r.reward_id))
+
+    return await write(request, db, actor, key, work)
+
+
+@router.post(
+    "/v1/rewards/{reward_code}/stock",
+    response_model=RewardStockOut,
+    summary="Top up a reward's stock (no new programme version; audited)",
+)
+async def top_up(
+    reward_code: str, data: StockTopUp, request: Request, db: DB, actor: Caller, key: IdemKey = None
+) -> JSONResponse:
+    def work(s: Session) -> tuple[int, dict[str, Any]]:
+        r = service.top_up(s, actor, reward_code, data.quantity)
+        return 200, {
+            "code": r.code,
+            "stock_total": r.stock_total,
+            "stock_remaining": r.stock_remaining,
+            "stock_added": r.stock_added,
+        }
 
     return await write(request, db, actor, key, work)

@@ -34,3 +34,23 @@ class RewardNotAvailable(Conflict):
 class AlreadyCancelled(Conflict):
     code = "redemption_already_cancelled"
     title = "The redemption was already cancelled"
+
+
+class AlreadyCollected(Conflict):
+    code = "redemption_already_collected"
+    title = "The redemption was already collected"
+
+
+class RedemptionExpired(Conflict):
+    code = "redemption_expired"
+    title = "The redemption can no longer be collected"
+
+
+class RedemptionCancelled(Conflict):
+    code = "redemption_cancelled"
+    title = "The redemption was cancelled"
+
+
+class RedemptionCollected(Conflict):
+    code = "redemption_collected"
+    title = "A collected redemption cannot be cancelled"

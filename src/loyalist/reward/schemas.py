@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalist.kit.db import MAX_INT4
@@ -18,3 +20,43 @@ class RedemptionCreate(Strict):
 
 class RedemptionCancel(Strict):
     reason: str = Field(default="", max_length=500)
+
+
+class RedemptionCollect(Strict):
+    store: str | None = Field(default=None, max_length=64, description="where it is handed over")
+
+
+class RedemptionCollectByCode(RedemptionCollect):
+    code: str = Field(
+        min_length=1, max_length=32, description="the member's code; case and dashes ignored"
+    )
+
+
+class StockTopUp(Strict):
+    quantity: int = Field(ge=1, le=1_000_000, strict=True)
+
+
+class RedemptionOut(BaseModel):
+    id: int
+    member_id: int
+    reward: str | None
+    quantity: int
+    points: int
+    cash_minor: int
+    currency: str
+    status: str = Field(description="completed | cancelled")
+    state: str = Field(description="ready | collected | expired | cancelled")
+    code: str | None = Field(description="counter code, e.g. ABCD-2345-WXYZ")
+    expires_at: datetime | None
+    collected_at: datetime | None
+    entry_id: int
+    cancel_entry_id: int | None
+    created_at: datetime
+    cancelled_at: datetime | None
+
+
+class RewardStockOut(BaseModel):
+    code: str
+    stock_total: int | None
+    stock_remaining: int | None
+    stock_added: int

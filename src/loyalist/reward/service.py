@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from loyalist.access.permissions import REDEMPTION_CANCEL, REDEMPTION_CREATE, require
+from loyalist.access.permissions import (
+    REDEMPTION_CANCEL,
+    REDEMPTION_COLLECT,
+    REDEMPTION_CREATE,
+    REWARD_STOCK,
+    require,
+)
 from loyalist.audit import service as audit
-from loyalist.errors import FieldError
+from loyalist.errors import FieldError, Forbidden, ValidationFailed
 from loyalist.events import service as events
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
@@ -19,10 +26,15 @@ from loyalist.models import LedgerEntry, Member, Redemption, Reward, RewardUsage
 from loyalist.org import service as org
 from loyalist.programme import service as programmes
 from loyalist.programme.schemas import Programme
+from loyalist.reward import domain
 from loyalist.reward.errors import (
     AlreadyCancelled,
+    AlreadyCollected,
     LimitReached,
     OutOfStock,
+    RedemptionCancelled,
+    RedemptionCollected,
+    RedemptionExpired,
     RedemptionNotFound,
     RewardNotAvailable,
     RewardNotFound,
@@ -92,7 +104,7 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
     """Redeem a reward: checks validity, tier, limit and stock; spends points FEFO."""
     require(actor, REDEMPTION_CREATE)
     member = members.get(session, actor, data.member_id)
-    store = org.store_in_scope(session, actor, data.store) if data.store else None
+    store = org.open_store_in_scope(session, actor, data.store) if data.store else None
     version, programme = programmes.active(session)
     reward = get_reward(session, data.reward)
     now = utcnow()
@@ -152,6 +164,10 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
         status="completed",
         entry_id=0,
         created_at=now,
+        code=_unused_code(session),
+        expires_at=domain.collect_until(
+            now, reward.collect_within_days, ZoneInfo(programme.timezone)
+        ),
     )
     entry = ledger.debit(
         session,
@@ -235,6 +251,23 @@ def cancel(
     session.refresh(r)
     if r.status == "cancelled":
         raise AlreadyCancelled(f"Redemption {r.id} was already cancelled.")
+    # Conditional: a collection committed meanwhile (it takes no member lock) wins.
+    res = session.execute(
+        update(Redemption)
+        .where(
+            Redemption.id == r.id,
+            Redemption.status == "completed",
+            Redemption.collected_at.is_(None),
+        )
+        .values(status="cancelled")
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(r)
+        if r.status == "cancelled":
+            raise AlreadyCancelled(f"Redemption {r.id} was already cancelled.")
+        raise RedemptionCollected(f"Redemption {r.id} was collected; it cannot be cancelled.")
+    session.refresh(r)
     entry = ledger.restore(
         session,
         acct,
@@ -295,3 +328,155 @@ def list_redemptions(
     if after is not None:
         q = q.where(Redemption.id < after)
     return list(session.scalars(q))
+
+
+# ── fulfilment ─────────────────────────────────────────────────────────────────────────
+def _unused_code(session: Session) -> str:
+    """A fresh counter code (the unique constraint is the real guard; a clash among
+    31^12 codes is astronomically unlikely, but costs nothing to avoid here)."""
+    while True:
+        code = domain.new_code()
+        if session.scalar(select(Redemption.id).where(Redemption.code == code)) is None:
+            return code
+
+
+def state(r: Redemption) -> str:
+    """cancelled | collected | expired | ready, now."""
+    return domain.state(
+        status=r.status, collected_at=r.collected_at, expires_at=r.expires_at, now=utcnow()
+    )
+
+
+def get_by_code(session: Session, actor: Actor, text: str) -> Redemption:
+    """The redemption behind a typed or scanned code, in the actor's scope (else 404)."""
+    code = domain.parse_code(text)
+    r = (
+        session.scalar(select(Redemption).where(Redemption.code == code))
+        if code is not None
+        else None
+    )
+    if r is None or not actor.sees(r.org_path):
+        raise RedemptionNotFound(
+            "No redemption with this code.", [FieldError("code", "unknown code", "unknown_code")]
+        )
+    return r
+
+
+def collect(
+    session: Session,
+    actor: Actor,
+    *,
+    redemption_id: int | None = None,
+    code: str | None = None,
+    store: str | None = None,
+) -> Redemption:
+    """Mark a redemption collected at the counter, once. One conditional update decides:
+    a second (or concurrent) collection, a cancelled or an expired voucher is a 409 with
+    a stable code and nothing changes."""
+    require(actor, REDEMPTION_COLLECT)
+    if (redemption_id is None) == (code is None):
+        raise ValidationFailed(
+            "Give the redemption's id or its code.", [FieldError("code", "id or code")]
+        )
+    r = get(session, actor, redemption_id) if redemption_id is not None else None
+    if r is None:
+        r = get_by_code(session, actor, code or "")
+    at = org.store_in_scope(session, actor, store) if store else None
+    now = utcnow()
+    res = session.execute(
+        update(Redemption)
+        .where(
+            Redemption.id == r.id,
+            Redemption.status == "completed",
+            Redemption.collected_at.is_(None),
+            (Redemption.expires_at.is_(None)) | (Redemption.expires_at > now),
+        )
+        .values(collected_at=now, collected_by=actor.name[:128])
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(r)
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        extra = {"redemption_id": r.id}
+        if r.status == "cancelled":
+            raise RedemptionCancelled(f"Redemption {r.id} was cancelled.", extra=extra)
+        if r.collected_at is not None:
+            raise AlreadyCollected(
+                f"Redemption {r.id} was already collected.",
+                extra={**extra, "collected_at": r.collected_at.isoformat()},
+            )
+        raise RedemptionExpired(
+            f"Redemption {r.id} expired.",
+            extra={**extra, "expires_at": r.expires_at.isoformat() if r.expires_at else None},
+        )
+    reward = session.get(Reward, r.reward_id)
+    events.emit(
+        session,
+        "redemption.collected",
+        {
+            "redemption_id": r.id,
+            "member_id": r.member_id,
+            "reward": reward.code if reward else None,
+            "store": at.code if at else None,
+        },
+        member_id=r.member_id,
+        org_path=r.org_path,
+    )
+    audit.record(
+        session,
+        actor,
+        "redemption.collect",
+        "redemption",
+        r.id,
+        org_path=r.org_path,
+        before={"state": "ready"},
+        after={"state": "collected", "store": at.code if at else None},
+    )
+    return r
+
+
+MAX_TOP_UP = 1_000_000
+
+
+def top_up(session: Session, actor: Actor, reward_code: str, quantity: int) -> Reward:
+    """Add ``quantity`` units to a reward's stock without a new programme version: one
+    conditional update (concurrent top-ups and redemptions add up exactly), audited.
+    A reward with unlimited stock cannot be topped up."""
+    require(actor, REWARD_STOCK)
+    if isinstance(quantity, bool) or not 1 <= quantity <= MAX_TOP_UP:
+        raise ValidationFailed(
+            f"Top up between 1 and {MAX_TOP_UP:,} units.",
+            [FieldError("quantity", f"1–{MAX_TOP_UP}", "out_of_range")],
+        )
+    hq = org.get_hq(session)
+    if hq is None or not actor.sees(hq.path):
+        raise Forbidden("Only HQ may top up stock: rewards belong to the whole brand.")
+    reward = get_reward(session, reward_code)
+    before = reward.stock_remaining
+    res = session.execute(
+        update(Reward)
+        .where(Reward.id == reward.id, Reward.stock_remaining.is_not(None))
+        .values(
+            stock_total=Reward.stock_total + quantity,
+            stock_remaining=Reward.stock_remaining + quantity,
+            stock_added=Reward.stock_added + quantity,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise ValidationFailed(
+            f"Reward {reward.code!r} has unlimited stock.",
+            [FieldError("reward", "unlimited stock", "unlimited_stock")],
+        )
+    session.refresh(reward)
+    audit.record(
+        session,
+        actor,
+        "reward.stock",
+        "reward",
+        reward.id,
+        org_path="/",
+        before={"stock_remaining": before},
+        after={"stock_remaining": reward.stock_remaining, "added": quantity},
+    )
+    return reward

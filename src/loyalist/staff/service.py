@@ -77,6 +77,8 @@ def create_user(
     unit = org.get_by_code(session, unit_code)
     if not actor.sees(unit.path):
         raise OrgUnitNotFound(f"No organisation unit {unit_code!r}.")
+    if unit.closed_at is not None:
+        raise ValidationFailed("The store is closed.", [FieldError("unit", "closed", "closed")])
     now = utcnow()
     user = StaffUser(
         login=login,
@@ -292,3 +294,140 @@ def ensure_demo_users(session: Session) -> list[tuple[str, str, str, str]]:
             )
         out.append((login_name, password, role, unit.code))
     return out
+
+
+# ── administration (console: staff.manage) ─────────────────────────────────────────────
+def _managed(session: Session, actor: Actor, user_id: int) -> StaffUser:
+    """A user ``actor`` may manage: holds staff.manage and sees the user's unit (else 404,
+    as if absent). Nobody manages their own account here (password page instead)."""
+    require(actor, STAFF_MANAGE)
+    user = session.get(StaffUser, user_id, with_for_update=True)
+    unit = session.get(OrgUnit, user.org_unit_id) if user is not None else None
+    if user is None or unit is None or not actor.sees(unit.path):
+        raise StaffUserNotFound(f"No staff user {user_id}.")
+    if actor.principal == f"user:{user.id}":
+        raise ValidationFailed(
+            "You cannot change your own account here.",
+            [FieldError("user", "your own account", "own_account")],
+        )
+    return user
+
+
+def _close_sessions(session: Session, user_id: int) -> int:
+    closed = session.execute(
+        update(StaffSession)
+        .where(StaffSession.staff_user_id == user_id, StaffSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return int(closed.rowcount)  # type: ignore[attr-defined]
+
+
+def _unit_path(session: Session, user: StaffUser) -> str:
+    unit = session.get(OrgUnit, user.org_unit_id)
+    return unit.path if unit is not None else "/"
+
+
+def list_managed(session: Session, actor: Actor) -> list[tuple[StaffUser, OrgUnit]]:
+    """Users whose unit ``actor`` sees, by login."""
+    require(actor, STAFF_MANAGE)
+    rows = session.execute(
+        select(StaffUser, OrgUnit)
+        .join(OrgUnit, OrgUnit.id == StaffUser.org_unit_id)
+        .order_by(StaffUser.login)
+    )
+    return [(u, o) for u, o in rows if actor.sees(o.path)]
+
+
+def disable(session: Session, actor: Actor, user_id: int) -> StaffUser:
+    """Disable a user: they cannot sign in and every open session ends at once (the
+    session check reads the user on each request)."""
+    user = _managed(session, actor, user_id)
+    if user.disabled_at is None:
+        user.disabled_at = utcnow()
+    closed = _close_sessions(session, user.id)
+    audit.record(
+        session,
+        actor,
+        "staff.disable",
+        "staff_user",
+        user.id,
+        org_path=_unit_path(session, user),
+        before={"disabled": False},
+        after={"disabled": True, "sessions_closed": closed},
+    )
+    return user
+
+
+def enable(session: Session, actor: Actor, user_id: int) -> StaffUser:
+    user = _managed(session, actor, user_id)
+    user.disabled_at = None
+    user.failed_logins = 0
+    user.locked_until = None
+    audit.record(
+        session,
+        actor,
+        "staff.enable",
+        "staff_user",
+        user.id,
+        org_path=_unit_path(session, user),
+        before={"disabled": True},
+        after={"disabled": False},
+    )
+    return user
+
+
+def reset_password(session: Session, actor: Actor, user_id: int, password: str) -> StaffUser:
+    """Set a new password chosen by an administrator; the user's sessions end and the
+    lockout is lifted."""
+    user = _managed(session, actor, user_id)
+    _check_password(password)
+    user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow()
+    user.failed_logins = 0
+    user.locked_until = None
+    closed = _close_sessions(session, user.id)
+    audit.record(
+        session,
+        actor,
+        "staff.password.reset",
+        "staff_user",
+        user.id,
+        org_path=_unit_path(session, user),
+        after={"sessions_closed": closed},
+    )
+    return user
+
+
+def change_role(
+    session: Session, actor: Actor, user_id: int, *, role: str, unit_code: str
+) -> StaffUser:
+    """A new role and scope, both within what ``actor`` sees; open sessions end so the
+    user signs in again under the new rights."""
+    user = _managed(session, actor, user_id)
+    if role not in ROLES:
+        raise ValidationFailed(
+            f"Unknown role {role!r}.", [FieldError("role", f"one of {', '.join(ROLES)}")]
+        )
+    unit = org.get_by_code(session, unit_code) if unit_code else None
+    if unit is None or not actor.sees(unit.path):
+        raise ValidationFailed(
+            f"No organisation unit {unit_code!r}.", [FieldError("unit", "unknown unit")]
+        )
+    if unit.closed_at is not None:
+        raise ValidationFailed("The store is closed.", [FieldError("unit", "closed", "closed")])
+    before_unit = session.get(OrgUnit, user.org_unit_id)
+    before = {"role": user.role, "unit": before_unit.code if before_unit else None}
+    user.role = role
+    user.org_unit_id = unit.id
+    closed = _close_sessions(session, user.id) if before != {"role": role, "unit": unit.code} else 0
+    audit.record(
+        session,
+        actor,
+        "staff.role",
+        "staff_user",
+        user.id,
+        org_path=unit.path,
+        before=before,
+        after={"role": role, "unit": unit.code, "sessions_closed": closed},
+    )
+    return user

@@ -54,6 +54,11 @@ def pages(shop: Shop) -> list[str]:
         "/admin/password",
         "/admin/jobs",
         "/admin/jobs?state=dead",
+        "/admin/staff",
+        "/admin/org",
+        "/admin/keys",
+        "/admin/members/new",
+        "/admin/rewards",
     ]
 
 
@@ -116,9 +121,9 @@ def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Sho
     assert "Available points" in en.get(f"/admin/members/{shop.members['alice']}").text
 
 
-READS = {"members", "orders", "redemptions", "programme"}
+READS = {"members", "orders", "redemptions", "programme", "rewards"}
 NAV = {
-    "hq_admin": READS | {"dashboard", "approvals", "audit", "jobs", "stream"},
+    "hq_admin": READS | {"dashboard", "approvals", "audit", "jobs", "stream", "staff", "org", "keys"},
     "regional_manager": READS | {"dashboard", "approvals"},
     "store_staff": READS | {"dashboard"},
     "service_agent": READS,

@@ -277,7 +277,8 @@ def _form(console: TestClient, stock: str = "5000") -> dict[str, str]:
     inputs = r'<input type="(?:text|hidden)" name="((?:tiers|rewards|base_)[^"]+)" value="([^"]*)"'
     for name, value in re.findall(inputs, html):
         out[name] = html_lib.unescape(value)
-    assert out["tiers.levels.1.threshold"] == "100000" and out["rewards.0.stock"] == stock
+    # money inputs are in yuan (the YAML keeps fen)
+    assert out["tiers.levels.1.threshold"] == "1000.00" and out["rewards.0.stock"] == stock
     return out
 
 

@@ -202,6 +202,8 @@ POST_ROUTES = {
     "/m/signin/code",
     "/m/signout",
     "/m/rewards/{code}/redeem",
+    "/m/join",
+    "/m/join/code",
 }
 
 
