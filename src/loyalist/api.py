@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from loyalist.events.endpoints import health_router
 from loyalist.approval.endpoints import router as approval_router
+from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
 from loyalist.member.endpoints import router as member_router
 from loyalist.order.endpoints import router as order_router

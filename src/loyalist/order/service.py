@@ -387,6 +387,8 @@ def member_facts(
         parent = org.get(session, store.parent_id) if store.parent_id else None
         facts["member.region"] = parent.code if parent and parent.kind == "region" else None
     return facts
+
+
 def _existing(session: Session, store_id: int, external_id: str) -> Order | None:
     """External ids are unique per store: a chain's stores may reuse receipt numbers."""
     return session.scalar(
@@ -814,6 +816,8 @@ def _sample_facts(programme: Programme, given: dict[str, Any]) -> dict[str, Any]
     if errors:
         raise InvalidOrder("The sample member facts are not valid.", errors)
     return {f"member.{name}": value for name, value in given.items()}
+
+
 def quote(session: Session, actor: Actor, data: QuoteIn) -> QuoteOut:
     """Price a basket for a member: the tier discount per line, the points it would earn
     (with the rules that give them) and the totals. Writes nothing; scoped like orders
