@@ -44,7 +44,14 @@ def _entry(description: str, extra: dict[str, Any]) -> dict[str, Any]:
     """A points movement: the ledger entry, its member, and the balance after it."""
     return _object(
         description,
-        {"member_id": _ID, "entry_id": _ID, "points": _POINTS, **extra, **_BALANCE},
+        {
+            "member_id": _ID,
+            "entry_id": _ID,
+            "points": _POINTS,
+            **extra,
+            **_BALANCE,
+            "account_id": {**_ID, "description": "the points account (a shared pool's id)"},
+        },
     )
 
 
@@ -80,6 +87,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "points_clawed": _POINTS,
             "points_waived": _POINTS,
             "points_restored": _POINTS,
+            "points_expired": {
+                **_POINTS,
+                "description": "the returned lines' points that had already expired (taken "
+                "from nowhere)",
+            },
         },
     ),
     "points.earned": _entry(
@@ -110,7 +122,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "Staff adjusted a balance: a credit (entry and points only) or a debit "
         "(with the kind and the balance after it).",
         "oneOf": [
-            _object("A credit.", {"member_id": _ID, "entry_id": _ID, "points": _POINTS}),
+            _object(
+                "A credit.",
+                {"member_id": _ID, "entry_id": _ID, "points": _POINTS, "account_id": _ID},
+            ),
             _entry("A debit.", {"kind": {"const": "adjust"}}),
         ],
     },
@@ -144,6 +159,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "redemption.cancelled": _object(
         "A redemption was cancelled (its points are restored).",
         {"redemption_id": _ID, "member_id": _ID, "points": _POINTS},
+    ),
+    "redemption.collected": _object(
+        "A redeemed reward was handed over at the counter (collected once).",
+        {
+            "redemption_id": _ID,
+            "member_id": _ID,
+            "reward": {"type": ["string", "null"]},
+            "store": {"type": ["string", "null"], "description": "where it was collected"},
+        },
     ),
     "programme.published": _object(
         "A new programme version was published.", {"version": _ID, "by": _BY}

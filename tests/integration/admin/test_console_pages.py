@@ -124,7 +124,7 @@ def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Sho
 READS = {"members", "orders", "redemptions", "programme", "rewards"}
 NAV = {
     "hq_admin": READS
-    | {"dashboard", "approvals", "audit", "jobs", "stream", "staff", "org", "keys"},
+    | {"dashboard", "approvals", "audit", "jobs", "stream", "webhooks", "staff", "org", "keys"},
     "regional_manager": READS | {"dashboard", "approvals"},
     "store_staff": READS | {"dashboard"},
     "service_agent": READS,
