@@ -10,6 +10,7 @@ from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.models import OrgUnit
 from loyalist.org.errors import OrgUnitExists, OrgUnitNotFound
+from loyalist.org.schemas import UnitOut, Units
 
 KINDS = ("hq", "region", "store")
 PARENT_KIND = {"region": "hq", "store": "region"}
@@ -92,3 +93,13 @@ def list_units(session: Session, actor: Actor) -> list[OrgUnit]:
 def stores_under(session: Session, path: str) -> list[OrgUnit]:
     q = select(OrgUnit).where(OrgUnit.kind == "store", OrgUnit.path.startswith(path))
     return list(session.scalars(q.order_by(OrgUnit.code)))
+
+
+def units_view(session: Session, actor: Actor) -> Units:
+    """The units in the caller's scope, as the API answers them."""
+    return Units(
+        items=[
+            UnitOut(code=u.code, name=u.name, kind=u.kind, parent_id=u.parent_id, id=u.id)
+            for u in list_units(session, actor)
+        ]
+    )

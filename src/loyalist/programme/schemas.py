@@ -11,12 +11,13 @@ import datetime as dt
 import itertools
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loyalist.kit.money import MINOR_UNITS
+from loyalist.kit.wire import Timestamp
 
 Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 Multiplier = Annotated[Decimal, Field(ge=Decimal("0"), le=Decimal("100"), decimal_places=4)]
@@ -285,3 +286,26 @@ class Programme(Strict):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+# --- Answers -----------------------------------------------------------------------------
+
+
+class ActiveProgramme(BaseModel):
+    version: int
+    document: dict[str, Any] = Field(
+        description="the programme document (tiers, earning, campaigns, expiry, rewards), "
+        "as `loyalist programme apply` takes it"
+    )
+
+
+class ProgrammeVersionOut(BaseModel):
+    version: int
+    checksum: str
+    created_by: str | None
+    note: str | None
+    created_at: Timestamp
+
+
+class ProgrammeVersions(BaseModel):
+    items: list[ProgrammeVersionOut]

@@ -2,116 +2,92 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
-from loyalist.http import DB, Caller, IdemKey, MemberFilterId, RecordId, read, write
-from loyalist.kit.pagination import encode_cursor, page_request
-from loyalist.models import Redemption, Reward
+from loyalist.http import (
+    DB,
+    Caller,
+    IdemKey,
+    MemberFilterId,
+    RecordId,
+    problem_responses,
+    read,
+    write,
+)
+from loyalist.kit.pagination import page_request
 from loyalist.reward import service
-from loyalist.reward.schemas import RedemptionCancel, RedemptionCreate
+from loyalist.reward.schemas import (
+    RedemptionCancel,
+    RedemptionCreate,
+    RedemptionOut,
+    RedemptionPage,
+    RewardCatalogue,
+)
 
 router = APIRouter(tags=["rewards"])
 
 
-def reward_body(r: Reward) -> dict[str, Any]:
-    return {
-        "code": r.code,
-        "name": r.name,
-        "name_en": r.name_en,
-        "kind": r.kind,
-        "points": r.points,
-        "cash_minor": r.cash_minor,
-        "stock_remaining": r.stock_remaining,
-        "per_member_limit": r.per_member_limit,
-        "min_tier": r.min_tier,
-        "valid_from": r.valid_from.isoformat() if r.valid_from else None,
-        "valid_until": r.valid_until.isoformat() if r.valid_until else None,
-        "image_url": r.image_url,
-        "description": r.description,
-    }
+@router.get(
+    "/v1/rewards",
+    summary="The active rewards catalogue",
+    response_model=RewardCatalogue,
+)
+async def list_rewards(db: DB, actor: Caller) -> RewardCatalogue:
+    return await read(db, service.catalogue_view)
 
 
-def redemption_body(r: Redemption, reward_code: str | None = None) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "member_id": r.member_id,
-        "reward": reward_code,
-        "quantity": r.quantity,
-        "points": r.points,
-        "cash_minor": r.cash_minor,
-        "currency": r.currency,
-        "status": r.status,
-        "entry_id": r.entry_id,
-        "cancel_entry_id": r.cancel_entry_id,
-        "created_at": r.created_at.isoformat(),
-        "cancelled_at": r.cancelled_at.isoformat() if r.cancelled_at else None,
-    }
-
-
-def _code(s: Session, reward_id: int) -> str | None:
-    row = s.get(Reward, reward_id)
-    return row.code if row else None
-
-
-@router.get("/v1/rewards", summary="The active rewards catalogue")
-async def list_rewards(db: DB, actor: Caller) -> dict[str, Any]:
-    result: dict[str, Any] = await read(
-        db, lambda s: {"items": [reward_body(r) for r in service.catalogue(s)]}
-    )
-    return result
-
-
-@router.post("/v1/redemptions", status_code=201, summary="Redeem a reward with points")
+@router.post(
+    "/v1/redemptions",
+    status_code=201,
+    summary="Redeem a reward with points",
+    response_model=RedemptionOut,
+    responses=problem_responses(404, 409),
+)
 async def redeem(
     data: RedemptionCreate, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:
-    def work(s: Session) -> tuple[int, dict[str, Any]]:
-        r = service.redeem(s, actor, data)
-        return 201, redemption_body(r, data.reward)
-
-    return await write(request, db, actor, key, work)
+    return await write(
+        request, db, actor, key, lambda s: (201, service.redeem_view(s, actor, data))
+    )
 
 
-@router.get("/v1/redemptions", summary="Redemptions in scope, newest first")
+@router.get(
+    "/v1/redemptions",
+    summary="Redemptions in scope, newest first",
+    response_model=RedemptionPage,
+)
 async def list_redemptions(
     db: DB,
     actor: Caller,
     member_id: MemberFilterId = None,
     cursor: str | None = None,
     limit: int | None = None,
-) -> dict[str, Any]:
+) -> RedemptionPage:
     page = page_request(cursor, limit)
-
-    def fn(s: Session) -> dict[str, Any]:
-        rows = service.list_redemptions(
+    return await read(
+        db,
+        lambda s: service.redemptions_view(
             s, actor, member_id=member_id, after=page.after, limit=page.limit
-        )
-        nxt = encode_cursor(rows[-1].id) if len(rows) == page.limit else None
-        return {
-            "items": [redemption_body(r, _code(s, r.reward_id)) for r in rows],
-            "next_cursor": nxt,
-        }
-
-    result: dict[str, Any] = await read(db, fn)
-    return result
+        ),
+    )
 
 
-@router.get("/v1/redemptions/{redemption_id}", summary="One redemption")
-async def get_redemption(redemption_id: RecordId, db: DB, actor: Caller) -> dict[str, Any]:
-    def fn(s: Session) -> dict[str, Any]:
-        r = service.get(s, actor, redemption_id)
-        return redemption_body(r, _code(s, r.reward_id))
-
-    result: dict[str, Any] = await read(db, fn)
-    return result
+@router.get(
+    "/v1/redemptions/{redemption_id}",
+    summary="One redemption",
+    response_model=RedemptionOut,
+    responses=problem_responses(404),
+)
+async def get_redemption(redemption_id: RecordId, db: DB, actor: Caller) -> RedemptionOut:
+    return await read(db, lambda s: service.redemption_view(s, actor, redemption_id))
 
 
 @router.post(
-    "/v1/redemptions/{redemption_id}/cancel", summary="Cancel; points go back to their lots"
+    "/v1/redemptions/{redemption_id}/cancel",
+    summary="Cancel; points go back to their lots",
+    response_model=RedemptionOut,
+    responses=problem_responses(404, 409),
 )
 async def cancel(
     redemption_id: RecordId,
@@ -121,8 +97,13 @@ async def cancel(
     data: RedemptionCancel | None = None,
     key: IdemKey = None,
 ) -> JSONResponse:
-    def work(s: Session) -> tuple[int, dict[str, Any]]:
-        r = service.cancel(s, actor, redemption_id, data or RedemptionCancel())
-        return 200, redemption_body(r, _code(s, r.reward_id))
-
-    return await write(request, db, actor, key, work)
+    return await write(
+        request,
+        db,
+        actor,
+        key,
+        lambda s: (
+            200,
+            service.cancel_view(s, actor, redemption_id, data or RedemptionCancel()),
+        ),
+    )

@@ -1,12 +1,17 @@
+"""Reward and redemption payloads."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalist.kit.db import MAX_INT4
+from loyalist.kit.wire import Timestamp
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """An input: unknown fields refused, no coercion (``true`` or ``"5"`` is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RedemptionCreate(Strict):
@@ -18,3 +23,46 @@ class RedemptionCreate(Strict):
 
 class RedemptionCancel(Strict):
     reason: str = Field(default="", max_length=500)
+
+
+# --- Answers -----------------------------------------------------------------------------
+
+
+class RewardOut(BaseModel):
+    code: str
+    name: str
+    name_en: str | None
+    kind: str
+    points: int
+    cash_minor: int
+    stock_remaining: int | None
+    per_member_limit: int | None
+    min_tier: str | None
+    valid_from: Timestamp | None
+    valid_until: Timestamp | None
+    image_url: str | None
+    description: str
+
+
+class RewardCatalogue(BaseModel):
+    items: list[RewardOut]
+
+
+class RedemptionOut(BaseModel):
+    id: int
+    member_id: int
+    reward: str | None = Field(description="reward code")
+    quantity: int
+    points: int
+    cash_minor: int
+    currency: str
+    status: str
+    entry_id: int
+    cancel_entry_id: int | None
+    created_at: Timestamp
+    cancelled_at: Timestamp | None
+
+
+class RedemptionPage(BaseModel):
+    items: list[RedemptionOut]
+    next_cursor: str | None
