@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from loyalist import __version__
 from loyalist.admin.endpoints import router as admin_router
@@ -51,14 +51,22 @@ def problem_response(
     )
 
 
+def _route_methods(routes: Any, path: str, found: set[str]) -> None:
+    for route in routes:
+        nested = getattr(route, "effective_candidates", None)  # an included router
+        if callable(nested):
+            _route_methods(nested(), path, found)
+            continue
+        route_path, methods = getattr(route, "path", None), getattr(route, "methods", None)
+        if isinstance(route_path, str) and methods and compile_path(route_path)[0].match(path):
+            found.update(methods)
+
+
 def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method some route at this path accepts (Starlette's 405 names only the first
+    route whose path matched)."""
     methods: set[str] = set()
-    for route in app.router.routes:
-        route_methods = getattr(route, "methods", None)
-        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
-            methods.update(route_methods)
-    if "GET" in methods:
-        methods.add("HEAD")
+    _route_methods(app.router.routes, request.url.path, methods)
     return ", ".join(sorted(methods))
 
 
@@ -200,8 +208,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         )
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            # every method any route at this path accepts (Starlette names only the first
-            # route that matched the path)
             headers["Allow"] = _allowed_methods(app, request)
         body = {
             "type": f"https://loyalist.dev/problems/{code.replace('_', '-')}",

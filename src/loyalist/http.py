@@ -93,7 +93,16 @@ async def current_actor(
 
 DB = Annotated[Database, Depends(get_db)]
 Caller = Annotated[Actor, Depends(current_actor)]
-IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+# Printable ASCII, no blank at either end (HTTP strips those), at most 255 characters.
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[!-~]([ -~]{0,253}[!-~])?$",
+        description="Any unique string per intended write; the same key and body replay the "
+        "first answer (with `Idempotent-Replayed: true`).",
+    ),
+]
 # Ids in paths and filters, bounded by their columns (members: 32 bits; orders, redemptions:
 # 64 bits) so an absurd id is a 422 on its field rather than a database error.
 MemberId = Annotated[int, Path(ge=1, le=MAX_INT4)]
@@ -176,7 +185,7 @@ class Problem(BaseModel):
 
 
 _STATUS_TEXT = {
-    400: "Bad request",
+    400: "A body the JSON parser gives up on (nested too deeply)",
     401: "No API key, or a key that is unknown, revoked or expired",
     403: "The key may not do this (read-only key, missing permission)",
     404: "Not found, or outside the caller's scope",
@@ -203,7 +212,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries: each status answered as problem+json.
 
     ``@router.get(..., responses=problem_responses(404, 409))``. The statuses every API
-    operation shares (401/403 when it needs a key, 422, 503, 413/415 with a body) are added
+    operation shares (401/403 when it needs a key, 422, 503, 400/413/415 with a body) are added
     by :func:`openapi_document`; list here what the operation itself can answer."""
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
@@ -282,7 +291,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
 
     Every operation: its response schema (declared on the route), 422 as problem+json
     (FastAPI's HTTPValidationError shape is never sent), 503 with Retry-After, 401/403 when
-    it needs a key, 413/415 when it takes a body, 409 when it takes an Idempotency-Key."""
+    it needs a key, 400/413/415 when it takes a body, 409 when it takes an Idempotency-Key."""
     if app.openapi_schema:
         return app.openapi_schema
     doc = get_openapi(
@@ -311,7 +320,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             if op.get("security"):
                 add += [401, 403]
             if "requestBody" in op:
-                add += [413, 415]
+                add += [400, 413, 415]
             params = op.get("parameters", [])
             if any(p.get("in") == "header" and p.get("name") == "Idempotency-Key" for p in params):
                 add.append(409)

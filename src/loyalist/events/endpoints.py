@@ -22,7 +22,13 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 async def list_events(
     db: DB,
     actor: Caller,
-    type: Annotated[list[str] | None, Query()] = None,
+    type: Annotated[
+        list[str] | None,
+        Query(
+            description="only events of these types (repeat the parameter for several)",
+            json_schema_extra={"items": {"type": "string", "enum": sorted(service.EVENT_TYPES)}},
+        ),
+    ] = None,
     member_id: MemberFilterId = None,
     cursor: str | None = None,
     limit: int | None = None,

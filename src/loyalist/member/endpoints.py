@@ -86,7 +86,7 @@ async def list_members(
     "/{member_id}",
     summary="A member with balance, tier and progress",
     response_model=MemberProfile,
-    responses=problem_responses(404),
+    responses=problem_responses(404, 409),
 )
 async def get_member(member_id: MemberId, db: DB, actor: Caller) -> MemberProfile:
     return await read(db, lambda s: service.profile_view(s, actor, member_id))

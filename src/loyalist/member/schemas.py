@@ -59,7 +59,7 @@ class TagsIn(Strict):
 
 
 class AdjustmentIn(Strict):
-    points: int = Field(ge=-10_000_000, le=10_000_000)
+    points: int = Field(ge=-10_000_000, le=10_000_000, json_schema_extra={"not": {"const": 0}})
     reason: str = Field(min_length=3, max_length=500)
     approved_by: str | None = Field(default=None, max_length=128)
 

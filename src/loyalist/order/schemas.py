@@ -87,6 +87,23 @@ class ReturnLineIn(Strict):
 
 
 class ReturnCreate(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "description": "Either the whole order (`full: true`, no lines) or the lines "
+            "returned (`lines`, `full` false or absent).",
+            "anyOf": [
+                {
+                    "properties": {"full": {"const": True}, "lines": {"maxItems": 0}},
+                    "required": ["full"],
+                },
+                {
+                    "properties": {"full": {"const": False}, "lines": {"minItems": 1}},
+                    "required": ["lines"],
+                },
+            ],
+        }
+    )
+
     return_id: str = Field(min_length=1, max_length=128)
     full: bool = False
     lines: list[ReturnLineIn] = Field(default_factory=list, max_length=500)

@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/programme", tags=["programme"])
     "",
     summary="The active programme document",
     response_model=ActiveProgramme,
-    responses=problem_responses(404),
+    responses=problem_responses(409),
 )
 async def active_programme(db: DB, actor: Caller) -> ActiveProgramme:
     return await read(db, service.active_view)
@@ -32,7 +32,7 @@ async def versions(db: DB, actor: Caller) -> ProgrammeVersions:
     "/dry-run",
     summary="What the rules would give a sample order (writes nothing)",
     response_model=DryRunOut,
-    responses=problem_responses(404),
+    responses=problem_responses(404, 409),
 )
 async def dry_run(data: DryRunIn, db: DB, actor: Caller) -> DryRunOut:
     return await read(db, lambda s: orders.dry_run_view(s, actor, data))
