@@ -251,3 +251,78 @@ def test_answers_keep_their_json(world: Any, client: Any) -> None:
 
 def test_an_unknown_event_type_is_refused(world: Any, client: Any) -> None:
     assert_problem(client.get("/v1/events?type=nope.x"), 422, "validation_failed", "type")
+
+
+def _numeric_paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    items = (
+        doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else []
+    )
+    for k, v in items:
+        if isinstance(v, int) and not isinstance(v, bool):
+            out.append((*prefix, k))
+        out += _numeric_paths(v, (*prefix, k))
+    return out
+
+
+def test_property_no_number_is_taken_from_a_boolean_or_a_string(world: Any, client: Any) -> None:
+    """Any integer field of any valid write, replaced by a boolean or by the same number as
+    text, is refused with 422 naming that field, and nothing is written."""
+    import copy
+    import json as jsonlib
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    mid = new_member(client, "13800000001")
+    client.post(f"/v1/members/{mid}/adjustments", json={"points": 1000, "reason": "setup"})
+    lines = [{"sku": "A", "category": "coffee", "quantity": 2, "unit_price_minor": 450}]
+    oid = client.post(
+        "/v1/orders", json=order_payload("o", mid, paid=900, lines=lines, occurred_at=MONDAY)
+    ).json()["id"]
+    writes: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/v1/orders", order_payload("f", mid, paid=900, lines=lines, occurred_at=MONDAY)),
+        ("POST", f"/v1/members/{mid}/adjustments", {"points": 5, "reason": "abc"}),
+        ("POST", "/v1/redemptions", {"member_id": mid, "reward": "upsize", "quantity": 1}),
+        ("POST", f"/v1/orders/{oid}/returns",
+         {"return_id": "r", "lines": [{"line_no": 1, "quantity": 1}]}),
+        ("POST", "/v1/programme/dry-run",
+         {"order": order_payload("d", None, paid=100, occurred_at=MONDAY), "earned_today": 0}),
+    ]  # fmt: skip
+
+    @settings(
+        max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
+    @given(
+        st.integers(0, len(writes) - 1),
+        st.integers(0, 1000),
+        st.sampled_from(["bool", "text", "dup"]),
+    )
+    def check(which: int, pick: int, how: str) -> None:  # fmt: skip
+        method, path, body = writes[which]
+        where = _numeric_paths(body)
+        target = where[pick % len(where)]
+        changed = copy.deepcopy(body)
+        holder = changed
+        for k in target[:-1]:
+            holder = holder[k]
+        value = holder[target[-1]]
+        if how == "dup":
+            if not isinstance(holder, dict):
+                return
+            # the same key again with another value: '{"points": 5, ..., "points": 9000000}'
+            raw = jsonlib.dumps(changed)[:-1] if target == (target[-1],) else None
+            if raw is None:
+                return
+            content = (raw + f', "{target[-1]}": {value + 1}}}').encode()
+            field = str(target[-1])
+        else:
+            holder[target[-1]] = (value % 2 == 1) if how == "bool" else str(value)
+            content = jsonlib.dumps(changed).encode()
+            field = ".".join(str(p) for p in target)
+        before = counts(world.db)
+        r = client.request(method, path, content=content, headers=JSON)
+        assert_problem(r, 422, "validation_failed", field)
+        assert counts(world.db) == before, (method, path, content)
+
+    check()
