@@ -254,7 +254,7 @@ def _declared_query(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
-_declared_cache: dict[int, frozenset[str]] = {}
+_DECLARED = "_loyalist_declared_query"
 
 
 async def refuse_unknown_query(request: Request) -> None:
@@ -266,9 +266,9 @@ async def refuse_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    allowed = _declared_cache.get(id(route))
-    if allowed is None:
-        allowed = _declared_cache[id(route)] = _declared_query(route.dependant)
+    allowed: frozenset[str] | None = vars(route).get(_DECLARED)
+    if allowed is None:  # computed once per route, kept on the route itself
+        allowed = vars(route)[_DECLARED] = _declared_query(route.dependant)
     unknown = sorted({k for k in request.query_params if k not in allowed})
     if not unknown:
         return
