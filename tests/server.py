@@ -98,6 +98,8 @@ class Server:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
+                self.proc.kill()  # leave no orphan server behind
+                self.proc.wait(timeout=30)
                 raise RuntimeError(f"server did not start within {timeout:.0f} s")
             time.sleep(0.1)
 
