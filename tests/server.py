@@ -65,7 +65,7 @@ class Server:
     def env(self) -> dict[str, str]:
         return {**os.environ, "LOYALIST_DATABASE_URL": self.db_url, "LOYALIST_RUN_SCHEDULER": "0"}
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -88,7 +88,7 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         out.close()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text(errors='replace')}")
@@ -98,7 +98,9 @@ class Server:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("server did not start within 60 s")
+                self.proc.kill()  # leave no orphan server behind
+                self.proc.wait(timeout=30)
+                raise RuntimeError(f"server did not start within {timeout:.0f} s")
             time.sleep(0.1)
 
     def kill(self) -> None:

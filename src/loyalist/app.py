@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,8 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from loyalist import __version__
 from loyalist.admin.administration import router as administration_router
@@ -27,9 +30,11 @@ from loyalist.errors import (
     LoyalistError,
     OutOfRange,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
+from loyalist.http import openapi_document
 from loyalist.kit.db import Database
 from loyalist.member_web.endpoints import router as member_web_router
 
@@ -37,15 +42,86 @@ log = logging.getLogger("loyalist")
 PROBLEM = "application/problem+json"
 
 
-def problem_response(exc: LoyalistError, request: Request) -> JSONResponse:
+def problem_response(
+    exc: LoyalistError, request: Request, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
-        exc.problem(instance=request.url.path), status_code=exc.status, media_type=PROBLEM
+        exc.problem(instance=request.url.path),
+        status_code=exc.status,
+        media_type=PROBLEM,
+        headers=headers,
     )
+
+
+def _route_methods(routes: Any, path: str, found: set[str]) -> None:
+    for route in routes:
+        nested = getattr(route, "effective_candidates", None)  # an included router
+        if callable(nested):
+            _route_methods(nested(), path, found)
+            continue
+        route_path, methods = getattr(route, "path", None), getattr(route, "methods", None)
+        if isinstance(route_path, str) and methods and compile_path(route_path)[0].match(path):
+            found.update(methods)
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method some route at this path accepts (Starlette's 405 names only the first
+    route whose path matched)."""
+    methods: set[str] = set()
+    _route_methods(app.router.routes, request.url.path, methods)
+    return ", ".join(sorted(methods))
 
 
 # A NUL character in JSON text (an unescaped backslash, then u0000), raw or form-encoded.
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000|\x00|%00", re.IGNORECASE)
 _JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;|$)", re.IGNORECASE)
+# Seconds a client waits before retrying while the database is unreachable.
+RETRY_AFTER_S = 5
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_problem(body: bytes) -> LoyalistError | None:
+    """A JSON body that is not one well-formed JSON text, or has an object with the same key
+    twice (which a parser would silently take last-wins)."""
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+    except _DuplicateKey as dup:
+        return ValidationFailed(
+            f"The key {dup.key!r} appears more than once in a JSON object.",
+            [FieldError(dup.key, "duplicate key in a JSON object", "duplicate_key")],
+        )
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        return ValidationFailed(
+            f"The body is not valid JSON ({exc.msg} at {where}).",
+            [FieldError("body", f"not valid JSON: {exc.msg} at {where}", "json_invalid")],
+        )
+    except RecursionError:
+        return LoyalistError("The JSON body is nested too deeply.")
+    except ValueError as exc:  # NaN / Infinity, or bytes that are not UTF-8/16/32
+        return ValidationFailed(
+            f"The body is not valid JSON ({exc}).",
+            [FieldError("body", f"not valid JSON: {exc}", "json_invalid")],
+        )
+    return None
 
 
 def _refuse_input(request: Request, body: bytes) -> LoyalistError | None:
@@ -67,6 +143,8 @@ def _refuse_input(request: Request, body: bytes) -> LoyalistError | None:
             "Text must not contain NUL characters.",
             [FieldError("body", "contains a NUL character", "nul_character")],
         )
+    if request.url.path.startswith("/v1/"):
+        return _json_problem(body)
     return None
 
 
@@ -99,6 +177,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.db = db or Database(settings.database_url)
     app.state.settings = settings
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
 
     @app.exception_handler(LoyalistError)
     async def _loyalist_error(request: Request, exc: LoyalistError) -> JSONResponse:
@@ -129,6 +208,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
             exc.status_code, "http_error"
         )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(app, request)
         body = {
             "type": f"https://loyalist.dev/problems/{code.replace('_', '-')}",
             "title": str(exc.detail),
@@ -137,7 +219,29 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             "detail": str(exc.detail),
             "instance": request.url.path,
         }
-        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM)
+        return JSONResponse(
+            body, status_code=exc.status_code, media_type=PROBLEM, headers=headers or None
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(DBAPIError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DBAPIError) and not (
+            isinstance(exc, OperationalError) or exc.connection_invalidated
+        ):
+            return await _unexpected(request, exc)
+        # The database is unreachable, restarting or locked beyond the retries: nothing was
+        # written (the transaction did not commit); the same request may be sent again.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            ServiceUnavailable(
+                "The database is unavailable; nothing was written. Try again shortly.",
+                extra={"retry_after": RETRY_AFTER_S},
+            ),
+            request,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)

@@ -105,3 +105,9 @@ class IdempotencyInProgress(LoyalistError):
     status = 409
     code = "idempotency_in_progress"
     title = "A request with this idempotency key is still being processed"
+
+
+class ServiceUnavailable(LoyalistError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"

@@ -1,19 +1,25 @@
-"""HTTP glue shared by the feature endpoints: database, caller, idempotent writes."""
+"""HTTP glue shared by the feature endpoints: database, caller, idempotent writes, and the
+API contract (unknown query parameters refused, problem+json documented per operation)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from loyalist.access import service as access
-from loyalist.errors import Unauthorized
+from loyalist.errors import FieldError, Unauthorized, ValidationFailed
 from loyalist.idempotency.service import Answer, run_idempotent
 from loyalist.kit.actor import Actor
 from loyalist.kit.db import MAX_INT4, MAX_INT8, Database
@@ -64,7 +70,27 @@ def forget_cached_keys() -> None:
         _auth_cache.clear()
 
 
-async def current_actor(request: Request) -> Actor:
+# Declared so the OpenAPI document carries the security scheme; the key itself is read by
+# _presented_key (either header), and a missing or wrong key is a 401 problem.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="lk_…",
+    description="An API key: `Authorization: Bearer lk_…`.",
+)
+_api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="apiKeyHeader",
+    description="The same API key in the `X-API-Key` header.",
+)
+
+
+async def current_actor(
+    request: Request,
+    _bearer_key: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+    _header_key: Annotated[str | None, Depends(_api_key_header)] = None,
+) -> Actor:
     key = _presented_key(request)
     if not key:
         raise Unauthorized("A valid API key is required (Authorization: Bearer lk_…).")
@@ -74,7 +100,16 @@ async def current_actor(request: Request) -> Actor:
 
 DB = Annotated[Database, Depends(get_db)]
 Caller = Annotated[Actor, Depends(current_actor)]
-IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+# Printable ASCII, no blank at either end (HTTP strips those), at most 255 characters.
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[!-~]([ -~]{0,253}[!-~])?$",
+        description="Any unique string per intended write; the same key and body replay the "
+        "first answer (with `Idempotent-Replayed: true`).",
+    ),
+]
 # Ids in paths and filters, bounded by their columns (members: 32 bits; orders, redemptions:
 # 64 bits) so an absurd id is a 422 on its field rather than a database error.
 MemberId = Annotated[int, Path(ge=1, le=MAX_INT4)]
@@ -82,7 +117,17 @@ RecordId = Annotated[int, Path(ge=1, le=MAX_INT8)]
 MemberFilterId = Annotated[int | None, Query(ge=1, le=MAX_INT4)]
 
 
-async def read(db: Database, fn: Callable[[Session], Any], actor: Actor | None = None) -> Any:
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+def created_or_found(result: tuple[bool, M]) -> tuple[int, M]:
+    """201 when the write created its resource, 200 when it found the same one again."""
+    created, answer = result
+    return (201 if created else 200), answer
+
+
+async def read(db: Database, fn: Callable[[Session], T], actor: Actor | None = None) -> T:
     """Run ``fn`` in one transaction (its unit of work names ``actor`` when given)."""
     return await run_in_threadpool(lambda: db.run(fn, actor=actor))
 
@@ -92,14 +137,19 @@ async def write(
     db: Database,
     actor: Actor,
     key: str | None,
-    work: Callable[[Session], tuple[int, dict[str, Any]]],
+    work: Callable[[Session], tuple[int, BaseModel | dict[str, Any]]],
 ) -> JSONResponse:
-    """Run a write once per Idempotency-Key in one transaction; answer only after commit."""
+    """Run a write once per Idempotency-Key in one transaction; answer only after commit.
+
+    ``work`` answers a status and the operation's response schema; the JSON form of the
+    schema is what is stored for replays and sent."""
     access.require_write(actor)
     body = await request.body()
 
     def unit(session: Session) -> Answer:
         status, payload = work(session)
+        if isinstance(payload, BaseModel):
+            return Answer(status, payload.model_dump(mode="json", by_alias=True))
         return Answer(status, payload)
 
     def call() -> Answer:
@@ -117,3 +167,178 @@ async def write(
     answer = await run_in_threadpool(call)
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
     return JSONResponse(answer.body, status_code=answer.status, headers=headers)
+
+
+# --- The API contract -------------------------------------------------------------------
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldProblem(BaseModel):
+    """One field at fault: where, what, and a stable code."""
+
+    field: str = Field(description="the field or parameter, dotted for nested body fields")
+    message: str
+    code: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details with a stable ``code`` (and field errors where fields are at
+    fault). Some problems add members of their own (e.g. ``approval_request_id``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="a URI naming the problem type")
+    title: str
+    status: int
+    code: str = Field(description="stable machine-readable code")
+    detail: str
+    instance: str | None = Field(default=None, description="the request path")
+    errors: list[FieldProblem] | None = None
+
+
+_STATUS_TEXT = {
+    400: "A body the JSON parser gives up on (nested too deeply)",
+    401: "No API key, or a key that is unknown, revoked or expired",
+    403: "The key may not do this (read-only key, missing permission)",
+    404: "Not found, or outside the caller's scope",
+    405: "Method not allowed (the `Allow` header lists the methods)",
+    409: "Conflict with the current state, or the same Idempotency-Key still in progress",
+    413: "The body is too large",
+    415: "The body is not JSON",
+    422: "Invalid input: a field, a query parameter (unknown parameters included) or the JSON",
+    429: "Too many requests (`Retry-After` says when to try again)",
+    503: "The database is unreachable; try again after `Retry-After` seconds",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+_ALLOW = {
+    "Allow": {"description": "the methods the resource accepts", "schema": {"type": "string"}}
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries: each status answered as problem+json.
+
+    ``@router.get(..., responses=problem_responses(404, 409))``. The statuses every API
+    operation shares (401/403 when it needs a key, 422, 503, 400/413/415 with a body) are added
+    by :func:`openapi_document`; list here what the operation itself can answer."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {
+            "description": _STATUS_TEXT.get(status, "Problem"),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        if status in (429, 503):
+            entry["headers"] = dict(_RETRY_AFTER)
+        if status == 405:
+            entry["headers"] = dict(_ALLOW)
+        out[status] = entry
+    return out
+
+
+def _uses(dependant: Dependant, call: Callable[..., Any]) -> bool:
+    stack = [dependant]
+    while stack:
+        d = stack.pop()
+        if d.call is call:
+            return True
+        stack.extend(d.dependencies)
+    return False
+
+
+def _declared_query(dependant: Dependant) -> frozenset[str]:
+    """The query parameter names an operation declares, its dependencies' included."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        d = stack.pop()
+        for f in d.query_params:
+            annotation = f.field_info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                names.update(fi.alias or name for name, fi in annotation.model_fields.items())
+            else:
+                names.add(f.alias)
+        stack.extend(d.dependencies)
+    return frozenset(names)
+
+
+_DECLARED = "_loyalist_declared_query"
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """422 naming each query parameter the operation does not declare.
+
+    Installed on the /v1 router, so every operation (new ones included) is covered: the
+    allowed names are read from the matched route's own declaration. A missing API key is
+    still answered 401 first."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed: frozenset[str] | None = vars(route).get(_DECLARED)
+    if allowed is None:  # computed once per route, kept on the route itself
+        allowed = vars(route)[_DECLARED] = _declared_query(route.dependant)
+    unknown = sorted({k for k in request.query_params if k not in allowed})
+    if not unknown:
+        return
+    if _uses(route.dependant, current_actor):
+        await current_actor(request)
+    accepted = ", ".join(sorted(allowed)) or "none"
+    raise ValidationFailed(
+        f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} "
+        f"(this operation accepts: {accepted}).",
+        [FieldError(k, "unknown query parameter", "unknown_parameter") for k in unknown],
+    )
+
+
+def _problem_ref(status: int) -> dict[str, Any]:
+    return problem_responses(status)[status]
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document as the server really answers.
+
+    Every operation: its response schema (declared on the route), 422 as problem+json
+    (FastAPI's HTTPValidationError shape is never sent), 503 with Retry-After, 401/403 when
+    it needs a key, 400/413/415 when it takes a body, 409 when it takes an Idempotency-Key."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas["Problem"] = problem
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    for path_item in doc.get("paths", {}).values():
+        for method, op in path_item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            responses = op.setdefault("responses", {})
+            for status, entry in list(responses.items()):
+                content = entry.get("content", {})
+                ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+                if status == "422" or ref.endswith("/HTTPValidationError"):
+                    responses[status] = _problem_ref(int(status))
+            add = [422, 503]
+            if op.get("security"):
+                add += [401, 403]
+            if "requestBody" in op:
+                add += [400, 413, 415]
+            params = op.get("parameters", [])
+            if any(p.get("in") == "header" and p.get("name") == "Idempotency-Key" for p in params):
+                add.append(409)
+            for status in add:
+                responses.setdefault(str(status), _problem_ref(status))
+            op["responses"] = dict(sorted(responses.items()))
+    app.openapi_schema = doc
+    return doc

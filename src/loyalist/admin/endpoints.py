@@ -558,7 +558,7 @@ async def member_edit(request: Request, st: StaffDep, member_id: int, form: Form
     fields = {k: v for k, v in fields.items() if v is not None}
     try:
         try:
-            data = MemberUpdate(**fields)
+            data = MemberUpdate.model_validate(fields)
         except ValidationError as exc:
             raise ValidationFailed(
                 "Invalid profile.", [FieldError(str(e["loc"][0]), e["msg"]) for e in exc.errors()]
@@ -869,23 +869,25 @@ def _sample(form: dict[str, str], tz: ZoneInfo) -> tuple[DryRunIn | None, dict[s
         when = form.get("sample_at", "").strip()
         at = datetime.fromisoformat(when).replace(tzinfo=tz) if when else utcnow()
         amount = round(float(form.get("sample_amount", "100") or "100") * 100)
-        data = DryRunIn(
-            order={
-                "external_id": "preview",
-                "store": form.get("sample_store", "").strip() or "preview",
-                "channel": form.get("sample_channel", "pos").strip() or "pos",
-                "occurred_at": at,
-                "amount_paid_minor": amount,
-                "lines": [
-                    {
-                        "sku": form.get("sample_sku", "").strip() or "SKU",
-                        "category": form.get("sample_category", "").strip() or None,
-                        "quantity": 1,
-                        "unit_price_minor": amount,
-                    }
-                ],
-            },
-            tier=form.get("sample_tier", "").strip() or None,
+        data = DryRunIn.model_validate(
+            {
+                "order": {
+                    "external_id": "preview",
+                    "store": form.get("sample_store", "").strip() or "preview",
+                    "channel": form.get("sample_channel", "pos").strip() or "pos",
+                    "occurred_at": at,
+                    "amount_paid_minor": amount,
+                    "lines": [
+                        {
+                            "sku": form.get("sample_sku", "").strip() or "SKU",
+                            "category": form.get("sample_category", "").strip() or None,
+                            "quantity": 1,
+                            "unit_price_minor": amount,
+                        }
+                    ],
+                },
+                "tier": form.get("sample_tier", "").strip() or None,
+            }
         )
         return data, {}
     except (ValueError, ValidationError) as exc:

@@ -6,31 +6,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
 from loyalist.approval import service
 from loyalist.approval.schemas import AdjustmentRequestOut, AdjustmentRequestPage
+from loyalist.approval.service import request_body
 from loyalist.http import DB, Caller, IdemKey, MemberFilterId, RecordId, read, write
 from loyalist.kit.pagination import encode_cursor, page_request
-from loyalist.models import AdjustmentRequest
 
 router = APIRouter(prefix="/v1/adjustment-requests", tags=["adjustments"])
 
-
-def request_body(r: AdjustmentRequest) -> dict[str, Any]:
-    return AdjustmentRequestOut(
-        id=r.id,
-        member_id=r.member_id,
-        points=r.points,
-        reason=r.reason,
-        status=r.status,
-        cause=r.cause,
-        requested_by=r.requested_by,
-        created_at=r.created_at,
-        decided_by=r.decided_by,
-        decided_at=r.decided_at,
-        ledger_entry_id=r.ledger_entry_id,
-    ).model_dump(mode="json")
+__all__ = ["request_body", "router"]
 
 
 @router.get(
@@ -46,7 +31,7 @@ async def list_requests(
 ) -> dict[str, Any]:
     page = page_request(cursor, limit)
 
-    def fn(s: Session) -> dict[str, Any]:
+    def fn(s: Any) -> dict[str, Any]:
         rows = service.pending(
             s, actor, member_id, status=status, after=page.after, limit=page.limit
         )
@@ -73,7 +58,7 @@ async def get_request(request_id: RecordId, db: DB, actor: Caller) -> dict[str, 
 async def approve(
     request_id: RecordId, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:
-    def work(s: Session) -> tuple[int, dict[str, Any]]:
+    def work(s: Any) -> tuple[int, dict[str, Any]]:
         return 200, request_body(service.approve(s, actor, request_id))
 
     return await write(request, db, actor, key, work)
@@ -87,7 +72,7 @@ async def approve(
 async def reject(
     request_id: RecordId, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:
-    def work(s: Session) -> tuple[int, dict[str, Any]]:
+    def work(s: Any) -> tuple[int, dict[str, Any]]:
         return 200, request_body(service.reject(s, actor, request_id))
 
     return await write(request, db, actor, key, work)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -22,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import POINTS_ADJUST, POINTS_APPROVE, require
+from loyalist.approval.schemas import AdjustmentRequestOut
 from loyalist.audit import service as audit
 from loyalist.config import Settings
 from loyalist.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
@@ -257,3 +259,20 @@ def reject(session: Session, actor: Actor, request_id: int) -> AdjustmentRequest
         after={"status": "rejected", "requested_by": req.requested_by},
     )
     return req
+
+
+def request_body(r: AdjustmentRequest) -> dict[str, Any]:
+    """An adjustment request as the API answers it."""
+    return AdjustmentRequestOut(
+        id=r.id,
+        member_id=r.member_id,
+        points=r.points,
+        reason=r.reason,
+        status=r.status,
+        cause=r.cause,
+        requested_by=r.requested_by,
+        created_at=r.created_at,
+        decided_by=r.decided_by,
+        decided_at=r.decided_at,
+        ledger_entry_id=r.ledger_entry_id,
+    ).model_dump(mode="json")

@@ -773,18 +773,20 @@ class Builder:
                 identities.append(IdentityIn(kind="app_id", value=f"APP{p.index + 1:08d}"))
             else:
                 identities.append(IdentityIn(kind="pos_card", value=f"8860{p.index + 1:012d}"))
-            data = MemberCreate(
-                phone=p.phone,
-                email=p.email,
-                name=p.name,
-                birthday=p.birthday,
-                gender=p.gender,
-                city=p.store.city,
-                home_store=p.store.code,
-                join_channel=p.channel,
-                tags=p.tags,
-                consents=p.consents,
-                identities=identities,
+            data = MemberCreate.model_validate(
+                {
+                    "phone": p.phone,
+                    "email": p.email,
+                    "name": p.name,
+                    "birthday": p.birthday,
+                    "gender": p.gender,
+                    "city": p.store.city,
+                    "home_store": p.store.code,
+                    "join_channel": p.channel,
+                    "tags": p.tags,
+                    "consents": p.consents,
+                    "identities": identities,
+                }
             )
             joined = members.create(s, self.actors[p.channel], data)
             p.member_id = joined.member.id

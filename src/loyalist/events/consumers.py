@@ -397,3 +397,18 @@ def parked_events(session: Session, name: str | None = None) -> list[EventFailur
     if name is not None:
         q = q.where(EventFailure.consumer == name)
     return list(session.scalars(q.order_by(EventFailure.consumer, EventFailure.position)))
+
+
+def health_view(session: Session) -> Any:
+    """``GET /v1/health``: the stream's head, events waiting for a position, consumer lag."""
+    from loyalist import __version__
+    from loyalist.events import schemas, service
+
+    head, waiting = service.stream_state(session)
+    lags = [schemas.ConsumerLagOut(**vars(x)) for x in lag(session)]
+    parked = any(x.parked for x in lags)
+    return schemas.HealthOut(
+        status="degraded" if parked else "ok",
+        version=__version__,
+        stream=schemas.StreamHealthOut(head=head, unpositioned=waiting, consumers=lags),
+    )

@@ -1,48 +1,52 @@
-"""/v1/events"""
+"""The event stream over HTTP: a cursor over positions, the JSON Schemas, health and lag."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from sqlalchemy.orm import Session
 
-from loyalist.errors import FieldError, NotFound, ValidationFailed
+from loyalist.errors import FieldError, NotFound
 from loyalist.events import consumers, schemas, service
+from loyalist.events.responses import EventPage
 from loyalist.http import DB, Caller, MemberFilterId, read
-from loyalist.kit.pagination import encode_cursor, page_request
+from loyalist.kit.pagination import page_request
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
-@router.get("", summary="Domain events in commit order (cursor); for data platforms")
+@router.get(
+    "",
+    summary="Domain events in commit order (cursor); for data platforms",
+    response_model=EventPage,
+)
 async def list_events(
     db: DB,
     actor: Caller,
-    type: Annotated[list[str] | None, Query()] = None,
+    type: Annotated[
+        list[str] | None,
+        Query(
+            description="only events of these types (repeat the parameter for several)",
+            json_schema_extra={"items": {"type": "string", "enum": sorted(service.EVENT_TYPES)}},
+        ),
+    ] = None,
     member_id: MemberFilterId = None,
     cursor: str | None = None,
     limit: int | None = None,
-) -> dict[str, Any]:
-    unknown = sorted(set(type or ()) - service.EVENT_TYPES)
-    if unknown:
-        raise ValidationFailed(
-            f"Unknown event type {unknown[0]!r}; GET /v1/events/schemas lists them.",
-            [
-                FieldError("type", f"unknown event type {t!r}", "unknown_event_type")
-                for t in unknown
-            ],
-        )
+) -> EventPage:
     page = page_request(cursor, limit, default=100)
-
-    def fn(s: Session) -> dict[str, Any]:
-        rows = service.list_events(
-            s, actor, after=page.after, limit=page.limit, types=type or (), member_id=member_id
-        )
-        nxt = encode_cursor(rows[-1].position or 0) if rows else (cursor or None)
-        return {"items": [service.as_dict(e) for e in rows], "next_cursor": nxt}
-
-    result: dict[str, Any] = await read(db, fn)
+    result: EventPage = await read(
+        db,
+        lambda s: service.page_view(
+            s,
+            actor,
+            after=page.after,
+            limit=page.limit,
+            types=type or (),
+            member_id=member_id,
+            cursor=cursor,
+        ),
+    )
     return result
 
 
@@ -80,17 +84,5 @@ health_router = APIRouter(prefix="/v1/health", tags=["health"])
     response_model=schemas.HealthOut,
 )
 async def health(db: DB, actor: Caller) -> schemas.HealthOut:
-    from loyalist import __version__
-
-    def fn(s: Session) -> schemas.HealthOut:
-        head, waiting = service.stream_state(s)
-        lags = [schemas.ConsumerLagOut(**vars(x)) for x in consumers.lag(s)]
-        parked = any(x.parked for x in lags)
-        return schemas.HealthOut(
-            status="degraded" if parked else "ok",
-            version=__version__,
-            stream=schemas.StreamHealthOut(head=head, unpositioned=waiting, consumers=lags),
-        )
-
-    result: schemas.HealthOut = await read(db, fn)
+    result: schemas.HealthOut = await read(db, consumers.health_view)
     return result

@@ -10,10 +10,13 @@ from typing import Any
 from sqlalchemy import Engine, event, func, select, text, update
 from sqlalchemy.orm import Session
 
+from loyalist.errors import FieldError, ValidationFailed
+from loyalist.events.responses import EventOut, EventPage
 from loyalist.kit import wake
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database, is_sqlite
+from loyalist.kit.pagination import encode_cursor
 from loyalist.kit.uow import UnitOfWork
 from loyalist.models import OutboxEvent
 
@@ -227,3 +230,31 @@ def stream_state(session: Session) -> tuple[int, int]:
     head = int(session.scalar(select(func.coalesce(func.max(OutboxEvent.position), 0))) or 0)
     waiting = int(session.scalar(select(func.count()).where(OutboxEvent.position.is_(None))) or 0)
     return head, waiting
+
+
+# --- Answers: the response schema /v1/events sends -------------------------------------
+
+
+def page_view(
+    session: Session,
+    actor: Actor,
+    *,
+    after: int | None,
+    limit: int,
+    types: Sequence[str] = (),
+    member_id: int | None = None,
+    cursor: str | None = None,
+) -> EventPage:
+    """A page of events; an unknown type is refused (it would always answer nothing)."""
+    unknown = sorted(set(types) - EVENT_TYPES)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown event type: {', '.join(unknown)}.",
+            [
+                FieldError("type", f"unknown event type {t!r}", "unknown_event_type")
+                for t in unknown
+            ],
+        )
+    rows = list_events(session, actor, after=after, limit=limit, types=types, member_id=member_id)
+    nxt = encode_cursor(rows[-1].position or 0) if rows else (cursor or None)
+    return EventPage(items=[EventOut.model_validate(as_dict(e)) for e in rows], next_cursor=nxt)

@@ -6,139 +6,93 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
+from pydantic import BaseModel
 
 from loyalist.access.permissions import may_see_phone
 from loyalist.approval import service as approvals
-from loyalist.approval.endpoints import request_body
 from loyalist.approval.schemas import AdjustmentRequestOut
+from loyalist.approval.service import request_body
 from loyalist.errors import FieldError, ValidationFailed
-from loyalist.http import DB, Caller, IdemKey, MemberId, read, write
+from loyalist.http import (
+    DB,
+    Caller,
+    IdemKey,
+    MemberId,
+    problem_responses,
+    read,
+    write,
+)
 from loyalist.kit.actor import Actor
-from loyalist.kit.pagination import encode_cursor, page_request
+from loyalist.kit.pagination import page_request
 from loyalist.member import service
 from loyalist.member.domain import mask_personal
 from loyalist.member.schemas import (
+    AdjustmentIn,
     ConsentIn,
+    Consents,
+    Identities,
     IdentityIn,
+    LedgerEntryOut,
+    LedgerPage,
     MemberCreate,
     MemberFilter,
+    MemberPage,
+    MemberProfile,
     MemberUpdate,
+    Tags,
     TagsIn,
+    TierHistory,
 )
-from loyalist.models import LedgerEntry, Member
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
 
-class AdjustmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    points: int = Field(ge=-10_000_000, le=10_000_000)
-    reason: str = Field(min_length=3, max_length=500)
-
-
-def shown(actor: Actor, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` as ``actor`` may see it: personal data masked for a key without the
+def shown(actor: Actor, answer: BaseModel) -> BaseModel | dict[str, Any]:
+    """``answer`` as ``actor`` may see it: personal data masked for a key without the
     personal-data permission (see docs/api.md)."""
-    return body if may_see_phone(actor) else dict(mask_personal(body))
+    if may_see_phone(actor):
+        return answer
+    return dict(mask_personal(answer.model_dump(mode="json", by_alias=True)))
 
 
-def member_summary(m: Member) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "member_no": m.member_no,
-        "external_id": m.external_id,
-        "phone": m.phone,
-        "email": m.email,
-        "name": m.name,
-        "birthday": m.birthday.isoformat() if m.birthday else None,
-        "gender": m.gender,
-        "city": m.city,
-        "home_store_id": m.home_store_id,
-        "join_channel": m.join_channel,
-        "status": m.status,
-        "tier": m.tier_code,
-        "created_at": m.created_at.isoformat(),
-    }
+def shown_read(actor: Actor, answer: BaseModel) -> Any:
+    """:func:`shown` for reads: a masked answer is sent as it is (masked values are not
+    dates)."""
+    out = shown(actor, answer)
+    return out if isinstance(out, BaseModel) else JSONResponse(out)
 
 
-def profile_body(p: service.Profile) -> dict[str, Any]:
-    body = member_summary(p.member)
-    pr = p.progress
-    body.update(
-        {
-            "tags": p.tags,
-            "consents": p.consents,
-            "identities": [{"kind": k, "value": v} for k, v in p.identities],
-            "points": {
-                "available": p.available,
-                "pending": p.pending,
-                "debt": p.debt,
-                "lifetime_earned": p.lifetime_earned,
-                "expiring_30d": p.expiring_30d,
-                "expiring": [{"expires_at": at.isoformat(), "points": n} for at, n in p.expiring],
-            },
-            "tier": {
-                "code": p.member.tier_code,
-                "name": p.tier_name,
-                "since": p.member.tier_since.isoformat(),
-                "expires_at": p.member.tier_expires_at.isoformat()
-                if p.member.tier_expires_at
-                else None,
-                "metric": p.metric,
-                "value": pr.value,
-                "next": {
-                    "code": pr.next_tier,
-                    "name": p.next_tier_name,
-                    "missing": pr.missing_for_next,
-                }
-                if pr.next_tier
-                else None,
-                "keep": {"threshold": pr.keep_threshold, "missing": pr.missing_to_keep},
-            },
-        }
-    )
-    return body
-
-
-def entry_body(e: LedgerEntry) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "kind": e.kind,
-        "available": e.delta_available,
-        "pending": e.delta_pending,
-        "debt": e.delta_debt,
-        "source": {"type": e.source_type, "id": e.source_id} if e.source_type else None,
-        "actor": e.actor,
-        "reason": e.reason,
-        "corrects_entry_id": e.corrects_entry_id,
-        "programme_version": e.programme_version,
-        "details": e.details,
-        "occurred_at": e.occurred_at.isoformat(),
-        "created_at": e.created_at.isoformat(),
-    }
-
-
-@router.post("", status_code=201, summary="Join a member (idempotent by phone / external id)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Join a member (idempotent by phone / external id)",
+    response_model=MemberProfile,
+    responses={
+        200: {"model": MemberProfile, "description": "The member already existed"},
+        **problem_responses(404, 409),
+    },
+)
 async def create_member(
     data: MemberCreate, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:
-    def work(s: Session) -> tuple[int, dict[str, Any]]:
-        joined = service.create(s, actor, data)
-        s.flush()
-        if not actor.sees(joined.member.org_path):
+    def work(s: Any) -> tuple[int, BaseModel | dict[str, Any]]:
+        created, joined, summary = service.join(s, actor, data)
+        if summary is not None:
             # Chains: the brand's member, joined elsewhere. The caller learns who they are
             # (as an exact identity lookup would tell); the 360 view stays with their store.
-            return 200, shown(actor, member_summary(joined.member))
-        return (201 if joined.created else 200), shown(
-            actor, profile_body(service.profile(s, actor, joined.member.id))
-        )
+            return 200, shown(actor, summary)
+        assert joined is not None
+        return (201 if created else 200), shown(actor, joined)
 
     return await write(request, db, actor, key, work)
 
 
-@router.get("", summary="List and search members (cursor pagination)")
+@router.get(
+    "",
+    summary="List and search members (cursor pagination)",
+    response_model=MemberPage,
+    responses=problem_responses(404),
+)
 async def list_members(
     db: DB,
     actor: Caller,
@@ -155,7 +109,7 @@ async def list_members(
         Query(description="with identity: find the member holding this exact identity"),
     ] = None,
     identity: Annotated[str | None, Query(min_length=1, max_length=254)] = None,
-) -> dict[str, Any]:
+) -> Any:
     page = page_request(cursor, limit)
     if (identity_type is None) != (identity is None):
         raise ValidationFailed(
@@ -172,25 +126,29 @@ async def list_members(
         identity_type=identity_type,
         identity=identity,
     )
-
-    def fn(s: Session) -> dict[str, Any]:
-        rows = service.search(s, actor, f, after=page.after, limit=page.limit)
-        nxt = encode_cursor(rows[-1].id) if len(rows) == page.limit else None
-        return {"items": [shown(actor, member_summary(m)) for m in rows], "next_cursor": nxt}
-
-    result: dict[str, Any] = await read(db, fn)
-    return result
-
-
-@router.get("/{member_id}", summary="A member with balance, tier and progress")
-async def get_member(member_id: MemberId, db: DB, actor: Caller) -> dict[str, Any]:
-    result: dict[str, Any] = await read(
-        db, lambda s: shown(actor, profile_body(service.profile(s, actor, member_id)))
+    result = await read(
+        db, lambda s: service.search_page(s, actor, f, after=page.after, limit=page.limit)
     )
-    return result
+    return shown_read(actor, result)
 
 
-@router.patch("/{member_id}", summary="Update a member's profile")
+@router.get(
+    "/{member_id}",
+    summary="A member with balance, tier and progress",
+    response_model=MemberProfile,
+    responses=problem_responses(404, 409),
+)
+async def get_member(member_id: MemberId, db: DB, actor: Caller) -> Any:
+    result = await read(db, lambda s: service.profile_view(s, actor, member_id))
+    return shown_read(actor, result)
+
+
+@router.patch(
+    "/{member_id}",
+    summary="Update a member's profile",
+    response_model=MemberProfile,
+    responses=problem_responses(404, 409),
+)
 async def update_member(
     member_id: MemberId,
     data: MemberUpdate,
@@ -199,14 +157,21 @@ async def update_member(
     actor: Caller,
     key: IdemKey = None,
 ) -> JSONResponse:
-    def work(s: Session) -> tuple[int, dict[str, Any]]:
-        service.update(s, actor, member_id, data)
-        return 200, shown(actor, profile_body(service.profile(s, actor, member_id)))
+    return await write(
+        request,
+        db,
+        actor,
+        key,
+        lambda s: (200, shown(actor, service.update_view(s, actor, member_id, data))),
+    )
 
-    return await write(request, db, actor, key, work)
 
-
-@router.post("/{member_id}/identities", summary="Link another identity to the member")
+@router.post(
+    "/{member_id}/identities",
+    summary="Link another identity to the member",
+    response_model=Identities,
+    responses=problem_responses(404, 409),
+)
 async def add_identity(
     member_id: MemberId,
     data: IdentityIn,
@@ -215,15 +180,24 @@ async def add_identity(
     actor: Caller,
     key: IdemKey = None,
 ) -> JSONResponse:
-    def work(s: Session) -> tuple[int, dict[str, Any]]:
-        service.add_identity(s, actor, member_id, data.kind, data.value)
-        ids = service.identities(s, member_id)
-        return 200, shown(actor, {"identities": [{"kind": k, "value": v} for k, v in ids]})
+    return await write(
+        request,
+        db,
+        actor,
+        key,
+        lambda s: (
+            200,
+            shown(actor, service.add_identity_view(s, actor, member_id, data.kind, data.value)),
+        ),
+    )
 
-    return await write(request, db, actor, key, work)
 
-
-@router.post("/{member_id}/tags", summary="Add and remove tags")
+@router.post(
+    "/{member_id}/tags",
+    summary="Add and remove tags",
+    response_model=Tags,
+    responses=problem_responses(404),
+)
 async def change_tags(
     member_id: MemberId,
     data: TagsIn,
@@ -232,13 +206,17 @@ async def change_tags(
     actor: Caller,
     key: IdemKey = None,
 ) -> JSONResponse:
-    def work(s: Session) -> tuple[int, dict[str, Any]]:
-        return 200, {"tags": service.set_tags(s, actor, member_id, data)}
+    return await write(
+        request, db, actor, key, lambda s: (200, service.tags_view(s, actor, member_id, data))
+    )
 
-    return await write(request, db, actor, key, work)
 
-
-@router.put("/{member_id}/consents/{channel}", summary="Record marketing consent for a channel")
+@router.put(
+    "/{member_id}/consents/{channel}",
+    summary="Record marketing consent for a channel",
+    response_model=Consents,
+    responses=problem_responses(404),
+)
 async def set_consent(
     member_id: MemberId,
     channel: Annotated[str, Path(pattern="^(sms|email|push|wechat)$")],
@@ -248,32 +226,40 @@ async def set_consent(
     actor: Caller,
     key: IdemKey = None,
 ) -> JSONResponse:
-    def work(s: Session) -> tuple[int, dict[str, Any]]:
-        return 200, {"consents": service.set_consent(s, actor, member_id, channel, data)}
+    return await write(
+        request,
+        db,
+        actor,
+        key,
+        lambda s: (200, service.consent_view(s, actor, member_id, channel, data)),
+    )
 
-    return await write(request, db, actor, key, work)
 
-
-@router.get("/{member_id}/ledger", summary="The member's ledger, newest first")
+@router.get(
+    "/{member_id}/ledger",
+    summary="The member's ledger, newest first",
+    response_model=LedgerPage,
+    responses=problem_responses(404),
+)
 async def member_ledger(
     member_id: MemberId, db: DB, actor: Caller, cursor: str | None = None, limit: int | None = None
-) -> dict[str, Any]:
+) -> LedgerPage:
     page = page_request(cursor, limit)
-
-    def fn(s: Session) -> dict[str, Any]:
-        rows = service.ledger_page(s, actor, member_id, after=page.after, limit=page.limit)
-        nxt = encode_cursor(rows[-1].id) if len(rows) == page.limit else None
-        return {"items": [entry_body(e) for e in rows], "next_cursor": nxt}
-
-    result: dict[str, Any] = await read(db, fn)
-    return result
+    return await read(
+        db,
+        lambda s: service.ledger_view(s, actor, member_id, after=page.after, limit=page.limit),
+    )
 
 
 @router.post(
     "/{member_id}/adjustments",
     status_code=201,
     summary="Staff points correction: 201 applied, or 202 waiting for a second person",
-    responses={202: {"model": AdjustmentRequestOut, "description": "Pending approval"}},
+    response_model=LedgerEntryOut,
+    responses={
+        202: {"model": AdjustmentRequestOut, "description": "Pending approval"},
+        **problem_responses(403, 404, 409),
+    },
 )
 async def adjust(
     member_id: MemberId,
@@ -285,34 +271,21 @@ async def adjust(
 ) -> JSONResponse:
     rules = approvals.policy(request.app.state.settings)
 
-    def work(s: Session) -> tuple[int, dict[str, Any]]:
+    def work(s: Any) -> tuple[int, BaseModel | dict[str, Any]]:
         out = approvals.adjust(s, actor, member_id, data.points, data.reason, rules=rules)
         if out.request is not None:
             return 202, request_body(out.request)
         assert out.entry is not None
-        return 201, entry_body(out.entry)
+        return 201, service.entry_out(out.entry)
 
     return await write(request, db, actor, key, work)
 
 
-@router.get("/{member_id}/tier-history", summary="Every tier change of the member")
-async def tier_history(member_id: MemberId, db: DB, actor: Caller) -> dict[str, Any]:
-    def fn(s: Session) -> dict[str, Any]:
-        service.get(s, actor, member_id)
-        return {
-            "items": [
-                {
-                    "from": c.from_tier,
-                    "to": c.to_tier,
-                    "reason": c.reason,
-                    "metric_value": c.metric_value,
-                    "period": c.period,
-                    "programme_version": c.programme_version,
-                    "occurred_at": c.occurred_at.isoformat(),
-                }
-                for c in service.tier_history(s, member_id)
-            ]
-        }
-
-    result: dict[str, Any] = await read(db, fn)
-    return result
+@router.get(
+    "/{member_id}/tier-history",
+    summary="Every tier change of the member",
+    response_model=TierHistory,
+    responses=problem_responses(404),
+)
+async def tier_history(member_id: MemberId, db: DB, actor: Caller) -> TierHistory:
+    return await read(db, lambda s: service.tier_history_view(s, actor, member_id))

@@ -16,12 +16,36 @@ from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events import service as events
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
+from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import domain as lot_rules
 from loyalist.ledger import service as ledger
 from loyalist.ledger.errors import InvalidAdjustment
 from loyalist.member.domain import InvalidIdentity, normalise_identity
 from loyalist.member.errors import MemberConflict, MemberNotFound
-from loyalist.member.schemas import ConsentIn, MemberCreate, MemberFilter, MemberUpdate, TagsIn
+from loyalist.member.schemas import (
+    ConsentIn,
+    Consents,
+    EntrySource,
+    ExpiringPoints,
+    Identities,
+    Identity,
+    KeepTier,
+    LedgerEntryOut,
+    LedgerPage,
+    MemberCreate,
+    MemberFilter,
+    MemberPage,
+    MemberProfile,
+    MemberSummary,
+    MemberUpdate,
+    NextTier,
+    PointsBalance,
+    Tags,
+    TagsIn,
+    TierChangeOut,
+    TierHistory,
+    TierStatus,
+)
 from loyalist.models import (
     LedgerEntry,
     Member,
@@ -530,3 +554,152 @@ def ledger_page(
 ) -> list[LedgerEntry]:
     m = get(session, actor, member_id)
     return ledger.entries(session, m.id, after=after, limit=limit)
+
+
+# --- Answers: the response schemas the API sends -----------------------------------------
+
+
+def summary_out(m: Member) -> MemberSummary:
+    return MemberSummary(
+        id=m.id,
+        member_no=m.member_no,
+        external_id=m.external_id,
+        phone=m.phone,
+        email=m.email,
+        name=m.name,
+        birthday=m.birthday,
+        gender=m.gender,
+        city=m.city,
+        home_store_id=m.home_store_id,
+        join_channel=m.join_channel,
+        status=m.status,
+        tier=m.tier_code,
+        created_at=m.created_at,
+    )
+
+
+def profile_out(p: Profile) -> MemberProfile:
+    m, pr = p.member, p.progress
+    return MemberProfile(
+        **summary_out(m).model_dump(exclude={"tier"}),
+        tier=TierStatus(
+            code=m.tier_code,
+            name=p.tier_name,
+            since=m.tier_since,
+            expires_at=m.tier_expires_at,
+            metric=p.metric,
+            value=pr.value,
+            next=NextTier(code=pr.next_tier, name=p.next_tier_name, missing=pr.missing_for_next)
+            if pr.next_tier
+            else None,
+            keep=KeepTier(threshold=pr.keep_threshold, missing=pr.missing_to_keep),
+        ),
+        tags=p.tags,
+        consents=p.consents,
+        identities=[Identity(kind=k, value=v) for k, v in p.identities],
+        points=PointsBalance(
+            available=p.available,
+            pending=p.pending,
+            debt=p.debt,
+            lifetime_earned=p.lifetime_earned,
+            expiring_30d=p.expiring_30d,
+            expiring=[ExpiringPoints(expires_at=at, points=n) for at, n in p.expiring],
+        ),
+    )
+
+
+def entry_out(e: LedgerEntry) -> LedgerEntryOut:
+    return LedgerEntryOut(
+        id=e.id,
+        kind=e.kind,
+        available=e.delta_available,
+        pending=e.delta_pending,
+        debt=e.delta_debt,
+        source=EntrySource(type=e.source_type, id=e.source_id) if e.source_type else None,
+        actor=e.actor,
+        reason=e.reason,
+        corrects_entry_id=e.corrects_entry_id,
+        programme_version=e.programme_version,
+        details=e.details,
+        occurred_at=e.occurred_at,
+        created_at=e.created_at,
+    )
+
+
+def profile_view(session: Session, actor: Actor, member_id: int) -> MemberProfile:
+    return profile_out(profile(session, actor, member_id))
+
+
+def join(
+    session: Session, actor: Actor, data: MemberCreate
+) -> tuple[bool, MemberProfile | None, MemberSummary | None]:
+    """Join (or find the same member again): whether it was created, and the profile — or,
+    for the brand's member whose home is outside the caller's scope (chains), only their
+    summary."""
+    joined = create(session, actor, data)
+    session.flush()
+    if not actor.sees(joined.member.org_path):
+        return False, None, summary_out(joined.member)
+    return joined.created, profile_view(session, actor, joined.member.id), None
+
+
+def update_view(
+    session: Session, actor: Actor, member_id: int, data: MemberUpdate
+) -> MemberProfile:
+    update(session, actor, member_id, data)
+    return profile_view(session, actor, member_id)
+
+
+def search_page(
+    session: Session, actor: Actor, f: MemberFilter, *, after: int | None, limit: int
+) -> MemberPage:
+    rows = search(session, actor, f, after=after, limit=limit)
+    nxt = encode_cursor(rows[-1].id) if len(rows) == limit else None
+    return MemberPage(items=[summary_out(m) for m in rows], next_cursor=nxt)
+
+
+def add_identity_view(
+    session: Session, actor: Actor, member_id: int, kind: str, value: str
+) -> Identities:
+    add_identity(session, actor, member_id, kind, value)
+    return Identities(
+        identities=[Identity(kind=k, value=v) for k, v in identities(session, member_id)]
+    )
+
+
+def tags_view(session: Session, actor: Actor, member_id: int, data: TagsIn) -> Tags:
+    return Tags(tags=set_tags(session, actor, member_id, data))
+
+
+def consent_view(
+    session: Session, actor: Actor, member_id: int, channel: str, data: ConsentIn
+) -> Consents:
+    return Consents(consents=set_consent(session, actor, member_id, channel, data))
+
+
+def ledger_view(
+    session: Session, actor: Actor, member_id: int, *, after: int | None, limit: int
+) -> LedgerPage:
+    rows = ledger_page(session, actor, member_id, after=after, limit=limit)
+    nxt = encode_cursor(rows[-1].id) if len(rows) == limit else None
+    return LedgerPage(items=[entry_out(e) for e in rows], next_cursor=nxt)
+
+
+def tier_history_view(session: Session, actor: Actor, member_id: int) -> TierHistory:
+    get(session, actor, member_id)
+    return TierHistory(
+        items=[
+            TierChangeOut.model_validate(
+                {
+                    "from": c.from_tier,
+                    "to": c.to_tier,
+                    "reason": c.reason,
+                    "metric_value": c.metric_value,
+                    "period": c.period,
+                    "programme_version": c.programme_version,
+                    "occurred_at": c.occurred_at,
+                }
+            )
+            for c in tier_history(session, member_id)
+        ]
+    )

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import groupby
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import segno
@@ -33,7 +33,6 @@ from loyalist.member_web.web import Formats, gettext_for, render
 from loyalist.messaging import service as messages
 from loyalist.messaging.channels import Channel, DeliveryFailed, mask_address
 from loyalist.messaging.settings import channel_from_settings
-from loyalist.models import Member
 from loyalist.programme import service as programmes
 from loyalist.reward.domain import format_code
 from loyalist.reward.errors import LimitReached, OutOfStock, RewardNotAvailable, TierNotAllowed
@@ -251,7 +250,12 @@ def _issue(
     return (result.code, _address(result.member, kind))
 
 
-def _address(member: Member, kind: Literal["phone", "email"]) -> str | None:
+class _Reachable(Protocol):
+    phone: str | None
+    email: str | None
+
+
+def _address(member: _Reachable, kind: Literal["phone", "email"]) -> str | None:
     """The member's address of the kind the channel needs (phone for SMS-like channels,
     the dev inbox and the log; email for SMTP). A member without one gets no message,
     and the page answers exactly as for any other number."""

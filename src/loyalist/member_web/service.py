@@ -278,10 +278,12 @@ def join(
     if existing is not None:
         return existing
     actor = Actor(name="member:self-registration", scope_path="/", principal="member-join")
-    data = MemberCreate(
-        phone=phone_e164,
-        join_channel="member_page",
-        consents={ch: bool(consents.get(ch)) for ch in JOIN_CHANNELS},
-        referral_code=referral_code or None,
+    data = MemberCreate.model_validate(
+        {
+            "phone": phone_e164,
+            "join_channel": "member_page",
+            "consents": {ch: bool(consents.get(ch)) for ch in JOIN_CHANNELS},
+            "referral_code": referral_code or None,
+        }
     )
     return members.create(session, actor, data).member

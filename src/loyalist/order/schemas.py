@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from loyalist.kit.db import MAX_INT4
+from loyalist.kit.wire import InstantIn, Timestamp
 
 MAX_MINOR = 10**12
 EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -24,11 +25,13 @@ def _sane_instant(value: dt.datetime) -> dt.datetime:
     return value
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_sane_instant)]
+Instant = Annotated[InstantIn, AfterValidator(_sane_instant)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """An input: unknown fields refused, no coercion (``true`` or ``"5"`` is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class LineIn(Strict):
@@ -103,6 +106,23 @@ class ReturnLineIn(Strict):
 
 
 class ReturnCreate(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "description": "Either the whole order (`full: true`, no lines) or the lines "
+            "returned (`lines`, `full` false or absent).",
+            "anyOf": [
+                {
+                    "properties": {"full": {"const": True}, "lines": {"maxItems": 0}},
+                    "required": ["full"],
+                },
+                {
+                    "properties": {"full": {"const": False}, "lines": {"minItems": 1}},
+                    "required": ["lines"],
+                },
+            ],
+        }
+    )
+
     return_id: str = Field(min_length=1, max_length=128)
     full: bool = False
     lines: list[ReturnLineIn] = Field(default_factory=list, max_length=500)
@@ -208,3 +228,112 @@ class QuoteOut(BaseModel):
     lines: list[QuoteLineOut]
     points: list[QuoteRuleOut]
     totals: QuoteTotalsOut
+
+
+# --- Answers -----------------------------------------------------------------------------
+
+
+class OrderPoints(BaseModel):
+    earned: int
+    status: Literal["none", "pending", "available", "spent", "expired", "clawed_back"] = Field(
+        description="what the ledger holds for the order's own lot"
+    )
+    open: int = Field(description="points still in the order's lot")
+    expired: int = Field(description="points of the order's lot that expired")
+    available_at: Timestamp | None
+    breakdown: list[dict[str, Any]] = Field(description="points per rule, explained")
+    clawed_back: int
+    paid_restored: int
+
+
+class OrderSummary(BaseModel):
+    """An order as lists show it."""
+
+    id: int
+    external_id: str
+    member_id: int | None
+    store_id: int
+    channel: str
+    occurred_at: Timestamp
+    currency: str
+    gross_minor: int
+    amount_paid_minor: int
+    points_paid: int
+    points_paid_minor: int
+    coupon_minor: int
+    tier_qualifying_minor: int = Field(description="what counts toward tiers, net of returns")
+    status: str
+    points: OrderPoints
+    refunded_minor: int
+    programme_version: int | None
+
+
+class OrderLineOut(BaseModel):
+    line_no: int
+    sku: str
+    category: str | None
+    quantity: int
+    unit_price_minor: int
+    discount_minor: int
+    net_minor: int
+    returned_quantity: int
+    points: int
+
+
+class ReturnOut(BaseModel):
+    id: int
+    return_id: str
+    lines: list[dict[str, Any]]
+    refund_minor: int
+    points_clawed: int
+    points_waived: int
+    points_restored: int
+    points_expired: int = Field(description="returned lines' points that had already expired")
+    occurred_at: Timestamp
+
+
+class OrderDetail(OrderSummary):
+    """An order with its lines, points per line and returns."""
+
+    lines: list[OrderLineOut]
+    returns: list[ReturnOut]
+
+
+class OrderPage(BaseModel):
+    items: list[OrderSummary]
+    next_cursor: str | None
+
+
+class ReturnAnswer(ReturnOut):
+    """The return recorded, and its order as it now stands."""
+
+    order: OrderDetail
+
+
+class DryRunItem(BaseModel):
+    rule: str
+    points: int
+    lines: list[int]
+    description: str
+
+
+class DryRunCondition(BaseModel):
+    """A rule's or campaign's ``when:`` condition, explained clause by clause."""
+
+    rule: str
+    name: str
+    passed: bool
+    explanation: dict[str, Any] = Field(description="the clause tree with actual values")
+
+
+class DryRunOut(BaseModel):
+    """What the rules would give the sample order."""
+
+    programme_version: int
+    points: int
+    earnable_minor: int
+    breakdown: list[DryRunItem]
+    line_points: dict[str, int]
+    conditions: list[DryRunCondition] = Field(
+        description="each rule's and campaign's when: condition, clause by clause"
+    )

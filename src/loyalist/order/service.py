@@ -18,6 +18,7 @@ from loyalist.kit import conditions
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.kit.localtime import local_day, start_of_local_day
+from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import domain as lots
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
@@ -40,15 +41,25 @@ from loyalist.order.errors import (
     ReturnConflict,
 )
 from loyalist.order.schemas import (
+    DryRunCondition,
     DryRunIn,
+    DryRunItem,
+    DryRunOut,
     OrderCreate,
+    OrderDetail,
+    OrderLineOut,
+    OrderPage,
+    OrderPoints,
+    OrderSummary,
     QuoteIn,
     QuoteLineOut,
     QuoteOut,
     QuoteRuleOut,
     QuoteTierOut,
     QuoteTotalsOut,
+    ReturnAnswer,
     ReturnCreate,
+    ReturnOut,
     to_utc,
 )
 from loyalist.org import service as org
@@ -928,4 +939,133 @@ def quote(session: Session, actor: Actor, data: QuoteIn) -> QuoteOut:
                 programme.tiers.excluded_categories,
             ),
         ),
+    )
+
+
+# --- Answers: the response schemas the API sends -----------------------------------------
+
+
+def return_out(r: OrderReturn) -> ReturnOut:
+    return ReturnOut(
+        id=r.id,
+        return_id=r.external_id,
+        lines=r.lines,
+        refund_minor=r.refund_minor,
+        points_clawed=r.points_clawed,
+        points_waived=r.points_waived,
+        points_restored=r.points_restored,
+        points_expired=r.points_expired,
+        occurred_at=r.occurred_at,
+    )
+
+
+def _summary_fields(session: Session, o: Order) -> dict[str, Any]:
+    state = points_state(session, o)
+    return {
+        "id": o.id,
+        "external_id": o.external_id,
+        "member_id": o.member_id,
+        "store_id": o.store_id,
+        "channel": o.channel,
+        "occurred_at": o.occurred_at,
+        "currency": o.currency,
+        "gross_minor": o.gross_minor,
+        "amount_paid_minor": o.amount_paid_minor,
+        "points_paid": o.points_paid,
+        "points_paid_minor": o.points_paid_minor,
+        "coupon_minor": o.coupon_minor,
+        "tier_qualifying_minor": o.qualifying_minor - o.qualifying_refunded_minor,
+        "status": o.status,
+        "points": OrderPoints(
+            earned=o.points_earned,
+            status=state.status,
+            open=state.open,
+            expired=state.expired,
+            available_at=o.available_at,
+            breakdown=o.breakdown,
+            clawed_back=o.points_clawed,
+            paid_restored=o.points_paid_restored,
+        ),
+        "refunded_minor": o.refunded_minor,
+        "programme_version": o.programme_version,
+    }
+
+
+def summary_out(session: Session, o: Order) -> OrderSummary:
+    return OrderSummary(**_summary_fields(session, o))
+
+
+def detail_out(session: Session, o: Order) -> OrderDetail:
+    return OrderDetail(
+        **_summary_fields(session, o),
+        lines=[
+            OrderLineOut(
+                line_no=ln.line_no,
+                sku=ln.sku,
+                category=ln.category,
+                quantity=ln.quantity,
+                unit_price_minor=ln.unit_price_minor,
+                discount_minor=ln.discount_minor,
+                net_minor=ln.net_minor,
+                returned_quantity=ln.returned_quantity,
+                points=int(o.line_points.get(str(ln.line_no), 0)),
+            )
+            for ln in lines(session, o.id)
+        ],
+        returns=[return_out(r) for r in returns(session, o.id)],
+    )
+
+
+def record_view(session: Session, actor: Actor, data: OrderCreate) -> tuple[bool, OrderDetail]:
+    """Record (or find the same order again): whether it was created, and the order."""
+    rec = record(session, actor, data)
+    return rec.created, detail_out(session, rec.order)
+
+
+def detail_view(session: Session, actor: Actor, order_id: int) -> OrderDetail:
+    return detail_out(session, get(session, actor, order_id))
+
+
+def list_view(
+    session: Session,
+    actor: Actor,
+    *,
+    member_id: int | None,
+    store: str | None,
+    after: int | None,
+    limit: int,
+) -> OrderPage:
+    rows = list_orders(session, actor, member_id=member_id, store=store, after=after, limit=limit)
+    nxt = encode_cursor(rows[-1].id) if len(rows) == limit else None
+    return OrderPage(items=[summary_out(session, o) for o in rows], next_cursor=nxt)
+
+
+def return_view(
+    session: Session, actor: Actor, order_id: int, data: ReturnCreate
+) -> tuple[bool, ReturnAnswer]:
+    """Record (or find the same return again): whether it was created, and the return."""
+    res = record_return(session, actor, order_id, data)
+    answer = ReturnAnswer(
+        **return_out(res.ret).model_dump(), order=detail_view(session, actor, order_id)
+    )
+    return res.created, answer
+
+
+def dry_run_view(session: Session, actor: Actor, data: DryRunIn) -> DryRunOut:
+    version, res = dry_run(session, actor, data)
+    return DryRunOut(
+        programme_version=version,
+        points=res.points,
+        earnable_minor=res.earnable_minor,
+        breakdown=[
+            DryRunItem(rule=b.rule, points=b.points, lines=list(b.lines), description=b.description)
+            for b in res.breakdown
+        ],
+        line_points={str(k): v for k, v in res.line_points.items()},
+        conditions=[
+            DryRunCondition(
+                rule=c.rule, name=c.name, passed=c.passed, explanation=c.explanation.as_data()
+            )
+            for c in res.conditions
+        ],
     )

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
-from sqlalchemy.orm import Session
 
 from loyalist.http import DB, Caller, read
 from loyalist.org import service
+from loyalist.org.schemas import Units
 
 router = APIRouter(prefix="/v1/org", tags=["organisation"])
 
 
-@router.get("/units", summary="The organisation units in scope")
-async def units(db: DB, actor: Caller) -> dict[str, Any]:
-    def fn(s: Session) -> dict[str, Any]:
-        return {
-            "items": [
-                {
-                    "code": u.code,
-                    "name": u.name,
-                    "kind": u.kind,
-                    "parent_id": u.parent_id,
-                    "id": u.id,
-                }
-                for u in service.list_units(s, actor)
-            ]
-        }
-
-    result: dict[str, Any] = await read(db, fn)
-    return result
+@router.get("/units", summary="The organisation units in scope", response_model=Units)
+async def units(db: DB, actor: Caller) -> Units:
+    return await read(db, lambda s: service.units_view(s, actor))

@@ -16,6 +16,7 @@ from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Base
 from loyalist.models import OrgUnit
 from loyalist.org.errors import OrgUnitExists, OrgUnitNotFound
+from loyalist.org.schemas import UnitOut, Units
 
 KINDS = ("hq", "region", "store")
 PARENT_KIND = {"region": "hq", "store": "region"}
@@ -243,3 +244,13 @@ def open_store_in_scope(session: Session, actor: Actor, code: str, field: str = 
             f"Store {code!r} is closed.", [FieldError(field, "the store is closed", "store_closed")]
         )
     return unit
+
+
+def units_view(session: Session, actor: Actor) -> Units:
+    """The units in the caller's scope, as the API answers them."""
+    return Units(
+        items=[
+            UnitOut(code=u.code, name=u.name, kind=u.kind, parent_id=u.parent_id, id=u.id)
+            for u in list_units(session, actor)
+        ]
+    )

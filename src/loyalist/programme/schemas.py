@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from loyalist.kit import conditions
 from loyalist.kit.money import MINOR_UNITS
+from loyalist.kit.wire import Timestamp
 from loyalist.programme.conditions import catalogue
 
 Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
@@ -384,3 +385,26 @@ class Programme(Strict):
         for cond in self._conditions.values():
             out |= conditions.fields_used(cond)
         return out
+
+
+# --- Answers -----------------------------------------------------------------------------
+
+
+class ActiveProgramme(BaseModel):
+    version: int
+    document: dict[str, Any] = Field(
+        description="the programme document (tiers, earning, campaigns, expiry, rewards), "
+        "as `loyalist programme apply` takes it"
+    )
+
+
+class ProgrammeVersionOut(BaseModel):
+    version: int
+    checksum: str
+    created_by: str | None
+    note: str | None
+    created_at: Timestamp
+
+
+class ProgrammeVersions(BaseModel):
+    items: list[ProgrammeVersionOut]

@@ -23,7 +23,12 @@ from loyalist.kit.jsonutil import dumps
 from loyalist.models import ProgrammeVersion
 from loyalist.programme.catalogue import sync_catalogue
 from loyalist.programme.errors import NoProgramme, ProgrammeInvalid
-from loyalist.programme.schemas import Programme
+from loyalist.programme.schemas import (
+    ActiveProgramme,
+    Programme,
+    ProgrammeVersionOut,
+    ProgrammeVersions,
+)
 
 _cache: dict[tuple[str, int, str], Programme] = {}
 _cache_lock = threading.Lock()
@@ -178,3 +183,26 @@ def get_version(session: Session, number: int) -> Programme:
 
 def list_versions(session: Session) -> list[ProgrammeVersion]:
     return list(session.scalars(select(ProgrammeVersion).order_by(ProgrammeVersion.version)))
+
+
+# --- Answers: the response schemas the API sends -----------------------------------------
+
+
+def active_view(session: Session) -> ActiveProgramme:
+    version, programme = active(session)
+    return ActiveProgramme(version=version, document=as_document(programme))
+
+
+def versions_view(session: Session) -> ProgrammeVersions:
+    return ProgrammeVersions(
+        items=[
+            ProgrammeVersionOut(
+                version=v.version,
+                checksum=v.checksum,
+                created_by=v.created_by,
+                note=v.note,
+                created_at=v.created_at,
+            )
+            for v in list_versions(session)
+        ]
+    )

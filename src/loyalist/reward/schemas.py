@@ -1,14 +1,17 @@
-from __future__ import annotations
+"""Reward and redemption payloads."""
 
-from datetime import datetime
+from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalist.kit.db import MAX_INT4
+from loyalist.kit.wire import Timestamp
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """An input: unknown fields refused, no coercion (``true`` or ``"5"`` is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RedemptionCreate(Strict):
@@ -36,10 +39,33 @@ class StockTopUp(Strict):
     quantity: int = Field(ge=1, le=1_000_000, strict=True)
 
 
+# --- Answers -----------------------------------------------------------------------------
+
+
+class RewardOut(BaseModel):
+    code: str
+    name: str
+    name_en: str | None
+    kind: str
+    points: int
+    cash_minor: int
+    stock_remaining: int | None
+    per_member_limit: int | None
+    min_tier: str | None
+    valid_from: Timestamp | None
+    valid_until: Timestamp | None
+    image_url: str | None
+    description: str
+
+
+class RewardCatalogue(BaseModel):
+    items: list[RewardOut]
+
+
 class RedemptionOut(BaseModel):
     id: int
     member_id: int
-    reward: str | None
+    reward: str | None = Field(description="reward code")
     quantity: int
     points: int
     cash_minor: int
@@ -47,12 +73,12 @@ class RedemptionOut(BaseModel):
     status: str = Field(description="completed | cancelled")
     state: str = Field(description="ready | collected | expired | cancelled")
     code: str | None = Field(description="counter code, e.g. ABCD-2345-WXYZ")
-    expires_at: datetime | None
-    collected_at: datetime | None
+    expires_at: Timestamp | None
+    collected_at: Timestamp | None
     entry_id: int
     cancel_entry_id: int | None
-    created_at: datetime
-    cancelled_at: datetime | None
+    created_at: Timestamp
+    cancelled_at: Timestamp | None
 
 
 class RewardStockOut(BaseModel):
@@ -60,3 +86,8 @@ class RewardStockOut(BaseModel):
     stock_total: int | None
     stock_remaining: int | None
     stock_added: int
+
+
+class RedemptionPage(BaseModel):
+    items: list[RedemptionOut]
+    next_cursor: str | None

@@ -20,6 +20,7 @@ from loyalist.errors import FieldError, Forbidden, ValidationFailed
 from loyalist.events import service as events
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
+from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
 from loyalist.models import LedgerEntry, Member, Redemption, Reward, RewardUsage
@@ -40,7 +41,15 @@ from loyalist.reward.errors import (
     RewardNotFound,
     TierNotAllowed,
 )
-from loyalist.reward.schemas import RedemptionCancel, RedemptionCreate
+from loyalist.reward.schemas import (
+    RedemptionCancel,
+    RedemptionCreate,
+    RedemptionOut,
+    RedemptionPage,
+    RewardCatalogue,
+    RewardOut,
+    RewardStockOut,
+)
 
 
 def catalogue(session: Session, *, active_only: bool = True) -> list[Reward]:
@@ -480,3 +489,98 @@ def top_up(session: Session, actor: Actor, reward_code: str, quantity: int) -> R
         after={"stock_remaining": reward.stock_remaining, "added": quantity},
     )
     return reward
+
+
+# --- Answers: the response schemas the API sends -----------------------------------------
+
+
+def reward_out(r: Reward) -> RewardOut:
+    return RewardOut(
+        code=r.code,
+        name=r.name,
+        name_en=r.name_en,
+        kind=r.kind,
+        points=r.points,
+        cash_minor=r.cash_minor,
+        stock_remaining=r.stock_remaining,
+        per_member_limit=r.per_member_limit,
+        min_tier=r.min_tier,
+        valid_from=r.valid_from,
+        valid_until=r.valid_until,
+        image_url=r.image_url,
+        description=r.description,
+    )
+
+
+def _reward_code(session: Session, reward_id: int) -> str | None:
+    row = session.get(Reward, reward_id)
+    return row.code if row else None
+
+
+def redemption_out(session: Session, r: Redemption) -> RedemptionOut:
+    return RedemptionOut(
+        id=r.id,
+        member_id=r.member_id,
+        reward=_reward_code(session, r.reward_id),
+        quantity=r.quantity,
+        points=r.points,
+        cash_minor=r.cash_minor,
+        currency=r.currency,
+        status=r.status,
+        state=state(r),
+        code=domain.format_code(r.code) or None,
+        expires_at=r.expires_at,
+        collected_at=r.collected_at,
+        entry_id=r.entry_id,
+        cancel_entry_id=r.cancel_entry_id,
+        created_at=r.created_at,
+        cancelled_at=r.cancelled_at,
+    )
+
+
+def catalogue_view(session: Session) -> RewardCatalogue:
+    return RewardCatalogue(items=[reward_out(r) for r in catalogue(session)])
+
+
+def redeem_view(session: Session, actor: Actor, data: RedemptionCreate) -> RedemptionOut:
+    return redemption_out(session, redeem(session, actor, data))
+
+
+def redemption_view(session: Session, actor: Actor, redemption_id: int) -> RedemptionOut:
+    return redemption_out(session, get(session, actor, redemption_id))
+
+
+def cancel_view(
+    session: Session, actor: Actor, redemption_id: int, data: RedemptionCancel
+) -> RedemptionOut:
+    return redemption_out(session, cancel(session, actor, redemption_id, data))
+
+
+def redemptions_view(
+    session: Session, actor: Actor, *, member_id: int | None, after: int | None, limit: int
+) -> RedemptionPage:
+    rows = list_redemptions(session, actor, member_id=member_id, after=after, limit=limit)
+    nxt = encode_cursor(rows[-1].id) if len(rows) == limit else None
+    return RedemptionPage(items=[redemption_out(session, r) for r in rows], next_cursor=nxt)
+
+
+def collect_view(
+    session: Session,
+    actor: Actor,
+    *,
+    redemption_id: int | None = None,
+    code: str | None = None,
+    store: str | None = None,
+) -> RedemptionOut:
+    r = collect(session, actor, redemption_id=redemption_id, code=code, store=store)
+    return redemption_out(session, r)
+
+
+def top_up_view(session: Session, actor: Actor, reward_code: str, quantity: int) -> RewardStockOut:
+    r = top_up(session, actor, reward_code, quantity)
+    return RewardStockOut(
+        code=r.code,
+        stock_total=r.stock_total,
+        stock_remaining=r.stock_remaining,
+        stock_added=r.stock_added,
+    )
