@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
@@ -62,17 +62,17 @@ async def event_schemas(actor: Caller) -> schemas.EventSchemas:
 @router.get(
     "/schemas/{event_type}",
     summary="The JSON Schema (draft 2020-12) of one event type's data",
-    response_model=dict[str, Any],
+    response_model=schemas.EventDataSchema,
 )
 async def event_schema(
     actor: Caller, event_type: Annotated[str, Path(max_length=64)]
-) -> dict[str, Any]:
+) -> schemas.EventDataSchema:
     if event_type not in schemas.SCHEMAS:
         raise NotFound(
             f"No event type {event_type!r}.",
             [FieldError("event_type", "unknown event type", "unknown_event_type")],
         )
-    return schemas.data_schema(event_type)
+    return schemas.EventDataSchema(schemas.data_schema(event_type))
 
 
 health_router = APIRouter(prefix="/v1/health", tags=["health"])

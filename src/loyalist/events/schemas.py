@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, RootModel
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_ID = "https://loyalist.dev/schemas/events"
@@ -234,6 +234,10 @@ def envelope_schema() -> dict[str, Any]:
         ],
         "$defs": dict(sorted(SCHEMAS.items())),
     }
+
+
+class EventDataSchema(RootModel[dict[str, Any]]):
+    """A JSON Schema (draft 2020-12) of one event type's ``data``."""
 
 
 class EventSchemas(BaseModel):
