@@ -124,11 +124,18 @@ class Worker:
             return work
         if pool is None or len(batch) <= 1:
             for c in batch:
-                self._account(queue.execute(self.db, c, self.name))
+                self._account(self._execute(c))
         else:
-            for state in pool.map(lambda c: queue.execute(self.db, c, self.name), batch):
+            for state in pool.map(self._execute, batch):
                 self._account(state)
         return work + len(batch)
+
+    def _execute(self, claimed: queue.Claimed) -> str:
+        try:
+            return queue.execute(self.db, claimed, self.name)
+        except Exception:  # e.g. the database went away while recording a failure
+            log.exception("job %s: could not be run or recorded", claimed.id)
+            return "lost"  # its lease expires and it is claimed again
 
     def run(self, *, once: bool = False) -> WorkerStats:
         """Loop until :meth:`stop` (or, with ``once``, until nothing is due)."""
@@ -136,7 +143,11 @@ class Worker:
         pool = ThreadPoolExecutor(self.concurrency) if self.concurrency > 1 else None
         try:
             while not self._stop.is_set():
-                work = self.tick(pool)
+                try:
+                    work = self.tick(pool)
+                except Exception:  # never let the loop die (embedded in serve, nobody sees it)
+                    log.exception("worker loop failed; retrying")
+                    work = 0
                 if work:
                     continue
                 if once:

@@ -20,11 +20,12 @@ from tests.support import api_client
 from loyalist.admin.endpoints import router
 from loyalist.admin.web import COOKIE, CSRF_HEADER, LOGIN_CSRF_COOKIE
 from loyalist.approval import service as approvals
+from loyalist.jobs import queue
 from loyalist.kit.actor import SYSTEM
 from loyalist.kit.db import Database
 from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
-from loyalist.models import StaffSession, StaffUser
+from loyalist.models import Job, StaffSession, StaffUser
 from loyalist.reward import service as rewards
 from loyalist.reward.schemas import RedemptionCreate
 from loyalist.staff import service as staff
@@ -42,7 +43,10 @@ def _seed(db: Database) -> dict[str, int]:
         admin2 = staff.actor_for(s, staff.get_by_login(s, "admin2"))
         req = approvals.adjust(s, admin2, mid, 9000, "big")
         assert req.request is not None
-        return {"member": mid, "redemption": red.id, "request": req.request.id}
+        queue.enqueue(s, "security.example", {}, dedupe_key="security-dead")
+        job = s.scalars(select(Job)).one()
+        job.state = "dead"
+        return {"member": mid, "redemption": red.id, "request": req.request.id, "job": job.id}
 
 
 @pytest.fixture
@@ -80,6 +84,7 @@ FORMS: dict[str, Callable[[dict[str, int]], tuple[str, dict[str, str]]]] = {
         {"reason": "csrf"},
     ),
     "/admin/programme/edit": lambda i: ("/admin/programme/edit", {"action": "publish"}),
+    "/admin/jobs/{job_id}/{action}": lambda i: (f"/admin/jobs/{i['job']}/retry", {}),
 }
 
 

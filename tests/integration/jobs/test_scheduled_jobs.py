@@ -281,6 +281,32 @@ def test_a_failing_poller_does_not_stop_the_worker(
     assert "consumer broke" in caplog.text
 
 
+def test_a_job_that_cannot_be_recorded_does_not_kill_the_worker(
+    db: Database, clock: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with db.transaction() as s:
+        queue.enqueue(s, "jobs.prune", {}, dedupe_key="one")
+        queue.enqueue(s, "jobs.prune", {}, dedupe_key="two")
+    real = queue.execute
+    calls = {"n": 0}
+
+    def flaky(*args: Any) -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("database went away")
+        return real(*args)
+
+    monkeypatch.setattr(queue, "execute", flaky)
+    bootstrap.configure()
+    w = Worker(db, [], poll_interval=0.01)
+    stats = w.run(once=True)
+    assert "database went away" in caplog.text
+    assert stats.lost == 1  # the loop went on: the other job and the schedules ran
+    assert stats.done == sum(1 for j in all_jobs(db) if j.state == "done") >= 1
+    states = {j.dedupe_key: j.state for j in all_jobs(db) if j.dedupe_key in ("one", "two")}
+    assert states == {"one": "running", "two": "done"}  # "one" waits for its lease to expire
+
+
 def test_stop_ends_the_loop(db: Database) -> None:
     w = Worker(db, [], poll_interval=0.05)
     thread = w.start_thread()
