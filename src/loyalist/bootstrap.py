@@ -17,7 +17,7 @@ from loyalist.kit.db import Database
 # Modules whose import registers job kinds, schedules, consumers or actions.
 # Append new ones at the end (one line each).
 REGISTRATIONS: list[str] = [
-    # "loyalist.jobs.tasks" (activation, expiry, reminders, tiers) comes with the next commit
+    "loyalist.jobs.tasks",  # activation, expiry, reminders, tier re-evaluation (scheduled)
     "loyalist.dashboard.handlers",  # the dashboard rollup consumer
 ]
 

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     adjust_approval_threshold: int = 5000
     # Keep sent messages in a table and show them at /m/dev/inbox (development, demo, tests).
     dev_inbox: bool = False
+    # The job worker (``loyalist worker``, or embedded in ``serve`` when run_scheduler is
+    # true): how long an idle worker sleeps before looking for due jobs again, how many
+    # jobs it runs at once (threads), and how long a claimed job stays leased to it.
+    worker_poll_interval_s: float = 1.0
+    worker_concurrency: int = 1
+    worker_lease_s: float = 300.0
     # Export the event stream to NATS JetStream from the worker when set (nats://host:4222).
     nats_url: str = ""
     nats_stream: str = "LOYALIST"

@@ -24,6 +24,7 @@ PROGRAMME_PUBLISH = "programme.publish"
 DASHBOARD_READ = "dashboard.read"
 AUDIT_READ = "audit.read"
 STAFF_MANAGE = "staff.manage"
+JOBS_MANAGE = "jobs.manage"  # see the job queue, retry and cancel jobs
 
 _READS = frozenset({MEMBER_READ, ORDER_READ, REDEMPTION_READ, PROGRAMME_READ})
 
@@ -41,6 +42,7 @@ ROLES: dict[str, frozenset[str]] = {
         DASHBOARD_READ,
         AUDIT_READ,
         STAFF_MANAGE,
+        JOBS_MANAGE,
     },
     "regional_manager": _READS
     | {
@@ -68,6 +70,7 @@ WRITE_ACTIONS = frozenset(
         REDEMPTION_CANCEL,
         PROGRAMME_PUBLISH,
         STAFF_MANAGE,
+        JOBS_MANAGE,
     }
 )
 

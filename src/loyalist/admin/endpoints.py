@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from loyalist.access import permissions as perm
 from loyalist.admin import charts, explain
+from loyalist.admin import jobs as job_pages
 from loyalist.admin.web import (
     COOKIE,
     LANG_COOKIE,
@@ -82,7 +83,10 @@ EXPIRY_HORIZON = timedelta(days=3 * 366)  # the member page lists expiries up to
 
 
 async def run(request: Request, fn: Callable[[Session], Any]) -> Any:
-    return await run_in_threadpool(db_of(request).run, fn)
+    """One unit of work naming the signed-in staff member as its caller."""
+    st: Staff | None = getattr(request.state, "staff", None)
+    actor = st.actor if st is not None else None
+    return await run_in_threadpool(lambda: db_of(request).run(fn, actor=actor))
 
 
 def _tz(s: Session) -> ZoneInfo:
@@ -1068,6 +1072,8 @@ async def audit_page(
     return render(request, "audit.html", ctx, tz=ctx["tz"])
 
 
+# ── the job queue (loyalist.admin.jobs) ───────────────────────────────────────────────
+job_pages.register(router)
 # The event stream page (its own module; mounted with the console).
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from loyalist.analytics.cli import app as analytics_app
@@ -320,40 +319,185 @@ def jobs_run(
     ] = None,
     advance: Annotated[str | None, typer.Option(help="move the clock forward, e.g. 8d")] = None,
 ) -> None:
-    """Run the jobs that are due: activation, expiry, expiry reminders, tier re-evaluation."""
-    from loyalist.jobs import service as jobs
+    """Enqueue the periodic sweeps (activation, expiry, reminders, tiers) and the due
+    schedules, then run the job queue until nothing is due."""
+    from loyalist import bootstrap
+    from loyalist.jobs import queue, scheduler, tasks
 
     _set_clock(at, advance)
-    if only is not None and only not in jobs.JOBS:
-        raise typer.BadParameter(f"one of {', '.join(jobs.JOBS)}")
+    if only is not None and only not in tasks.SWEEPS:
+        raise typer.BadParameter(f"one of {', '.join(tasks.SWEEPS)}")
+    bootstrap.configure()
     db = _db()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
+    now = clock.now()
+    names = [only] if only else list(tasks.SWEEPS)
+    stamp = now.isoformat(timespec="seconds")
 
-        def tick(job: str, n: int) -> None:
-            if job not in tasks:
-                tasks[job] = bar.add_task(job, total=None)
-            bar.advance(tasks[job], n)
+    def enqueue_sweeps(s: Any) -> None:
+        for name in names:  # in dependency order: activation before expiry before reminders
+            kind = tasks.SWEEPS[name]
+            queue.enqueue(s, kind, {"manual": stamp}, run_at=now, dedupe_key=f"run:{kind}:{stamp}")
 
-        try:
-            reports = jobs.run_due(db, tick, only)
-        except LoyalistError as exc:
-            _fail(exc)
-            return
-    t = Table("job", "period", "members", "points", "changes", "notes")
-    for r in reports:
+    db.run(enqueue_sweeps)
+    if only is None:
+        scheduler.enqueue_due(db)
+    with console.status("running due jobs…"):
+        worker = f"cli:{os.getpid()}"
+        ran = queue.run_until_empty(db, worker)
+    with db.transaction() as s:
+        waiting = queue.list_jobs(s, states=["failed", "dead"], limit=1000)
+        failed = [j for j in waiting if j.updated_at >= now]
+    console.print(f"as of {now.isoformat()}: {ran} job(s) run")
+    if failed:
+        t = Table("id", "kind", "attempts", "next try", "last error")
+        for job in failed:
+            t.add_row(str(job.id), job.kind, str(job.attempts), _when(job.run_at), job.last_error)
+        err.print(t)
+        err.print(f"[bold red]{len(failed)} job(s) failed (retried later, or dead)[/]")
+        raise typer.Exit(1)
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+JOB_STATES = ["queued", "running", "done", "failed", "dead", "cancelled"]
+
+
+@jobs_app.command("list")
+def jobs_list(
+    state: Annotated[
+        list[str] | None, typer.Option(help="queued, running, done, failed, dead, cancelled")
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="only jobs of this kind")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """The latest jobs with their state, attempts and last error."""
+    from loyalist.jobs import queue
+
+    for st in state or []:
+        if st not in JOB_STATES:
+            raise typer.BadParameter(f"state must be one of {', '.join(JOB_STATES)}")
+    db = _db()
+    with db.transaction() as s:
+        found = queue.list_jobs(s, states=state, kind=kind, limit=limit)
+        totals = queue.counts(s)
+    t = Table("id", "kind", "state", "attempts", "run at", "finished", "worker", "last error")
+    colours = {"dead": "red", "failed": "red", "running": "yellow", "done": "green"}
+    for job in found:
+        colour = colours.get(job.state, "white")
         t.add_row(
-            r.job, r.period, str(r.members), str(r.points), str(r.changes), "; ".join(r.notes)
+            str(job.id),
+            job.kind,
+            f"[{colour}]{job.state}[/]",
+            f"{job.attempts}/{job.max_attempts}",
+            _when(job.run_at),
+            _when(job.finished_at),
+            job.locked_by or "",
+            (job.last_error or "")[:120],
         )
-    console.print(f"as of {clock.now().isoformat()}")
     console.print(t)
+    console.print(", ".join(f"{k}: {totals[k]}" for k in JOB_STATES if k in totals) or "no jobs")
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_ids: Annotated[list[int], typer.Argument(help="job ids")]) -> None:
+    """Queue dead, failed or cancelled jobs again now (with a fresh count of attempts)."""
+    from loyalist.jobs import operators
+
+    _report_changed("queued again", job_ids, _each_job(operators.retry, job_ids))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_ids: Annotated[list[int], typer.Argument(help="job ids")]) -> None:
+    """Cancel jobs that are queued, failed or dead (a running job finishes first)."""
+    from loyalist.jobs import operators
+
+    _report_changed("cancelled", job_ids, _each_job(operators.cancel, job_ids))
+
+
+CLI_ACTOR_NAME = "cli"
+
+
+def _each_job(action: Any, job_ids: list[int]) -> list[int]:
+    """Apply an operator action to each job in its own transaction (audited as "cli")."""
+    from loyalist.kit.actor import Actor
+
+    actor = Actor(name=CLI_ACTOR_NAME, principal=CLI_ACTOR_NAME)
+    db = _db()
+    changed = []
+    for job_id in job_ids:
+        try:
+            db.run(functools.partial(action, actor=actor, job_id=job_id), actor=actor)
+        except LoyalistError as exc:
+            err.print(f"job {job_id}: {exc.detail or exc.title}")
+            continue
+        changed.append(job_id)
+    return changed
+
+
+def _report_changed(what: str, asked: list[int], changed: list[int]) -> None:
+    if changed:
+        console.print(f"{what}: {', '.join(map(str, changed))}")
+    missed = [i for i in asked if i not in changed]
+    if missed:
+        err.print(f"[bold red]unchanged[/] (no such job, or not in a state for this): {missed}")
+        raise typer.Exit(1)
+
+
+def _start_worker(db: Database, *, concurrency: int, poll: float, lease: float) -> Any:
+    from loyalist import bootstrap
+    from loyalist.jobs.worker import Worker
+
+    bootstrap.configure()
+    return Worker(
+        db, bootstrap.pollers(), concurrency=concurrency, poll_interval=poll, lease_s=lease
+    )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="jobs run at once (threads)")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="stop when nothing is due")] = False,
+    poll_interval: Annotated[
+        float | None, typer.Option(min=0.01, help="seconds between looks when idle")
+    ] = None,
+    lease: Annotated[
+        float | None, typer.Option(min=1, help="seconds a claimed job stays leased")
+    ] = None,
+    imports: Annotated[
+        list[str] | None, typer.Option("--import", hidden=True, help="extra job modules")
+    ] = None,
+) -> None:
+    """Run jobs, schedules and event consumers until SIGTERM (or, with --once, until idle)."""
+    import importlib
+    import signal
+
+    settings = get_settings()
+    for module in imports or []:
+        importlib.import_module(module)  # e.g. test job kinds; never production
+    db = _db()
+    w = _start_worker(
+        db,
+        concurrency=concurrency or settings.worker_concurrency,
+        poll=poll_interval or settings.worker_poll_interval_s,
+        lease=lease or settings.worker_lease_s,
+    )
+
+    def _stop(_sig: int, _frame: Any) -> None:
+        w.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    console.print(f"worker {w.name} on {settings.database_url.split('@')[-1]}")
+    stats = w.run(once=once)
+    console.print(
+        f"worker stopped: {stats.done} done, {stats.retried} to retry, {stats.dead} dead, "
+        f"{stats.lost} lost to another worker"
+    )
+    db.dispose()
 
 
 @ledger_app.command("verify")
@@ -372,40 +516,38 @@ def ledger_verify() -> None:
     console.print(f"[green]ledger verified[/]: {checked} account(s), cache = entries = lots")
 
 
-def _scheduler(db: Database, interval: float, stop: threading.Event) -> None:
-    from loyalist.jobs import service as jobs
-
-    while not stop.wait(interval):
-        try:
-            jobs.run_due(db)
-        except LoyalistError:
-            continue  # e.g. no programme yet
-        except Exception:  # the scheduler must survive a failing run; it is retried
-            import logging
-
-            logging.getLogger("loyalist.scheduler").exception("scheduled jobs failed")
-
-
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
     workers: Annotated[int | None, typer.Option()] = None,
-    scheduler: Annotated[bool, typer.Option(help="run periodic jobs in this process")] = True,
+    run_worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            "--scheduler/--no-scheduler",
+            help="run the job worker (jobs, schedules, consumers) in this process",
+        ),
+    ] = True,
 ) -> None:
-    """Serve the API (and the scheduler of periodic jobs)."""
+    """Serve the API (and, unless --no-worker, an embedded job worker)."""
     import uvicorn
 
     settings = get_settings()
     db = _db()
-    stop = threading.Event()
-    if scheduler and settings.run_scheduler:
-        threading.Thread(
-            target=_scheduler, args=(db, settings.scheduler_interval_s, stop), daemon=True
-        ).start()
+    embedded = None
+    if run_worker and settings.run_scheduler:
+        embedded = _start_worker(
+            db,
+            concurrency=settings.worker_concurrency,
+            poll=settings.worker_poll_interval_s,
+            lease=settings.worker_lease_s,
+        )
+        embedded.start_thread()
     console.print(
         f"Loyalist on http://{host or settings.host}:{port or settings.port} "
         f"(API docs: /docs) — database {settings.database_url.split('@')[-1]}"
+        + ("" if embedded else " — no job worker")
     )
     try:
         uvicorn.run(
@@ -421,7 +563,8 @@ def serve(
             timeout_worker_healthcheck=30,
         )
     finally:
-        stop.set()
+        if embedded is not None:
+            embedded.stop()  # uvicorn returned on SIGTERM/SIGINT: finish the jobs in hand
 
 
 @app.command()
@@ -445,7 +588,7 @@ def demo(
     except LoyalistError as exc:
         _fail(exc)
     if serve_after:
-        serve(host=None, port=None, workers=None, scheduler=True)
+        serve(host=None, port=None, workers=None, run_worker=True)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +25,7 @@ from loyalist.ledger import domain as lots
 from loyalist.ledger import service as ledger
 from loyalist.models import JobRun, Member
 from loyalist.programme import service as programmes
+from loyalist.programme.schemas import Programme
 from loyalist.tier import domain as tier_domain
 from loyalist.tier import service as tiers
 
@@ -55,17 +57,25 @@ def activate_pending(db: Database, progress: Progress | None = None) -> JobRepor
         if not due:
             break
         for mid in due:
-
-            def one(s: Session, mid: int = mid) -> int:
-                acct = ledger.lock(s, mid, _member_path(s, mid))
-                acct.now = now
-                return ledger.activate_due(s, acct)
-
-            report.points += db.run(one)
+            report.points += db.run(partial(activate_member, member_id=mid, now=now))
             report.members += 1
             if progress:
                 progress("activate", 1)
     return report
+
+
+def activate_member(s: Session, member_id: int, now: datetime) -> int:
+    """Activate the member's pending points due by ``now``; returns the points."""
+    acct = ledger.lock(s, member_id, _member_path(s, member_id))
+    acct.now = now
+    return ledger.activate_due(s, acct)
+
+
+def expire_member(s: Session, member_id: int, now: datetime) -> int:
+    """Expire the member's points whose lots ran out by ``now``; returns the points."""
+    acct = ledger.lock(s, member_id, _member_path(s, member_id))
+    acct.now = now
+    return ledger.expire_due(s, acct)
 
 
 def expire_points(db: Database, progress: Progress | None = None) -> JobReport:
@@ -77,13 +87,7 @@ def expire_points(db: Database, progress: Progress | None = None) -> JobReport:
         if not due:
             break
         for mid in due:
-
-            def one(s: Session, mid: int = mid) -> int:
-                acct = ledger.lock(s, mid, _member_path(s, mid))
-                acct.now = now
-                return ledger.expire_due(s, acct)
-
-            report.points += db.run(one)
+            report.points += db.run(partial(expire_member, member_id=mid, now=now))
             report.members += 1
             if progress:
                 progress("expire", 1)
@@ -95,10 +99,7 @@ def remind_expiring(db: Database, progress: Progress | None = None) -> JobReport
     now = utcnow()
     with db.transaction() as s:
         _v, programme = programmes.active(s)
-    # A reminder d days ahead is due d + 1 local days before the expiry instant; a local
-    # day lasts up to 25 hours across a DST change, so look one more day ahead and let
-    # reminder_due decide exactly.
-    horizon = now + timedelta(days=max(programme.points.reminder_days, default=0) + 2)
+    horizon = reminder_horizon(programme, now)
     report = JobReport("remind", now.strftime("%Y-%m-%d"))
     after = 0
     while True:
@@ -108,29 +109,40 @@ def remind_expiring(db: Database, progress: Progress | None = None) -> JobReport
             break
         for mid in batch:
             after = mid
-
-            def one(s: Session, mid: int = mid) -> int:
-                path = _member_path(s, mid)
-                ledger.lock(s, mid, path)
-                groups: dict[tuple[datetime, int], list[tuple[int, int]]] = {}
-                for lot in ledger.member_lots_expiring(s, mid, now, horizon):
-                    assert lot.expires_at is not None
-                    d = lots.reminder_due(
-                        lot.expires_at, programme.points.reminder_days, programme.tz, now
-                    )
-                    if d is None or (lot.reminded_days is not None and lot.reminded_days <= d):
-                        continue
-                    groups.setdefault((lot.expires_at, d), []).append((lot.id, lot.remaining))
-                for (expires, d), items in sorted(groups.items()):
-                    ledger.emit_expiring(s, mid, path, sum(n for _, n in items), expires, d)
-                    ledger.mark_reminded(s, [i for i, _ in items], d)
-                return len(groups)
-
-            report.changes += db.run(one)
+            report.changes += db.run(
+                partial(remind_member, member_id=mid, programme=programme, now=now, horizon=horizon)
+            )
             report.members += 1
             if progress:
                 progress("remind", 1)
     return report
+
+
+def reminder_horizon(programme: Programme, now: datetime) -> datetime:
+    """How far ahead to look for lots to announce."""
+    # A reminder d days ahead is due d + 1 local days before the expiry instant; a local
+    # day lasts up to 25 hours across a DST change, so look one more day ahead and let
+    # reminder_due decide exactly.
+    return now + timedelta(days=max(programme.points.reminder_days, default=0) + 2)
+
+
+def remind_member(
+    s: Session, member_id: int, programme: Programme, now: datetime, horizon: datetime
+) -> int:
+    """Announce the member's lots expiring soon, once per lot group and offset."""
+    path = _member_path(s, member_id)
+    ledger.lock(s, member_id, path)
+    groups: dict[tuple[datetime, int], list[tuple[int, int]]] = {}
+    for lot in ledger.member_lots_expiring(s, member_id, now, horizon):
+        assert lot.expires_at is not None
+        d = lots.reminder_due(lot.expires_at, programme.points.reminder_days, programme.tz, now)
+        if d is None or (lot.reminded_days is not None and lot.reminded_days <= d):
+            continue
+        groups.setdefault((lot.expires_at, d), []).append((lot.id, lot.remaining))
+    for (expires, d), items in sorted(groups.items()):
+        ledger.emit_expiring(s, member_id, path, sum(n for _, n in items), expires, d)
+        ledger.mark_reminded(s, [i for i, _ in items], d)
+    return len(groups)
 
 
 def reevaluate_tiers(db: Database, progress: Progress | None = None) -> JobReport:
@@ -138,13 +150,12 @@ def reevaluate_tiers(db: Database, progress: Progress | None = None) -> JobRepor
     now = utcnow()
     with db.transaction() as s:
         version, programme = programmes.active(s)
-    label, _start, end = tier_domain.previous_period(programme.tiers.evaluation, programme.tz, now)
+    label, at = tier_period(programme, now)
     report = JobReport("tiers", label)
     if not _claim(db, "tiers", label):
         report.notes.append(f"period {label} already evaluated")
         return report
     after = 0
-    at = min(end, now)
     while True:
         with db.transaction() as s:
             ids = tiers.members_to_reevaluate(s, label, after, BATCH)
@@ -152,16 +163,16 @@ def reevaluate_tiers(db: Database, progress: Progress | None = None) -> JobRepor
             break
         for mid in ids:
             after = mid
-
-            def one(s: Session, mid: int = mid) -> int:
-                member = s.get(Member, mid)
-                assert member is not None
-                ledger.lock(s, mid, member.org_path)
-                s.refresh(member)
-                change = tiers.reevaluate_member(s, member, programme, version, at, label)
-                return 1 if change else 0
-
-            report.changes += db.run(one)
+            report.changes += db.run(
+                partial(
+                    reevaluate_member,
+                    member_id=mid,
+                    programme=programme,
+                    version=version,
+                    at=at,
+                    label=label,
+                )
+            )
             report.members += 1
             if progress:
                 progress("tiers", 1)
@@ -169,27 +180,54 @@ def reevaluate_tiers(db: Database, progress: Progress | None = None) -> JobRepor
     return report
 
 
+def reevaluate_member(
+    s: Session, member_id: int, programme: Programme, version: int, at: datetime, label: str
+) -> int:
+    """Evaluate one member's tier for the period ``label`` as of ``at``; 1 if it changed."""
+    member = s.get(Member, member_id)
+    assert member is not None
+    ledger.lock(s, member_id, member.org_path)
+    s.refresh(member)
+    change = tiers.reevaluate_member(s, member, programme, version, at, label)
+    return 1 if change else 0
+
+
+def tier_period(programme: Programme, now: datetime) -> tuple[str, datetime]:
+    """The last completed evaluation period's label and the instant to evaluate at."""
+    label, _start, end = tier_domain.previous_period(programme.tiers.evaluation, programme.tz, now)
+    return label, min(end, now)
+
+
+def start_period(s: Session, job: str, period: str) -> bool:
+    """In the caller's transaction: record a period's run; False when it finished already."""
+    row = s.scalar(select(JobRun).where(JobRun.job == job, JobRun.period == period))
+    if row is not None:
+        return row.status != "done"
+    s.add(JobRun(job=job, period=period, status="running", started_at=utcnow()))
+    s.flush()
+    return True
+
+
+def finish_period(s: Session, job: str, period: str, processed: int) -> None:
+    row = s.scalar(select(JobRun).where(JobRun.job == job, JobRun.period == period))
+    if row is not None:
+        row.status = "done"
+        row.processed += processed
+        row.finished_at = utcnow()
+
+
 def _claim(db: Database, job: str, period: str) -> bool:
     """Record the start of a period's run; False when that period finished already."""
     try:
         with db.transaction() as s:
-            row = s.scalar(select(JobRun).where(JobRun.job == job, JobRun.period == period))
-            if row is not None:
-                return row.status != "done"  # a crashed run resumes
-            s.add(JobRun(job=job, period=period, status="running", started_at=utcnow()))
-            s.flush()
+            return start_period(s, job, period)  # a crashed run resumes
     except IntegrityError:
         return True  # another process claimed it just now; per-member guards keep it exact
-    return True
 
 
 def _finish(db: Database, job: str, period: str, processed: int) -> None:
     with db.transaction() as s:
-        row = s.scalar(select(JobRun).where(JobRun.job == job, JobRun.period == period))
-        if row is not None:
-            row.status = "done"
-            row.processed += processed
-            row.finished_at = utcnow()
+        finish_period(s, job, period, processed)
 
 
 JOBS: dict[str, Callable[[Database, Progress | None], JobReport]] = {

@@ -52,12 +52,24 @@ def pages(shop: Shop) -> list[str]:
         "/admin/audit?object_type=member&action=points.adjust",
         "/admin/stream",
         "/admin/password",
+        "/admin/jobs",
+        "/admin/jobs?state=dead",
     ]
 
 
 # A word of each page's heading, per language.
 HEADINGS = {
-    "zh_CN": ["数据概览", "会员", "审批", "订单", "积分兑换", "会员方案", "操作审计", "修改密码"],
+    "zh_CN": [
+        "数据概览",
+        "会员",
+        "审批",
+        "订单",
+        "积分兑换",
+        "会员方案",
+        "操作审计",
+        "修改密码",
+        "后台任务",
+    ],
     "en": [
         "Dashboard",
         "Members",
@@ -67,6 +79,7 @@ HEADINGS = {
         "Programme",
         "Audit trail",
         "Change password",
+        "Jobs",
     ],
 }
 
@@ -105,7 +118,7 @@ def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Sho
 
 READS = {"members", "orders", "redemptions", "programme"}
 NAV = {
-    "hq_admin": READS | {"dashboard", "approvals", "audit", "stream"},
+    "hq_admin": READS | {"dashboard", "approvals", "audit", "jobs", "stream"},
     "regional_manager": READS | {"dashboard", "approvals"},
     "store_staff": READS | {"dashboard"},
     "service_agent": READS,
