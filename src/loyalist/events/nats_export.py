@@ -209,3 +209,11 @@ class EmbeddedNatsExport:
             except Exception:
                 self._exporter = None  # reconnect next tick; the checkpoint did not move
                 raise
+
+    def close(self) -> None:
+        """Drain the connection and close the loop (the worker is stopping)."""
+        with self._lock:
+            if self._exporter is not None:
+                self._loop.run_until_complete(self._exporter.close())
+                self._exporter = None
+            self._loop.close()

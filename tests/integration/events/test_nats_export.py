@@ -185,3 +185,30 @@ def _exists(stream: str) -> bool:
             await nc.close()
 
     return asyncio.run(check())
+
+
+def test_the_worker_poller_exports_when_a_nats_url_is_set(
+    db: Database, clock: Any, jet: tuple[str, str], monkeypatch: Any
+) -> None:
+    from loyalist import bootstrap
+    from loyalist.config import get_settings
+
+    stream, prefix = jet
+    monkeypatch.setenv("LOYALIST_NATS_URL", NATS_URL)
+    monkeypatch.setenv("LOYALIST_NATS_STREAM", stream)
+    monkeypatch.setenv("LOYALIST_NATS_PREFIX", prefix)
+    get_settings.cache_clear()
+    try:
+        pollers = bootstrap.pollers()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    export = next(p for p in pollers if isinstance(p, nx.EmbeddedNatsExport))
+    assert len([p for p in bootstrap.pollers() if isinstance(p, nx.EmbeddedNatsExport)]) == 0
+    emit_updates(db, 3)
+    try:
+        assert export(db) == 3
+        assert export(db) == 0
+    finally:
+        export.close()
+    assert [m[1] for m in asyncio.run(_stream_messages(stream))] == [e for e, _p in positioned(db)]
