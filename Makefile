@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve
+.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve bench-jobs
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -49,6 +49,7 @@ bench: install-dev
 	$(PY) benchmarks/bench_earn.py
 	$(PY) benchmarks/bench_clv.py
 	$(PY) benchmarks/bench_console.py
+	$(PY) benchmarks/bench_jobs.py
 
 bench-earn: install-dev
 	$(PY) benchmarks/bench_earn.py
@@ -58,6 +59,9 @@ bench-clv: install-dev
 
 bench-console: install-dev
 	$(PY) benchmarks/bench_console.py
+
+bench-jobs: install-dev
+	$(PY) benchmarks/bench_jobs.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache var

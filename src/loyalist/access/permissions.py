@@ -24,6 +24,7 @@ PROGRAMME_PUBLISH = "programme.publish"
 DASHBOARD_READ = "dashboard.read"
 AUDIT_READ = "audit.read"
 STAFF_MANAGE = "staff.manage"
+JOBS_MANAGE = "jobs.manage"  # see the job queue, retry and cancel jobs
 WEBHOOK_READ = "webhook.read"  # endpoints, deliveries and attempts
 WEBHOOK_MANAGE = "webhook.manage"  # register, change, rotate secrets, replay
 
@@ -43,6 +44,7 @@ ROLES: dict[str, frozenset[str]] = {
         DASHBOARD_READ,
         AUDIT_READ,
         STAFF_MANAGE,
+        JOBS_MANAGE,
         WEBHOOK_READ,
         WEBHOOK_MANAGE,
     },
@@ -72,6 +74,7 @@ WRITE_ACTIONS = frozenset(
         REDEMPTION_CANCEL,
         PROGRAMME_PUBLISH,
         STAFF_MANAGE,
+        JOBS_MANAGE,
         WEBHOOK_MANAGE,
     }
 )

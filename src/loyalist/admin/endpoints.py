@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from loyalist.access import permissions as perm
 from loyalist.admin import charts, explain
+from loyalist.admin import jobs as job_pages
 from loyalist.admin.web import (
     COOKIE,
     LANG_COOKIE,
@@ -82,7 +83,10 @@ EXPIRY_HORIZON = timedelta(days=3 * 366)  # the member page lists expiries up to
 
 
 async def run(request: Request, fn: Callable[[Session], Any]) -> Any:
-    return await run_in_threadpool(db_of(request).run, fn)
+    """One unit of work naming the signed-in staff member as its caller."""
+    st: Staff | None = getattr(request.state, "staff", None)
+    actor = st.actor if st is not None else None
+    return await run_in_threadpool(lambda: db_of(request).run(fn, actor=actor))
 
 
 def _tz(s: Session) -> ZoneInfo:
@@ -1066,3 +1070,7 @@ async def audit_page(
     query = "&".join(f"{k}={quote(v)}" for k, v in filt.items())
     ctx["next_url"] = f"/admin/audit?{query}&before={nxt}" if nxt else None
     return render(request, "audit.html", ctx, tz=ctx["tz"])
+
+
+# ── the job queue (loyalist.admin.jobs) ───────────────────────────────────────────────
+job_pages.register(router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -343,15 +344,15 @@ def jobs_run(
         worker = f"cli:{os.getpid()}"
         ran = queue.run_until_empty(db, worker)
     with db.transaction() as s:
-        waiting = queue.list_jobs(s, states=["queued"], limit=1000)
-        failed = [j for j in waiting if j.last_error and j.updated_at >= now]
+        waiting = queue.list_jobs(s, states=["failed", "dead"], limit=1000)
+        failed = [j for j in waiting if j.updated_at >= now]
     console.print(f"as of {now.isoformat()}: {ran} job(s) run")
     if failed:
         t = Table("id", "kind", "attempts", "next try", "last error")
         for job in failed:
             t.add_row(str(job.id), job.kind, str(job.attempts), _when(job.run_at), job.last_error)
         err.print(t)
-        err.print(f"[bold red]{len(failed)} job(s) failed and wait for a retry[/]")
+        err.print(f"[bold red]{len(failed)} job(s) failed (retried later, or dead)[/]")
         raise typer.Exit(1)
 
 
@@ -401,23 +402,37 @@ def jobs_list(
 @jobs_app.command("retry")
 def jobs_retry(job_ids: Annotated[list[int], typer.Argument(help="job ids")]) -> None:
     """Queue dead, failed or cancelled jobs again now (with a fresh count of attempts)."""
-    from loyalist.jobs import queue
+    from loyalist.jobs import operators
 
-    db = _db()
-    with db.transaction() as s:
-        changed = [i for i in job_ids if queue.retry(s, i)]
-    _report_changed("queued again", job_ids, changed)
+    _report_changed("queued again", job_ids, _each_job(operators.retry, job_ids))
 
 
 @jobs_app.command("cancel")
 def jobs_cancel(job_ids: Annotated[list[int], typer.Argument(help="job ids")]) -> None:
     """Cancel jobs that are queued, failed or dead (a running job finishes first)."""
-    from loyalist.jobs import queue
+    from loyalist.jobs import operators
 
+    _report_changed("cancelled", job_ids, _each_job(operators.cancel, job_ids))
+
+
+CLI_ACTOR_NAME = "cli"
+
+
+def _each_job(action: Any, job_ids: list[int]) -> list[int]:
+    """Apply an operator action to each job in its own transaction (audited as "cli")."""
+    from loyalist.kit.actor import Actor
+
+    actor = Actor(name=CLI_ACTOR_NAME, principal=CLI_ACTOR_NAME)
     db = _db()
-    with db.transaction() as s:
-        changed = [i for i in job_ids if queue.cancel(s, i)]
-    _report_changed("cancelled", job_ids, changed)
+    changed = []
+    for job_id in job_ids:
+        try:
+            db.run(functools.partial(action, actor=actor, job_id=job_id), actor=actor)
+        except LoyalistError as exc:
+            err.print(f"job {job_id}: {exc.detail or exc.title}")
+            continue
+        changed.append(job_id)
+    return changed
 
 
 def _report_changed(what: str, asked: list[int], changed: list[int]) -> None:

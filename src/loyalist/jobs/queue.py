@@ -12,7 +12,8 @@ and counts the attempt; a job whose lease ran out (its worker was killed) is due
 re-reads the job under a row lock and checks it still holds the claim, so a job's database
 effects apply exactly once even when a lease expired and another worker took it over. A
 failing handler rolls back; a new transaction records the error and the next ``run_at``
-(exponential backoff with jitter, capped) or buries the job as ``dead`` after its last try.
+(exponential backoff with jitter, capped) and leaves it ``failed`` until then, or buries it as
+``dead`` after its last try.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Claimed:
 
 def _due(now: datetime) -> Any:
     return or_(
-        and_(Job.state == "queued", Job.run_at <= now),
+        and_(Job.state.in_(("queued", "failed")), Job.run_at <= now),
         and_(Job.state == "running", Job.lease_until < now),
     )
 
@@ -132,35 +133,47 @@ def claim(
 
 
 def execute(db: Database, claimed: Claimed, worker: str) -> str:
-    """Run a claimed job; returns its new state ("done", "queued", "dead") or "lost"."""
+    """Run a claimed job; returns its new state ("done", "failed", "dead") or "lost"."""
     kind = registry.get(claimed.kind)
 
     def unit(s: Session) -> str:
-        job = s.scalars(
-            select(Job)
+        now = utcnow()
+        # Re-check the claim under the row lock the UPDATE takes: a worker whose lease
+        # expired and was taken over finds nothing here and must not run the job.
+        held = s.execute(
+            update(Job)
             .where(Job.id == claimed.id, Job.state == "running", Job.locked_by == worker)
-            .with_for_update()
+            .values(updated_at=now)
+            .returning(Job.payload, Job.attempts, Job.kind)
+            .execution_options(synchronize_session=False)
         ).one_or_none()
-        if job is None:
+        if held is None:
             return "lost"  # the lease expired and another worker took the job over
         if kind is None:
             raise LookupError(f"no handler registered for job kind {claimed.kind!r}")
-        now = utcnow()
         kind.handler(
             JobContext(
                 session=s,
-                job_id=job.id,
-                kind=job.kind,
-                payload=dict(job.payload),
-                attempt=job.attempts,
+                job_id=claimed.id,
+                kind=held.kind,
+                payload=dict(held.payload),
+                attempt=held.attempts,
                 now=now,
             )
         )
-        job.state = "done"
-        job.finished_at = utcnow()
-        job.updated_at = job.finished_at
-        job.locked_by = None
-        job.lease_until = None
+        done_at = utcnow()
+        s.execute(
+            update(Job)
+            .where(Job.id == claimed.id)
+            .values(
+                state="done",
+                finished_at=done_at,
+                updated_at=done_at,
+                locked_by=None,
+                lease_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
         return "done"
 
     try:
@@ -193,7 +206,7 @@ def _record_failure(db: Database, claimed: Claimed, worker: str, exc: BaseExcept
             job.state = "dead"
             job.finished_at = now
         else:
-            job.state = "queued"
+            job.state = "failed"  # waits for its retry at run_at
             job.run_at = now + backoff(job.attempts)
         return job.state
 

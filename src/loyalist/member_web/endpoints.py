@@ -24,6 +24,7 @@ from loyalist.idempotency.service import Answer, run_idempotent
 from loyalist.kit.db import Database
 from loyalist.kit.hashing import constant_time_equals, new_token
 from loyalist.kit.i18n import SUPPORTED, negotiate
+from loyalist.kit.uow import acting_as
 from loyalist.ledger.errors import InsufficientPoints
 from loyalist.member.domain import InvalidIdentity, mask_phone, normalise_phone
 from loyalist.member_web import service, views
@@ -439,15 +440,16 @@ def redeem(
         return Answer(201, {"redemption_id": r.id})
 
     try:
-        answer = run_idempotent(
-            ctx.db,
-            principal=f"member:{mid}",
-            key=f"member-redeem:{token}",
-            method="POST",
-            path=f"/m/rewards/{code}/redeem",
-            body=f"reward={code}".encode(),
-            work=work,
-        )
+        with acting_as(views.member_actor(mid)):  # the unit of work knows the member
+            answer = run_idempotent(
+                ctx.db,
+                principal=f"member:{mid}",
+                key=f"member-redeem:{token}",
+                method="POST",
+                path=f"/m/rewards/{code}/redeem",
+                body=f"reward={code}".encode(),
+                work=work,
+            )
     except NotFound:
         return _not_found(ctx)
     except LoyalistError as exc:

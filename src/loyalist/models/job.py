@@ -16,11 +16,10 @@ class Job(Base):
 
     ``queued`` jobs are due from ``run_at``; a claim makes them ``running`` with a lease
     (``locked_by``, ``lease_until``) and counts the attempt; the handler's transaction marks
-    them ``done``; a failure puts them back to ``queued`` with a later ``run_at`` (backoff)
-    and the error in ``last_error``, or ``dead`` after ``max_attempts``. A ``running`` job
-    whose lease expired (its worker died) is claimed again. ``dedupe_key`` is unique: the
-    same key enqueued twice is one job. (``failed`` is reserved for a job that failed and
-    waits for its retry; the queue records that as ``queued`` with ``last_error`` set.)
+    them ``done``; a failure makes them ``failed`` with a later ``run_at`` (backoff) and the
+    error in ``last_error`` (due again from then), or ``dead`` after ``max_attempts``. A
+    ``running`` job whose lease expired (its worker died) is claimed again. ``dedupe_key``
+    is unique: the same key enqueued twice is one job. ``cancelled`` jobs never run.
     """
 
     __tablename__ = "job"

@@ -51,12 +51,24 @@ def pages(shop: Shop) -> list[str]:
         "/admin/audit",
         "/admin/audit?object_type=member&action=points.adjust",
         "/admin/password",
+        "/admin/jobs",
+        "/admin/jobs?state=dead",
     ]
 
 
 # A word of each page's heading, per language.
 HEADINGS = {
-    "zh_CN": ["数据概览", "会员", "审批", "订单", "积分兑换", "会员方案", "操作审计", "修改密码"],
+    "zh_CN": [
+        "数据概览",
+        "会员",
+        "审批",
+        "订单",
+        "积分兑换",
+        "会员方案",
+        "操作审计",
+        "修改密码",
+        "后台任务",
+    ],
     "en": [
         "Dashboard",
         "Members",
@@ -66,6 +78,7 @@ HEADINGS = {
         "Programme",
         "Audit trail",
         "Change password",
+        "Jobs",
     ],
 }
 
@@ -104,7 +117,7 @@ def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Sho
 
 READS = {"members", "orders", "redemptions", "programme"}
 NAV = {
-    "hq_admin": READS | {"dashboard", "approvals", "audit"},
+    "hq_admin": READS | {"dashboard", "approvals", "audit", "jobs"},
     "regional_manager": READS | {"dashboard", "approvals"},
     "store_staff": READS | {"dashboard"},
     "service_agent": READS,

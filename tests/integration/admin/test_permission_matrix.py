@@ -26,12 +26,14 @@ from tests.support import order_payload
 from loyalist.admin.endpoints import router
 from loyalist.admin.web import LOGIN_CSRF_COOKIE
 from loyalist.approval import service as approvals
+from loyalist.jobs import queue
 from loyalist.kit.actor import SYSTEM
 from loyalist.kit.db import Database
 from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
 from loyalist.models import (
     AdjustmentRequest,
+    Job,
     Member,
     MemberTag,
     PointsAccount,
@@ -72,6 +74,7 @@ class Shop:
     redemption: dict[tuple[str, str], int] = field(default_factory=dict)
     # (role, scope, decision) → a pending request (filed by admin2) that role may decide
     request: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    job: dict[str, int] = field(default_factory=dict)  # "dead" / "queued" → a job id
 
 
 def seed(db: Database) -> Shop:
@@ -104,6 +107,14 @@ def seed(db: Database) -> Shop:
                     out = approvals.adjust(s, admin2, m.id, 6000, f"{role} {decision}")
                     assert out.request is not None
                     shop.request[(role, scope, decision)] = out.request.id
+    with db.transaction() as s:  # a dead job to retry and a queued one to cancel
+        queue.enqueue(s, "matrix.example", {}, dedupe_key="matrix-dead")
+        queue.enqueue(s, "matrix.example", {}, dedupe_key="matrix-queued")
+        for key, job in zip(
+            ("dead", "queued"), s.scalars(select(Job).order_by(Job.id)), strict=True
+        ):
+            shop.job[key] = job.id
+            job.state = key
     return shop
 
 
@@ -139,6 +150,7 @@ def fingerprint(db: Database) -> dict[str, Any]:
                 (x.id, x.revoked_at is not None)
                 for x in s.scalars(select(StaffSession).order_by(StaffSession.id))
             ],
+            "jobs": [(j.id, j.state) for j in s.scalars(select(Job).order_by(Job.id))],
         }
 
 
@@ -299,6 +311,14 @@ MATRIX: dict[tuple[str, str], Case] = {
         lambda f, r, s: ("/admin/programme/versions/1", None), ALL, 200, scoped=False
     ),
     ("GET", "/admin/audit"): Case(lambda f, r, s: ("/admin/audit", None), HQ, 200, scoped=False),
+    ("GET", "/admin/jobs"): Case(lambda f, r, s: ("/admin/jobs", None), HQ, 200, scoped=False),
+    ("POST", "/admin/jobs/{job_id}/{action}"): Case(
+        lambda f, r, s: (f"/admin/jobs/{f.job['dead']}/retry", {}),
+        HQ,
+        303,
+        scoped=False,
+        writes=True,
+    ),
 }
 # Actions the matrix drives through a second form of the same route.
 EXTRA: dict[str, tuple[tuple[str, str], Case]] = {
@@ -308,6 +328,16 @@ EXTRA: dict[str, tuple[tuple[str, str], Case]] = {
             lambda f, r, s: (f"/admin/approvals/{f.request[(r, s, 'reject')]}/reject", {}),
             frozenset({"hq_admin", "regional_manager"}),
             303,
+            writes=True,
+        ),
+    ),
+    "jobs cancel": (
+        ("POST", "/admin/jobs/{job_id}/{action}"),
+        Case(
+            lambda f, r, s: (f"/admin/jobs/{f.job['queued']}/cancel", {}),
+            HQ,
+            303,
+            scoped=False,
             writes=True,
         ),
     ),

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.orm import Session
 
 from loyalist.jobs import queue, registry
@@ -148,10 +148,10 @@ def test_a_failure_rolls_back_and_retries_with_backoff(
     with db.transaction() as s:
         enqueue(s, "test.write", {"key": "f", "fail_until": 1})
     (c,) = claim(db, "w1")
-    assert execute(db, c, "w1") == "queued"
+    assert execute(db, c, "w1") == "failed"
     (job,) = jobs(db)
     assert effect_rows(db) == []  # the handler's write rolled back with it
-    assert (job.state, job.attempts, job.locked_by) == ("queued", 1, None)
+    assert (job.state, job.attempts, job.locked_by) == ("failed", 1, None)
     assert job.last_error == "attempt 1: RuntimeError: planned failure 1"
     delay = job.run_at - clock.now()
     assert timedelta(seconds=1.5) <= delay <= timedelta(seconds=2.5)  # 2 s ± 25 %
@@ -186,7 +186,7 @@ def test_dead_after_max_attempts_with_the_last_error(db: Database, clock: Any, k
         clock.advance(timedelta(hours=2))
         (c,) = claim(db, "w1")
         states.append(execute(db, c, "w1"))
-    assert states == ["queued", "queued", "dead"]
+    assert states == ["failed", "failed", "dead"]
     (job,) = jobs(db)
     assert (job.state, job.attempts, job.finished_at) == ("dead", 3, clock.now())
     assert job.last_error == "attempt 3: RuntimeError: planned failure 3"
@@ -237,7 +237,7 @@ def test_an_unknown_kind_fails_like_any_error(db: Database, clock: Any) -> None:
     with db.transaction() as s:
         enqueue(s, "nobody.handles.this", {})
     (c,) = claim(db, "w1")
-    assert execute(db, c, "w1") == "queued"
+    assert execute(db, c, "w1") == "failed"
     (job,) = jobs(db)
     assert job.last_error is not None and "no handler registered" in job.last_error
 
@@ -279,19 +279,20 @@ def test_handler_writes_and_done_mark_are_one_transaction(
     with db.transaction() as s:
         enqueue(s, "test.write", {"key": "atomic"})
     (c,) = claim(db, "w1")
-    real_flush = Session.flush
+    real_execute = Session.execute
 
-    def failing_flush(self: Session, *a: Any, **kw: Any) -> None:
-        if any(isinstance(o, Job) and o.state == "done" for o in self.dirty):
-            raise RuntimeError("commit failed")
-        real_flush(self, *a, **kw)
+    def failing_execute(self: Session, statement: Any, *a: Any, **kw: Any) -> Any:
+        if "state" in str(statement) and "finished_at" in str(statement):
+            raise RuntimeError("marking done failed")
+        return real_execute(self, statement, *a, **kw)
 
-    monkeypatch.setattr(Session, "flush", failing_flush)
-    assert execute(db, c, "w1") == "queued"
-    monkeypatch.setattr(Session, "flush", real_flush)
-    assert effect_rows(db) == []
-    with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT state FROM job")).scalar_one() == "queued"
+    monkeypatch.setattr(Session, "execute", failing_execute)
+    assert execute(db, c, "w1") == "failed"
+    monkeypatch.setattr(Session, "execute", real_execute)
+    assert kinds["write"] == 1  # the handler ran …
+    assert effect_rows(db) == []  # … and its write rolled back with the failed done mark
+    (job,) = jobs(db)
+    assert (job.state, job.last_error) == ("failed", "attempt 1: RuntimeError: marking done failed")
 
 
 def test_claimed_value_object() -> None:

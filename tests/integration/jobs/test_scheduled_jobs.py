@@ -217,7 +217,7 @@ def test_a_failing_sweep_batch_rolls_back_whole_and_is_retried(
     queue.run_until_empty(db)
     assert _effects(db) == {"earn": 4}  # two members were activated, then rolled back
     (job,) = all_jobs(db)
-    assert (job.state, job.attempts) == ("queued", 1)
+    assert (job.state, job.attempts) == ("failed", 1)
     assert job.last_error == "attempt 1: RuntimeError: disk full"
     clock.advance(timedelta(seconds=3))
     queue.run_until_empty(db)

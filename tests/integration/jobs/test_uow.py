@@ -118,3 +118,34 @@ def test_a_session_outside_a_unit_of_work_is_refused(db: Database) -> None:
             uow_of(session)
     finally:
         session.close()
+
+
+def test_an_api_write_names_its_api_key_as_the_caller(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loyalist.member import service as members
+
+    seen: list[tuple[str | None, str]] = []
+    real = members.create
+
+    def spy(s: Session, actor: Actor, data: Any) -> Any:
+        uow = uow_of(s)
+        seen.append((uow.actor.name if uow.actor else None, actor.name))
+        uow.after_commit(lambda: seen.append(("committed", actor.name)))
+        out = real(s, actor, data)
+        if data.phone.endswith("0000"):
+            raise ValueError("fails after the write")
+        return out
+
+    monkeypatch.setattr(members, "create", spy)
+    r = client.post("/v1/members", json={"phone": "13812345678"}, headers={"Idempotency-Key": "u1"})
+    assert r.status_code == 201, r.text
+    (caller, service_actor), committed = seen
+    assert caller == service_actor and caller is not None and caller.startswith("apikey:")
+    assert committed == ("committed", caller)
+    # a write that fails after writing commits nothing and runs no hook
+    seen.clear()
+    r = client.post("/v1/members", json={"phone": "13900000000"}, headers={"Idempotency-Key": "u2"})
+    assert r.status_code == 500
+    assert [tag for tag, _ in seen] == [caller]
+    assert client.get("/v1/members", params={"phone": "13900000000"}).json()["items"] == []
