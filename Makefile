@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve bench-jobs
+.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve bench-jobs bench-stream
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -50,6 +50,7 @@ bench: install-dev
 	$(PY) benchmarks/bench_clv.py
 	$(PY) benchmarks/bench_console.py
 	$(PY) benchmarks/bench_jobs.py
+	$(PY) benchmarks/bench_stream.py
 
 bench-earn: install-dev
 	$(PY) benchmarks/bench_earn.py
@@ -65,3 +66,6 @@ bench-jobs: install-dev
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache var
+
+bench-stream: install-dev
+	$(PY) benchmarks/bench_stream.py

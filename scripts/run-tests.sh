@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PG_URL="${LOYALIST_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/loyalist_test}"
 
+bash scripts/ensure-nats.sh  # the event stream's export tests talk to a real JetStream
+
 echo "== suite on SQLite =="
 LOYALIST_TEST_DATABASE=sqlite $PY -m pytest -q -p no:cacheprovider "$@"
 

@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
+from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
 from loyalist.member.endpoints import router as member_router
 from loyalist.order.endpoints import router as order_router
@@ -18,6 +19,7 @@ for r in (
     programme_router,
     events_router,
     org_router,
+    health_router,
     webhooks_router,
 ):
     router.include_router(r)

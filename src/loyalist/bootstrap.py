@@ -18,6 +18,7 @@ from loyalist.kit.db import Database
 # Append new ones at the end (one line each).
 REGISTRATIONS: list[str] = [
     "loyalist.jobs.tasks",  # activation, expiry, reminders, tier re-evaluation (scheduled)
+    "loyalist.dashboard.handlers",  # the dashboard rollup consumer
     "loyalist.webhooks.tasks",  # job kind webhooks.deliver
     "loyalist.webhooks.handlers",  # consumer "webhooks"
 ]
@@ -44,4 +45,21 @@ def pollers() -> list[Callable[[Database], int]]:
     configure()
     found: list[Callable[[Database], int]] = []
     # --- pollers: append below this line (one entry per line) ---
+    found += _stream_pollers()  # stream positions backstop, consumers, NATS export
     return found
+
+
+def _stream_pollers() -> list[Callable[[Database], int]]:
+    from loyalist.config import get_settings
+    from loyalist.events import consumers
+    from loyalist.events import service as events
+
+    settings = get_settings()
+    out: list[Callable[[Database], int]] = [events.sequence_pending, consumers.run_pending]
+    if settings.nats_url:
+        from loyalist.events.nats_export import EmbeddedNatsExport
+
+        out.append(
+            EmbeddedNatsExport(settings.nats_url, settings.nats_stream, settings.nats_prefix)
+        )
+    return out

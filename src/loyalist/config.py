@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     worker_poll_interval_s: float = 1.0
     worker_concurrency: int = 1
     worker_lease_s: float = 300.0
+    # Export the event stream to NATS JetStream from the worker when set (nats://host:4222).
+    nats_url: str = ""
+    nats_stream: str = "LOYALIST"
+    nats_prefix: str = "loyalist"
     # Webhooks: deliver to private, loopback, link-local, multicast or reserved addresses
     # (off in production: a registered URL could otherwise reach internal services).
     webhooks_allow_private: bool = False

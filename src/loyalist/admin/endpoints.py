@@ -1074,3 +1074,7 @@ async def audit_page(
 
 # ── the job queue (loyalist.admin.jobs) ───────────────────────────────────────────────
 job_pages.register(router)
+# The event stream page (its own module; mounted with the console).
+from loyalist.admin.stream import router as _stream_router  # noqa: E402
+
+router.include_router(_stream_router)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loyalist.analytics.cli import app as analytics_app
+from loyalist.cli.stream import app as stream_app
 from loyalist.config import get_settings
 from loyalist.errors import LoyalistError
 from loyalist.kit.clock import clock
@@ -609,6 +610,7 @@ def bench(name: Annotated[str, typer.Argument(help="earn, clv or all")] = "all")
 
 
 app.add_typer(analytics_app, name="analyze")
+app.add_typer(stream_app, name="stream")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy.orm import Session
 
 from loyalist.errors import FieldError, NotFound, ValidationFailed
-from loyalist.events import schemas, service
+from loyalist.events import consumers, schemas, service
 from loyalist.http import DB, Caller, MemberFilterId, read
 from loyalist.kit.pagination import encode_cursor, page_request
 
@@ -69,3 +69,28 @@ async def event_schema(
             [FieldError("event_type", "unknown event type", "unknown_event_type")],
         )
     return schemas.data_schema(event_type)
+
+
+health_router = APIRouter(prefix="/v1/health", tags=["health"])
+
+
+@health_router.get(
+    "",
+    summary="Service health: the event stream's head and every consumer's lag",
+    response_model=schemas.HealthOut,
+)
+async def health(db: DB, actor: Caller) -> schemas.HealthOut:
+    from loyalist import __version__
+
+    def fn(s: Session) -> schemas.HealthOut:
+        head, waiting = service.stream_state(s)
+        lags = [schemas.ConsumerLagOut(**vars(x)) for x in consumers.lag(s)]
+        parked = any(x.parked for x in lags)
+        return schemas.HealthOut(
+            status="degraded" if parked else "ok",
+            version=__version__,
+            stream=schemas.StreamHealthOut(head=head, unpositioned=waiting, consumers=lags),
+        )
+
+    result: schemas.HealthOut = await read(db, fn)
+    return result

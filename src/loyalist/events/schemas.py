@@ -214,3 +214,31 @@ def catalogue() -> EventSchemas:
     return EventSchemas(
         envelope=envelope_schema(), types={t: data_schema(t) for t in sorted(SCHEMAS)}
     )
+
+
+# ── health ────────────────────────────────────────────────────────────────────────────
+class ConsumerLagOut(BaseModel):
+    """One consumer (or exporter) of the event stream and how far behind it is."""
+
+    name: str
+    position: int = Field(description="its checkpoint: the last stream position it handled")
+    events_behind: int = Field(description="events of its types after the checkpoint")
+    seconds_behind: float = Field(
+        description="seconds between the newest event and the one at its checkpoint"
+    )
+    handled: int
+    retrying: int = Field(description="events it waits at while retrying a failed handler")
+    parked: int = Field(description="events it gave up on (see `loyalist stream parked`)")
+    last_error: str | None = None
+
+
+class StreamHealthOut(BaseModel):
+    head: int = Field(description="the highest stream position")
+    unpositioned: int = Field(description="committed events still waiting for a position")
+    consumers: list[ConsumerLagOut]
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="ok, or degraded when a consumer has parked events")
+    version: str
+    stream: StreamHealthOut

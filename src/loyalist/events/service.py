@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -11,9 +10,11 @@ from typing import Any
 from sqlalchemy import Engine, event, func, select, text, update
 from sqlalchemy.orm import Session
 
+from loyalist.kit import wake
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database, is_sqlite
+from loyalist.kit.uow import UnitOfWork
 from loyalist.models import OutboxEvent
 
 log = logging.getLogger("loyalist.events")
@@ -64,32 +65,45 @@ def emit(
         dispatched_at=None,
     )
     session.add(ev)
-    session.info[_EMITTED] = True
+    _sequence_after_commit(session)
     return ev
 
 
 # ── stream positions ────────────────────────────────────────────────────────────────────
 # An event gets its position right after the transaction that wrote it commits (an
-# after-commit step in a short transaction of its own); the worker's sequencer poller
-# (:func:`sequence_pending`) is the backstop for a process that died in between. Nothing
-# on a read path writes.
+# after-commit hook of the unit of work, running a short transaction of its own); the
+# worker's sequencer poller (:func:`sequence_pending`) is the backstop for a process that
+# died in between. Nothing on a read path writes.
 _EMITTED = "loyalist.events.emitted"
 
-# Set whenever events were given positions in this process: the embedded worker waits on
-# it between ticks so consumers see a new event at once instead of at the next tick.
-stream_advanced = threading.Event()
+
+def _sequence_after_commit(session: Session) -> None:
+    uow = session.info.get("loyalist.uow")
+    if isinstance(uow, UnitOfWork):
+        if not uow.info.get(_EMITTED):
+            uow.info[_EMITTED] = True
+            engine = _engine(session)
+            uow.after_commit(lambda: _sequence_quietly(engine))
+    else:  # a bare session (no Database.transaction): the SQLAlchemy hook below
+        session.info[_EMITTED] = True
 
 
-@event.listens_for(Session, "after_commit")
-def _position_after_commit(session: Session) -> None:
-    if not session.info.pop(_EMITTED, False):
-        return
+def _engine(session: Session) -> Engine:
     bind = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
+    return bind if isinstance(bind, Engine) else bind.engine
+
+
+def _sequence_quietly(engine: Engine) -> None:
     try:
         sequence(engine)
     except Exception:  # the events are committed; the sequencer poller positions them
         log.exception("could not give committed events their stream positions")
+
+
+@event.listens_for(Session, "after_commit")
+def _position_after_commit(session: Session) -> None:
+    if session.info.pop(_EMITTED, False):
+        _sequence_quietly(_engine(session))
 
 
 @event.listens_for(Session, "after_rollback")
@@ -102,7 +116,7 @@ def sequence(engine: Engine, *, batch: int = 10_000) -> int:
     with Session(engine, autoflush=False) as s, s.begin():
         n = assign_positions(s, batch)
     if n:
-        stream_advanced.set()
+        wake.notify()  # the embedded worker hands them to the consumers now
     return n
 
 
@@ -204,3 +218,10 @@ def as_dict(ev: OutboxEvent) -> dict[str, Any]:
         "member_id": ev.member_id,
         "data": ev.payload,
     }
+
+
+def stream_state(session: Session) -> tuple[int, int]:
+    """(head position, committed events without a position yet)."""
+    head = int(session.scalar(select(func.coalesce(func.max(OutboxEvent.position), 0))) or 0)
+    waiting = int(session.scalar(select(func.count()).where(OutboxEvent.position.is_(None))) or 0)
+    return head, waiting

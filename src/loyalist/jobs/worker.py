@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from loyalist.jobs import queue
 from loyalist.jobs.scheduler import Scheduler
+from loyalist.kit import wake
 from loyalist.kit.db import Database
 
 log = logging.getLogger("loyalist.worker")
@@ -140,7 +141,7 @@ class Worker:
                     continue
                 if once:
                     break
-                self._stop.wait(self.poll_interval)
+                wake.wait(self._stop, self.poll_interval)  # early when work appears in-process
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)

@@ -50,6 +50,7 @@ def pages(shop: Shop) -> list[str]:
         "/admin/programme/versions/2",
         "/admin/audit",
         "/admin/audit?object_type=member&action=points.adjust",
+        "/admin/stream",
         "/admin/password",
         "/admin/jobs",
         "/admin/jobs?state=dead",
@@ -117,7 +118,7 @@ def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Sho
 
 READS = {"members", "orders", "redemptions", "programme"}
 NAV = {
-    "hq_admin": READS | {"dashboard", "approvals", "audit", "jobs"},
+    "hq_admin": READS | {"dashboard", "approvals", "audit", "jobs", "stream"},
     "regional_manager": READS | {"dashboard", "approvals"},
     "store_staff": READS | {"dashboard"},
     "service_agent": READS,

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.orm import Session
 from tests.integration.events.consumer_support import (
     effects,
@@ -221,3 +221,63 @@ def test_a_crashed_sequencer_is_caught_up_by_the_backstop(stream: Database) -> N
     assert events.sequence_pending(stream) == 1
     assert events.sequence_pending(stream) == 0
     assert [p for _e, p in positioned(stream)] == [1, 2]
+
+
+def _checkpoint_or_zero(db: Database, name: str) -> int:
+    """Read without taking SQLite's writer lock (a plain engine: WAL readers never wait)."""
+    engine = create_engine(db.url)
+    try:
+        with engine.connect() as conn:
+            got = conn.scalar(select(EventConsumer.position).where(EventConsumer.name == name))
+            return int(got or 0)
+    finally:
+        engine.dispose()
+
+
+def test_a_consumer_killed_mid_batch_resumes_from_its_checkpoint(
+    stream: Database, tmp_path: Any
+) -> None:
+    """SIGKILL while a batch is half handled: the batch's effects roll back with it, the
+    restarted consumer starts again at its checkpoint; every event is applied exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.events.consumer_child import NAME
+
+    emit_updates(stream, 1000, per_tx=250)
+    total = len(positioned(stream))
+    progress = tmp_path / "progress"
+
+    def child(*extra: str) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "tests.integration.events.consumer_child"]
+        return subprocess.Popen([*cmd, stream.url, str(progress), *extra])
+
+    kills = 0
+    for _attempt in range(10):
+        proc = child()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = _checkpoint_or_zero(stream, NAME)
+            handling = int(progress.read_text() or 0) if progress.exists() else 0
+            if done > 0 and handling > done + 20:  # well inside an uncommitted batch
+                break
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        done = _checkpoint_or_zero(stream, NAME)
+        handling = int(progress.read_text() or 0) if progress.exists() else 0
+        if done < handling:
+            kills += 1
+            # nothing past the checkpoint was applied: the half batch rolled back
+            assert [p for _e, p in effects(stream, NAME)] == list(range(1, done + 1))
+        if kills == 2:
+            break
+    assert kills == 2, "the consumer was never killed in the middle of a batch"
+    restarted = child("--until-idle")
+    assert restarted.wait(timeout=300) == 0
+    assert effects(stream, NAME) == positioned(stream)  # each once, in stream order
+    assert _checkpoint_or_zero(stream, NAME) == total
+    assert counts(stream, ["event_receipt"]) == {"event_receipt": total}

@@ -53,7 +53,11 @@ def test_a_failing_hook_is_logged_not_raised(
     def unit(s: Session) -> str:
         after_commit(s, bad)
         after_commit(s, lambda: seen.append("later"))
-        emit(s, "member.created", {"n": 1})
+        emit(
+            s,
+            "member.created",
+            {"member_id": 7, "member_no": "M000000007", "tier": "base", "by": "test"},
+        )
         return "answer"
 
     with caplog.at_level(logging.ERROR, logger="loyalist.uow"):
@@ -99,14 +103,22 @@ def test_the_caller_is_carried(db: Database) -> None:
 
 def test_a_failing_unit_writes_neither_event_nor_job(db: Database) -> None:
     with pytest.raises(RuntimeError, match="after the writes"), db.transaction() as s:
-        emit(s, "member.created", {"member": 7})
+        emit(
+            s,
+            "member.created",
+            {"member_id": 7, "member_no": "M000000007", "tier": "base", "by": "test"},
+        )
         enqueue(s, "test.noop", {"member": 7}, dedupe_key="welcome:7")
         s.flush()
         raise RuntimeError("after the writes")
     assert (_count(db, OutboxEvent), _count(db, Job)) == (0, 0)
     # the same unit committing writes both
     with db.transaction() as s:
-        emit(s, "member.created", {"member": 7})
+        emit(
+            s,
+            "member.created",
+            {"member_id": 7, "member_no": "M000000007", "tier": "base", "by": "test"},
+        )
         enqueue(s, "test.noop", {"member": 7}, dedupe_key="welcome:7")
     assert (_count(db, OutboxEvent), _count(db, Job)) == (1, 1)
 
