@@ -118,7 +118,7 @@ def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Sho
 
 READS = {"members", "orders", "redemptions", "programme"}
 NAV = {
-    "hq_admin": READS | {"dashboard", "approvals", "audit", "jobs", "stream"},
+    "hq_admin": READS | {"dashboard", "approvals", "audit", "jobs", "stream", "webhooks"},
     "regional_manager": READS | {"dashboard", "approvals"},
     "store_staff": READS | {"dashboard"},
     "service_agent": READS,
