@@ -138,7 +138,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
         ctx = EarnContext(
             tier_code=_tier_for(programme, member.tier_code),
             earned_today=earned_on_day(session, programme, member.id, occurred_at, None),
-            earned_lifetime=acct.row.lifetime_earned if acct else 0,
+            earned_lifetime=ledger.lifetime_earned_by(session, acct) if acct else 0,
         )
         result = evaluate_order(programme, order_in, ctx)
     points = result.points if result else 0
