@@ -94,6 +94,8 @@ def entry_body(e: LedgerEntry) -> dict[str, Any]:
     return {
         "id": e.id,
         "kind": e.kind,
+        "member_id": e.member_id,  # who caused it (on a shared account: which member)
+        "account_id": e.account_id,
         "available": e.delta_available,
         "pending": e.delta_pending,
         "debt": e.delta_debt,

@@ -176,7 +176,11 @@ def test_members_earn_into_one_pool_and_each_entry_keeps_its_member(
     # The member's entry list is the pool's, each naming its member.
     r = client.get(f"/v1/members/{a}/ledger")
     assert r.status_code == 200, r.text
-    assert [x["kind"] for x in r.json()["items"]] == ["earn", "earn", "adjust"]
+    assert [(x["kind"], x["member_id"], x["account_id"]) for x in r.json()["items"]] == [
+        ("earn", b, pool),
+        ("earn", a, pool),
+        ("adjust", owner, pool),
+    ]
     verify_clean(world.db)
 
 
