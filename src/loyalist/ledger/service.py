@@ -196,6 +196,30 @@ def account_of_entries(session: Session, dedupe_keys: Sequence[str]) -> int | No
     )
 
 
+def lifetime_earned_by(session: Session, acct: Account) -> int:
+    """Points the handle's member ever earned from orders (for caps per member).
+
+    An account only its owner ever drew on: its cache. Otherwise (a pool, or a member who
+    once drew on one) the member's own earn entries in every account, so a member is never
+    capped by what the others in their pool earned.
+    """
+    shared = session.scalar(
+        select(func.count())
+        .select_from(PointsAccountMember)
+        .where(
+            PointsAccountMember.role == MEMBER,
+            (PointsAccountMember.account_id == acct.row.id)
+            | (PointsAccountMember.member_id == acct.member_id),
+        )
+    )
+    if acct.member_id == acct.row.owner_member_id and not shared:
+        return acct.row.lifetime_earned
+    q = select(
+        func.coalesce(func.sum(LedgerEntry.delta_available + LedgerEntry.delta_pending), 0)
+    ).where(LedgerEntry.member_id == acct.member_id, LedgerEntry.kind == "earn")
+    return int(session.scalar(q) or 0)
+
+
 def _owner_path(session: Session, member_id: int) -> str:
     return session.scalar(select(Member.org_path).where(Member.id == member_id)) or "/"
 

@@ -197,6 +197,8 @@ class LedgerEntryOut(BaseModel):
 
     id: int
     kind: str
+    member_id: int = Field(description="who caused it (on a shared account: which member)")
+    account_id: int = Field(description="the points account it belongs to")
     available: int
     pending: int
     debt: int

@@ -612,6 +612,8 @@ def entry_out(e: LedgerEntry) -> LedgerEntryOut:
     return LedgerEntryOut(
         id=e.id,
         kind=e.kind,
+        member_id=e.member_id,
+        account_id=e.account_id,
         available=e.delta_available,
         pending=e.delta_pending,
         debt=e.delta_debt,

@@ -235,7 +235,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
         ctx = EarnContext(
             tier_code=_tier_for(programme, tiers.tier_at(session, member, occurred_at)),
             earned_today=earned_on_day(session, programme, member.id, occurred_at, None),
-            earned_lifetime=acct.row.lifetime_earned if acct else 0,
+            earned_lifetime=ledger.lifetime_earned_by(session, acct) if acct else 0,
             facts=member_facts(session, programme, member, occurred_at),
         )
         result = evaluate_order(programme, order_in, ctx)

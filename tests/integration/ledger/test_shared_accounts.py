@@ -176,7 +176,34 @@ def test_members_earn_into_one_pool_and_each_entry_keeps_its_member(
     # The member's entry list is the pool's, each naming its member.
     r = client.get(f"/v1/members/{a}/ledger")
     assert r.status_code == 200, r.text
-    assert [x["kind"] for x in r.json()["items"]] == ["earn", "earn", "adjust"]
+    assert [(x["kind"], x["member_id"], x["account_id"]) for x in r.json()["items"]] == [
+        ("earn", b, pool),
+        ("earn", a, pool),
+        ("adjust", owner, pool),
+    ]
+    verify_clean(world.db)
+
+
+def test_a_cap_per_member_counts_what_the_member_earned_not_the_pool(
+    world: Any, client: Any, family: Any
+) -> None:
+    owner, a, _b = family
+    doc = demo_document()
+    doc["points"]["pending_days"] = 0
+    doc["earning"]["campaigns"] = []
+    doc["earning"]["rules"] = []
+    doc["earning"]["caps"] = {"per_member": 100}
+    doc["rewards"] = [{"code": "ten", "name": "Ten points", "points": 10}]
+    assert apply_document(world.db, doc) == 3
+    pool = account_of(world.db, owner)
+    assert buy(client, "o-1", owner, 80)["points"]["earned"] == 80
+    attach(world.db, pool, a)
+    assert buy(client, "a-1", a, 50)["points"]["earned"] == 50  # not 100 - 80
+    assert buy(client, "a-2", a, 60)["points"]["earned"] == 50  # 100 - 50
+    assert buy(client, "o-2", owner, 60)["points"]["earned"] == 20  # 100 - 80
+    detach(world.db, a)
+    assert buy(client, "a-3", a, 10)["points"]["earned"] == 0  # still capped after leaving
+    assert balance(client, owner) == (200, 0, 0)
     verify_clean(world.db)
 
 
