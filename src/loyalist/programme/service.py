@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import PROGRAMME_PUBLISH, require
@@ -125,20 +125,17 @@ def publish(
 
 
 def in_force_at(session: Session, at: datetime) -> tuple[int, Programme]:
-    """The programme version in force at ``at``: the last one published by then (an instant
-    before the first version gets the first)."""
+    """The programme version in force at ``at``: the last one published by then. History from
+    before the first version (orders imported from before the programme started) gets the
+    active version, as no other was ever in force."""
+    active_number, active_programme = active(session)
     number = session.scalar(
         select(ProgrammeVersion.version)
         .where(ProgrammeVersion.created_at <= at)
         .order_by(ProgrammeVersion.version.desc())
         .limit(1)
     )
-    if number is None:
-        number = session.scalar(select(func.min(ProgrammeVersion.version)))
-    if number is None:
-        raise NoProgramme("Apply a programme first: loyalist programme apply FILE.yaml")
-    active_number, active_programme = active(session)
-    if int(number) == active_number:
+    if number is None or int(number) == active_number:
         return active_number, active_programme
     return int(number), get_version(session, int(number))
 

@@ -167,10 +167,14 @@ def test_store_staff_cannot_see_another_stores_member(live: Live, page: Any) -> 
     carol = live.shop.members["carol"]  # a member of Shenzhen-1
     alice = live.shop.members["alice"]  # a member of Shanghai-1
     sign_in(page, live, "sh1")
-    # By search: no result for Carol's phone; Alice is found, with her phone shown (store
-    # staff may see phones).
+    # Chains: her exact phone finds Carol (a member is the brand's: the clerk can serve
+    # her), but not by name, not in the list, and not her 360 view.
     page.goto(f"{live.url}/admin/members?phone=13800000003")
-    assert page.locator("tr[data-member-id]").count() == 0
+    found = page.locator("tr[data-member-id]").evaluate_all(
+        "rows => rows.map(r => r.dataset.memberId)"
+    )
+    assert [int(x) for x in found] == [carol]
+    page.goto(f"{live.url}/admin/members?phone=13900000099")
     assert "您的权限范围内没有匹配的会员" in page.inner_text("[data-testid=member-results]")
     page.goto(f"{live.url}/admin/members?q=陈静")
     assert page.locator("tr[data-member-id]").count() == 0

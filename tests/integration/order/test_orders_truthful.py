@@ -173,24 +173,27 @@ def test_backdated_order_earns_under_the_version_of_its_date_and_reports_expired
     ).json()
     # 2 per yuan under version 2, doubled by Wednesday's member day
     assert (new["programme_version"], new["points"]["earned"]) == (2, 400)
+    # dated after version 1 (04:00Z) and before version 2 (05:00Z): version 1's rules
     old = client.post(
-        "/v1/orders", json=order_payload("old", mid, paid=10_000, occurred_at=MONDAY)
+        "/v1/orders",
+        json=order_payload("old", mid, paid=10_000, occurred_at="2026-06-10T04:30:00+00:00"),
     ).json()
-    assert (old["programme_version"], old["points"]["earned"]) == (1, 100)
-    # earned in 2024: expired at the end of 2025 (end_of_year, 1 year), not "available"
+    assert (old["programme_version"], old["points"]["earned"]) == (1, 200)  # member day 2×
+    # earned in 2024 (before any version: the active one's 2 per yuan), expired at the end
+    # of 2025 (end_of_year, 1 year): not "available"
     gone = client.post(
         "/v1/orders",
         json=order_payload("gone", mid, paid=10_000, occurred_at="2024-06-03T10:00:00+08:00"),
     ).json()
-    assert gone["points"]["earned"] == 100
+    assert (gone["programme_version"], gone["points"]["earned"]) == (2, 200)
     assert (gone["points"]["status"], gone["points"]["open"], gone["points"]["expired"]) == (
         "expired",
         0,
-        100,
+        200,
     )
     assert old["points"]["status"] == "pending"
     p = client.get(f"/v1/members/{mid}").json()["points"]
-    assert (p["available"], p["pending"]) == (0, 400 + 100)  # the expired 100 are not there
+    assert (p["available"], p["pending"]) == (0, 400 + 200)  # the expired 200 are not there
 
 
 def test_orders_older_than_the_programme_allows_are_refused(world: Any, client: Any) -> None:
@@ -274,3 +277,24 @@ def test_quote_prices_the_tier_discount_and_writes_nothing(world: Any, client: A
         r = sz1.post("/v1/orders/quote", json=chain)
         assert r.status_code == 200, r.text
         assert r.json()["tier"]["code"] == "gold"
+
+
+def test_return_of_an_order_whose_points_expired_takes_nothing_from_other_lots(
+    world: Any, client: Any, clock: Any
+) -> None:
+    mid = new_member(client, "13800000001")
+    # earned 2024-06: expired at the end of 2025 (already, at the clock's 2026-06-10)
+    gone = client.post(
+        "/v1/orders",
+        json=order_payload("gone", mid, paid=40_000, occurred_at="2024-06-03T10:00:00+08:00"),
+    ).json()
+    assert (gone["points"]["earned"], gone["points"]["status"]) == (400, "expired")
+    client.post(f"/v1/members/{mid}/adjustments", json={"points": 1_000, "reason": "other lot"})
+    lots_before = rows(world.db, "SELECT id, remaining, status FROM points_lot ORDER BY id")
+    r = client.post(f"/v1/orders/{gone['id']}/returns", json={"return_id": "r1", "full": True})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["points_expired"], body["points_clawed"], body["points_waived"]) == (400, 0, 0)
+    assert rows(world.db, "SELECT id, remaining, status FROM points_lot ORDER BY id") == lots_before
+    p = client.get(f"/v1/members/{mid}").json()["points"]
+    assert (p["available"], p["debt"]) == (1_000, 0)

@@ -10,6 +10,8 @@ import pytest
 from tests.itest import apply_document, assert_problem, counts, demo_document, new_member, rows
 from tests.support import order_payload
 
+from loyalist.kit.actor import SYSTEM
+from loyalist.member import service as members
 from loyalist.programme import service as programmes
 from loyalist.programme.errors import ProgrammeInvalid
 
@@ -138,7 +140,9 @@ def test_the_catalogue_follows_the_programme_and_keeps_what_was_redeemed(
     world: Any, client: Any
 ) -> None:
     mid = new_member(client, "13800000001")
-    client.post(f"/v1/members/{mid}/adjustments", json={"points": 100_000, "reason": "setup"})
+    # seeded by the service: above the approval threshold the API would only file a request
+    with world.db.transaction() as s:
+        members.adjust_points(s, SYSTEM, mid, 100_000, "setup")
     for _ in range(3):
         r = client.post("/v1/redemptions", json={"member_id": mid, "reward": "croissant"})
         assert r.status_code == 201
