@@ -1062,8 +1062,29 @@ AUDIT_ACTIONS = (
     "programme.publish",
     "staff.create",
     "staff.password",
+    "staff.disable",
+    "staff.enable",
+    "staff.password.reset",
+    "staff.role",
+    "org.create",
+    "org.rename",
+    "org.move",
+    "org.close",
+    "apikey.create",
+    "apikey.revoke",
+    "reward.stock",
+    "redemption.collect",
 )
-AUDIT_OBJECTS = ("member", "order", "redemption", "programme", "staff_user")
+AUDIT_OBJECTS = (
+    "member",
+    "order",
+    "redemption",
+    "programme",
+    "staff_user",
+    "org_unit",
+    "api_key",
+    "reward",
+)
 
 
 def _day_start(value: str, field: str, tz: ZoneInfo, plus_days: int = 0) -> datetime | None:

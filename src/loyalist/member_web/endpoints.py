@@ -318,8 +318,12 @@ def _join_form(consents: dict[str, bool], referral: str) -> dict[str, Any]:
     return {"consents": consents, "referral": referral, "channels": service.JOIN_CHANNELS}
 
 
-def _consents(form: Any) -> dict[str, bool]:
-    return {ch: form.get(f"consent_{ch}") == "on" for ch in service.JOIN_CHANNELS}
+def _consents(sms: str, email: str, push: str, wechat: str) -> dict[str, bool]:
+    ticked = {"sms": sms, "email": email, "push": push, "wechat": wechat}
+    return {ch: ticked[ch] == "on" for ch in service.JOIN_CHANNELS}
+
+
+OptionalField = Annotated[str, Form()]
 
 
 @router.get("/join")
@@ -331,15 +335,24 @@ def join_form(request: Request) -> Response:
 
 
 @router.post("/join")
-async def join_send(request: Request) -> Response:
+def join_send(
+    request: Request,
+    csrf: CsrfField = "",
+    phone: OptionalField = "",
+    referral: OptionalField = "",
+    terms: OptionalField = "",
+    consent_sms: OptionalField = "",
+    consent_email: OptionalField = "",
+    consent_push: OptionalField = "",
+    consent_wechat: OptionalField = "",
+) -> Response:
     """Like sign-in, but the code goes to any valid number (a member's number gets a
     sign-in code; the page answers the same either way)."""
-    form = await request.form()
     ctx = _context(request)
-    if not _csrf_ok(ctx, str(form.get("csrf", ""))):
+    if not _csrf_ok(ctx, csrf):
         return _forbidden(ctx)
-    phone, referral = str(form.get("phone", "")), str(form.get("referral", "")).strip()
-    consents = _consents(form)
+    referral = referral.strip()
+    consents = _consents(consent_sms, consent_email, consent_push, consent_wechat)
     extra = _join_form(consents, referral)
     errors: dict[str, str] = {}
     try:
@@ -348,7 +361,7 @@ async def join_send(request: Request) -> Response:
         errors["phone"] = ctx._("Enter a valid mobile number.")
     if referral and not _REFERRAL.match(referral):
         errors["referral"] = ctx._("A referral code has letters and digits only.")
-    if form.get("terms") != "on":
+    if terms != "on":
         errors["terms"] = ctx._("Please accept the membership terms.")
     if errors:
         return _page(ctx, "join.html", 422, phone=phone, errors=errors, **extra)
@@ -385,19 +398,27 @@ async def join_send(request: Request) -> Response:
 
 
 @router.post("/join/code")
-async def join_verify(request: Request) -> Response:
-    form = await request.form()
+def join_verify(
+    request: Request,
+    csrf: CsrfField = "",
+    phone: OptionalField = "",
+    code: OptionalField = "",
+    referral: OptionalField = "",
+    consent_sms: OptionalField = "",
+    consent_email: OptionalField = "",
+    consent_push: OptionalField = "",
+    consent_wechat: OptionalField = "",
+) -> Response:
     ctx = _context(request)
-    if not _csrf_ok(ctx, str(form.get("csrf", ""))):
+    if not _csrf_ok(ctx, csrf):
         return _forbidden(ctx)
     try:
-        e164 = normalise_phone(str(form.get("phone", "")))
+        e164 = normalise_phone(phone)
     except InvalidIdentity:
         return _redirect("/m/join")
-    referral = str(form.get("referral", "")).strip()
+    referral = referral.strip()
     referral = referral if _REFERRAL.match(referral) else ""
-    consents = _consents(form)
-    code = str(form.get("code", ""))
+    consents = _consents(consent_sms, consent_email, consent_push, consent_wechat)
 
     def check(s: Any) -> tuple[service.Verified, service.NewSession | None]:
         v = service.verify_code(s, e164, code, for_join=True)

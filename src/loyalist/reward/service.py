@@ -484,7 +484,7 @@ def top_up(session: Session, actor: Actor, reward_code: str, quantity: int) -> R
         "reward.stock",
         "reward",
         reward.id,
-        org_path="/",
+        org_path=hq.path,
         before={"stock_remaining": before},
         after={"stock_remaining": reward.stock_remaining, "added": quantity},
     )

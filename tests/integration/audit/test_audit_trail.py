@@ -109,6 +109,24 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
         ids["redemption"] = r.json()["id"]
         return r
 
+    def redeem_another(name: str) -> Callable[[Any, dict[str, int]], None]:
+        def setup(c: Any, ids: dict[str, int]) -> None:
+            r = c.post(
+                f"/v1/members/{ids['member']}/adjustments", json={"points": 2000, "reason": "gift"}
+            )
+            assert r.status_code == 201, r.text
+            r = c.post("/v1/redemptions", json={"member_id": ids["member"], "reward": "latte"})
+            assert r.status_code == 201, r.text
+            ids[name] = r.json()["id"]
+            ids[f"{name}.code"] = r.json()["code"]
+
+        return setup
+
+    # Run before their step, outside what the step is checked for.
+    setups = {
+        "/v1/redemptions/{redemption_id}/collect": redeem_another("by_id"),
+        "/v1/redemptions/collect": redeem_another("by_code"),
+    }
     steps: list[Step] = [
         ("POST", "/v1/members", join, "member.create", "member"),
         (
@@ -230,6 +248,27 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
         ),
         (
             "POST",
+            "/v1/redemptions/{redemption_id}/collect",
+            lambda c, i: c.post(f"/v1/redemptions/{i['by_id']}/collect", json={"store": "sh1"}),
+            "redemption.collect",
+            "redemption",
+        ),
+        (
+            "POST",
+            "/v1/redemptions/collect",
+            lambda c, i: c.post("/v1/redemptions/collect", json={"code": i["by_code.code"]}),
+            "redemption.collect",
+            "redemption",
+        ),
+        (
+            "POST",
+            "/v1/rewards/{reward_code}/stock",
+            lambda c, i: c.post("/v1/rewards/latte/stock", json={"quantity": 10}),
+            "reward.stock",
+            "reward",
+        ),
+        (
+            "POST",
             "/v1/programme/dry-run",
             lambda c, i: c.post(
                 "/v1/programme/dry-run", json={"order": order_payload("DRY", None, paid=500)}
@@ -243,6 +282,8 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
         assert {(m, p) for m, p, *_ in steps} == _api_write_routes(c)
         for method, path, call, action, object_type in steps:
             clock.advance(timedelta(minutes=1))
+            if path in setups:
+                setups[path](c, ids)
             last = _last_id(world)
             before = counts(world.db)
             r = call(c, ids)
@@ -259,10 +300,11 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             row = new[0]
             assert (row["actor"], row["principal"]) == (actor, principal)
             assert row["occurred_at"] == utcnow()
-            assert row["org_path"] == sh1
+            # rewards are the brand's: their stock rows belong to HQ
+            assert row["org_path"] == (_path(world, "hq") if action == "reward.stock" else sh1)
             assert row["after"] is not None
 
-    by_action = {a["action"]: a for a in _audit_rows(world)}
+    by_action = {a["action"]: a for a in reversed(_audit_rows(world))}  # the first of each
     mid = str(ids["member"])
     upd = by_action["member.update"]
     assert upd["object_id"] == mid
