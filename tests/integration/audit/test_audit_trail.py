@@ -25,7 +25,7 @@ from loyalist.staff import service as staff
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # API routes that change nothing (asserted: no row in any table).
-READ_ONLY_POSTS = {("POST", "/v1/programme/dry-run")}
+READ_ONLY_POSTS = {("POST", "/v1/programme/dry-run"), ("POST", "/v1/orders/quote")}
 
 
 def _key_identity(world: Any, scope: str) -> tuple[str, str]:
@@ -122,8 +122,24 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
 
         return setup
 
+    def pending_request(name: str) -> Callable[[Any, dict[str, int]], None]:
+        """A region key asks for more than the threshold: a request for a second person."""
+
+        def setup(c: Any, ids: dict[str, int]) -> None:
+            with api_client(world.db, world.keys["east"]) as region:
+                r = region.post(
+                    f"/v1/members/{ids['member']}/adjustments",
+                    json={"points": 9000, "reason": "store opening gift"},
+                )
+            assert r.status_code == 202, r.text
+            ids[name] = r.json()["id"]
+
+        return setup
+
     # Run before their step, outside what the step is checked for.
     setups = {
+        "/v1/adjustment-requests/{request_id}/approve": pending_request("to_approve"),
+        "/v1/adjustment-requests/{request_id}/reject": pending_request("to_reject"),
         "/v1/redemptions/{redemption_id}/collect": redeem_another("by_id"),
         "/v1/redemptions/collect": redeem_another("by_code"),
     }
@@ -269,6 +285,34 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
         ),
         (
             "POST",
+            "/v1/adjustment-requests/{request_id}/approve",
+            lambda c, i: c.post(f"/v1/adjustment-requests/{i['to_approve']}/approve"),
+            "points.adjust.approve",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/adjustment-requests/{request_id}/reject",
+            lambda c, i: c.post(f"/v1/adjustment-requests/{i['to_reject']}/reject"),
+            "points.adjust.reject",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/orders/quote",
+            lambda c, i: c.post(
+                "/v1/orders/quote",
+                json={
+                    "member_id": i["member"],
+                    "store": "sh1",
+                    "lines": [{"sku": "LATTE", "quantity": 1, "unit_price_minor": 3000}],
+                },
+            ),
+            None,
+            "",
+        ),
+        (
+            "POST",
             "/v1/programme/dry-run",
             lambda c, i: c.post(
                 "/v1/programme/dry-run", json={"order": order_payload("DRY", None, paid=500)}
@@ -293,11 +337,13 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
                 assert (method, path) in READ_ONLY_POSTS
                 assert counts(world.db) == before
                 continue
-            assert [(a["action"], a["object_type"]) for a in new] == [(action, object_type)], (
-                path,
-                new,
-            )
-            row = new[0]
+            # Approving applies the adjustment: its own row, then the decision's.
+            applied = [("points.adjust", "member")] if action == "points.adjust.approve" else []
+            assert [(a["action"], a["object_type"]) for a in new] == [
+                *applied,
+                (action, object_type),
+            ], (path, new)
+            row = new[-1]
             assert (row["actor"], row["principal"]) == (actor, principal)
             assert row["occurred_at"] == utcnow()
             # rewards are the brand's: their stock rows belong to HQ

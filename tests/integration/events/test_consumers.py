@@ -66,7 +66,10 @@ def test_every_event_once_in_stream_order_from_the_checkpoint(stream: Database) 
     emit_updates(stream, 2)
     assert consumers.run_pending(stream) >= 2
     assert effects(stream, "t.all") == positioned(stream)
-    assert counts(stream, ["event_receipt"]) == {"event_receipt": 9}
+    # its own receipts (other consumers registered in this process keep theirs)
+    with stream.transaction() as s:
+        mine = s.scalars(select(EventReceipt.event_id).where(EventReceipt.consumer == "t.all"))
+        assert len(list(mine)) == 9
 
 
 def test_types_filter_and_the_checkpoint_moves_past_other_events(stream: Database) -> None:

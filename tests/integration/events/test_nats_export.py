@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import nats
@@ -62,6 +63,17 @@ async def _delete(stream: str) -> None:
         await nc.close()
 
 
+def _call(fn: Any) -> Any:
+    """Run ``fn`` on a thread of its own: a session-wide sync Playwright browser (the browser
+    tests) leaves an event loop running on the main thread, where asyncio.run refuses."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result()
+
+
+def _run(coro: Any) -> Any:
+    return _call(lambda: asyncio.run(coro))
+
+
 @pytest.fixture
 def jet() -> Iterator[tuple[str, str]]:
     """A stream name and subject prefix unique to this test run (tests never share data)."""
@@ -69,7 +81,7 @@ def jet() -> Iterator[tuple[str, str]]:
     stream, prefix = f"LOYALIST_T{tag.upper()}", f"loyalist_t{tag}"
     yield stream, prefix
     with contextlib.suppress(Exception):
-        asyncio.run(_delete(stream))
+        _run(_delete(stream))
 
 
 def test_the_server_is_up() -> None:
@@ -80,7 +92,7 @@ def test_the_server_is_up() -> None:
         await nc.close()
         return info is not None
 
-    assert asyncio.run(ping()), f"NATS JetStream at {NATS_URL} is required"
+    assert _run(ping()), f"NATS JetStream at {NATS_URL} is required"
 
 
 def test_each_event_once_with_its_id_and_subject(
@@ -89,16 +101,16 @@ def test_each_event_once_with_its_id_and_subject(
     stream, prefix = jet
     emit_updates(db, 7, per_tx=3)
     exporter = nx.NatsExporter(db, url=NATS_URL, stream=stream, prefix=prefix, batch=3)
-    stats = asyncio.run(exporter.run(exit_when_idle=True))
+    stats = _run(exporter.run(exit_when_idle=True))
     assert (stats.published, stats.duplicates, stats.batches) == (7, 0, 3)
-    msgs = asyncio.run(_stream_messages(stream))
+    msgs = _run(_stream_messages(stream))
     want = positioned(db)
     assert [(m[1], m[2]["sequence"]) for m in msgs] == want
     assert {m[0] for m in msgs} == {f"{prefix}.member.updated"}
     assert all(m[2]["id"] == m[1] and m[2]["type"] == "member.updated" for m in msgs)
     # running again: nothing new; moving the checkpoint back republishes, JetStream drops
     assert (
-        asyncio.run(
+        _run(
             nx.NatsExporter(db, url=NATS_URL, stream=stream, prefix=prefix).run(exit_when_idle=True)
         ).published
         == 0
@@ -107,11 +119,11 @@ def test_each_event_once_with_its_id_and_subject(
         row = s.scalar(select(EventConsumer).where(EventConsumer.name == f"nats:{stream}"))
         assert row is not None and row.position == 7
         row.position = 2
-    again = asyncio.run(
+    again = _run(
         nx.NatsExporter(db, url=NATS_URL, stream=stream, prefix=prefix).run(exit_when_idle=True)
     )
     assert (again.published, again.duplicates) == (0, 5)
-    assert asyncio.run(_count(stream)) == 7
+    assert _run(_count(stream)) == 7
 
 
 def _checkpoint(db: Database, stream: str) -> int:
@@ -145,7 +157,7 @@ def test_killed_mid_batch_and_restarted_holds_each_event_once(
         deadline = time.monotonic() + 120
         try:
             while time.monotonic() < deadline:
-                published = asyncio.run(_count(stream)) if _exists(stream) else 0
+                published = _run(_count(stream)) if _exists(stream) else 0
                 done = _checkpoint(db, stream)
                 if published > done and published < total:
                     break  # messages out past the checkpoint: the middle of a batch
@@ -154,7 +166,7 @@ def test_killed_mid_batch_and_restarted_holds_each_event_once(
         finally:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-        published, done = asyncio.run(_count(stream)), _checkpoint(db, stream)
+        published, done = _run(_count(stream)), _checkpoint(db, stream)
         if done < published < total:
             mid_batch = True
             break
@@ -167,7 +179,7 @@ def test_killed_mid_batch_and_restarted_holds_each_event_once(
     # the restart published the rest and found the killed batch's messages already held
     assert int(found[1]) == total - published
     assert int(found[2]) == published - done
-    msgs = asyncio.run(_stream_messages(stream))
+    msgs = _run(_stream_messages(stream))
     assert [(m[1], m[2]["sequence"]) for m in msgs] == positioned(db)  # once each, in order
     assert len({m[1] for m in msgs}) == total
     assert _checkpoint(db, stream) == total
@@ -184,7 +196,7 @@ def _exists(stream: str) -> bool:
         finally:
             await nc.close()
 
-    return asyncio.run(check())
+    return _run(check())
 
 
 def test_the_worker_poller_exports_when_a_nats_url_is_set(
@@ -207,8 +219,8 @@ def test_the_worker_poller_exports_when_a_nats_url_is_set(
     assert len([p for p in bootstrap.pollers() if isinstance(p, nx.EmbeddedNatsExport)]) == 0
     emit_updates(db, 3)
     try:
-        assert export(db) == 3
-        assert export(db) == 0
+        assert _call(lambda: export(db)) == 3
+        assert _call(lambda: export(db)) == 0
     finally:
-        export.close()
-    assert [m[1] for m in asyncio.run(_stream_messages(stream))] == [e for e, _p in positioned(db)]
+        _call(export.close)
+    assert [m[1] for m in _run(_stream_messages(stream))] == [e for e, _p in positioned(db)]

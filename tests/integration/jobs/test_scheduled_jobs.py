@@ -4,6 +4,8 @@ occurrence enqueued once, batches with follow-ups, idempotent per period; the wo
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,7 +142,21 @@ def test_production_schedules_are_registered(configured: None) -> None:
         "tiers.reevaluate": "10 0 * * *",
     }
     assert planned["jobs.prune"] == "40 3 * * *"
-    assert "test.fault" not in registry.kinds()  # test kinds stay out of production
+    # Test kinds stay out of production: a fresh process configured as the worker is knows
+    # none of them (this process imported the e2e fault kind when pytest collected it).
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from loyalist import bootstrap; bootstrap.configure();"
+            "from loyalist.jobs import registry; print(' '.join(sorted(registry.kinds())))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert set(tasks.SWEEPS.values()) <= set(out)
+    assert [k for k in out if k.startswith("test.")] == []
 
 
 # --- the sweeps on the queue -------------------------------------------------------------
