@@ -654,6 +654,10 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
                 dedupe_key=f"return:{ret.id}:clawback",
                 other_lots=False,
             )
+            # What the member had already spent of this order's points became a debt; like
+            # any debt it is paid at once from points they hold (a separate entry, so the
+            # return's own clawback still touches no other order's lot).
+            ledger.settle_debt(session, acct)
             ret.points_clawed = claw - waived
             ret.points_waived = waived
     for no, q in wanted.items():

@@ -261,6 +261,7 @@ class Model:
         self.pending -= from_pending
         self.available -= from_own + to_debt
         self.debt += to_debt
+        self.settle_debt()  # a debt is paid at once from points the member holds
         return expired
 
     def activate_due(self) -> None:
