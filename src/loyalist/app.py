@@ -53,7 +53,7 @@ def problem_response(
     )
 
 
-def _route_methods(routes: Any, path: str, found: set[str]) -> None:
+def _route_methods(routes: Any, path: str, found: list[tuple[str, set[str]]]) -> None:
     for route in routes:
         nested = getattr(route, "effective_candidates", None)  # an included router
         if callable(nested):
@@ -61,14 +61,17 @@ def _route_methods(routes: Any, path: str, found: set[str]) -> None:
             continue
         route_path, methods = getattr(route, "path", None), getattr(route, "methods", None)
         if isinstance(route_path, str) and methods and compile_path(route_path)[0].match(path):
-            found.update(methods)
+            found.append((route_path, set(methods)))
 
 
 def _allowed_methods(app: FastAPI, request: Request) -> str:
     """Every method some route at this path accepts (Starlette's 405 names only the first
-    route whose path matched)."""
-    methods: set[str] = set()
-    _route_methods(app.router.routes, request.url.path, methods)
+    route whose path matched). A path written out in full (``/v1/orders/quote``) is that
+    resource alone, not also a value of a parameter (``/v1/orders/{order_id}``)."""
+    found: list[tuple[str, set[str]]] = []
+    _route_methods(app.router.routes, request.url.path, found)
+    exact = [m for p, m in found if p == request.url.path]
+    methods: set[str] = set().union(*(exact or [m for _p, m in found]))
     return ", ".join(sorted(methods))
 
 

@@ -304,7 +304,8 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
 
     Every operation: its response schema (declared on the route), 422 as problem+json
     (FastAPI's HTTPValidationError shape is never sent), 503 with Retry-After, 401/403 when
-    it needs a key, 400/413/415 when it takes a body, 409 when it takes an Idempotency-Key."""
+    it needs a key, 400/413/415 when it takes a body, 409 when it takes an Idempotency-Key,
+    404 when its path names a resource."""
     if app.openapi_schema:
         return app.openapi_schema
     doc = get_openapi(
@@ -337,6 +338,8 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             params = op.get("parameters", [])
             if any(p.get("in") == "header" and p.get("name") == "Idempotency-Key" for p in params):
                 add.append(409)
+            if any(p.get("in") == "path" for p in params):
+                add.append(404)  # a resource named in the path may not exist (or be in scope)
             for status in add:
                 responses.setdefault(str(status), _problem_ref(status))
             op["responses"] = dict(sorted(responses.items()))
