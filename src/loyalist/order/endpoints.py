@@ -84,7 +84,7 @@ async def list_orders(
 
 
 @router.get(
-    "/{order_id}",
+    "/{order_id:int}",  # digits only: /v1/orders/quote is its own resource
     summary="An order with lines, points per rule and returns",
     response_model=OrderDetail,
     responses=problem_responses(404),

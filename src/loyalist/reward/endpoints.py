@@ -78,7 +78,7 @@ async def list_redemptions(
 
 
 @router.get(
-    "/v1/redemptions/{redemption_id}",
+    "/v1/redemptions/{redemption_id:int}",  # digits only: not /v1/redemptions/collect
     summary="One redemption",
     response_model=RedemptionOut,
     responses=problem_responses(404),
