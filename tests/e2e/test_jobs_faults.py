@@ -198,6 +198,10 @@ def test_jobs_apply_exactly_once_with_workers_killed_midway(
     assert retried_by_backoff >= FAILING - reclaimed
     assert retried_by_backoff > FAILING // 2
     # the kills hit jobs in hand: their leases expired and other claims finished them
-    assert reclaimed >= 1, workers.logs()
+    if postgres:
+        # Four claiming threads per worker: a kill lands with jobs in hand. (SQLite's one
+        # worker with one thread may be killed between two jobs; exactly-once is checked
+        # above either way.)
+        assert reclaimed >= 1, workers.logs()
     if postgres:
         assert len({r.pid for r in rows}) >= 3  # both workers and a restarted one worked
