@@ -32,7 +32,7 @@ TYPES = frozenset(
 _FOLDED = "loyalist.dashboard.folded"
 
 
-@consumer(NAME, types=TYPES)
+@consumer(NAME, types=TYPES, together=True)  # a fold in the database
 def fold_rollup(session: Session, event: OutboxEvent) -> None:
     if session.info.get(_FOLDED):  # once per batch: the fold covers every row, not one event
         return

@@ -11,6 +11,6 @@ from loyalist.webhooks import service
 CONSUMER = "webhooks"
 
 
-@consumer(CONSUMER, types=None)
+@consumer(CONSUMER, types=None, together=True)  # deliveries and jobs: all in the database
 def open_deliveries(session: Session, event: OutboxEvent) -> None:
     service.fan_out(session, event)

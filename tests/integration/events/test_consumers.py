@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import create_engine, event, select, text, update
 from sqlalchemy.orm import Session
 from tests.integration.events.consumer_support import (
     effects,
@@ -152,6 +152,53 @@ def test_a_failing_handler_is_retried_with_backoff_in_order(stream: Database, cl
     assert _failure(stream, "t.flaky") is None
     assert h.calls == [1, 2, 3, 3, 3, 4, 5]
     assert effects(stream, "t.flaky") == positioned(stream)
+
+
+def test_a_together_consumer_runs_a_batch_in_a_fixed_number_of_statements(
+    stream: Database,
+) -> None:
+    h = Flaky("t.together")
+    consumer("t.together", together=True)(h)
+    emit_updates(stream, 40, per_tx=8)
+    sent: list[str] = []
+
+    def count(_conn: Any, _cur: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(stream.engine, "before_cursor_execute", count)
+    try:
+        assert _only(stream, "t.together") == 40
+    finally:
+        event.remove(stream.engine, "before_cursor_execute", count)
+    # 40 handler inserts; the rest (checkpoint, failure, head, events, receipts, one
+    # savepoint and its release, the receipts' one insert, the checkpoint update) is fixed
+    assert len(sent) - 40 <= 12
+    receipt_inserts = [q for q in sent if q.lstrip().upper().startswith("INSERT INTO EVENT_RECEIPT")]
+    assert len(receipt_inserts) == 1
+    assert effects(stream, "t.together") == positioned(stream)
+    assert _checkpoint(stream, "t.together") == 40
+    assert counts(stream, ["event_receipt"]) == {"event_receipt": 40}
+
+
+def test_a_together_consumer_falls_back_to_one_by_one_and_applies_each_effect_once(
+    stream: Database, clock: Any
+) -> None:
+    h = Flaky("t.together")
+    h.bad = {3}
+    consumer("t.together", together=True, max_attempts=4)(h)
+    emit_updates(stream, 5)
+    ids = [e for e, _p in positioned(stream)]
+    assert _only(stream, "t.together") == 2  # 1, 2 handled; waits at 3
+    # the batch ran together, failed at 3, was rolled back and run again one by one
+    assert h.calls == [1, 2, 3, 1, 2, 3]
+    assert [p for _e, p in effects(stream, "t.together")] == [1, 2]
+    assert _failure(stream, "t.together") == (ids[2], 1, False, "RuntimeError: boom at 3")
+    clock.advance(timedelta(seconds=1))
+    h.failing = False
+    assert _only(stream, "t.together") == 3  # the retry runs one by one, then the rest
+    assert _failure(stream, "t.together") is None
+    assert effects(stream, "t.together") == positioned(stream)
+    assert _checkpoint(stream, "t.together") == 5
 
 
 def test_after_max_attempts_the_event_is_parked_and_the_rest_flows(
