@@ -170,8 +170,29 @@ def run_pending(db: Database, *, limit: int = DEFAULT_BATCH) -> int:
     return total
 
 
+_MEMO = "loyalist.consumer.memo"
+
+
+def batch_memo(session: Session) -> dict[str, Any]:
+    """A dict that lives for the current consumer batch (empty at the start of each): for a
+    handler to look up once per batch what is the same for every event (e.g. the webhook
+    endpoints), instead of one query per event."""
+    memo = session.info.get(_MEMO)
+    if memo is None:
+        memo = session.info[_MEMO] = {}
+    return memo
+
+
 def run_batch(session: Session, c: Consumer, *, limit: int = DEFAULT_BATCH) -> int:
     """Hand the events after ``c``'s checkpoint to its handler (see the module notes)."""
+    session.info[_MEMO] = {}
+    try:
+        return _run_batch(session, c, limit=limit)
+    finally:
+        session.info.pop(_MEMO, None)
+
+
+def _run_batch(session: Session, c: Consumer, *, limit: int = DEFAULT_BATCH) -> int:
     cp = lock_checkpoint(session, c.name)
     if cp is None:
         return 0
@@ -257,6 +278,7 @@ def _run_together(session: Session, c: Consumer, events: list[OutboxEvent]) -> i
         log.debug("consumer %s: batch failed together; running it event by event", c.name)
         session.info.clear()
         session.info.update(info)
+        session.info[_MEMO] = {}  # what was looked up may have been rolled back with it
         return 0
     return len(handled)
 

@@ -22,6 +22,7 @@ from loyalist.access import permissions as perm
 from loyalist.audit import service as audit
 from loyalist.config import get_settings
 from loyalist.errors import FieldError, ValidationFailed
+from loyalist.events import consumers
 from loyalist.events import service as events
 from loyalist.jobs import queue
 from loyalist.kit.actor import Actor
@@ -318,11 +319,14 @@ def fan_out(session: Session, event: OutboxEvent) -> int:
     occurred (at most one per endpoint and event: an existing delivery is left as it is).
     Returns how many were opened."""
     now = utcnow()
-    endpoints = session.scalars(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.deleted_at.is_(None))
-        .order_by(WebhookEndpoint.id)
-    ).all()
+    memo = consumers.batch_memo(session)  # the endpoints: one query per consumer batch
+    endpoints = memo.get("webhooks.endpoints")
+    if endpoints is None:
+        endpoints = memo["webhooks.endpoints"] = session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.deleted_at.is_(None))
+            .order_by(WebhookEndpoint.id)
+        ).all()
     # An endpoint gets the events that occur once it exists (earlier ones: replay).
     wanted = [ep for ep in endpoints if matches(ep, event) and event.occurred_at >= ep.created_at]
     if not wanted:

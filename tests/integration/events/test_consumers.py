@@ -173,7 +173,7 @@ def test_a_together_consumer_runs_a_batch_in_a_fixed_number_of_statements(
     # 40 handler inserts; the rest (checkpoint, failure, head, events, receipts, one
     # savepoint and its release, the receipts' one insert, the checkpoint update) is fixed
     assert len(sent) - 40 <= 12
-    receipt_inserts = [q for q in sent if q.lstrip().upper().startswith("INSERT INTO EVENT_RECEIPT")]
+    receipt_inserts = [q for q in sent if q.lstrip().upper().startswith("INSERT INTO EVENT_RECE")]
     assert len(receipt_inserts) == 1
     assert effects(stream, "t.together") == positioned(stream)
     assert _checkpoint(stream, "t.together") == 40
