@@ -120,6 +120,8 @@ def sequence(engine: Engine, *, batch: int = 10_000) -> int:
     """Give committed events their positions in a short transaction of their own."""
     with Session(engine, autoflush=False) as s, s.begin():
         n = assign_positions(s, batch)
+        if n:
+            wake.notify_in(s)  # workers in other processes: LISTEN/NOTIFY on PostgreSQL
     if n:
         wake.notify()  # the embedded worker hands them to the consumers now
     return n

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from loyalist.jobs import registry
 from loyalist.jobs.registry import JobContext
+from loyalist.kit import wake
 from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.db import Database
 from loyalist.models import Job
@@ -78,6 +79,8 @@ def enqueue(
     if dedupe_key is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
     session.execute(stmt)
+    if when <= now:
+        wake.notify_in(session)  # due now: wake the workers when this transaction commits
 
 
 def backoff(attempt: int, *, rng: random.Random | None = None) -> timedelta:

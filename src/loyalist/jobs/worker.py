@@ -141,6 +141,10 @@ class Worker:
         """Loop until :meth:`stop` (or, with ``once``, until nothing is due)."""
         log.info("worker %s started (concurrency %s)", self.name, self.concurrency)
         pool = ThreadPoolExecutor(self.concurrency) if self.concurrency > 1 else None
+        # PostgreSQL: woken by other processes' commits (LISTEN/NOTIFY), see kit.wake
+        listening = threading.Event()
+        if not once:
+            wake.listen(self.db.engine.url, listening)
         try:
             while not self._stop.is_set():
                 try:
@@ -154,6 +158,7 @@ class Worker:
                     break
                 wake.wait(self._stop, self.poll_interval)  # early when work appears in-process
         finally:
+            listening.set()  # the listener thread ends (its stop event)
             if pool is not None:
                 pool.shutdown(wait=True)
             log.info("worker %s stopped: %s", self.name, self.stats)
