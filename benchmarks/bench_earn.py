@@ -54,8 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
-BENCH_DB = "loyalist_bench"
-PGBENCH_DB = "loyalist_pgbench"
+# Overridable so two people on one machine do not recreate each other's databases.
+BENCH_DB = os.environ.get("BENCH_DB", "loyalist_bench")
+PGBENCH_DB = os.environ.get("BENCH_PGBENCH_DB", "loyalist_pgbench")
 BENCH_URL = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{BENCH_DB}"
 PROGRAMME = ROOT / "src" / "loyalist" / "demo" / "programme.yaml"
 
@@ -430,7 +431,7 @@ def pct(sorted_ns: list[int], p: float) -> float:
 
 
 FLOOR_SCRIPT = ROOT / "benchmarks" / "earn_floor.sql"
-FLOOR_DB = "loyalist_floor"
+FLOOR_DB = os.environ.get("BENCH_FLOOR_DB", "loyalist_floor")
 
 
 def run_floor(members: int, clients: int, threads: int, seconds: int) -> float:
