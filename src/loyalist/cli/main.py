@@ -574,7 +574,7 @@ def serve(
         )
         sys.stdout.flush()
         bind = [host or settings.host, str(port or settings.port)]
-        os.execv(
+        os.execv(  # noqa: S606 (our own interpreter and module, no shell)
             sys.executable,
             [sys.executable, "-m", "loyalist.serve", *bind, str(workers or settings.workers)],
         )
