@@ -54,8 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
-BENCH_DB = "loyalist_bench"
-PGBENCH_DB = "loyalist_pgbench"
+# Overridable so two people on one machine do not recreate each other's databases.
+BENCH_DB = os.environ.get("BENCH_DB", "loyalist_bench")
+PGBENCH_DB = os.environ.get("BENCH_PGBENCH_DB", "loyalist_pgbench")
 BENCH_URL = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{BENCH_DB}"
 PROGRAMME = ROOT / "src" / "loyalist" / "demo" / "programme.yaml"
 
@@ -100,7 +101,7 @@ def recreate_database(name: str) -> None:
 # --------------------------------------------------------------------------- data
 
 
-def build_data(members: int, seed: int) -> str:
+def build_data(members: int, seed: int, url: str = BENCH_URL) -> str:
     """Org, programme, members and an API key, through the services. Returns the key."""
     from loyalist.access import service as access
     from loyalist.kit.actor import SYSTEM
@@ -113,8 +114,8 @@ def build_data(members: int, seed: int) -> str:
     from loyalist.programme import service as programmes
 
     clock.reset()
-    upgrade(BENCH_URL)
-    db = Database(BENCH_URL)
+    upgrade(url)
+    db = Database(url)
     rng = random.Random(seed)
     try:
         with db.transaction() as s:
@@ -429,11 +430,174 @@ def pct(sorted_ns: list[int], p: float) -> float:
     return sorted_ns[i] / 1e6
 
 
+FLOOR_SCRIPT = ROOT / "benchmarks" / "earn_floor.sql"
+FLOOR_DB = os.environ.get("BENCH_FLOOR_DB", "loyalist_floor")
+
+
+def run_floor(members: int, clients: int, threads: int, seconds: int) -> float:
+    """The database floor: benchmarks/earn_floor.sql (the writes of one recorded order) on a
+    copy of the bench database (its schema, indexes and data), ``clients`` connections."""
+    accounts_off = psql("SELECT count(*) FROM points_account WHERE id <> owner_member_id", BENCH_DB)
+    if accounts_off != "0":
+        raise RuntimeError("the floor script assumes account id = member id in the bench data")
+    psql(f'DROP DATABASE IF EXISTS "{FLOOR_DB}" WITH (FORCE)')
+    psql(f'CREATE DATABASE "{FLOOR_DB}" TEMPLATE "{BENCH_DB}"')
+    return run_pgbench_script(
+        FLOOR_DB,
+        ["-n", "-f", str(FLOOR_SCRIPT), "-D", f"members={members}"],
+        clients,
+        threads,
+        seconds,
+    )
+
+
+def run_pgbench_script(
+    db: str, extra: list[str], clients: int, threads: int, seconds: int
+) -> float:
+    common = ["-h", PG_HOST, "-p", str(PG_PORT), "-U", "postgres"]
+    load = ["-c", str(clients), "-j", str(threads), "-T", str(seconds)]
+    proc = spawn(
+        ["pgbench", *common, *extra, *load, db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, errout = proc.communicate(timeout=seconds + 120)
+    procs.children.remove(proc)
+    text = out.decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {errout.decode()[-800:]}")
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", text) or re.search(
+        r"tps = ([\d.]+)", text
+    )
+    if m is None:
+        raise RuntimeError(f"cannot find tps in pgbench output:\n{text}")
+    return float(m.group(1))
+
+
+@dataclass
+class Run:
+    orders_s: float
+    p50: float
+    p99: float
+    mean: float
+    rss_mb: float
+    floor_tps: float
+    tpcb_tps: float
+    server_cpu_ms: float  # server CPU per order
+    pg_cpu_ms: float  # PostgreSQL CPU per order
+    load: float  # 1-minute load average at the start of the run
+    errors: int
+
+    @property
+    def floor_ratio(self) -> float:
+        return self.orders_s / self.floor_tps if self.floor_tps > 0 else float("nan")
+
+    @property
+    def tpcb_ratio(self) -> float:
+        return self.orders_s / self.tpcb_tps if self.tpcb_tps > 0 else float("nan")
+
+
+def git_commit() -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def one_run(args: argparse.Namespace, key: str, members: list[int], n: int) -> Run:
+    load = os.getloadavg()[0]
+    port = free_port()
+    server = start_server(port, args.workers)
+    log(
+        f"run {n}: load average {load:.1f}; server: loyalist serve --no-scheduler "
+        f"--workers {args.workers} (pid {server.pid})"
+    )
+    sampler = RssSampler(server.pid)
+    sampler.peak = sampler.total()
+    sampler.start()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    srv0 = server_cpu_seconds(server.pid)
+    pg0 = postgres_cpu_seconds()
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    w0 = time.monotonic()
+    stats, seconds = runner(
+        drive(port, key, members, args.clients, args.warmup, args.duration, args.seed + n)
+    )
+    wall = time.monotonic() - w0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    srv1 = server_cpu_seconds(server.pid)
+    pg1 = postgres_cpu_seconds()
+    sampler.stop.set()
+    sampler.join()
+    per_process = sampler.by_process()
+    kill_tree(server)
+    procs.children.remove(server)
+
+    lat = sorted(stats.latencies_ns)
+    orders_s = len(lat) / seconds
+    client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    log(
+        f"  orders: {len(lat)} in {seconds:g}s measured ({stats.ok_total} incl. warm-up), "
+        f"errors: {stats.errors}"
+    )
+    for sample in stats.error_samples:
+        log(f"  error: {sample}")
+    total = max(stats.ok_total, 1)
+    log(
+        f"  CPU during the load ({wall:.1f}s wall, 2 cores = {2 * wall:.0f} core-s): "
+        f"server {srv1 - srv0:.1f}s ({1000 * (srv1 - srv0) / total:.1f} ms/order), "
+        f"PostgreSQL {pg1 - pg0:.1f}s ({1000 * (pg1 - pg0) / total:.1f} ms/order), "
+        f"load generator {client_cpu:.1f}s ({100 * client_cpu / wall:.0f}% of one core)"
+    )
+    log("  peak RSS by process: " + ", ".join(f"{r} {mb:.0f} MB" for r, mb in per_process))
+    floor = tpcb = float("nan")
+    if not args.skip_pgbench:
+        floor = run_floor(len(members), args.clients, 2, args.pgbench_seconds)
+        log(f"  floor (earn_floor.sql, {args.clients} clients): {floor:.1f} tps")
+        tpcb = run_pgbench(args.pgbench_scale, args.clients, 2, args.pgbench_seconds)
+    run = Run(
+        orders_s=orders_s,
+        p50=pct(lat, 50),
+        p99=pct(lat, 99),
+        mean=statistics.fmean(lat) / 1e6 if lat else float("nan"),
+        rss_mb=sampler.peak / 1024 / 1024,
+        floor_tps=floor,
+        tpcb_tps=tpcb,
+        server_cpu_ms=1000 * (srv1 - srv0) / total,
+        pg_cpu_ms=1000 * (pg1 - pg0) / total,
+        load=load,
+        errors=stats.errors + (0 if lat else 1),
+    )
+    log(
+        f"  run {n}: {orders_s:.1f} orders/s, p50 {run.p50:.1f} ms, p99 {run.p99:.1f} ms, "
+        f"RSS {run.rss_mb:.0f} MB, floor {floor:.1f} tps, TPC-B {tpcb:.1f} tps, "
+        f"earn_floor_ratio {run.floor_ratio:.3f}, earn_ratio {run.tpcb_ratio:.3f}"
+    )
+    return run
+
+
+def spread(values: list[float], fmt: str = "{:.1f}") -> str:
+    """min / median / max"""
+    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--members", type=int, default=500)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--pgbench-seconds", type=int, default=20)
@@ -450,8 +614,14 @@ def main() -> int:
     atexit.register(cleanup)
     sys.path.insert(0, str(ROOT / "src"))
 
-    log(f"bench_earn on {os.cpu_count()} CPU(s), {datetime.now(UTC).isoformat(timespec='seconds')}")
+    commit = git_commit()
+    log(
+        f"bench_earn on {os.cpu_count()} CPU(s), {datetime.now(UTC).isoformat(timespec='seconds')}"
+        f", commit {commit}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     subprocess.run(["bash", str(ROOT / "scripts" / "ensure-postgres.sh"), BENCH_URL], check=True)
+    if not args.skip_pgbench and shutil.which("pgbench") is None:
+        raise RuntimeError("pgbench is not installed (apt-get install postgresql-contrib)")
     log(
         f"setup: fresh {BENCH_DB}, org of 3 regions / 12 stores, demo programme, "
         f"{args.members} members"
@@ -464,66 +634,13 @@ def main() -> int:
         key = build_data(args.members, args.seed)
     members = member_ids()
     log(f"  done in {time.monotonic() - t:.1f}s")
-
-    port = free_port()
-    server = start_server(port, args.workers)
-    log(f"server: loyalist serve --no-scheduler --workers {args.workers} (pid {server.pid})")
-    sampler = RssSampler(server.pid)
-    sampler.peak = sampler.total()
-    sampler.start()
-
     log(
         f"load: {args.clients} clients, POST /v1/orders, {args.warmup:g}s warm-up + "
-        f"{args.duration:g}s measured"
+        f"{args.duration:g}s measured; then the floor (benchmarks/earn_floor.sql) and TPC-B "
+        f"(-s {args.pgbench_scale}), {args.clients} clients, {args.pgbench_seconds}s each; "
+        f"{args.runs} run(s)"
     )
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    srv0 = server_cpu_seconds(server.pid)
-    pg0 = postgres_cpu_seconds()
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover
-        runner = asyncio.run
-    w0 = time.monotonic()
-    stats, seconds = runner(
-        drive(port, key, members, args.clients, args.warmup, args.duration, args.seed)
-    )
-    wall = time.monotonic() - w0
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    srv1 = server_cpu_seconds(server.pid)
-    pg1 = postgres_cpu_seconds()
-    sampler.stop.set()
-    sampler.join()
-    per_process = sampler.by_process()
-    kill_tree(server)
-    procs.children.remove(server)
-
-    lat = sorted(stats.latencies_ns)
-    orders_s = len(lat) / seconds
-    p50, p99 = pct(lat, 50), pct(lat, 99)
-    rss_mb = sampler.peak / 1024 / 1024
-    client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    log(
-        f"  orders: {len(lat)} in {seconds:g}s measured ({stats.ok_total} incl. warm-up), "
-        f"errors: {stats.errors}"
-    )
-    for sample in stats.error_samples:
-        log(f"  error: {sample}")
-    log(
-        f"  CPU during the load ({wall:.1f}s wall, 2 cores = {2 * wall:.0f} core-s): "
-        f"server {srv1 - srv0:.1f}s, PostgreSQL {pg1 - pg0:.1f}s, load generator {client_cpu:.1f}s "
-        f"({100 * client_cpu / wall:.0f}% of one core)"
-    )
-
-    if args.skip_pgbench:
-        tps = float("nan")
-    else:
-        log(
-            f"pgbench: TPC-B, -i -s {args.pgbench_scale} into {PGBENCH_DB}, "
-            f"-c 16 -j 2 -T {args.pgbench_seconds}"
-        )
-        tps = run_pgbench(args.pgbench_scale, 16, 2, args.pgbench_seconds)
+    runs = [one_run(args, key, members, n) for n in range(1, args.runs + 1)]
 
     log("ledger verify:")
     verify = subprocess.run(
@@ -535,24 +652,39 @@ def main() -> int:
     )
     log("  " + (verify.stdout + verify.stderr).strip().replace("\n", "\n  "))
 
-    ratio = orders_s / tps if tps == tps and tps > 0 else float("nan")
+    def med(xs: list[float]) -> float:
+        return statistics.median(xs)
+
     log("")
-    log(f"orders/s        {orders_s:10.1f}   ({args.clients} clients, {args.workers} worker(s))")
-    log(f"latency p50     {p50:10.1f} ms")
-    log(f"latency p99     {p99:10.1f} ms   (target ≤ 50)")
-    log(f"latency mean    {statistics.fmean(lat) / 1e6 if lat else float('nan'):10.1f} ms")
-    log(f"server peak RSS {rss_mb:10.1f} MB   (target ≤ 300)")
-    log("  by process: " + ", ".join(f"{role} {mb:.0f} MB" for role, mb in per_process))
-    log(f"pgbench tps     {tps:10.1f}")
-    log(f"earn ratio      {ratio:10.3f}   (target ≥ 0.5)")
-    failed = stats.errors > 0 or verify.returncode != 0 or not lat
+    log(f"{len(runs)} run(s), min / median / max; commit {commit}")
+    log(
+        f"orders/s          {spread([r.orders_s for r in runs])}   ({args.clients} clients, "
+        f"{args.workers} worker(s))"
+    )
+    log(f"latency p50       {spread([r.p50 for r in runs])} ms")
+    log(f"latency p99       {spread([r.p99 for r in runs])} ms   (target ≤ 50)")
+    log(f"latency mean      {spread([r.mean for r in runs])} ms")
+    log(f"server peak RSS   {spread([r.rss_mb for r in runs], '{:.0f}')} MB   (target ≤ 300)")
+    log(f"server CPU/order  {spread([r.server_cpu_ms for r in runs], '{:.2f}')} ms")
+    log(f"PG CPU/order      {spread([r.pg_cpu_ms for r in runs], '{:.2f}')} ms")
+    log(f"floor tps         {spread([r.floor_tps for r in runs])}")
+    log(f"pgbench TPC-B tps {spread([r.tpcb_tps for r in runs])}")
+    log(f"earn_floor_ratio  {spread([r.floor_ratio for r in runs], '{:.3f}')}   (target ≥ 0.5)")
+    log(f"earn_ratio        {spread([r.tpcb_ratio for r in runs], '{:.3f}')}   (TPC-B)")
+    log(f"load average      {spread([r.load for r in runs])} (1 min, at each run's start)")
+    errors = sum(r.errors for r in runs)
+    failed = errors > 0 or verify.returncode != 0
     if failed:
         log(
             "FAILED: "
-            + ("errors in the load; " if stats.errors else "")
+            + ("errors in the load; " if errors else "")
             + ("ledger verify is not clean" if verify.returncode else "")
         )
-    log(f"RESULT earn_ratio={ratio:.3f} p99_ms={p99:.1f} rss_mb={rss_mb:.0f}")
+    log(
+        f"RESULT earn_floor_ratio={med([r.floor_ratio for r in runs]):.3f} "
+        f"earn_ratio={med([r.tpcb_ratio for r in runs]):.3f} "
+        f"p99_ms={med([r.p99 for r in runs]):.1f} rss_mb={med([r.rss_mb for r in runs]):.0f}"
+    )
     return 1 if failed else 0
 
 

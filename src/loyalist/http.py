@@ -53,11 +53,9 @@ def _authenticate(db: Database, key: str) -> Actor:
         hit = _auth_cache.get(digest)
     if hit is not None and hit[0] > now:
         actor = hit[1]
-        with db.transaction() as s:
-            access.check_not_revoked(s, actor)
+        db.run(lambda s: access.check_not_revoked(s, actor), read_only=True, attempts=1)
         return actor
-    with db.transaction() as s:
-        actor = access.authenticate(s, key)
+    actor = db.run(lambda s: access.authenticate(s, key), read_only=True, attempts=1)
     with _auth_lock:
         if len(_auth_cache) > 10_000:
             _auth_cache.clear()
@@ -128,8 +126,9 @@ def created_or_found(result: tuple[bool, M]) -> tuple[int, M]:
 
 
 async def read(db: Database, fn: Callable[[Session], T], actor: Actor | None = None) -> T:
-    """Run ``fn`` in one transaction (its unit of work names ``actor`` when given)."""
-    return await run_in_threadpool(lambda: db.run(fn, actor=actor))
+    """Run ``fn`` in one read-only transaction (its unit of work names ``actor`` when
+    given): on SQLite it does not wait for writers."""
+    return await run_in_threadpool(lambda: db.run(fn, actor=actor, read_only=True))
 
 
 async def write(

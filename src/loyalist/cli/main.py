@@ -564,6 +564,20 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    if not (run_worker and settings.run_scheduler):
+        # speed (issue 11): no worker to run here, so hand over to the lean server module
+        # (neither it nor its uvicorn workers import the CLI).
+        console.print(
+            f"Loyalist on http://{host or settings.host}:{port or settings.port} "
+            f"(API docs: /docs) — database {settings.database_url.split('@')[-1]}"
+            " — no job worker"
+        )
+        sys.stdout.flush()
+        bind = [host or settings.host, str(port or settings.port)]
+        os.execv(  # noqa: S606 (our own interpreter and module, no shell)
+            sys.executable,
+            [sys.executable, "-m", "loyalist.serve", *bind, str(workers or settings.workers)],
+        )
     db = _db()
     embedded = None
     if run_worker and settings.run_scheduler:

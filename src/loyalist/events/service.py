@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -98,11 +99,35 @@ def _engine(session: Session) -> Engine:
     return bind if isinstance(bind, Engine) else bind.engine
 
 
+# speed (issue 11): one thread of the process positions at a time, for every commit that
+# asked meanwhile. A commit that finds another thread positioning leaves its request with it:
+# that thread looks again after it lets go (it releases, then looks), so no request is
+# forgotten, and 16 concurrent orders cost one positioning pass, not 16.
+_wanted: dict[int, Engine] = {}
+_wanted_mutex = threading.Lock()
+_positioning = threading.Lock()
+
+
 def _sequence_quietly(engine: Engine) -> None:
-    try:
-        sequence(engine)
-    except Exception:  # the events are committed; the sequencer poller positions them
-        log.exception("could not give committed events their stream positions")
+    with _wanted_mutex:
+        _wanted[id(engine)] = engine
+    while True:
+        if not _positioning.acquire(blocking=False):
+            return  # the thread positioning now runs again for this request
+        try:
+            with _wanted_mutex:
+                batch = list(_wanted.values())
+                _wanted.clear()
+            for eng in batch:
+                try:
+                    sequence(eng)
+                except Exception:  # the events are committed; the sequencer poller positions them
+                    log.exception("could not give committed events their stream positions")
+        finally:
+            _positioning.release()
+        with _wanted_mutex:
+            if not _wanted:
+                return
 
 
 @event.listens_for(Session, "after_commit")

@@ -12,13 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loyalist.errors import FieldError, IdempotencyKeyReused, ValidationFailed
 from loyalist.kit.clock import utcnow
-from loyalist.kit.db import Database
+from loyalist.kit.db import Database, is_sqlite
 from loyalist.kit.hashing import sha256_hex
 from loyalist.models import IdempotencyRecord
 
@@ -52,6 +54,30 @@ def _find(session: Session, principal: str, key: str) -> IdempotencyRecord | Non
     )
 
 
+def _claim(
+    session: Session, principal: str, key: str, method: str, path: str, fp: str
+) -> int | None:
+    """Insert the key's record; None when it already exists (nothing inserted)."""
+    insert = sqlite_insert if is_sqlite(session) else pg_insert
+    stmt = (
+        insert(IdempotencyRecord)
+        .values(
+            principal=principal,
+            key=key,
+            method=method,
+            path=path[:500],
+            fingerprint=fp,
+            status_code=0,
+            response={},
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["principal", "key"])
+        .returning(IdempotencyRecord.id)
+    )
+    rid = session.scalar(stmt)
+    return None if rid is None else int(rid)
+
+
 def _replay(rec: IdempotencyRecord, fp: str) -> Answer:
     if rec.fingerprint != fp:
         raise IdempotencyKeyReused(
@@ -78,28 +104,27 @@ def run_idempotent(
     fp = fingerprint(method, path, body)
 
     def guarded(session: Session) -> Answer:
-        existing = _find(session, principal, key)
-        if existing is not None:
-            return _replay(existing, fp)
         # Claim the key before doing the work: a concurrent request with the same key
         # blocks on the unique index (PostgreSQL) until this transaction ends, then finds
         # the stored answer, so it can neither run the work again nor answer differently.
-        record = IdempotencyRecord(
-            principal=principal,
-            key=key,
-            method=method,
-            path=path[:500],
-            fingerprint=fp,
-            status_code=0,
-            response={},
-            created_at=utcnow(),
-        )
-        session.add(record)
-        session.flush()
+        # One statement (speed, issue 11): insert unless the key is there, else replay it.
+        for _attempt in range(3):
+            rid = _claim(session, principal, key, method, path, fp)
+            if rid is not None:
+                break
+            existing = _find(session, principal, key)
+            if existing is not None:
+                return _replay(existing, fp)
+            # purged between the two statements: claim it again
+        else:
+            raise RuntimeError(f"could not claim Idempotency-Key {key!r}")
         answer = work(session)
-        record.status_code = answer.status
-        record.response = answer.body
-        session.flush()
+        session.flush()  # the work's own rows first, as before (constraint errors here)
+        session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.id == rid)
+            .values(status_code=answer.status, response=answer.body)
+        )
         return answer
 
     for _ in range(3):

@@ -1,12 +1,14 @@
 """Engine, sessions and the one-transaction-per-unit-of-work helper.
 
-SQLite is opened in WAL mode and every transaction starts with ``BEGIN IMMEDIATE`` so two
-writers never interleave a read-modify-write; PostgreSQL writers lock rows explicitly
+SQLite is opened in WAL mode and every transaction that may write starts with
+``BEGIN IMMEDIATE`` so two writers never interleave a read-modify-write (read-only units of
+work begin deferred and read a snapshot); PostgreSQL writers lock rows explicitly
 (``SELECT … FOR UPDATE``) in the services.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -111,7 +113,23 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only units of work (``Database.run(..., read_only=True)``) begin deferred:
+        # in WAL mode they read a snapshot while a writer works, instead of queueing behind
+        # it for the write lock (issue 11).
+        conn.exec_driver_sql("BEGIN" if getattr(_reading, "on", False) else "BEGIN IMMEDIATE")
+
+
+_reading = threading.local()
+
+
+@contextmanager
+def _read_only() -> Iterator[None]:
+    before = getattr(_reading, "on", False)
+    _reading.on = True
+    try:
+        yield
+    finally:
+        _reading.on = before
 
 
 class Database:
@@ -148,11 +166,22 @@ class Database:
         uow._run_hooks()
 
     def run(
-        self, fn: Callable[[Session], T], *, attempts: int = 5, actor: Actor | None = None
+        self,
+        fn: Callable[[Session], T],
+        *,
+        attempts: int = 5,
+        actor: Actor | None = None,
+        read_only: bool = False,
     ) -> T:
-        """Run ``fn`` in a transaction, retrying transient lock/serialization failures."""
+        """Run ``fn`` in a transaction, retrying transient lock/serialization failures.
+
+        ``read_only``: ``fn`` writes nothing; on SQLite its transaction begins deferred
+        (a WAL reader that never waits for writers) instead of ``BEGIN IMMEDIATE``."""
         for attempt in range(1, attempts + 1):
             try:
+                if read_only:
+                    with _read_only(), self.transaction(actor=actor) as session:
+                        return fn(session)
                 with self.transaction(actor=actor) as session:
                     return fn(session)
             except (OperationalError, IntegrityError, DBAPIError) as exc:

@@ -163,6 +163,24 @@ def _lock_row(session: Session, account_id: int) -> PointsAccount:
     return row
 
 
+def _lock_current(session: Session, member_id: int) -> PointsAccount:
+    """Lock the account the member draws on now: the membership read and the lock in one
+    statement (speed, issue 11); :func:`lock` re-reads the membership under the lock."""
+    current = (
+        select(PointsAccountMember.account_id)
+        .where(PointsAccountMember.member_id == member_id, PointsAccountMember.left_at.is_(None))
+        .limit(1)
+        .scalar_subquery()
+    )
+    q = select(PointsAccount).where(PointsAccount.id == current)
+    if not is_sqlite(session):
+        q = q.with_for_update()
+    row = session.execute(q.execution_options(populate_existing=True)).scalar_one_or_none()
+    if row is None:
+        raise LookupError(member_id)
+    return row
+
+
 def lock(
     session: Session, member_id: int, org_path: str, *, account_id: int | None = None
 ) -> Account:
@@ -174,8 +192,12 @@ def lock(
     under the lock: a member moved to another account meanwhile is followed there.
     """
     for _attempt in range(5):
-        target = account_id if account_id is not None else account_id_of(session, member_id)
-        row = _lock_row(session, target)
+        if account_id is None:
+            row = _lock_current(session, member_id)
+            target = row.id
+        else:
+            target = account_id
+            row = _lock_row(session, target)
         m = membership(session, member_id)
         if account_id is None and (m is None or m.account_id != target):
             continue  # moved between the read and the lock: lock where they are now
@@ -252,7 +274,12 @@ def _entry(
     dedupe_key: str | None = None,
     corrects: int | None = None,
     member_id: int | None = None,
+    apply: bool = True,
 ) -> LedgerEntry:
+    """Write one entry (flushed: callers need its id) and, unless ``apply`` is false, apply
+    its deltas to the account row. A caller that flushes more rows afterwards passes
+    ``apply=False`` and calls :func:`_apply` after its last flush, so the account row is
+    updated once per transaction (speed, issue 11), not once per flush."""
     e = LedgerEntry(
         account_id=acct.row.id,
         member_id=member_id or acct.member_id,
@@ -273,12 +300,17 @@ def _entry(
     )
     session.add(e)
     session.flush()
+    if apply:
+        _apply(acct, available, pending, debt)
+    acct.entries.append(e)
+    return e
+
+
+def _apply(acct: Account, available: int, pending: int, debt: int) -> None:
     acct.row.available += available
     acct.row.pending += pending
     acct.row.debt += debt
     acct.row.updated_at = acct.now
-    acct.entries.append(e)
-    return e
 
 
 def _event(
@@ -314,14 +346,16 @@ def credit(
     if points <= 0:
         raise ValueError("credit needs positive points")
     is_pending = available_at > acct.now
+    delta_available, delta_pending = (0, points) if is_pending else (points, 0)
     e = _entry(
         session,
         acct,
         kind,
         cause,
-        available=0 if is_pending else points,
-        pending=points if is_pending else 0,
+        available=delta_available,
+        pending=delta_pending,
         dedupe_key=dedupe_key,
+        apply=False,  # applied after the lot's flush: one UPDATE of the account
     )
     lot = PointsLot(
         account_id=acct.row.id,
@@ -339,6 +373,7 @@ def credit(
     )
     session.add(lot)
     session.flush()
+    _apply(acct, delta_available, delta_pending, 0)
     if counts_as_earned:
         acct.row.lifetime_earned += points
     _event(

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import ORDER_READ, ORDER_WRITE, require
@@ -85,6 +85,9 @@ MAX_CLOCK_SKEW = timedelta(minutes=10)
 class Recorded:
     order: Order
     created: bool
+    # What a new order wrote, so its answer is built without reading it back (speed).
+    lines: tuple[OrderLine, ...] | None = None
+    lot: PointsLot | None = None
 
 
 def _order_input(data: OrderCreate, occurred_at: datetime) -> OrderInput:
@@ -105,6 +108,19 @@ def _order_input(data: OrderCreate, occurred_at: datetime) -> OrderInput:
             for no, ln in data.numbered()
         ),
     )
+
+
+_LINE_COLUMNS = (
+    "order_id",
+    "line_no",
+    "sku",
+    "category",
+    "quantity",
+    "unit_price_minor",
+    "discount_minor",
+    "net_minor",
+    "returned_quantity",
+)
 
 
 def _same(order: Order, data: OrderCreate, member_id: int | None) -> bool:
@@ -210,16 +226,12 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
     _check_paid(current, data)
     store = org.open_store_in_scope(session, actor, data.store)
     member = _member_for_order(session, actor, data)
+    acct = ledger.lock(session, member.id, member.org_path) if member else None
+    # Looked up under the member's account lock: a concurrent request with the same order
+    # either committed it (found here) or waits for this one.
     existing = _existing(session, store.id, data.external_id)
     if existing is not None:
         return _replay(actor, existing, data, member)
-
-    acct = ledger.lock(session, member.id, member.org_path) if member else None
-    # Re-check after the lock: a concurrent request may have recorded it meanwhile.
-    if acct is not None:
-        existing = _existing(session, store.id, data.external_id)
-        if existing is not None:
-            return _replay(actor, existing, data, member)
 
     order_in = _order_input(data, occurred_at)
     gross = data.net_minor()
@@ -274,21 +286,27 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
     )
     session.add(order)
     session.flush()
-    for no, ln in data.numbered():
-        session.add(
-            OrderLine(
-                order_id=order.id,
-                line_no=no,
-                sku=ln.sku,
-                category=ln.category,
-                quantity=ln.quantity,
-                unit_price_minor=ln.unit_price_minor,
-                discount_minor=ln.discount_minor,
-                net_minor=ln.quantity * ln.unit_price_minor - ln.discount_minor,
-                returned_quantity=0,
-            )
+    order_lines = tuple(
+        OrderLine(
+            order_id=order.id,
+            line_no=no,
+            sku=ln.sku,
+            category=ln.category,
+            quantity=ln.quantity,
+            unit_price_minor=ln.unit_price_minor,
+            discount_minor=ln.discount_minor,
+            net_minor=ln.quantity * ln.unit_price_minor - ln.discount_minor,
+            returned_quantity=0,
         )
-    session.flush()
+        for no, ln in data.numbered()
+    )
+    # One multi-row INSERT without RETURNING (Core: the answer is built from these objects,
+    # which the session never tracks; nothing reads their ids).
+    session.execute(
+        insert(OrderLine),
+        [{c: getattr(ln, c) for c in _LINE_COLUMNS} for ln in order_lines],
+    )
+    lot: PointsLot | None = None
     if acct is not None and member is not None:
         if data.points_paid:
             ledger.debit(
@@ -306,7 +324,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
                 dedupe_key=f"order:{order.id}:pay",
             )
         if points > 0:
-            ledger.credit(
+            _entry, lot = ledger.credit(
                 session,
                 acct,
                 points,
@@ -358,7 +376,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
             "points_paid": order.points_paid,
         },
     )
-    return Recorded(order, True)
+    return Recorded(order, True, order_lines, lot)
 
 
 def member_facts(
@@ -963,8 +981,8 @@ def return_out(r: OrderReturn) -> ReturnOut:
     )
 
 
-def _summary_fields(session: Session, o: Order) -> dict[str, Any]:
-    state = points_state(session, o)
+def _summary_fields(session: Session, o: Order, state: PointsState | None = None) -> dict[str, Any]:
+    state = state or points_state(session, o)
     return {
         "id": o.id,
         "external_id": o.external_id,
@@ -999,9 +1017,17 @@ def summary_out(session: Session, o: Order) -> OrderSummary:
     return OrderSummary(**_summary_fields(session, o))
 
 
-def detail_out(session: Session, o: Order) -> OrderDetail:
+def detail_out(session: Session, o: Order, written: Recorded | None = None) -> OrderDetail:
+    """The order's answer; ``written``: the order just recorded, answered from what was
+    written (its lines, its lot, no returns yet) instead of read back."""
+    if written is not None and written.lines is not None:
+        order_lines: list[OrderLine] = list(written.lines)
+        order_returns: list[OrderReturn] = []
+        state = _fresh_state(written.lot) if o.points_earned else PointsState("none", 0, 0)
+    else:
+        order_lines, order_returns, state = lines(session, o.id), returns(session, o.id), None
     return OrderDetail(
-        **_summary_fields(session, o),
+        **_summary_fields(session, o, state),
         lines=[
             OrderLineOut(
                 line_no=ln.line_no,
@@ -1014,16 +1040,24 @@ def detail_out(session: Session, o: Order) -> OrderDetail:
                 returned_quantity=ln.returned_quantity,
                 points=int(o.line_points.get(str(ln.line_no), 0)),
             )
-            for ln in lines(session, o.id)
+            for ln in order_lines
         ],
-        returns=[return_out(r) for r in returns(session, o.id)],
+        returns=[return_out(r) for r in order_returns],
     )
+
+
+def _fresh_state(lot: PointsLot | None) -> PointsState | None:
+    """The points state of a lot written in this transaction: nothing taken from it yet
+    unless it was expired at once (a back-dated order), then ask the ledger (None)."""
+    if lot is None or lot.status not in ("pending", "available") or lot.remaining != lot.points:
+        return None
+    return PointsState(LOT_STATUS.get(lot.status, lot.status), lot.remaining, 0)
 
 
 def record_view(session: Session, actor: Actor, data: OrderCreate) -> tuple[bool, OrderDetail]:
     """Record (or find the same order again): whether it was created, and the order."""
     rec = record(session, actor, data)
-    return rec.created, detail_out(session, rec.order)
+    return rec.created, detail_out(session, rec.order, rec)
 
 
 def detail_view(session: Session, actor: Actor, order_id: int) -> OrderDetail:

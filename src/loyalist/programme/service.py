@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from loyalist.access.permissions import PROGRAMME_PUBLISH, require
 from loyalist.audit import service as audit
@@ -85,6 +85,7 @@ def apply(
 
     Applying a document identical to the active one creates nothing.
     """
+    session.info.pop(_ACTIVE, None)  # this transaction reads the new version from now on
     doc = as_document(programme)
     checksum = sha256_hex(dumps(doc))
     current = latest_version(session)
@@ -129,19 +130,53 @@ def in_force_at(session: Session, at: datetime) -> tuple[int, Programme]:
     before the first version (orders imported from before the programme started) gets the
     active version, as no other was ever in force."""
     active_number, active_programme = active(session)
-    number = session.scalar(
-        select(ProgrammeVersion.version)
-        .where(ProgrammeVersion.created_at <= at)
-        .order_by(ProgrammeVersion.version.desc())
-        .limit(1)
-    )
+    number = _version_at(session, active_number, at)
     if number is None or int(number) == active_number:
         return active_number, active_programme
     return int(number), get_version(session, int(number))
 
 
+_history: dict[tuple[str, int, str], list[tuple[datetime, int]]] = {}
+
+
+def _version_at(session: Session, active_number: int, at: datetime) -> int | None:
+    """The last version published by ``at``. Versions are never changed or removed, so the
+    list of (publication time, number) up to the active one is cached per process under the
+    active version's key (a publish changes the key)."""
+    memo = session.info.get(_ACTIVE)
+    if memo is not None and at >= memo[2]:
+        return active_number  # the newest version was published by then: no look-up
+    key = (str(session.get_bind().engine.url), active_number, memo[3] if memo else "")
+    with _cache_lock:
+        history = _history.get(key)
+    if history is None or memo is None:
+        rows = session.execute(
+            select(ProgrammeVersion.created_at, ProgrammeVersion.version)
+            .where(ProgrammeVersion.version <= active_number)
+            .order_by(ProgrammeVersion.version)
+        ).all()
+        history = [(r[0], int(r[1])) for r in rows]
+        if memo is not None:
+            with _cache_lock:
+                _history[key] = history
+    found = [number for published, number in history if published <= at]
+    return found[-1] if found else None
+
+
 def latest_version(session: Session) -> ProgrammeVersion | None:
     return session.scalar(select(ProgrammeVersion).order_by(ProgrammeVersion.version.desc()))
+
+
+# speed (issue 11): the active version is read once per transaction (one statement: number,
+# checksum and publication time), its parsed document once per process (keyed by database,
+# number and checksum). ``apply`` forgets the transaction's memo, so a publish is seen at once.
+_ACTIVE = "loyalist.programme.active"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_active(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # a session used for several transactions reads again
+        session.info.pop(_ACTIVE, None)
 
 
 def active(session: Session) -> tuple[int, Programme]:
@@ -150,25 +185,28 @@ def active(session: Session) -> tuple[int, Programme]:
     Cached per database, version and checksum: a database that is reset and loaded with
     another programme under the same version number never gets the old document back.
     """
+    memo = session.info.get(_ACTIVE)
+    if memo is not None:
+        return memo[0], memo[1]
     row = session.execute(
-        select(ProgrammeVersion.version, ProgrammeVersion.checksum)
+        select(ProgrammeVersion.version, ProgrammeVersion.checksum, ProgrammeVersion.created_at)
         .order_by(ProgrammeVersion.version.desc())
         .limit(1)
     ).first()
     if row is None:
         raise NoProgramme("Apply a programme first: loyalist programme apply FILE.yaml")
-    number, checksum = int(row[0]), str(row[1])
+    number, checksum, created_at = int(row[0]), str(row[1]), row[2]
     key = (str(session.get_bind().engine.url), number, checksum)
     with _cache_lock:
         cached = _cache.get(key)
-    if cached is not None:
-        return number, cached
-    pv = session.scalar(select(ProgrammeVersion).where(ProgrammeVersion.version == number))
-    assert pv is not None
-    programme = Programme.model_validate(pv.document)
-    with _cache_lock:
-        _cache[key] = programme
-    return number, programme
+    if cached is None:
+        pv = session.scalar(select(ProgrammeVersion).where(ProgrammeVersion.version == number))
+        assert pv is not None
+        cached = Programme.model_validate(pv.document)
+        with _cache_lock:
+            _cache[key] = cached
+    session.info[_ACTIVE] = (number, cached, created_at, checksum)
+    return number, cached
 
 
 def get_version(session: Session, number: int) -> Programme:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
@@ -97,19 +97,24 @@ def _record(
 
 def tier_at(session: Session, member: Member, at: datetime) -> str:
     """The member's tier in force at ``at`` (before they joined: the tier they joined in)."""
+    if at >= member.tier_since:
+        # Every tier change sets tier_code and tier_since together (``_record``, joining):
+        # at or after the last one the member's tier is the one they hold (no query).
+        return member.tier_code
+    # One statement: the last change by ``at`` if any, else the first one (the join).
+    by_then = TierChange.occurred_at <= at
     code = session.scalar(
         select(TierChange.to_tier)
-        .where(TierChange.member_id == member.id, TierChange.occurred_at <= at)
-        .order_by(TierChange.occurred_at.desc(), TierChange.id.desc())
+        .where(TierChange.member_id == member.id)
+        .order_by(
+            case((by_then, 0), else_=1),
+            case((by_then, TierChange.occurred_at)).desc().nulls_last(),
+            case((by_then, TierChange.id)).desc().nulls_last(),
+            TierChange.occurred_at,
+            TierChange.id,
+        )
         .limit(1)
     )
-    if code is None:
-        code = session.scalar(
-            select(TierChange.to_tier)
-            .where(TierChange.member_id == member.id)
-            .order_by(TierChange.occurred_at, TierChange.id)
-            .limit(1)
-        )
     return code if code is not None else member.tier_code
 
 

@@ -1,0 +1,65 @@
+"""``loyalist serve --no-worker`` hands over to ``python -m loyalist.serve``, which imports
+the app and uvicorn only, never the CLI or analytics (issue 11: memory per process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from loyalist import serve
+from loyalist.cli.main import app
+
+
+def test_serve_without_worker_execs_the_lean_module(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    calls: list[tuple[str, list[str]]] = []
+
+    def fake_execv(path: str, argv: list[str]) -> None:
+        calls.append((path, argv))
+        raise SystemExit(0)
+
+    monkeypatch.setenv("LOYALIST_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setattr("os.execv", fake_execv)
+    from loyalist.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        r = CliRunner().invoke(
+            app, ["serve", "--no-worker", "--host", "127.0.0.1", "--port", "8123", "--workers", "3"]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert r.exit_code == 0, r.output
+    assert calls == [
+        (sys.executable, [sys.executable, "-m", "loyalist.serve", "127.0.0.1", "8123", "3"])
+    ]
+
+
+def test_lean_module_runs_the_app_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("uvicorn.run", lambda target, **kw: seen.update(target=target, **kw))
+    serve.main(["127.0.0.1", "8124", "2"])
+    assert seen["target"] == "loyalist.app:create_app"
+    assert (seen["factory"], seen["host"], seen["port"], seen["workers"]) == (
+        True,
+        "127.0.0.1",
+        8124,
+        2,
+    )
+
+
+def test_lean_module_imports_neither_cli_nor_analytics() -> None:
+    code = (
+        "import sys, loyalist.serve, loyalist.app; loyalist.app.create_app; "
+        "print(sorted(m for m in sys.modules if m.startswith(('loyalist.cli', "
+        "'loyalist.analytics', 'typer'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
