@@ -137,5 +137,6 @@ def test_readout_on_a_fixture_equals_the_formulas() -> None:
     p, lo, hi = reference_proportions(conv["offer"], 160, conv["control"], 240)
     assert o.rate_vs_control is not None
     assert close(o.rate_vs_control.p_value, p) and close(o.rate_vs_control.ci_low, lo)
+    assert close(o.rate_vs_control.ci_high, hi)
     assert srm is not None and srm.flagged
     assert close(srm.p_value, float(sp.chisquare([240, 160], [200, 200]).pvalue))
