@@ -43,7 +43,7 @@ from loyalist.documents import service as documents
 from loyalist.documents.errors import DocumentInvalid, NoVersion
 from loyalist.errors import FieldError, LoyalistError
 from loyalist.jobs import queue
-from loyalist.journey import domain, stats
+from loyalist.journey import domain, schemas, stats
 from loyalist.journey.domain import (
     END,
     ActionStep,
@@ -60,6 +60,7 @@ from loyalist.kit import conditions
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.localtime import local_day, start_of_local_day
+from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
 from loyalist.member.schemas import MemberFilter
@@ -1053,3 +1054,235 @@ def experiments(session: Session) -> list[tuple[str, str]]:
     if loaded is None:
         return []
     return [(j.key, s.experiment) for j in loaded.doc.journeys for s in j.experiments()]
+
+
+# --------------------------------------------------------------------------- API views
+
+
+def _trigger(j: Journey) -> str:
+    en = j.entry
+    return {
+        "event": f"event {en.event}",
+        "segment": "segment",
+        "date": f"{en.date} -{en.days_before}d",
+        "inactive": f"{en.inactive_days} days without an order",
+    }[en.kind]
+
+
+def list_view(session: Session, actor: Actor) -> schemas.JourneyList:
+    require(actor, PROGRAMME_READ)
+    loaded = current(session)
+    if loaded is None:
+        return schemas.JourneyList(version=None, holdout_percent=0, items=[], warnings=[])
+    items = [
+        schemas.JourneySummary(
+            key=j.key,
+            name=j.name,
+            status=PAUSED if status(session, j.key) == PAUSED else ACTIVE,
+            trigger=_trigger(j),
+            marketing=j.marketing,
+            steps=len(j.steps),
+        )
+        for j in loaded.doc.journeys
+    ]
+    return schemas.JourneyList(
+        version=loaded.version,
+        holdout_percent=loaded.doc.holdout.percent,
+        items=items,
+        warnings=warnings(loaded.doc),
+    )
+
+
+def funnel_out(f: Funnel) -> schemas.FunnelOut:
+    return schemas.FunnelOut(
+        key=f.key,
+        entered=f.entered,
+        active=f.active,
+        completed=f.completed,
+        exited=f.exited,
+        holdout=f.holdout,
+        steps=[
+            schemas.StepCount(
+                id=s.id,
+                type=s.type,
+                summary=s.summary,
+                passed=s.passed,
+                waiting=s.waiting,
+                outcomes=s.outcomes,
+            )
+            for s in f.steps
+        ],
+    )
+
+
+def graph_out(j: Journey) -> list[schemas.GraphStep]:
+    return [
+        schemas.GraphStep(
+            id=n["id"],
+            type=n["type"],
+            summary=n["summary"],
+            edges=[schemas.Edge(label=label, to=to) for label, to in n["edges"]],
+        )
+        for n in domain.graph(j)
+    ]
+
+
+def detail_view(session: Session, actor: Actor, key: str) -> schemas.JourneyDetail:
+    require(actor, PROGRAMME_READ)
+    loaded, j = journey(session, key)
+    return schemas.JourneyDetail(
+        key=j.key,
+        name=j.name,
+        status=PAUSED if status(session, key) == PAUSED else ACTIVE,
+        version=loaded.version,
+        journey=j.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+        graph=graph_out(j),
+        funnel=funnel_out(funnel(session, actor, key)),
+    )
+
+
+def parse_journey(data: dict[str, Any], field_prefix: str = "journey") -> Journey:
+    """One journey checked as the document would check it (errors under ``journey.``)."""
+    try:
+        doc = parse_document({"journeys": [data]})
+    except DocumentInvalid as exc:
+        raise DocumentInvalid(
+            exc.detail.replace("journeys.0", field_prefix),
+            [
+                FieldError(e.field.replace("journeys.0", field_prefix, 1), e.message, e.code)
+                for e in exc.errors
+            ],
+        ) from exc
+    return doc.journeys[0]
+
+
+def put_view(
+    session: Session, actor: Actor, key: str, data: schemas.JourneyPut
+) -> tuple[int, schemas.JourneyDetail]:
+    require(actor, PROGRAMME_PUBLISH)
+    j = parse_journey(data.journey)
+    if j.key != key:
+        raise DocumentInvalid(
+            f"The journey's key {j.key!r} is not {key!r}.",
+            [FieldError("journey.key", f"must be {key!r}", "mismatch")],
+        )
+    loaded = current(session)
+    existed = loaded is not None and loaded.doc.get(key) is not None
+    with_journey(session, j, data.note, actor)
+    return (200 if existed else 201), detail_view(session, actor, key)
+
+
+def pause_view(session: Session, actor: Actor, key: str) -> schemas.JourneyDetail:
+    pause(session, actor, key)
+    return detail_view(session, actor, key)
+
+
+def resume_view(session: Session, actor: Actor, key: str) -> schemas.JourneyDetail:
+    resume(session, actor, key)
+    return detail_view(session, actor, key)
+
+
+def dry_run_view(
+    session: Session, actor: Actor, key: str, data: schemas.DryRunIn
+) -> schemas.DryRunOut:
+    require(actor, PROGRAMME_READ)
+    if data.journey is not None:
+        j = parse_journey(data.journey)
+    else:
+        _, j = journey(session, key)
+    out = dry_run(session, actor, j, data.member_id, events=set(data.events))
+    return schemas.DryRunOut(
+        journey=out.journey,
+        member_id=out.member_id,
+        enters=out.enters,
+        why=out.why,
+        steps=[
+            schemas.DryStepOut(step=s.step, type=s.type, outcome=s.outcome, why=s.why, at=s.at)
+            for s in out.steps
+        ],
+    )
+
+
+def funnel_view(session: Session, actor: Actor, key: str) -> schemas.FunnelOut:
+    return funnel_out(funnel(session, actor, key))
+
+
+def run_out(r: JourneyRun) -> schemas.RunOut:
+    return schemas.RunOut(
+        id=r.id,
+        journey=r.journey_key,
+        member_id=r.member_id,
+        version=r.version,
+        state=r.state,
+        step=r.step,
+        due_at=as_utc(r.due_at) if r.due_at else None,
+        waiting_event=r.waiting_event,
+        exit_reason=r.exit_reason,
+        variants=dict(r.variants),
+        entered_at=as_utc(r.entered_at),
+        ended_at=as_utc(r.ended_at) if r.ended_at else None,
+    )
+
+
+def runs_view(
+    session: Session,
+    actor: Actor,
+    key: str | None,
+    *,
+    member_id: int | None,
+    state: str | None,
+    after: int | None,
+    limit: int,
+) -> schemas.RunPage:
+    if key is not None:
+        journey(session, key)
+    found = runs(session, actor, key, member_id=member_id, state=state, after=after, limit=limit)
+    nxt = encode_cursor(found[-1].id) if len(found) == limit else None
+    return schemas.RunPage(items=[run_out(r) for r in found], next_cursor=nxt)
+
+
+def run_view(session: Session, actor: Actor, run_id: int) -> schemas.RunDetail:
+    run, steps = get_run(session, actor, run_id)
+    return schemas.RunDetail(
+        **run_out(run).model_dump(),
+        steps=[
+            schemas.RunStepOut(
+                step=s.step_id, type=s.kind, outcome=s.outcome, detail=s.detail, at=as_utc(s.at)
+            )
+            for s in steps
+        ],
+    )
+
+
+def _cmp(c: stats.Comparison | None) -> schemas.ComparisonOut | None:
+    if c is None:
+        return None
+    return schemas.ComparisonOut(diff=c.diff, ci_low=c.ci_low, ci_high=c.ci_high, p_value=c.p_value)
+
+
+def readout_view(session: Session, actor: Actor, key: str, experiment: str) -> schemas.ReadoutOut:
+    r = readout(session, actor, key, experiment)
+    return schemas.ReadoutOut(
+        journey=r.journey,
+        experiment=r.experiment,
+        control=r.control,
+        conversion_event=r.conversion_event,
+        window_days=r.window_days,
+        groups=[
+            schemas.GroupOut(
+                name=g.name,
+                weight=g.weight,
+                members=g.members,
+                conversions=g.conversions,
+                revenue_minor=g.revenue_minor,
+                conversion_rate=g.conversion_rate,
+                revenue_per_member=g.revenue_per_member,
+                rate_vs_control=_cmp(g.rate_vs_control),
+                revenue_vs_control=_cmp(g.revenue_vs_control),
+            )
+            for g in r.groups
+        ],
+        srm=schemas.SrmOut(chi2=r.srm.chi2, p_value=r.srm.p_value, flagged=r.srm.flagged)
+        if r.srm
+        else None,
+    )
