@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -75,6 +76,9 @@ DAILY = "journey.daily"
 ACTOR = Actor(name="system:journeys", principal="system:journeys")
 ACTIVE, COMPLETED, EXITED, HOLDOUT = "active", "completed", "exited", "holdout"
 PAUSED = "paused"
+# An event older than this enters nobody (it still ends waits and runs): a consumer that
+# starts on a long stream, or catches up after an outage, must not greet last year's joiners.
+ENTRY_MAX_AGE = timedelta(days=1)
 
 
 # --------------------------------------------------------------------------- the document
@@ -287,40 +291,79 @@ def env(session: Session) -> Env:
     return Env(programme.tz, tuple(t.code for t in programme.tiers.levels))
 
 
-def _fields(j: Journey) -> set[str]:
-    used: set[str] = set()
-    for _, data in domain.conditions_of(j):
-        used |= conditions.fields_used(conditions.parse(data, domain.catalogue(None)))
+_used: dict[str, frozenset[str]] = {}
+_any_tier = domain.catalogue(None)
+
+
+def _fields(j: Journey) -> frozenset[str]:
+    """The condition fields a journey reads (cached by the conditions' text)."""
+    found = domain.conditions_of(j)
+    key = json.dumps(found, sort_keys=True, default=str)
+    used = _used.get(key)
+    if used is None:
+        names: set[str] = set()
+        for _, data in found:
+            names |= conditions.fields_used(conditions.parse(data, _any_tier))
+        used = _used.setdefault(key, frozenset(names))
     return used
 
 
+class Facts(Mapping[str, Any]):
+    """Member facts loaded when a condition first reads them (``all``/``any`` stop early,
+    so a segment's cheap clause spares the others' queries)."""
+
+    def __init__(self, fixed: dict[str, Any], loaders: dict[str, Callable[[], Any]]) -> None:
+        self._values = dict(fixed)
+        self._loaders = loaders
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            if key not in self._loaders:
+                raise KeyError(key)
+            self._values[key] = self._loaders[key]()
+        return self._values[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values or key in self._loaders
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({*self._values, *self._loaders})
+
+    def __len__(self) -> int:
+        return len({*self._values, *self._loaders})
+
+
 def member_facts(
-    session: Session, member: Member, used: set[str], tz: tzinfo, now: datetime
-) -> dict[str, Any]:
-    """The member fields ``used`` (and only those: each costs a query or two)."""
+    session: Session, member: Member, used: frozenset[str] | set[str], tz: tzinfo, now: datetime
+) -> Facts:
+    """The member fields ``used`` (each loaded on first read: each costs a query or two)."""
 
-    def wants(name: str) -> bool:
-        return any(u == name or u.startswith(name + ".") for u in used)
+    def history() -> tuple[int, datetime | None]:
+        if "h" not in cache:
+            cache["h"] = orders.history(session, member.id)
+        return cache["h"]
 
-    facts: dict[str, Any] = {"member.tier": member.tier_code}
-    if wants("member.tags"):
-        facts["member.tags"] = members.tags(session, member.id)
-    if wants("member.consent"):
-        facts["member.consent"] = members.consents(session, member.id)
-    if wants("member.points"):
-        facts["member.points"] = ledger.get_account(session, member.id).available
-    if wants("member.joined_days"):
-        joined = local_day(tz, as_utc(member.created_at))
-        facts["member.joined_days"] = max(0, (local_day(tz, now) - joined).days)
-    if wants("member.birthday_month"):
-        facts["member.birthday_month"] = member.birthday.month if member.birthday else None
-    if wants("member.orders") or wants("member.last_order_days"):
-        n, last = orders.history(session, member.id)
-        facts["member.orders"] = n
-        facts["member.last_order_days"] = (
-            (local_day(tz, now) - local_day(tz, last)).days if last is not None else None
-        )
-    return facts
+    def last_days() -> int | None:
+        last = history()[1]
+        return (local_day(tz, now) - local_day(tz, last)).days if last is not None else None
+
+    def joined() -> int:
+        return max(0, (local_day(tz, now) - local_day(tz, as_utc(member.created_at))).days)
+
+    cache: dict[str, tuple[int, datetime | None]] = {}
+    loaders: dict[str, Callable[[], Any]] = {
+        "member.tags": lambda: members.tags(session, member.id),
+        "member.consent": lambda: members.consents(session, member.id),
+        "member.points": lambda: ledger.get_account(session, member.id).available,
+        "member.joined_days": joined,
+        "member.birthday_month": lambda: member.birthday.month if member.birthday else None,
+        "member.orders": lambda: history()[0],
+        "member.last_order_days": last_days,
+    }
+    wanted = {
+        k: f for k, f in loaders.items() if any(u == k or u.startswith(k + ".") for u in used)
+    }
+    return Facts({"member.tier": member.tier_code}, wanted)
 
 
 def _context(
@@ -330,13 +373,14 @@ def _context(
     member: Member,
     now: datetime,
     event: OutboxEvent | None = None,
-) -> dict[str, Any]:
-    ctx = member_facts(session, member, _fields(j), e.tz, now)
-    ctx.update(time_facts(e.tz, now))
+) -> Facts:
+    fixed = time_facts(e.tz, now)
     if event is not None:
-        ctx["event.type"] = event.type
-        ctx["event.fields"] = dict(event.payload)
-    return ctx
+        fixed["event.type"] = event.type
+        fixed["event.fields"] = dict(event.payload)
+    facts = member_facts(session, member, _fields(j), e.tz, now)
+    facts._values.update(fixed)
+    return facts
 
 
 # --------------------------------------------------------------------------- runs
@@ -431,9 +475,9 @@ def advance(
 ) -> None:
     """Walk ``run`` from ``step_id`` until it waits or ends (effects once per step)."""
     member: Member | None = None
-    ctx: dict[str, Any] | None = None
+    ctx: Facts | None = None
 
-    def context() -> dict[str, Any]:
+    def context() -> Facts:
         nonlocal member, ctx
         if ctx is None:
             member = members.get(session, ACTOR, run.member_id)
@@ -636,6 +680,8 @@ def on_event(session: Session, ev: OutboxEvent) -> None:
             if x.event == ev.type and _matches(session, e, j, member, x.when, now, ev):
                 _end(run, EXITED, f"event:{ev.type}"[:64], now)
                 break
+    if now - as_utc(ev.occurred_at) > ENTRY_MAX_AGE:
+        return  # a backlog (a new consumer, a replay) enters nobody on old news
     for j in loaded.doc.journeys:
         if j.entry.event != ev.type:
             continue
@@ -801,7 +847,7 @@ def dry_run(
             out.steps.append(DryStep(s.id, s.type, "would_run", why, at))
             step_id = j.following(s.id, s.next)
         elif isinstance(s, BranchStep):
-            ctx_at = {**ctx, **time_facts(e.tz, at)}
+            ctx_at = {**dict(ctx.items()), **time_facts(e.tz, at)}
             expl = conditions.explain(e.condition(s.when), ctx_at)
             out.steps.append(DryStep(s.id, s.type, "yes" if expl.passed else "no", expl.text(), at))
             step_id = s.then if expl.passed else s.else_
