@@ -6,6 +6,8 @@ from loyalist.approval.endpoints import router as approval_router
 from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
 from loyalist.http import refuse_unknown_query
+from loyalist.journey.endpoints import router as journey_router  # journeys (issue 14)
+from loyalist.journey.endpoints import runs_router as journey_runs_router  # journeys (issue 14)
 from loyalist.member.endpoints import router as member_router
 from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
@@ -25,5 +27,7 @@ for r in (
     health_router,
     webhooks_router,
     approval_router,
+    journey_router,  # journeys (issue 14)
+    journey_runs_router,  # journeys (issue 14)
 ):
     router.include_router(r)

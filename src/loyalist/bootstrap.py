@@ -22,6 +22,8 @@ REGISTRATIONS: list[str] = [
     "loyalist.webhooks.tasks",  # job kind webhooks.deliver
     "loyalist.webhooks.handlers",  # consumer "webhooks"
     "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
+    "loyalist.journey.tasks",  # journeys (issue 14): job kinds journey.wake, journey.daily
+    "loyalist.journey.handlers",  # journeys (issue 14): consumer "journeys"
 ]
 
 _configured = False

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from loyalist.access import service as access
 from loyalist.config import get_settings
+from loyalist.demo import journeys as demo_journeys  # journeys (issue 14)
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
@@ -283,6 +284,7 @@ def run(
     with db.transaction() as s:
         users = staff.ensure_demo_users(s)  # a no-op when they exist
     summary(db, console)
+    demo_journeys.report(db, console)  # journeys (issue 14)
     with db.transaction() as s:
         issued = access.create_key(
             s, name=f"demo {clock.now():%Y-%m-%d %H:%M:%S}", scope="hq", access="read_write"
@@ -418,6 +420,7 @@ class Builder:
         self.seq = 0
         self.order_seq: dict[str, int] = {}
         self.hq_path = "/"
+        self.journey_seconds = 0.0  # journeys (issue 14)
 
     # ── setup ───────────────────────────────────────────────────────────────────────────
     def _calendar(self, year: int) -> Programme:
@@ -480,6 +483,7 @@ class Builder:
         }
         personas = self._plan_members()
         self._replay(personas)
+        self.console.print(f"journeys: {self.journey_seconds:.1f}s")  # journeys (issue 14)
 
     def _plan_members(self) -> list[Persona]:
         rng, fake = self.rng, self.fake
@@ -623,6 +627,9 @@ class Builder:
         active: list[Persona] = []
         evaluation = self.programme.tiers.evaluation
         period = period_of(evaluation, self.tz, self.start)[0]
+        # journeys (issue 14): the standard journeys over the last weeks of the history
+        journey_demo = demo_journeys.JourneyDemo(self.db)
+        journeys_from = local_day(self.tz, demo_journeys.start_day(self.end, self.start))
         anon_per_member_order = ANONYMOUS_SHARE / (1 - ANONYMOUS_SHARE)
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -647,6 +654,11 @@ class Builder:
                 jobs.expire_points(self.db)
                 if self._reminders_due(day_start):
                     jobs.remind_expiring(self.db)
+                if d >= journeys_from:  # journeys (issue 14): publish, then daily triggers
+                    if not journey_demo.started:
+                        clock.freeze(day_start + timedelta(minutes=5))
+                        journey_demo.publish(self.console)
+                    journey_demo.morning(day_start + timedelta(minutes=10))
                 if (d.month, d.day) == (12, 1) and n > 0:  # next year's campaign calendar
                     clock.freeze(day_start + timedelta(hours=10))
                     with self.db.transaction() as s:
@@ -695,6 +707,9 @@ class Builder:
                         ev.run(s)
                         # ledger.lock() reloads the account row: flush its changes first.
                         s.flush()
+                if journey_demo.started:  # journeys (issue 14): consumer and due jobs
+                    journey_demo.evening(day_start, day_end - timedelta(seconds=1))
+                    self.journey_seconds = journey_demo.seconds
                 bar.update(
                     task,
                     advance=1,

@@ -14,6 +14,9 @@ from loyalist.models.event_receipt import EventReceipt
 from loyalist.models.idempotency_record import IdempotencyRecord
 from loyalist.models.job import Job
 from loyalist.models.job_run import JobRun
+from loyalist.models.journey_run import JourneyRun
+from loyalist.models.journey_state import JourneyState
+from loyalist.models.journey_step import JourneyStep
 from loyalist.models.ledger_entry import LedgerEntry
 from loyalist.models.lot_allocation import LotAllocation
 from loyalist.models.member import Member
@@ -58,6 +61,9 @@ __all__ = [
     "IdempotencyRecord",
     "Job",
     "JobRun",
+    "JourneyRun",
+    "JourneyState",
+    "JourneyStep",
     "LedgerEntry",
     "LotAllocation",
     "Member",

@@ -1107,3 +1107,47 @@ def dry_run_view(session: Session, actor: Actor, data: DryRunIn) -> DryRunOut:
             for c in res.conditions
         ],
     )
+
+
+# --- journeys (issue 14): order history read by journeys and experiment readouts ---
+
+from loyalist.kit.clock import as_utc  # noqa: E402
+
+
+def history(session: Session, member_id: int) -> tuple[int, datetime | None]:
+    """How many orders the member has, and when the last one occurred."""
+    n, last = session.execute(
+        select(func.count(Order.id), func.max(Order.occurred_at)).where(
+            Order.member_id == member_id
+        )
+    ).one()
+    return int(n or 0), as_utc(last) if last is not None else None
+
+
+def last_order_between(session: Session, start: datetime, end: datetime) -> list[int]:
+    """Members whose last order occurred in [start, end), by id."""
+    last = func.max(Order.occurred_at)
+    q = (
+        select(Order.member_id)
+        .where(Order.member_id.is_not(None))
+        .group_by(Order.member_id)
+        .having(last >= start, last < end)
+        .order_by(Order.member_id)
+    )
+    return [m for m in session.scalars(q) if m is not None]
+
+
+def paid_between(
+    session: Session, member_ids: list[int], start: datetime, end: datetime
+) -> list[tuple[int, datetime, int]]:
+    """(member, occurred_at, amount paid) of the members' orders in [start, end)."""
+    out: list[tuple[int, datetime, int]] = []
+    for i in range(0, len(member_ids), 500):
+        chunk = member_ids[i : i + 500]
+        q = (
+            select(Order.member_id, Order.occurred_at, Order.amount_paid_minor)
+            .where(Order.member_id.in_(chunk), Order.occurred_at >= start, Order.occurred_at < end)
+            .order_by(Order.id)
+        )
+        out += [(m, as_utc(t), int(a)) for m, t, a in session.execute(q) if m is not None]
+    return out

@@ -1,0 +1,1 @@
+"""Journeys: triggered, versioned paths of waits, branches, splits and actions per member."""
