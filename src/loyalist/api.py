@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Depends
 
 from loyalist.approval.endpoints import router as approval_router
+from loyalist.coupon.endpoints import router as coupon_router  # coupons (issue 12)
 from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
 from loyalist.http import refuse_unknown_query
@@ -25,5 +26,6 @@ for r in (
     health_router,
     webhooks_router,
     approval_router,
+    coupon_router,  # coupons (issue 12)
 ):
     router.include_router(r)

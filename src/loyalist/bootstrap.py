@@ -22,6 +22,8 @@ REGISTRATIONS: list[str] = [
     "loyalist.webhooks.tasks",  # job kind webhooks.deliver
     "loyalist.webhooks.handlers",  # consumer "webhooks"
     "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
+    "loyalist.coupon.tasks",  # coupons (issue 12): job kind coupon.generate_batch
+    "loyalist.coupon.actions",  # coupons (issue 12): action issue_coupon
 ]
 
 _configured = False
