@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Depends
 
 from loyalist.approval.endpoints import router as approval_router
+from loyalist.coupon.endpoints import router as coupon_router  # coupons (issue 12)
 from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
 from loyalist.http import refuse_unknown_query
@@ -29,5 +30,6 @@ for r in (
     approval_router,
     journey_router,  # journeys (issue 14)
     journey_runs_router,  # journeys (issue 14)
+    coupon_router,  # coupons (issue 12)
 ):
     router.include_router(r)

@@ -24,6 +24,8 @@ REGISTRATIONS: list[str] = [
     "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
     "loyalist.journey.tasks",  # journeys (issue 14): job kinds journey.wake, journey.daily
     "loyalist.journey.handlers",  # journeys (issue 14): consumer "journeys"
+    "loyalist.coupon.tasks",  # coupons (issue 12): job kind coupon.generate_batch
+    "loyalist.coupon.actions",  # coupons (issue 12): action issue_coupon
 ]
 
 _configured = False

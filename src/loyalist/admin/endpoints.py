@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from loyalist.access import permissions as perm
 from loyalist.admin import charts, explain
+from loyalist.admin import coupons as coupon_pages  # coupons (issue 12)
 from loyalist.admin import jobs as job_pages
 from loyalist.admin.web import (
     COOKIE,
@@ -463,6 +464,7 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "audit_rows": audit.for_object(s, "member", m.id)[-20:] if st.can(perm.AUDIT_READ) else [],
         "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
         "tz": tz,
+        **coupon_pages.member_section(s, st, m.id),  # coupons (issue 12)
     }
 
 
@@ -1148,6 +1150,8 @@ async def audit_page(
 
 # ── the job queue (loyalist.admin.jobs) ───────────────────────────────────────────────
 job_pages.register(router)
+# ── coupons (loyalist.admin.coupons, issue 12) ─────────────────────────────────────────
+coupon_pages.register(router)
 # The event stream page (its own module; mounted with the console).
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 

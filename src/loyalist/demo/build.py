@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from loyalist.access import service as access
 from loyalist.config import get_settings
 from loyalist.demo import journeys as demo_journeys  # journeys (issue 14)
+from loyalist.demo import coupons as demo_coupons
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
@@ -401,6 +402,8 @@ class Builder:
         self.n_members = members
         self.months = months
         self.rng = random.Random(seed)
+        self.coupon_rng = random.Random(seed * 7919 + 12)  # coupons (issue 12): own stream
+        self.welcome: dict[int, str] = {}  # member id -> unused welcome code
         self.fake = Faker("zh_CN")
         self.fake.seed_instance(seed)
         self.console = console
@@ -481,9 +484,15 @@ class Builder:
             ch: Actor(name=f"integration:{ch}", scope_path=self.hq_path, principal=f"demo:{ch}")
             for ch in ("pos", "app", "miniprogram")
         }
+        with self.db.transaction() as s:  # coupons (issue 12)
+            demo_coupons.setup(s, self.actors["pos"])
         personas = self._plan_members()
         self._replay(personas)
         self.console.print(f"journeys: {self.journey_seconds:.1f}s")  # journeys (issue 14)
+        with self.db.transaction() as s:  # coupons (issue 12)
+            demo_coupons.finish(
+                s, self.actors["app"], s.scalars(select(Member).order_by(Member.id))
+            )
 
     def _plan_members(self) -> list[Persona]:
         rng, fake = self.rng, self.fake
@@ -805,6 +814,9 @@ class Builder:
             )
             joined = members.create(s, self.actors[p.channel], data)
             p.member_id = joined.member.id
+            self.welcome[p.member_id] = demo_coupons.welcome(
+                s, self.actors[p.channel], joined.member
+            )
             p.member_path = joined.member.org_path
             self.member_paths[p.member_id] = p.member_path
             self.stats.joined += 1
@@ -919,7 +931,7 @@ class Builder:
                 for sku, q, disc in basket
             ],
         )
-        recorded = orders.record(s, self.actors[channel], data).order
+        recorded = self._record_with_coupon(s, p, data, basket, channel)  # coupons (issue 12)
         self.stats.orders += 1
         if p is None:
             self.stats.anonymous += 1
@@ -927,6 +939,37 @@ class Builder:
             self._plan_return(recorded.id, external_id, basket, now, channel)
         if p is not None and rng.random() < REDEEM_CHANCE:
             self._maybe_redeem(s, p, store, channel, now)
+
+    def _record_with_coupon(
+        self,
+        s: Session,
+        p: Persona | None,
+        data: OrderCreate,
+        basket: list[tuple[Sku, int, int]],
+        channel: str,
+    ) -> Order:
+        """The order, with the member's welcome coupon on it some of the time (issue 12)."""
+        code = self.welcome.get(p.member_id) if p is not None and p.member_id else None
+        off = demo_coupons.welcome_discount(
+            (sku.category, sku.price * q - d) for sku, q, d in basket
+        )
+        if code and off and data.amount_paid_minor >= off and self.coupon_rng.random() < 0.6:
+            with_coupon = data.model_copy(
+                update={
+                    "amount_paid_minor": data.amount_paid_minor - off,
+                    "coupon_minor": off,
+                    "coupons": [code],
+                }
+            )
+            try:
+                with s.begin_nested():
+                    done = orders.record(s, self.actors[channel], with_coupon).order
+                assert p is not None
+                self.welcome.pop(p.member_id, None)
+                return done
+            except LoyalistError:  # expired meanwhile: the order goes through without it
+                pass
+        return orders.record(s, self.actors[channel], data).order
 
     def _plan_return(
         self,

@@ -181,6 +181,30 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "by": _BY,
         },
     ),
+    # --- coupons (issue 12) ---
+    "coupon.issued": _object(
+        "A coupon was issued to a member (by staff, the API, a reward or an action).",
+        {"member_id": _ID, "template": _STR, "code_id": _ID, "source": _STR},
+    ),
+    "coupon.redeemed": _object(
+        "Coupons were redeemed with an order (in the order's transaction).",
+        {
+            "member_id": {"type": ["integer", "null"]},
+            "store": _STR,
+            "order_external_id": _STR,
+            "templates": {"type": "array", "items": _STR},
+            "discount_minor": _POINTS,
+        },
+    ),
+    "coupon.restored": _object(
+        "A returned order gave its coupons' uses back (templates that restore on return).",
+        {
+            "member_id": {"type": ["integer", "null"]},
+            "order_external_id": _STR,
+            "templates": {"type": "array", "items": _STR},
+            "discount_minor": _POINTS,
+        },
+    ),
 }
 
 

@@ -45,6 +45,10 @@ EVENT_TYPES = frozenset(
         "programme.published",
         "document.published",
         "redemption.collected",
+        # coupons (issue 12)
+        "coupon.issued",
+        "coupon.redeemed",
+        "coupon.restored",
     }
 )
 

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from loyalist.config import Settings
+from loyalist.coupon import service as coupons
 from loyalist.errors import LoyalistError, NotFound
 from loyalist.idempotency.service import Answer, run_idempotent
 from loyalist.kit.db import Database
@@ -665,6 +666,41 @@ def history_page(request: Request, before: int | None = None) -> Response:
         (day, list(group)) for day, group in groupby(lines, key=lambda ln: ctx.fmt.day_key(ln.at))
     ]
     return _page(ctx, "history.html", days=days, more=more)
+
+
+# -- coupons (issue 12) ------------------------------------------------------------------
+
+
+@router.get("/coupons")
+def coupons_page(request: Request) -> Response:
+    ctx = _context(request)
+    if ctx.member_id is None:
+        return _redirect("/m/signin")
+    mid = ctx.member_id
+    mine = ctx.db.run(lambda s: coupons.coupons_of(s, mid))
+    _ = ctx._
+    groups = [
+        (
+            _("Available"),
+            "available",
+            [c for c in mine if c.status in ("available", "not_started")],
+        ),
+        (_("Used"), "used", [c for c in mine if c.status == "used"]),
+        (_("Expired"), "expired", [c for c in mine if c.status in ("expired", "voided")]),
+    ]
+    labels = {
+        "available": _("Available"),
+        "not_started": _("Not yet valid"),
+        "used": _("Used"),
+        "expired": _("Expired"),
+        "voided": _("Withdrawn"),
+    }
+    empty = {
+        "available": _("No coupons to use right now."),
+        "used": _("You have not used a coupon yet."),
+        "expired": _("No expired coupons."),
+    }
+    return _page(ctx, "coupons.html", groups=groups, labels=labels, empty=empty)
 
 
 # -- development inbox -------------------------------------------------------------------

@@ -6,6 +6,12 @@ from loyalist.models.adjustment_request import AdjustmentRequest
 from loyalist.models.api_key import ApiKey
 from loyalist.models.audit_log import AuditLog
 from loyalist.models.config_document import ConfigDocument
+from loyalist.models.coupon_batch import CouponBatch
+from loyalist.models.coupon_code import CouponCode
+from loyalist.models.coupon_guess import CouponGuess
+from loyalist.models.coupon_member_use import CouponMemberUse
+from loyalist.models.coupon_redemption import CouponRedemption
+from loyalist.models.coupon_template import CouponTemplate
 from loyalist.models.dashboard_daily import DashboardDaily
 from loyalist.models.dashboard_fold import DashboardFold
 from loyalist.models.event_consumer import EventConsumer
@@ -53,6 +59,12 @@ __all__ = [
     "ApiKey",
     "AuditLog",
     "ConfigDocument",
+    "CouponBatch",
+    "CouponCode",
+    "CouponGuess",
+    "CouponMemberUse",
+    "CouponRedemption",
+    "CouponTemplate",
     "DashboardDaily",
     "DashboardFold",
     "EventConsumer",

@@ -38,7 +38,7 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
     response_model=OrderDetail,
     responses={
         200: {"model": OrderDetail, "description": "The same order was already recorded"},
-        **problem_responses(404, 409),
+        **problem_responses(404, 409, 429),  # 429: coupon guessing (issue 12)
     },
 )
 async def record_order(

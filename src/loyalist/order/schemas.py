@@ -71,6 +71,11 @@ class OrderCreate(Strict):
     # Order-level coupons and vouchers, in minor units (line discounts go on the lines).
     coupon_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
     lines: list[LineIn] = Field(min_length=1, max_length=500)
+    # Coupon codes redeemed with the order (issue 12): coupon_minor must include what they
+    # take off (POST /v1/coupons/validate tells it); they are used in this transaction.
+    coupons: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list, max_length=10
+    )
 
     @model_validator(mode="after")
     def _lines(self) -> OrderCreate:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import ORDER_READ, ORDER_WRITE, require
 from loyalist.audit import service as audit
+from loyalist.coupon import service as coupons
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events import service as events
 from loyalist.kit import conditions
@@ -233,6 +234,8 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
     if existing is not None:
         return _replay(actor, existing, data, member)
 
+    if data.coupons:  # coupons (issue 12): used in this transaction, or the order is refused
+        coupons.redeem_for_order(session, actor, data, member=member, store=store, at=occurred_at)
     order_in = _order_input(data, occurred_at)
     gross = data.net_minor()
     excluded = current.tiers.excluded_categories
@@ -687,6 +690,8 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
     fully = all(ln.returned_quantity == ln.quantity for ln in order_lines.values())
     order.status = "returned" if fully else "partially_returned"
     session.flush()
+    if fully:  # coupons (issue 12): a full return gives their uses back where templates say so
+        coupons.restore_for_return(session, order)
     events.emit(
         session,
         "order.returned",
