@@ -22,6 +22,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.webhooks.tasks",  # job kind webhooks.deliver
     "loyalist.webhooks.handlers",  # consumer "webhooks"
     "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
+    "loyalist.integrity.tasks",  # trust: daily ledger checkpoint (chain heads: file + event)
 ]
 
 _configured = False

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     webhooks_timeout_s: float = 10.0
     # The longest Retry-After (seconds) a receiver may ask for; longer waits are cut to it.
     webhooks_max_retry_after_s: int = 86_400
+    # --- trust (issue 13: tamper-evident ledger, privacy) ---
+    # Where the daily ledger checkpoint (every account's hash-chain head) is written.
+    ledger_checkpoint_dir: str = str(Path.cwd() / "var" / "checkpoints")
 
 
 @lru_cache(maxsize=1)

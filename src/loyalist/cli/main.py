@@ -530,20 +530,65 @@ def worker(
 
 
 @ledger_app.command("verify")
-def ledger_verify() -> None:
-    """Prove the balance cache equals the entries and the open lots for every account."""
+def ledger_verify(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="a chain-head checkpoint file (loyalist ledger checkpoint) to compare with",
+        ),
+    ] = None,
+) -> None:
+    """Prove the balance cache equals the entries and the open lots for every account,
+    and that every account's hash chain is intact (no entry edited, deleted or inserted)."""
+    from loyalist.integrity import service as integrity
     from loyalist.ledger import service as ledger
 
     db = _db()
     with console.status("verifying the ledger…"), db.transaction() as s:
         checked, problems = ledger.verify(s)
+        if checkpoint is not None:
+            try:
+                heads = integrity.read_checkpoint(checkpoint)
+            except (OSError, ValueError) as exc:
+                err.print(f"[red]checkpoint {checkpoint}[/]: {exc}")
+                raise typer.Exit(2) from exc
+            problems += ledger.verify_heads(s, heads)
     if problems:
         for p in problems:
             where = f"account {p.account_id}" if p.account_id else "members"
-            err.print(f"[red]{where}[/]: {p.problem}")
+            err.print(f"[red]{where}[/]: {p.problem}", soft_wrap=True)
         err.print(f"[bold red]{len(problems)} disagreement(s) in {checked} account(s)[/]")
         raise typer.Exit(1)
-    console.print(f"[green]ledger verified[/]: {checked} account(s), cache = entries = lots")
+    against = f", matches checkpoint {checkpoint.name}" if checkpoint else ""
+    console.print(
+        f"[green]ledger verified[/]: {checked} account(s), cache = entries = lots, "
+        f"hash chains intact{against}",
+        soft_wrap=True,
+    )
+
+
+@ledger_app.command("checkpoint")
+def ledger_checkpoint(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="directory (default: ledger_checkpoint_dir)")
+    ] = None,
+) -> None:
+    """Export every account's hash-chain head now (file + ledger.checkpoint event)."""
+    from loyalist.integrity import service as integrity
+    from loyalist.integrity.tasks import checkpoint_dir
+
+    db = _db()
+    now = clock.now()
+    with db.transaction() as s:
+        from loyalist.programme import service as programmes
+
+        tz = programmes.active(s)[1].tz
+        cp = integrity.take(s, now, now.astimezone(tz).date().isoformat(), out or checkpoint_dir())
+    console.print(
+        f"checkpoint {cp.path}: {cp.accounts} account(s), {cp.entries} entries, digest {cp.digest}",
+        soft_wrap=True,
+    )
 
 
 @app.command()

@@ -44,6 +44,7 @@ EVENT_TYPES = frozenset(
         "programme.published",
         "document.published",
         "redemption.collected",
+        "ledger.checkpoint",  # trust: daily export of the ledger's hash-chain heads
     }
 )
 
