@@ -17,9 +17,13 @@ class Settings(BaseSettings):
     workers: int = 1
     # Largest accepted request body, in bytes.
     max_body_bytes: int = 1_000_000
-    # Key used to encrypt personal data at rest (Fernet key, urlsafe base64). Generated
-    # for development databases when empty; production must set it.
+    # Master secret: personal data at rest is encrypted (AES-256-GCM) with a key derived
+    # from it (HKDF) and looked up by a keyed blind index (HMAC) derived from it too; also
+    # webhook signing secrets. Empty: a development key (logged); production must set it.
+    # Read directly from the environment by loyalist.kit.crypto.
     secret_key: str = ""
+    # JSON keyfile of rotated data keys (loyalist keys rotate writes it; mode 0600).
+    keyfile: str = ""
     scheduler_interval_s: float = 60.0
     run_scheduler: bool = True
     log_level: str = "info"

@@ -26,7 +26,7 @@ from loyalist.kit.db import Database
 from loyalist.kit.migrate import alembic_config, upgrade
 from loyalist.ledger import service as ledger
 from loyalist.ledger.domain import CHAINED_FIELDS, GENESIS, entry_hash
-from loyalist.models import LedgerEntry, OutboxEvent, PointsAccount
+from loyalist.models import LedgerEntry, Member, OutboxEvent, PointsAccount
 
 MONDAY = "2026-06-08T10:00:00+08:00"
 
@@ -295,6 +295,12 @@ def test_migration_0023_chains_existing_entries_as_the_ledger_does(world: Any, c
             }
         )
     assert "entry_hash" not in cols and "chain_seq" not in cols
+    # personal data is back in clear below 0023, and encrypted again above it
+    assert [r["phone"] for r in rows(world.db, "SELECT phone FROM member ORDER BY id")] == [
+        "+8613800000001",
+        "+8613800000002",
+        "+8613800000003",
+    ]
     world.db.dispose()
     upgrade(world.db.url)
     assert (
@@ -304,5 +310,13 @@ def test_migration_0023_chains_existing_entries_as_the_ledger_does(world: Any, c
     assert rows(world.db, "SELECT id, chain_seq, chain_head FROM points_account ORDER BY id") == (
         heads
     )
+    phones = [r["phone"] for r in rows(world.db, "SELECT phone FROM member ORDER BY id")]
+    assert all(p.startswith("enc:k0:") for p in phones)
     with world.db.transaction() as s:
         assert ledger.verify(s) == (3, [])
+        assert [m.phone for m in s.scalars(select(Member).order_by(Member.id))] == [
+            "+8613800000001",
+            "+8613800000002",
+            "+8613800000003",
+        ]
+        assert s.scalar(select(Member.id).where(Member.phone == "+8613800000002")) == 2
