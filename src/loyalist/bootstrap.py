@@ -26,6 +26,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.journey.handlers",  # journeys (issue 14): consumer "journeys"
     "loyalist.coupon.tasks",  # coupons (issue 12): job kind coupon.generate_batch
     "loyalist.coupon.actions",  # coupons (issue 12): action issue_coupon
+    "loyalist.integrity.tasks",  # trust: daily ledger checkpoint (chain heads: file + event)
 ]
 
 _configured = False

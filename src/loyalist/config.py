@@ -17,9 +17,13 @@ class Settings(BaseSettings):
     workers: int = 1
     # Largest accepted request body, in bytes.
     max_body_bytes: int = 1_000_000
-    # Key used to encrypt personal data at rest (Fernet key, urlsafe base64). Generated
-    # for development databases when empty; production must set it.
+    # Master secret: personal data at rest is encrypted (AES-256-GCM) with a key derived
+    # from it (HKDF) and looked up by a keyed blind index (HMAC) derived from it too; also
+    # webhook signing secrets. Empty: a development key (logged); production must set it.
+    # Read directly from the environment by loyalist.kit.crypto.
     secret_key: str = ""
+    # JSON keyfile of rotated data keys (loyalist keys rotate writes it; mode 0600).
+    keyfile: str = ""
     scheduler_interval_s: float = 60.0
     run_scheduler: bool = True
     log_level: str = "info"
@@ -54,6 +58,9 @@ class Settings(BaseSettings):
     webhooks_timeout_s: float = 10.0
     # The longest Retry-After (seconds) a receiver may ask for; longer waits are cut to it.
     webhooks_max_retry_after_s: int = 86_400
+    # --- trust (issue 13: tamper-evident ledger, privacy) ---
+    # Where the daily ledger checkpoint (every account's hash-chain head) is written.
+    ledger_checkpoint_dir: str = str(Path.cwd() / "var" / "checkpoints")
 
 
 @lru_cache(maxsize=1)

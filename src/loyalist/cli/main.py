@@ -19,6 +19,7 @@ from rich.table import Table
 
 from loyalist.analytics.cli import app as analytics_app
 from loyalist.cli.backbone import actions_app, documents_app, tasks_app
+from loyalist.cli.privacy import keys_app
 from loyalist.cli.stream import app as stream_app
 from loyalist.config import get_settings
 from loyalist.errors import LoyalistError
@@ -39,6 +40,7 @@ app.add_typer(programme_app, name="programme")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(keys_app, name="keys")  # trust: personal-data keys (issue 13)
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
 
@@ -530,20 +532,65 @@ def worker(
 
 
 @ledger_app.command("verify")
-def ledger_verify() -> None:
-    """Prove the balance cache equals the entries and the open lots for every account."""
+def ledger_verify(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="a chain-head checkpoint file (loyalist ledger checkpoint) to compare with",
+        ),
+    ] = None,
+) -> None:
+    """Prove the balance cache equals the entries and the open lots for every account,
+    and that every account's hash chain is intact (no entry edited, deleted or inserted)."""
+    from loyalist.integrity import service as integrity
     from loyalist.ledger import service as ledger
 
     db = _db()
     with console.status("verifying the ledger…"), db.transaction() as s:
         checked, problems = ledger.verify(s)
+        if checkpoint is not None:
+            try:
+                heads = integrity.read_checkpoint(checkpoint)
+            except (OSError, ValueError) as exc:
+                err.print(f"[red]checkpoint {checkpoint}[/]: {exc}")
+                raise typer.Exit(2) from exc
+            problems += ledger.verify_heads(s, heads)
     if problems:
         for p in problems:
             where = f"account {p.account_id}" if p.account_id else "members"
-            err.print(f"[red]{where}[/]: {p.problem}")
+            err.print(f"[red]{where}[/]: {p.problem}", soft_wrap=True)
         err.print(f"[bold red]{len(problems)} disagreement(s) in {checked} account(s)[/]")
         raise typer.Exit(1)
-    console.print(f"[green]ledger verified[/]: {checked} account(s), cache = entries = lots")
+    against = f", matches checkpoint {checkpoint.name}" if checkpoint else ""
+    console.print(
+        f"[green]ledger verified[/]: {checked} account(s), cache = entries = lots, "
+        f"hash chains intact{against}",
+        soft_wrap=True,
+    )
+
+
+@ledger_app.command("checkpoint")
+def ledger_checkpoint(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="directory (default: ledger_checkpoint_dir)")
+    ] = None,
+) -> None:
+    """Export every account's hash-chain head now (file + ledger.checkpoint event)."""
+    from loyalist.integrity import service as integrity
+    from loyalist.integrity.tasks import checkpoint_dir
+
+    db = _db()
+    now = clock.now()
+    with db.transaction() as s:
+        from loyalist.programme import service as programmes
+
+        tz = programmes.active(s)[1].tz
+        cp = integrity.take(s, now, now.astimezone(tz).date().isoformat(), out or checkpoint_dir())
+    console.print(
+        f"checkpoint {cp.path}: {cp.accounts} account(s), {cp.entries} entries, digest {cp.digest}",
+        soft_wrap=True,
+    )
 
 
 @app.command()

@@ -205,6 +205,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "discount_minor": _POINTS,
         },
     ),
+    # --- trust (issue 13) ---
+    "ledger.checkpoint": _object(
+        "The daily checkpoint of the ledger's hash chains was exported (a file of every "
+        "account's head; keep the digest to compare the file with later).",
+        {
+            "date": {"type": "string", "format": "date", "description": "programme-local day"},
+            "taken_at": _TIME,
+            "accounts": {**_INT, "minimum": 0},
+            "entries": {**_INT, "minimum": 0, "description": "entries chained in all"},
+            "digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "file": {"type": "string", "description": "the checkpoint file's name"},
+        },
+    ),
 }
 
 

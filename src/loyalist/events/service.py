@@ -49,6 +49,7 @@ EVENT_TYPES = frozenset(
         "coupon.issued",
         "coupon.redeemed",
         "coupon.restored",
+        "ledger.checkpoint",  # trust: daily export of the ledger's hash-chain heads
     }
 )
 

@@ -8,6 +8,7 @@ answer and replays it. A crash before commit leaves neither the write nor the re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loyalist.errors import FieldError, IdempotencyKeyReused, ValidationFailed
+from loyalist.kit import crypto
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database, is_sqlite
 from loyalist.kit.hashing import sha256_hex
@@ -32,6 +34,22 @@ class Answer:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+
+
+# Stored answers may hold personal data (a member's phone): sealed at rest (issue 13).
+_PURPOSE = "idempotency.response"
+
+
+def _seal(body: dict[str, Any]) -> dict[str, Any]:
+    return {"sealed": crypto.encrypt(_PURPOSE, json.dumps(body, ensure_ascii=False))}
+
+
+def _open(stored: dict[str, Any]) -> dict[str, Any]:
+    sealed = stored.get("sealed") if len(stored) == 1 else None
+    if not isinstance(sealed, str):
+        return stored  # stored before answers were sealed
+    body: dict[str, Any] = json.loads(crypto.decrypt(_PURPOSE, sealed))
+    return body
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -84,7 +102,7 @@ def _replay(rec: IdempotencyRecord, fp: str) -> Answer:
             "This Idempotency-Key was already used with a different request.",
             [FieldError("Idempotency-Key", "reused with another body or path", "reused")],
         )
-    return Answer(rec.status_code, rec.response, replayed=True)
+    return Answer(rec.status_code, _open(rec.response), replayed=True)
 
 
 def run_idempotent(
@@ -123,7 +141,7 @@ def run_idempotent(
         session.execute(
             update(IdempotencyRecord)
             .where(IdempotencyRecord.id == rid)
-            .values(status_code=answer.status, response=answer.body)
+            .values(status_code=answer.status, response=_seal(answer.body))
         )
         return answer
 

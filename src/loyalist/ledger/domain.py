@@ -37,6 +37,8 @@ Day boundaries come from ``loyalist.kit.localtime`` and are correct across DST c
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -163,3 +165,143 @@ def reminder_due(
         if start_of_local_day(tz, last_valid - timedelta(days=d)) <= now
     ]
     return min(due) if due else None
+
+
+# --- the hash chain (tamper evidence) ------------------------------------------------------
+
+#: The ``prev_hash`` of an account's first entry.
+GENESIS = "0" * 64
+
+#: The entry fields a hash covers, in this order (``chain_seq`` and ``prev_hash`` first).
+CHAINED_FIELDS = (
+    "account_id",
+    "member_id",
+    "kind",
+    "delta_available",
+    "delta_pending",
+    "delta_debt",
+    "source_type",
+    "source_id",
+    "actor",
+    "reason",
+    "corrects_entry_id",
+    "programme_version",
+    "details",
+    "dedupe_key",
+    "occurred_at",
+    "created_at",
+)
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
+
+
+def entry_hash(prev_hash: str, chain_seq: int, fields: dict[str, object]) -> str:
+    """SHA-256 (hex) of an entry's content chained to its predecessor's hash.
+
+    The message is canonical JSON (sorted keys, no spaces, UTF-8) of ``[chain_seq,
+    prev_hash, {field: value}]`` over :data:`CHAINED_FIELDS`; times as UTC with
+    microseconds. An auditor can recompute it with any SHA-256 and JSON library.
+    """
+    body = {name: _canonical(fields.get(name)) for name in CHAINED_FIELDS}
+    message = json.dumps(
+        [chain_seq, prev_hash, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(message.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """One entry as the chain sees it: stored hashes and the hash its content gives now."""
+
+    id: int
+    seq: int | None
+    prev_hash: str | None
+    stored_hash: str | None
+    computed_hash: str
+
+
+def check_chain(links: Sequence[ChainLink], head_seq: int, head_hash: str | None) -> list[str]:
+    """What is wrong with one account's chain, each problem naming the entry.
+
+    ``links`` are the account's entries; ``head_seq``/``head_hash`` what the account row
+    says its last entry is. An edited entry no longer matches its hash (or, re-hashed, no
+    longer matches what the next entry chained to); a deleted one leaves a gap in the
+    sequence (or the head past the last entry); an inserted one has no place in the chain
+    (no sequence, a sequence already taken, or beyond the head).
+    """
+    problems: list[str] = []
+    for link in links:
+        if link.seq is None or link.stored_hash is None or link.prev_hash is None:
+            problems.append(f"entry {link.id}: inserted outside the ledger (not in the chain)")
+    chained = sorted((x for x in links if x.seq is not None and x.stored_hash), key=_seq_id)
+    expected_seq, expected_prev = 1, GENESIS
+    last: ChainLink | None = None
+    i = 0
+    while i < len(chained):
+        seq = chained[i].seq
+        group = []
+        while i < len(chained) and chained[i].seq == seq:
+            group.append(chained[i])
+            i += 1
+        nxt = chained[i] if i < len(chained) else None
+        successor = nxt.prev_hash if nxt is not None else head_hash
+        genuine = _genuine(group, expected_prev, successor)
+        for other in group:
+            if other is not genuine:
+                problems.append(
+                    f"entry {other.id}: inserted outside the ledger "
+                    f"(sequence {seq} is entry {genuine.id}'s)"
+                )
+        assert seq is not None
+        if seq > expected_seq:
+            gap = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
+            after = f"entry {last.id}" if last else "the start"
+            problems.append(
+                f"entry {genuine.id}: the entry before it (sequence {gap}, after {after}) "
+                "was deleted"
+            )
+        if genuine.computed_hash != genuine.stored_hash:
+            problems.append(f"entry {genuine.id}: edited (its content does not match its hash)")
+        elif seq == expected_seq and genuine.prev_hash != expected_prev and last is not None:
+            problems.append(
+                f"entry {last.id}: edited and re-hashed (entry {genuine.id} chained to "
+                "another hash)"
+            )
+        expected_seq, expected_prev, last = seq + 1, genuine.stored_hash or "", genuine
+    last_seq = expected_seq - 1
+    if head_seq > last_seq:
+        after = f"entry {last.id}" if last else "the start"
+        gap = f"{last_seq + 1}" if head_seq == last_seq + 1 else f"{last_seq + 1}..{head_seq}"
+        problems.append(f"the last entry (sequence {gap}, after {after}) was deleted")
+    elif head_seq < last_seq and last is not None:
+        problems.append(
+            f"entry {last.id}: inserted outside the ledger (past the account's chain head "
+            f"{head_seq})"
+        )
+    elif last is not None and head_hash != last.stored_hash:
+        problems.append(f"entry {last.id}: edited and re-hashed (the account's head differs)")
+    return problems
+
+
+def _seq_id(link: ChainLink) -> tuple[int, int]:
+    return (link.seq or 0, link.id)
+
+
+def _genuine(group: list[ChainLink], prev: str, successor: str | None) -> ChainLink:
+    """Of entries sharing a sequence number, the one that belongs to the chain."""
+
+    def score(x: ChainLink) -> tuple[int, int, int, int]:
+        return (
+            x.computed_hash == x.stored_hash,
+            x.prev_hash == prev,
+            x.stored_hash == successor,
+            -x.id,
+        )
+
+    return max(group, key=score)

@@ -30,18 +30,28 @@ Invariants (checked by :func:`verify`, per account):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import is_sqlite
-from loyalist.ledger.domain import InsufficientLots, LotView, allocate_fefo
+from loyalist.ledger.domain import (
+    CHAINED_FIELDS,
+    GENESIS,
+    ChainLink,
+    InsufficientLots,
+    LotView,
+    allocate_fefo,
+    check_chain,
+    entry_hash,
+)
 from loyalist.ledger.errors import (
     AccountNotEmpty,
     AccountNotFound,
@@ -117,6 +127,8 @@ def open_account(session: Session, member_id: int) -> PointsAccount:
         pending=0,
         debt=0,
         lifetime_earned=0,
+        chain_seq=0,
+        chain_head=None,
         created_at=now,
         updated_at=now,
     )
@@ -298,6 +310,7 @@ def _entry(
         occurred_at=cause.occurred_at or acct.now,
         created_at=acct.now,
     )
+    _chain(session, acct.row, e)
     session.add(e)
     session.flush()
     if apply:
@@ -311,6 +324,61 @@ def _apply(acct: Account, available: int, pending: int, debt: int) -> None:
     acct.row.pending += pending
     acct.row.debt += debt
     acct.row.updated_at = acct.now
+
+
+# --- the hash chain --------------------------------------------------------------------------
+#
+# Every entry takes the next sequence number of its account (under the account's lock) and
+# is hashed with the hash of the entry before it (domain.entry_hash). Entries written in
+# one transaction are (re)hashed before every flush, so details added after an entry was
+# first flushed (the lots a debit took) are covered; the account row keeps the head.
+
+_CHAIN_KEY = "loyalist.ledger.chain"
+
+
+def _chain(session: Session, account: PointsAccount, e: LedgerEntry) -> None:
+    segments: dict[int, tuple[str, list[LedgerEntry]]] = session.info.setdefault(_CHAIN_KEY, {})
+    if account.id not in segments or not _live(session, segments[account.id][1]):
+        segments[account.id] = (account.chain_head or GENESIS, [])
+    account.chain_seq = (account.chain_seq or 0) + 1
+    e.chain_seq = account.chain_seq
+    segments[account.id][1].append(e)
+
+
+def _live(session: Session, entries: list[LedgerEntry]) -> list[LedgerEntry]:
+    return [e for e in entries if e in session]
+
+
+def _chained_fields(e: LedgerEntry) -> dict[str, object]:
+    return {name: getattr(e, name) for name in CHAINED_FIELDS}
+
+
+@sa_event.listens_for(Session, "before_flush")
+def _seal(session: Session, _ctx: Any, _instances: Any) -> None:
+    segments: dict[int, tuple[str, list[LedgerEntry]]] | None = session.info.get(_CHAIN_KEY)
+    if not segments:
+        return
+    for account_id, (base, pending) in list(segments.items()):
+        alive = _live(session, pending)  # a rolled-back savepoint expunged the others
+        if len(alive) != len(pending):
+            segments[account_id] = (base, alive)
+        prev = base
+        for e in alive:
+            if e.prev_hash != prev:
+                e.prev_hash = prev
+            digest = entry_hash(prev, int(e.chain_seq or 0), _chained_fields(e))
+            if e.entry_hash != digest:
+                e.entry_hash = digest
+            prev = digest
+        account = session.get(PointsAccount, account_id)
+        if account is not None and alive and account.chain_head != prev:
+            account.chain_head = prev
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_CHAIN_KEY, None)
 
 
 def _event(
@@ -1053,9 +1121,11 @@ def verify(session: Session) -> tuple[int, list[Disagreement]]:
         crossing.setdefault(int(entry_account), int(entry_id))
     problems: list[Disagreement] = []
     checked = 0
+    chains = chain_problems(session)
     for acct in session.scalars(select(PointsAccount).order_by(PointsAccount.id)):
         checked += 1
         a_id = acct.id
+        problems.extend(Disagreement(a_id, p) for p in chains.get(a_id, []))
         ea, ep, ed = entry_sums.get(a_id, (0, 0, 0))
         lots = lot_sums.get(a_id, {})
         la, lp = lots.get(AVAILABLE, 0), lots.get(PENDING, 0)
@@ -1098,6 +1168,109 @@ def verify(session: Session) -> tuple[int, list[Disagreement]]:
     for mid in adrift:
         problems.append(Disagreement(0, f"member {mid} draws on no account"))
     return checked, problems
+
+
+def _links(session: Session, account_id: int | None = None) -> Iterator[tuple[int, ChainLink]]:
+    cols = [getattr(LedgerEntry, name) for name in CHAINED_FIELDS]
+    q = select(
+        LedgerEntry.id,
+        LedgerEntry.chain_seq,
+        LedgerEntry.prev_hash,
+        LedgerEntry.entry_hash,
+        *cols,
+    ).order_by(LedgerEntry.account_id, LedgerEntry.chain_seq, LedgerEntry.id)
+    if account_id is not None:
+        q = q.where(LedgerEntry.account_id == account_id)
+    for row in session.execute(q.execution_options(yield_per=2000)):
+        entry_id, seq, prev, stored = row[0], row[1], row[2], row[3]
+        fields = dict(zip(CHAINED_FIELDS, row[4:], strict=True))
+        computed = entry_hash(prev or GENESIS, int(seq or 0), fields)
+        yield (
+            int(fields["account_id"]),
+            ChainLink(int(entry_id), seq, prev, stored, computed),
+        )
+
+
+def chain_problems(session: Session) -> dict[int, list[str]]:
+    """Every account's hash-chain problems (an edited, deleted or inserted entry, named)."""
+    heads = {
+        int(a): (int(seq or 0), head)
+        for a, seq, head in session.execute(
+            select(PointsAccount.id, PointsAccount.chain_seq, PointsAccount.chain_head)
+        )
+    }
+    out: dict[int, list[str]] = {}
+    seen: set[int] = set()
+
+    def check(account_id: int, links: list[ChainLink]) -> None:
+        seen.add(account_id)
+        head_seq, head_hash = heads.get(account_id, (0, None))
+        found = check_chain(links, head_seq, head_hash)
+        if found:
+            out[account_id] = found
+
+    current: int | None = None
+    batch: list[ChainLink] = []
+    for account_id, link in _links(session):
+        if account_id != current:
+            if current is not None:
+                check(current, batch)
+            current, batch = account_id, []
+        batch.append(link)
+    if current is not None:
+        check(current, batch)
+    for account_id in heads.keys() - seen:
+        check(account_id, [])
+    return out
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    account_id: int
+    seq: int
+    hash: str | None
+
+
+def chain_heads(session: Session) -> list[ChainHead]:
+    """Every account's chain head (its last entry's sequence number and hash), by account."""
+    q = select(PointsAccount.id, PointsAccount.chain_seq, PointsAccount.chain_head).order_by(
+        PointsAccount.id
+    )
+    return [ChainHead(int(a), int(seq or 0), head) for a, seq, head in session.execute(q)]
+
+
+def verify_heads(session: Session, heads: Sequence[ChainHead]) -> list[Disagreement]:
+    """Compare the ledger with chain heads exported earlier (a checkpoint).
+
+    Each head must still be in its account's chain: the entry with that sequence number
+    carries that hash. A history rewritten after the checkpoint (even with every hash
+    recomputed) no longer contains the exported head.
+    """
+    problems: list[Disagreement] = []
+    for h in heads:
+        if h.seq == 0:
+            continue
+        row = session.execute(
+            select(LedgerEntry.id, LedgerEntry.entry_hash).where(
+                LedgerEntry.account_id == h.account_id, LedgerEntry.chain_seq == h.seq
+            )
+        ).all()
+        if not row:
+            problems.append(
+                Disagreement(
+                    h.account_id, f"checkpoint: entry with sequence {h.seq} is missing (deleted)"
+                )
+            )
+        elif not any(stored == h.hash for _id, stored in row):
+            ids = ", ".join(str(i) for i, _ in row)
+            problems.append(
+                Disagreement(
+                    h.account_id,
+                    f"checkpoint: entry {ids} (sequence {h.seq}) differs from the checkpoint "
+                    "(history rewritten)",
+                )
+            )
+    return problems
 
 
 # --- what the periodic jobs look for -------------------------------------------------------

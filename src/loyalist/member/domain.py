@@ -128,3 +128,28 @@ def mask_personal(body: dict[str, object]) -> dict[str, object]:
         else:
             out[key] = value
     return out
+
+
+def mask_name(name: str | None) -> str | None:
+    """ "张伟" → "张*", "Zhang Wei" → "Z***"."""
+    if not name:
+        return name
+    return name[:1] + ("*" if len(name) <= 3 else "***")
+
+
+#: Personal fields of a member as audit rows record them (masked, never in clear).
+PERSONAL_FIELDS = ("phone", "email", "name", "birthday", "wechat_openid", "pos_card")
+
+
+def mask(field: str, value: object) -> object:
+    """``value`` of member field (or identity kind) ``field`` as an audit row keeps it:
+    personal data masked, anything else unchanged."""
+    if value is None:
+        return None
+    if field == "name":
+        return mask_name(str(value))
+    if field == "birthday":
+        return mask_birthday(str(value))
+    if field in _IDENTITY_MASKS:
+        return mask_identity(field, str(value))
+    return value

@@ -16,11 +16,12 @@ from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events import service as events
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
+from loyalist.kit.crypto import blind
 from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import domain as lot_rules
 from loyalist.ledger import service as ledger
 from loyalist.ledger.errors import InvalidAdjustment
-from loyalist.member.domain import InvalidIdentity, normalise_identity
+from loyalist.member.domain import InvalidIdentity, mask, normalise_identity
 from loyalist.member.errors import MemberConflict, MemberNotFound
 from loyalist.member.schemas import (
     ConsentIn,
@@ -55,6 +56,7 @@ from loyalist.models import (
     OrgUnit,
     TierChange,
 )
+from loyalist.models.member import name_key
 from loyalist.org import service as org
 from loyalist.programme import service as programmes
 from loyalist.tier import service as tiers
@@ -88,12 +90,12 @@ def _home(session: Session, actor: Actor, code: str | None) -> tuple[int | None,
 
 
 def find_by_identity(session: Session, kind: str, value: str) -> Member | None:
-    mid = session.scalar(
-        select(MemberIdentity.member_id).where(
-            MemberIdentity.kind == kind, MemberIdentity.value == value
-        )
+    # One statement: the identity's blind index (unique per kind), then its member's row.
+    return session.scalar(
+        select(Member)
+        .join(MemberIdentity, MemberIdentity.member_id == Member.id)
+        .where(MemberIdentity.kind == kind, MemberIdentity.value_bidx == blind(kind, value))
     )
-    return session.get(Member, mid) if mid is not None else None
 
 
 def get_by_identity(
@@ -213,7 +215,13 @@ def create(session: Session, actor: Actor, data: MemberCreate) -> Joined:
         "member",
         m.id,
         org_path=m.org_path,
-        after={"member_no": m.member_no, "name": m.name, "phone": m.phone, "tier": base_tier},
+        # no clear personal data in audit rows: masked values only
+        after={
+            "member_no": m.member_no,
+            "name": mask("name", m.name),
+            "phone": mask("phone", m.phone),
+            "tier": base_tier,
+        },
     )
     return Joined(m, True)
 
@@ -276,8 +284,8 @@ def update(session: Session, actor: Actor, member_id: int, data: MemberUpdate) -
             "member",
             m.id,
             org_path=m.org_path,
-            before={k: v[0] for k, v in changes.items()},
-            after={k: v[1] for k, v in changes.items()},
+            before={k: mask(k, v[0]) for k, v in changes.items()},
+            after={k: mask(k, v[1]) for k, v in changes.items()},
         )
     return m
 
@@ -312,7 +320,7 @@ def add_identity(session: Session, actor: Actor, member_id: int, kind: str, valu
         "member",
         m.id,
         org_path=m.org_path,
-        after={"kind": kind, "value": v},
+        after={"kind": kind, "value": mask(kind, v)},
     )
     return m
 
@@ -398,12 +406,10 @@ def consents(session: Session, member_id: int) -> dict[str, bool]:
 
 
 def identities(session: Session, member_id: int) -> list[tuple[str, str]]:
-    q = (
-        select(MemberIdentity.kind, MemberIdentity.value)
-        .where(MemberIdentity.member_id == member_id)
-        .order_by(MemberIdentity.kind, MemberIdentity.value)
+    q = select(MemberIdentity.kind, MemberIdentity.value).where(
+        MemberIdentity.member_id == member_id
     )
-    return [(k, v) for k, v in session.execute(q)]
+    return sorted((k, v) for k, v in session.execute(q))  # encrypted: sorted here
 
 
 def search(
@@ -415,20 +421,21 @@ def search(
     if actor.scope_path != "/" and not exact:
         q = q.where(Member.org_path.startswith(actor.scope_path))
     if f.email:
-        q = q.where(Member.email == _norm("email", f.email, "email"))
+        q = q.where(Member.email_bidx == blind("email", _norm("email", f.email, "email")))
     if f.identity_type and f.identity:
         value = _norm(f.identity_type, f.identity, "identity")
         q = q.where(
             Member.id.in_(
                 select(MemberIdentity.member_id).where(
-                    MemberIdentity.kind == f.identity_type, MemberIdentity.value == value
+                    MemberIdentity.kind == f.identity_type,
+                    MemberIdentity.value_bidx == blind(f.identity_type, value),
                 )
             )
         )
     if after is not None:
         q = q.where(Member.id > after)
     if f.phone:
-        q = q.where(Member.phone == _norm("phone", f.phone, "phone"))
+        q = q.where(Member.phone_bidx == blind("phone", _norm("phone", f.phone, "phone")))
     if f.tier:
         q = q.where(Member.tier_code == f.tier)
     if f.tag:
@@ -437,8 +444,12 @@ def search(
         store = org.store_in_scope(session, actor, f.store)
         q = q.where(Member.home_store_id == store.id)
     if f.q:
+        # Names are encrypted: a name matches exactly (spaces and case aside), by its blind
+        # index; member numbers match in part.
         like = f"%{f.q}%"
-        q = q.where(Member.name.like(like) | Member.member_no.like(like))
+        q = q.where(
+            (Member.name_bidx == blind("name", name_key(f.q))) | Member.member_no.like(like)
+        )
     if f.created_from:
         q = q.where(Member.created_at >= f.created_from)
     if f.created_to:

@@ -16,6 +16,7 @@ class LedgerEntry(Base):
     __table_args__ = (
         Index("ix_ledger_entry_member_id_id", "member_id", "id"),
         Index("ix_ledger_entry_account_id_id", "account_id", "id"),
+        Index("ix_ledger_entry_account_id_chain_seq", "account_id", "chain_seq"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -38,3 +39,8 @@ class LedgerEntry(Base):
     dedupe_key: Mapped[str | None] = mapped_column(String(191), unique=True)
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime]
+    # Tamper evidence (issue 13): the entry's place in its account's hash chain (1, 2, …),
+    # the hash of the entry before it, and SHA-256 over its content and that hash.
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    entry_hash: Mapped[str | None] = mapped_column(String(64))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey
+from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalist.kit.db import Base
@@ -28,5 +28,8 @@ class PointsAccount(Base):
     pending: Mapped[int] = mapped_column(BigInteger, default=0)
     debt: Mapped[int] = mapped_column(BigInteger, default=0)
     lifetime_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The head of the account's hash chain: its last entry's sequence number and hash.
+    chain_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    chain_head: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

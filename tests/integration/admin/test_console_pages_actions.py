@@ -213,7 +213,10 @@ def test_tags_and_profile_edits_are_audited(console: TestClient, shop: Shop, db:
     [edit] = audit_rows(db, "member.update")
     assert edit.actor == "user:east"
     assert edit.before is not None and edit.after is not None
-    assert (edit.before.get("name"), edit.after.get("name")) == ("李明", "李明明")
+    # audit rows keep no clear personal data (issue 13): names and birthdays masked
+    assert (edit.before.get("name"), edit.after.get("name")) == ("李*", "李*")
+    assert (edit.before.get("birthday"), edit.after.get("birthday")) == (None, "****-02-28")
+    assert (edit.before.get("city"), edit.after.get("city")) == (None, "上海")
     page = console.get(f"/admin/members/{bob}").text
     assert "李明明" in page and "咖啡豆" in page
 

@@ -218,7 +218,12 @@ def test_list_filters(world: Any, client: Any) -> None:
     assert ids(phone="138 0000 0002") == [b]
     assert ids(tag="vip") == [a, c]
     assert ids(store="sz1") == [b, c]
-    assert ids(q="王") == [a, b]
+    # names are encrypted at rest (issue 13): q finds a whole name (spaces and case aside)
+    # through its blind index, or part of a member number; no longer part of a name
+    assert ids(q="王小明") == [a]
+    assert ids(q=" 王小明 ") == [a]
+    assert ids(q="王") == []
+    assert ids(q="M00000000") == [a, b, c]
     assert ids(tier="base") == [a, b, c]
     assert ids(tier="gold") == []
     assert ids(tag="vip", store="sz1") == [c]
