@@ -22,6 +22,8 @@ REGISTRATIONS: list[str] = [
     "loyalist.webhooks.tasks",  # job kind webhooks.deliver
     "loyalist.webhooks.handlers",  # consumer "webhooks"
     "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
+    "loyalist.messaging.tasks",  # channels: job kind messaging.deliver
+    "loyalist.messaging.handlers",  # channels: consumer messaging.reminders (points.expiring)
 ]
 
 _configured = False

@@ -6,6 +6,7 @@ from loyalist.models.adjustment_request import AdjustmentRequest
 from loyalist.models.api_key import ApiKey
 from loyalist.models.audit_log import AuditLog
 from loyalist.models.config_document import ConfigDocument
+from loyalist.models.consent_record import ConsentRecord
 from loyalist.models.dashboard_daily import DashboardDaily
 from loyalist.models.dashboard_fold import DashboardFold
 from loyalist.models.event_consumer import EventConsumer
@@ -24,6 +25,9 @@ from loyalist.models.member_session import MemberSession
 from loyalist.models.member_tag import MemberTag
 from loyalist.models.member_task import MemberTask
 from loyalist.models.message import Message
+from loyalist.models.message_attempt import MessageAttempt
+from loyalist.models.message_authorisation import MessageAuthorisation
+from loyalist.models.message_quota import MessageQuota
 from loyalist.models.order import Order
 from loyalist.models.order_line import OrderLine
 from loyalist.models.order_return import OrderReturn
@@ -50,6 +54,7 @@ __all__ = [
     "ApiKey",
     "AuditLog",
     "ConfigDocument",
+    "ConsentRecord",
     "DashboardDaily",
     "DashboardFold",
     "EventConsumer",
@@ -68,6 +73,9 @@ __all__ = [
     "MemberTag",
     "MemberTask",
     "Message",
+    "MessageAttempt",
+    "MessageAuthorisation",
+    "MessageQuota",
     "Order",
     "OrderLine",
     "OrderReturn",
