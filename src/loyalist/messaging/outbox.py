@@ -496,7 +496,9 @@ def deliver(
         else:
             msg.status, msg.reason = "failed", str(code)[:64]
         return msg.status
-    msg.status, msg.reason = "sent", None
+    # Keep why it was held or rerouted; a retry's reason is history (the attempts).
+    msg.status = "sent"
+    msg.reason = None if (msg.reason or "").startswith("retry:") else msg.reason
     msg.sent_at, msg.provider_id = now, (receipt.provider_id or None)
     _attempt(session, msg, "sent", receipt.code, receipt.detail, receipt.provider_id)
     log.info("message %s #%s to %s sent", msg.template, msg.id, mask_address(msg.recipient))
