@@ -590,3 +590,57 @@ def attempts_of(session: Session, message_ids: list[int]) -> dict[int, list[Mess
 def counts(session: Session) -> dict[str, int]:
     q = select(Message.status, func.count()).group_by(Message.status)
     return {s: int(n) for s, n in session.execute(q)}
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    template: str
+    locale: str
+    purpose: str
+    channels: list[str]
+    data: dict[str, Any]
+    subject: str | None
+    body: str | None
+    provider: dict[str, dict[str, Any]]  # channel -> rendered provider parameters
+    problems: list[str]  # missing variables, WeChat field limits
+
+
+def templates(session: Session) -> MessagingConfig:
+    """The configuration in force (published document over the built-in templates)."""
+    return current(session)
+
+
+def preview(
+    session: Session, name: str, locale: str, data: Mapping[str, Any] | None = None
+) -> Preview:
+    """``name`` rendered for ``locale`` with ``data`` (default: the template's sample),
+    for every channel it lists; problems are listed rather than raised."""
+    cfg = current(session)
+    t = template_of(cfg, name)
+    values = dict(t.sample if data is None else data)
+    problems: list[str] = []
+    subject = body = None
+    provider: dict[str, dict[str, Any]] = {}
+    for ch in t.channels:
+        try:
+            r = render(t, ch, values, locale)
+        except MissingData as exc:
+            problems.append(f"missing variable: {exc.args[0]}")
+            break
+        subject, body = r.subject, r.body
+        if r.provider:
+            provider[ch] = r.provider
+            fields = r.provider.get("fields")
+            if fields:
+                problems += [f"{ch}.{k}: {why}" for k, why in domain.wechat_field_problems(fields)]
+    return Preview(
+        name, locale, t.purpose, list(t.channels), values, subject, body, provider, problems
+    )
+
+
+def recent(session: Session, actor: Actor, *, limit: int = 50) -> list[Message]:
+    """The newest messages the actor's scope covers (programme-wide ones for HQ only)."""
+    q = select(Message).order_by(Message.id.desc()).limit(limit)
+    if actor.scope_path != "/":
+        q = q.where(Message.org_path.startswith(actor.scope_path))
+    return list(session.scalars(q))
