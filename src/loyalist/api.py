@@ -7,6 +7,7 @@ from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
 from loyalist.http import refuse_unknown_query
 from loyalist.member.endpoints import router as member_router
+from loyalist.messaging.endpoints import router as messaging_router  # channels (issue 14)
 from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
 from loyalist.programme.endpoints import router as programme_router
@@ -25,5 +26,6 @@ for r in (
     health_router,
     webhooks_router,
     approval_router,
+    messaging_router,  # channels (issue 14)
 ):
     router.include_router(r)

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from loyalist.access import service as access
 from loyalist.config import get_settings
+from loyalist.demo import messages as demo_messages  # channels (issue 14)
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
@@ -480,6 +481,8 @@ class Builder:
         }
         personas = self._plan_members()
         self._replay(personas)
+        # channels (issue 14): a day of messages, delivered, held and suppressed
+        demo_messages.build(self.db, self.tz, self.end_day)
 
     def _plan_members(self) -> list[Persona]:
         rng, fake = self.rng, self.fake
@@ -1107,6 +1110,7 @@ def summary(db: Database, console: Console) -> None:
         " · ".join(f"{names[c]} {by_tier.get(c, 0):,}" for c in names),
     )
     t.add_row("events", f"{n_events:,} in the outbox")
+    t.add_row("messages", demo_messages.summary(db))  # channels (issue 14)
     t.add_row(
         "ledger",
         f"[green]verified[/]: {checked:,} accounts, cache = entries = lots"

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database
-from loyalist.messaging import service
+from loyalist.messaging import inbox as service
 from loyalist.messaging.templates import Rendered, render
 
 Params = Mapping[str, str | int]

@@ -316,3 +316,28 @@ def test_points_expiring_events_become_one_reminder_each(
             "sms",
             "您有 1200 积分将于 2026-07-10 过期，请在此之前使用。",
         )
+
+
+def test_concurrent_sends_never_pass_the_cap(world: Any, client: Any, recorder: Recorder) -> None:
+    import threading
+
+    _configure(world, caps={"sms": {"day": 2}}, quiet_hours=None)
+    mid = new_member(client, "13800000001", consents={"sms": True})
+    barrier = threading.Barrier(6)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        barrier.wait()
+        r = world.db.run(lambda s: outbox.send(s, mid, "notice", NOTICE, purpose="marketing"))
+        with lock:
+            results.append(r.status)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["queued"] * 2 + ["suppressed"] * 4
+    with world.db.transaction() as s:
+        assert s.scalar(select(MessageQuota.used)) == 2
