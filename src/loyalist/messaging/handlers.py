@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from loyalist.events.consumers import consumer
+from loyalist.kit.clock import utcnow
 from loyalist.messaging import outbox
 from loyalist.models import OutboxEvent
 
 CONSUMER = "messaging.reminders"
+# A reminder for an event older than this is not sent: a consumer starts at the beginning
+# of the stream, so an upgraded installation (or the demo's history) would otherwise remind
+# members of every past expiry at once.
+STALE = timedelta(days=1)
+log = logging.getLogger("loyalist.messages")
 
 
 @consumer(CONSUMER, types={"points.expiring"})
@@ -18,8 +25,13 @@ def points_expiring(session: Session, event: OutboxEvent) -> None:
     """One reminder per event (30 and 7 days before, as the reminder job emits them),
     on the template's channels; the event id keeps a replay from sending twice."""
     p = event.payload
+    now = utcnow()
+    expires = datetime.fromisoformat(str(p["expires_at"]))
+    if now - event.occurred_at > STALE or expires <= now:
+        log.info("points.expiring %s not reminded: stale", event.event_id)
+        return
     zone = outbox.zone_of(session)
-    day = datetime.fromisoformat(str(p["expires_at"])).astimezone(zone).date().isoformat()
+    day = expires.astimezone(zone).date().isoformat()
     outbox.send(
         session,
         int(p["member_id"]),

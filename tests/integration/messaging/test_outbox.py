@@ -293,7 +293,7 @@ def test_the_same_dedupe_key_is_one_message(world: Any, client: Any, recorder: R
 
 
 def test_points_expiring_events_become_one_reminder_each(
-    world: Any, client: Any, recorder: Recorder
+    world: Any, client: Any, clock: Any, recorder: Recorder
 ) -> None:
     from loyalist.events import consumers
     from loyalist.events import service as events
@@ -307,8 +307,10 @@ def test_points_expiring_events_become_one_reminder_each(
             "days_before": 30,
         }
         events.emit(s, "points.expiring", payload, member_id=mid, org_path="/")
-    for _ in range(2):
-        consumers.run_pending(world.db)
+        events.emit(s, "points.expiring", payload, member_id=mid, org_path="/")  # stale below
+    consumers.run_pending(world.db, limit=1)  # the first event only
+    clock.advance(timedelta(days=1, seconds=1))
+    consumers.run_pending(world.db)  # the second, now more than a day old: no reminder
     with world.db.transaction() as s:
         (msg,) = s.scalars(select(Message))
         assert (msg.template, msg.channel, msg.body) == (
