@@ -259,6 +259,8 @@ def send(
     why = purpose or t.purpose
     if why not in domain.PURPOSES:
         raise ValueError(f"unknown purpose {why!r}")
+    if channel is not None and channel not in domain.CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
     loc = locale or "zh_CN"
     now = utcnow()
     zone = zone_of(session)
@@ -267,7 +269,11 @@ def send(
     reason: str | None = None
     chosen: str | None = None
     note: str | None = None
+    configured = registry.configured()
     for ch in candidates:
+        if ch not in configured:
+            reason = reason or domain.CHANNEL_OFF
+            continue
         if domain.ADDRESS[ch] not in addresses:
             reason = reason or domain.NO_ADDRESS
             continue
@@ -283,7 +289,7 @@ def send(
         ):
             # No authorisation left: fall back to SMS (issue 14 item 3).
             note = domain.NO_AUTHORISATION
-            if "sms" in addresses and (
+            if "sms" in addresses and "sms" in configured and (
                 why == "transactional" or consents.granted(session, member.id, why, "sms")
             ):
                 chosen = "sms"
@@ -297,8 +303,6 @@ def send(
     due: datetime | None = None
     if chosen is None:
         status = "suppressed"
-    elif chosen not in registry.configured():
-        status, reason = "suppressed", domain.CHANNEL_OFF
     elif why != "transactional":
         quiet = cfg.quiet_hours.hours() if cfg.quiet_hours is not None else None
         due = domain.quiet_until(now, zone, quiet)

@@ -343,3 +343,26 @@ def test_concurrent_sends_never_pass_the_cap(world: Any, client: Any, recorder: 
     assert sorted(results) == ["queued"] * 2 + ["suppressed"] * 4
     with world.db.transaction() as s:
         assert s.scalar(select(MessageQuota.used)) == 2
+
+
+def test_a_channel_without_a_provider_is_skipped_for_the_next_one(
+    world: Any, client: Any, recorder: Recorder
+) -> None:
+    wx = {"template_id": "TPL", "fields": {"thing1": "{text}"}}
+    texts = {"zh_CN": {"subject": "通知", "body": "通知：{text}"}}
+    _configure(
+        world,
+        templates={
+            "wx_first": {
+                "channels": ["wechat_template", "sms"],
+                "texts": texts,
+                "wechat_template": wx,
+            }
+        },
+    )
+    mid = new_member(client, "13800000001")
+    r = client.post(f"/v1/members/{mid}/identities", json={"kind": "wechat_openid", "value": "oX1"})
+    assert r.status_code == 200
+    assert _send(world, mid, "wx_first").channel == "sms"  # no WeChat adapter configured
+    push = _send(world, mid, channel="push")
+    assert (push.status, push.reason) == ("suppressed", "channel_not_configured")
