@@ -10,6 +10,7 @@ from loyalist.http import refuse_unknown_query
 from loyalist.journey.endpoints import router as journey_router  # journeys (issue 14)
 from loyalist.journey.endpoints import runs_router as journey_runs_router  # journeys (issue 14)
 from loyalist.member.endpoints import router as member_router
+from loyalist.messaging.endpoints import router as messaging_router  # channels (issue 14)
 from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
 from loyalist.programme.endpoints import router as programme_router
@@ -31,5 +32,6 @@ for r in (
     journey_router,  # journeys (issue 14)
     journey_runs_router,  # journeys (issue 14)
     coupon_router,  # coupons (issue 12)
+    messaging_router,  # channels (issue 14)
 ):
     router.include_router(r)

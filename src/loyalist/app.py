@@ -23,6 +23,7 @@ from loyalist import __version__
 from loyalist.admin.administration import router as administration_router
 from loyalist.admin.endpoints import router as admin_router
 from loyalist.admin.journeys import router as admin_journeys_router  # journeys (issue 14)
+from loyalist.admin.messages import router as admin_messages_router
 from loyalist.admin.webhooks import router as admin_webhooks_router
 from loyalist.api import router as api_router
 from loyalist.config import Settings, get_settings
@@ -314,4 +315,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(admin_router)  # the staff console at /admin
     app.include_router(admin_webhooks_router)  # its webhooks pages
     app.include_router(admin_journeys_router)  # journeys (issue 14)
+    app.include_router(admin_messages_router)  # channels: templates, preview, messages
     return app

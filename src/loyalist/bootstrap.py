@@ -27,6 +27,8 @@ REGISTRATIONS: list[str] = [
     "loyalist.coupon.tasks",  # coupons (issue 12): job kind coupon.generate_batch
     "loyalist.coupon.actions",  # coupons (issue 12): action issue_coupon
     "loyalist.integrity.tasks",  # trust: daily ledger checkpoint (chain heads: file + event)
+    "loyalist.messaging.tasks",  # channels: job kind messaging.deliver
+    "loyalist.messaging.handlers",  # channels: consumer messaging.reminders (points.expiring)
 ]
 
 _configured = False

@@ -21,8 +21,8 @@ from loyalist.ledger import domain as lots
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
 from loyalist.member.schemas import Tag, TagsIn
-from loyalist.messaging import service as messaging
-from loyalist.messaging.templates import TEMPLATES, render
+from loyalist.messaging import config as message_config
+from loyalist.messaging import outbox
 from loyalist.programme import service as programmes
 from loyalist.task import service as tasks
 
@@ -92,46 +92,49 @@ def remove_tag(ctx: ActionContext, p: TagParams) -> dict[str, Any]:
 
 class SendMessage(Params):
     template: Annotated[str, Field(min_length=1, max_length=64)]
-    channel: Literal["sms", "email"] = "sms"
+    # None: the template's channels in order (the first the member can be reached on).
+    channel: Literal["sms", "email", "wechat_template", "wechat_subscribe", "push"] | None = None
     params: dict[Annotated[str, Field(max_length=32)], str | int] = Field(
         default_factory=dict, max_length=20
     )
     locale: Literal["zh_CN", "en"] = "zh_CN"
-    # Marketing messages need the member's consent for the channel; service messages not.
-    marketing: bool = False
+    # Why the message is sent; None: the template's purpose. Marketing and
+    # personalisation need the member's consent and obey caps and quiet hours.
+    purpose: Literal["transactional", "marketing", "personalisation"] | None = None
+    marketing: bool = False  # the same as purpose="marketing" (kept for old rules)
 
 
 @action("send_message", SendMessage, description="Send the member a templated message")
 def send_message(ctx: ActionContext, p: SendMessage) -> dict[str, Any]:
+    """Goes through the one message path (``messaging.outbox.send``): the result is
+    ``{"status": "queued"|"held"|"suppressed", "message_id", "channel", "reason"}``; a
+    suppression (no consent, a cap, no address) is a result, never an error, so a
+    journey goes on along its path."""
     assert ctx.member_id is not None
-    member = members.get(ctx.session, ctx.actor, ctx.member_id)
-    if p.template not in TEMPLATES:
+    purpose = p.purpose or ("marketing" if p.marketing else None)
+    try:
+        result = outbox.send(
+            ctx.session,
+            ctx.member_id,
+            p.template,
+            p.params,
+            purpose=purpose,
+            channel=p.channel,
+            locale=p.locale,
+            actor=ctx.actor,
+        )
+    except outbox.UnknownTemplate:
+        names = sorted(message_config.current(ctx.session).templates)
         raise ActionInvalid(
             f"Unknown message template {p.template!r}.",
-            [FieldError("params.template", f"one of: {', '.join(sorted(TEMPLATES))}")],
-        )
-    if p.marketing and not members.consents(ctx.session, member.id).get(p.channel, False):
-        return {"sent": False, "skipped": "no_consent"}
-    to = member.phone if p.channel == "sms" else member.email
-    if not to:
-        return {"sent": False, "skipped": "no_address"}
-    try:
-        rendered = render(p.template, p.params, p.locale)
-    except KeyError as exc:
+            [FieldError("params.template", f"one of: {', '.join(names)}")],
+        ) from None
+    except outbox.MissingData as exc:
         raise ActionInvalid(
             f"Template {p.template!r} needs the parameter {exc.args[0]!r}.",
             [FieldError(f"params.params.{exc.args[0]}", "required by the template")],
         ) from None
-    msg = messaging.record(
-        ctx.session,
-        channel=p.channel,
-        to=to,
-        template=p.template,
-        params=p.params,
-        locale=p.locale,
-        rendered=rendered,
-    )
-    return {"sent": True, "message_id": msg.id}
+    return result.as_dict()
 
 
 class OpenTask(Params):

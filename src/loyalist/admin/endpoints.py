@@ -24,6 +24,7 @@ from loyalist.access import permissions as perm
 from loyalist.admin import charts, explain
 from loyalist.admin import coupons as coupon_pages  # coupons (issue 12)
 from loyalist.admin import jobs as job_pages
+from loyalist.admin import messages as message_pages
 from loyalist.admin.web import (
     COOKIE,
     LANG_COOKIE,
@@ -445,7 +446,13 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         refs,
     )
     store = org.get(s, m.home_store_id) if m.home_store_id else None
+    # channels (issue 14): messages with their delivery status on the timeline and a card
+    msgs, msg_attempts = message_pages.member_messages(s, m.id)
+    items = message_pages.with_messages(items, msgs, _)
     return {
+        "messages": msgs,
+        "message_attempts": msg_attempts,
+        "message_words": message_pages.words(_),
         "p": prof,
         "m": m,
         "store": store,

@@ -45,6 +45,7 @@ from loyalist.access import service as access
 from loyalist.config import get_settings
 from loyalist.demo import journeys as demo_journeys  # journeys (issue 14)
 from loyalist.demo import coupons as demo_coupons
+from loyalist.demo import messages as demo_messages  # channels (issue 14)
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
@@ -493,6 +494,8 @@ class Builder:
             demo_coupons.finish(
                 s, self.actors["app"], s.scalars(select(Member).order_by(Member.id))
             )
+        # channels (issue 14): a day of messages, delivered, held and suppressed
+        demo_messages.build(self.db, self.tz, self.end_day)
 
     def _plan_members(self) -> list[Persona]:
         rng, fake = self.rng, self.fake
@@ -1165,6 +1168,7 @@ def summary(db: Database, console: Console) -> None:
         " · ".join(f"{names[c]} {by_tier.get(c, 0):,}" for c in names),
     )
     t.add_row("events", f"{n_events:,} in the outbox")
+    t.add_row("messages", demo_messages.summary(db))  # channels (issue 14)
     t.add_row(
         "ledger",
         f"[green]verified[/]: {checked:,} accounts, cache = entries = lots"

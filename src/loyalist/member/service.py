@@ -21,6 +21,7 @@ from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import domain as lot_rules
 from loyalist.ledger import service as ledger
 from loyalist.ledger.errors import InvalidAdjustment
+from loyalist.member import consent as consent_ledger
 from loyalist.member.domain import InvalidIdentity, mask, normalise_identity
 from loyalist.member.errors import MemberConflict, MemberNotFound
 from loyalist.member.schemas import (
@@ -186,6 +187,18 @@ def create(session: Session, actor: Actor, data: MemberCreate) -> Joined:
             MemberConsent(
                 member_id=m.id, channel=channel, granted=granted, source="join", updated_at=now
             )
+        )
+        # channels (issue 14): the consent ledger keeps every choice
+        consent_ledger.append(
+            session,
+            m.id,
+            "marketing",
+            channel,
+            granted,
+            text_version=None,
+            source="join",
+            actor=actor.name,
+            keep_current=False,
         )
     ledger.open_account(session, m.id)
     session.add(
@@ -380,6 +393,18 @@ def set_consent(
     else:
         row.granted, row.source, row.updated_at = data.granted, data.source, now
     session.flush()
+    # channels (issue 14): the consent ledger keeps every choice
+    consent_ledger.append(
+        session,
+        m.id,
+        "marketing",
+        channel,
+        data.granted,
+        text_version=None,
+        source=data.source or "api",
+        actor=actor.name,
+        keep_current=False,
+    )
     audit.record(
         session,
         actor,

@@ -32,8 +32,9 @@ from loyalist.ledger.errors import InsufficientPoints
 from loyalist.member.domain import InvalidIdentity, mask_phone, normalise_phone
 from loyalist.member_web import service, views
 from loyalist.member_web.web import Formats, gettext_for, render
+from loyalist.messaging import outbox as messages_out
 from loyalist.messaging import service as messages
-from loyalist.messaging.channels import Channel, DeliveryFailed, mask_address
+from loyalist.messaging.channels import Channel, mask_address
 from loyalist.messaging.settings import channel_from_settings
 from loyalist.programme import service as programmes
 from loyalist.reward.domain import format_code
@@ -213,7 +214,7 @@ def signin_send(
         return _page(ctx, "signin.html", 422, phone=phone, errors=errors)
     ip = request.client.host if request.client else "unknown"
     channel = _channel(request)
-    outcome = ctx.db.run(lambda s: _issue(s, e164, ip, channel.address))
+    outcome = ctx.db.run(lambda s: _issue(s, e164, ip, channel.address, ctx.locale))
     if isinstance(outcome, service.Limited):
         errors = {
             "phone": ctx._(
@@ -222,34 +223,52 @@ def signin_send(
             )
         }
         return _page(ctx, "signin.html", 429, phone=phone, errors=errors)
-    code, address = outcome
-    if code is not None and address is not None:
-        try:
-            channel.send(
-                address,
-                "signin_code",
-                {"code": code, "minutes": int(service.CODE_TTL.total_seconds() // 60)},
-                ctx.locale,
-            )
-        except DeliveryFailed:
-            errors = {"phone": ctx._("We could not send the code. Please try again later.")}
-            return _page(ctx, "signin.html", 503, phone=phone, errors=errors)
-        except Exception:
-            log.exception("sign-in code to %s not sent", mask_address(address))
-            errors = {"phone": ctx._("We could not send the code. Please try again later.")}
-            return _page(ctx, "signin.html", 503, phone=phone, errors=errors)
+    if outcome is not None and not _deliver_now(ctx, outcome, channel):
+        errors = {"phone": ctx._("We could not send the code. Please try again later.")}
+        return _page(ctx, "signin.html", 503, phone=phone, errors=errors)
     return _page(ctx, "code.html", phone=e164, masked=mask_phone(e164), errors={})
 
 
+def _code_data(code: str) -> dict[str, str | int]:
+    return {"code": code, "minutes": int(service.CODE_TTL.total_seconds() // 60)}
+
+
+def _deliver_now(ctx: Any, message_id: int, channel: Channel) -> bool:
+    """A sign-in code goes out at once (transactional: no caps, no quiet hours), outside
+    the transaction that issued it; if the provider fails, the delivery job retries it
+    while the code is valid, and the page asks the person to try again."""
+    try:
+        status = ctx.db.run(lambda s: messages_out.deliver(s, message_id, adapter=channel))
+    except Exception:
+        log.exception("sign-in code message #%s not sent", message_id)
+        return False
+    return bool(status == "sent")
+
+
 def _issue(
-    session: Any, e164: str, ip: str, kind: Literal["phone", "email"]
-) -> service.Limited | tuple[str | None, str | None]:
+    session: Any, e164: str, ip: str, kind: Literal["phone", "email"], locale: str
+) -> service.Limited | int | None:
+    """Issue a code and record its message (delivered after commit); the message id, or
+    None when nothing is sent (not a member, or no address of the channel's kind)."""
     result = service.request_code(session, e164, ip)
     if isinstance(result, service.Limited):
         return result
     if result.member is None:
-        return (None, None)
-    return (result.code, _address(result.member, kind))
+        return None
+    address = _address(result.member, kind)
+    if address is None:
+        return None
+    sent = messages_out.send_to_address(
+        session,
+        channel="email" if kind == "email" else "sms",
+        to=address,
+        template="signin_code",
+        data=_code_data(result.code),
+        locale=locale,
+        expires_at=result.expires_at,
+        member_id=result.member.id,
+    )
+    return sent.message_id
 
 
 class _Reachable(Protocol):
@@ -369,10 +388,26 @@ def join_send(
     ip = request.client.host if request.client else "unknown"
     channel = _channel(request)
 
-    def issue(s: Any) -> service.Limited | str:
+    def issue(s: Any) -> service.Limited | int:
         result = service.request_code(s, e164, ip, for_join=True)
-        return result if isinstance(result, service.Limited) else result.code
+        if isinstance(result, service.Limited):
+            return result
+        sent = messages_out.send_to_address(
+            s,
+            channel="sms",
+            to=e164,
+            template="signin_code",
+            data=_code_data(result.code),
+            locale=ctx.locale,
+            expires_at=result.expires_at,
+            member_id=result.member.id if result.member is not None else None,
+        )
+        return sent.message_id
 
+    if channel.address != "phone":
+        log.error("joining needs a message channel that reaches phones")
+        errors = {"phone": ctx._("We could not send the code. Please try again later.")}
+        return _page(ctx, "join.html", 503, phone=phone, errors=errors, **extra)
     outcome = ctx.db.run(issue)
     if isinstance(outcome, service.Limited):
         errors = {
@@ -382,17 +417,7 @@ def join_send(
             )
         }
         return _page(ctx, "join.html", 429, phone=phone, errors=errors, **extra)
-    try:
-        if channel.address != "phone":
-            raise DeliveryFailed("joining needs a channel that reaches phones")
-        channel.send(
-            e164,
-            "signin_code",
-            {"code": outcome, "minutes": int(service.CODE_TTL.total_seconds() // 60)},
-            ctx.locale,
-        )
-    except Exception:
-        log.exception("join code to %s not sent", mask_address(e164))
+    if not _deliver_now(ctx, outcome, channel):
         errors = {"phone": ctx._("We could not send the code. Please try again later.")}
         return _page(ctx, "join.html", 503, phone=phone, errors=errors, **extra)
     return _page(ctx, "join_code.html", phone=e164, masked=mask_phone(e164), errors={}, **extra)

@@ -19,19 +19,50 @@ import logging
 import smtplib
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.orm import Session
 
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database
-from loyalist.messaging import service
-from loyalist.messaging.templates import render
+from loyalist.messaging import inbox as service
+from loyalist.messaging.templates import Rendered, render
 
 Params = Mapping[str, str | int]
 log = logging.getLogger("loyalist.messages")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    message_id: int
+    channel: str
+    to: str
+    template: str
+    locale: str
+    subject: str
+    body: str
+    params: Mapping[str, str | int]
+    # What the provider needs: {"template_code", "params"} for SMS, {"template_id",
+    # "page", "fields"} for WeChat (values already rendered).
+    provider: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    provider_id: str | None
+    code: str = "OK"
+    detail: str | None = None
+
+
+class Adapter(Protocol):
+    """Delivers a message already rendered and recorded (``messaging.outbox``)."""
+
+    name: str
+
+    def deliver(self, out: Outgoing) -> Receipt: ...
 
 
 class Channel(Protocol):
@@ -42,9 +73,22 @@ class Channel(Protocol):
         """Deliver ``template`` rendered with ``params`` in ``locale`` to ``to``."""
         ...
 
+    def deliver(self, out: Outgoing) -> Receipt:
+        """Deliver a message already rendered and recorded (``messaging.outbox``)."""
+        ...
+
 
 class DeliveryFailed(RuntimeError):
-    """The channel could not hand the message over (the caller may let the user retry)."""
+    """The channel could not hand the message over (the caller may let the user retry).
+
+    ``code`` is the provider's answer (``isv.MOBILE_NUMBER_ILLEGAL``, ``43101`` …),
+    ``retry`` whether trying again later can help, ``refused`` whether the recipient
+    refused this channel (a WeChat subscription not granted or used up).
+    """
+
+    code: str = "failed"
+    retry: bool = True
+    refused: bool = False
 
 
 def mask_address(to: str) -> str:
@@ -83,6 +127,11 @@ class DevInboxChannel:
         self.db.run(keep)
         log.info("message %s to %s kept in the dev inbox", template, mask_address(to))
 
+    def deliver(self, out: Outgoing) -> Receipt:
+        # The message row written by the outbox is the inbox entry.
+        log.info("message %s to %s kept in the dev inbox", out.template, mask_address(out.to))
+        return Receipt(f"inbox-{out.message_id}")
+
 
 class LogChannel:
     """Writes messages to the log, with the address masked: for development only.
@@ -115,6 +164,10 @@ class LogChannel:
         rendered = render(template, params, locale)
         log.info("message %s to %s: %s", template, mask_address(to), rendered.body)
 
+    def deliver(self, out: Outgoing) -> Receipt:
+        log.info("message %s to %s: %s", out.template, mask_address(out.to), out.body)
+        return Receipt(f"log-{out.message_id}")
+
 
 class SmtpChannel:
     """Email through an SMTP server (plain, STARTTLS or implicit TLS)."""
@@ -139,7 +192,9 @@ class SmtpChannel:
         self.timeout_s = timeout_s
 
     def build(self, to: str, template: str, params: Params, locale: str) -> EmailMessage:
-        rendered = render(template, params, locale)
+        return self.compose(to, render(template, params, locale), locale)
+
+    def compose(self, to: str, rendered: Rendered, locale: str) -> EmailMessage:
         msg = EmailMessage()
         msg["From"] = self.sender
         msg["To"] = to
@@ -153,7 +208,14 @@ class SmtpChannel:
         return msg
 
     def send(self, to: str, template: str, params: Params, locale: str) -> None:
-        msg = self.build(to, template, params, locale)
+        self._submit(self.build(to, template, params, locale), to, template)
+
+    def deliver(self, out: Outgoing) -> Receipt:
+        msg = self.compose(out.to, Rendered(out.subject, out.body), out.locale)
+        self._submit(msg, out.to, out.template)
+        return Receipt(str(msg["Message-ID"]), "250")
+
+    def _submit(self, msg: EmailMessage, to: str, template: str) -> None:
         try:
             smtp: smtplib.SMTP
             if self.security == "tls":
@@ -175,5 +237,9 @@ class SmtpChannel:
             log.warning(
                 "message %s to %s not sent: %s", template, mask_address(to), type(exc).__name__
             )
-            raise DeliveryFailed(f"SMTP delivery failed: {type(exc).__name__}") from exc
+            failed = DeliveryFailed(f"SMTP delivery failed: {type(exc).__name__}")
+            failed.code = type(exc).__name__
+            # A recipient refused (5xx) will not be accepted later either.
+            failed.retry = not isinstance(exc, smtplib.SMTPRecipientsRefused)
+            raise failed from exc
         log.info("message %s to %s sent by SMTP", template, mask_address(to))

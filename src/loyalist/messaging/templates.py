@@ -22,6 +22,10 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "%(points)s points were added to your account: %(reason)s",
     ),
     "notice": ("A message from the programme", "Notice: %(text)s"),
+    "points_expiring": (
+        "Your points are expiring soon",
+        "%(points)s of your points expire on %(date)s. Use them before then.",
+    ),
 }
 
 

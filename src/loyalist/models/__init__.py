@@ -12,6 +12,7 @@ from loyalist.models.coupon_guess import CouponGuess
 from loyalist.models.coupon_member_use import CouponMemberUse
 from loyalist.models.coupon_redemption import CouponRedemption
 from loyalist.models.coupon_template import CouponTemplate
+from loyalist.models.consent_record import ConsentRecord
 from loyalist.models.dashboard_daily import DashboardDaily
 from loyalist.models.dashboard_fold import DashboardFold
 from loyalist.models.event_consumer import EventConsumer
@@ -33,6 +34,9 @@ from loyalist.models.member_session import MemberSession
 from loyalist.models.member_tag import MemberTag
 from loyalist.models.member_task import MemberTask
 from loyalist.models.message import Message
+from loyalist.models.message_attempt import MessageAttempt
+from loyalist.models.message_authorisation import MessageAuthorisation
+from loyalist.models.message_quota import MessageQuota
 from loyalist.models.order import Order
 from loyalist.models.order_line import OrderLine
 from loyalist.models.order_return import OrderReturn
@@ -65,6 +69,7 @@ __all__ = [
     "CouponMemberUse",
     "CouponRedemption",
     "CouponTemplate",
+    "ConsentRecord",
     "DashboardDaily",
     "DashboardFold",
     "EventConsumer",
@@ -86,6 +91,9 @@ __all__ = [
     "MemberTag",
     "MemberTask",
     "Message",
+    "MessageAttempt",
+    "MessageAuthorisation",
+    "MessageQuota",
     "Order",
     "OrderLine",
     "OrderReturn",

@@ -154,31 +154,39 @@ def test_send_message_records_it_once_and_respects_consent(world: Any, client: A
     mid = new_member(client, "13800000001", consents={"sms": False})
     params = {"template": "points_awarded", "params": {"points": 500, "reason": "问卷"}}
     first = run(world.db, "send_message", params, "c1", mid)
-    assert first.result["sent"] is True
+    assert first.result == {
+        "status": "queued",
+        "message_id": first.result["message_id"],
+        "channel": "sms",
+        "reason": None,
+    }
     assert run(world.db, "send_message", params, "c1", mid).replayed is True
     with world.db.transaction() as s:
         msgs = list(s.scalars(select(Message)))
-        assert [(m.id, m.channel, m.recipient, m.subject, m.body) for m in msgs] == [
+        assert [(m.id, m.channel, m.recipient, m.subject, m.body, m.status) for m in msgs] == [
             (
                 first.result["message_id"],
                 "sms",
                 "+8613800000001",
                 "积分到账通知",
                 "您的账户已到账 500 积分：问卷",
+                "queued",
             )
         ]
+    # A suppression is a result (and a row with its reason), never an error.
     marketing = {"template": "notice", "params": {"text": "新品上市"}, "marketing": True}
-    assert run(world.db, "send_message", marketing, "c2", mid).result == {
-        "sent": False,
-        "skipped": "no_consent",
-    }
+    no_consent = run(world.db, "send_message", marketing, "c2", mid).result
+    assert (no_consent["status"], no_consent["reason"]) == ("suppressed", "no_consent")
     email = {"template": "notice", "params": {"text": "hi"}, "channel": "email"}
-    assert run(world.db, "send_message", email, "c3", mid).result == {
-        "sent": False,
-        "skipped": "no_address",
-    }
+    no_address = run(world.db, "send_message", email, "c3", mid).result
+    assert (no_address["status"], no_address["reason"]) == ("suppressed", "no_address")
     with world.db.transaction() as s:
-        assert s.scalar(select(func.count()).select_from(Message)) == 1
+        rows = s.execute(select(Message.id, Message.status, Message.reason).order_by(Message.id))
+        assert [tuple(r) for r in rows] == [
+            (first.result["message_id"], "queued", None),
+            (no_consent["message_id"], "suppressed", "no_consent"),
+            (no_address["message_id"], "suppressed", "no_address"),
+        ]
 
 
 def test_open_task_is_a_real_task_listed_and_closed(world: Any, client: Any, clock: Any) -> None:

@@ -59,6 +59,8 @@ def pages(shop: Shop) -> list[str]:
         "/admin/keys",
         "/admin/members/new",
         "/admin/rewards",
+        "/admin/messages",  # channels (issue 14)
+        "/admin/messages?template=points_expiring&locale=en",
     ]
 
 
@@ -121,7 +123,7 @@ def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Sho
     assert "Available points" in en.get(f"/admin/members/{shop.members['alice']}").text
 
 
-READS = {"members", "orders", "redemptions", "programme", "rewards", "coupons"}  # coupons: issue 12
+READS = {"members", "orders", "redemptions", "programme", "rewards", "coupons", "messages"}
 NAV = {
     "hq_admin": READS
     | {"dashboard", "approvals", "audit", "jobs", "stream", "webhooks", "staff", "org", "keys"},

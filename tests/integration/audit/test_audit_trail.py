@@ -175,6 +175,32 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             "member.consent",
             "member",
         ),
+        # channels (issue 14): the consent ledger and WeChat subscribe authorisations
+        (
+            "POST",
+            "/v1/members/{member_id}/consent-records",
+            lambda c, i: c.post(
+                f"/v1/members/{i['member']}/consent-records",
+                json={
+                    "purpose": "analytics",
+                    "channel": "any",
+                    "granted": True,
+                    "text_version": "v1",
+                    "source": "app",
+                },
+            ),
+            "member.consent_record",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/members/{member_id}/message-authorisations",
+            lambda c, i: c.post(
+                f"/v1/members/{i['member']}/message-authorisations", json={"template_id": "T1"}
+            ),
+            "member.message_authorisation",
+            "member",
+        ),
         (
             "POST",
             "/v1/members/{member_id}/adjustments",

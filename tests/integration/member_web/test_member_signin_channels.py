@@ -22,7 +22,7 @@ from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
 from loyalist.messaging.channels import Channel, LogChannel
 from loyalist.messaging.settings import MessagingSettings, channel_from_settings
-from loyalist.models import MemberLoginCode, MemberSession, Message
+from loyalist.models import MemberLoginCode, MemberSession, Message, MessageAttempt
 
 CODE = re.compile(r"\b(\d{6})\b")
 
@@ -96,7 +96,14 @@ def test_the_code_goes_by_email_and_never_into_the_log(
         assert done.status_code == 303 and done.headers["location"] == "/m"
         assert c.get("/m").status_code == 200
 
-    assert _count(world, Message) == 0  # the development inbox is not involved
+    # One message on the one path (issue 14): recorded, delivered at once, receipt kept.
+    with world.db.transaction() as s:
+        rows = [
+            (m.channel, m.template, m.status, m.provider_id) for m in s.scalars(select(Message))
+        ]
+        attempts = [(a.attempt, a.outcome, a.code) for a in s.scalars(select(MessageAttempt))]
+    assert rows == [("email", "signin_code", "sent", mail.message["Message-ID"])]
+    assert attempts == [(1, "sent", "250")]
     assert _count(world, MemberSession) == 1
     logged = _app_log(caplog)
     assert "a***@example.com" in logged  # the capture works: the send was logged, masked
