@@ -22,6 +22,9 @@ REGISTRATIONS: list[str] = [
     "loyalist.webhooks.tasks",  # job kind webhooks.deliver
     "loyalist.webhooks.handlers",  # consumer "webhooks"
     "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
+    "loyalist.referral.tasks",  # referrals: qualify job, quarterly leaders (issue 12)
+    "loyalist.referral.handlers",  # consumer "referral": joins, orders, returns (issue 12)
+    "loyalist.viral.tasks",  # friend-assist expiry, group deadline jobs (issue 12)
 ]
 
 _configured = False

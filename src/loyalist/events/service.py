@@ -44,6 +44,17 @@ EVENT_TYPES = frozenset(
         "programme.published",
         "document.published",
         "redemption.collected",
+        # referrals and viral campaigns (issue 12)
+        "referral.attributed",
+        "referral.held",
+        "referral.qualified",
+        "referral.rewarded",
+        "referral.rejected",
+        "referral.clawed_back",
+        "referral.leader",
+        "assist.completed",
+        "group.completed",
+        "group.dissolved",
     }
 )
 
