@@ -14,7 +14,9 @@ from loyalist.messaging.endpoints import router as messaging_router  # channels 
 from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
 from loyalist.programme.endpoints import router as programme_router
+from loyalist.referral.endpoints import router as referral_router  # referrals (issue 12)
 from loyalist.reward.endpoints import router as reward_router
+from loyalist.viral.endpoints import router as viral_router  # assist and groups (issue 12)
 from loyalist.webhooks.endpoints import router as webhooks_router
 
 # Every /v1 operation refuses query parameters it does not declare (422 naming them).
@@ -33,5 +35,7 @@ for r in (
     journey_runs_router,  # journeys (issue 14)
     coupon_router,  # coupons (issue 12)
     messaging_router,  # channels (issue 14)
+    referral_router,  # referrals (issue 12)
+    viral_router,  # friend-assist and groups (issue 12)
 ):
     router.include_router(r)

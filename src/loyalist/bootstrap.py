@@ -29,6 +29,9 @@ REGISTRATIONS: list[str] = [
     "loyalist.integrity.tasks",  # trust: daily ledger checkpoint (chain heads: file + event)
     "loyalist.messaging.tasks",  # channels: job kind messaging.deliver
     "loyalist.messaging.handlers",  # channels: consumer messaging.reminders (points.expiring)
+    "loyalist.referral.tasks",  # referrals: qualify job, quarterly leaders (issue 12)
+    "loyalist.referral.handlers",  # consumer "referral": joins, orders, returns (issue 12)
+    "loyalist.viral.tasks",  # friend-assist expiry, group deadline jobs (issue 12)
 ]
 
 _configured = False

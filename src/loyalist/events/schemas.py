@@ -169,6 +169,65 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "store": {"type": ["string", "null"], "description": "where it was collected"},
         },
     ),
+    # --- referrals and viral campaigns (issue 12) ---
+    **{
+        t: _object(
+            d,
+            {"referral_id": _ID, "referrer_id": _ID, "referred_id": _ID, **extra},
+        )
+        for t, d, extra in (
+            (
+                "referral.attributed",
+                "A member joined with (or entered) another member's referral code.",
+                {"channel": {"type": "string", "enum": ["join", "claim"]}},
+            ),
+            (
+                "referral.held",
+                "A referral waits for review: the friend shares identifiers with the referrer.",
+                {"reasons": {"type": "array", "items": _STR}},
+            ),
+            (
+                "referral.qualified",
+                "The friend's first order passed its return window.",
+                {"order_id": _ID},
+            ),
+            (
+                "referral.rewarded",
+                "Both sides (and the upline) were rewarded.",
+                {"points": {**_POINTS, "description": "points awarded in all"}},
+            ),
+            (
+                "referral.rejected",
+                "A referral ended without reward.",
+                {"reason": {"type": "string", "enum": ["order_returned", "review_rejected"]}},
+            ),
+            (
+                "referral.clawed_back",
+                "The qualifying order was returned after the reward; points were taken back.",
+                {"points": _POINTS},
+            ),
+        )
+    },
+    "referral.leader": _object(
+        "A member was one of a quarter's referral leaders (badges may react).",
+        {
+            "member_id": _ID,
+            "period": {"type": "string", "pattern": "^[0-9]{4}Q[1-4]$"},
+            "qualified": _ID,
+        },
+    ),
+    "assist.completed": _object(
+        "A friend-assist reached its number of helps; the starter is rewarded.",
+        {"assist_id": _ID, "campaign": _STR, "starter_id": _ID, "helps": _ID},
+    ),
+    "group.completed": _object(
+        "A group filled in time; every member is rewarded.",
+        {"group_id": _ID, "campaign": _STR, "members": {"type": "array", "items": _ID}},
+    ),
+    "group.dissolved": _object(
+        "A group did not fill by its deadline and dissolved with no reward.",
+        {"group_id": _ID, "campaign": _STR, "members": _ID},
+    ),
     "programme.published": _object(
         "A new programme version was published.", {"version": _ID, "by": _BY}
     ),

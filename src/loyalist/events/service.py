@@ -50,6 +50,17 @@ EVENT_TYPES = frozenset(
         "coupon.redeemed",
         "coupon.restored",
         "ledger.checkpoint",  # trust: daily export of the ledger's hash-chain heads
+        # referrals and viral campaigns (issue 12)
+        "referral.attributed",
+        "referral.held",
+        "referral.qualified",
+        "referral.rewarded",
+        "referral.rejected",
+        "referral.clawed_back",
+        "referral.leader",
+        "assist.completed",
+        "group.completed",
+        "group.dissolved",
     }
 )
 

@@ -347,11 +347,12 @@ OptionalField = Annotated[str, Form()]
 
 
 @router.get("/join")
-def join_form(request: Request) -> Response:
+def join_form(request: Request, ref: str = "") -> Response:
     ctx = _context(request)
     if ctx.member_id is not None:
         return _redirect("/m")
-    return _page(ctx, "join.html", phone="", errors={}, **_join_form({}, ""))
+    ref = ref.strip() if _REFERRAL.match(ref.strip()) else ""  # a share link's code (issue 12)
+    return _page(ctx, "join.html", phone="", errors={}, **_join_form({}, ref))
 
 
 @router.post("/join")

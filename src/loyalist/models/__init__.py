@@ -47,11 +47,20 @@ from loyalist.models.points_account_member import PointsAccountMember
 from loyalist.models.points_lot import PointsLot
 from loyalist.models.programme_version import ProgrammeVersion
 from loyalist.models.redemption import Redemption
+from loyalist.models.referral import Referral
+from loyalist.models.referral_code import ReferralCode
+from loyalist.models.referral_leader import ReferralLeader
+from loyalist.models.referral_reward import ReferralReward
+from loyalist.models.referral_signal import ReferralSignal
 from loyalist.models.reward import Reward
 from loyalist.models.reward_usage import RewardUsage
 from loyalist.models.staff_session import StaffSession
 from loyalist.models.staff_user import StaffUser
 from loyalist.models.tier_change import TierChange
+from loyalist.models.viral_assist import ViralAssist
+from loyalist.models.viral_assist_help import ViralAssistHelp
+from loyalist.models.viral_group import ViralGroup
+from loyalist.models.viral_group_member import ViralGroupMember
 from loyalist.models.webhook_attempt import WebhookAttempt
 from loyalist.models.webhook_delivery import WebhookDelivery
 from loyalist.models.webhook_endpoint import WebhookEndpoint
@@ -104,11 +113,20 @@ __all__ = [
     "PointsLot",
     "ProgrammeVersion",
     "Redemption",
+    "Referral",
+    "ReferralCode",
+    "ReferralLeader",
+    "ReferralReward",
+    "ReferralSignal",
     "Reward",
     "RewardUsage",
     "StaffSession",
     "StaffUser",
     "TierChange",
+    "ViralAssist",
+    "ViralAssistHelp",
+    "ViralGroup",
+    "ViralGroupMember",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -1,0 +1,1 @@
+"""Referrals (老带新): codes, attribution, qualification, rewards, holds, leaders."""
