@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends
 from loyalist.approval.endpoints import router as approval_router
 from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
+from loyalist.habits.endpoints import router as habits_router  # habits (issue 12 items 4-7)
 from loyalist.http import refuse_unknown_query
 from loyalist.member.endpoints import router as member_router
 from loyalist.order.endpoints import router as order_router
@@ -25,5 +26,6 @@ for r in (
     health_router,
     webhooks_router,
     approval_router,
+    habits_router,  # habits (issue 12 items 4-7)
 ):
     router.include_router(r)

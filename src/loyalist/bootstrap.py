@@ -22,6 +22,8 @@ REGISTRATIONS: list[str] = [
     "loyalist.webhooks.tasks",  # job kind webhooks.deliver
     "loyalist.webhooks.handlers",  # consumer "webhooks"
     "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
+    "loyalist.habits.handlers",  # habits: consumer "habits" (counters, badges, boards)
+    "loyalist.habits.tasks",  # habits: job kind habits.leaderboards.close (scheduled)
 ]
 
 _configured = False

@@ -44,6 +44,12 @@ EVENT_TYPES = frozenset(
         "programme.published",
         "document.published",
         "redemption.collected",
+        # habits (issue 12 items 4-7)
+        "checkin.recorded",
+        "activity.recorded",
+        "badge.awarded",
+        "challenge.completed",
+        "leaderboard.closed",
     }
 )
 
