@@ -43,17 +43,26 @@ def habit_day(tz: tzinfo, day_start: time, at: datetime) -> date:
 
 
 def day_begins(tz: tzinfo, day_start: time, d: date) -> datetime:
-    """The first instant (UTC) that counts for local day ``d``.
+    """The first instant (UTC) that counts for local day ``d`` (``habit_day`` agrees).
 
-    ``day_start`` on ``d`` on the wall clock; a wall time that a daylight-saving gap skips
-    is taken after the gap (the first valid instant), one that happens twice the earlier.
+    ``day_start`` on ``d`` on the wall clock; when a daylight-saving gap skips that wall
+    time, the transition itself (the first instant whose wall time is later); when it
+    happens twice, the earlier.
     """
     wall = datetime.combine(d, day_start, tzinfo=tz)
     utc = wall.astimezone(UTC)
-    if utc.astimezone(tz).replace(tzinfo=None) != wall.replace(tzinfo=None):
-        # in a gap: the instant after the gap is the later of the two readings
-        utc = max(utc, wall.replace(fold=1).astimezone(UTC))
-    return utc
+    if utc.astimezone(tz).replace(tzinfo=None) == wall.replace(tzinfo=None):
+        return utc
+    other = wall.replace(fold=1).astimezone(UTC)
+    lo, hi = min(utc, other), max(utc, other)  # habit_day(lo) < d <= habit_day(hi)
+    second = timedelta(seconds=1)
+    while hi - lo > second:
+        mid = lo + ((hi - lo) // 2 // second) * second
+        if habit_day(tz, day_start, mid) >= d:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def streak_after(previous_day: date | None, previous_streak: int, day: date) -> int:
