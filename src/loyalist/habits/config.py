@@ -169,7 +169,8 @@ class Leaderboard(Strict):
     name: Text
     metric: Literal["points", "referrals", "streak"]
     period: Literal["week", "month", "quarter"]
-    scope: str = Field(default="/", pattern=r"^/([A-Za-z0-9_\-]+/)*$", max_length=255)
+    # An org unit's code (HQ, a region, a store); None: the whole programme.
+    scope: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
     size: int = Field(default=10, ge=1, le=100)
     rewards: list[RankReward] = Field(default_factory=list, max_length=10)
     since: dt.date | None = None  # first period archived (default: the first with scores)

@@ -100,7 +100,7 @@ class LeaderboardOut(BaseModel):
     name: str
     metric: str
     period: str
-    scope: str
+    scope: str | None = Field(description="the org unit it covers; null: the whole programme")
     period_start: dt.date
     period_end: dt.date
     closed: bool

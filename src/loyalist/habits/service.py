@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from loyalist.actions import registry as actions
 from loyalist.documents import service as documents
 from loyalist.documents.errors import NoVersion
-from loyalist.errors import FieldError
+from loyalist.errors import FieldError, LoyalistError
 from loyalist.events import service as events
 from loyalist.habits import domain
 from loyalist.habits.config import ActionRef, HabitsConfig, Leaderboard
@@ -68,6 +68,7 @@ from loyalist.models import (
     Member,
     MemberBadge,
 )
+from loyalist.org import service as org
 from loyalist.programme import service as programmes
 
 KIND = "habits"
@@ -638,6 +639,17 @@ def period_of(tz: ZoneInfo, board: Leaderboard, at: datetime) -> date:
     return domain.period_start(board.period, at.astimezone(tz).date())
 
 
+def scope_path(session: Session, board: Leaderboard) -> str:
+    """The org path a board covers: its unit's path, "/" for the whole programme (and a
+    path matching nothing when the unit does not exist)."""
+    if board.scope is None:
+        return "/"
+    try:
+        return org.get_by_code(session, board.scope).path
+    except LoyalistError:
+        return f"/unknown-unit:{board.scope}/"
+
+
 def add_score(
     session: Session,
     board: Leaderboard,
@@ -654,7 +666,7 @@ def add_score(
     Only the consumer writes scores (one batch at a time per consumer), so no two writers
     meet on a row.
     """
-    if org_path is None or not org_path.startswith(board.scope) or amount <= 0:
+    if org_path is None or amount <= 0 or not org_path.startswith(scope_path(session, board)):
         return
     start = period_of(tz, board, at)
     row = session.scalar(
@@ -713,8 +725,14 @@ def _board(cfg: HabitsConfig, code: str) -> Leaderboard:
     return b
 
 
-def _visible(actor: Actor, board: Leaderboard) -> bool:
-    return board.scope.startswith(actor.scope_path)
+def _visible(session: Session, actor: Actor, board: Leaderboard) -> bool:
+    """A caller sees the boards whose scope lies within their own; a programme-wide board
+    is seen by callers with the whole programme (HQ) in scope."""
+    path = scope_path(session, board)
+    if path == "/":
+        hq = org.get_hq(session)
+        path = hq.path if hq is not None else "/"
+    return path.startswith(actor.scope_path)
 
 
 def board_out(
@@ -752,7 +770,7 @@ def leaderboards_view(session: Session, actor: Actor, locale: str = "en") -> Lea
         items=[
             board_out(session, tz, b, period_of(tz, b, now), locale)
             for b in cfg.leaderboards
-            if _visible(actor, b)
+            if _visible(session, actor, b)
         ]
     )
 
@@ -762,7 +780,7 @@ def leaderboard_view(
 ) -> LeaderboardOut:
     _v, cfg = config(session)
     board = _board(cfg, code)
-    if not _visible(actor, board):
+    if not _visible(session, actor, board):
         raise LeaderboardNotFound(f"No leaderboard {code!r}.")
     tz = zone(session)
     if period is None:
@@ -779,7 +797,7 @@ def leaderboard_view(
 def archive_view(session: Session, actor: Actor, code: str) -> LeaderboardArchive:
     _v, cfg = config(session)
     board = _board(cfg, code)
-    if not _visible(actor, board):
+    if not _visible(session, actor, board):
         raise LeaderboardNotFound(f"No leaderboard {code!r}.")
     rows = session.scalars(
         select(LeaderboardPeriod)
