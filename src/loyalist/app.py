@@ -37,6 +37,7 @@ from loyalist.errors import (
 from loyalist.http import openapi_document
 from loyalist.kit.db import Database
 from loyalist.member_web.endpoints import router as member_web_router
+from loyalist.member_web.habits import router as member_habits_router  # habits (issue 12)
 
 log = logging.getLogger("loyalist")
 PROBLEM = "application/problem+json"
@@ -309,6 +310,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(api_router)
     app.include_router(member_web_router)  # the member page at /m
+    app.include_router(member_habits_router)  # its check-in, badges and boards at /m/habits
     app.include_router(administration_router)  # console administration (before /admin/members/{id})
     app.include_router(admin_router)  # the staff console at /admin
     app.include_router(admin_webhooks_router)  # its webhooks pages

@@ -910,3 +910,47 @@ def scores_for(session: Session, board: str, start: date) -> dict[int, int]:
         )
     ).all()
     return {int(m): int(s) for m, s in rows}
+
+
+@dataclass
+class MemberBoard:
+    board: LeaderboardOut
+    mine: StandingOut | None  # the member's own standing (also beyond the top N)
+
+
+def boards_for_member(session: Session, member_id: int, locale: str) -> list[MemberBoard]:
+    """The boards covering the member (their unit is in the board's scope), current period,
+    with the member's own rank."""
+    member = members.get(session, SYSTEM, member_id)
+    _v, cfg = config(session)
+    if not cfg.leaderboards:
+        return []
+    tz = zone(session)
+    now = utcnow()
+    out: list[MemberBoard] = []
+    for b in cfg.leaderboards:
+        if not member.org_path.startswith(scope_path(session, b)):
+            continue
+        start = period_of(tz, b, now)
+        shown = board_out(session, tz, b, start, locale)
+        mine = next((s for s in shown.standings if s.member_id == member_id), None)
+        if mine is None:
+            rows = session.scalars(
+                select(LeaderboardScore).where(
+                    LeaderboardScore.board == b.code, LeaderboardScore.period_start == start
+                )
+            ).all()
+            for rank, s in domain.ranked(
+                [domain.Standing(r.member_id, r.score, as_utc(r.reached_at)) for r in rows]
+            ):
+                if s.member_id == member_id:
+                    mine = StandingOut(
+                        rank=rank,
+                        member_id=member_id,
+                        member_no=member.member_no,
+                        name=member.name,
+                        score=s.score,
+                        reached_at=s.reached_at,
+                    )
+        out.append(MemberBoard(shown, mine))
+    return out
