@@ -22,6 +22,7 @@ from starlette.routing import compile_path
 from loyalist import __version__
 from loyalist.admin.administration import router as administration_router
 from loyalist.admin.endpoints import router as admin_router
+from loyalist.admin.habits import router as admin_habits_router  # habits (issue 12)
 from loyalist.admin.webhooks import router as admin_webhooks_router
 from loyalist.api import router as api_router
 from loyalist.config import Settings, get_settings
@@ -314,4 +315,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(administration_router)  # console administration (before /admin/members/{id})
     app.include_router(admin_router)  # the staff console at /admin
     app.include_router(admin_webhooks_router)  # its webhooks pages
+    app.include_router(admin_habits_router)  # its habits page (check-ins, badges, boards)
     return app

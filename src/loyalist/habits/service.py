@@ -954,3 +954,45 @@ def boards_for_member(session: Session, member_id: int, locale: str) -> list[Mem
                     )
         out.append(MemberBoard(shown, mine))
     return out
+
+
+# ── console ─────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass
+class Overview:
+    version: int
+    config: HabitsConfig
+    badge_counts: dict[str, int]
+    challenge_counts: dict[str, tuple[int, int]]  # participants, completed
+    boards: list[LeaderboardOut]
+    archived: dict[str, int]
+
+
+def overview(session: Session, actor: Actor, locale: str) -> Overview:
+    """What the console's habits page shows: the document and how each part is doing."""
+    version, cfg = config(session)
+    badge_counts = {
+        str(b): int(n)
+        for b, n in session.execute(
+            select(MemberBadge.badge, func.count()).group_by(MemberBadge.badge)
+        ).all()
+    }
+    challenge_counts = {
+        str(c): (int(n), int(done or 0))
+        for c, n, done in session.execute(
+            select(
+                ChallengeProgress.challenge,
+                func.count(),
+                func.count(ChallengeProgress.completed_at),
+            ).group_by(ChallengeProgress.challenge)
+        ).all()
+    }
+    archived = {
+        str(b): int(n)
+        for b, n in session.execute(
+            select(LeaderboardPeriod.board, func.count()).group_by(LeaderboardPeriod.board)
+        ).all()
+    }
+    boards = leaderboards_view(session, actor, locale).items if cfg.leaderboards else []
+    return Overview(version, cfg, badge_counts, challenge_counts, boards, archived)
