@@ -46,7 +46,7 @@ def on_event(session: Session, ev: OutboxEvent) -> None:
     member_id: int = found
     _v, cfg = service.config(session)
     if ev.type == "member.created":
-        service.signup_points(session, member_id)
+        service.signup_points(session, member_id, as_utc(ev.occurred_at))
         return
     at = as_utc(ev.occurred_at)
     touched: set[str] = set()

@@ -417,10 +417,17 @@ def record_activity_view(
     return (201 if created else 200), activity_out(row)
 
 
-def signup_points(session: Session, member_id: int) -> None:
-    """Sign-up points for a new member (the consumer calls it on ``member.created``)."""
+def signup_points(session: Session, member_id: int, joined_at: datetime) -> None:
+    """Sign-up points for a new member (the consumer calls it on ``member.created``).
+
+    Only members who joined after the habits version in force was published: publishing
+    sign-up points never pays every member who joined before (the consumer may read the
+    stream's history when the feature is switched on).
+    """
     _v, cfg = config(session)
     if "signup" not in cfg.activities:
+        return
+    if joined_at < as_utc(documents.get(session, KIND).created_at):
         return
     member = members.get(session, SYSTEM, member_id)
     acct = ledger.lock(session, member.id, member.org_path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.integration.cli.test_cli_commands import cli, run  # noqa: F401 (fixtures)
 from tests.integration.habits.habits_support import publish
 from tests.itest import new_member, rows
 from tests.support import order_payload
@@ -162,3 +163,18 @@ def test_bad_criteria_are_refused_with_their_path(world: Any) -> None:
             },
         )
     assert rows(world.db, "SELECT id FROM config_document WHERE kind = 'habits'") == []
+
+
+def test_the_demo_document_applies_through_the_cli(world: Any, cli: Any) -> None:  # noqa: F811
+    from pathlib import Path
+
+    import loyalist.demo
+
+    path = Path(loyalist.demo.__file__).with_name("habits.yaml")
+    r = cli("documents", "apply", "habits", str(path), "--note", "demo")
+    assert r.exit_code == 0, r.output
+    assert "habits version 1 is published" in r.stdout
+    r = cli("documents", "kinds")
+    assert "habits" in r.stdout
+    r = cli("documents", "apply", "habits", str(path))
+    assert "unchanged: habits version 1 already has this content" in r.stdout
