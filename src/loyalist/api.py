@@ -6,6 +6,7 @@ from loyalist.approval.endpoints import router as approval_router
 from loyalist.coupon.endpoints import router as coupon_router  # coupons (issue 12)
 from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
+from loyalist.habits.endpoints import router as habits_router  # habits (issue 12 items 4-7)
 from loyalist.http import refuse_unknown_query
 from loyalist.journey.endpoints import router as journey_router  # journeys (issue 14)
 from loyalist.journey.endpoints import runs_router as journey_runs_router  # journeys (issue 14)
@@ -37,5 +38,6 @@ for r in (
     messaging_router,  # channels (issue 14)
     referral_router,  # referrals (issue 12)
     viral_router,  # friend-assist and groups (issue 12)
+    habits_router,  # habits (issue 12 items 4-7)
 ):
     router.include_router(r)

@@ -24,6 +24,7 @@ from loyalist.admin.administration import router as administration_router
 from loyalist.admin.endpoints import router as admin_router
 from loyalist.admin.journeys import router as admin_journeys_router  # journeys (issue 14)
 from loyalist.admin.messages import router as admin_messages_router
+from loyalist.admin.habits import router as admin_habits_router  # habits (issue 12)
 from loyalist.admin.webhooks import router as admin_webhooks_router
 from loyalist.api import router as api_router
 from loyalist.config import Settings, get_settings
@@ -40,6 +41,7 @@ from loyalist.http import openapi_document
 from loyalist.kit.db import Database
 from loyalist.member_web.endpoints import router as member_web_router
 from loyalist.member_web.referrals import router as member_referrals_router  # issue 12
+from loyalist.member_web.habits import router as member_habits_router  # habits (issue 12)
 
 log = logging.getLogger("loyalist")
 PROBLEM = "application/problem+json"
@@ -318,4 +320,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(admin_webhooks_router)  # its webhooks pages
     app.include_router(admin_journeys_router)  # journeys (issue 14)
     app.include_router(admin_messages_router)  # channels: templates, preview, messages
+    app.include_router(member_habits_router)  # its check-in, badges and boards at /m/habits
+    app.include_router(administration_router)  # console administration (before /admin/members/{id})
+    app.include_router(admin_router)  # the staff console at /admin
+    app.include_router(admin_webhooks_router)  # its webhooks pages
+    app.include_router(admin_habits_router)  # its habits page (check-ins, badges, boards)
     return app

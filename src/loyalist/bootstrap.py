@@ -32,6 +32,8 @@ REGISTRATIONS: list[str] = [
     "loyalist.referral.tasks",  # referrals: qualify job, quarterly leaders (issue 12)
     "loyalist.referral.handlers",  # consumer "referral": joins, orders, returns (issue 12)
     "loyalist.viral.tasks",  # friend-assist expiry, group deadline jobs (issue 12)
+    "loyalist.habits.handlers",  # habits: consumer "habits" (counters, badges, boards)
+    "loyalist.habits.tasks",  # habits: job kind habits.leaderboards.close (scheduled)
 ]
 
 _configured = False

@@ -49,6 +49,7 @@ from loyalist.config import Settings
 from loyalist.dashboard import service as dashboards
 from loyalist.errors import FieldError, LoyalistError, NotFound, ValidationFailed
 from loyalist.events import service as events
+from loyalist.habits import service as habits
 from loyalist.kit.clock import utcnow
 from loyalist.kit.hashing import constant_time_equals, new_token
 from loyalist.kit.i18n import SUPPORTED
@@ -470,6 +471,7 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "pending": approvals.pending(s, st.actor, member_id=m.id),
         "audit_rows": audit.for_object(s, "member", m.id)[-20:] if st.can(perm.AUDIT_READ) else [],
         "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
+        "habits": habits.habits_view(s, st.actor, m.id, locale),  # habits (issue 12)
         "tz": tz,
         **coupon_pages.member_section(s, st, m.id),  # coupons (issue 12)
     }

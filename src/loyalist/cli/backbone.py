@@ -36,6 +36,14 @@ def _fail(exc: LoyalistError) -> None:
     fail(exc)
 
 
+@documents_app.callback()
+def _documents_kinds_registered() -> None:
+    """Features register their kinds on import (habits …): load them all first."""
+    from loyalist import bootstrap
+
+    bootstrap.configure()
+
+
 @documents_app.command("kinds")
 def documents_kinds() -> None:
     """The kinds of documents this installation knows."""

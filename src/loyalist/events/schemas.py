@@ -277,6 +277,45 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "file": {"type": "string", "description": "the checkpoint file's name"},
         },
     ),
+    # --- habits (issue 12 items 4-7): check-ins, activities, badges, challenges, boards ---
+    "checkin.recorded": _object(
+        "A member checked in (once per local day of the programme, from its day start).",
+        {
+            "member_id": _ID,
+            "checkin_id": _ID,
+            "local_day": {"type": "string", "format": "date"},
+            "streak": {**_ID, "description": "consecutive local days including this one"},
+            "checked_at": _TIME,
+        },
+    ),
+    "activity.recorded": _object(
+        "A rewarded activity (sign-up, profile, birthday, check-in, review, survey, share).",
+        {
+            "member_id": _ID,
+            "activity": _STR,
+            "ref": _STR,
+            "points": {**_POINTS, "description": "0 when a cap stopped the award"},
+            "capped": {"type": ["string", "null"], "enum": ["day", "lifetime", None]},
+        },
+    ),
+    "badge.awarded": _object(
+        "A member earned a badge (once per member and badge).",
+        {"member_id": _ID, "badge": _STR},
+    ),
+    "challenge.completed": _object(
+        "A member completed a challenge (once per member and challenge).",
+        {"member_id": _ID, "challenge": _STR, "progress": _POINTS, "goal": _ID},
+    ),
+    "leaderboard.closed": _object(
+        "A leaderboard period ended and was archived (once per board and period).",
+        {
+            "board": _STR,
+            "period_start": {"type": "string", "format": "date"},
+            "period_end": {"type": "string", "format": "date"},
+            "entries": _POINTS,
+            "rewarded": _POINTS,
+        },
+    ),
 }
 
 

@@ -61,6 +61,12 @@ EVENT_TYPES = frozenset(
         "assist.completed",
         "group.completed",
         "group.dissolved",
+        # habits (issue 12 items 4-7)
+        "checkin.recorded",
+        "activity.recorded",
+        "badge.awarded",
+        "challenge.completed",
+        "leaderboard.closed",
     }
 )
 

@@ -5,6 +5,8 @@ from loyalist.models.adjustment_budget_use import AdjustmentBudgetUse
 from loyalist.models.adjustment_request import AdjustmentRequest
 from loyalist.models.api_key import ApiKey
 from loyalist.models.audit_log import AuditLog
+from loyalist.models.challenge_progress import ChallengeProgress
+from loyalist.models.checkin import Checkin
 from loyalist.models.config_document import ConfigDocument
 from loyalist.models.coupon_batch import CouponBatch
 from loyalist.models.coupon_code import CouponCode
@@ -18,15 +20,20 @@ from loyalist.models.dashboard_fold import DashboardFold
 from loyalist.models.event_consumer import EventConsumer
 from loyalist.models.event_failure import EventFailure
 from loyalist.models.event_receipt import EventReceipt
+from loyalist.models.habit_activity import HabitActivity
+from loyalist.models.habit_fact import HabitFact
 from loyalist.models.idempotency_record import IdempotencyRecord
 from loyalist.models.job import Job
 from loyalist.models.job_run import JobRun
 from loyalist.models.journey_run import JourneyRun
 from loyalist.models.journey_state import JourneyState
 from loyalist.models.journey_step import JourneyStep
+from loyalist.models.leaderboard_period import LeaderboardPeriod
+from loyalist.models.leaderboard_score import LeaderboardScore
 from loyalist.models.ledger_entry import LedgerEntry
 from loyalist.models.lot_allocation import LotAllocation
 from loyalist.models.member import Member
+from loyalist.models.member_badge import MemberBadge
 from loyalist.models.member_consent import MemberConsent
 from loyalist.models.member_identity import MemberIdentity
 from loyalist.models.member_login_code import MemberLoginCode
@@ -71,6 +78,8 @@ __all__ = [
     "AdjustmentRequest",
     "ApiKey",
     "AuditLog",
+    "ChallengeProgress",
+    "Checkin",
     "ConfigDocument",
     "CouponBatch",
     "CouponCode",
@@ -84,15 +93,20 @@ __all__ = [
     "EventConsumer",
     "EventFailure",
     "EventReceipt",
+    "HabitActivity",
+    "HabitFact",
     "IdempotencyRecord",
     "Job",
     "JobRun",
     "JourneyRun",
     "JourneyState",
     "JourneyStep",
+    "LeaderboardPeriod",
+    "LeaderboardScore",
     "LedgerEntry",
     "LotAllocation",
     "Member",
+    "MemberBadge",
     "MemberConsent",
     "MemberIdentity",
     "MemberLoginCode",

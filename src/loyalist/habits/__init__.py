@@ -1,0 +1,1 @@
+"""Daily habits: check-ins and streaks, activity points, badges, challenges, leaderboards."""
