@@ -22,9 +22,9 @@ from starlette.routing import compile_path
 from loyalist import __version__
 from loyalist.admin.administration import router as administration_router
 from loyalist.admin.endpoints import router as admin_router
+from loyalist.admin.habits import router as admin_habits_router  # habits (issue 12)
 from loyalist.admin.journeys import router as admin_journeys_router  # journeys (issue 14)
 from loyalist.admin.messages import router as admin_messages_router
-from loyalist.admin.habits import router as admin_habits_router  # habits (issue 12)
 from loyalist.admin.webhooks import router as admin_webhooks_router
 from loyalist.api import router as api_router
 from loyalist.config import Settings, get_settings
@@ -40,8 +40,8 @@ from loyalist.errors import (
 from loyalist.http import openapi_document
 from loyalist.kit.db import Database
 from loyalist.member_web.endpoints import router as member_web_router
-from loyalist.member_web.referrals import router as member_referrals_router  # issue 12
 from loyalist.member_web.habits import router as member_habits_router  # habits (issue 12)
+from loyalist.member_web.referrals import router as member_referrals_router  # issue 12
 
 log = logging.getLogger("loyalist")
 PROBLEM = "application/problem+json"

@@ -8,13 +8,13 @@ from loyalist.models.audit_log import AuditLog
 from loyalist.models.challenge_progress import ChallengeProgress
 from loyalist.models.checkin import Checkin
 from loyalist.models.config_document import ConfigDocument
+from loyalist.models.consent_record import ConsentRecord
 from loyalist.models.coupon_batch import CouponBatch
 from loyalist.models.coupon_code import CouponCode
 from loyalist.models.coupon_guess import CouponGuess
 from loyalist.models.coupon_member_use import CouponMemberUse
 from loyalist.models.coupon_redemption import CouponRedemption
 from loyalist.models.coupon_template import CouponTemplate
-from loyalist.models.consent_record import ConsentRecord
 from loyalist.models.dashboard_daily import DashboardDaily
 from loyalist.models.dashboard_fold import DashboardFold
 from loyalist.models.event_consumer import EventConsumer
@@ -81,13 +81,13 @@ __all__ = [
     "ChallengeProgress",
     "Checkin",
     "ConfigDocument",
+    "ConsentRecord",
     "CouponBatch",
     "CouponCode",
     "CouponGuess",
     "CouponMemberUse",
     "CouponRedemption",
     "CouponTemplate",
-    "ConsentRecord",
     "DashboardDaily",
     "DashboardFold",
     "EventConsumer",
