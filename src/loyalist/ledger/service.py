@@ -334,15 +334,25 @@ def _apply(acct: Account, available: int, pending: int, debt: int) -> None:
 # first flushed (the lots a debit took) are covered; the account row keeps the head.
 
 _CHAIN_KEY = "loyalist.ledger.chain"
+_HEADS_DUE = "loyalist.ledger.chain.heads_due"
+
+
+@dataclass
+class _Segment:
+    """The entries an account got in this transaction, after the head it had before."""
+
+    base_head: str
+    base_seq: int
+    entries: list[LedgerEntry] = field(default_factory=list)
 
 
 def _chain(session: Session, account: PointsAccount, e: LedgerEntry) -> None:
-    segments: dict[int, tuple[str, list[LedgerEntry]]] = session.info.setdefault(_CHAIN_KEY, {})
-    if account.id not in segments or not _live(session, segments[account.id][1]):
-        segments[account.id] = (account.chain_head or GENESIS, [])
-    account.chain_seq = (account.chain_seq or 0) + 1
-    e.chain_seq = account.chain_seq
-    segments[account.id][1].append(e)
+    segments: dict[int, _Segment] = session.info.setdefault(_CHAIN_KEY, {})
+    seg = segments.get(account.id)
+    if seg is None or not _live(session, seg.entries):
+        seg = segments[account.id] = _Segment(account.chain_head or GENESIS, account.chain_seq or 0)
+    seg.entries.append(e)
+    e.chain_seq = seg.base_seq + len(_live(session, seg.entries))
 
 
 def _live(session: Session, entries: list[LedgerEntry]) -> list[LedgerEntry]:
@@ -353,32 +363,68 @@ def _chained_fields(e: LedgerEntry) -> dict[str, object]:
     return {name: getattr(e, name) for name in CHAINED_FIELDS}
 
 
+def _set_head(account: PointsAccount, seq: int, head: str) -> None:
+    if account.chain_seq != seq:
+        account.chain_seq = seq
+    if account.chain_head != head:
+        account.chain_head = head
+
+
 @sa_event.listens_for(Session, "before_flush")
 def _seal(session: Session, _ctx: Any, _instances: Any) -> None:
-    segments: dict[int, tuple[str, list[LedgerEntry]]] | None = session.info.get(_CHAIN_KEY)
+    """Hash the transaction's entries before they are written. The account's head moves
+    with the flush that updates its balances anyway (one UPDATE of the account per order,
+    speed, issue 11); if none does, :func:`_heads_before_commit` writes it."""
+    segments: dict[int, _Segment] | None = session.info.get(_CHAIN_KEY)
     if not segments:
         return
-    for account_id, (base, pending) in list(segments.items()):
-        alive = _live(session, pending)  # a rolled-back savepoint expunged the others
-        if len(alive) != len(pending):
-            segments[account_id] = (base, alive)
-        prev = base
-        for e in alive:
+    due: set[int] = session.info.setdefault(_HEADS_DUE, set())
+    for account_id, seg in list(segments.items()):
+        alive = _live(session, seg.entries)  # a rolled-back savepoint expunged the others
+        if len(alive) != len(seg.entries):
+            seg.entries = alive
+        prev = seg.base_head
+        for n, e in enumerate(alive, start=1):
+            if e.chain_seq != seg.base_seq + n:
+                e.chain_seq = seg.base_seq + n
             if e.prev_hash != prev:
                 e.prev_hash = prev
-            digest = entry_hash(prev, int(e.chain_seq or 0), _chained_fields(e))
+            digest = entry_hash(prev, seg.base_seq + n, _chained_fields(e))
             if e.entry_hash != digest:
                 e.entry_hash = digest
             prev = digest
         account = session.get(PointsAccount, account_id)
-        if account is not None and alive and account.chain_head != prev:
-            account.chain_head = prev
+        if account is None or not alive:
+            continue
+        if account in session.dirty:
+            _set_head(account, seg.base_seq + len(alive), prev)
+            due.discard(account_id)
+        elif (account.chain_seq, account.chain_head) != (seg.base_seq + len(alive), prev):
+            due.add(account_id)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _heads_before_commit(session: Session) -> None:
+    due: set[int] | None = session.info.get(_HEADS_DUE)
+    if not due:
+        return
+    session.flush()  # hashes final; heads of accounts updated meanwhile are set
+    segments: dict[int, _Segment] = session.info.get(_CHAIN_KEY) or {}
+    for account_id in sorted(session.info.get(_HEADS_DUE) or ()):
+        seg = segments.get(account_id)
+        account = session.get(PointsAccount, account_id)
+        alive = _live(session, seg.entries) if seg is not None else []
+        if account is not None and seg is not None and alive:
+            _set_head(account, seg.base_seq + len(alive), alive[-1].entry_hash or GENESIS)
+    session.info.pop(_HEADS_DUE, None)
+    session.flush()
 
 
 @sa_event.listens_for(Session, "after_transaction_end")
 def _forget(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop(_CHAIN_KEY, None)
+        session.info.pop(_HEADS_DUE, None)
 
 
 def _event(
