@@ -586,6 +586,39 @@ def issue(
     return True, row
 
 
+def issue_for_redemption(
+    session: Session, actor: Actor, template: str, member: Member, redemption_id: int, n: int
+) -> list[CouponCode]:
+    """The coupons a catalogue reward gives (one per unit), once per redemption."""
+    return [
+        issue(
+            session,
+            template,
+            member,
+            source="reward",
+            issue_key=f"redemption:{redemption_id}:{i}",
+            actor=actor,
+        )[1]
+        for i in range(n)
+    ]
+
+
+def void_for_redemption(session: Session, redemption_id: int) -> int:
+    """A cancelled redemption withdraws the coupons it gave that were not used (those used
+    stay: the discount was given)."""
+    res = session.execute(
+        update(CouponCode)
+        .where(
+            CouponCode.issue_key.startswith(f"redemption:{redemption_id}:"),
+            CouponCode.uses == 0,
+            CouponCode.voided_at.is_(None),
+        )
+        .values(voided_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(res.rowcount)  # type: ignore[attr-defined]
+
+
 def issue_view(
     session: Session, actor: Actor, member_id: int, data: IssueIn
 ) -> tuple[bool, CouponOut]:

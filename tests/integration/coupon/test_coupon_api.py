@@ -365,3 +365,42 @@ def test_issue_coupon_action_runs_once_per_cause(client: Any, world: Any) -> Non
     assert c1 == c2
     with api_client(world.db, world.keys["south"]) as south:  # the member is not in south
         assert_problem(south.post(f"/v1/members/{mid}/coupons", json={"template": "ten-off"}), 404)
+
+
+def test_a_catalogue_reward_issues_coupons_and_its_cancellation_voids_them(
+    client: Any, world: Any
+) -> None:
+    from tests.itest import apply_document, demo_document
+
+    template(client, {**TEN_OFF, "limit_per_member": None})
+    doc = demo_document()
+    doc["rewards"] = [
+        {
+            "code": "voucher",
+            "name": "10元券",
+            "kind": "coupon",
+            "points": 100,
+            "coupon_template": "ten-off",
+        }
+    ]
+    apply_document(world.db, doc)
+    mid = new_member(client, "13800000006")
+    assert client.post(
+        f"/v1/members/{mid}/adjustments", json={"points": 500, "reason": "setup"}
+    ).status_code in (200, 201)
+    r = client.post("/v1/redemptions", json={"member_id": mid, "reward": "voucher", "quantity": 2})
+    assert r.status_code == 201, r.text
+    items = client.get(f"/v1/members/{mid}/coupons").json()["items"]
+    assert sorted((c["source"], c["status"]) for c in items) == [
+        ("reward", "available"),
+        ("reward", "available"),
+    ]
+    rid = r.json()["id"]
+    assert (
+        client.post(f"/v1/redemptions/{rid}/cancel", json={"reason": "changed mind"}).status_code
+        == 200
+    )
+    items = client.get(f"/v1/members/{mid}/coupons").json()["items"]
+    assert [c["status"] for c in items] == ["voided", "voided"]
+    v = client.post("/v1/coupons/validate", json=basket(mid, [items[0]["code"]])).json()
+    assert v["codes"][0]["reason"] == "voided"
