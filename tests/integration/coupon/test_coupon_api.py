@@ -404,3 +404,51 @@ def test_a_catalogue_reward_issues_coupons_and_its_cancellation_voids_them(
     assert [c["status"] for c in items] == ["voided", "voided"]
     v = client.post("/v1/coupons/validate", json=basket(mid, [items[0]["code"]])).json()
     assert v["codes"][0]["reason"] == "voided"
+
+
+def test_unknown_codes_are_throttled_per_member(client: Any, world: Any) -> None:
+    mid = new_member(client, "13800000009", home_store="sh1")
+    with api_client(world.db, world.keys["east"]) as east:
+        for i in range(coupons.GUESS_LIMIT):
+            r = east.post("/v1/coupons/validate", json=basket(mid, [f"MEM{i:05d}"]))
+            assert r.status_code == 200
+    # the same member through another key: throttled; another member: not
+    assert_problem(
+        client.post("/v1/coupons/validate", json=basket(mid, ["MEM99999"])),
+        429,
+        "coupon_guess_throttled",
+    )
+    template(client, {**TEN_OFF, "limit_per_member": None})
+    code = issue(client, mid, "ten-off")
+    order = {
+        **order_payload("g-1", mid, paid=7000),
+        "lines": [{"sku": "LATTE", "category": "coffee", "quantity": 1, "unit_price_minor": 8000}],
+        "coupon_minor": 1000,
+        "coupons": [code],
+    }
+    before = counts(world.db)
+    assert_problem(client.post("/v1/orders", json=order), 429, "coupon_guess_throttled")
+    assert counts(world.db) == before
+    other = new_member(client, "13800000010")
+    assert client.post("/v1/coupons/validate", json=basket(other, ["MEM99999"])).status_code == 200
+
+
+def test_permissions_and_scope(client: Any, world: Any) -> None:
+    template(client, TEN_OFF)
+    mid = new_member(client, "13800000011", home_store="sh1")
+    with api_client(world.db, world.keys["hq-read"]) as ro:
+        before = counts(world.db)
+        assert_problem(ro.post(f"/v1/members/{mid}/coupons", json={"template": "ten-off"}), 403)
+        assert_problem(ro.post("/v1/coupon-templates", json={**TEN_OFF, "code": "ro"}), 403)
+        assert counts(world.db) == before
+        assert ro.get(f"/v1/members/{mid}/coupons").status_code == 200
+        assert ro.get("/v1/coupon-templates").json()["items"][0]["code"] == "ten-off"
+    with api_client(world.db, world.keys["south"]) as south:
+        assert_problem(south.get(f"/v1/members/{mid}/coupons"), 404)
+        assert_problem(south.post("/v1/coupons/validate", json=basket(mid, ["ANY23456"])), 404)
+        r = south.post(
+            "/v1/coupon-batches", json={"external_id": "s", "template": "ten-off", "count": 5}
+        )
+        assert_problem(r, 403)
+    with api_client(world.db, None) as anon:
+        assert_problem(anon.get("/v1/coupon-templates"), 401)
