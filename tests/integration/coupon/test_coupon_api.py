@@ -452,3 +452,20 @@ def test_permissions_and_scope(client: Any, world: Any) -> None:
         assert_problem(r, 403)
     with api_client(world.db, None) as anon:
         assert_problem(anon.get("/v1/coupon-templates"), 401)
+
+
+def test_a_condition_the_programme_no_longer_parses_refuses_the_code(
+    client: Any, world: Any
+) -> None:
+    from tests.itest import apply_document, demo_document
+
+    template(client, {**TEN_OFF, "code": "black", "when": {"gte": {"member.tier": "black"}}})
+    mid = new_member(client, "13800000012")
+    code = issue(client, mid, "black")
+    doc = demo_document()
+    doc["tiers"]["levels"] = [t for t in doc["tiers"]["levels"] if t["code"] != "black"]
+    doc["rewards"] = [r for r in doc["rewards"] if r.get("min_tier") != "black"]
+    apply_document(world.db, doc)
+    v = client.post("/v1/coupons/validate", json=basket(mid, [code]))
+    assert v.status_code == 200, v.text
+    assert v.json()["codes"][0]["reason"] == "condition_not_met"
