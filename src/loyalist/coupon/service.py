@@ -98,10 +98,12 @@ def _tier_codes(session: Session) -> list[str]:
     return [t.code for t in programme.tiers.levels]
 
 
-def rules_of(t: CouponTemplate, tier_codes: Sequence[str]) -> domain.Rules:
+def rules_of(
+    t: CouponTemplate, tier_codes: Sequence[str], *, with_condition: bool = True
+) -> domain.Rules:
     r = t.rules
     when = None
-    if r.get("when"):
+    if r.get("when") and with_condition:
         when = conditions.parse(r["when"], catalogue(tier_codes))
     return domain.Rules(
         kind=domain.Kind(r["kind"]),
@@ -586,6 +588,39 @@ def issue(
     return True, row
 
 
+def issue_for_redemption(
+    session: Session, actor: Actor, template: str, member: Member, redemption_id: int, n: int
+) -> list[CouponCode]:
+    """The coupons a catalogue reward gives (one per unit), once per redemption."""
+    return [
+        issue(
+            session,
+            template,
+            member,
+            source="reward",
+            issue_key=f"redemption:{redemption_id}:{i}",
+            actor=actor,
+        )[1]
+        for i in range(n)
+    ]
+
+
+def void_for_redemption(session: Session, redemption_id: int) -> int:
+    """A cancelled redemption withdraws the coupons it gave that were not used (those used
+    stay: the discount was given)."""
+    res = session.execute(
+        update(CouponCode)
+        .where(
+            CouponCode.issue_key.startswith(f"redemption:{redemption_id}:"),
+            CouponCode.uses == 0,
+            CouponCode.voided_at.is_(None),
+        )
+        .values(voided_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(res.rowcount)  # type: ignore[attr-defined]
+
+
 def issue_view(
     session: Session, actor: Actor, member_id: int, data: IssueIn
 ) -> tuple[bool, CouponOut]:
@@ -761,7 +796,14 @@ def _load(session: Session, codes: Sequence[str], member: Member | None, at: dat
             )
         }
     tiers = _tier_codes(session) if any(t.rules.get("when") for t in templates.values()) else []
-    rules = {tid: rules_of(t, tiers) for tid, t in templates.items()}
+    rules: dict[int, domain.Rules] = {}
+    broken: set[int] = set()  # a `when:` the programme no longer parses (a tier removed)
+    for tid, t in templates.items():
+        try:
+            rules[tid] = rules_of(t, tiers)
+        except conditions.ConditionError:
+            rules[tid] = rules_of(t, tiers, with_condition=False)
+            broken.add(tid)
     used: set[str] = set()
     for r in rules.values():
         if r.when is not None:
@@ -781,7 +823,8 @@ def _load(session: Session, codes: Sequence[str], member: Member | None, at: dat
             else int(per_member) - member_uses.get(t.id, 0),
             budget_minor=None if t.budget_minor is None else t.budget_minor - t.spent_minor,
         )
-        out.append(domain.Candidate(c, t.code, rules[t.id], _blocked(row, t, member, at), left))
+        blocked = domain.CONDITION if t.id in broken else _blocked(row, t, member, at)
+        out.append(domain.Candidate(c, t.code, rules[t.id], blocked, left))
     return _Loaded(out, rows, templates, used)
 
 

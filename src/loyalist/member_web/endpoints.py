@@ -726,7 +726,9 @@ def coupons_page(request: Request) -> Response:
         "used": _("You have not used a coupon yet."),
         "expired": _("No expired coupons."),
     }
-    return _page(ctx, "coupons.html", groups=groups, labels=labels, empty=empty)
+    # expires_at is the first instant it no longer works: show the last minute it does
+    until = {c.code: c.expires_at - timedelta(microseconds=1) for c in mine if c.expires_at}
+    return _page(ctx, "coupons.html", groups=groups, labels=labels, empty=empty, until=until)
 
 
 # -- development inbox -------------------------------------------------------------------

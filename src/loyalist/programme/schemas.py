@@ -274,6 +274,8 @@ class Reward(Strict):
     # A redeemed voucher can be collected for this many days after the day of redemption
     # (programme-local days); None: it does not expire.
     collect_within_days: int | None = Field(default=None, ge=1, le=3650)
+    # coupons (issue 12): redeeming it issues a coupon of this template per unit.
+    coupon_template: str | None = Field(default=None, min_length=1, max_length=64)
 
     @field_validator("valid_from", "valid_until")
     @classmethod

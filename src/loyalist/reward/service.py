@@ -16,6 +16,7 @@ from loyalist.access.permissions import (
     require,
 )
 from loyalist.audit import service as audit
+from loyalist.coupon import service as coupons
 from loyalist.errors import FieldError, Forbidden, ValidationFailed
 from loyalist.events import service as events
 from loyalist.kit.actor import Actor
@@ -196,6 +197,9 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
     entry.source_id = str(redemption.id)
     entry.dedupe_key = f"redemption:{redemption.id}:redeem"
     session.flush()
+    spec = next((x for x in programme.rewards if x.code == reward.code), None)
+    if spec is not None and spec.coupon_template:  # coupons (issue 12): one per unit
+        coupons.issue_for_redemption(session, actor, spec.coupon_template, member, redemption.id, q)
     session.refresh(reward)
     events.emit(
         session,
@@ -290,6 +294,7 @@ def cancel(
         ),
         dedupe_key=f"redemption:{r.id}:cancel",
     )
+    coupons.void_for_redemption(session, r.id)  # coupons (issue 12): unused ones voided
     now = utcnow()
     r.status = "cancelled"
     r.cancel_entry_id = entry.id

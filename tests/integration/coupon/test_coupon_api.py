@@ -365,3 +365,107 @@ def test_issue_coupon_action_runs_once_per_cause(client: Any, world: Any) -> Non
     assert c1 == c2
     with api_client(world.db, world.keys["south"]) as south:  # the member is not in south
         assert_problem(south.post(f"/v1/members/{mid}/coupons", json={"template": "ten-off"}), 404)
+
+
+def test_a_catalogue_reward_issues_coupons_and_its_cancellation_voids_them(
+    client: Any, world: Any
+) -> None:
+    from tests.itest import apply_document, demo_document
+
+    template(client, {**TEN_OFF, "limit_per_member": None})
+    doc = demo_document()
+    doc["rewards"] = [
+        {
+            "code": "voucher",
+            "name": "10元券",
+            "kind": "coupon",
+            "points": 100,
+            "coupon_template": "ten-off",
+        }
+    ]
+    apply_document(world.db, doc)
+    mid = new_member(client, "13800000006")
+    assert client.post(
+        f"/v1/members/{mid}/adjustments", json={"points": 500, "reason": "setup"}
+    ).status_code in (200, 201)
+    r = client.post("/v1/redemptions", json={"member_id": mid, "reward": "voucher", "quantity": 2})
+    assert r.status_code == 201, r.text
+    items = client.get(f"/v1/members/{mid}/coupons").json()["items"]
+    assert sorted((c["source"], c["status"]) for c in items) == [
+        ("reward", "available"),
+        ("reward", "available"),
+    ]
+    rid = r.json()["id"]
+    assert (
+        client.post(f"/v1/redemptions/{rid}/cancel", json={"reason": "changed mind"}).status_code
+        == 200
+    )
+    items = client.get(f"/v1/members/{mid}/coupons").json()["items"]
+    assert [c["status"] for c in items] == ["voided", "voided"]
+    v = client.post("/v1/coupons/validate", json=basket(mid, [items[0]["code"]])).json()
+    assert v["codes"][0]["reason"] == "voided"
+
+
+def test_unknown_codes_are_throttled_per_member(client: Any, world: Any) -> None:
+    mid = new_member(client, "13800000009", home_store="sh1")
+    with api_client(world.db, world.keys["east"]) as east:
+        for i in range(coupons.GUESS_LIMIT):
+            r = east.post("/v1/coupons/validate", json=basket(mid, [f"MEM{i:05d}"]))
+            assert r.status_code == 200
+    # the same member through another key: throttled; another member: not
+    assert_problem(
+        client.post("/v1/coupons/validate", json=basket(mid, ["MEM99999"])),
+        429,
+        "coupon_guess_throttled",
+    )
+    template(client, {**TEN_OFF, "limit_per_member": None})
+    code = issue(client, mid, "ten-off")
+    order = {
+        **order_payload("g-1", mid, paid=7000),
+        "lines": [{"sku": "LATTE", "category": "coffee", "quantity": 1, "unit_price_minor": 8000}],
+        "coupon_minor": 1000,
+        "coupons": [code],
+    }
+    before = counts(world.db)
+    assert_problem(client.post("/v1/orders", json=order), 429, "coupon_guess_throttled")
+    assert counts(world.db) == before
+    other = new_member(client, "13800000010")
+    assert client.post("/v1/coupons/validate", json=basket(other, ["MEM99999"])).status_code == 200
+
+
+def test_permissions_and_scope(client: Any, world: Any) -> None:
+    template(client, TEN_OFF)
+    mid = new_member(client, "13800000011", home_store="sh1")
+    with api_client(world.db, world.keys["hq-read"]) as ro:
+        before = counts(world.db)
+        assert_problem(ro.post(f"/v1/members/{mid}/coupons", json={"template": "ten-off"}), 403)
+        assert_problem(ro.post("/v1/coupon-templates", json={**TEN_OFF, "code": "ro"}), 403)
+        assert counts(world.db) == before
+        assert ro.get(f"/v1/members/{mid}/coupons").status_code == 200
+        assert ro.get("/v1/coupon-templates").json()["items"][0]["code"] == "ten-off"
+    with api_client(world.db, world.keys["south"]) as south:
+        assert_problem(south.get(f"/v1/members/{mid}/coupons"), 404)
+        assert_problem(south.post("/v1/coupons/validate", json=basket(mid, ["ANY23456"])), 404)
+        r = south.post(
+            "/v1/coupon-batches", json={"external_id": "s", "template": "ten-off", "count": 5}
+        )
+        assert_problem(r, 403)
+    with api_client(world.db, None) as anon:
+        assert_problem(anon.get("/v1/coupon-templates"), 401)
+
+
+def test_a_condition_the_programme_no_longer_parses_refuses_the_code(
+    client: Any, world: Any
+) -> None:
+    from tests.itest import apply_document, demo_document
+
+    template(client, {**TEN_OFF, "code": "black", "when": {"gte": {"member.tier": "black"}}})
+    mid = new_member(client, "13800000012")
+    code = issue(client, mid, "black")
+    doc = demo_document()
+    doc["tiers"]["levels"] = [t for t in doc["tiers"]["levels"] if t["code"] != "black"]
+    doc["rewards"] = [r for r in doc["rewards"] if r.get("min_tier") != "black"]
+    apply_document(world.db, doc)
+    v = client.post("/v1/coupons/validate", json=basket(mid, [code]))
+    assert v.status_code == 200, v.text
+    assert v.json()["codes"][0]["reason"] == "condition_not_met"
