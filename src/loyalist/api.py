@@ -9,6 +9,7 @@ from loyalist.http import refuse_unknown_query
 from loyalist.member.endpoints import router as member_router
 from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
+from loyalist.privacy.endpoints import router as privacy_router  # trust: export, erasure
 from loyalist.programme.endpoints import router as programme_router
 from loyalist.reward.endpoints import router as reward_router
 from loyalist.webhooks.endpoints import router as webhooks_router
@@ -25,5 +26,6 @@ for r in (
     health_router,
     webhooks_router,
     approval_router,
+    privacy_router,  # trust (issue 13)
 ):
     router.include_router(r)

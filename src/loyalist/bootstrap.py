@@ -23,6 +23,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.webhooks.handlers",  # consumer "webhooks"
     "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
     "loyalist.integrity.tasks",  # trust: daily ledger checkpoint (chain heads: file + event)
+    "loyalist.privacy.tasks",  # trust: retention (erase inactive members' personal data)
 ]
 
 _configured = False

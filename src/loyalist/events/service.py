@@ -45,6 +45,7 @@ EVENT_TYPES = frozenset(
         "document.published",
         "redemption.collected",
         "ledger.checkpoint",  # trust: daily export of the ledger's hash-chain heads
+        "member.erased",  # trust: a member's personal data was erased
     }
 )
 
