@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from loyalist.config import get_settings
+from loyalist.errors import LoyalistError
 from loyalist.kit import crypto
 from loyalist.kit.actor import Actor
 from loyalist.kit.db import Database
@@ -100,6 +101,9 @@ def export(
     try:
         with db.transaction(actor=actor) as s:
             e = service.export(s, actor, member_id)
+    except LoyalistError as exc:
+        err.print(f"[bold red]error[/]: {exc.detail or exc.title}")
+        raise typer.Exit(1) from exc
     finally:
         db.dispose()
     target = out or Path(e.filename)
@@ -125,6 +129,9 @@ def erase(
         with db.transaction(actor=actor) as s:
             m = service.erase(s, actor, member_id)
             erased_at = m.erased_at
+    except LoyalistError as exc:
+        err.print(f"[bold red]error[/]: {exc.detail or exc.title}")
+        raise typer.Exit(1) from exc
     finally:
         db.dispose()
     console.print(f"member {member_id} erased at {erased_at}")

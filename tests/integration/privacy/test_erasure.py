@@ -14,10 +14,12 @@ import json
 import zipfile
 from dataclasses import asdict
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from tests.integration.cli.test_cli_commands import Cli, cli, run  # noqa: F401 (fixtures)
 from tests.integration.privacy.test_encryption import (
     DISTINCTIVE,
     E164,
@@ -247,3 +249,23 @@ def test_the_retention_job_erases_inactive_members_only(
         assert a is not None and a.erased_at is None and a.phone == "+8613800000005"
         ev = s.scalars(select(OutboxEvent).where(OutboxEvent.type == "member.erased")).all()
         assert [(e.payload["member_id"], e.payload["reason"]) for e in ev] == [(quiet, "retention")]
+
+
+def test_the_cli_exports_and_erases(
+    world: Any,
+    client: Any,
+    cli: Cli,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    mid = join(client).json()["id"]
+    out = tmp_path / "export.zip"
+    r = cli("privacy", "export", str(mid), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    manifest = json.loads(zipfile.ZipFile(out).read("manifest.json"))
+    assert manifest["member_id"] == mid
+    assert cli("privacy", "erase", str(mid), "--yes").exit_code == 0
+    with world.db.transaction() as s:
+        m = s.get(Member, mid)
+        assert m is not None and m.erased_at is not None and m.phone is None
+    missing = cli("privacy", "export", "999999")
+    assert missing.exit_code == 1 and "No member 999999" in missing.stderr
