@@ -138,9 +138,15 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=200_000)
     ap.add_argument("--lookups", type=int, default=2000)
     ap.add_argument("--sqlite", type=Path, default=None, help="a SQLite file instead of PG")
+    ap.add_argument("--reuse", action="store_true", help="measure an already filled database")
     args = ap.parse_args()
     from loyalist.kit.migrate import upgrade
 
+    if args.reuse:
+        url = f"sqlite:///{args.sqlite}" if args.sqlite is not None else PG_URL
+        res = measure(url, args.members, args.lookups)
+        print("RESULT " + " ".join(f"{k}={v:.3f}" for k, v in res.items()), flush=True)
+        return
     if args.sqlite is not None:
         args.sqlite.unlink(missing_ok=True)
         url = f"sqlite:///{args.sqlite}"

@@ -14,6 +14,7 @@ from loyalist.member.endpoints import router as member_router
 from loyalist.messaging.endpoints import router as messaging_router  # channels (issue 14)
 from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
+from loyalist.privacy.endpoints import router as privacy_router  # trust: export, erasure
 from loyalist.programme.endpoints import router as programme_router
 from loyalist.referral.endpoints import router as referral_router  # referrals (issue 12)
 from loyalist.reward.endpoints import router as reward_router
@@ -39,5 +40,6 @@ for r in (
     referral_router,  # referrals (issue 12)
     viral_router,  # friend-assist and groups (issue 12)
     habits_router,  # habits (issue 12 items 4-7)
+    privacy_router,  # trust (issue 13)
 ):
     router.include_router(r)

@@ -34,6 +34,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.viral.tasks",  # friend-assist expiry, group deadline jobs (issue 12)
     "loyalist.habits.handlers",  # habits: consumer "habits" (counters, badges, boards)
     "loyalist.habits.tasks",  # habits: job kind habits.leaderboards.close (scheduled)
+    "loyalist.privacy.tasks",  # trust: retention (erase inactive members' personal data)
 ]
 
 _configured = False

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # --- trust (issue 13: tamper-evident ledger, privacy) ---
     # Where the daily ledger checkpoint (every account's hash-chain head) is written.
     ledger_checkpoint_dir: str = str(Path.cwd() / "var" / "checkpoints")
+    # Erase the personal data of members inactive (no order, no points movement, not
+    # joined) for this many days, by the daily job privacy.retention; 0: never.
+    privacy_retention_days: int = 0
 
 
 @lru_cache(maxsize=1)

@@ -34,6 +34,8 @@ KEY_MANAGE = "apikey.manage"  # create and revoke API keys
 # Personal data unmasked: phone, e-mail, birthday, openid and POS card number. (The
 # permission kept its first name, from when only phones were masked.)
 PERSONAL_DATA = MEMBER_PHONE
+# trust (issue 13): export a member's data, erase it (right to be forgotten)
+PRIVACY_MANAGE = "privacy.manage"
 
 _READS = frozenset({MEMBER_READ, ORDER_READ, REDEMPTION_READ, PROGRAMME_READ})
 
@@ -58,6 +60,7 @@ ROLES: dict[str, frozenset[str]] = {
         REWARD_STOCK,
         ORG_MANAGE,
         KEY_MANAGE,
+        PRIVACY_MANAGE,
     },
     "regional_manager": _READS
     | {

@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 
 from loyalist.config import get_settings
+from loyalist.errors import LoyalistError
 from loyalist.kit import crypto
+from loyalist.kit.actor import Actor
 from loyalist.kit.db import Database
 from loyalist.kit.migrate import upgrade
 
@@ -75,3 +77,61 @@ def status() -> None:
         db.dispose()
     console.print(f"current key {crypto.keyring(refresh=True).current}")
     console.print("values per key: " + ", ".join(f"{k}={v}" for k, v in usage.items()))
+
+
+def _actor() -> Actor:
+    return Actor(name="cli", scope_path="/", can_write=True, principal="cli")
+
+
+privacy_app = typer.Typer(help="A member's data: export, erase", no_args_is_help=True)
+
+
+@privacy_app.command("export")
+def export(
+    member_id: Annotated[int, typer.Argument(min=1)],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="zip file (default: ./<no>-export.zip)")
+    ] = None,
+) -> None:
+    """Write everything held about a member to a zip (JSON + CSV per table, manifest.json)."""
+    from loyalist.privacy import service
+
+    actor = _actor()
+    db = _db()
+    try:
+        with db.transaction(actor=actor) as s:
+            e = service.export(s, actor, member_id)
+    except LoyalistError as exc:
+        err.print(f"[bold red]error[/]: {exc.detail or exc.title}")
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+    target = out or Path(e.filename)
+    target.write_bytes(e.data)
+    console.print(f"{target}: {len(e.manifest['files'])} files, member {member_id}")
+
+
+@privacy_app.command("erase")
+def erase(
+    member_id: Annotated[int, typer.Argument(min=1)],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+) -> None:
+    """Erase a member's personal data everywhere (points, orders and history stay)."""
+    from loyalist.privacy import service
+
+    actor = _actor()
+    if not yes:
+        typer.confirm(
+            f"Erase the personal data of member {member_id}? This cannot be undone", abort=True
+        )
+    db = _db()
+    try:
+        with db.transaction(actor=actor) as s:
+            m = service.erase(s, actor, member_id)
+            erased_at = m.erased_at
+    except LoyalistError as exc:
+        err.print(f"[bold red]error[/]: {exc.detail or exc.title}")
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+    console.print(f"member {member_id} erased at {erased_at}")

@@ -1131,6 +1131,11 @@ def summary(db: Database, console: Console) -> None:
         n_events = s.scalar(select(func.count()).select_from(OutboxEvent))
         versions = programmes.list_versions(s)
         checked, problems = ledger.verify(s)
+        # trust (issue 13): this month's liability statement, reconciled with the ledger
+        from loyalist.kit.actor import SYSTEM as _SYSTEM
+        from loyalist.liability import service as liability
+
+        liab = liability.report(s, _SYSTEM, clock.now().astimezone(programme.tz).strftime("%Y-%m"))
     t = Table(title=f"{programme.name}", show_header=False, title_justify="left")
     t.add_row(
         "programme",
@@ -1162,6 +1167,15 @@ def summary(db: Database, console: Console) -> None:
     t.add_row(
         "balances",
         f"available {int(balance[0]):,} · pending {int(balance[1]):,} · debt {int(balance[2]):,}",
+    )
+    st = liab.statement
+    t.add_row(  # trust (issue 13)
+        "liability",
+        f"{st.month}: opening {st.opening:,} · earned {st.earned:+,} · redeemed "
+        f"{st.redeemed:+,} · expired {st.expired:+,} · adjusted {st.adjusted:+,} · closing "
+        f"{st.closing:,} (¥{liability.money(st.closing, st.value_minor_per_100_points) / 100:,.2f}"
+        f"); {'reconciles with the ledger' if st.reconciles else 'DOES NOT RECONCILE'}; "
+        f"expected breakage {liab.expected_breakage:,} ({liab.breakage_rate:.1%})",
     )
     t.add_row(
         "tiers",

@@ -265,6 +265,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
     ),
     # --- trust (issue 13) ---
+    "member.erased": _object(
+        "A member's personal data was erased (right to be forgotten, or retention); their "
+        "id, points, orders and history stay, without anything that identifies them.",
+        {
+            "member_id": _ID,
+            "erased_at": _TIME,
+            "reason": {"type": "string", "enum": ["request", "retention"]},
+            "by": _BY,
+        },
+    ),
     "ledger.checkpoint": _object(
         "The daily checkpoint of the ledger's hash chains was exported (a file of every "
         "account's head; keep the digest to compare the file with later).",

@@ -67,6 +67,7 @@ EVENT_TYPES = frozenset(
         "badge.awarded",
         "challenge.completed",
         "leaderboard.closed",
+        "member.erased",  # trust: a member's personal data was erased
     }
 )
 

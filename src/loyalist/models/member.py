@@ -61,6 +61,8 @@ class Member(Base):
     updated_at: Mapped[dt.datetime]
     # The referral code given at sign-up, kept for the referral feature (not acted on yet).
     referral_code: Mapped[str | None] = mapped_column(String(32))
+    # When the member's personal data was erased (right to be forgotten; issue 13).
+    erased_at: Mapped[dt.datetime | None]
 
 
 def name_key(name: str) -> str:

@@ -248,6 +248,7 @@ def _upgrade_personal_data() -> None:
         batch_op.add_column(sa.Column("phone_bidx", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("email_bidx", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("name_bidx", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("erased_at", UTC_DT, nullable=True))
     with op.batch_alter_table("member_identity", schema=None) as batch_op:
         batch_op.drop_constraint("uq_member_identity_kind_value", type_="unique")
         batch_op.alter_column("value", type_=sa.String(length=512), existing_nullable=False)
@@ -272,6 +273,7 @@ def _downgrade_personal_data() -> None:
         batch_op.drop_index("ix_member_name_bidx")
         batch_op.drop_constraint("uq_member_email_bidx", type_="unique")
         batch_op.drop_constraint("uq_member_phone_bidx", type_="unique")
+        batch_op.drop_column("erased_at")
         batch_op.drop_column("name_bidx")
         batch_op.drop_column("email_bidx")
         batch_op.drop_column("phone_bidx")
