@@ -289,8 +289,10 @@ def send(
         ):
             # No authorisation left: fall back to SMS (issue 14 item 3).
             note = domain.NO_AUTHORISATION
-            if "sms" in addresses and "sms" in configured and (
-                why == "transactional" or consents.granted(session, member.id, why, "sms")
+            if (
+                "sms" in addresses
+                and "sms" in configured
+                and (why == "transactional" or consents.granted(session, member.id, why, "sms"))
             ):
                 chosen = "sms"
                 break
