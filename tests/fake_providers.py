@@ -180,7 +180,36 @@ class WeChatFake:
         return {"errcode": 0, "errmsg": "ok", "msgid": 200228330 + len(self.sent)}
 
 
-def _handler(aliyun: AliyunFake | None, wechat: WeChatFake | None) -> type[BaseHTTPRequestHandler]:
+@dataclass
+class JPushFake:
+    """JPush REST API v3 ``POST /v3/push``: HTTP Basic ``appKey:masterSecret``; an alias
+    audience with no device is error 1011; a bad key or secret 1004 (HTTP 401)."""
+
+    app_key: str = "jp-app-key"
+    master_secret: str = "jp-master-secret"
+    aliases: set[str] = field(default_factory=set)
+    pushes: list[dict[str, Any]] = field(default_factory=list)
+
+    def push(self, authorization: str | None, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        expected = base64.b64encode(f"{self.app_key}:{self.master_secret}".encode()).decode()
+        if authorization != f"Basic {expected}":
+            return 401, {"error": {"code": 1004, "message": "Authen failed"}}
+        aliases = (body.get("audience") or {}).get("alias") or []
+        alert = (body.get("notification") or {}).get("alert")
+        if body.get("platform") not in ("all", ["android", "ios"]) or not alert:
+            return 400, {"error": {"code": 1003, "message": "Parameter value is invalid"}}
+        if not any(a in self.aliases for a in aliases):
+            return 400, {"error": {"code": 1011, "message": "cannot find user by this audience"}}
+        self.pushes.append(body)
+        return 200, {
+            "sendno": str(body["options"]["sendno"]),
+            "msg_id": str(54043195528 + len(self.pushes)),
+        }
+
+
+def _handler(
+    aliyun: AliyunFake | None, wechat: WeChatFake | None, jpush: JPushFake | None = None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
             pass
@@ -208,6 +237,9 @@ def _handler(aliyun: AliyunFake | None, wechat: WeChatFake | None) -> type[BaseH
             if aliyun is not None and parts.path == "/":
                 params = dict(parse_qsl(raw.decode(), keep_blank_values=True))
                 self._reply(*aliyun.answer("POST", params))
+            elif jpush is not None and parts.path == "/v3/push":
+                auth = self.headers.get("Authorization")
+                self._reply(*jpush.push(auth, json.loads(raw.decode("utf-8"))))
             elif wechat is not None and parts.path.startswith("/cgi-bin/message/"):
                 kind = "template" if parts.path.endswith("template/send") else "subscribe"
                 self._reply(200, wechat.send(kind, query, json.loads(raw.decode("utf-8"))))
@@ -219,9 +251,12 @@ def _handler(aliyun: AliyunFake | None, wechat: WeChatFake | None) -> type[BaseH
 
 @contextmanager
 def fake_server(
-    *, aliyun: AliyunFake | None = None, wechat: WeChatFake | None = None
+    *,
+    aliyun: AliyunFake | None = None,
+    wechat: WeChatFake | None = None,
+    jpush: JPushFake | None = None,
 ) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(aliyun, wechat))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(aliyun, wechat, jpush))
     url = f"http://127.0.0.1:{server.server_address[1]}"
     for fake in (aliyun, wechat):
         if fake is not None:

@@ -209,6 +209,60 @@ class WeChat:
         raise _failed("token", "access token refused twice", retry=True)  # pragma: no cover
 
 
+class JPush:
+    """App push through JPush (极光推送) REST API v3: ``POST /v3/push`` with HTTP Basic
+    ``appKey:masterSecret``, the member's app user id as the ``alias`` audience, the
+    message as notification (and the subject as its title); answers ``msg_id`` or
+    ``{"error": {"code", "message"}}``."""
+
+    name = "jpush"
+    RETRY = frozenset({1000, 2002, 2008})  # server error, rate limited, too busy
+    REFUSED = frozenset({1011})  # no device for this audience
+
+    def __init__(
+        self,
+        *,
+        app_key: str,
+        master_secret: str,
+        endpoint: str = "https://api.jpush.cn/v3/push",
+        production: bool = True,
+        timeout_s: float = 10.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.auth = (app_key, master_secret)
+        self.endpoint, self.production = endpoint, production
+        self.client = client or httpx.Client(timeout=timeout_s)
+
+    def body(self, out: Outgoing) -> dict[str, Any]:
+        return {
+            "platform": "all",
+            "audience": {"alias": [out.to]},
+            "notification": {
+                "alert": out.body,
+                "android": {"alert": out.body, "title": out.subject},
+                "ios": {"alert": {"title": out.subject, "body": out.body}},
+            },
+            "options": {"apns_production": self.production, "sendno": out.message_id % 2**31},
+        }
+
+    def deliver(self, out: Outgoing) -> Receipt:
+        try:
+            resp = self.client.post(self.endpoint, json=self.body(out), auth=self.auth)
+            answer = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise _failed("network", type(exc).__name__, retry=True) from exc
+        if resp.status_code == 200 and answer.get("msg_id"):
+            return Receipt(str(answer["msg_id"]), "200")
+        error = answer.get("error") or {}
+        code = int(error.get("code", resp.status_code))
+        raise _failed(
+            str(code),
+            str(error.get("message", "")),
+            retry=code in self.RETRY or resp.status_code >= 500,
+            refused=code in self.REFUSED,
+        )
+
+
 class DevInbox:
     """Development and demo: the message row is the inbox; nothing leaves the machine."""
 

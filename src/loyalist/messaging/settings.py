@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalist.kit.db import Database
-from loyalist.messaging.adapters import AliyunSms, DevInbox, WeChat
+from loyalist.messaging.adapters import AliyunSms, DevInbox, JPush, WeChat
 from loyalist.messaging.channels import Adapter, Channel, DevInboxChannel, LogChannel, SmtpChannel
 
 
@@ -37,6 +37,10 @@ class MessagingSettings(BaseSettings):
     wechat_mp_app_id: str | None = None
     wechat_mp_app_secret: str | None = None
     wechat_api_base: str = "https://api.weixin.qq.com"
+    # App push through JPush (the member's app_id identity is the push alias).
+    jpush_app_key: str | None = None
+    jpush_master_secret: str | None = None
+    jpush_endpoint: str = "https://api.jpush.cn/v3/push"
 
 
 def channel_from_settings(
@@ -112,6 +116,12 @@ def adapters_from_settings(
             app_secret=s.wechat_mp_app_secret,
             kind="subscribe",
             base_url=s.wechat_api_base,
+        )
+    if s.jpush_app_key and s.jpush_master_secret:
+        found["push"] = JPush(
+            app_key=s.jpush_app_key,
+            master_secret=s.jpush_master_secret,
+            endpoint=s.jpush_endpoint,
         )
     return found
 

@@ -380,3 +380,53 @@ def test_templates_that_break_wechat_rules_are_refused_at_publish(
     assert problem in str(info.value.errors)
     with world.db.transaction() as s, pytest.raises(Exception, match="no any version"):
         documents.get(s, "messaging")
+
+
+def test_app_push_through_jpush(world: Any, client: Any) -> None:
+    from tests.fake_providers import JPushFake
+
+    from loyalist.messaging.adapters import JPush
+
+    bootstrap.configure()
+    fake = JPushFake(aliases={"APP00000001"})
+    with fake_server(jpush=fake) as url:
+        adapters.use(
+            {
+                "push": JPush(
+                    app_key="jp-app-key",
+                    master_secret="jp-master-secret",
+                    endpoint=url + "/v3/push",
+                )
+            }
+        )
+        try:
+            _templates(world, points_awarded={"channels": ["push"], "texts": TEXTS})
+            mid = new_member(client, "13800000001")
+            assert (
+                client.post(
+                    f"/v1/members/{mid}/identities", json={"kind": "app_id", "value": "APP00000001"}
+                ).status_code
+                == 200
+            )
+            other = new_member(client, "13800000002")
+            assert (
+                client.post(
+                    f"/v1/members/{other}/identities",
+                    json={"kind": "app_id", "value": "APP00000002"},
+                ).status_code
+                == 200
+            )
+            sent = _send(world, mid, "points_awarded")
+            unknown = _send(world, other, "points_awarded")
+            queue.run_until_empty(world.db)
+        finally:
+            adapters.reset()
+    (push,) = fake.pushes
+    assert push["audience"] == {"alias": ["APP00000001"]}
+    assert push["notification"]["ios"]["alert"] == {
+        "title": "积分到账通知",
+        "body": "您的账户已到账 500 积分：问卷奖励",
+    }
+    assert (_msg(world, sent).status, _msg(world, sent).provider_id) == ("sent", "54043195529")
+    assert (_msg(world, unknown).status, _msg(world, unknown).reason) == ("failed", "1011")
+    assert _attempts(world, unknown) == [(1, "refused", "1011", None)]
