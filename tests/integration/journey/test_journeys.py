@@ -487,3 +487,47 @@ def test_funnel_counts_steps_and_waiting_runs(
     by = {s.id: s for s in f.steps}
     assert (f.active, f.completed) == (0, 3)
     assert (by["wait3"].waiting, by["wait3"].passed, by["vip"].outcomes) == (0, 3, {"no": 3})
+
+
+def test_concurrent_entries_make_one_run_per_member(world: Any, client: Any) -> None:
+    """Two workers entering the same members at once (PostgreSQL: truly concurrent
+    transactions; SQLite serialises them): one active run each, the loser enters nobody."""
+    import threading
+
+    publish(world.db, welcome())
+    ids = [new_member(client, f"1380000{n:04d}") for n in range(10)]
+    loaded = world.db.run(service.current)
+    j = loaded.doc.get("welcome")
+    barrier = threading.Barrier(2)
+    made: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        from loyalist.member import service as members
+
+        def enter_all(s: Any) -> int:
+            n = 0
+            for m in ids:
+                member = members.get(s, SYSTEM, m)
+                n += (
+                    service.enter(s, loaded, service.env(s), j, member, "race", member.created_at)
+                    is not None
+                )
+            return n
+
+        try:
+            barrier.wait(timeout=30)
+            made.append(world.db.run(enter_all))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert sum(made) == len(ids)
+    runs = rows(world.db, JourneyRun)
+    assert sorted(r.member_id for r in runs) == ids
+    assert len(rows(world.db, Message)) == len(ids)
