@@ -531,3 +531,44 @@ def test_concurrent_entries_make_one_run_per_member(world: Any, client: Any) -> 
     runs = rows(world.db, JourneyRun)
     assert sorted(r.member_id for r in runs) == ids
     assert len(rows(world.db, Message)) == len(ids)
+
+
+def test_daily_triggers_birthday_inactivity_and_segment(
+    world: Any, client: Any, clock: Any
+) -> None:
+    """Once a local day: today's birthdays, members whose last order was N days ago, and
+    a segment; a second run the same day enters nobody again."""
+    tag = {"id": "t", "type": "action", "action": "add_tag", "params": {"tag": "x"}}
+    publish(
+        world.db,
+        {"key": "bday", "name": "b", "entry": {"date": "birthday"}, "steps": [tag]},
+        {"key": "idle", "name": "i", "entry": {"inactive_days": 2}, "steps": [tag]},
+        {
+            "key": "seg",
+            "name": "s",
+            "entry": {"segment": {"gte": {"member.orders": 2}}},
+            "steps": [tag],
+        },
+    )
+    # Today is 2026-06-10 in Shanghai (12:00).
+    born = new_member(client, "13800000001", birthday="1990-06-10")
+    new_member(client, "13800000002", birthday="1990-06-11")
+    idle = new_member(client, "13800000003")
+    busy = new_member(client, "13800000004")
+    for n, (who, at) in enumerate(
+        [
+            (idle, "2026-06-08T09:00:00+08:00"),  # two local days ago
+            (busy, "2026-06-09T09:00:00+08:00"),
+            (busy, "2026-06-10T09:00:00+08:00"),
+        ]
+    ):
+        r = client.post("/v1/orders", json=order_payload(f"o{n}", who, occurred_at=at))
+        assert r.status_code == 201, r.text
+    assert world.db.run(lambda s: service.daily(s, clock.now())) == 3
+    got = {(r.journey_key, r.member_id, r.cause) for r in rows(world.db, JourneyRun)}
+    assert got == {
+        ("bday", born, "day:2026-06-10"),
+        ("idle", idle, "day:2026-06-10"),
+        ("seg", busy, "day:2026-06-10"),
+    }
+    assert world.db.run(lambda s: service.daily(s, clock.now())) == 0
