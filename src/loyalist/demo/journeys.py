@@ -1,4 +1,4 @@
-"""The demo's standard journeys (issue 14, item 7): published 30 days before the end
+"""The demo's standard journeys (issue 14, item 7): published 21 days before the end
 of the history and driven day by day as the worker would (the daily triggers each
 morning, the ``journeys`` consumer and the due jobs each evening), so the console shows
 messages sent and suppressed, conversions, funnels and an experiment readout.
@@ -28,7 +28,7 @@ from loyalist.kit.db import Database
 from loyalist.models import Job, JourneyRun, JourneyStep
 
 JOURNEYS_FILE = Path(__file__).with_name("journeys.yaml")
-DAYS = 30  # the journeys run over the last 30 days of the history
+DAYS = 21  # the journeys run over the last 21 days of the history
 ADMIN = Actor(name="user:admin", principal="demo")
 
 
@@ -125,5 +125,5 @@ def report(db: Database, console: Console) -> None:
 
 
 def start_day(end: datetime, start: datetime) -> datetime:
-    """When the journeys are published: 30 days before the end, or a week in."""
+    """When the journeys are published: 21 days before the end, or a week in."""
     return max(end - timedelta(days=DAYS), start + timedelta(days=7))

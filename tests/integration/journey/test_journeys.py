@@ -487,3 +487,88 @@ def test_funnel_counts_steps_and_waiting_runs(
     by = {s.id: s for s in f.steps}
     assert (f.active, f.completed) == (0, 3)
     assert (by["wait3"].waiting, by["wait3"].passed, by["vip"].outcomes) == (0, 3, {"no": 3})
+
+
+def test_concurrent_entries_make_one_run_per_member(world: Any, client: Any) -> None:
+    """Two workers entering the same members at once (PostgreSQL: truly concurrent
+    transactions; SQLite serialises them): one active run each, the loser enters nobody."""
+    import threading
+
+    publish(world.db, welcome())
+    ids = [new_member(client, f"1380000{n:04d}") for n in range(10)]
+    loaded = world.db.run(service.current)
+    j = loaded.doc.get("welcome")
+    barrier = threading.Barrier(2)
+    made: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        from loyalist.member import service as members
+
+        def enter_all(s: Any) -> int:
+            n = 0
+            for m in ids:
+                member = members.get(s, SYSTEM, m)
+                n += (
+                    service.enter(s, loaded, service.env(s), j, member, "race", member.created_at)
+                    is not None
+                )
+            return n
+
+        try:
+            barrier.wait(timeout=30)
+            made.append(world.db.run(enter_all))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert sum(made) == len(ids)
+    runs = rows(world.db, JourneyRun)
+    assert sorted(r.member_id for r in runs) == ids
+    assert len(rows(world.db, Message)) == len(ids)
+
+
+def test_daily_triggers_birthday_inactivity_and_segment(
+    world: Any, client: Any, clock: Any
+) -> None:
+    """Once a local day: today's birthdays, members whose last order was N days ago, and
+    a segment; a second run the same day enters nobody again."""
+    tag = {"id": "t", "type": "action", "action": "add_tag", "params": {"tag": "x"}}
+    publish(
+        world.db,
+        {"key": "bday", "name": "b", "entry": {"date": "birthday"}, "steps": [tag]},
+        {"key": "idle", "name": "i", "entry": {"inactive_days": 2}, "steps": [tag]},
+        {
+            "key": "seg",
+            "name": "s",
+            "entry": {"segment": {"gte": {"member.orders": 2}}},
+            "steps": [tag],
+        },
+    )
+    # Today is 2026-06-10 in Shanghai (12:00).
+    born = new_member(client, "13800000001", birthday="1990-06-10")
+    new_member(client, "13800000002", birthday="1990-06-11")
+    idle = new_member(client, "13800000003")
+    busy = new_member(client, "13800000004")
+    for n, (who, at) in enumerate(
+        [
+            (idle, "2026-06-08T09:00:00+08:00"),  # two local days ago
+            (busy, "2026-06-09T09:00:00+08:00"),
+            (busy, "2026-06-10T09:00:00+08:00"),
+        ]
+    ):
+        r = client.post("/v1/orders", json=order_payload(f"o{n}", who, occurred_at=at))
+        assert r.status_code == 201, r.text
+    assert world.db.run(lambda s: service.daily(s, clock.now())) == 3
+    got = {(r.journey_key, r.member_id, r.cause) for r in rows(world.db, JourneyRun)}
+    assert got == {
+        ("bday", born, "day:2026-06-10"),
+        ("idle", idle, "day:2026-06-10"),
+        ("seg", busy, "day:2026-06-10"),
+    }
+    assert world.db.run(lambda s: service.daily(s, clock.now())) == 0
