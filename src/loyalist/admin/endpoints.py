@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from loyalist.access import permissions as perm
 from loyalist.admin import charts, explain
 from loyalist.admin import jobs as job_pages
+from loyalist.admin import referrals as referral_pages  # issue 12
 from loyalist.admin.web import (
     COOKIE,
     LANG_COOKIE,
@@ -308,6 +309,10 @@ async def dashboard(
             "errors": errors,
             "last_day": period.end - timedelta(days=1),
             "presets": _presets(utcnow().astimezone(tz).date()),
+            # referrals (issue 12): referred members, qualified, conversion in the period
+            "referrals": referral_pages.dashboard_figures(
+                s, st.actor, period.start, period.end, tz
+            ),
         }
 
     ctx = await run(request, work)
@@ -462,6 +467,7 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "pending": approvals.pending(s, st.actor, member_id=m.id),
         "audit_rows": audit.for_object(s, "member", m.id)[-20:] if st.can(perm.AUDIT_READ) else [],
         "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
+        "referrals": referral_pages.member_referrals(s, st.actor, m.id),  # issue 12
         "tz": tz,
     }
 
@@ -1148,6 +1154,7 @@ async def audit_page(
 
 # ── the job queue (loyalist.admin.jobs) ───────────────────────────────────────────────
 job_pages.register(router)
+referral_pages.register(router)  # referrals (issue 12)
 # The event stream page (its own module; mounted with the console).
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 

@@ -450,12 +450,16 @@ def on_return(session: Session, order_id: int) -> None:
         _claw_back(session, r)
 
 
-def _reject(session: Session, r: Referral, reason: str, actor: Actor) -> None:
+def _reject(
+    session: Session, r: Referral, reason: str, actor: Actor, *, audited: bool = True
+) -> None:
     r.status = REJECTED
     r.reason = reason
     r.updated_at = utcnow()
     session.flush()
     _emit(session, "referral.rejected", r, {"reason": reason})
+    if not audited:
+        return  # the caller records its own audit row (a reviewer's decision)
     audit.record(
         session,
         actor,
@@ -619,7 +623,7 @@ def decide(
     r.decided_at = now
     r.decided_by = actor.name[:128]
     if decision == "reject":
-        _reject(session, r, "review_rejected", actor)
+        _reject(session, r, "review_rejected", actor, audited=False)
     else:
         r.status = ATTRIBUTED
         r.updated_at = now
@@ -637,7 +641,7 @@ def decide(
         r.id,
         org_path=r.org_path,
         before=before,
-        after={"status": r.status, "note": note},
+        after={"status": r.status, "reason": r.reason, "note": note},
     )
     return referral_out(session, r)
 
