@@ -43,6 +43,8 @@ from sqlalchemy.orm import Session
 
 from loyalist.access import service as access
 from loyalist.config import get_settings
+from loyalist.demo import referrals as demo_referrals  # referrals (issue 12)
+from loyalist.demo.referrals import ReferralReplay  # referrals (issue 12)
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
@@ -418,6 +420,7 @@ class Builder:
         self.seq = 0
         self.order_seq: dict[str, int] = {}
         self.hq_path = "/"
+        self.referral_replay = ReferralReplay(seed, self._later)  # referrals (issue 12)
 
     # ── setup ───────────────────────────────────────────────────────────────────────────
     def _calendar(self, year: int) -> Programme:
@@ -470,6 +473,7 @@ class Builder:
                 self.paths[st.code] = unit.path
             staff.ensure_demo_users(s)
             self._publish(s, self.start_day.year, "会员计划上线 (launch)")
+            self.referral_replay.publish(s)  # referral rules and campaigns (issue 12)
             self.hq_path = hq.path
         self.migration = Actor(
             name="migration", scope_path=self.hq_path, principal="demo:migration"
@@ -480,6 +484,8 @@ class Builder:
         }
         personas = self._plan_members()
         self._replay(personas)
+        with self.db.transaction() as s:  # assist and group campaigns under way (issue 12)
+            self.referral_replay.viral_samples(s, self.actors["miniprogram"])
 
     def _plan_members(self) -> list[Persona]:
         rng, fake = self.rng, self.fake
@@ -786,10 +792,13 @@ class Builder:
                     "tags": p.tags,
                     "consents": p.consents,
                     "identities": identities,
+                    # a friend's code for some (issue 12)
+                    "referral_code": self.referral_replay.code_for_new_member(s),
                 }
             )
             joined = members.create(s, self.actors[p.channel], data)
             p.member_id = joined.member.id
+            self.referral_replay.after_join(s, p.member_id)  # as the consumer would
             p.member_path = joined.member.org_path
             self.member_paths[p.member_id] = p.member_path
             self.stats.joined += 1
@@ -905,6 +914,7 @@ class Builder:
             ],
         )
         recorded = orders.record(s, self.actors[channel], data).order
+        self.referral_replay.after_order(s, recorded.id, recorded.member_id)  # issue 12
         self.stats.orders += 1
         if p is None:
             self.stats.anonymous += 1
@@ -938,6 +948,7 @@ class Builder:
         def give_back(s: Session) -> None:
             with s.begin_nested():
                 orders.record_return(s, self.actors[channel], order_id, data)
+                self.referral_replay.after_return(s, order_id)  # issue 12
             self.stats.returns += 1
 
         if when < self.end:
@@ -1070,6 +1081,7 @@ def summary(db: Database, console: Console) -> None:
         n_events = s.scalar(select(func.count()).select_from(OutboxEvent))
         versions = programmes.list_versions(s)
         checked, problems = ledger.verify(s)
+        referral_stats = demo_referrals.stats(s)  # issue 12
     t = Table(title=f"{programme.name}", show_header=False, title_justify="left")
     t.add_row(
         "programme",
@@ -1088,6 +1100,7 @@ def summary(db: Database, console: Console) -> None:
         "redemptions",
         f"{sum(redemptions.values()):,} ({redemptions.get('cancelled', 0):,} cancelled)",
     )
+    t.add_row("referrals", referral_stats)  # issue 12
     earned = sum(kinds.get("earn", (0, 0)))
     redeemed = -kinds.get("redeem", (0, 0))[0]
     t.add_row(

@@ -415,19 +415,22 @@ def _lock(session: Session, referral_id: int) -> Referral | None:
     )
 
 
-def on_order(session: Session, order_id: int, member_id: int | None) -> None:
-    """``order.recorded``: the friend's first order starts the return-window clock."""
+def on_order(session: Session, order_id: int, member_id: int | None) -> Referral | None:
+    """``order.recorded``: the friend's first order starts the return-window clock (the
+    referral it started, or None)."""
     if member_id is None:
-        return
+        return None
     rid = session.scalar(select(Referral.id).where(Referral.referred_id == member_id))
     if rid is None:
-        return
+        return None
     r = _lock(session, rid)
     if r is None or r.status not in OPEN or r.order_id is not None:
-        return
+        return None
     first = _first_order(session, member_id)
-    if first is not None:
-        _track_order(session, r, first, config.current(session).referral.return_window_days)
+    if first is None:
+        return None
+    _track_order(session, r, first, config.current(session).referral.return_window_days)
+    return r
 
 
 def on_return(session: Session, order_id: int) -> None:
