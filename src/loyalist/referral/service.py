@@ -44,6 +44,7 @@ from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
+from loyalist.member.errors import MemberNotFound
 from loyalist.models import (
     Member,
     Order,
@@ -348,7 +349,10 @@ def attribute(
 def on_join(session: Session, member_id: int) -> Referral | None:
     """The ``member.created`` reaction: attribute a member who joined with a code. An
     unknown code or a refusal leaves the member unreferred (the join itself stands)."""
-    friend = members.get(session, SYSTEM, member_id)
+    try:
+        friend = members.get(session, SYSTEM, member_id)
+    except MemberNotFound:
+        return None  # gone since (erased or merged): nothing to attribute
     ensure_code(session, member_id)
     if not friend.referral_code:
         return None
@@ -360,9 +364,10 @@ def on_join(session: Session, member_id: int) -> Referral | None:
         return None
 
 
-def claim(session: Session, actor: Actor, member_id: int, code: str) -> ReferralOut:
+def claim(session: Session, actor: Actor, member_id: int, code: str) -> tuple[bool, ReferralOut]:
     """A member enters a friend's code after joining: within the claim days and before
-    their first order (a later claim would pick a referrer for an order already made)."""
+    their first order (a later claim would pick a referrer for an order already made).
+    Whether a referral was created, and the referral."""
     require(actor, MEMBER_WRITE)
     friend = members.get(session, actor, member_id)
     rules = config.current(session).referral
@@ -379,7 +384,7 @@ def claim(session: Session, actor: Actor, member_id: int, code: str) -> Referral
                 [FieldError("code", "after the first order", "referral_closed")],
             )
     r = attribute(session, friend, code, channel="claim", actor=actor)
-    return referral_out(session, r)
+    return existing is None, referral_out(session, r)
 
 
 # -- orders and returns ---------------------------------------------------------------------
