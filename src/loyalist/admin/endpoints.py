@@ -25,6 +25,7 @@ from loyalist.admin import charts, explain
 from loyalist.admin import coupons as coupon_pages  # coupons (issue 12)
 from loyalist.admin import jobs as job_pages
 from loyalist.admin import messages as message_pages
+from loyalist.admin import referrals as referral_pages  # issue 12
 from loyalist.admin.web import (
     COOKIE,
     LANG_COOKIE,
@@ -311,6 +312,10 @@ async def dashboard(
             "errors": errors,
             "last_day": period.end - timedelta(days=1),
             "presets": _presets(utcnow().astimezone(tz).date()),
+            # referrals (issue 12): referred members, qualified, conversion in the period
+            "referrals": referral_pages.dashboard_figures(
+                s, st.actor, period.start, period.end, tz
+            ),
         }
 
     ctx = await run(request, work)
@@ -472,6 +477,7 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "audit_rows": audit.for_object(s, "member", m.id)[-20:] if st.can(perm.AUDIT_READ) else [],
         "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
         "habits": habits.habits_view(s, st.actor, m.id, locale),  # habits (issue 12)
+        "referrals": referral_pages.member_referrals(s, st.actor, m.id),  # issue 12
         "tz": tz,
         **coupon_pages.member_section(s, st, m.id),  # coupons (issue 12)
     }
@@ -1161,6 +1167,7 @@ async def audit_page(
 job_pages.register(router)
 # ── coupons (loyalist.admin.coupons, issue 12) ─────────────────────────────────────────
 coupon_pages.register(router)
+referral_pages.register(router)  # referrals (issue 12)
 # The event stream page (its own module; mounted with the console).
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 

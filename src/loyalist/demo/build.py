@@ -46,6 +46,8 @@ from loyalist.config import get_settings
 from loyalist.demo import coupons as demo_coupons
 from loyalist.demo import journeys as demo_journeys  # journeys (issue 14)
 from loyalist.demo import messages as demo_messages  # channels (issue 14)
+from loyalist.demo import referrals as demo_referrals  # referrals (issue 12)
+from loyalist.demo.referrals import ReferralReplay  # referrals (issue 12)
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
@@ -425,6 +427,7 @@ class Builder:
         self.order_seq: dict[str, int] = {}
         self.hq_path = "/"
         self.journey_seconds = 0.0  # journeys (issue 14)
+        self.referral_replay = ReferralReplay(seed, self._later)  # referrals (issue 12)
 
     # ── setup ───────────────────────────────────────────────────────────────────────────
     def _calendar(self, year: int) -> Programme:
@@ -477,6 +480,7 @@ class Builder:
                 self.paths[st.code] = unit.path
             staff.ensure_demo_users(s)
             self._publish(s, self.start_day.year, "会员计划上线 (launch)")
+            self.referral_replay.publish(s)  # referral rules and campaigns (issue 12)
             self.hq_path = hq.path
         self.migration = Actor(
             name="migration", scope_path=self.hq_path, principal="demo:migration"
@@ -496,6 +500,8 @@ class Builder:
             )
         # channels (issue 14): a day of messages, delivered, held and suppressed
         demo_messages.build(self.db, self.tz, self.end_day)
+        with self.db.transaction() as s:  # assist and group campaigns under way (issue 12)
+            self.referral_replay.viral_samples(s, self.actors["miniprogram"])
 
     def _plan_members(self) -> list[Persona]:
         rng, fake = self.rng, self.fake
@@ -813,6 +819,8 @@ class Builder:
                     "tags": p.tags,
                     "consents": p.consents,
                     "identities": identities,
+                    # a friend's code for some (issue 12)
+                    "referral_code": self.referral_replay.code_for_new_member(s),
                 }
             )
             joined = members.create(s, self.actors[p.channel], data)
@@ -820,6 +828,7 @@ class Builder:
             self.welcome[p.member_id] = demo_coupons.welcome(
                 s, self.actors[p.channel], joined.member
             )
+            self.referral_replay.after_join(s, p.member_id)  # as the consumer would
             p.member_path = joined.member.org_path
             self.member_paths[p.member_id] = p.member_path
             self.stats.joined += 1
@@ -935,6 +944,7 @@ class Builder:
             ],
         )
         recorded = self._record_with_coupon(s, p, data, basket, channel)  # coupons (issue 12)
+        self.referral_replay.after_order(s, recorded.id, recorded.member_id)  # issue 12
         self.stats.orders += 1
         if p is None:
             self.stats.anonymous += 1
@@ -999,6 +1009,7 @@ class Builder:
         def give_back(s: Session) -> None:
             with s.begin_nested():
                 orders.record_return(s, self.actors[channel], order_id, data)
+                self.referral_replay.after_return(s, order_id)  # issue 12
             self.stats.returns += 1
 
         if when < self.end:
@@ -1136,6 +1147,7 @@ def summary(db: Database, console: Console) -> None:
         from loyalist.liability import service as liability
 
         liab = liability.report(s, _SYSTEM, clock.now().astimezone(programme.tz).strftime("%Y-%m"))
+        referral_stats = demo_referrals.stats(s)  # issue 12
     t = Table(title=f"{programme.name}", show_header=False, title_justify="left")
     t.add_row(
         "programme",
@@ -1154,6 +1166,7 @@ def summary(db: Database, console: Console) -> None:
         "redemptions",
         f"{sum(redemptions.values()):,} ({redemptions.get('cancelled', 0):,} cancelled)",
     )
+    t.add_row("referrals", referral_stats)  # issue 12
     earned = sum(kinds.get("earn", (0, 0)))
     redeemed = -kinds.get("redeem", (0, 0))[0]
     t.add_row(

@@ -62,11 +62,8 @@ async def claim(
     data: ClaimIn, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:
     def work(s: Any) -> tuple[int, ReferralOut]:
-        before = service.search(
-            s, actor, service.Filter(member_id=data.member_id), after=None, limit=1_000
-        )
-        out = service.claim(s, actor, data.member_id, data.code)
-        return (200 if any(r.id == out.id for r in before) else 201), out
+        created, out = service.claim(s, actor, data.member_id, data.code)
+        return (201 if created else 200), out
 
     return await write(request, db, actor, key, work)
 

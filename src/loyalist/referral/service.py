@@ -44,6 +44,7 @@ from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
+from loyalist.member.errors import MemberNotFound
 from loyalist.models import (
     Member,
     Order,
@@ -348,7 +349,10 @@ def attribute(
 def on_join(session: Session, member_id: int) -> Referral | None:
     """The ``member.created`` reaction: attribute a member who joined with a code. An
     unknown code or a refusal leaves the member unreferred (the join itself stands)."""
-    friend = members.get(session, SYSTEM, member_id)
+    try:
+        friend = members.get(session, SYSTEM, member_id)
+    except MemberNotFound:
+        return None  # gone since (erased or merged): nothing to attribute
     ensure_code(session, member_id)
     if not friend.referral_code:
         return None
@@ -360,9 +364,10 @@ def on_join(session: Session, member_id: int) -> Referral | None:
         return None
 
 
-def claim(session: Session, actor: Actor, member_id: int, code: str) -> ReferralOut:
+def claim(session: Session, actor: Actor, member_id: int, code: str) -> tuple[bool, ReferralOut]:
     """A member enters a friend's code after joining: within the claim days and before
-    their first order (a later claim would pick a referrer for an order already made)."""
+    their first order (a later claim would pick a referrer for an order already made).
+    Whether a referral was created, and the referral."""
     require(actor, MEMBER_WRITE)
     friend = members.get(session, actor, member_id)
     rules = config.current(session).referral
@@ -379,7 +384,7 @@ def claim(session: Session, actor: Actor, member_id: int, code: str) -> Referral
                 [FieldError("code", "after the first order", "referral_closed")],
             )
     r = attribute(session, friend, code, channel="claim", actor=actor)
-    return referral_out(session, r)
+    return existing is None, referral_out(session, r)
 
 
 # -- orders and returns ---------------------------------------------------------------------
@@ -415,19 +420,22 @@ def _lock(session: Session, referral_id: int) -> Referral | None:
     )
 
 
-def on_order(session: Session, order_id: int, member_id: int | None) -> None:
-    """``order.recorded``: the friend's first order starts the return-window clock."""
+def on_order(session: Session, order_id: int, member_id: int | None) -> Referral | None:
+    """``order.recorded``: the friend's first order starts the return-window clock (the
+    referral it started, or None)."""
     if member_id is None:
-        return
+        return None
     rid = session.scalar(select(Referral.id).where(Referral.referred_id == member_id))
     if rid is None:
-        return
+        return None
     r = _lock(session, rid)
     if r is None or r.status not in OPEN or r.order_id is not None:
-        return
+        return None
     first = _first_order(session, member_id)
-    if first is not None:
-        _track_order(session, r, first, config.current(session).referral.return_window_days)
+    if first is None:
+        return None
+    _track_order(session, r, first, config.current(session).referral.return_window_days)
+    return r
 
 
 def on_return(session: Session, order_id: int) -> None:
@@ -450,12 +458,16 @@ def on_return(session: Session, order_id: int) -> None:
         _claw_back(session, r)
 
 
-def _reject(session: Session, r: Referral, reason: str, actor: Actor) -> None:
+def _reject(
+    session: Session, r: Referral, reason: str, actor: Actor, *, audited: bool = True
+) -> None:
     r.status = REJECTED
     r.reason = reason
     r.updated_at = utcnow()
     session.flush()
     _emit(session, "referral.rejected", r, {"reason": reason})
+    if not audited:
+        return  # the caller records its own audit row (a reviewer's decision)
     audit.record(
         session,
         actor,
@@ -619,7 +631,7 @@ def decide(
     r.decided_at = now
     r.decided_by = actor.name[:128]
     if decision == "reject":
-        _reject(session, r, "review_rejected", actor)
+        _reject(session, r, "review_rejected", actor, audited=False)
     else:
         r.status = ATTRIBUTED
         r.updated_at = now
@@ -637,7 +649,7 @@ def decide(
         r.id,
         org_path=r.org_path,
         before=before,
-        after={"status": r.status, "note": note},
+        after={"status": r.status, "reason": r.reason, "note": note},
     )
     return referral_out(session, r)
 

@@ -39,6 +39,7 @@ from loyalist.models import (
     PointsAccount,
     ProgrammeVersion,
     Redemption,
+    Referral,
     StaffSession,
     StaffUser,
 )
@@ -75,6 +76,8 @@ class Shop:
     # (role, scope, decision) → a pending request (filed by admin2) that role may decide
     request: dict[tuple[str, str, str], int] = field(default_factory=dict)
     job: dict[str, int] = field(default_factory=dict)  # "dead" / "queued" → a job id
+    # (role, scope) → a referral on hold that role may decide (referrals, issue 12)
+    referral: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def seed(db: Database) -> Shop:
@@ -107,6 +110,26 @@ def seed(db: Database) -> Shop:
                     out = approvals.adjust(s, admin2, m.id, 6000, f"{role} {decision}")
                     assert out.request is not None
                     shop.request[(role, scope, decision)] = out.request.id
+    with db.transaction() as s:  # referrals on hold, one per role and scope (issue 12)
+        for n, (scope, store) in enumerate([("in", "sh1"), ("out", "sz1")]):
+            for i, role in enumerate(ROLES):
+                friend = members.create(
+                    s, SYSTEM, MemberCreate(phone=f"1369{n}{i:06d}", home_store=store)
+                ).member
+                ref = Referral(
+                    referrer_id=shop.member[scope],
+                    referred_id=friend.id,
+                    code="MATRIX",
+                    channel="join",
+                    org_path=friend.org_path,
+                    status="on_hold",
+                    hold_reasons=["device_id"],
+                    created_at=friend.created_at,
+                    updated_at=friend.created_at,
+                )
+                s.add(ref)
+                s.flush()
+                shop.referral[(role, scope)] = ref.id
     with db.transaction() as s:  # a dead job to retry and a queued one to cancel
         queue.enqueue(s, "matrix.example", {}, dedupe_key="matrix-dead")
         queue.enqueue(s, "matrix.example", {}, dedupe_key="matrix-queued")
@@ -317,6 +340,17 @@ MATRIX: dict[tuple[str, str], Case] = {
         HQ,
         303,
         scoped=False,
+        writes=True,
+    ),
+    # referrals (issue 12): the queue is read by every role (rows in scope only); deciding
+    # needs points.approve
+    ("GET", "/admin/referrals"): Case(
+        lambda f, r, s: ("/admin/referrals", None), ALL, 200, scoped=False, hidden=True
+    ),
+    ("POST", "/admin/referrals/{referral_id}/{decision}"): Case(
+        lambda f, r, s: (f"/admin/referrals/{f.referral[(r, s)]}/approve", {}),
+        frozenset({"hq_admin", "regional_manager"}),
+        303,
         writes=True,
     ),
 }

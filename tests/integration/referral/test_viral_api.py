@@ -16,7 +16,14 @@ from loyalist.jobs import queue
 from loyalist.kit.actor import SYSTEM
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database
-from loyalist.models import LedgerEntry, OutboxEvent, Referral, ReferralLeader, ViralAssistHelp
+from loyalist.models import (
+    LedgerEntry,
+    OutboxEvent,
+    Referral,
+    ReferralLeader,
+    ViralAssist,
+    ViralAssistHelp,
+)
 from loyalist.referral import config
 
 DOC: dict[str, Any] = {
@@ -132,24 +139,6 @@ def test_assist_completes_with_n_distinct_friends_and_pays_once(
             s.flush()
 
 
-def test_an_assist_past_its_time_limit_takes_no_help_and_expires(
-    world: Any, client: Any, clock: Any, campaigns: None
-) -> None:
-    starter = new_member(client, "13900000001")
-    friend = new_member(client, "13900000010")
-    a = client.post("/v1/assists", json={"campaign": "coffee-help", "member_id": starter}).json()
-    clock.advance(timedelta(hours=25))
-    assert_problem(
-        client.post(f"/v1/assists/{a['id']}/helps", json={"member_id": friend}),
-        409,
-        "assist_closed",
-    )
-    assert client.get(f"/v1/assists/{a['id']}").json()["status"] == "expired"
-    assert queue.run_until_empty(world.db) >= 1
-    assert client.get(f"/v1/assists/{a['id']}").json()["status"] == "expired"
-    assert rewards(world.db, starter) == []
-
-
 def test_a_full_group_pays_every_member_once(
     world: Any, client: Any, clock: Any, campaigns: None
 ) -> None:
@@ -187,24 +176,36 @@ def test_an_unfilled_group_dissolves_at_its_deadline_even_after_the_worker_was_d
     a, b, c = (new_member(client, f"1390000003{i}") for i in range(3))
     gid = client.post("/v1/groups", json={"campaign": "trio", "member_id": a}).json()["id"]
     client.post(f"/v1/groups/{gid}/members", json={"member_id": b})
-    # Before the deadline the job is not due.
+    # An assist with one help of three, the same 24 hours.
+    aid = client.post("/v1/assists", json={"campaign": "coffee-help", "member_id": a}).json()["id"]
+    client.post(f"/v1/assists/{aid}/helps", json={"member_id": b})
+    # Before the deadline the jobs are not due.
     assert queue.run_until_empty(world.db) == 0
-    # No worker runs across the deadline; a late joiner is refused meanwhile.
+    # No worker runs across the deadline; a late joiner or helper is refused meanwhile.
     clock.advance(timedelta(hours=30))
     before = counts(world.db, TABLES)
     assert_problem(
         client.post(f"/v1/groups/{gid}/members", json={"member_id": c}), 409, "group_closed"
     )
+    assert_problem(
+        client.post(f"/v1/assists/{aid}/helps", json={"member_id": c}), 409, "assist_closed"
+    )
     assert counts(world.db, TABLES) == before
     assert client.get(f"/v1/groups/{gid}").json()["status"] == "expired"
-    # The worker comes back: the overdue job dissolves the group, once, with no reward.
-    assert queue.run_until_empty(world.db) == 1
+    assert client.get(f"/v1/assists/{aid}").json()["status"] == "expired"
+    # The worker comes back: the overdue jobs dissolve the group and expire the assist,
+    # once, with no reward.
+    assert queue.run_until_empty(world.db) == 2
     g = client.get(f"/v1/groups/{gid}").json()
     assert g["status"] == "dissolved" and g["dissolved_at"] is not None
+    with world.db.transaction() as s:
+        row = s.get(ViralAssist, aid)
+        assert row is not None and row.status == "expired"  # stored, not only shown
     assert queue.run_until_empty(world.db) == 0
     for m in (a, b, c):
         assert rewards(world.db, m) == []
     assert event_types(world.db, "group.%") == ["group.dissolved"]
+    assert event_types(world.db, "assist.%") == []
 
 
 def test_quarter_leaders_get_the_bonus_once(
