@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from loyalist.access import service as access
 from loyalist.config import get_settings
+from loyalist.demo import habits as habits_demo  # habits (issue 12)
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
@@ -274,6 +275,10 @@ def run(
         started = monotonic()
         with _restored_clock():
             Builder(db, members=members, months=months, seed=seed, console=console).build()
+        # habits (issue 12): check-ins and streaks, badges, challenges, leaderboards
+        with db.transaction() as s:
+            suggested = try_member(s)
+        habits_demo.seed(db, suggested.split()[0] if suggested else None, seed=seed)
         console.print(f"demo built in {monotonic() - started:.1f}s")
     # Back at the caller's "now": run what became due once, as the scheduler would.
     reports = jobs.run_due(db)
@@ -1107,6 +1112,14 @@ def summary(db: Database, console: Console) -> None:
         " · ".join(f"{names[c]} {by_tier.get(c, 0):,}" for c in names),
     )
     t.add_row("events", f"{n_events:,} in the outbox")
+    with db.transaction() as s:  # habits (issue 12)
+        h = habits_demo.summary(s)
+    t.add_row(
+        "habits",
+        f"{h['checkins']:,} check-ins · {h['badges']:,} badges earned · "
+        f"{h['periods']:,} leaderboard periods archived (the worker computes badges and "
+        "boards from the event stream)",
+    )
     t.add_row(
         "ledger",
         f"[green]verified[/]: {checked:,} accounts, cache = entries = lots"
