@@ -208,7 +208,7 @@ def test_idempotency_key_replays(world: Any, client: Any, clock: Any) -> None:
 
 
 @settings(
-    max_examples=12,
+    max_examples=8,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
