@@ -48,6 +48,7 @@ from loyalist.demo import journeys as demo_journeys  # journeys (issue 14)
 from loyalist.demo import messages as demo_messages  # channels (issue 14)
 from loyalist.demo import referrals as demo_referrals  # referrals (issue 12)
 from loyalist.demo.referrals import ReferralReplay  # referrals (issue 12)
+from loyalist.demo import habits as habits_demo  # habits (issue 12)
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
@@ -279,6 +280,10 @@ def run(
         started = monotonic()
         with _restored_clock():
             Builder(db, members=members, months=months, seed=seed, console=console).build()
+        # habits (issue 12): check-ins and streaks, badges, challenges, leaderboards
+        with db.transaction() as s:
+            suggested = try_member(s)
+        habits_demo.seed(db, suggested.split()[0] if suggested else None, seed=seed)
         console.print(f"demo built in {monotonic() - started:.1f}s")
     # Back at the caller's "now": run what became due once, as the scheduler would.
     reports = jobs.run_due(db)
@@ -1196,6 +1201,14 @@ def summary(db: Database, console: Console) -> None:
     )
     t.add_row("events", f"{n_events:,} in the outbox")
     t.add_row("messages", demo_messages.summary(db))  # channels (issue 14)
+    with db.transaction() as s:  # habits (issue 12)
+        h = habits_demo.summary(s)
+    t.add_row(
+        "habits",
+        f"{h['checkins']:,} check-ins · {h['badges']:,} badges earned · "
+        f"{h['periods']:,} leaderboard periods archived (the worker computes badges and "
+        "boards from the event stream)",
+    )
     t.add_row(
         "ledger",
         f"[green]verified[/]: {checked:,} accounts, cache = entries = lots"

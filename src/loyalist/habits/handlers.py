@@ -79,13 +79,16 @@ def on_event(session: Session, ev: OutboxEvent) -> None:
         if counter is not None:
             fact(counter, 1)
     elif ev.type == "referral.qualified":
+        # The referrer scores: the event's member, unless it names the referrer apart.
         referrer = p.get("referrer_id", member_id)
+        path = ev.org_path
         if isinstance(referrer, int) and referrer != member_id:
             member_id = referrer
+            path = service.member_path(session, member_id)
         fact("referrals", 1)
         for b in boards.get("referrals", []):
             assert tz is not None
-            service.add_score(session, b, tz, member_id, ev.org_path, 1, at)
+            service.add_score(session, b, tz, member_id, path, 1, at)
     elif ev.type == "points.earned":
         for b in boards.get("points", []):
             assert tz is not None

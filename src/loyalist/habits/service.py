@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from loyalist.actions import registry as actions
 from loyalist.documents import service as documents
-from loyalist.documents.errors import NoVersion
 from loyalist.errors import FieldError, LoyalistError
 from loyalist.events import service as events
 from loyalist.habits import domain
@@ -61,6 +60,7 @@ from loyalist.member import service as members
 from loyalist.models import (
     ChallengeProgress,
     Checkin,
+    ConfigDocument,
     HabitActivity,
     HabitFact,
     LeaderboardPeriod,
@@ -81,19 +81,28 @@ _cache_lock = threading.Lock()
 
 
 def config(session: Session) -> tuple[int, HabitsConfig]:
-    """The latest habits document and its version (0 and an empty one when none exists)."""
-    try:
-        v = documents.get(session, KIND)
-    except NoVersion:
+    """The latest habits document and its version (0 and an empty one when none exists).
+
+    One light query (version and checksum) per call; the document is read and parsed once
+    per database, version and checksum.
+    """
+    row = session.execute(
+        select(ConfigDocument.version, ConfigDocument.checksum)
+        .where(ConfigDocument.kind == KIND)
+        .order_by(ConfigDocument.version.desc())
+        .limit(1)
+    ).first()
+    if row is None:
         return 0, EMPTY
-    key = (str(session.get_bind().engine.url), v.version, v.checksum)
+    key = (str(session.get_bind().engine.url), int(row[0]), str(row[1]))
     with _cache_lock:
         found = _cache.get(key)
     if found is None:
+        v = documents.get(session, KIND, int(row[0]))
         found = HabitsConfig.model_validate(v.document)
         with _cache_lock:
             _cache[key] = found
-    return v.version, found
+    return key[1], found
 
 
 def zone(session: Session) -> ZoneInfo:
@@ -515,7 +524,7 @@ def evaluate_member(
                 "badge.awarded",
                 {"member_id": member_id, "badge": b.code},
                 member_id=member_id,
-                org_path=_path(session, member_id),
+                org_path=member_path(session, member_id),
             )
             _run_actions(session, b.actions, cause=f"badge:{b.code}", member_id=member_id)
     for c in cfg.challenges:
@@ -547,12 +556,12 @@ def evaluate_member(
                 "challenge.completed",
                 {"member_id": member_id, "challenge": c.code, "progress": value, "goal": c.goal},
                 member_id=member_id,
-                org_path=_path(session, member_id),
+                org_path=member_path(session, member_id),
             )
             _run_actions(session, c.actions, cause=f"challenge:{c.code}", member_id=member_id)
 
 
-def _path(session: Session, member_id: int) -> str:
+def member_path(session: Session, member_id: int) -> str:
     return members.get(session, SYSTEM, member_id).org_path
 
 

@@ -208,7 +208,7 @@ def test_idempotency_key_replays(world: Any, client: Any, clock: Any) -> None:
 
 
 @settings(
-    max_examples=12,
+    max_examples=8,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -281,6 +281,9 @@ def test_profile_birthday_and_signup(world: Any, client: Any, clock: Any) -> Non
     import loyalist.habits.handlers  # noqa: F401  (registers the "habits" consumer)
     from loyalist.events import consumers
 
+    clock.freeze(at(2026, 6, 10, 1, 0))
+    early = new_member(client, "13800000009")  # joined before sign-up points existed
+    clock.freeze(at(2026, 6, 10, 2, 0))
     publish(
         world.db,
         {
@@ -291,12 +294,11 @@ def test_profile_birthday_and_signup(world: Any, client: Any, clock: Any) -> Non
             }
         },
     )
-    clock.freeze(at(2026, 6, 10, 2, 0))
     mid = new_member(client, "13800000007", name="李雷", birthday="1990-06-02")
     other = new_member(client, "13800000008", birthday="1990-07-02")
     while consumers.run_pending(world.db):
         pass
-    assert (balance(client, mid), balance(client, other)) == (100, 100)
+    assert (balance(client, mid), balance(client, other), balance(client, early)) == (100, 100, 0)
     url = f"/v1/members/{mid}/activities"
     r = client.post(url, json={"activity": "profile"})
     assert_problem(r, 409, "activity_not_eligible")
