@@ -22,6 +22,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.webhooks.tasks",  # job kind webhooks.deliver
     "loyalist.webhooks.handlers",  # consumer "webhooks"
     "loyalist.actions.builtin",  # award_points, add/remove_tag, send_message, open_task
+    "loyalist.insights.tasks",  # console analytics: job kind insights.compute (issue 10/9)
 ]
 
 _configured = False

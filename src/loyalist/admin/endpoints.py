@@ -104,9 +104,24 @@ def _tier_names(programme: Programme, locale: str) -> dict[str, str]:
 def _rule_names(programme: Programme, locale: str) -> dict[str, str]:
     """Names of the breakdown components ("rule:<code>", "campaign:<code>", "tier:<code>")."""
     names = {f"tier:{c}": n for c, n in _tier_names(programme, locale).items()}
-    names.update({f"rule:{r.code}": r.name or r.code for r in programme.earning.rules})
-    names.update({f"campaign:{c.code}": c.name or c.code for c in programme.earning.campaigns})
+    zh = locale == "zh_CN"
+    for kind, things in (
+        ("rule", programme.earning.rules),
+        ("campaign", programme.earning.campaigns),
+    ):
+        names.update(
+            {
+                f"{kind}:{t.code}": (t.name if zh else (t.name_en or t.name)) or t.code
+                for t in things
+            }
+        )
     return names
+
+
+def _words(s: Session, st: Staff, programme: Programme, locale: str) -> explain.Names:
+    """The programme's names in the page's language, with the store names the caller sees."""
+    stores = {u.code: u.name for u in org.list_units(s, st.actor) if u.kind == "store"}
+    return explain.Names(programme, locale, stores)
 
 
 def _reward_name(reward: Any, locale: str) -> str:
@@ -462,6 +477,8 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "pending": approvals.pending(s, st.actor, member_id=m.id),
         "audit_rows": audit.for_object(s, "member", m.id)[-20:] if st.can(perm.AUDIT_READ) else [],
         "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
+        "labels": programme.labels,
+        "audit_names": {"tier": tier_names},
         "tz": tz,
     }
 
@@ -619,6 +636,7 @@ async def orders_page(
             "rows": rows,
             "stores": stores,
             "filt": {"store": store, "member": member},
+            "labels": programmes.active(s)[1].labels,
             "tz": _tz(s),
         }
 
@@ -636,6 +654,7 @@ async def order_page(request: Request, st: StaffDep, order_id: int) -> Response:
         o = orders.get(s, st.actor, order_id)
         _v, programme = programmes.active(s)
         names = _rule_names(programme, locale)
+        words = _words(s, st, programme, locale)
         member = None
         if o.member_id is not None:
             try:  # a member of another store may buy here: the order shows, the member not
@@ -649,7 +668,8 @@ async def order_page(request: Request, st: StaffDep, order_id: int) -> Response:
             "returns": orders.returns(s, o.id),
             "store": org.get(s, o.store_id),
             "rule_label": lambda rule: explain.breakdown_label(rule, names, _),
-            "describe": lambda text: explain.describe(text, locale),
+            "describe": lambda text, rule="": explain.describe_component(rule, text, words),
+            "labels": programme.labels,
             "tz": ZoneInfo(programme.timezone),
         }
 
@@ -907,6 +927,7 @@ async def _programme_view(
         stores = [u for u in org.list_units(s, st.actor) if u.kind == "store"]
         tier_label = _tier_names(programme, locale)
         names = _rule_names(programme, locale)
+        words = explain.Names(programme, locale, {u.code: u.name for u in stores})
         return {
             "version": version,
             "programme": programme,
@@ -924,7 +945,7 @@ async def _programme_view(
                 "active_days": _("days"),
             }.get(programme.tiers.metric.value, ""),
             "rule_label": lambda rule: explain.breakdown_label(rule, names, _),
-            "describe": lambda text: explain.describe(text, locale),
+            "describe": lambda text, rule="": explain.describe_component(rule, text, words),
             "clause_text": lambda node: explain.clause_text(node, locale, tier_label),
             "tz": ZoneInfo(programme.timezone),
         }
@@ -1074,6 +1095,8 @@ AUDIT_ACTIONS = (
     "apikey.revoke",
     "reward.stock",
     "redemption.collect",
+    "analytics.run",
+    "analytics.tag",
 )
 AUDIT_OBJECTS = (
     "member",
@@ -1084,6 +1107,7 @@ AUDIT_OBJECTS = (
     "org_unit",
     "api_key",
     "reward",
+    "analytics_run",
 )
 
 
@@ -1152,3 +1176,7 @@ job_pages.register(router)
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 
 router.include_router(_stream_router)
+# The analytics section (issue 10, item 9; its own module).
+from loyalist.admin.insights import router as _insights_router  # noqa: E402
+
+router.include_router(_insights_router)

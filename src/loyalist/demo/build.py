@@ -432,7 +432,8 @@ class Builder:
                     {
                         **dated["double-11"],
                         "code": f"double-11-{y}",
-                        "name": f"{y} 双十一三倍积分",
+                        "name": f"{y} 双十一 (11.11) 三倍积分",
+                        "name_en": f"{y} Singles' Day triple points",
                         "date_from": date(y, 11, 11),
                         "date_to": date(y, 11, 11),
                     }
@@ -443,7 +444,8 @@ class Builder:
                     {
                         **dated["spring-festival"],
                         "code": f"spring-festival-{y}",
-                        "name": f"{y} 春节加赠 88 积分",
+                        "name": f"{y} 春节加赠 88 积分 (限时)",
+                        "name_en": f"{y} Spring Festival 88 bonus points",
                         "date_from": sf - timedelta(days=3),
                         "date_to": sf + timedelta(days=5),
                     }

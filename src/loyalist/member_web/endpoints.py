@@ -28,7 +28,7 @@ from loyalist.kit.hashing import constant_time_equals, new_token
 from loyalist.kit.i18n import SUPPORTED, negotiate
 from loyalist.kit.uow import acting_as
 from loyalist.ledger.errors import InsufficientPoints
-from loyalist.member.domain import InvalidIdentity, mask_phone, normalise_phone
+from loyalist.member.domain import InvalidIdentity, display_phone, normalise_phone
 from loyalist.member_web import service, views
 from loyalist.member_web.web import Formats, gettext_for, render
 from loyalist.messaging import service as messages
@@ -237,7 +237,7 @@ def signin_send(
             log.exception("sign-in code to %s not sent", mask_address(address))
             errors = {"phone": ctx._("We could not send the code. Please try again later.")}
             return _page(ctx, "signin.html", 503, phone=phone, errors=errors)
-    return _page(ctx, "code.html", phone=e164, masked=mask_phone(e164), errors={})
+    return _page(ctx, "code.html", phone=e164, masked=display_phone(e164, masked=True), errors={})
 
 
 def _issue(
@@ -306,7 +306,9 @@ def signin_verify(
         "none": ctx._("No code is waiting for this number. Ask for a new one."),
     }
     errors = {"code": problems.get(verified.outcome, problems["none"])}
-    return _page(ctx, "code.html", 422, phone=e164, masked=mask_phone(e164), errors=errors)
+    return _page(
+        ctx, "code.html", 422, phone=e164, masked=display_phone(e164, masked=True), errors=errors
+    )
 
 
 # -- self-registration --------------------------------------------------------------------
@@ -394,7 +396,14 @@ def join_send(
         log.exception("join code to %s not sent", mask_address(e164))
         errors = {"phone": ctx._("We could not send the code. Please try again later.")}
         return _page(ctx, "join.html", 503, phone=phone, errors=errors, **extra)
-    return _page(ctx, "join_code.html", phone=e164, masked=mask_phone(e164), errors={}, **extra)
+    return _page(
+        ctx,
+        "join_code.html",
+        phone=e164,
+        masked=display_phone(e164, masked=True),
+        errors={},
+        **extra,
+    )
 
 
 @router.post("/join/code")
@@ -456,7 +465,7 @@ def join_verify(
         "join_code.html",
         422,
         phone=e164,
-        masked=mask_phone(e164),
+        masked=display_phone(e164, masked=True),
         errors=errors,
         **_join_form(consents, referral),
     )
