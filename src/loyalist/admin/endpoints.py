@@ -1133,6 +1133,7 @@ async def audit_page(
     until: str = "",
     before: str = "",
 ) -> Response:
+    locale = locale_of(request, st.locale_pref)
     filt = {
         "who": who,
         "action": action,
@@ -1160,6 +1161,7 @@ async def audit_page(
             "filt": filt,
             "actions": AUDIT_ACTIONS,
             "object_types": AUDIT_OBJECTS,
+            "audit_names": {"tier": _tier_names(programmes.active(s)[1], locale)},
             "tz": tz,
         }
 

@@ -285,7 +285,7 @@ def run(
     summary(db, console)
     with db.transaction() as s:
         issued = access.create_key(
-            s, name=f"demo {clock.now():%Y-%m-%d %H:%M:%S}", scope="hq", access="read_write"
+            s, name=f"演示密钥 {clock.now():%Y-%m-%d %H:%M:%S}", scope="hq", access="read_write"
         )
     how_to_use(db, console, users, issued.secret)
 
@@ -471,7 +471,7 @@ class Builder:
                 )
                 self.paths[st.code] = unit.path
             staff.ensure_demo_users(s)
-            self._publish(s, self.start_day.year, "会员计划上线 (launch)")
+            self._publish(s, self.start_day.year, "会员计划上线")
             self.hq_path = hq.path
         self.migration = Actor(
             name="migration", scope_path=self.hq_path, principal="demo:migration"
@@ -652,7 +652,7 @@ class Builder:
                 if (d.month, d.day) == (12, 1) and n > 0:  # next year's campaign calendar
                     clock.freeze(day_start + timedelta(hours=10))
                     with self.db.transaction() as s:
-                        self._publish(s, d.year, f"{d.year + 1} 活动日历 (campaign calendar)")
+                        self._publish(s, d.year, f"{d.year + 1} 年活动日历")
                 events: list[_Event] = []
                 day_end = min(start_of_local_day(self.tz, d + timedelta(days=1)), self.end)
                 factor = self._factor(d)
