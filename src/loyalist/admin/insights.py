@@ -143,7 +143,7 @@ def charts(result: dict[str, Any], locale: str, _: Callable[[str], str]) -> dict
             {
                 "name": _("Retention"),
                 "type": "heatmap",
-                "label": {"show": True},
+                "label": {"show": True, "fontSize": 9},
                 "data": [
                     [
                         periods.index(int(r["period_index"])),

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from loyalist.insights import service
 from loyalist.jobs import queue
 from loyalist.jobs.registry import JobContext, job_kind
 from loyalist.kit.clock import utcnow
+from loyalist.kit.db import Database
 from loyalist.models import AnalyticsRun
 from loyalist.programme import service as programmes
 
@@ -64,3 +67,24 @@ def compute_step(ctx: JobContext) -> None:
             {"run": run.id, "step": run.step},
             dedupe_key=f"insights:{run.id}:{run.step}",
         )
+
+
+def compute_now(db: Database, run_id: int) -> None:
+    """Run a run's remaining steps inline, each in its own transaction, as the worker would
+    (for ``loyalist demo``, which shows a computed run without waiting for a worker). The
+    step jobs it queued find their steps done and do nothing."""
+    for step in range(len(service.STEPS)):
+
+        def one(s: Session, step: int = step) -> None:
+            compute_step(
+                JobContext(
+                    session=s,
+                    job_id=0,
+                    kind=service.JOB_KIND,
+                    payload={"run": run_id, "step": step},
+                    attempt=1,
+                    now=utcnow(),
+                )
+            )
+
+        db.run(one)

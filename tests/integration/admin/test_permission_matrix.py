@@ -59,6 +59,7 @@ ROLE_USER = {
 ROLES = tuple(ROLE_USER)
 ALL = frozenset(ROLES)
 HQ = frozenset({"hq_admin"})
+ANALYTICS = frozenset({"hq_admin", "regional_manager", "analyst"})
 SCOPES = ("in", "out")  # an object in sh1 (in every role's scope) / in sz1 (only HQ's)
 
 
@@ -75,6 +76,35 @@ class Shop:
     # (role, scope, decision) → a pending request (filed by admin2) that role may decide
     request: dict[tuple[str, str, str], int] = field(default_factory=dict)
     job: dict[str, int] = field(default_factory=dict)  # "dead" / "queued" → a job id
+    run: dict[str, int] = field(default_factory=dict)  # scope → a computed analytics run
+
+
+def analytics_run(s: Any, unit_code: str) -> int:
+    """A finished analytics run over a unit's members (its figures do not matter here)."""
+    from datetime import date
+
+    from loyalist.kit.clock import utcnow
+    from loyalist.models import AnalyticsRun
+    from loyalist.org import service as org
+
+    unit = org.get_by_code(s, unit_code)
+    assert unit is not None
+    run = AnalyticsRun(
+        org_path=unit.path,
+        as_of=date(2026, 6, 1),
+        compare_from=date(2026, 3, 1),
+        status="done",
+        step=4,
+        steps=4,
+        result={"at_risk": [], "segments": [], "cohorts": [], "clv_segments": []},
+        error=None,
+        requested_by="system",
+        created_at=utcnow(),
+        finished_at=utcnow(),
+    )
+    s.add(run)
+    s.flush()
+    return int(run.id)
 
 
 def seed(db: Database) -> Shop:
@@ -115,6 +145,7 @@ def seed(db: Database) -> Shop:
         ):
             shop.job[key] = job.id
             job.state = key
+        shop.run["in"], shop.run["out"] = analytics_run(s, "east"), analytics_run(s, "south")
     return shop
 
 
@@ -312,6 +343,29 @@ MATRIX: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/admin/audit"): Case(lambda f, r, s: ("/admin/audit", None), HQ, 200, scoped=False),
     ("GET", "/admin/jobs"): Case(lambda f, r, s: ("/admin/jobs", None), HQ, 200, scoped=False),
+    # The analytics section (issue 10, item 9): runs of a region are its own and HQ's.
+    ("GET", "/admin/analytics"): Case(
+        lambda f, r, s: ("/admin/analytics", None), ANALYTICS, 200, scoped=False
+    ),
+    ("POST", "/admin/analytics/runs"): Case(
+        lambda f, r, s: (
+            "/admin/analytics/runs",
+            {"as_of": "2026-06-01", "compare_from": "2026-05-01"},
+        ),
+        ANALYTICS,
+        303,
+        scoped=False,
+        writes=True,
+    ),
+    ("GET", "/admin/analytics/runs/{run_id}/at-risk.{ext}"): Case(
+        lambda f, r, s: (f"/admin/analytics/runs/{f.run[s]}/at-risk.csv", None), ANALYTICS, 200
+    ),
+    ("POST", "/admin/analytics/runs/{run_id}/tag"): Case(
+        lambda f, r, s: (f"/admin/analytics/runs/{f.run[s]}/tag", {"tag": "召回"}),
+        frozenset({"hq_admin", "regional_manager"}),
+        303,
+        writes=True,
+    ),
     ("POST", "/admin/jobs/{job_id}/{action}"): Case(
         lambda f, r, s: (f"/admin/jobs/{f.job['dead']}/retry", {}),
         HQ,
