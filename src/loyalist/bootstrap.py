@@ -35,6 +35,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.habits.handlers",  # habits: consumer "habits" (counters, badges, boards)
     "loyalist.habits.tasks",  # habits: job kind habits.leaderboards.close (scheduled)
     "loyalist.privacy.tasks",  # trust: retention (erase inactive members' personal data)
+    "loyalist.insights.tasks",  # console analytics: job kind insights.compute (issue 10/9)
 ]
 
 _configured = False

@@ -31,6 +31,7 @@ REDEMPTION_COLLECT = "redemption.collect"  # hand a redeemed reward over at the 
 REWARD_STOCK = "reward.stock"  # top up a reward's stock
 ORG_MANAGE = "org.manage"  # create, rename, move and close organisation units
 KEY_MANAGE = "apikey.manage"  # create and revoke API keys
+ANALYTICS_READ = "analytics.read"  # the console's analytics section (issue 10, item 9)
 # Personal data unmasked: phone, e-mail, birthday, openid and POS card number. (The
 # permission kept its first name, from when only phones were masked.)
 PERSONAL_DATA = MEMBER_PHONE
@@ -61,6 +62,7 @@ ROLES: dict[str, frozenset[str]] = {
         ORG_MANAGE,
         KEY_MANAGE,
         PRIVACY_MANAGE,
+        ANALYTICS_READ,
     },
     "regional_manager": _READS
     | {
@@ -73,6 +75,7 @@ ROLES: dict[str, frozenset[str]] = {
         REDEMPTION_CANCEL,
         DASHBOARD_READ,
         REDEMPTION_COLLECT,
+        ANALYTICS_READ,
     },
     "store_staff": _READS
     | {
@@ -84,7 +87,7 @@ ROLES: dict[str, frozenset[str]] = {
         REDEMPTION_COLLECT,
     },
     "service_agent": _READS | {MEMBER_WRITE, POINTS_ADJUST, REDEMPTION_CREATE, REDEMPTION_CANCEL},
-    "analyst": _READS | {DASHBOARD_READ},
+    "analyst": _READS | {DASHBOARD_READ, ANALYTICS_READ},
 }
 WRITE_ACTIONS = frozenset(
     {

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from loyalist.access.permissions import ALL_ACTIONS, KEY_MANAGE, PERSONAL_DATA, require
+from loyalist.access.permissions import (
+    ALL_ACTIONS,
+    KEY_MANAGE,
+    PERSONAL_DATA,
+    POINTS_APPROVE,
+    require,
+)
 from loyalist.audit import service as audit
 from loyalist.errors import FieldError, Forbidden, NotFound, Unauthorized, ValidationFailed
 from loyalist.kit.actor import Actor
@@ -144,9 +150,16 @@ def issue(
     scope: str,
     access: str,
     personal_data: bool,
+    approval_free_limit: int | None = None,
 ) -> IssuedKey:
-    """A new key for a unit ``actor`` sees, audited (the secret is not)."""
+    """A new key for a unit ``actor`` sees, audited (the secret is not).
+
+    ``approval_free_limit`` lets the key apply manual adjustments up to that many points
+    without a second person; granting it takes the right to approve adjustments oneself
+    (``points.approve``), since the key then approves in advance."""
     require(actor, KEY_MANAGE)
+    if approval_free_limit:
+        require(actor, POINTS_APPROVE)
     name = name.strip()
     if not name or len(name) > 128:
         raise ValidationFailed("A name is required.", [FieldError("name", "1–128 characters")])
@@ -163,6 +176,7 @@ def issue(
         scope=unit.code if scope != "hq" else "hq",
         access=access,
         personal_data=personal_data,
+        approval_free_limit=approval_free_limit,
     )
     audit.record(
         session,
@@ -176,7 +190,8 @@ def issue(
             "scope": unit.code,
             "access": access,
             "personal_data": personal_data,
-        },
+        }
+        | ({"approval_free_limit": approval_free_limit} if approval_free_limit else {}),
     )
     return issued
 

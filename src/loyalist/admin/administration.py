@@ -258,6 +258,19 @@ async def keys_page(request: Request, st: StaffDep) -> Response:
     return await _keys_page(request, st)
 
 
+def _limit(text: str) -> int | None:
+    """The approval-free limit field: empty for none, else a whole number of points."""
+    text = text.strip().replace(",", "")
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 12:
+        raise ValidationFailed(
+            "The approval-free limit is a whole number of points.",
+            [FieldError("approval_free_limit", "a whole number of points, 0 or more")],
+        )
+    return int(text)
+
+
 @router.post("/admin/keys")
 async def keys_create(request: Request, st: StaffDep, form: FormDep) -> Response:
     try:
@@ -271,6 +284,7 @@ async def keys_create(request: Request, st: StaffDep, form: FormDep) -> Response
                     scope=form.get("scope", ""),
                     access=form.get("access", ""),
                     personal_data=form.get("personal_data") == "on",
+                    approval_free_limit=_limit(form.get("approval_free_limit", "")),
                 ).secret
             ),
         )

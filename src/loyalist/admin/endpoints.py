@@ -108,9 +108,24 @@ def _tier_names(programme: Programme, locale: str) -> dict[str, str]:
 def _rule_names(programme: Programme, locale: str) -> dict[str, str]:
     """Names of the breakdown components ("rule:<code>", "campaign:<code>", "tier:<code>")."""
     names = {f"tier:{c}": n for c, n in _tier_names(programme, locale).items()}
-    names.update({f"rule:{r.code}": r.name or r.code for r in programme.earning.rules})
-    names.update({f"campaign:{c.code}": c.name or c.code for c in programme.earning.campaigns})
+    zh = locale == "zh_CN"
+    for kind, things in (
+        ("rule", programme.earning.rules),
+        ("campaign", programme.earning.campaigns),
+    ):
+        names.update(
+            {
+                f"{kind}:{t.code}": (t.name if zh else (t.name_en or t.name)) or t.code
+                for t in things
+            }
+        )
     return names
+
+
+def _words(s: Session, st: Staff, programme: Programme, locale: str) -> explain.Names:
+    """The programme's names in the page's language, with the store names the caller sees."""
+    stores = {u.code: u.name for u in org.list_units(s, st.actor) if u.kind == "store"}
+    return explain.Names(programme, locale, stores)
 
 
 def _reward_name(reward: Any, locale: str) -> str:
@@ -478,6 +493,8 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
         "habits": habits.habits_view(s, st.actor, m.id, locale),  # habits (issue 12)
         "referrals": referral_pages.member_referrals(s, st.actor, m.id),  # issue 12
+        "labels": programme.labels,
+        "audit_names": {"tier": tier_names},
         "tz": tz,
         **coupon_pages.member_section(s, st, m.id),  # coupons (issue 12)
     }
@@ -636,6 +653,7 @@ async def orders_page(
             "rows": rows,
             "stores": stores,
             "filt": {"store": store, "member": member},
+            "labels": programmes.active(s)[1].labels,
             "tz": _tz(s),
         }
 
@@ -653,6 +671,7 @@ async def order_page(request: Request, st: StaffDep, order_id: int) -> Response:
         o = orders.get(s, st.actor, order_id)
         _v, programme = programmes.active(s)
         names = _rule_names(programme, locale)
+        words = _words(s, st, programme, locale)
         member = None
         if o.member_id is not None:
             try:  # a member of another store may buy here: the order shows, the member not
@@ -666,7 +685,8 @@ async def order_page(request: Request, st: StaffDep, order_id: int) -> Response:
             "returns": orders.returns(s, o.id),
             "store": org.get(s, o.store_id),
             "rule_label": lambda rule: explain.breakdown_label(rule, names, _),
-            "describe": lambda text: explain.describe(text, locale),
+            "describe": lambda text, rule="": explain.describe_component(rule, text, words),
+            "labels": programme.labels,
             "tz": ZoneInfo(programme.timezone),
         }
 
@@ -924,6 +944,7 @@ async def _programme_view(
         stores = [u for u in org.list_units(s, st.actor) if u.kind == "store"]
         tier_label = _tier_names(programme, locale)
         names = _rule_names(programme, locale)
+        words = explain.Names(programme, locale, {u.code: u.name for u in stores})
         return {
             "version": version,
             "programme": programme,
@@ -941,7 +962,7 @@ async def _programme_view(
                 "active_days": _("days"),
             }.get(programme.tiers.metric.value, ""),
             "rule_label": lambda rule: explain.breakdown_label(rule, names, _),
-            "describe": lambda text: explain.describe(text, locale),
+            "describe": lambda text, rule="": explain.describe_component(rule, text, words),
             "clause_text": lambda node: explain.clause_text(node, locale, tier_label),
             "tz": ZoneInfo(programme.timezone),
         }
@@ -1091,6 +1112,8 @@ AUDIT_ACTIONS = (
     "apikey.revoke",
     "reward.stock",
     "redemption.collect",
+    "analytics.run",
+    "analytics.tag",
 )
 AUDIT_OBJECTS = (
     "member",
@@ -1101,6 +1124,7 @@ AUDIT_OBJECTS = (
     "org_unit",
     "api_key",
     "reward",
+    "analytics_run",
 )
 
 
@@ -1126,6 +1150,7 @@ async def audit_page(
     until: str = "",
     before: str = "",
 ) -> Response:
+    locale = locale_of(request, st.locale_pref)
     filt = {
         "who": who,
         "action": action,
@@ -1153,6 +1178,7 @@ async def audit_page(
             "filt": filt,
             "actions": AUDIT_ACTIONS,
             "object_types": AUDIT_OBJECTS,
+            "audit_names": {"tier": _tier_names(programmes.active(s)[1], locale)},
             "tz": tz,
         }
 
@@ -1172,3 +1198,7 @@ referral_pages.register(router)  # referrals (issue 12)
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 
 router.include_router(_stream_router)
+# The analytics section (issue 10, item 9; its own module).
+from loyalist.admin.insights import router as _insights_router  # noqa: E402
+
+router.include_router(_insights_router)

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from loyalist.admin import labels
 from loyalist.admin.web import Fmt
 from loyalist.kit.conditions import Explanation
 from loyalist.models import LedgerEntry, Order, OutboxEvent, Redemption, TierChange
+from loyalist.programme.schemas import Match, Programme
 
 
 @dataclass(frozen=True)
@@ -163,15 +165,23 @@ def timeline(
     return items
 
 
+# What an event records, in words. An event is a fact recorded by Loyalist, not a message
+# delivered: ``points.expiring`` says that points come due (journeys, webhooks or a channel
+# may act on it), so its line never claims a reminder was sent (issue 10, item 5).
 _EVENT_WORDS = {
     "member.created": "Member record created",
     "member.updated": "Profile changed",
-    "points.expiring": "Reminder sent: points expiring soon",
+    "points.expiring": "Points expiring soon (expiry notice recorded)",
     "tier.changed": "Tier changed",
 }
 
 
-def event_text(ev: OutboxEvent, _: Callable[[str], str], fmt: Fmt | None = None) -> str:
+def event_text(
+    ev: OutboxEvent,
+    _: Callable[[str], str],
+    fmt: Fmt | None = None,
+    field_label: Callable[[str], str] | None = None,
+) -> str:
     words = _EVENT_WORDS.get(ev.type)
     payload: dict[str, Any] = ev.payload or {}
     if ev.type == "points.expiring" and fmt is not None and payload.get("expires_at"):
@@ -180,14 +190,18 @@ def event_text(ev: OutboxEvent, _: Callable[[str], str], fmt: Fmt | None = None)
         except ValueError:
             at = None
         if at is not None:
-            return _("Reminder sent: %(n)s points expire after %(d)s") % {
+            return _("Expiry notice recorded: %(n)s points expire after %(d)s") % {
                 "n": fmt.num(int(payload.get("points") or 0)),
                 "d": fmt.last_day(at),
             }
     if words:
         base = _(words)
         if ev.type == "member.updated" and payload.get("fields"):
-            base += ": " + ", ".join(str(f) for f in payload["fields"])
+            label = field_label or (lambda f: labels.field(f, _))
+            base = _("%(what)s: %(fields)s") % {
+                "what": base,
+                "fields": _(", ").join(label(str(f)) for f in payload["fields"]),
+            }
         return base
     return _("Event %(type)s") % {"type": ev.type}
 
@@ -224,7 +238,7 @@ _MATCH = re.compile(
 _DESCRIPTIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^(?P<n>\d+) points? per (?P<unit>[\d.,]+ [A-Z]{3}) paid$"), "base"),
     (re.compile(r"^No points (?P<match>on .+)$"), "exclusion"),
-    (re.compile(r"^(?P<m>[\d.]+)× (?P<match>on .+?)(?: \((?P<label>[^()]*)\))?$"), "multiplier"),
+    (re.compile(r"^(?P<m>[\d.]+)× (?P<match>on .+?)(?: \((?P<label>.*)\))?$"), "multiplier"),
     (re.compile(r"^(?P<n>\d+) bonus points? \((?P<label>.*)\)$"), "bonus"),
     (re.compile(r"^(?P<m>[\d.]+)× for tier (?P<tier>.+)$"), "tier"),
     (re.compile(r"^Capped at (?P<n>\d+) points per order$"), "cap_order"),
@@ -289,6 +303,86 @@ def describe(text: str, locale: str) -> str:
         if kind == "cap_member":
             return f"每位会员最多 {g['n']} 积分（已得 {g['k']}）"
     return text
+
+
+def _fmt_m(m: Any) -> str:
+    text = format(m, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@dataclass(frozen=True)
+class Names:
+    """The programme's names for what a breakdown component refers to, in one language:
+    tiers, rules and campaigns by code, category and channel labels, store names."""
+
+    programme: Programme
+    locale: str
+    stores: dict[str, str] = field(default_factory=dict)  # store code -> name
+
+    @property
+    def zh(self) -> bool:
+        return self.locale == "zh_CN"
+
+    def named(self, thing: Any) -> str:
+        name: str = thing.name if self.zh else (thing.name_en or thing.name)
+        return name or thing.code
+
+    def match(self, match: Match) -> str:
+        zh = self.zh
+        sep = "、" if zh else ", "
+        parts: list[str] = []
+        labels = self.programme.labels
+        if match.categories:
+            cats = sep.join(labels.category(c, self.locale) for c in match.categories)
+            parts.append(f"品类 {cats}" if zh else f"category {cats}")
+        if match.skus:
+            parts.append(f"SKU {sep.join(match.skus)}")
+        out = ("、" if zh else " and ").join(parts) or ("全部商品" if zh else "every line")
+        if match.stores:
+            st = sep.join(self.stores.get(c, c) for c in match.stores)
+            out += f"，门店 {st}" if zh else f" in stores {st}"
+        if match.channels:
+            ch = sep.join(labels.channel(c, self.locale) for c in match.channels)
+            out += f"，渠道 {ch}" if zh else f" via {ch}"
+        return out if zh else f"on {out}"
+
+
+def describe_component(rule: str, text: str, names: Names) -> str:
+    """A breakdown component (``rule`` as the engine keys it, ``text`` its English
+    description) in the page's language, with the programme's own names: a tier, rule or
+    campaign by its name for that language (whatever characters the name holds), category
+    and channel codes by their labels. Shapes not known here fall back to ``describe``."""
+    kind, _sep, code = rule.partition(":")
+    p = names.programme
+    zh = names.zh
+    try:
+        if kind == "tier":
+            tier = p.tiers.by_code(code)
+            m = _fmt_m(tier.benefits.points_multiplier)
+            return f"{names.named(tier)} {m} 倍" if zh else f"{m}× for tier {names.named(tier)}"
+        if kind in ("rule", "exclusion"):
+            r = next(r for r in p.earning.rules if r.code == code)
+            if r.multiplier is None:
+                return (
+                    f"不积分：{names.match(r.match)}" if zh else f"No points {names.match(r.match)}"
+                )
+            m = _fmt_m(r.multiplier)
+            return f"{m} 倍：{names.match(r.match)}" if zh else f"{m}× {names.match(r.match)}"
+        if kind in ("campaign", "campaign_bonus"):
+            c = next(c for c in p.earning.campaigns if c.code == code)
+            label = names.named(c)
+            if kind == "campaign_bonus":
+                n = c.bonus_points
+                if zh:
+                    return f"加赠 {n} 积分（{label}）"
+                return f"{n} bonus point{'s' if n != 1 else ''} ({label})"
+            m = _fmt_m(c.multiplier)
+            if zh:
+                return f"{m} 倍：{names.match(c.match)}（{label}）"
+            return f"{m}× {names.match(c.match)} ({label})"
+    except (KeyError, StopIteration):
+        pass
+    return describe(text, names.locale)
 
 
 # ``when:`` conditions (kit/conditions.py): each clause in words, zh-CN or en. The engine's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Coroutine
@@ -22,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from loyalist.admin import labels
 from loyalist.errors import FieldError, LoyalistError
 from loyalist.kit import i18n
 from loyalist.kit.actor import Actor
@@ -129,17 +131,36 @@ def _show(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
+def show_phone(phone: str | None, masked: bool = True) -> str:
+    """A stored phone as people write it (national format for mainland numbers), masked
+    unless the viewer may see it."""
+    return member_domain.display_phone(phone, masked=masked) or "—"
+
+
 def changes(
-    before: dict[str, Any] | None, after: dict[str, Any] | None
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    locale: str = "en",
+    names: dict[str, dict[str, str]] | None = None,
 ) -> list[tuple[str, str, str, bool]]:
-    """An audit row's fields side by side: (field, before, after, changed)."""
+    """An audit row's fields side by side: (label, before, after, changed), with fields by
+    their labels, money as money and phones masked in national format."""
+    _ = gettext_for(locale)
+    fmt = Fmt(locale, ZoneInfo("Asia/Shanghai"))
+
+    def shown(key: str, v: Any) -> str:
+        words = labels.value(
+            key, v, _, lambda m: fmt.money(m, short=False), lambda p: show_phone(p), names
+        )
+        return words if words is not None else _show(v)
+
     b, a = before or {}, after or {}
     keys = list(b) + [k for k in a if k not in b]
     out = []
     for k in keys:
-        old = _show(b.get(k)) if k in b else ""
-        new = _show(a.get(k)) if k in a else ""
-        out.append((k, old, new, b.get(k) != a.get(k)))
+        old = shown(k, b.get(k)) if k in b else ""
+        new = shown(k, a.get(k)) if k in a else ""
+        out.append((labels.field(k, _), old, new, b.get(k) != a.get(k)))
     return out
 
 
@@ -169,7 +190,8 @@ def env_for(locale: str) -> Environment:
             env.globals["mask_identity"] = member_domain.mask_identity
             env.globals["redemption_code"] = fulfilment.format_code
             env.globals["redemption_state"] = redemption_state
-            env.globals["changes"] = changes
+            env.globals["changes"] = functools.partial(changes, locale=locale)
+            env.globals["show_phone"] = show_phone
             env.globals["tr"] = gettext_for(locale)  # plain lookup for messages from code
             _envs[locale] = env
     return env

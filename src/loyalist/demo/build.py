@@ -285,6 +285,7 @@ def run(
             suggested = try_member(s)
         habits_demo.seed(db, suggested.split()[0] if suggested else None, seed=seed)
         console.print(f"demo built in {monotonic() - started:.1f}s")
+        _analytics(db)  # the console's analytics section has a computed run (issue 10/9)
     # Back at the caller's "now": run what became due once, as the scheduler would.
     reports = jobs.run_due(db)
     due = ", ".join(f"{r.job} {r.members}" for r in reports if r.members)
@@ -296,9 +297,26 @@ def run(
     demo_journeys.report(db, console)  # journeys (issue 14)
     with db.transaction() as s:
         issued = access.create_key(
-            s, name=f"demo {clock.now():%Y-%m-%d %H:%M:%S}", scope="hq", access="read_write"
+            s, name=f"演示密钥 {clock.now():%Y-%m-%d %H:%M:%S}", scope="hq", access="read_write"
         )
     how_to_use(db, console, users, issued.secret)
+
+
+def _analytics(db: Database) -> None:
+    """One computed run of the console's analytics section (HQ, today vs 90 days ago)."""
+    from loyalist.insights import service as insights
+    from loyalist.insights import tasks as insight_tasks
+
+    with db.transaction() as s:
+        hq = org.get_hq(s)
+        assert hq is not None
+        tz = ZoneInfo(programmes.active(s)[1].timezone)
+        today = clock.now().astimezone(tz).date()
+        actor = Actor(name="system:demo", scope_path=hq.path, can_write=True, principal="system")
+        run_id = insights.request_run(
+            s, actor, as_of=today, compare_from=today - timedelta(days=90)
+        ).id
+    insight_tasks.compute_now(db, run_id)
 
 
 def how_to_use(
@@ -447,7 +465,8 @@ class Builder:
                     {
                         **dated["double-11"],
                         "code": f"double-11-{y}",
-                        "name": f"{y} 双十一三倍积分",
+                        "name": f"{y} 双十一 (11.11) 三倍积分",
+                        "name_en": f"{y} Singles' Day triple points",
                         "date_from": date(y, 11, 11),
                         "date_to": date(y, 11, 11),
                     }
@@ -458,7 +477,8 @@ class Builder:
                     {
                         **dated["spring-festival"],
                         "code": f"spring-festival-{y}",
-                        "name": f"{y} 春节加赠 88 积分",
+                        "name": f"{y} 春节加赠 88 积分 (限时)",
+                        "name_en": f"{y} Spring Festival 88 bonus points",
                         "date_from": sf - timedelta(days=3),
                         "date_to": sf + timedelta(days=5),
                     }
@@ -484,11 +504,12 @@ class Builder:
                 )
                 self.paths[st.code] = unit.path
             staff.ensure_demo_users(s)
-            self._publish(s, self.start_day.year, "会员计划上线 (launch)")
+            self._publish(s, self.start_day.year, "会员计划上线")
             self.referral_replay.publish(s)  # referral rules and campaigns (issue 12)
             self.hq_path = hq.path
+        # The old card system's import, named as the operators call it (it shows on pages).
         self.migration = Actor(
-            name="migration", scope_path=self.hq_path, principal="demo:migration"
+            name="旧会员卡迁移", scope_path=self.hq_path, principal="demo:migration"
         )
         self.actors = {
             ch: Actor(name=f"integration:{ch}", scope_path=self.hq_path, principal=f"demo:{ch}")
@@ -685,7 +706,7 @@ class Builder:
                 if (d.month, d.day) == (12, 1) and n > 0:  # next year's campaign calendar
                     clock.freeze(day_start + timedelta(hours=10))
                     with self.db.transaction() as s:
-                        self._publish(s, d.year, f"{d.year + 1} 活动日历 (campaign calendar)")
+                        self._publish(s, d.year, f"{d.year + 1} 年活动日历")
                 events: list[_Event] = []
                 day_end = min(start_of_local_day(self.tz, d + timedelta(days=1)), self.end)
                 factor = self._factor(d)

@@ -66,6 +66,32 @@ def mask_phone(phone: str | None) -> str | None:
     return phone[:-8] + "****" + phone[-4:] if len(phone) > 8 else "****"
 
 
+def display_phone(phone: str | None, *, masked: bool) -> str | None:
+    """A stored E.164 number as people write it: mainland numbers in national format
+    ("+8613812345678" → "138 1234 5678", masked "138 **** 5678"), others in international
+    format ("+44 20 7946 0958", masked with the same four digits hidden)."""
+    if not phone:
+        return phone
+    try:
+        num = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        return mask_phone(phone) if masked else phone
+    style = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if num.country_code == 86
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    shown = phonenumbers.format_number(num, style)
+    if not masked:
+        return shown
+    # Hide the four digits before the last four, wherever the grouping spaces fall.
+    positions = [i for i, ch in enumerate(shown) if ch.isdigit()]
+    if len(positions) <= 8:
+        return "****"
+    hidden = set(positions[-8:-4])
+    return "".join("*" if i in hidden else ch for i, ch in enumerate(shown))
+
+
 def mask_email(email: str | None) -> str | None:
     """ "zhang.wei@example.com" → "z***@example.com"."""
     if not email:

@@ -29,7 +29,7 @@ from loyalist.kit.hashing import constant_time_equals, new_token
 from loyalist.kit.i18n import SUPPORTED, negotiate
 from loyalist.kit.uow import acting_as
 from loyalist.ledger.errors import InsufficientPoints
-from loyalist.member.domain import InvalidIdentity, mask_phone, normalise_phone
+from loyalist.member.domain import InvalidIdentity, display_phone, normalise_phone
 from loyalist.member_web import service, views
 from loyalist.member_web.web import Formats, gettext_for, render
 from loyalist.messaging import outbox as messages_out
@@ -226,7 +226,7 @@ def signin_send(
     if outcome is not None and not _deliver_now(ctx, outcome, channel):
         errors = {"phone": ctx._("We could not send the code. Please try again later.")}
         return _page(ctx, "signin.html", 503, phone=phone, errors=errors)
-    return _page(ctx, "code.html", phone=e164, masked=mask_phone(e164), errors={})
+    return _page(ctx, "code.html", phone=e164, masked=display_phone(e164, masked=True), errors={})
 
 
 def _code_data(code: str) -> dict[str, str | int]:
@@ -326,7 +326,9 @@ def signin_verify(
         "none": ctx._("No code is waiting for this number. Ask for a new one."),
     }
     errors = {"code": problems.get(verified.outcome, problems["none"])}
-    return _page(ctx, "code.html", 422, phone=e164, masked=mask_phone(e164), errors=errors)
+    return _page(
+        ctx, "code.html", 422, phone=e164, masked=display_phone(e164, masked=True), errors=errors
+    )
 
 
 # -- self-registration --------------------------------------------------------------------
@@ -421,7 +423,14 @@ def join_send(
     if not _deliver_now(ctx, outcome, channel):
         errors = {"phone": ctx._("We could not send the code. Please try again later.")}
         return _page(ctx, "join.html", 503, phone=phone, errors=errors, **extra)
-    return _page(ctx, "join_code.html", phone=e164, masked=mask_phone(e164), errors={}, **extra)
+    return _page(
+        ctx,
+        "join_code.html",
+        phone=e164,
+        masked=display_phone(e164, masked=True),
+        errors={},
+        **extra,
+    )
 
 
 @router.post("/join/code")
@@ -483,7 +492,7 @@ def join_verify(
         "join_code.html",
         422,
         phone=e164,
-        masked=mask_phone(e164),
+        masked=display_phone(e164, masked=True),
         errors=errors,
         **_join_form(consents, referral),
     )

@@ -3,6 +3,7 @@
 from loyalist.models.action_receipt import ActionReceipt
 from loyalist.models.adjustment_budget_use import AdjustmentBudgetUse
 from loyalist.models.adjustment_request import AdjustmentRequest
+from loyalist.models.analytics_run import AnalyticsRun
 from loyalist.models.api_key import ApiKey
 from loyalist.models.audit_log import AuditLog
 from loyalist.models.challenge_progress import ChallengeProgress
@@ -76,6 +77,7 @@ __all__ = [
     "ActionReceipt",
     "AdjustmentBudgetUse",
     "AdjustmentRequest",
+    "AnalyticsRun",
     "ApiKey",
     "AuditLog",
     "ChallengeProgress",

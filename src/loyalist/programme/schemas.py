@@ -183,6 +183,8 @@ class Conditional(Strict):
         """``when`` (and a campaign's ``tiers``) appear only when given, last: documents
         stored before conditions existed keep their content and checksum."""
         data: dict[str, Any] = handler(self)
+        if data.get("name_en", "") is None:  # English names appear only when given
+            del data["name_en"]
         when = data.pop("when", None)
         if data.get("tiers") == []:
             del data["tiers"]
@@ -193,7 +195,8 @@ class Conditional(Strict):
 
 class EarningRule(Conditional):
     code: Code
-    name: str = ""
+    name: str = ""  # as written (the brand's language); zh-CN pages show it
+    name_en: str | None = Field(default=None, max_length=128)  # English pages, when given
     kind: RuleKind = RuleKind.MULTIPLIER
     match: Match = Match()
     multiplier: Multiplier | None = None
@@ -209,7 +212,8 @@ class EarningRule(Conditional):
 
 class Campaign(Conditional):
     code: Code
-    name: str = ""
+    name: str = ""  # as written (the brand's language); zh-CN pages show it
+    name_en: str | None = Field(default=None, max_length=128)  # English pages, when given
     multiplier: Multiplier = Decimal("1")
     bonus_points: int = Field(default=0, ge=0, le=1_000_000)  # flat bonus per qualifying order
     min_spend_minor: int = Field(default=0, ge=0)
@@ -285,6 +289,34 @@ class Reward(Strict):
         return v
 
 
+class Label(Strict):
+    """A display name for a code the programme refers to: ``name`` as the brand writes it
+    (zh-CN pages), ``name_en`` for English pages (``name`` when absent)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    name_en: str | None = Field(default=None, max_length=64)
+
+
+class Labels(Strict):
+    """Names of the line categories and sales channels orders carry (codes such as
+    ``coffee_beans`` or ``miniprogram``), so pages and rule explanations show words."""
+
+    categories: dict[Code, Label] = Field(default_factory=dict, max_length=500)
+    channels: dict[Code, Label] = Field(default_factory=dict, max_length=100)
+
+    def category(self, code: str, locale: str) -> str:
+        return _label(self.categories.get(code), code, locale)
+
+    def channel(self, code: str, locale: str) -> str:
+        return _label(self.channels.get(code), code, locale)
+
+
+def _label(label: Label | None, code: str, locale: str) -> str:
+    if label is None:
+        return code
+    return label.name if locale == "zh_CN" else (label.name_en or label.name)
+
+
 class OrderPolicy(Strict):
     """What an order must satisfy to be recorded."""
 
@@ -308,6 +340,16 @@ class Programme(Strict):
     rewards: list[Reward] = Field(default_factory=list)
     _conditions: dict[str, conditions.Condition] = PrivateAttr(default_factory=dict)
     orders: OrderPolicy = OrderPolicy()
+    # Display names of category and channel codes (issue 10, item 5); omitted when empty.
+    labels: Labels = Labels()
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_labels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``labels`` appears only when given: earlier documents keep their checksum."""
+        data: dict[str, Any] = handler(self)
+        if data.get("labels") == {"categories": {}, "channels": {}}:
+            del data["labels"]
+        return data
 
     @field_validator("currency")
     @classmethod

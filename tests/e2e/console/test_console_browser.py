@@ -96,7 +96,8 @@ def test_hq_admin_dashboard_member_adjustment_ledger_and_audit(live: Live, page:
     rows = page.locator("[data-testid=member-results] tbody tr[data-member-id]")
     expect(rows).to_have_count(1)  # swapped in by HTMX
     page.wait_for_url("**/admin/members?*phone=13800000001*")
-    assert page.inner_text("[data-testid=phone]") == "+8613800000001"  # HQ sees the phone
+    # HQ sees the phone, in national format.
+    assert page.inner_text("[data-testid=phone]") == "138 0000 0001"
     shoot(page, "members")
     rows.first.locator("a").click()
     alice = live.shop.members["alice"]

@@ -282,7 +282,9 @@ def test_points_per_rule_are_explained_in_the_pages_language(
     order = console.get(f"/admin/orders/{shop.orders['POS-SH1-000']}").text
     # ¥128 of coffee beans: 1 point per ¥1, doubled by the beans rule.
     assert "每实付 ¥1.00 得 1 积分" in order
-    assert "2 倍：品类 coffee_beans" in order and "咖啡豆双倍积分" in order
+    # Category codes by the programme's labels, never the raw code.
+    assert "2 倍：品类 咖啡豆" in order and "咖啡豆双倍积分" in order
+    assert "coffee_beans" not in order.split('data-testid="breakdown"')[-1]
     assert describe("Capped at 20000 points per order", "zh_CN") == "每单最多 20000 积分"
     assert describe("1.5× on every line via channels app, miniprogram", "zh_CN") == (
         "1.5 倍：全部商品，渠道 app, miniprogram"

@@ -60,6 +60,7 @@ ROLE_USER = {
 ROLES = tuple(ROLE_USER)
 ALL = frozenset(ROLES)
 HQ = frozenset({"hq_admin"})
+ANALYTICS = frozenset({"hq_admin", "regional_manager", "analyst"})
 SCOPES = ("in", "out")  # an object in sh1 (in every role's scope) / in sz1 (only HQ's)
 
 
@@ -78,6 +79,35 @@ class Shop:
     job: dict[str, int] = field(default_factory=dict)  # "dead" / "queued" → a job id
     # (role, scope) → a referral on hold that role may decide (referrals, issue 12)
     referral: dict[tuple[str, str], int] = field(default_factory=dict)
+    run: dict[str, int] = field(default_factory=dict)  # scope → a computed analytics run
+
+
+def analytics_run(s: Any, unit_code: str) -> int:
+    """A finished analytics run over a unit's members (its figures do not matter here)."""
+    from datetime import date
+
+    from loyalist.kit.clock import utcnow
+    from loyalist.models import AnalyticsRun
+    from loyalist.org import service as org
+
+    unit = org.get_by_code(s, unit_code)
+    assert unit is not None
+    run = AnalyticsRun(
+        org_path=unit.path,
+        as_of=date(2026, 6, 1),
+        compare_from=date(2026, 3, 1),
+        status="done",
+        step=4,
+        steps=4,
+        result={"at_risk": [], "segments": [], "cohorts": [], "clv_segments": []},
+        error=None,
+        requested_by="system",
+        created_at=utcnow(),
+        finished_at=utcnow(),
+    )
+    s.add(run)
+    s.flush()
+    return int(run.id)
 
 
 def seed(db: Database) -> Shop:
@@ -138,6 +168,7 @@ def seed(db: Database) -> Shop:
         ):
             shop.job[key] = job.id
             job.state = key
+        shop.run["in"], shop.run["out"] = analytics_run(s, "east"), analytics_run(s, "south")
     return shop
 
 
@@ -335,6 +366,29 @@ MATRIX: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/admin/audit"): Case(lambda f, r, s: ("/admin/audit", None), HQ, 200, scoped=False),
     ("GET", "/admin/jobs"): Case(lambda f, r, s: ("/admin/jobs", None), HQ, 200, scoped=False),
+    # The analytics section (issue 10, item 9): runs of a region are its own and HQ's.
+    ("GET", "/admin/analytics"): Case(
+        lambda f, r, s: ("/admin/analytics", None), ANALYTICS, 200, scoped=False
+    ),
+    ("POST", "/admin/analytics/runs"): Case(
+        lambda f, r, s: (
+            "/admin/analytics/runs",
+            {"as_of": "2026-06-01", "compare_from": "2026-05-01"},
+        ),
+        ANALYTICS,
+        303,
+        scoped=False,
+        writes=True,
+    ),
+    ("GET", "/admin/analytics/runs/{run_id}/at-risk.{ext}"): Case(
+        lambda f, r, s: (f"/admin/analytics/runs/{f.run[s]}/at-risk.csv", None), ANALYTICS, 200
+    ),
+    ("POST", "/admin/analytics/runs/{run_id}/tag"): Case(
+        lambda f, r, s: (f"/admin/analytics/runs/{f.run[s]}/tag", {"tag": "召回"}),
+        frozenset({"hq_admin", "regional_manager"}),
+        303,
+        writes=True,
+    ),
     ("POST", "/admin/jobs/{job_id}/{action}"): Case(
         lambda f, r, s: (f"/admin/jobs/{f.job['dead']}/retry", {}),
         HQ,
@@ -509,7 +563,8 @@ def test_second_forms_of_a_route(world: Any, shop: Shop, name: str) -> None:
 
 
 def test_phone_numbers_are_masked_for_roles_that_may_not_see_them(world: Any, shop: Shop) -> None:
-    digits = shop.phone["in"][-8:]
+    shown = shop.phone["in"][-11:]  # national format on the page: 138 1234 5678
+    digits = f"{shown[:3]} {shown[3:7]} {shown[7:]}"
     for role in ROLES:
         with console_client(world.db) as c:
             login(c, world.db, ROLE_USER[role])
@@ -519,4 +574,5 @@ def test_phone_numbers_are_masked_for_roles_that_may_not_see_them(world: Any, sh
         sees = role in {"hq_admin", "regional_manager", "store_staff"}
         assert (digits in page, digits in listing) == (sees, sees), role
         if not sees:
-            assert "****" + digits[-4:] in page and "****" + digits[-4:] in listing, role
+            masked = f"{shown[:3]} **** {shown[7:]}"
+            assert masked in page and masked in listing, role

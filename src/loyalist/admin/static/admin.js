@@ -21,7 +21,13 @@
     return "¥" + Number(v).toLocaleString(tag, { minimumFractionDigits: 0, maximumFractionDigits: 2 });
   }
 
-  var formats = { money: money, num: num };
+  // Shares (0..1) as percentages: the analytics section's retention heat map.
+  function pct(v) {
+    if (v === null || v === undefined || isNaN(v)) return "—";
+    return (Number(v) * 100).toLocaleString(tag, { maximumFractionDigits: 1 }) + "%";
+  }
+
+  var formats = { money: money, num: num, pct: pct };
 
   function withFormatters(option, kind) {
     var f = formats[kind] || num;
@@ -31,10 +37,14 @@
         ax.axisLabel = Object.assign({}, ax.axisLabel || {}, { formatter: f });
       }
     });
-    option.tooltip = Object.assign({}, option.tooltip || {}, { valueFormatter: f });
+    // A heat map's value is [x, y, value]: format the value.
+    var tf = function (v) { return f(Array.isArray(v) ? v[v.length - 1] : v); };
+    option.tooltip = Object.assign({}, option.tooltip || {}, { valueFormatter: tf });
     (option.series || []).forEach(function (s) {
       if (s.label && s.label.show && !s.label.formatter) {
-        if (s.type === "pie") {
+        if (s.type === "heatmap") {
+          s.label.formatter = function (p) { return f(p.value[2]); };
+        } else if (s.type === "pie") {
           s.label.formatter = function (p) { return p.name + " " + p.percent + "%"; };
         } else {
           s.label.formatter = function (p) { return f(p.value); };

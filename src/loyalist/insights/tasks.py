@@ -1,0 +1,90 @@
+"""The ``insights.compute`` job: one step of an analytics run.
+
+Each step reads the scope's orders, computes its part with ``loyalist.analytics`` (through
+``insights.compute``), stores it in ``analytics_run.result``, moves the run's ``step`` on
+and queues the next step, all in the job's transaction: progress is visible as each step
+commits, and a repeated or stale job (its step already done) does nothing. An input the
+analytics refuse (no orders, say) fails the run with its message instead of retrying.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from loyalist.insights import service
+from loyalist.jobs import queue
+from loyalist.jobs.registry import JobContext, job_kind
+from loyalist.kit.clock import utcnow
+from loyalist.kit.db import Database
+from loyalist.models import AnalyticsRun
+from loyalist.programme import service as programmes
+
+
+@job_kind(service.JOB_KIND, max_attempts=3)
+def compute_step(ctx: JobContext) -> None:
+    # Imported here: SciPy and Polars load only in the process that computes.
+    from loyalist.insights import compute
+
+    s = ctx.session
+    run_id, step = int(ctx.payload["run"]), int(ctx.payload["step"])
+    run = s.get(AnalyticsRun, run_id, with_for_update=True)
+    if run is None or run.step != step or run.status in (service.DONE, service.FAILED):
+        return
+    run.status = service.RUNNING
+    _v, programme = programmes.active(s)
+    name = service.STEPS[step]
+    try:
+        tx = compute.until(
+            compute.read_orders(s.connection(), run.org_path, programme.timezone), run.as_of
+        )
+        part: dict[str, Any]
+        if name == "segments":
+            part = compute.segments(tx, run.as_of)
+            part["segment_names_zh"] = compute.segment_names()
+            part["orders"] = tx.frame.height
+        elif name == "movement":
+            part = {"movement": compute.movement(tx, run.compare_from, run.as_of)}
+        elif name == "cohorts":
+            part = compute.cohorts(tx)
+        else:
+            part = compute.clv(tx, run.as_of)
+    except compute.AnalyticsError as exc:
+        run.status = service.FAILED
+        run.error = str(exc)[:2000]
+        run.finished_at = utcnow()
+        return
+    run.result = {**run.result, **part}  # a new dict: the JSON column sees the change
+    run.step = step + 1
+    if run.step == len(service.STEPS):
+        run.status = service.DONE
+        run.finished_at = utcnow()
+    else:
+        queue.enqueue(
+            s,
+            service.JOB_KIND,
+            {"run": run.id, "step": run.step},
+            dedupe_key=f"insights:{run.id}:{run.step}",
+        )
+
+
+def compute_now(db: Database, run_id: int) -> None:
+    """Run a run's remaining steps inline, each in its own transaction, as the worker would
+    (for ``loyalist demo``, which shows a computed run without waiting for a worker). The
+    step jobs it queued find their steps done and do nothing."""
+    for step in range(len(service.STEPS)):
+
+        def one(s: Session, step: int = step) -> None:
+            compute_step(
+                JobContext(
+                    session=s,
+                    job_id=0,
+                    kind=service.JOB_KIND,
+                    payload={"run": run_id, "step": step},
+                    attempt=1,
+                    now=utcnow(),
+                )
+            )
+
+        db.run(one)
