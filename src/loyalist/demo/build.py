@@ -44,11 +44,11 @@ from sqlalchemy.orm import Session
 from loyalist.access import service as access
 from loyalist.config import get_settings
 from loyalist.demo import coupons as demo_coupons
+from loyalist.demo import habits as habits_demo  # habits (issue 12)
 from loyalist.demo import journeys as demo_journeys  # journeys (issue 14)
 from loyalist.demo import messages as demo_messages  # channels (issue 14)
 from loyalist.demo import referrals as demo_referrals  # referrals (issue 12)
 from loyalist.demo.referrals import ReferralReplay  # referrals (issue 12)
-from loyalist.demo import habits as habits_demo  # habits (issue 12)
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
