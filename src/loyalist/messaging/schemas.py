@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """An input: unknown fields refused, no coercion (``0`` is not ``false``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ConsentRecordIn(Strict):

@@ -57,6 +57,8 @@ def test_the_consent_ledger_records_purpose_channel_text_version_and_source(
          "text_version"),
         ({"purpose": "marketing", "channel": "sms", "granted": True, "text_version": "v",
           "source": "x", "extra": 1}, "extra"),
+        ({"purpose": "marketing", "channel": "sms", "granted": 0, "text_version": "v",
+          "source": "x"}, "granted"),
     ],
 )  # fmt: skip
 def test_bad_consent_records_are_problems_and_write_nothing(
@@ -104,6 +106,8 @@ def test_authorisations_add_up_and_a_replayed_key_adds_nothing(world: Any, clien
     assert again.json() == {"template_id": "TPL-mp", "remaining": 2}
     assert client.post(url, json={"template_id": "TPL-mp"}).json()["remaining"] == 3
     assert_problem(client.post(url, json={"template_id": "TPL-mp", "count": 0}), 422)
+    assert_problem(client.post(url, json={"template_id": "TPL-mp", "count": "2"}), 422)
+    assert_problem(client.post(url, json={"template_id": "TPL-mp", "count": True}), 422)
 
 
 def test_a_members_messages_with_status_and_attempts(world: Any, client: Any) -> None:
