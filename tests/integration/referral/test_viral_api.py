@@ -251,3 +251,40 @@ def test_quarter_leaders_get_the_bonus_once(
         "items": [{"period": "2026Q2", "member_id": star, "qualified": 5}],
     }
     assert_problem(client.get("/v1/referrals/leaders", params={"period": "2026-2"}), 422)
+
+
+def test_concurrent_helps_count_exactly_and_pay_once(
+    world: Any, client: Any, campaigns: None
+) -> None:
+    """Eight friends help at once an assist that needs three: three helps count, five are
+    refused as closed, the starter is paid once."""
+    import threading
+
+    from loyalist.errors import LoyalistError
+    from loyalist.viral import service as viral
+
+    starter = new_member(client, "13900000050")
+    friends = [new_member(client, f"139000000{60 + i}") for i in range(8)]
+    aid = client.post("/v1/assists", json={"campaign": "coffee-help", "member_id": starter}).json()[
+        "id"
+    ]
+    outcomes: list[str] = []
+    gate = threading.Barrier(len(friends))
+
+    def help_(friend: int) -> None:
+        gate.wait()
+        try:
+            world.db.run(lambda s: viral.help_assist(s, SYSTEM, aid, friend))
+            outcomes.append("ok")
+        except LoyalistError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=help_, args=(f,)) for f in friends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["assist_closed"] * 5 + ["ok"] * 3
+    a = client.get(f"/v1/assists/{aid}").json()
+    assert (a["helps"], a["status"], len(a["helpers"])) == (3, "completed", 3)
+    assert rewards(world.db, starter) == [(200, "助力")]
