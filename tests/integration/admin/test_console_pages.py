@@ -121,7 +121,7 @@ def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Sho
     assert "Available points" in en.get(f"/admin/members/{shop.members['alice']}").text
 
 
-READS = {"members", "orders", "redemptions", "programme", "rewards"}
+READS = {"members", "orders", "redemptions", "programme", "rewards", "habits"}  # habits: issue 12
 NAV = {
     "hq_admin": READS
     | {"dashboard", "approvals", "audit", "jobs", "stream", "webhooks", "staff", "org", "keys"},
