@@ -10,6 +10,9 @@ Once per event (the consumer's receipts; ``habit_fact``'s unique key is the back
 * ``points.earned`` → points boards.
 
 Then the member's badges and the challenges reading a changed counter are re-evaluated.
+Nothing is counted before the first habits document is published (an installation that
+does not use habits pays nothing); the consumer reads the stream from its beginning, so a
+document published later still counts the history not yet read.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ def on_event(session: Session, ev: OutboxEvent) -> None:
     if not isinstance(found, int):
         return
     member_id: int = found
-    _v, cfg = service.config(session)
+    version, cfg = service.config(session)
+    if version == 0:
+        return  # no habits document was ever published: nothing is counted
     if ev.type == "member.created":
         service.signup_points(session, member_id, as_utc(ev.occurred_at))
         return

@@ -123,7 +123,16 @@ def test_chinese_pages_use_chinese_words_and_yuan(console: TestClient, shop: Sho
     assert "Available points" in en.get(f"/admin/members/{shop.members['alice']}").text
 
 
-READS = {"members", "orders", "redemptions", "programme", "rewards", "coupons", "messages"}
+READS = {
+    "members",
+    "orders",
+    "redemptions",
+    "programme",
+    "rewards",
+    "coupons",  # issue 12
+    "messages",  # issue 14
+    "habits",  # issue 12
+}
 NAV = {
     "hq_admin": READS
     | {"dashboard", "approvals", "audit", "jobs", "stream", "webhooks", "staff", "org", "keys"},
