@@ -665,6 +665,8 @@ def on_event(session: Session, ev: OutboxEvent) -> None:
         j = loaded.doc.get(run.journey_key)
         if j is None or status(session, j.key) == PAUSED:
             continue
+        if as_utc(ev.occurred_at) < as_utc(run.entered_at):
+            continue  # what happened before the member entered neither ends a wait nor exits
         e = e or env(session)
         member = member or members.get(session, ACTOR, ev.member_id)
         if run.waiting_event == ev.type and run.step is not None:

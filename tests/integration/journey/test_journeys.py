@@ -572,3 +572,37 @@ def test_daily_triggers_birthday_inactivity_and_segment(
         ("seg", busy, "day:2026-06-10"),
     }
     assert world.db.run(lambda s: service.daily(s, clock.now())) == 0
+
+
+def test_events_from_before_the_entry_neither_exit_nor_end_a_wait(
+    world: Any, client: Any, clock: Any, tick: Any
+) -> None:
+    """A consumer catching up (new, or after an outage) sees old orders: they must not
+    exit a run that started later; a new order does."""
+    mid = new_member(client, "13800000001")
+    r = client.post(
+        "/v1/orders", json=order_payload("o1", mid, occurred_at=clock.now().isoformat())
+    )
+    assert r.status_code == 201
+    publish(
+        world.db,
+        {
+            "key": "seg",
+            "name": "s",
+            "entry": {"segment": {"gte": {"member.orders": 1}}},
+            "exit": [{"event": "order.recorded"}],
+            "steps": [{"id": "w", "type": "wait", "duration": {"days": 3}}],
+        },
+    )
+    clock.advance(timedelta(hours=1))
+    assert world.db.run(lambda s: service.daily(s, clock.now())) == 1
+    tick()  # the old member.created and order.recorded events reach the consumer now
+    (run,) = rows(world.db, JourneyRun, JourneyRun.member_id == mid)
+    assert (run.state, run.step) == ("active", "w")
+    r = client.post(
+        "/v1/orders", json=order_payload("o2", mid, occurred_at=clock.now().isoformat())
+    )
+    assert r.status_code == 201
+    tick()
+    (run,) = rows(world.db, JourneyRun, JourneyRun.member_id == mid)
+    assert (run.state, run.exit_reason) == ("exited", "event:order.recorded")
