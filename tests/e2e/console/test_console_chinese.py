@@ -43,7 +43,8 @@ ALLOWED = {
     "Webhooks",
     "OpenID",
     "App",
-    "English",  # the language switch
+    "English",  # the console's language switch
+    "EN",  # the member page's language switch
     "YAML",
     "SMS",
     "QR",

@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from tests.console import PASSWORD, console_client, login, make_users
-from tests.integration.admin.test_permission_matrix import analytics_run
 from tests.itest import counts
 from tests.support import api_client
 
@@ -47,14 +46,7 @@ def _seed(db: Database) -> dict[str, int]:
         queue.enqueue(s, "security.example", {}, dedupe_key="security-dead")
         job = s.scalars(select(Job)).one()
         job.state = "dead"
-        run = analytics_run(s, "hq")
-        return {
-            "member": mid,
-            "redemption": red.id,
-            "request": req.request.id,
-            "job": job.id,
-            "run": run,
-        }
+        return {"member": mid, "redemption": red.id, "request": req.request.id, "job": job.id}
 
 
 @pytest.fixture
@@ -66,14 +58,6 @@ def ids(world: Any) -> dict[str, int]:
 # below): a form an HQ admin could submit.
 FORMS: dict[str, Callable[[dict[str, int]], tuple[str, dict[str, str]]]] = {
     "/admin/logout": lambda i: ("/admin/logout", {}),
-    "/admin/analytics/runs": lambda i: (
-        "/admin/analytics/runs",
-        {"as_of": "2026-06-01", "compare_from": "2026-05-01"},
-    ),
-    "/admin/analytics/runs/{run_id}/tag": lambda i: (
-        f"/admin/analytics/runs/{i['run']}/tag",
-        {"tag": "csrf"},
-    ),
     "/admin/lang": lambda i: ("/admin/lang", {"lang": "en", "next": "/admin"}),
     "/admin/password": lambda i: (
         "/admin/password",

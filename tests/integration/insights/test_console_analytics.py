@@ -140,6 +140,16 @@ def _same_rows(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
             assert _close(g[k], w[k]), (k, g[k], w[k])
 
 
+def s_count(db: Database) -> tuple[int, int, int]:
+    """Runs, tags and audit rows: what the analytics forms write."""
+    with db.transaction() as s:
+        return (
+            int(s.scalar(select(func.count()).select_from(AnalyticsRun)) or 0),
+            int(s.scalar(select(func.count()).select_from(MemberTag)) or 0),
+            int(s.scalar(select(func.count()).select_from(AuditLog)) or 0),
+        )
+
+
 def _cell(v: Any) -> Any:
     """A spreadsheet cell or a CSV field, compared as a number when it is one."""
     try:
@@ -309,6 +319,15 @@ def test_who_may_see_compute_export_and_tag(shop: Shop, world: Any) -> None:
     today = shop.now.date()
     run_id = _run(db, _staff(db, "admin"), today, today - timedelta(days=30))
     east_run = _run(db, _staff(db, "east.manager"), today, today - timedelta(days=30))
+    with console_client(db) as c:  # a form without its CSRF token is refused, writes nothing
+        login(c, db, "admin")
+        before = s_count(db)
+        for url, form in [
+            ("/admin/analytics/runs", {"as_of": "2026-06-01", "compare_from": "2026-05-01"}),
+            (f"/admin/analytics/runs/{run_id}/tag", {"tag": "召回"}),
+        ]:
+            assert c.post(url, data=form, follow_redirects=False).status_code == 403
+        assert s_count(db) == before
     for login_name, (see, tag) in ACCESS.items():
         with db.transaction() as s:
             runs_before = s.scalar(select(func.count()).select_from(AnalyticsRun))
