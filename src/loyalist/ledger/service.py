@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
@@ -381,22 +381,28 @@ def _seal(session: Session, _ctx: Any, _instances: Any) -> None:
     due: set[int] = session.info.setdefault(_HEADS_DUE, set())
     for account_id, seg in list(segments.items()):
         alive = _live(session, seg.entries)  # a rolled-back savepoint expunged the others
-        if len(alive) != len(seg.entries):
+        changed = len(alive) != len(seg.entries)
+        if changed:
             seg.entries = alive
         prev = seg.base_head
         for n, e in enumerate(alive, start=1):
-            if e.chain_seq != seg.base_seq + n:
-                e.chain_seq = seg.base_seq + n
-            if e.prev_hash != prev:
-                e.prev_hash = prev
-            digest = entry_hash(prev, seg.base_seq + n, _chained_fields(e))
-            if e.entry_hash != digest:
-                e.entry_hash = digest
-            prev = digest
+            state = inspect(e)
+            # Hash what is new or was changed since the last flush, and everything after an
+            # entry whose hash moved (its successors chain on it); the rest is as hashed.
+            if changed or state.pending or state.transient or state.modified:
+                if e.chain_seq != seg.base_seq + n:
+                    e.chain_seq = seg.base_seq + n
+                if e.prev_hash != prev:
+                    e.prev_hash = prev
+                digest = entry_hash(prev, seg.base_seq + n, _chained_fields(e))
+                if e.entry_hash != digest:
+                    e.entry_hash = digest
+                    changed = True
+            prev = e.entry_hash or GENESIS
         account = session.get(PointsAccount, account_id)
         if account is None or not alive:
             continue
-        if account in session.dirty:
+        if inspect(account).modified:
             _set_head(account, seg.base_seq + len(alive), prev)
             due.discard(account_id)
         elif (account.chain_seq, account.chain_head) != (seg.base_seq + len(alive), prev):
