@@ -56,6 +56,7 @@ ALLOWED = {
     "HTTP",
     "HTTPS",
     "VIP",  # a demo member tag
+    "TD",  # 回复 TD 退订: the unsubscribe keyword Chinese SMS carry as it is
 }
 WORD = re.compile(r"(?<![\w.@/:-])[A-Za-z]{2,}(?![\w@/:-])")
 
@@ -169,7 +170,7 @@ def test_every_page_in_chinese_and_the_analytics_walk(demo: Any, browser: Any) -
     links = page.eval_on_selector_all("nav a[href^='/admin']", "els => els.map(e => e.pathname)")
     assert "/admin/analytics" in links and len(links) >= 14
     details = []
-    for path in ("/admin/members", "/admin/orders", "/admin/programme/versions"):
+    for path in ("/admin/members", "/admin/orders", "/admin/programme/versions", "/admin/journeys"):
         page.goto(base + path)
         href = page.locator(f"table.list tbody a[href^='{path}/']").first.get_attribute("href")
         assert href is not None, path
@@ -194,7 +195,16 @@ def test_every_page_in_chinese_and_the_analytics_walk(demo: Any, browser: Any) -
     phone_page.click("form[action='/m/signin/code'] button[type=submit]")
     phone_page.wait_for_url(f"{base}/m")
     member_seen: dict[str, dict[str, str]] = {}
-    for url in ("/m", "/m/rewards", "/m/history"):
+    # the member page's screens, those of coupons, referrals and check-ins included
+    for url in (
+        "/m",
+        "/m/rewards",
+        "/m/history",
+        "/m/coupons",
+        "/m/referral",
+        "/m/habits",
+        "/m/campaigns",
+    ):
         _check(phone_page, base + url, member_seen)
     phone_page.goto(base + "/m/rewards")
     reward = phone_page.locator("a[href^='/m/rewards/']").first.get_attribute("href")
