@@ -1125,6 +1125,7 @@ AUDIT_ACTIONS = (
     "coupon.batch.create",
     "coupon.issue",
     "referral.attribute",
+    "referral.approve",
     "referral.reject",
     "journey.pause",
     "journey.resume",
