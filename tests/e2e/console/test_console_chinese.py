@@ -210,7 +210,26 @@ def test_every_page_in_chinese_and_the_analytics_walk(demo: Any, browser: Any) -
     reward = phone_page.locator("a[href^='/m/rewards/']").first.get_attribute("href")
     assert reward is not None
     _check(phone_page, base + reward, member_seen)
+    phone_page.goto(f"{base}/m/campaigns")  # the member's assists and groups, if any
+    shared = "a[href^='/m/assists/'], a[href^='/m/groups/']"
+    for href in phone_page.eval_on_selector_all(shared, "els => els.map(e => e.pathname)"):
+        _check(phone_page, base + href, member_seen)
     phone_page.goto(f"{base}/m")
     phone_page.screenshot(path=str(SCREENSHOTS / "member-page-zh-375.png"), full_page=True)
     phone_page.context.close()
     assert member_seen == {}, member_seen
+
+
+def test_the_check_finds_an_english_word_and_skips_codes(browser: Any) -> None:
+    """The check itself can fail: an English word in visible text or a placeholder is found;
+    codes, translate="no" elements, hidden text and allowed words are not."""
+    page = _page(browser, 1280)
+    page.set_content(
+        "<html lang='zh-CN'><body><p>积分 points 与 VIP、回复 TD 退订</p>"
+        "<p><code>order.recorded</code> <span translate='no'>welcome</span></p>"
+        "<p hidden>hidden words</p><input placeholder='搜索 search'>"
+        "<input placeholder='order.recorded' translate='no'><p>free-tart a@b.cn</p></body></html>"
+    )
+    found = english_words(page)
+    assert found == {"points": "积分 points 与 VIP、回复 TD 退订", "search": "搜索 search"}
+    page.context.close()
