@@ -15,7 +15,7 @@ from loyalist.access import permissions as perm
 from loyalist.admin.web import AdminRoute, Staff, checked_form, current_staff, db_of, render
 from loyalist.coupon import service as coupons
 from loyalist.coupon.schemas import IssueIn
-from loyalist.errors import FieldError, ValidationFailed
+from loyalist.errors import FieldError, Forbidden, ValidationFailed
 
 StaffDep = Annotated[Staff, Depends(current_staff)]
 FormDep = Annotated[dict[str, str], Depends(checked_form)]
@@ -57,6 +57,16 @@ async def member_issue(request: Request, st: StaffDep, member_id: int, form: For
     data = IssueIn(template=template[:64])
     await _run(request, st, lambda s: coupons.issue_view(s, st.actor, member_id, data))
     return RedirectResponse(f"/admin/members/{member_id}?notice=coupon_issued", status_code=303)
+
+
+def template_names(s: Session, st: Staff, locale: str) -> dict[str, str]:
+    """Coupon template code → its name in the page's language, for audit rows (empty when
+    the viewer may not read the programme)."""
+    try:
+        items = coupons.list_templates(s, st.actor).items
+    except Forbidden:
+        return {}
+    return {t.code: t.name_en if locale != "zh_CN" and t.name_en else t.name for t in items}
 
 
 def member_section(s: Session, st: Staff, member_id: int) -> dict[str, Any]:

@@ -494,7 +494,10 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "habits": habits.habits_view(s, st.actor, m.id, locale),  # habits (issue 12)
         "referrals": referral_pages.member_referrals(s, st.actor, m.id),  # issue 12
         "labels": programme.labels,
-        "audit_names": {"tier": tier_names},
+        "audit_names": {
+            "tier": tier_names,
+            "template": coupon_pages.template_names(s, st, locale),  # issue 10 item 5
+        },
         "tz": tz,
         **coupon_pages.member_section(s, st, m.id),  # coupons (issue 12)
     }
@@ -1114,6 +1117,30 @@ AUDIT_ACTIONS = (
     "redemption.collect",
     "analytics.run",
     "analytics.tag",
+    # the features merged for issue 10 item 5
+    "document.publish",
+    "coupon.template.create",
+    "coupon.template.activate",
+    "coupon.template.pause",
+    "coupon.batch.create",
+    "coupon.issue",
+    "referral.attribute",
+    "referral.approve",
+    "referral.reject",
+    "journey.pause",
+    "journey.resume",
+    "member.consent_record",
+    "member.message_authorisation",
+    "member.export",
+    "member.erase",
+    "task.close",
+    "job.retry",
+    "job.cancel",
+    "webhook.create",
+    "webhook.update",
+    "webhook.delete",
+    "webhook.rotate",
+    "webhook.replay",
 )
 AUDIT_OBJECTS = (
     "member",
@@ -1125,6 +1152,17 @@ AUDIT_OBJECTS = (
     "api_key",
     "reward",
     "analytics_run",
+    # the features merged for issue 10 item 5
+    "config_document",
+    "coupon_template",
+    "coupon_batch",
+    "coupon_code",
+    "referral",
+    "journey",
+    "member_task",
+    "job",
+    "webhook_endpoint",
+    "webhook_delivery",
 )
 
 
@@ -1178,7 +1216,10 @@ async def audit_page(
             "filt": filt,
             "actions": AUDIT_ACTIONS,
             "object_types": AUDIT_OBJECTS,
-            "audit_names": {"tier": _tier_names(programmes.active(s)[1], locale)},
+            "audit_names": {
+                "tier": _tier_names(programmes.active(s)[1], locale),
+                "template": coupon_pages.template_names(s, st, locale),  # issue 10 item 5
+            },
             "tz": tz,
         }
 

@@ -25,6 +25,8 @@ from loyalist.admin.web import (
 from loyalist.documents import service as documents
 from loyalist.errors import LoyalistError
 from loyalist.habits import service as habits
+from loyalist.org import service as org
+from loyalist.org.errors import OrgUnitNotFound
 from loyalist.programme import service as programmes
 
 router = APIRouter(route_class=AdminRoute, include_in_schema=False)
@@ -44,7 +46,15 @@ def _ctx(s: Session, st: Staff, locale: str) -> dict[str, Any]:
         allow_unicode=True,
         sort_keys=False,
     )
-    return {"ov": ov, "yaml_text": text, "tz": programmes.active(s)[1].tz}
+    # a board's scope by its organisation unit's name (the code when the unit is unknown)
+    units: dict[str, str] = {}
+    for b in ov.boards:
+        if b.scope and b.scope not in units:
+            try:
+                units[b.scope] = org.get_by_code(s, b.scope).name
+            except OrgUnitNotFound:
+                units[b.scope] = b.scope
+    return {"ov": ov, "yaml_text": text, "tz": programmes.active(s)[1].tz, "unit_names": units}
 
 
 @router.get("/admin/habits")

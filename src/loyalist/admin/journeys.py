@@ -75,8 +75,11 @@ async def list_page(request: Request, st: StaffDep) -> Response:
     def work(s: Session) -> dict[str, Any]:
         listed = journeys.list_view(s, st.actor)
         funnels = {i.key: journeys.funnel(s, st.actor, i.key) for i in listed.items}
+        loaded = journeys.current(s)
         return {
             "listed": listed,
+            # each journey's trigger, said in the page's language (not the API's summary)
+            "entries": {j.key: j.entry for j in loaded.doc.journeys} if loaded else {},
             "funnels": funnels,
             "experiments": journeys.experiments(s),
             "tz": _tz(s),

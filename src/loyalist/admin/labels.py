@@ -77,6 +77,29 @@ FIELDS: dict[str, str] = {
     "value": "Value",
     "version": "Version",
     "approval_free_limit": "Approval-free limit (points)",
+    # the fields of the features merged for issue 10 item 5 (coupons, referrals, documents,
+    # messages, journeys, analytics): keys their services write to audit rows
+    "active": "Active",
+    "as_of": "As of",
+    "categories": "Categories",
+    "channel": "Channel",
+    "channels": "Channels",
+    "count": "Count",
+    "exclusive": "Exclusive",
+    "generation": "Generation",
+    "granted": "Granted",
+    "group": "Group",
+    "priority": "Priority",
+    "purpose": "Purpose",
+    "referred_id": "Friend",
+    "referrer_id": "Referrer",
+    "remaining": "Remaining",
+    "requested": "Codes requested",
+    "skus": "SKUs",
+    "stores": "Stores",
+    "template": "Template",
+    "template_id": "Template",
+    "when": "Condition",
 }
 
 # Values that are codes of a closed set: shown by their labels.
@@ -97,8 +120,32 @@ VALUES: dict[str, str] = {
     "analyst": "Analyst",
     "read_only": "read only",
     "read_write": "read and write",
+    # kinds of versioned documents, coupons and coupon batches; coupon sources; referral
+    # channels; message purposes (issue 10 item 5)
+    "programme": "programme rules",
+    "referrals": "referral rules",
+    "journeys": "journeys",
+    "messaging": "message templates",
+    "habits": "check-ins and badges",
+    "amount_off": "amount off",
+    "percent_off": "percent off",
+    "free_item": "free item",
+    "generated": "generated",
+    "imported": "imported",
+    "batch": "batch",
+    "import": "imported",
+    "staff": "staff",
+    "api": "API",
+    "reward": "reward",
+    "action": "programme action",
+    "join": "joined with a referral code",
+    "claim": "claimed a referral",
+    "marketing": "marketing",
+    "transactional": "transactional",
+    "active": "running",
+    "paused": "paused",
 }
-_CODED = {"status", "state", "role", "access"}
+_CODED = {"status", "state", "role", "access", "kind", "source", "channel", "purpose"}
 
 
 def field(key: str, _: Callable[[str], str]) -> str:

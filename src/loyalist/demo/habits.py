@@ -90,7 +90,8 @@ def seed(db: Database, try_phone: str | None, *, seed: int = 7) -> Seeded:
     try:
         with db.transaction() as s:
             tz = programmes.active(s)[1].tz
-            documents.publish(s, SYSTEM, "habits", document(tz, now), note="演示 (demo)")
+            note = "演示：签到、徽章与排行榜"
+            documents.publish(s, SYSTEM, "habits", document(tz, now), note=note)
             ids = list(s.scalars(select(Member.id).order_by(Member.id).limit(20)))
             focus = None
             if try_phone:

@@ -49,7 +49,7 @@ class JourneyDemo:
         """Publish the standard journeys; the consumer starts at the stream's head."""
         doc = document()
         try:
-            self.db.run(lambda s: journeys.publish(s, ADMIN, doc, "标准旅程 (standard journeys)"))
+            self.db.run(lambda s: journeys.publish(s, ADMIN, doc, "标准旅程"))
         except DocumentInvalid as exc:
             # An action's parameters that another version of it does not accept (e.g. a
             # coupon action with other fields): keep the rest of the demo going.
@@ -62,7 +62,7 @@ class JourneyDemo:
                 step.update(action="add_tag", params={"tag": f"{step['action']}_pending"})
             if console is not None:
                 console.print(f"[yellow]journeys: steps {sorted(bad)} replaced (parameters)[/]")
-            self.db.run(lambda s: journeys.publish(s, ADMIN, doc, "标准旅程 (standard journeys)"))
+            self.db.run(lambda s: journeys.publish(s, ADMIN, doc, "标准旅程"))
 
         def head(s: Session) -> None:
             events.assign_positions(s)

@@ -53,7 +53,7 @@ def build(db: Database, tz: ZoneInfo, end_day: date, seed: int = 7) -> dict[str,
     day = end_day - timedelta(days=1)
     clock.freeze(_at(tz, day, 9))
     with db.transaction() as s:
-        documents.publish(s, SYSTEM, "messaging", DOCUMENT, note="会员日短信 (demo)")
+        documents.publish(s, SYSTEM, "messaging", DOCUMENT, note="会员日短信")
         ids = list(s.scalars(select(Member.id).order_by(Member.id).limit(40)))
     inbox = DevInbox()
     sent: list[int] = []

@@ -57,6 +57,7 @@ ALLOWED = {
     "HTTP",
     "HTTPS",
     "VIP",  # a demo member tag
+    "TD",  # 回复 TD 退订: the unsubscribe keyword Chinese SMS carry as it is
 }
 WORD = re.compile(r"(?<![\w.@/:-])[A-Za-z]{2,}(?![\w@/:-])")
 
@@ -170,7 +171,7 @@ def test_every_page_in_chinese_and_the_analytics_walk(demo: Any, browser: Any) -
     links = page.eval_on_selector_all("nav a[href^='/admin']", "els => els.map(e => e.pathname)")
     assert "/admin/analytics" in links and len(links) >= 14
     details = []
-    for path in ("/admin/members", "/admin/orders", "/admin/programme/versions"):
+    for path in ("/admin/members", "/admin/orders", "/admin/programme/versions", "/admin/journeys"):
         page.goto(base + path)
         href = page.locator(f"table.list tbody a[href^='{path}/']").first.get_attribute("href")
         assert href is not None, path
@@ -195,13 +196,41 @@ def test_every_page_in_chinese_and_the_analytics_walk(demo: Any, browser: Any) -
     phone_page.click("form[action='/m/signin/code'] button[type=submit]")
     phone_page.wait_for_url(f"{base}/m")
     member_seen: dict[str, dict[str, str]] = {}
-    for url in ("/m", "/m/rewards", "/m/history"):
+    # the member page's screens, those of coupons, referrals and check-ins included
+    for url in (
+        "/m",
+        "/m/rewards",
+        "/m/history",
+        "/m/coupons",
+        "/m/referral",
+        "/m/habits",
+        "/m/campaigns",
+    ):
         _check(phone_page, base + url, member_seen)
     phone_page.goto(base + "/m/rewards")
     reward = phone_page.locator("a[href^='/m/rewards/']").first.get_attribute("href")
     assert reward is not None
     _check(phone_page, base + reward, member_seen)
+    phone_page.goto(f"{base}/m/campaigns")  # the member's assists and groups, if any
+    shared = "a[href^='/m/assists/'], a[href^='/m/groups/']"
+    for href in phone_page.eval_on_selector_all(shared, "els => els.map(e => e.pathname)"):
+        _check(phone_page, base + href, member_seen)
     phone_page.goto(f"{base}/m")
     phone_page.screenshot(path=str(SCREENSHOTS / "member-page-zh-375.png"), full_page=True)
     phone_page.context.close()
     assert member_seen == {}, member_seen
+
+
+def test_the_check_finds_an_english_word_and_skips_codes(browser: Any) -> None:
+    """The check itself can fail: an English word in visible text or a placeholder is found;
+    codes, translate="no" elements, hidden text and allowed words are not."""
+    page = _page(browser, 1280)
+    page.set_content(
+        "<html lang='zh-CN'><body><p>积分 points 与 VIP、回复 TD 退订</p>"
+        "<p><code>order.recorded</code> <span translate='no'>welcome</span></p>"
+        "<p hidden>hidden words</p><input placeholder='搜索 search'>"
+        "<input placeholder='order.recorded' translate='no'><p>free-tart a@b.cn</p></body></html>"
+    )
+    found = english_words(page)
+    assert found == {"points": "积分 points 与 VIP、回复 TD 退订", "search": "搜索 search"}
+    page.context.close()
