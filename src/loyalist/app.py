@@ -321,8 +321,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(admin_journeys_router)  # journeys (issue 14)
     app.include_router(admin_messages_router)  # channels: templates, preview, messages
     app.include_router(member_habits_router)  # its check-in, badges and boards at /m/habits
-    app.include_router(administration_router)  # console administration (before /admin/members/{id})
-    app.include_router(admin_router)  # the staff console at /admin
-    app.include_router(admin_webhooks_router)  # its webhooks pages
     app.include_router(admin_habits_router)  # its habits page (check-ins, badges, boards)
     return app

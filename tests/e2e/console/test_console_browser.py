@@ -139,7 +139,7 @@ def test_hq_admin_dashboard_member_adjustment_ledger_and_audit(live: Live, page:
     audit_rows = page.locator("[data-testid=audit] tbody tr[data-audit-id]")
     top = audit_rows.first.inner_text()
     assert "user:admin" in top and "points.adjust" in top and "补偿：咖啡洒了" in top
-    assert re.search(rf"available\s+{before}\s+→\s+{before + 200}", top), top
+    assert re.search(rf"可用积分\s+{before}\s+→\s+{before + 200}", top), top
     with live.db.transaction() as s:
         n = s.scalar(
             select(func.count())

@@ -132,14 +132,27 @@ READS = {
     "coupons",  # issue 12
     "messages",  # issue 14
     "habits",  # issue 12
+    "referrals",  # issue 12
+    "journeys",  # issue 14
 }
 NAV = {
     "hq_admin": READS
-    | {"dashboard", "approvals", "audit", "jobs", "stream", "webhooks", "staff", "org", "keys"},
-    "regional_manager": READS | {"dashboard", "approvals"},
+    | {
+        "dashboard",
+        "approvals",
+        "audit",
+        "jobs",
+        "stream",
+        "webhooks",
+        "staff",
+        "org",
+        "keys",
+        "analytics",
+    },
+    "regional_manager": READS | {"dashboard", "approvals", "analytics"},
     "store_staff": READS | {"dashboard"},
     "service_agent": READS,
-    "analyst": READS | {"dashboard"},
+    "analyst": READS | {"dashboard", "analytics"},
 }
 LOGIN_OF_ROLE = {
     "hq_admin": "admin",
