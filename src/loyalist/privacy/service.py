@@ -26,10 +26,12 @@ from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import PRIVACY_MANAGE, require
 from loyalist.audit import service as audit
+from loyalist.errors import Forbidden
 from loyalist.events import service as events
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.member import service as members
+from loyalist.member.errors import MemberNotFound
 from loyalist.models import (
     ActionReceipt,
     AdjustmentRequest,
@@ -185,7 +187,21 @@ def export(session: Session, actor: Actor, member_id: int) -> Export:
     """Everything Loyalist holds about a member, as a zip: for each table a JSON and a CSV
     file, and ``manifest.json`` (format, member, time, each file's rows and SHA-256)."""
     require(actor, PRIVACY_MANAGE)
-    m = members.get(session, actor, member_id)
+    return _export(session, actor, members.get(session, actor, member_id))
+
+
+def export_own(session: Session, actor: Actor, member_id: int) -> Export:
+    """The member's own export, from the member page: ``actor`` is the signed-in member
+    (``member:<id>``), who may export themselves only; no staff permission is needed."""
+    if actor.principal != f"member:{member_id}":
+        raise Forbidden("A member may export only their own data.")
+    m = session.get(Member, member_id)
+    if m is None or m.erased_at is not None:
+        raise MemberNotFound(f"No member {member_id}.")
+    return _export(session, actor, m)
+
+
+def _export(session: Session, actor: Actor, m: Member) -> Export:
     tables: dict[str, list[dict[str, Any]]] = {"member": [_row(m)]}
     for name, model, column in _TABLES:
         q = select(model).where(column == m.id).order_by(*model.__table__.primary_key.columns)
