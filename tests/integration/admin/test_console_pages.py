@@ -61,6 +61,9 @@ def pages(shop: Shop) -> list[str]:
         "/admin/rewards",
         "/admin/messages",  # channels (issue 14)
         "/admin/messages?template=points_expiring&locale=en",
+        "/admin/liability",  # privacy2
+        "/admin/liability?month=2026-01",
+        f"/admin/members/{alice}/erase",
     ]
 
 
