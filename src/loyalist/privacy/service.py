@@ -82,6 +82,8 @@ from loyalist.models import (
 )
 
 ERASED = "[erased]"
+#: A message's ``reason`` when erasure stopped it before delivery.
+MEMBER_ERASED = "member_erased"
 FORMAT = "loyalist.member-export/1"
 #: Member fields that identify a person (emptied by erasure).
 PERSONAL = ("phone", "email", "name", "birthday", "gender", "city", "external_id")
@@ -290,14 +292,18 @@ def _scrub_text(value: str | None, secrets: set[str]) -> str | None:
 
 def _erase_merged_tables(session: Session, m: Member, secrets: set[str]) -> None:
     """Erasure in the tables of features merged after issue 13 (privacy2): messages and
-    their provider answers are pseudonymised (the rows, statuses and counts stay), standing
+    their provider answers are pseudonymised (the rows and counts stay; a message not yet
+    delivered is suppressed, reason ``member_erased``), standing
     permissions to reach the member (subscribe authorisations) and the keyed digests of
     their identifiers (referral signals) are deleted, free text naming them is replaced.
     Counters, coupons, habits, referrals and journeys hold no personal value: they stay,
     so every figure built on them is unchanged."""
     msgs = list(session.scalars(_messages_of(session, m)))
+    now = utcnow()
     for msg in msgs:
         msg.recipient, msg.subject, msg.body, msg.params = ERASED, ERASED, ERASED, {}
+        if msg.status in ("queued", "held"):  # never delivered now: nobody to send it to
+            msg.status, msg.reason, msg.updated_at = "suppressed", MEMBER_ERASED, now
     if msgs:
         session.execute(
             update(MessageAttempt)

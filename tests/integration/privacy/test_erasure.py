@@ -161,7 +161,20 @@ def merged_tables(world: Any, client: Any, mid: int) -> None:
             body="验证码 482913",
             created_at=at,
         )
-        s.add_all([msg, code])
+        queued = Message(
+            channel="sms",
+            recipient=E164,
+            template="points_expiring",
+            locale="zh_CN",
+            params={"name": NAME, "points": 300},
+            subject="积分即将过期",
+            body=f"{NAME}，您有 300 积分即将过期",
+            created_at=at,
+            member_id=mid,
+            purpose="transactional",
+            status="queued",
+        )
+        s.add_all([msg, code, queued])
         s.flush()
         s.add(
             MessageAttempt(
@@ -182,7 +195,7 @@ def merged_figures(db: Database, mid: int) -> dict[str, Any]:
     with db.transaction() as s:
         return {
             "messages": [
-                (x.id, x.member_id, x.channel, x.purpose, x.status, x.created_at)
+                (x.id, x.member_id, x.channel, x.purpose, x.created_at)
                 for x in s.scalars(select(Message).order_by(Message.id))
             ],
             "attempts": [
@@ -266,6 +279,7 @@ def test_export_is_a_zip_of_json_and_csv_with_a_manifest(world: Any, client: Any
     msgs = json.loads(z.read("messages.json"))
     assert sorted((x["template"], x["recipient"], x["member_id"]) for x in msgs) == [
         ("login_code", E164, None),
+        ("points_expiring", E164, mid),
         ("promo", EMAIL, mid),
         ("welcome", E164, None),
     ]
@@ -309,6 +323,12 @@ def test_erasure_removes_every_trace_and_keeps_every_figure(
         assert {(x.recipient, x.subject, x.body) for x in s.scalars(select(Message))} == {
             ("[erased]", "[erased]", "[erased]")
         }
+        assert sorted((x.template, x.status, x.reason) for x in s.scalars(select(Message))) == [
+            ("login_code", "sent", None),
+            ("points_expiring", "suppressed", "member_erased"),  # was queued: never sent now
+            ("promo", "failed", None),
+            ("welcome", "sent", None),
+        ]
         assert [a.detail for a in s.scalars(select(MessageAttempt))] == [None]
         assert [c.source for c in s.scalars(select(ConsentRecord))] == ["[erased]"]
         assert [c.source for c in s.scalars(select(MemberConsent))] == ["[erased]"]
