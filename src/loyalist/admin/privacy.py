@@ -39,6 +39,7 @@ from loyalist.errors import FieldError, Forbidden, ValidationFailed
 from loyalist.kit.clock import utcnow
 from loyalist.liability import service as liability
 from loyalist.member import service as members
+from loyalist.org import service as org
 from loyalist.privacy import service as privacy
 from loyalist.programme import service as programmes
 
@@ -158,7 +159,13 @@ async def liability_page(request: Request, st: StaffDep, month: str | None = Non
         chosen, r = _report(s, st, month)
         _v, programme = programmes.active(s)
         today = utcnow().astimezone(programme.tz).date()
-        return {"month": chosen, "r": r, "months": _months_back(today, 24), "tz": programme.tz}
+        return {
+            "month": chosen,
+            "r": r,
+            "months": _months_back(today, 24),
+            "tz": programme.tz,
+            "unit_names": {u.code: u.name for u in org.list_units(s, st.actor)},
+        }
 
     ctx = await _run(request, st, work)
     _ = gettext_for(locale_of(request, st.locale_pref))
