@@ -135,6 +135,9 @@ NAV = {
     "service_agent": READS,
     "analyst": READS | {"dashboard"},
 }
+# the liability (privacy2): HQ staff with dashboard.read (the analyst's unit is HQ)
+NAV["hq_admin"] = NAV["hq_admin"] | {"liability"}
+NAV["analyst"] = NAV["analyst"] | {"liability"}
 LOGIN_OF_ROLE = {
     "hq_admin": "admin",
     "regional_manager": "east",
