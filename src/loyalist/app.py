@@ -41,6 +41,7 @@ from loyalist.http import openapi_document
 from loyalist.kit.db import Database
 from loyalist.member_web.endpoints import router as member_web_router
 from loyalist.member_web.habits import router as member_habits_router  # habits (issue 12)
+from loyalist.member_web.privacy import router as member_privacy_router  # privacy2
 from loyalist.member_web.referrals import router as member_referrals_router  # issue 12
 
 log = logging.getLogger("loyalist")
@@ -315,6 +316,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(api_router)
     app.include_router(member_web_router)  # the member page at /m
     app.include_router(member_referrals_router)  # its referral, assist and group screens
+    app.include_router(member_privacy_router)  # the member's own data export (privacy2)
     app.include_router(administration_router)  # console administration (before /admin/members/{id})
     app.include_router(admin_router)  # the staff console at /admin
     app.include_router(admin_webhooks_router)  # its webhooks pages

@@ -339,6 +339,12 @@ def how_to_use(
     for login, password, role, code in users:
         t.add_row(role, login, password, units.get(code, code))
     say(t)
+    say(  # privacy2: the liability page and a member's export/erasure (issue 13)
+        f"  points liability (HQ): {base}/admin/liability · a member's data: "
+        "Export data / Erase personal data on a member's page (HQ admin)",
+        highlight=False,
+        soft_wrap=True,
+    )
     say()
     say(f"[bold]Member page[/]    {base}/m", highlight=False, soft_wrap=True)
     if member is not None:

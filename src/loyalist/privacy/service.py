@@ -26,14 +26,30 @@ from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import PRIVACY_MANAGE, require
 from loyalist.audit import service as audit
+from loyalist.errors import Forbidden
 from loyalist.events import service as events
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.member import service as members
+from loyalist.member.errors import MemberNotFound
 from loyalist.models import (
+    ActionReceipt,
+    AdjustmentRequest,
     AuditLog,
+    ChallengeProgress,
+    Checkin,
+    ConsentRecord,
+    CouponCode,
+    CouponMemberUse,
+    CouponRedemption,
+    HabitActivity,
+    HabitFact,
+    JourneyRun,
+    JourneyStep,
+    LeaderboardScore,
     LedgerEntry,
     Member,
+    MemberBadge,
     MemberConsent,
     MemberIdentity,
     MemberLoginCode,
@@ -41,16 +57,33 @@ from loyalist.models import (
     MemberTag,
     MemberTask,
     Message,
+    MessageAttempt,
+    MessageAuthorisation,
+    MessageQuota,
     Order,
     OutboxEvent,
+    PointsAccount,
+    PointsAccountMember,
     PointsLot,
     Redemption,
+    Referral,
+    ReferralCode,
+    ReferralLeader,
+    ReferralReward,
+    ReferralSignal,
+    RewardUsage,
     TierChange,
+    ViralAssist,
+    ViralAssistHelp,
+    ViralGroup,
+    ViralGroupMember,
     WebhookAttempt,
     WebhookDelivery,
 )
 
 ERASED = "[erased]"
+#: A message's ``reason`` when erasure stopped it before delivery.
+MEMBER_ERASED = "member_erased"
 FORMAT = "loyalist.member-export/1"
 #: Member fields that identify a person (emptied by erasure).
 PERSONAL = ("phone", "email", "name", "birthday", "gender", "city", "external_id")
@@ -69,7 +102,50 @@ _TABLES: list[tuple[str, Any, Any]] = [
     ("orders", Order, Order.member_id),
     ("redemptions", Redemption, Redemption.member_id),
     ("tier_changes", TierChange, TierChange.member_id),
+    # -- the tables of features merged after issue 13 (privacy2) -------------------------
+    ("tasks", MemberTask, MemberTask.member_id),
+    ("consent_records", ConsentRecord, ConsentRecord.member_id),
+    ("message_quotas", MessageQuota, MessageQuota.member_id),
+    ("message_authorisations", MessageAuthorisation, MessageAuthorisation.member_id),
+    ("household_memberships", PointsAccountMember, PointsAccountMember.member_id),
+    ("adjustment_requests", AdjustmentRequest, AdjustmentRequest.member_id),
+    ("action_receipts", ActionReceipt, ActionReceipt.member_id),
+    ("reward_usage", RewardUsage, RewardUsage.member_id),
+    ("coupons", CouponCode, CouponCode.member_id),
+    ("coupon_uses", CouponMemberUse, CouponMemberUse.member_id),
+    ("coupon_redemptions", CouponRedemption, CouponRedemption.member_id),
+    ("referral_code", ReferralCode, ReferralCode.member_id),
+    ("referrals_made", Referral, Referral.referrer_id),
+    ("referral_received", Referral, Referral.referred_id),
+    ("referral_rewards", ReferralReward, ReferralReward.member_id),
+    ("referral_leaders", ReferralLeader, ReferralLeader.member_id),
+    ("referral_signals", ReferralSignal, ReferralSignal.member_id),
+    ("assists_started", ViralAssist, ViralAssist.starter_id),
+    ("assists_helped", ViralAssistHelp, ViralAssistHelp.helper_id),
+    ("groups_led", ViralGroup, ViralGroup.leader_id),
+    ("group_memberships", ViralGroupMember, ViralGroupMember.member_id),
+    ("checkins", Checkin, Checkin.member_id),
+    ("badges", MemberBadge, MemberBadge.member_id),
+    ("habit_activities", HabitActivity, HabitActivity.member_id),
+    ("habit_facts", HabitFact, HabitFact.member_id),
+    ("challenges", ChallengeProgress, ChallengeProgress.member_id),
+    ("leaderboard_scores", LeaderboardScore, LeaderboardScore.member_id),
+    ("journey_runs", JourneyRun, JourneyRun.member_id),
+    ("journey_steps", JourneyStep, JourneyStep.member_id),
+    ("points_accounts", PointsAccount, PointsAccount.owner_member_id),
 ]
+#: Columns naming a member that the export leaves out on purpose, and why (a test checks
+#: that every column naming a member is exported or listed here).
+NOT_EXPORTED: dict[tuple[str, str], str] = {
+    ("member", "id"): "the member row itself (member.json)",
+    ("message", "member_id"): "exported with messages sent to the member's addresses",
+    ("outbox_event", "member_id"): "internal event stream; its figures are in other tables",
+    ("member_session", "member_id"): "sign-in secrets",
+    ("member_login_code", "member_id"): "sign-in secrets",
+    ("viral_assist_help", "starter_id"): "another member's help (exported to the helper)",
+    ("journey_run", "active_member"): "the same as member_id while a run is active",
+    ("action_receipt", "member_key"): "the same as member_id (0 for none)",
+}
 _SKIP_COLUMNS = frozenset({"phone_bidx", "email_bidx", "name_bidx", "value_bidx"})
 
 
@@ -113,11 +189,35 @@ def export(session: Session, actor: Actor, member_id: int) -> Export:
     """Everything Loyalist holds about a member, as a zip: for each table a JSON and a CSV
     file, and ``manifest.json`` (format, member, time, each file's rows and SHA-256)."""
     require(actor, PRIVACY_MANAGE)
-    m = members.get(session, actor, member_id)
+    return _export(session, actor, members.get(session, actor, member_id))
+
+
+def export_own(session: Session, actor: Actor, member_id: int) -> Export:
+    """The member's own export, from the member page: ``actor`` is the signed-in member
+    (``member:<id>``), who may export themselves only; no staff permission is needed."""
+    if actor.principal != f"member:{member_id}":
+        raise Forbidden("A member may export only their own data.")
+    m = session.get(Member, member_id)
+    if m is None or m.erased_at is not None:
+        raise MemberNotFound(f"No member {member_id}.")
+    return _export(session, actor, m)
+
+
+def _export(session: Session, actor: Actor, m: Member) -> Export:
     tables: dict[str, list[dict[str, Any]]] = {"member": [_row(m)]}
     for name, model, column in _TABLES:
-        q = select(model).where(column == m.id).order_by(model.id)
+        q = select(model).where(column == m.id).order_by(*model.__table__.primary_key.columns)
         tables[name] = [_row(r) for r in session.scalars(q)]
+    msgs = list(session.scalars(_messages_of(session, m).order_by(Message.id)))
+    tables["messages"] = [_row(x) for x in msgs]
+    tables["message_attempts"] = [
+        _row(a)
+        for a in session.scalars(
+            select(MessageAttempt)
+            .where(MessageAttempt.message_id.in_([x.id for x in msgs]))
+            .order_by(MessageAttempt.id)
+        )
+    ]
     files: dict[str, bytes] = {}
     for name, rows in tables.items():
         files[f"{name}.json"] = json.dumps(rows, ensure_ascii=False, indent=1).encode("utf-8")
@@ -170,6 +270,70 @@ def _secrets(session: Session, m: Member) -> set[str]:
     return {s for s in found if len(s) >= 2}  # Chinese names are two or three characters
 
 
+def _addresses(session: Session, m: Member) -> list[str]:
+    """The member's addresses as messages name them (phone, e-mail, openid …)."""
+    found = {str(v) for v in (m.phone, m.email) if v}
+    found.update(v for _k, v in members.identities(session, m.id))
+    return sorted(found)
+
+
+def _messages_of(session: Session, m: Member) -> Any:
+    """The messages to the member: theirs by id, and those sent to one of their addresses
+    before they joined (sign-in codes)."""
+    addresses = _addresses(session, m)
+    if not addresses:
+        return select(Message).where(Message.member_id == m.id)
+    return select(Message).where(or_(Message.member_id == m.id, Message.recipient.in_(addresses)))
+
+
+def _scrub_text(value: str | None, secrets: set[str]) -> str | None:
+    return ERASED if value is not None and any(s in value for s in secrets) else value
+
+
+def _erase_merged_tables(session: Session, m: Member, secrets: set[str]) -> None:
+    """Erasure in the tables of features merged after issue 13 (privacy2): messages and
+    their provider answers are pseudonymised (the rows and counts stay; a message not yet
+    delivered is suppressed, reason ``member_erased``), standing
+    permissions to reach the member (subscribe authorisations) and the keyed digests of
+    their identifiers (referral signals) are deleted, free text naming them is replaced.
+    Counters, coupons, habits, referrals and journeys hold no personal value: they stay,
+    so every figure built on them is unchanged."""
+    msgs = list(session.scalars(_messages_of(session, m)))
+    now = utcnow()
+    for msg in msgs:
+        msg.recipient, msg.subject, msg.body, msg.params = ERASED, ERASED, ERASED, {}
+        if msg.status in ("queued", "held"):  # never delivered now: nobody to send it to
+            msg.status, msg.reason, msg.updated_at = "suppressed", MEMBER_ERASED, now
+    if msgs:
+        session.execute(
+            update(MessageAttempt)
+            .where(MessageAttempt.message_id.in_([x.id for x in msgs]))
+            .values(detail=None)
+            .execution_options(synchronize_session=False)
+        )
+    if secrets:
+        for msg in session.scalars(
+            select(Message).where(or_(*[Message.body.contains(s) for s in secrets]))
+        ):  # another member's message naming this one (a referral, a household invite)
+            msg.body, msg.subject, msg.params = ERASED, ERASED, {}
+    for rec in session.scalars(select(ConsentRecord).where(ConsentRecord.member_id == m.id)):
+        rec.source = _scrub_text(rec.source, secrets) or ""
+        rec.actor = _scrub_text(rec.actor, secrets)
+    for cur in session.scalars(select(MemberConsent).where(MemberConsent.member_id == m.id)):
+        cur.source = _scrub_text(cur.source, secrets)
+    session.execute(delete(MessageAuthorisation).where(MessageAuthorisation.member_id == m.id))
+    session.execute(delete(ReferralSignal).where(ReferralSignal.member_id == m.id))
+    for req in session.scalars(
+        select(AdjustmentRequest).where(AdjustmentRequest.member_id == m.id)
+    ):
+        req.reason = _scrub_text(req.reason, secrets) or ""
+    for receipt in session.scalars(select(ActionReceipt).where(ActionReceipt.member_id == m.id)):
+        receipt.params = _scrub(receipt.params, secrets)
+        receipt.result = _scrub(receipt.result, secrets)
+    for step in session.scalars(select(JourneyStep).where(JourneyStep.member_id == m.id)):
+        step.detail = _scrub(step.detail, secrets)
+
+
 def erase(session: Session, actor: Actor, member_id: int, *, reason: str = "request") -> Member:
     """Erase the member's personal data everywhere, keeping every figure. Idempotent."""
     require(actor, PRIVACY_MANAGE)
@@ -177,6 +341,7 @@ def erase(session: Session, actor: Actor, member_id: int, *, reason: str = "requ
     if m.erased_at is not None:
         return m
     secrets = _secrets(session, m)
+    _erase_merged_tables(session, m, secrets)  # first: it finds messages by address
     now = utcnow()
     for name in PERSONAL:
         setattr(m, name, None)
@@ -186,12 +351,6 @@ def erase(session: Session, actor: Actor, member_id: int, *, reason: str = "requ
     session.execute(delete(MemberIdentity).where(MemberIdentity.member_id == m.id))
     session.execute(delete(MemberSession).where(MemberSession.member_id == m.id))
     session.execute(delete(MemberLoginCode).where(MemberLoginCode.member_id == m.id))
-    if secrets:
-        session.execute(delete(Message).where(Message.recipient.in_(sorted(secrets))))
-        for msg in session.scalars(
-            select(Message).where(or_(*[Message.body.contains(s) for s in secrets]))
-        ):
-            msg.body, msg.subject, msg.params = ERASED, ERASED, {}
     for task in session.scalars(select(MemberTask).where(MemberTask.member_id == m.id)):
         task.title = _scrub(task.title, secrets)
         task.note = _scrub(task.note, secrets) if task.note else task.note

@@ -61,6 +61,9 @@ def pages(shop: Shop) -> list[str]:
         "/admin/rewards",
         "/admin/messages",  # channels (issue 14)
         "/admin/messages?template=points_expiring&locale=en",
+        "/admin/liability",  # privacy2
+        "/admin/liability?month=2026-01",
+        f"/admin/members/{alice}/erase",
     ]
 
 
@@ -154,6 +157,9 @@ NAV = {
     "service_agent": READS,
     "analyst": READS | {"dashboard", "analytics"},
 }
+# the liability (privacy2): HQ staff with dashboard.read (the analyst's unit is HQ)
+NAV["hq_admin"] = NAV["hq_admin"] | {"liability"}
+NAV["analyst"] = NAV["analyst"] | {"liability"}
 LOGIN_OF_ROLE = {
     "hq_admin": "admin",
     "regional_manager": "east",

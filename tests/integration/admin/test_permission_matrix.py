@@ -384,6 +384,27 @@ MATRIX: dict[tuple[str, str], Case] = {
         303,
         writes=True,
     ),
+    # a member's data and the liability (privacy2): privacy.manage exports (audited, so a
+    # write) and erases after a confirmation page; the liability is HQ's (dashboard.read at
+    # HQ scope: east.analyst and the other scoped roles are refused)
+    ("GET", "/admin/members/{member_id}/export"): Case(
+        lambda f, r, s: (f"/admin/members/{f.member[s]}/export", None), HQ, 200, writes=True
+    ),
+    ("GET", "/admin/members/{member_id}/erase"): Case(
+        lambda f, r, s: (f"/admin/members/{f.member[s]}/erase", None), HQ, 200
+    ),
+    ("POST", "/admin/members/{member_id}/erase"): Case(
+        lambda f, r, s: (f"/admin/members/{f.member[s]}/erase", {"member_no": f.member_no[s]}),
+        HQ,
+        303,
+        writes=True,
+    ),
+    ("GET", "/admin/liability"): Case(
+        lambda f, r, s: ("/admin/liability", None), HQ, 200, scoped=False
+    ),
+    ("GET", "/admin/liability.xlsx"): Case(
+        lambda f, r, s: ("/admin/liability.xlsx?month=2026-06", None), HQ, 200, scoped=False
+    ),
 }
 # Actions the matrix drives through a second form of the same route.
 EXTRA: dict[str, tuple[tuple[str, str], Case]] = {

@@ -44,14 +44,19 @@ from loyalist.ledger import service as ledger
 from loyalist.member import service as members
 from loyalist.member.schemas import MemberUpdate
 from loyalist.models import (
+    ConsentRecord,
     LedgerEntry,
     Member,
+    MemberConsent,
     MemberTask,
     Message,
+    MessageAttempt,
+    MessageAuthorisation,
     Order,
     OutboxEvent,
     PointsAccount,
     PointsLot,
+    ReferralSignal,
 )
 from loyalist.privacy import service as privacy
 
@@ -101,7 +106,111 @@ def busy_member(world: Any, client: Any) -> int:
                 created_at=s.scalar(select(Member.created_at)),
             )
         )
+    merged_tables(world, client, mid)
     return mid
+
+
+SOURCE = f"门店登记 {NAME} {PHONE}"
+
+
+def merged_tables(world: Any, client: Any, mid: int) -> None:
+    """Traces in the tables of features merged after issue 13: a marketing message to the
+    member (by id, with the provider's answer naming the phone), a sign-in code sent to the
+    phone before joining (no member id), the consent ledger with a source naming them, a
+    subscribe authorisation, a referral signal (a keyed digest of the phone)."""
+    r = client.post(
+        f"/v1/members/{mid}/consent-records",
+        json={
+            "purpose": "marketing",
+            "channel": "sms",
+            "granted": True,
+            "text_version": "v2026-1",
+            "source": SOURCE,
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = client.post(f"/v1/members/{mid}/message-authorisations", json={"template_id": "tpl-1"})
+    assert r.status_code in (200, 201), r.text
+    r = client.post(
+        "/v1/referrals/signals", json={"member_id": mid, "kind": "phone", "value": PHONE}
+    )
+    assert r.status_code in (200, 201), r.text
+    with world.db.transaction() as s:
+        at = s.scalar(select(Member.created_at).where(Member.id == mid))
+        assert at is not None
+        msg = Message(
+            channel="email",
+            recipient=EMAIL,
+            template="promo",
+            locale="zh_CN",
+            params={"name": NAME},
+            subject=f"{NAME}，您的专属优惠",
+            body="本周双倍积分",  # names no one: found by member id, not by text
+            created_at=at,
+            member_id=mid,
+            purpose="marketing",
+            status="failed",
+        )
+        code = Message(
+            channel="sms",
+            recipient=E164,
+            template="login_code",
+            locale="zh_CN",
+            params={"code": "482913"},
+            subject="验证码",
+            body="验证码 482913",
+            created_at=at,
+        )
+        queued = Message(
+            channel="sms",
+            recipient=E164,
+            template="points_expiring",
+            locale="zh_CN",
+            params={"name": NAME, "points": 300},
+            subject="积分即将过期",
+            body=f"{NAME}，您有 300 积分即将过期",
+            created_at=at,
+            member_id=mid,
+            purpose="transactional",
+            status="queued",
+        )
+        s.add_all([msg, code, queued])
+        s.flush()
+        s.add(
+            MessageAttempt(
+                message_id=msg.id,
+                attempt=1,
+                at=at,
+                outcome="refused",
+                code="InvalidRecipient",
+                detail=f"mailbox {EMAIL} unknown",
+                provider_id="smtp-1",
+            )
+        )
+
+
+def merged_figures(db: Database, mid: int) -> dict[str, Any]:
+    """What erasure keeps in the merged tables: message rows and statuses, quotas, the
+    consent choices (purpose, channel, granted, version)."""
+    with db.transaction() as s:
+        return {
+            "messages": [
+                (x.id, x.member_id, x.channel, x.purpose, x.created_at)
+                for x in s.scalars(select(Message).order_by(Message.id))
+            ],
+            "attempts": [
+                (a.id, a.message_id, a.outcome, a.code)
+                for a in s.scalars(select(MessageAttempt).order_by(MessageAttempt.id))
+            ],
+            "consents": [
+                (c.id, c.purpose, c.channel, c.granted, c.text_version)
+                for c in s.scalars(
+                    select(ConsentRecord)
+                    .where(ConsentRecord.member_id == mid)
+                    .order_by(ConsentRecord.id)
+                )
+            ],
+        }
 
 
 def figures(db: Database) -> dict[str, Any]:
@@ -166,6 +275,25 @@ def test_export_is_a_zip_of_json_and_csv_with_a_manifest(world: Any, client: Any
     sheet = list(csv.DictReader(io.StringIO(z.read("ledger_entries.csv").decode("utf-8-sig"))))
     assert [int(x["id"]) for x in sheet] == [e["id"] for e in entries]
     assert {f["name"]: f["rows"] for f in manifest["files"]}["orders.json"] == 1
+    # the merged features' tables: messages (by id and by address), attempts, consents …
+    msgs = json.loads(z.read("messages.json"))
+    assert sorted((x["template"], x["recipient"], x["member_id"]) for x in msgs) == [
+        ("login_code", E164, None),
+        ("points_expiring", E164, mid),
+        ("promo", EMAIL, mid),
+        ("welcome", E164, None),
+    ]
+    [attempt] = json.loads(z.read("message_attempts.json"))
+    assert attempt["detail"] == f"mailbox {EMAIL} unknown"
+    [consent] = json.loads(z.read("consent_records.json"))
+    assert (consent["purpose"], consent["source"]) == ("marketing", SOURCE)
+    [grant] = json.loads(z.read("message_authorisations.json"))
+    assert (grant["template_id"], grant["remaining"]) == ("tpl-1", 1)
+    [signal] = json.loads(z.read("referral_signals.json"))
+    assert signal["kind"] == "phone" and PHONE not in signal["digest"]
+    for table in ("checkins", "badges", "coupons", "journey_runs", "referrals_made"):
+        assert json.loads(z.read(f"{table}.json")) == []
+        assert f"{table}.csv" in names
     # staff without privacy.manage cannot export; a member of another scope is a 404
     with api_client(world.db, world.keys["sh1"]) as store:
         assert_problem(store.get(f"/v1/members/{mid}/export"), 404)
@@ -181,6 +309,7 @@ def test_erasure_removes_every_trace_and_keeps_every_figure(
     other = new_member(client, "13800000009", name="路人甲")
     client.post("/v1/orders", json=order_payload("o-other", other, paid=9_900))
     before = figures(world.db)
+    kept = merged_figures(world.db, mid)
     # before: the traces are there (masked in audit, in clear in messages and tasks)
     assert E164.encode() in stored_bytes(world.db)
     r = client.post(f"/v1/members/{mid}/erase", headers={"Idempotency-Key": "erase-1"})
@@ -189,6 +318,22 @@ def test_erasure_removes_every_trace_and_keeps_every_figure(
     again = client.post(f"/v1/members/{mid}/erase")
     assert (again.status_code, again.json()["erased_at"]) == (200, r.json()["erased_at"])
     assert figures(world.db) == before
+    assert merged_figures(world.db, mid) == kept  # rows, statuses and choices stay
+    with world.db.transaction() as s:
+        assert {(x.recipient, x.subject, x.body) for x in s.scalars(select(Message))} == {
+            ("[erased]", "[erased]", "[erased]")
+        }
+        assert sorted((x.template, x.status, x.reason) for x in s.scalars(select(Message))) == [
+            ("login_code", "sent", None),
+            ("points_expiring", "suppressed", "member_erased"),  # was queued: never sent now
+            ("promo", "failed", None),
+            ("welcome", "sent", None),
+        ]
+        assert [a.detail for a in s.scalars(select(MessageAttempt))] == [None]
+        assert [c.source for c in s.scalars(select(ConsentRecord))] == ["[erased]"]
+        assert [c.source for c in s.scalars(select(MemberConsent))] == ["[erased]"]
+        assert s.scalars(select(MessageAuthorisation)).all() == []
+        assert s.scalars(select(ReferralSignal)).all() == []
     with world.db.transaction() as s:
         m = s.get(Member, mid)
         assert m is not None and (m.phone, m.email, m.name, m.birthday, m.city) == (None,) * 5
