@@ -664,7 +664,7 @@ def serve(
 @app.command()
 def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = False,
-    members: Annotated[int, typer.Option(help="how many members")] = 5000,
+    members: Annotated[int, typer.Option(help="how many members")] = 1000,
     months: Annotated[int, typer.Option(help="months of order history")] = 12,
     seed: Annotated[int, typer.Option()] = 7,
     reset: Annotated[bool, typer.Option(help="rebuild even if demo data exists")] = False,
