@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loyalist.actions import registry as actions
+from loyalist.audit import service as audit
 from loyalist.documents import service as documents
 from loyalist.errors import FieldError, LoyalistError
 from loyalist.events import service as events
@@ -232,6 +233,15 @@ def check_in(session: Session, actor: Actor, member_id: int, data: CheckinIn) ->
                 cause=f"streak:{member.id}:{day.isoformat()}:{b.day}",
                 member_id=member.id,
             )
+    audit.record(
+        session,
+        actor,
+        "checkin.record",
+        "member",
+        member.id,
+        org_path=member.org_path,
+        after={"local_day": day.isoformat(), "streak": streak, "points": points, "bonuses": hit},
+    )
     return CheckedIn(row, points, hit, next_starts)
 
 
@@ -403,7 +413,22 @@ def record_activity(
     found = _activity(session, member.id, data.activity, ref)
     if found is not None:
         return False, found
-    return True, _award(session, acct, member, cfg, data.activity, ref, day)
+    row = _award(session, acct, member, cfg, data.activity, ref, day)
+    audit.record(
+        session,
+        actor,
+        "activity.record",
+        "member",
+        member.id,
+        org_path=member.org_path,
+        after={
+            "activity": row.activity,
+            "ref": row.ref,
+            "points": row.points,
+            "capped": row.capped,
+        },
+    )
+    return True, row
 
 
 def activity_out(a: HabitActivity) -> ActivityOut:

@@ -213,6 +213,7 @@ def record_signal(
             ReferralSignal.digest == d,
         )
     )
+    added = False
     if exists is None:
         try:
             with session.begin_nested():
@@ -220,6 +221,7 @@ def record_signal(
                     ReferralSignal(member_id=m.id, kind=kind, digest=d, created_at=utcnow())
                 )
                 session.flush()
+            added = True
         except IntegrityError:
             pass  # the same identifier recorded concurrently
     rules = config.current(session).referral
@@ -236,6 +238,16 @@ def record_signal(
     for r in session.scalars(q):
         if _hold_if_shared(session, r, rules.hold_on_shared):
             held.append(r.id)
+    if added or held:  # the identifier itself stays out of the audit row (personal data)
+        audit.record(
+            session,
+            actor,
+            "referral.signal",
+            "member",
+            m.id,
+            org_path=m.org_path,
+            after={"kind": kind, "held": held},
+        )
     return SignalOut(member_id=m.id, kind=kind, held=held)
 
 

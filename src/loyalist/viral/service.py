@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import MEMBER_READ, MEMBER_WRITE, require
 from loyalist.actions import registry as actions
+from loyalist.audit import service as audit
 from loyalist.events import service as events
 from loyalist.jobs import queue
 from loyalist.kit.actor import SYSTEM, Actor
@@ -139,6 +140,15 @@ def start_assist(
         run_at=a.deadline,
         dedupe_key=f"viral:assist:{a.id}:expire",
     )
+    audit.record(
+        session,
+        actor,
+        "assist.start",
+        "assist",
+        a.id,
+        org_path=a.org_path,
+        after={"campaign": a.campaign, "starter_id": a.starter_id, "needed": a.needed},
+    )
     return True, a
 
 
@@ -202,6 +212,16 @@ def help_assist(session: Session, actor: Actor, assist_id: int, helper_id: int) 
             org_path=a.org_path,
         )
     session.flush()
+    audit.record(
+        session,
+        actor,
+        "assist.help",
+        "assist",
+        a.id,
+        org_path=a.org_path,
+        before={"helps": a.helps - 1},
+        after={"helper_id": helper.id, "helps": a.helps, "status": a.status},
+    )
     return a
 
 
@@ -318,6 +338,15 @@ def open_group(session: Session, actor: Actor, member_id: int, campaign: str) ->
         run_at=g.deadline,
         dedupe_key=f"viral:group:{g.id}:deadline",
     )
+    audit.record(
+        session,
+        actor,
+        "group.open",
+        "group",
+        g.id,
+        org_path=g.org_path,
+        after={"campaign": g.campaign, "leader_id": g.leader_id, "size": g.size},
+    )
     return g
 
 
@@ -380,6 +409,16 @@ def join_group(session: Session, actor: Actor, group_id: int, member_id: int) ->
             org_path=g.org_path,
         )
     session.flush()
+    audit.record(
+        session,
+        actor,
+        "group.join",
+        "group",
+        g.id,
+        org_path=g.org_path,
+        before={"members": g.members - 1},
+        after={"member_id": m.id, "members": g.members, "status": g.status},
+    )
     return g
 
 

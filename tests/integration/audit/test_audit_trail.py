@@ -11,13 +11,16 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 from tests.console import console_client, login, make_users, post
+from tests.integration.journey.test_journeys_api import WIN_BACK
 from tests.itest import counts
 from tests.support import api_client, order_payload
 
+from loyalist import bootstrap
 from loyalist.audit import service as audit
 from loyalist.config import get_settings
+from loyalist.documents import service as documents
 from loyalist.errors import Forbidden
-from loyalist.kit.actor import Actor
+from loyalist.kit.actor import SYSTEM, Actor
 from loyalist.kit.clock import utcnow
 from loyalist.models import ApiKey, AuditLog, OrgUnit, StaffUser
 from loyalist.programme import service as programmes
@@ -25,7 +28,58 @@ from loyalist.staff import service as staff
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # API routes that change nothing (asserted: no row in any table).
-READ_ONLY_POSTS = {("POST", "/v1/programme/dry-run"), ("POST", "/v1/orders/quote")}
+READ_ONLY_POSTS = {
+    ("POST", "/v1/programme/dry-run"),
+    ("POST", "/v1/orders/quote"),
+    ("POST", "/v1/coupons/validate"),
+    ("POST", "/v1/journeys/{key}/dry-run"),
+}
+# What the new-feature steps need: referral rules with one assist and one group campaign, and
+# habits points for a check-in and a review.
+REFERRALS: dict[str, Any] = {
+    "referral": {
+        "rewards": {
+            "friend": [{"action": "award_points", "params": {"points": 100, "reason": "欢迎礼"}}]
+        }
+    },
+    "assist": [
+        {
+            "code": "coffee-help",
+            "name": {"zh_CN": "好友助力得咖啡", "en": "Friends help you to a coffee"},
+            "helps": 3,
+            "hours": 24,
+            "rewards": [{"action": "award_points", "params": {"points": 200, "reason": "助力"}}],
+        }
+    ],
+    "groups": [
+        {
+            "code": "trio",
+            "name": {"zh_CN": "三人团", "en": "Team of three"},
+            "size": 3,
+            "hours": 24,
+            "rewards": [{"action": "award_points", "params": {"points": 150, "reason": "拼团"}}],
+        }
+    ],
+}
+HABITS: dict[str, Any] = {"activities": {"checkin": {"points": 5}, "review": {"points": 20}}}
+COUPON = {
+    "code": "ten-off",
+    "name": "满50减10",
+    "name_en": "¥10 off ¥50",
+    "kind": "amount_off",
+    "amount_minor": 1000,
+    "min_spend_minor": 5000,
+    "limit_per_member": None,
+    "valid_days": 7,
+}
+# Rows that belong to the whole brand, not to the member's store.
+ORG_WIDE = {
+    "coupon.template.create",
+    "coupon.batch.create",
+    "document.publish",
+    "journey.pause",
+    "journey.resume",
+}
 
 
 def _key_identity(world: Any, scope: str) -> tuple[str, str]:
@@ -136,12 +190,51 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
 
         return setup
 
+    def join_another(c: Any, ids: dict[str, int], name: str, phone: str) -> None:
+        r = c.post("/v1/members", json={"phone": phone, "home_store": "sh1"})
+        assert r.status_code == 201, r.text
+        ids[name] = r.json()["id"]
+
+    def same_device() -> Callable[[Any, dict[str, int]], None]:
+        """The referrer was seen on a device: the friend's step on it holds the referral."""
+
+        def setup(c: Any, ids: dict[str, int]) -> None:
+            r = c.post(
+                "/v1/referrals/signals",
+                json={"member_id": ids["member"], "kind": "device_id", "value": "IDFA-1"},
+            )
+            assert r.status_code == 200, r.text
+
+        return setup
+
+    def claim(c: Any, ids: dict[str, int]) -> Any:
+        code = c.get(f"/v1/members/{ids['member']}/referral").json()["code"]
+        return _keep(
+            ids,
+            "referral",
+            c.post("/v1/referrals", json={"member_id": ids["friend"], "code": code}),
+        )
+
+    def issue_coupon(c: Any, ids: dict[str, Any]) -> Any:
+        r = c.post(f"/v1/members/{ids['member']}/coupons", json={"template": "ten-off"})
+        ids["coupon.code"] = r.json()["code"]
+        return r
+
+    bootstrap.configure()
+    with world.db.transaction() as s:
+        documents.publish(s, SYSTEM, "referrals", REFERRALS, note="audit test")
+        documents.publish(s, SYSTEM, "habits", HABITS, note="audit test")
+
     # Run before their step, outside what the step is checked for.
     setups = {
         "/v1/adjustment-requests/{request_id}/approve": pending_request("to_approve"),
         "/v1/adjustment-requests/{request_id}/reject": pending_request("to_reject"),
         "/v1/redemptions/{redemption_id}/collect": redeem_another("by_id"),
         "/v1/redemptions/collect": redeem_another("by_code"),
+        # referrals, assists, groups, privacy: a second member to claim, help, join or erase
+        "/v1/referrals": lambda c, i: join_another(c, i, "friend", "13900001112"),
+        "/v1/referrals/signals": same_device(),
+        "/v1/members/{member_id}/erase": lambda c, i: join_another(c, i, "gone", "13900001113"),
     }
     steps: list[Step] = [
         ("POST", "/v1/members", join, "member.create", "member"),
@@ -323,6 +416,162 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             "points.adjust.reject",
             "member",
         ),
+        # coupons (issue 9)
+        (
+            "POST",
+            "/v1/coupon-templates",
+            lambda c, i: c.post("/v1/coupon-templates", json=COUPON),
+            "coupon.template.create",
+            "coupon_template",
+        ),
+        (
+            "POST",
+            "/v1/coupon-batches",
+            lambda c, i: c.post(
+                "/v1/coupon-batches",
+                json={"external_id": "b1", "template": "ten-off", "count": 5, "length": 10},
+            ),
+            "coupon.batch.create",
+            "coupon_batch",
+        ),
+        (
+            "POST",
+            "/v1/members/{member_id}/coupons",
+            issue_coupon,
+            "coupon.issue",
+            "coupon_code",
+        ),
+        (
+            "POST",
+            "/v1/coupons/validate",
+            lambda c, i: c.post(
+                "/v1/coupons/validate",
+                json={
+                    "codes": [i["coupon.code"]],  # a known code: no guess counted
+                    "member_id": i["member"],
+                    "store": "sh1",
+                    "lines": [{"sku": "LATTE", "quantity": 2, "unit_price_minor": 4000}],
+                },
+            ),
+            None,
+            "",
+        ),
+        # referrals, friend-assist and groups
+        ("POST", "/v1/referrals", claim, "referral.attribute", "referral"),
+        (
+            "POST",
+            "/v1/referrals/signals",
+            lambda c, i: c.post(
+                "/v1/referrals/signals",
+                json={"member_id": i["friend"], "kind": "device_id", "value": "IDFA-1"},
+            ),
+            "referral.signal",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/referrals/{referral_id}/decision",
+            lambda c, i: c.post(
+                f"/v1/referrals/{i['referral']}/decision",
+                json={"decision": "approve", "note": "siblings"},
+            ),
+            "referral.approve",
+            "referral",
+        ),
+        (
+            "POST",
+            "/v1/assists",
+            lambda c, i: _keep(
+                i,
+                "assist",
+                c.post("/v1/assists", json={"member_id": i["member"], "campaign": "coffee-help"}),
+            ),
+            "assist.start",
+            "assist",
+        ),
+        (
+            "POST",
+            "/v1/assists/{assist_id}/helps",
+            lambda c, i: c.post(
+                f"/v1/assists/{i['assist']}/helps", json={"member_id": i["friend"]}
+            ),
+            "assist.help",
+            "assist",
+        ),
+        (
+            "POST",
+            "/v1/groups",
+            lambda c, i: _keep(
+                i,
+                "group",
+                c.post("/v1/groups", json={"member_id": i["member"], "campaign": "trio"}),
+            ),
+            "group.open",
+            "group",
+        ),
+        (
+            "POST",
+            "/v1/groups/{group_id}/members",
+            lambda c, i: c.post(
+                f"/v1/groups/{i['group']}/members", json={"member_id": i["friend"]}
+            ),
+            "group.join",
+            "group",
+        ),
+        # habits: check-ins and activity points
+        (
+            "POST",
+            "/v1/members/{member_id}/checkins",
+            lambda c, i: c.post(f"/v1/members/{i['member']}/checkins", json={}),
+            "checkin.record",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/members/{member_id}/activities",
+            lambda c, i: c.post(
+                f"/v1/members/{i['member']}/activities", json={"activity": "review", "ref": "rv-1"}
+            ),
+            "activity.record",
+            "member",
+        ),
+        # journeys: publishing is a new version of the journeys document
+        (
+            "PUT",
+            "/v1/journeys/{key}",
+            lambda c, i: c.put("/v1/journeys/win_back", json={"journey": WIN_BACK}),
+            "document.publish",
+            "config_document",
+        ),
+        (
+            "POST",
+            "/v1/journeys/{key}/pause",
+            lambda c, i: c.post("/v1/journeys/win_back/pause"),
+            "journey.pause",
+            "journey",
+        ),
+        (
+            "POST",
+            "/v1/journeys/{key}/resume",
+            lambda c, i: c.post("/v1/journeys/win_back/resume"),
+            "journey.resume",
+            "journey",
+        ),
+        (
+            "POST",
+            "/v1/journeys/{key}/dry-run",
+            lambda c, i: c.post("/v1/journeys/win_back/dry-run", json={"member_id": i["member"]}),
+            None,
+            "",
+        ),
+        # privacy (issue 13): erasing keeps the figures, the row says who asked
+        (
+            "POST",
+            "/v1/members/{member_id}/erase",
+            lambda c, i: c.post(f"/v1/members/{i['gone']}/erase"),
+            "member.erase",
+            "member",
+        ),
         (
             "POST",
             "/v1/orders/quote",
@@ -372,21 +621,61 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             row = new[-1]
             assert (row["actor"], row["principal"]) == (actor, principal)
             assert row["occurred_at"] == utcnow()
-            # rewards are the brand's: their stock rows belong to HQ
-            assert row["org_path"] == (_path(world, "hq") if action == "reward.stock" else sh1)
+            # rewards are the brand's: their stock rows belong to HQ; config rows to all
+            expected = "/" if action in ORG_WIDE else sh1
+            assert row["org_path"] == (_path(world, "hq") if action == "reward.stock" else expected)
             assert row["after"] is not None
 
     by_action = {a["action"]: a for a in reversed(_audit_rows(world))}  # the first of each
     mid = str(ids["member"])
     upd = by_action["member.update"]
     assert upd["object_id"] == mid
-    assert (upd["before"], upd["after"]) == ({"name": "王芳"}, {"name": "王芳芳"})
+    # personal values are masked in audit rows (issue 13): the surname, then one *
+    assert (upd["before"], upd["after"]) == ({"name": "王*"}, {"name": "王*"})
     tags = by_action["member.tags"]
     assert (tags["before"], tags["after"]) == ({"tags": []}, {"tags": ["vip"]})
     adj = by_action["points.adjust"]
     assert adj["before"] == {"available": 0, "pending": 0}
     after = adj["after"]
     assert (after["available"], after["points"], after["reason"]) == (3000, 3000, "welcome back")
+    # the friend's signal (the referrer's came first, in a setup); the identifier itself is
+    # not kept in the trail
+    signal = {a["action"]: a for a in _audit_rows(world)}["referral.signal"]
+    assert (signal["object_id"], signal["after"]) == (
+        str(ids["friend"]),
+        {
+            "kind": "device_id",
+            "held": [ids["referral"]],
+        },
+    )
+    assert "IDFA" not in str(_audit_rows(world))
+    assert by_action["referral.approve"]["before"] == {
+        "status": "on_hold",
+        "hold_reasons": ["device_id"],
+    }
+    help_row = by_action["assist.help"]
+    assert (help_row["object_id"], help_row["before"], help_row["after"]) == (
+        str(ids["assist"]),
+        {"helps": 0},
+        {"helper_id": ids["friend"], "helps": 1, "status": "open"},
+    )
+    join_row = by_action["group.join"]
+    assert (join_row["before"], join_row["after"]) == (
+        {"members": 1},
+        {"member_id": ids["friend"], "members": 2, "status": "forming"},
+    )
+    assert by_action["checkin.record"]["after"] == {
+        "local_day": "2026-06-10",
+        "streak": 1,
+        "points": 5,
+        "bonuses": [],
+    }
+    assert by_action["activity.record"]["after"] == {
+        "activity": "review",
+        "ref": "rv-1",
+        "points": 20,
+        "capped": None,
+    }
     cancel = by_action["redemption.cancel"]
     assert cancel["object_id"] == str(ids["redemption"])
     assert cancel["before"] == {"status": "completed"}
@@ -463,7 +752,8 @@ def test_console_changes_are_audited_with_the_user(world: Any, clock: Any) -> No
         ("redemption.cancel", "user:east.manager", f"user:{uid}", east),
     ]
     assert got[0]["before"] == {"name": None, "city": None}
-    assert got[0]["after"] == {"name": "赵六", "city": "杭州"}
+    # personal values are masked in audit rows (issue 13): the surname stays, the rest is *
+    assert got[0]["after"] == {"name": "赵*", "city": "杭州"}
     assert got[1]["after"] == {"tags": ["coffee", "vip"]}
     assert got[2]["before"] == {"available": 2500, "pending": 0}
     assert got[2]["after"]["available"] == 2300
