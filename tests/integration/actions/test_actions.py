@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from tests.itest import counts, new_member
 
+from loyalist import bootstrap
 from loyalist.actions import registry
 from loyalist.actions.errors import ActionConflict, ActionInvalid
 from loyalist.kit.actor import SYSTEM, Actor
@@ -36,9 +37,11 @@ def run(
 
 
 def test_the_registry_lists_the_built_in_actions() -> None:
+    bootstrap.configure()  # features register theirs (issue_coupon: the coupon package)
     assert registry.names() == [
         "add_tag",
         "award_points",
+        "issue_coupon",
         "open_task",
         "remove_tag",
         "send_message",
@@ -110,7 +113,7 @@ def test_same_cause_with_other_params_is_a_conflict_and_changes_nothing(
         ),
         ("open_task", {"title": "", "due_in_days": -1}, 1, ["params.title", "params.due_in_days"]),
         ("open_task", {"title": "call"}, None, ["member_id"]),
-        ("issue_coupon", {"coupon": "x"}, 1, ["action"]),  # waits for issue 12
+        ("issue_coupon", {"coupon": "x"}, 1, ["params.template", "params.coupon"]),
     ],
 )
 def test_invalid_params_are_field_errors_and_write_nothing(
@@ -121,6 +124,7 @@ def test_invalid_params_are_field_errors_and_write_nothing(
     member: int | None,
     fields: list[str],
 ) -> None:
+    bootstrap.configure()
     new_member(client, "13800000001")
     before = counts(world.db, TABLES)
     with pytest.raises(ActionInvalid) as info:
