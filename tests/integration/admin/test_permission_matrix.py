@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from tests.console import PASSWORD, console_client, login, make_users
@@ -26,6 +27,8 @@ from tests.support import order_payload
 from loyalist.admin.endpoints import router
 from loyalist.admin.web import LOGIN_CSRF_COOKIE
 from loyalist.approval import service as approvals
+from loyalist.coupon import service as coupons
+from loyalist.coupon.schemas import TemplateCreate
 from loyalist.jobs import queue
 from loyalist.kit.actor import SYSTEM
 from loyalist.kit.db import Database
@@ -33,6 +36,7 @@ from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
 from loyalist.models import (
     AdjustmentRequest,
+    CouponTemplate,
     Job,
     Member,
     MemberTag,
@@ -169,6 +173,16 @@ def seed(db: Database) -> Shop:
             shop.job[key] = job.id
             job.state = key
         shop.run["in"], shop.run["out"] = analytics_run(s, "east"), analytics_run(s, "south")
+    with db.transaction() as s:  # coupon templates: one to pause, one paused to activate
+        admin = staff.actor_for(s, staff.get_by_login(s, "admin"))
+        for code, active in (("matrix", True), ("matrix-paused", False)):
+            coupons.create_template(
+                s,
+                admin,
+                TemplateCreate(
+                    code=code, name="矩阵券", kind="amount_off", amount_minor=500, active=active
+                ),
+            )
     return shop
 
 
@@ -205,6 +219,10 @@ def fingerprint(db: Database) -> dict[str, Any]:
                 for x in s.scalars(select(StaffSession).order_by(StaffSession.id))
             ],
             "jobs": [(j.id, j.state) for j in s.scalars(select(Job).order_by(Job.id))],
+            "coupon_templates": [
+                (t.code, t.active, t.issued)
+                for t in s.scalars(select(CouponTemplate).order_by(CouponTemplate.code))
+            ],
         }
 
 
@@ -405,6 +423,27 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/admin/liability.xlsx"): Case(
         lambda f, r, s: ("/admin/liability.xlsx?month=2026-06", None), HQ, 200, scoped=False
     ),
+    # coupons (issue 12): every role reads the templates and batches (programme.read);
+    # pausing and activating a template is HQ's (programme.publish at HQ scope); issuing
+    # one to a member needs member.write and the member in scope
+    ("GET", "/admin/coupons"): Case(
+        lambda f, r, s: ("/admin/coupons", None), ALL, 200, scoped=False
+    ),
+    ("POST", "/admin/coupons/templates/{code}/{action}"): Case(
+        lambda f, r, s: ("/admin/coupons/templates/matrix/pause", {}),
+        HQ,
+        303,
+        scoped=False,
+        writes=True,
+    ),
+    ("POST", "/admin/members/{member_id}/coupons"): Case(
+        lambda f, r, s: (f"/admin/members/{f.member[s]}/coupons", {"template": "matrix"}),
+        ALL - {"analyst"},
+        303,
+        writes=True,
+    ),
+    # the event stream page (loyalist.admin.stream, an included router): audit.read
+    ("GET", "/admin/stream"): Case(lambda f, r, s: ("/admin/stream", None), HQ, 200, scoped=False),
 }
 # Actions the matrix drives through a second form of the same route.
 EXTRA: dict[str, tuple[tuple[str, str], Case]] = {
@@ -448,6 +487,16 @@ EXTRA: dict[str, tuple[tuple[str, str], Case]] = {
             scoped=False,
         ),
     ),
+    "coupon template activate": (
+        ("POST", "/admin/coupons/templates/{code}/{action}"),
+        Case(
+            lambda f, r, s: ("/admin/coupons/templates/matrix-paused/activate", {}),
+            HQ,
+            303,
+            scoped=False,
+            writes=True,
+        ),
+    ),
     "members by an out-of-scope store": (
         ("GET", "/admin/members"),
         Case(
@@ -461,16 +510,26 @@ EXTRA: dict[str, tuple[tuple[str, str], Case]] = {
 }
 
 
-def _routes() -> set[tuple[str, str]]:
+def _routes(routes: list[Any], prefix: str = "") -> set[tuple[str, str]]:
+    """(method, path) of every route, descending into included routers (FastAPI keeps an
+    included router as one entry holding the original router and the include's prefix)."""
     out: set[tuple[str, str]] = set()
-    for route in router.routes:
-        for method in getattr(route, "methods", set()) - {"HEAD"}:
-            out.add((method, route.path))  # type: ignore[attr-defined]
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            out |= _routes(inner.routes, prefix + route.include_context.prefix)
+            continue
+        assert isinstance(route, APIRoute), route  # nothing is skipped unseen
+        for method in route.methods - {"HEAD"}:
+            out.add((method, prefix + route.path))
     return out
 
 
 def test_every_console_route_has_a_matrix_entry() -> None:
-    assert set(MATRIX) == _routes()
+    listed = set(MATRIX) | {key for key, _ in ANALYTICS_CASES.values()}
+    assert len(listed) == len(MATRIX) + len(ANALYTICS_CASES)  # no route listed twice
+    assert listed == _routes(router.routes)
+    assert {("GET", "/admin/stream"), ("GET", "/admin/analytics")} <= listed
 
 
 # ── running it ─────────────────────────────────────────────────────────────────────────
