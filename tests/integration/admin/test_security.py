@@ -85,6 +85,24 @@ FORMS: dict[str, Callable[[dict[str, int]], tuple[str, dict[str, str]]]] = {
     ),
     "/admin/programme/edit": lambda i: ("/admin/programme/edit", {"action": "publish"}),
     "/admin/jobs/{job_id}/{action}": lambda i: (f"/admin/jobs/{i['job']}/retry", {}),
+    # issue 12: coupons and referrals
+    "/admin/coupons/templates/{code}/{action}": lambda i: (
+        "/admin/coupons/templates/welcome/pause",
+        {},
+    ),
+    "/admin/members/{member_id}/coupons": lambda i: (
+        f"/admin/members/{i['member']}/coupons",
+        {"template": "welcome"},
+    ),
+    "/admin/referrals/{referral_id}/{decision}": lambda i: (
+        "/admin/referrals/1/approve",
+        {"note": "csrf"},
+    ),
+    # issue 13: erasure (the confirmation form)
+    "/admin/members/{member_id}/erase": lambda i: (
+        f"/admin/members/{i['member']}/erase",
+        {"confirm": "csrf"},
+    ),
 }
 
 
