@@ -117,7 +117,7 @@ def main() -> int:
     )
     subprocess.run(["bash", str(ROOT / "scripts" / "ensure-postgres.sh"), BENCH_URL], check=True)
     bench_earn.recreate_database(BENCH_DB)
-    key = bench_earn.build_data(args.members, args.seed)
+    key = bench_earn.build_data(args.members, args.seed, BENCH_URL)
     members = bench_earn.member_ids()
 
     port = free_port()
