@@ -167,6 +167,11 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # Every feature's actions, document kinds, job kinds and consumers are known to the API
+    # process too (e.g. issue_coupon when a journey is published, the habits document).
+    from loyalist import bootstrap
+
+    bootstrap.configure()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

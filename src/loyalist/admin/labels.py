@@ -12,6 +12,22 @@ from typing import Any
 
 # Field key → label (msgid). Keys are those the services write to audit rows and events.
 FIELDS: dict[str, str] = {
+    # habits, referrals, assists and groups (audit rows, issue 12)
+    "local_day": "Day",
+    "streak": "Streak (days)",
+    "bonuses": "Streak bonuses",
+    "activity": "Activity",
+    "ref": "Reference",
+    "capped": "Capped",
+    "held": "Held for review",
+    "campaign": "Campaign",
+    "starter_id": "Started by",
+    "needed": "Helps needed",
+    "helps": "Helps",
+    "helper_id": "Helper",
+    "leader_id": "Group leader",
+    "size": "Group size",
+    "members": "Members joined",
     "access": "Access",
     "added": "Added",
     "amount_paid_minor": "Amount paid",
@@ -144,8 +160,16 @@ VALUES: dict[str, str] = {
     "transactional": "transactional",
     "active": "running",
     "paused": "paused",
+    # activities (habits, issue 12)
+    "signup": "sign-up",
+    "profile": "profile completed",
+    "birthday": "birthday month",
+    "checkin": "check-in",
+    "review": "product review",
+    "survey": "survey answer",
+    "share": "share",
 }
-_CODED = {"status", "state", "role", "access", "kind", "source", "channel", "purpose"}
+_CODED = {"status", "state", "role", "access", "kind", "source", "channel", "purpose", "activity"}
 
 
 def field(key: str, _: Callable[[str], str]) -> str:
