@@ -108,19 +108,19 @@ def test_welcome_runs_each_step_once_and_the_wait_fires_three_days_later(
     (run,) = rows(world.db, JourneyRun, JourneyRun.member_id == mid)
     assert (run.state, run.step, run.active_member) == ("active", "wait3", mid)
     assert run.due_at == datetime(2026, 6, 13, 4, 0, tzinfo=UTC)
-    assert steps_of(world.db, mid) == [("hello", "sent")]
+    assert steps_of(world.db, mid) == [("hello", "queued")]
     (msg,) = rows(world.db, Message)
     assert msg.template == "notice" and msg.params == {"text": "欢迎"}
     # Nothing is due before the three days are over, however often the worker ticks.
     clock.advance(timedelta(days=3) - timedelta(seconds=1))
     tick()
     tick()
-    assert steps_of(world.db, mid) == [("hello", "sent")]
+    assert steps_of(world.db, mid) == [("hello", "queued")]
     clock.advance(timedelta(seconds=1))
     tick()
     tick()
     assert steps_of(world.db, mid) == [
-        ("hello", "sent"),
+        ("hello", "queued"),
         ("wait3", "waited"),
         ("tag", "done"),
         ("vip", "no"),
@@ -277,7 +277,7 @@ def test_an_awaited_event_takes_the_then_path(
     )
     assert r.status_code == 201
     tick()
-    assert steps_of(world.db, mid) == [("nudge", "sent"), ("buy", "event"), ("thanks", "done")]
+    assert steps_of(world.db, mid) == [("nudge", "queued"), ("buy", "event"), ("thanks", "done")]
     clock.advance(timedelta(days=10))
     tick()  # the timeout job finds the run gone from that step
     assert steps_of(world.db, mid)[-1] == ("thanks", "done")
@@ -293,7 +293,7 @@ def test_without_the_event_the_timeout_takes_the_else_path(
     tick()
     clock.advance(timedelta(days=7))
     tick()
-    assert steps_of(world.db, mid) == [("nudge", "sent"), ("buy", "timeout"), ("task", "done")]
+    assert steps_of(world.db, mid) == [("nudge", "queued"), ("buy", "timeout"), ("task", "done")]
     (task,) = rows(world.db, MemberTask)
     assert task.title == "回访" and task.member_id == mid
 
@@ -317,7 +317,7 @@ def test_an_exit_event_ends_the_run(world: Any, client: Any, clock: Any, tick: A
     )
     clock.advance(timedelta(days=8))
     tick()
-    assert steps_of(world.db, mid) == [("nudge", "sent")]
+    assert steps_of(world.db, mid) == [("nudge", "queued")]
     assert rows(world.db, MemberTask) == []
 
 
@@ -347,7 +347,7 @@ def test_pause_stops_sends_and_resume_skips_what_is_overdue_beyond_grace(
         (r.step_id, r.outcome) for r in rows(world.db, JourneyStep, JourneyStep.journey_key == "a")
     ]
     assert a_steps == [
-        ("hello", "sent"),
+        ("hello", "queued"),
         ("wait3", "late"),
         ("tag", "skipped_overdue"),
         ("vip", "no"),
@@ -480,7 +480,7 @@ def test_funnel_counts_steps_and_waiting_runs(
     f = world.db.run(lambda s: service.funnel(s, SYSTEM, "welcome"))
     assert (f.entered, f.active, f.completed) == (3, 3, 0)
     by = {s.id: s for s in f.steps}
-    assert (by["hello"].passed, by["hello"].outcomes, by["wait3"].waiting) == (3, {"sent": 3}, 3)
+    assert (by["hello"].passed, by["hello"].outcomes, by["wait3"].waiting) == (3, {"queued": 3}, 3)
     clock.advance(timedelta(days=3))
     tick()
     f = world.db.run(lambda s: service.funnel(s, SYSTEM, "welcome"))
