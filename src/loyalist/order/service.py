@@ -17,7 +17,7 @@ from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events import service as events
 from loyalist.kit import conditions
 from loyalist.kit.actor import Actor
-from loyalist.kit.clock import utcnow
+from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.localtime import local_day, start_of_local_day
 from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import domain as lots
@@ -1115,8 +1115,6 @@ def dry_run_view(session: Session, actor: Actor, data: DryRunIn) -> DryRunOut:
 
 
 # --- journeys (issue 14): order history read by journeys and experiment readouts ---
-
-from loyalist.kit.clock import as_utc  # noqa: E402
 
 
 def history(session: Session, member_id: int) -> tuple[int, datetime | None]:
