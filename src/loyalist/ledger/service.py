@@ -411,10 +411,14 @@ def _seal(session: Session, _ctx: Any, _instances: Any) -> None:
 
 @sa_event.listens_for(Session, "before_commit")
 def _heads_before_commit(session: Session) -> None:
-    due: set[int] | None = session.info.get(_HEADS_DUE)
-    if not due:
+    # before_commit runs before the commit's own flush: flush here whenever this
+    # transaction chained entries, so an entry changed after its last flush (the lots a
+    # debt settlement took) is re-hashed now and its account's head follows it.
+    if not session.info.get(_CHAIN_KEY):
         return
     session.flush()  # hashes final; heads of accounts updated meanwhile are set
+    if not session.info.get(_HEADS_DUE):
+        return
     segments: dict[int, _Segment] = session.info.get(_CHAIN_KEY) or {}
     for account_id in sorted(session.info.get(_HEADS_DUE) or ()):
         seg = segments.get(account_id)
