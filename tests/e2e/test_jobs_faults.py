@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from tests.e2e.jobs_fault_kind import KIND, effects
+from tests.e2e.worker_procs import wait_until_running
 from tests.server import ROOT
 
 from loyalist.jobs.queue import enqueue
@@ -46,12 +47,14 @@ class Workers:
         self.db = db
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_of: dict[str, Path] = {}
         self.kills = 0
         self.started = 0
 
     def start(self, name: str, threads: int) -> None:
         self.started += 1
-        log = (self.log_dir / f"{name}-{self.started}.log").open("ab")
+        self.log_of[name] = self.log_dir / f"{name}-{self.started}.log"
+        log = self.log_of[name].open("ab")
         self.procs[name] = subprocess.Popen(
             [
                 sys.executable,
@@ -87,8 +90,9 @@ class Workers:
 
     def stop_all(self) -> list[int | None]:
         codes = []
-        for proc in self.procs.values():
+        for name, proc in self.procs.items():
             if proc.poll() is None:
+                wait_until_running(proc, self.log_of[name])
                 proc.send_signal(signal.SIGTERM)  # a graceful stop: finish what is in hand
                 try:
                     proc.wait(timeout=60)

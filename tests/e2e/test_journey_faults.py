@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select
+from tests.e2e.worker_procs import wait_until_running
 from tests.server import ROOT
 from tests.support import build_world
 
@@ -60,12 +61,14 @@ class Workers:
     def __init__(self, db: Database, log_dir: Path) -> None:
         self.db, self.log_dir = db, log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_of: dict[str, Path] = {}
         self.started = 0
         self.kills = 0
 
     def start(self, name: str, threads: int, shift: timedelta) -> None:
         self.started += 1
-        log = (self.log_dir / f"{name}-{self.started}.log").open("ab")
+        self.log_of[name] = self.log_dir / f"{name}-{self.started}.log"
+        log = self.log_of[name].open("ab")
         self.procs[name] = subprocess.Popen(
             [
                 sys.executable,
@@ -102,8 +105,9 @@ class Workers:
 
     def stop_all(self) -> list[int | None]:
         codes = []
-        for proc in self.procs.values():
+        for name, proc in self.procs.items():
             if proc.poll() is None:
+                wait_until_running(proc, self.log_of[name])
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(timeout=120)

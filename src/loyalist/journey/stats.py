@@ -17,8 +17,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from scipy import stats as sp
+
+def _sp() -> Any:
+    """scipy.stats, imported when a readout is computed, not when the API process starts
+    (it is most of a server process's import time and ~40 MB of its memory; issue 11)."""
+    from scipy import stats
+
+    return stats
+
 
 SRM_THRESHOLD = 0.001
 
@@ -55,8 +63,8 @@ def welch(variant: Sequence[float], control: Sequence[float], alpha: float = 0.0
         return Comparison(diff, None, None, None)
     df = (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1))
     t = diff / se
-    p = float(2 * sp.t.sf(abs(t), df))
-    q = float(sp.t.ppf(1 - alpha / 2, df))
+    p = float(2 * _sp().t.sf(abs(t), df))
+    q = float(_sp().t.ppf(1 - alpha / 2, df))
     return Comparison(diff, diff - q * se, diff + q * se, p)
 
 
@@ -68,8 +76,8 @@ def two_proportions(x1: int, n1: int, x2: int, n2: int, alpha: float = 0.05) -> 
     pooled = (x1 + x2) / (n1 + n2)
     se0 = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-    z = float(sp.norm.ppf(1 - alpha / 2))
-    p = float(2 * sp.norm.sf(abs(diff / se0))) if se0 > 0 else None
+    z = float(_sp().norm.ppf(1 - alpha / 2))
+    p = float(2 * _sp().norm.sf(abs(diff / se0))) if se0 > 0 else None
     return Comparison(diff, diff - z * se, diff + z * se, p)
 
 
@@ -88,5 +96,5 @@ def srm(counts: Sequence[int], weights: Sequence[float]) -> Srm | None:
     if total == 0 or len(pairs) < 2:
         return None
     chi2 = math.fsum((c - total * w / wsum) ** 2 / (total * w / wsum) for c, w in pairs)
-    p = float(sp.chi2.sf(chi2, len(pairs) - 1))
+    p = float(_sp().chi2.sf(chi2, len(pairs) - 1))
     return Srm(chi2, p, p < SRM_THRESHOLD)
