@@ -107,7 +107,11 @@ def main() -> int:
         c1, w1 = time.process_time(), time.perf_counter()
         if prof is not None:
             prof.stop()
-            Path(args.pyinstrument).write_text(prof.output_html())
+            out = Path(args.pyinstrument)
+            if out.suffix == ".txt":  # a text tree (for reading in a terminal), else HTML
+                out.write_text(prof.output_text(unicode=True, show_all=False))
+            else:
+                out.write_text(prof.output_html())
     n = args.orders
     kinds = collections.Counter(kind(s) for s in counter.statements)
     print(f"orders: {n}, load average {os.getloadavg()[0]:.1f}")
