@@ -38,6 +38,7 @@ from loyalist.errors import (
     ValidationFailed,
 )
 from loyalist.http import openapi_document
+from loyalist.kit.admission import Admission
 from loyalist.kit.db import Database
 from loyalist.member_web.endpoints import router as member_web_router
 from loyalist.member_web.habits import router as member_habits_router  # habits (issue 12)
@@ -329,4 +330,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(admin_messages_router)  # channels: templates, preview, messages
     app.include_router(member_habits_router)  # its check-in, badges and boards at /m/habits
     app.include_router(admin_habits_router)  # its habits page (check-ins, badges, boards)
+    # Outermost: under overload a request is refused before any work (503, Retry-After).
+    app.add_middleware(Admission, limit=settings.max_in_flight, wait_s=settings.admission_wait_s)
     return app

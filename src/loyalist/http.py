@@ -208,7 +208,10 @@ _STATUS_TEXT = {
     415: "The body is not JSON",
     422: "Invalid input: a field, a query parameter (unknown parameters included) or the JSON",
     429: "Too many requests (`Retry-After` says when to try again)",
-    503: "The database is unreachable; try again after `Retry-After` seconds",
+    503: (
+        "The database is unreachable, or the server is at its limit of requests in progress"
+        " (`overloaded`); nothing was written: try again after `Retry-After` seconds"
+    ),
 }
 _RETRY_AFTER = {
     "Retry-After": {
