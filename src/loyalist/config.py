@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     # Admission control (kit/admission.py): requests in progress at once per server process;
     # one that finds none free waits up to admission_wait_s, then gets 503 + Retry-After.
-    max_in_flight: int = 32
+    max_in_flight: int = 64
     admission_wait_s: float = 2.0
     # Master secret: personal data at rest is encrypted (AES-256-GCM) with a key derived
     # from it (HKDF) and looked up by a keyed blind index (HMAC) derived from it too; also
