@@ -239,6 +239,13 @@ def cohorts(session: Session, tz: ZoneInfo) -> list[Cohort]:
     return [Cohort(m, earned[m], expired[m], still[m]) for m in sorted(earned)]
 
 
+def breakage_rate(found: list[Cohort]) -> float:
+    """Σ expired ÷ Σ earned over the settled cohorts (no lot still open); 0 without any."""
+    settled = [c for c in found if c.settled]
+    earned = sum(c.earned for c in settled)
+    return (sum(c.expired for c in settled) / earned) if earned else 0.0
+
+
 def report(session: Session, actor: Actor, month: str) -> Report:
     """The liability report for ``month`` (YYYY-MM, programme time zone)."""
     require(actor, DASHBOARD_READ)
@@ -247,9 +254,7 @@ def report(session: Session, actor: Actor, month: str) -> Report:
     per_100 = programme.points.value_minor_per_100_points
     rows = outstanding(session, tz, per_100)
     found = cohorts(session, tz)
-    settled = [c for c in found if c.settled]
-    earned = sum(c.earned for c in settled)
-    rate = (sum(c.expired for c in settled) / earned) if earned else 0.0
+    rate = breakage_rate(found)
     total = sum(r.points for r in rows)
     debt = int(session.scalar(select(func.coalesce(func.sum(PointsAccount.debt), 0))) or 0)
     return Report(
