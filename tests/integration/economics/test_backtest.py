@@ -52,9 +52,7 @@ def test_member_day_3x_instead_of_2x_over_6_months(
     got = [
         _order(client, "a1", a, paid=10_000, occurred_at="2026-06-03T12:00:00+08:00"),
         _order(client, "a2", a, paid=5_000, occurred_at="2026-06-02T12:00:00+08:00"),
-        _order(
-            client, "a3", a, paid=4_000, channel="app", occurred_at="2026-05-27T09:00:00+08:00"
-        ),
+        _order(client, "a3", a, paid=4_000, channel="app", occurred_at="2026-05-27T09:00:00+08:00"),
         _order(
             client,
             "b1",
