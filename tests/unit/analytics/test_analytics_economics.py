@@ -123,3 +123,16 @@ def test_cost_rates_and_roi_by_hand() -> None:
     assert c.roi(17_000) == 1.0
     assert c.roi(17_000, margin=0.5) == 0.0
     assert math.isnan(ProgrammeCost(0, 0, 0, 100).roi(5.0))
+
+
+@pytest.mark.parametrize(("lang", "title"), [("en", "Programme effect"), ("zh", "会员效果")])
+def test_the_report_states_the_method_and_the_interval(lang: str, title: str) -> None:
+    from loyalist.analytics.report import ReportOptions, build_report
+
+    tx, _ = _population(5, n=400)
+    html = build_report(
+        tx, ReportOptions(lang=lang, as_of=dt.date(2026, 3, 31), kpi_days=31, clusters=False)
+    )
+    section = html.split("data-section='effect'")[1].split("</section>")[0]
+    assert title in section
+    assert ("Exact matching on RFM cells" if lang == "en" else "RFM 分组精确匹配") in section
