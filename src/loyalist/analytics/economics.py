@@ -179,13 +179,15 @@ def member_effect(
 
 
 def holdout_effect(
-    tx: Transactions, holdout: Mapping[object, bool], start: dt.date, end: dt.date
+    tx: Transactions, holdout: Mapping[int, bool], start: dt.date, end: dt.date
 ) -> Effect:
     """Spend in [start, end] of customers outside the holdout minus that of the holdout
-    (``holdout``: customer id → in the holdout; customers not listed are left out)."""
-    spend = dict(_spend(tx, start, end).iter_rows())
-    t = [float(spend.get(c, 0.0)) for c, h in holdout.items() if not h]
-    h = [float(spend.get(c, 0.0)) for c, h in holdout.items() if h]
+    (``holdout``: customer id → in the holdout; customers not listed are left out; a
+    listed customer without an order in the period spent 0)."""
+    # ids compared as text: a database's ids may be read as strings
+    spend = {str(k): float(v) for k, v in _spend(tx, start, end).iter_rows()}
+    t = [spend.get(str(c), 0.0) for c, h in holdout.items() if not h]
+    h = [spend.get(str(c), 0.0) for c, h in holdout.items() if h]
     return difference_of_means(t, h)
 
 

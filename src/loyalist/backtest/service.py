@@ -114,7 +114,7 @@ def run(
             .where(Order.member_id.is_not(None), Order.id < first)
             .group_by(Order.member_id)
         ):
-            lifetime_actual[int(mid)] = int(n or 0)
+            lifetime_actual[int(mid or 0)] = int(n or 0)
     lifetime_proposed: dict[int, int] = defaultdict(int, lifetime_actual)
     day_actual: dict[tuple[int, object], int] = defaultdict(int)
     day_proposed: dict[tuple[int, object], int] = defaultdict(int)

@@ -228,8 +228,9 @@ def economics(
         return out
     # analytics works in yuan; the console's money is in fen
     incremental_minor = e.estimate * 100 * e.treated
+    money = ("estimate", "se", "ci_low", "ci_high", "naive")
     out["incrementality"] = {
-        k: _num(v * 100 if k in ("estimate", "se", "ci_low", "ci_high", "naive") else v)
+        k: _num(float(v) * 100 if k in money and isinstance(v, float) else v)
         for k, v in e.as_dict().items()
     }
     out["incremental_revenue_minor"] = _num(incremental_minor)

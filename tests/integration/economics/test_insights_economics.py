@@ -74,6 +74,7 @@ def test_economics_of_a_run_with_a_holdout(shop: Any, world: Any) -> None:  # no
     got = e["incrementality"]
     assert (got["treated"], got["controls"]) == (want.treated, want.controls)
     assert got["controls"] > 0 and got["treated"] > 0
+    assert abs(want.estimate) > 0.01  # the spend is found (ids read back as text or numbers)
     assert math.isclose(got["estimate"], want.estimate * 100, rel_tol=1e-9, abs_tol=1e-6)
     assert math.isclose(got["ci_low"], want.ci_low * 100, rel_tol=1e-9, abs_tol=1e-6)
     assert math.isclose(
