@@ -251,6 +251,24 @@ TEXT: dict[str, tuple[str, str]] = {
         "no customer made a repeat purchase in the calibration period: nothing to validate",
         "校准期内没有客户复购，无法验证",
     ),
+    # programme effect (issue 15 item 4)
+    "effect": ("Programme effect: members vs comparable non-members", "会员效果：会员与可比非会员"),
+    "effect_method": ("Method", "方法"),
+    "effect_estimate": ("Extra spend per member in the period", "每位会员在统计周期内的增量消费"),
+    "effect_ci": ("95% confidence interval", "95% 置信区间"),
+    "effect_naive": (
+        "Unadjusted difference (biased by selection)",
+        "未调整差值（受自选择偏差影响）",
+    ),
+    "effect_counts": (
+        "Members matched / non-members / members unmatched",
+        "匹配会员 / 非会员 / 未匹配会员",
+    ),
+    "effect_matching": (
+        "Exact matching on RFM cells at the end of the pre-period (the period before the KPI "
+        "period); the average effect on members (cells weighted by their members).",
+        "按统计周期之前的 RFM 分组精确匹配；会员平均处理效应（按各组会员数加权）。",
+    ),
 }
 
 

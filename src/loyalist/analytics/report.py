@@ -142,6 +142,8 @@ class _Builder:
             ("clv", "clv", self.clv),
             ("validation", "validation", self.validation),
         ]
+        if self.tx.has_member_flag:  # econ: selection-adjusted member effect (issue 15)
+            steps.insert(1, ("effect", "effect", self.effect))
         if self.o.clusters:
             steps.append(("clusters", "clusters", self.clusters))
         for step, title_key, fn in steps:
@@ -177,6 +179,27 @@ class _Builder:
         return (
             f"<section><h2>{escape(self.tr('kpis'))}</h2><p class='note'>{escape(period)}</p>"
             f"<div class='cards'>{cards}</div>{_table(headers, rows, wrap_last=True)}</section>"
+        )
+
+    def effect(self) -> str:
+        from loyalist.analytics.economics import member_effect
+
+        start = self.as_of - dt.timedelta(days=self.o.kpi_days - 1)
+        e = member_effect(self.tx, start - dt.timedelta(days=1), start, self.as_of)
+        cur = self.o.currency
+        rows = [
+            [self.tr("effect_method"), self.tr("effect_matching")],
+            [self.tr("effect_estimate"), fmt_kpi("arpu", e.estimate, cur)],
+            [
+                self.tr("effect_ci"),
+                f"{fmt_kpi('arpu', e.ci_low, cur)} – {fmt_kpi('arpu', e.ci_high, cur)}",
+            ],
+            [self.tr("effect_naive"), fmt_kpi("arpu", e.naive, cur)],
+            [self.tr("effect_counts"), f"{e.treated} / {e.controls} / {e.treated_unmatched}"],
+        ]
+        return (
+            f"<section data-section='effect'><h2>{escape(self.tr('effect'))}</h2>"
+            f"{_table([self.tr('kpi'), ''], rows, wrap_last=True)}</section>"
         )
 
     def rfm_section(self) -> str:

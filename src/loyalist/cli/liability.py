@@ -78,6 +78,19 @@ def report(
         f"outstanding {r.outstanding_points} points, debt {r.debt}; breakage rate "
         f"{r.breakage_rate:.4f} → expected breakage {r.expected_breakage} points"
     )
+    if r.forecast is not None:  # econ: the next 12 months by earning cohort (issue 15)
+        f = Table(title="forecast: next 12 months (cohort breakage)")
+        for col in ("month", "redeemed", "expiring", "liability", "value (fen)"):
+            f.add_column(col, justify="left" if col == "month" else "right")
+        for fm in r.forecast.months:
+            f.add_row(
+                fm.month,
+                str(fm.redeemed),
+                str(fm.expiring),
+                str(fm.liability),
+                str(service.money(fm.liability, per)),
+            )
+        console.print(f)
     if xlsx is not None:
         xlsx.write_bytes(service.to_xlsx(r))
         console.print(f"written {xlsx}")

@@ -29,6 +29,7 @@ from loyalist.analytics import (
     segment_transitions,
     summarise,
 )
+from loyalist.analytics.economics import ProgrammeCost, holdout_effect
 from loyalist.analytics.i18n import SEGMENT_NAMES_ZH
 from loyalist.analytics.rfm import NOT_ACQUIRED, SEGMENTS
 
@@ -190,3 +191,48 @@ def clv(tx: Transactions, as_of: dt.date) -> dict[str, Any]:
 def segment_names() -> dict[str, str]:
     """Segment names in Chinese, keyed by the analytics package's English names."""
     return {s: SEGMENT_NAMES_ZH.get(s, s) for s in (*SEGMENTS, NOT_ACQUIRED)}
+
+
+def economics(
+    tx: Transactions, pts: dict[str, Any], holdout: dict[int, bool] | None
+) -> dict[str, Any]:
+    """Rates, cost, incrementality against the holdout and ROI (``insights.economics``)."""
+    cost = ProgrammeCost(
+        points_earned=pts["earned"],
+        points_redeemed=pts["redeemed"],
+        points_expired=pts["expired"],
+        value_minor_per_100_points=pts["value_minor_per_100_points"],
+        coupons_minor=pts["coupons_minor"],
+        compensation_minor=(pts["compensation_points"] * pts["value_minor_per_100_points"] + 50)
+        // 100,
+    )
+    out: dict[str, Any] = {
+        **pts,
+        "redemption_rate": _num(cost.redemption_rate),
+        "breakage_rate": _num(cost.breakage_rate),
+        "points_cost_minor": cost.points_cost_minor,
+        "cost_minor": cost.cost_minor,
+        "incrementality": None,
+        "roi": None,
+        "incrementality_error": None,
+    }
+    if holdout is None:
+        out["incrementality_error"] = "no holdout"
+        return out
+    try:
+        e = holdout_effect(
+            tx, holdout, dt.date.fromisoformat(pts["from"]), dt.date.fromisoformat(pts["to"])
+        )
+    except AnalyticsError as exc:
+        out["incrementality_error"] = str(exc)
+        return out
+    # analytics works in yuan; the console's money is in fen
+    incremental_minor = e.estimate * 100 * e.treated
+    money = ("estimate", "se", "ci_low", "ci_high", "naive")
+    out["incrementality"] = {
+        k: _num(float(v) * 100 if k in money and isinstance(v, float) else v)
+        for k, v in e.as_dict().items()
+    }
+    out["incremental_revenue_minor"] = _num(incremental_minor)
+    out["roi"] = _num(cost.roi(incremental_minor))
+    return out

@@ -30,7 +30,7 @@ from loyalist.models import AnalyticsRun, Member
 
 JOB_KIND = "insights.compute"
 # The steps of a run, in order; each is one job that commits its part of the result.
-STEPS: tuple[str, ...] = ("segments", "movement", "cohorts", "clv")
+STEPS: tuple[str, ...] = ("segments", "movement", "cohorts", "clv", "economics")
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 MAX_SPAN_DAYS = 3 * 366  # the comparison day is at most three years before the other
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from loyalist.insights import service
+from loyalist.insights import economics, service
 from loyalist.jobs import queue
 from loyalist.jobs.registry import JobContext, job_kind
 from loyalist.kit.clock import utcnow
@@ -48,6 +48,15 @@ def compute_step(ctx: JobContext) -> None:
             part = {"movement": compute.movement(tx, run.compare_from, run.as_of)}
         elif name == "cohorts":
             part = compute.cohorts(tx)
+        elif name == "economics":  # econ: cost, rates, holdout incrementality, ROI
+            pts = economics.points(
+                s,
+                run.org_path,
+                programme.tz,
+                run.as_of,
+                programme.points.value_minor_per_100_points,
+            )
+            part = {"economics": compute.economics(tx, pts, economics.holdout(s, run.org_path))}
         else:
             part = compute.clv(tx, run.as_of)
     except compute.AnalyticsError as exc:

@@ -22,6 +22,7 @@ import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,7 @@ from loyalist.access.permissions import DASHBOARD_READ, require
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.kit.localtime import start_of_local_day
+from loyalist.liability import domain
 from loyalist.models import (
     LedgerEntry,
     LotAllocation,
@@ -107,6 +109,8 @@ class Report:
     expected_breakage: int
     timezone: str
     generated_at: datetime = field(default_factory=utcnow)
+    # breakage and liability for the next 12 months, by earning cohort (issue 15 item 6)
+    forecast: domain.Forecast | None = None
 
     @property
     def outstanding_points(self) -> int:
@@ -239,6 +243,44 @@ def cohorts(session: Session, tz: ZoneInfo) -> list[Cohort]:
     return [Cohort(m, earned[m], expired[m], still[m]) for m in sorted(earned)]
 
 
+def breakage_rate(found: list[Cohort]) -> float:
+    """Σ expired ÷ Σ earned over the settled cohorts (no lot still open); 0 without any."""
+    settled = [c for c in found if c.settled]
+    earned = sum(c.earned for c in settled)
+    return (sum(c.expired for c in settled) / earned) if earned else 0.0
+
+
+def open_groups(session: Session, tz: ZoneInfo) -> list[domain.OpenGroup]:
+    """Open points by earning month and expiry month (the last valid local month)."""
+    sums: dict[tuple[str, str | None], int] = defaultdict(int)
+    q = select(PointsLot.earned_at, PointsLot.expires_at, PointsLot.remaining).where(
+        PointsLot.status.in_(OPEN), PointsLot.remaining > 0
+    )
+    for earned_at, expires_at, remaining in session.execute(q):
+        cohort = earned_at.astimezone(tz).strftime("%Y-%m")
+        month = (
+            None if expires_at is None else (expires_at.astimezone(tz) - _MICRO).strftime("%Y-%m")
+        )
+        sums[(cohort, month)] += int(remaining)
+    return [domain.OpenGroup(c, m, n) for (c, m), n in sorted(sums.items(), key=str)]
+
+
+def forecast(
+    session: Session, tz: ZoneInfo, found: list[Cohort], horizon: int = 12
+) -> domain.Forecast:
+    """Breakage and liability for the next ``horizon`` months (method: ``liability.domain``)."""
+    settled = [c for c in found if c.settled]
+    earned = sum(c.earned for c in settled)
+    rate = Fraction(sum(c.expired for c in settled), earned) if earned else Fraction(0)
+    return domain.forecast(
+        [(c.month, c.earned, c.expired, c.open) for c in found],
+        open_groups(session, tz),
+        rate,
+        utcnow().astimezone(tz).strftime("%Y-%m"),
+        horizon,
+    )
+
+
 def report(session: Session, actor: Actor, month: str) -> Report:
     """The liability report for ``month`` (YYYY-MM, programme time zone)."""
     require(actor, DASHBOARD_READ)
@@ -247,9 +289,7 @@ def report(session: Session, actor: Actor, month: str) -> Report:
     per_100 = programme.points.value_minor_per_100_points
     rows = outstanding(session, tz, per_100)
     found = cohorts(session, tz)
-    settled = [c for c in found if c.settled]
-    earned = sum(c.earned for c in settled)
-    rate = (sum(c.expired for c in settled) / earned) if earned else 0.0
+    rate = breakage_rate(found)
     total = sum(r.points for r in rows)
     debt = int(session.scalar(select(func.coalesce(func.sum(PointsAccount.debt), 0))) or 0)
     return Report(
@@ -260,6 +300,7 @@ def report(session: Session, actor: Actor, month: str) -> Report:
         breakage_rate=rate,
         expected_breakage=round(total * rate),
         timezone=programme.timezone,
+        forecast=forecast(session, tz, found),
     )
 
 
@@ -297,6 +338,45 @@ def to_xlsx(r: Report) -> bytes:
     c.append(["earned in 发放月", "earned 发放", "expired 过期", "open 未结", "settled 已结清"])
     for co in r.cohorts:
         c.append([co.month, co.earned, co.expired, co.open, "yes" if co.settled else "no"])
+    if r.forecast is not None:
+        f = wb.create_sheet("forecast 预测")
+        f.append(["method 方法", "cohort breakage rate × earned, rest redeemed evenly to expiry"])
+        f.append(["breakage rate 历史过期率", round(r.forecast.rate, 6)])
+        f.append(
+            [
+                "month 月份",
+                "expected redeemed 预计兑换",
+                "expected expiring 预计过期",
+                "expected liability 预计负债积分",
+                "value 金额(分)",
+            ]
+        )
+        for fm in r.forecast.months:
+            f.append(
+                [fm.month, fm.redeemed, fm.expiring, fm.liability, money(fm.liability, per_100)]
+            )
+        f.append([])
+        f.append(
+            [
+                "earned in 发放月",
+                "earned 发放",
+                "expired 已过期",
+                "open 未结",
+                "to expire 预计还将过期",
+                "breakage share 过期占比",
+            ]
+        )
+        for cf in r.forecast.cohorts:
+            f.append(
+                [
+                    cf.month,
+                    cf.earned,
+                    cf.expired,
+                    cf.open,
+                    cf.future_breakage,
+                    round(cf.breakage_share, 6),
+                ]
+            )
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -173,7 +173,7 @@ def test_a_run_gives_what_the_analytics_package_gives_on_the_same_orders(
     since = as_of - timedelta(days=90)
     run_id = _run(db, _staff(db, "admin"), as_of, since)
     run = _result(db, run_id)
-    assert (run.status, run.step, run.steps, run.error) == ("done", 4, 4, None)
+    assert (run.status, run.step, run.steps, run.error) == ("done", 5, 5, None)
     res = run.result
 
     # The reference: the analytics package on the platform's orders, as `loyalist analyze`
@@ -264,12 +264,12 @@ def test_progress_shows_while_the_run_computes_step_by_step(shop: Shop, world: A
         page = c.get(r.headers["location"]).text
         assert 'data-status="queued" data-step="0"' in page
         assert f'hx-get="/admin/analytics?run={run_id}"' in page  # polled by HTMX
-        for step in range(1, 5):
+        for step in range(1, 6):
             assert queue.run_until_empty(db, limit=1) == 1  # one step per job
             frag = c.get(f"/admin/analytics?run={run_id}", headers={"HX-Request": "true"}).text
-            if step < 4:
+            if step < 5:
                 assert f'data-status="running" data-step="{step}"' in frag
-                assert f"第 {step + 1} 步，共 4 步" in frag
+                assert f"第 {step + 1} 步，共 5 步" in frag
             else:
                 assert 'data-status="done"' in frag and "hx-get" not in frag
         page = c.get(f"/admin/analytics?run={run_id}").text
@@ -277,7 +277,7 @@ def test_progress_shows_while_the_run_computes_step_by_step(shop: Shop, world: A
         assert "重要价值客户" in page  # segments by their Chinese names
     with db.transaction() as s:
         steps = s.scalars(select(Job.payload).where(Job.kind == insights.JOB_KIND)).all()
-        assert sorted(p["step"] for p in steps) == [0, 1, 2, 3]
+        assert sorted(p["step"] for p in steps) == [0, 1, 2, 3, 4]
         audit = s.scalars(select(AuditLog).where(AuditLog.action == "analytics.run")).all()
         assert [a.object_id for a in audit] == [str(run_id)]
 
