@@ -97,20 +97,22 @@ class Eligibility:
     reward: Reward
     ok: bool
     reason: str | None
+    points: int = 0  # the member's unit price now (the base, or the dynamic price)
 
 
 def eligibility(
     session: Session, programme: Programme, member: Member, reward: Reward, available: int
 ) -> Eligibility:
     now = utcnow()
+    need = price(session, programme, reward, member, now).points
     if reward.valid_from and now < reward.valid_from:
-        return Eligibility(reward, False, "not_yet_valid")
+        return Eligibility(reward, False, "not_yet_valid", need)
     if reward.valid_until and now >= reward.valid_until:
-        return Eligibility(reward, False, "expired")
+        return Eligibility(reward, False, "expired", need)
     if not _tier_ok(programme, member.tier_code, reward.min_tier):
-        return Eligibility(reward, False, "tier_not_allowed")
+        return Eligibility(reward, False, "tier_not_allowed", need)
     if reward.stock_remaining is not None and reward.stock_remaining <= 0:
-        return Eligibility(reward, False, "out_of_stock")
+        return Eligibility(reward, False, "out_of_stock", need)
     if reward.per_member_limit is not None:
         used = session.scalar(
             select(RewardUsage.used).where(
@@ -118,10 +120,10 @@ def eligibility(
             )
         )
         if (used or 0) >= reward.per_member_limit:
-            return Eligibility(reward, False, "limit_reached")
-    if available < reward.points:
-        return Eligibility(reward, False, "insufficient_points")
-    return Eligibility(reward, True, None)
+            return Eligibility(reward, False, "limit_reached", need)
+    if available < need:
+        return Eligibility(reward, False, "insufficient_points", need)
+    return Eligibility(reward, True, None, need)
 
 
 def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption:
@@ -362,22 +364,23 @@ def quote(session: Session, actor: Actor, reward_code: str, data: QuoteCreate) -
         .limit(1)
     )
     if held is not None:
-        return held
-    spec = _spec(programme, reward.code)
-    minutes = spec.pricing.quote_minutes if spec is not None and spec.pricing else 30
-    p = price(session, programme, reward, member, now)
-    q = RewardQuote(
-        reward_id=reward.id,
-        member_id=member.id,
-        points=p.points,
-        base_points=p.base_points,
-        explanation=p.explanation(),
-        programme_version=version,
-        created_at=now,
-        valid_until=now + timedelta(minutes=minutes),
-    )
-    session.add(q)
-    session.flush()
+        q = held
+    else:
+        spec = _spec(programme, reward.code)
+        minutes = spec.pricing.quote_minutes if spec is not None and spec.pricing else 30
+        p = price(session, programme, reward, member, now)
+        q = RewardQuote(
+            reward_id=reward.id,
+            member_id=member.id,
+            points=p.points,
+            base_points=p.base_points,
+            explanation=p.explanation(),
+            programme_version=version,
+            created_at=now,
+            valid_until=now + timedelta(minutes=minutes),
+        )
+        session.add(q)
+        session.flush()
     audit.record(
         session,
         actor,
@@ -390,7 +393,8 @@ def quote(session: Session, actor: Actor, reward_code: str, data: QuoteCreate) -
             "member_id": member.id,
             "reward": reward.code,
             "points": q.points,
-            "valid_until": q.valid_until.isoformat(),
+            "valid_until": as_utc(q.valid_until).isoformat(),
+            "held": held is not None,  # the quote still valid, answered again
         },
     )
     return q

@@ -12,7 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.itest import apply_document, assert_problem, demo_document, new_member, rows
+from typer.testing import CliRunner
 
+from loyalist.cli.main import app
+from loyalist.config import get_settings
+from loyalist.models import Member
+from loyalist.programme import service as programmes
 from loyalist.reward import service as rewards
 
 # clock fixture: 2026-06-10T04:00Z (12:00 Wednesday in Shanghai)
@@ -86,6 +91,12 @@ def test_price_follows_stock_and_demand_and_a_quote_holds_it(
     assert now["pricing"]["reason"] == (
         "100 × 3 = 300: stock 3 < 5 → ×1.5; 4 redeemed in 7 days ≥ 3 → ×2"
     )
+    # what the member page offers follows the same price (stock 2, demand 5: 300)
+    with priced.db.transaction() as s:
+        e = rewards.eligibility(
+            s, programmes.active(s)[1], s.get(Member, mid), rewards.get_reward(s, "lamp"), 250
+        )
+        assert (e.ok, e.reason, e.points) == (False, "insufficient_points", 300)
     # after the quote period the quote is refused and nothing is written
     clock.advance(timedelta(minutes=20))
     r = redeem(client, mid, quote_id=q["id"])
@@ -137,6 +148,28 @@ def test_dry_run_shows_tomorrows_prices(priced: Any, client: Any, clock: Any) ->
 
 
 PHONES = itertools.count(13900000000)
+
+
+def test_cli_prints_tomorrows_prices(
+    priced: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mid = new_member(client, "13800000007")
+    give(client, mid, 5_000)
+    for _ in range(3):
+        assert redeem(client, mid).status_code == 201
+    monkeypatch.setenv("LOYALIST_DATABASE_URL", priced.db.url)
+    monkeypatch.setenv("COLUMNS", "200")
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(app, ["rewards", "prices", "--date", "tomorrow"])
+        bad = CliRunner().invoke(app, ["rewards", "prices", "--date", "someday"])
+    finally:
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    assert "reward prices on 2026-06-11" in out.output
+    lamp = next(line for line in out.output.splitlines() if "lamp" in line)
+    assert [c.strip() for c in lamp.split("│")[1:5]] == ["lamp", "100", "300", "3"]
+    assert bad.exit_code == 2
 
 
 # ── properties ─────────────────────────────────────────────────────────────────────────
