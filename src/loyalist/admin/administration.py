@@ -8,6 +8,7 @@ services' (`require` + 404 outside the scope)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -31,6 +32,7 @@ from loyalist.admin.web import (
     render,
 )
 from loyalist.errors import FieldError, LoyalistError, ValidationFailed
+from loyalist.kit.clock import utcnow
 from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
 from loyalist.org import service as org
@@ -375,8 +377,12 @@ async def _rewards_page(
     def work(s: Session) -> dict[str, Any]:
         perm.require(st.actor, perm.PROGRAMME_READ)
         rows = rewards.catalogue(s)
+        tomorrow = utcnow().astimezone(_tz(s)).date() + timedelta(days=1)
         return {
             "rows": rows,
+            # dynamic pricing (issue 15, item 5): tomorrow's price, a dry run
+            "prices": {r.code: rewards.price_out(r, p) for r, p in rewards.prices_on(s, tomorrow)},
+            "tomorrow": tomorrow,
             "names": {r.code: r.name if locale == "zh_CN" else (r.name_en or r.name) for r in rows},
             "tz": _tz(s),
         }

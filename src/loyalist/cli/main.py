@@ -796,3 +796,46 @@ def approvals_decide(
 
 if __name__ == "__main__":
     app()
+
+
+# ── dynamic reward pricing (issue 15, item 5) ──────────────────────────────────────────
+rewards_app = typer.Typer(help="The rewards catalogue", no_args_is_help=True)
+app.add_typer(rewards_app, name="rewards")
+
+
+@rewards_app.command("prices")
+def rewards_prices(
+    on: Annotated[
+        str, typer.Option("--date", help="today, tomorrow or YYYY-MM-DD (programme-local)")
+    ] = "tomorrow",
+) -> None:
+    """Dry run: each reward's points price at the start of a day (stock and demand as they
+    are now; rules on the member are not applied). Writes nothing."""
+    from datetime import date as _date
+
+    from loyalist.programme import service as programmes
+    from loyalist.reward import service as rewards
+
+    db = _db()
+    try:
+        with db.transaction() as s:
+            today = clock.now().astimezone(programmes.active(s)[1].tz).date()
+            if on in ("today", "tomorrow"):
+                day = today + timedelta(days=1 if on == "tomorrow" else 0)
+            else:
+                try:
+                    day = _date.fromisoformat(on)
+                except ValueError:
+                    raise typer.BadParameter("use today, tomorrow or YYYY-MM-DD") from None
+            priced = [rewards.price_out(r, p) for r, p in rewards.prices_on(s, day)]
+    except LoyalistError as exc:
+        _fail(exc)
+        return
+    finally:
+        db.dispose()
+    t = Table(title=f"reward prices on {day.isoformat()}")
+    for col in ("reward", "base", "price", "ratio", "why"):
+        t.add_column(col, justify="right" if col in ("base", "price", "ratio") else "left")
+    for p in priced:
+        t.add_row(p.reward, str(p.base_points), str(p.points), p.ratio, p.reason)
+    console.print(t)

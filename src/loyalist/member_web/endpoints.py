@@ -589,7 +589,7 @@ def _confirm(ctx: Ctx, code: str, status: int = 200, error: str | None = None) -
         status,
         offer=offer,
         available=available,
-        after=available - offer.reward.points,
+        after=available - offer.points,
         token=new_token(18),
         error=error,
         reward_name=_reward_name(ctx),

@@ -180,6 +180,7 @@ class Offer:
     reason: str | None
     missing_points: int
     min_tier_name: str | None
+    points: int = 0  # the member's price now (dynamic pricing: may differ from the base)
 
 
 def offers(session: Session, member_id: int, locale: str = "zh_CN") -> list[Offer]:
@@ -196,11 +197,12 @@ def offers(session: Session, member_id: int, locale: str = "zh_CN") -> list[Offe
                 reward=r,
                 ok=e.ok,
                 reason=e.reason,
-                missing_points=max(0, r.points - available),
+                missing_points=max(0, e.points - available),
                 min_tier_name=_tier_name(programme, r.min_tier, locale) if r.min_tier else None,
+                points=e.points,
             )
         )
-    out.sort(key=lambda o: (not o.ok, o.reward.points))
+    out.sort(key=lambda o: (not o.ok, o.points))
     return out
 
 

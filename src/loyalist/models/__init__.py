@@ -61,6 +61,7 @@ from loyalist.models.referral_leader import ReferralLeader
 from loyalist.models.referral_reward import ReferralReward
 from loyalist.models.referral_signal import ReferralSignal
 from loyalist.models.reward import Reward
+from loyalist.models.reward_quote import RewardQuote
 from loyalist.models.reward_usage import RewardUsage
 from loyalist.models.staff_session import StaffSession
 from loyalist.models.staff_user import StaffUser
@@ -135,6 +136,7 @@ __all__ = [
     "ReferralReward",
     "ReferralSignal",
     "Reward",
+    "RewardQuote",
     "RewardUsage",
     "StaffSession",
     "StaffUser",

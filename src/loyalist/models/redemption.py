@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -32,3 +33,7 @@ class Redemption(Base):
     expires_at: Mapped[datetime | None]
     collected_at: Mapped[datetime | None]
     collected_by: Mapped[str | None] = mapped_column(String(128))
+    # Dynamic pricing (issue 15, item 5): the quote it paid, if any, and how its unit price
+    # was set (base, ratio, rules applied, reason); None for a fixed-price reward.
+    quote_id: Mapped[int | None] = mapped_column(ForeignKey("reward_quote.id"))
+    pricing: Mapped[dict[str, Any] | None]

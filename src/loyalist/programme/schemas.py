@@ -33,6 +33,7 @@ from loyalist.programme.conditions import catalogue
 
 Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 Multiplier = Annotated[Decimal, Field(ge=Decimal("0"), le=Decimal("100"), decimal_places=4)]
+Ratio = Annotated[Decimal, Field(gt=Decimal("0"), le=Decimal("100"), decimal_places=4)]
 
 
 class Strict(BaseModel):
@@ -261,6 +262,58 @@ class RewardKind(StrEnum):
     PARTNER = "partner"
 
 
+class PriceRule(Conditional):
+    """One rule of a reward's dynamic price (issue 15, item 5): when every trigger it gives
+    holds, the base points are multiplied by ``factor``. Triggers: the stock left (units,
+    or a share of the total), the recent demand (units redeemed in the last
+    ``demand_days`` programme-local days … up to now) and ``when:``, a condition on the
+    member (any member field of the condition language, e.g. a tag or a stored predicted
+    lifetime value); a rule with ``when:`` never applies to a price without a member."""
+
+    code: Code
+    factor: Ratio
+    stock_below: int | None = Field(default=None, ge=1)
+    stock_ratio_below: Decimal | None = Field(
+        default=None, gt=Decimal("0"), le=Decimal("1"), decimal_places=4
+    )
+    demand_at_least: int | None = Field(default=None, ge=1)
+    demand_days: int = Field(default=7, ge=1, le=365)
+
+    @model_validator(mode="after")
+    def _trigger(self) -> PriceRule:
+        if (
+            self.stock_below is None
+            and self.stock_ratio_below is None
+            and self.demand_at_least is None
+            and self.when is None
+        ):
+            raise ValueError(
+                "a price rule needs a trigger: stock_below, stock_ratio_below, "
+                "demand_at_least or when"
+            )
+        return self
+
+
+class Pricing(Strict):
+    """A reward's floating points price: the base ``points`` times the product of the
+    matching rules' factors, held within ``floor_ratio``..``ceiling_ratio`` of the base.
+    A quote keeps its price for ``quote_minutes``."""
+
+    floor_ratio: Ratio = Decimal("1")
+    ceiling_ratio: Ratio = Decimal("1")
+    quote_minutes: int = Field(default=30, ge=1, le=10_080)
+    rules: list[PriceRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Pricing:
+        if self.ceiling_ratio < self.floor_ratio:
+            raise ValueError("ceiling_ratio is below floor_ratio")
+        codes = [r.code for r in self.rules]
+        if len(set(codes)) != len(codes):
+            raise ValueError("price rule codes must be unique")
+        return self
+
+
 class Reward(Strict):
     code: Code
     name: str = Field(min_length=1, max_length=128)
@@ -280,6 +333,16 @@ class Reward(Strict):
     collect_within_days: int | None = Field(default=None, ge=1, le=3650)
     # coupons (issue 12): redeeming it issues a coupon of this template per unit.
     coupon_template: str | None = Field(default=None, min_length=1, max_length=64)
+    # Dynamic pricing (issue 15, item 5): the points price floats within bounds of ``points``.
+    pricing: Pricing | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_no_pricing(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``pricing`` appears only when given: earlier documents keep their checksum."""
+        data: dict[str, Any] = handler(self)
+        if data.get("pricing", 0) is None:
+            del data["pricing"]
+        return data
 
     @field_validator("valid_from", "valid_until")
     @classmethod
@@ -394,6 +457,12 @@ class Programme(Strict):
         ] + [
             (f"earning.campaigns.{i}", f"campaign:{c.code}", c)
             for i, c in enumerate(self.earning.campaigns)
+        ]
+        holders += [
+            (f"rewards.{i}.pricing.rules.{j}", f"pricing:{r.code}:{p.code}", p)
+            for i, r in enumerate(self.rewards)
+            if r.pricing is not None
+            for j, p in enumerate(r.pricing.rules)
         ]
         parsed: dict[str, conditions.Condition] = {}
         for where, key, holder in holders:

@@ -18,6 +18,8 @@ from loyalist.http import (
 from loyalist.kit.pagination import page_request
 from loyalist.reward import service
 from loyalist.reward.schemas import (
+    QuoteCreate,
+    QuoteOut,
     RedemptionCancel,
     RedemptionCollect,
     RedemptionCollectByCode,
@@ -170,4 +172,27 @@ async def top_up(
         actor,
         key,
         lambda s: (200, service.top_up_view(s, actor, reward_code, data.quantity)),
+    )
+
+
+@router.post(
+    "/v1/rewards/{reward_code}/quote",
+    response_model=QuoteOut,
+    summary="The member's price for the reward (dynamic pricing), held for the quote period",
+    responses=problem_responses(404),
+)
+async def quote(
+    reward_code: str,
+    data: QuoteCreate,
+    request: Request,
+    db: DB,
+    actor: Caller,
+    key: IdemKey = None,
+) -> JSONResponse:
+    return await write(
+        request,
+        db,
+        actor,
+        key,
+        lambda s: (200, service.quote_view(s, actor, reward_code, data)),
     )

@@ -54,3 +54,18 @@ class RedemptionCancelled(Conflict):
 class RedemptionCollected(Conflict):
     code = "redemption_collected"
     title = "A collected redemption cannot be cancelled"
+
+
+class QuoteNotFound(NotFound):
+    code = "quote_not_found"
+    title = "Quote not found"
+
+
+class QuoteExpired(Conflict):
+    code = "quote_expired"
+    title = "The quote is no longer valid"
+
+
+class QuoteMismatch(Conflict):
+    code = "quote_mismatch"
+    title = "The quote is for another member or reward"

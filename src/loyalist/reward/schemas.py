@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalist.kit.db import MAX_INT4
@@ -19,6 +21,16 @@ class RedemptionCreate(Strict):
     reward: str = Field(min_length=1, max_length=64, description="reward code")
     quantity: int = Field(default=1, ge=1, le=100)
     store: str | None = Field(default=None, max_length=64)
+    quote_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_INT4,
+        description="a quote of this member and reward: within its validity its price is paid",
+    )
+
+
+class QuoteCreate(Strict):
+    member_id: int = Field(ge=1, le=MAX_INT4)
 
 
 class RedemptionCancel(Strict):
@@ -79,6 +91,11 @@ class RedemptionOut(BaseModel):
     cancel_entry_id: int | None
     created_at: Timestamp
     cancelled_at: Timestamp | None
+    quote_id: int | None = Field(default=None, description="the quote it paid (dynamic price)")
+    pricing: dict[str, Any] | None = Field(
+        default=None,
+        description="how the unit price was set: base_points, unit_points, ratio, rules, reason",
+    )
 
 
 class RewardStockOut(BaseModel):
@@ -91,3 +108,32 @@ class RewardStockOut(BaseModel):
 class RedemptionPage(BaseModel):
     items: list[RedemptionOut]
     next_cursor: str | None
+
+
+class PriceRuleOut(BaseModel):
+    code: str
+    factor: str
+    why: str
+
+
+class QuoteOut(BaseModel):
+    id: int = Field(description="quote id: give it as quote_id when redeeming")
+    reward: str
+    member_id: int
+    points: int = Field(description="points per unit while the quote is valid")
+    base_points: int
+    cash_minor: int
+    ratio: str
+    reason: str
+    rules: list[PriceRuleOut]
+    created_at: Timestamp
+    valid_until: Timestamp
+
+
+class PriceOut(BaseModel):
+    reward: str
+    name: str
+    base_points: int
+    points: int
+    ratio: str
+    reason: str

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import (
@@ -19,21 +21,29 @@ from loyalist.audit import service as audit
 from loyalist.coupon import service as coupons
 from loyalist.errors import FieldError, Forbidden, ValidationFailed
 from loyalist.events import service as events
+from loyalist.kit import conditions
 from loyalist.kit.actor import Actor
-from loyalist.kit.clock import utcnow
+from loyalist.kit.clock import as_utc, utcnow
+from loyalist.kit.localtime import start_of_local_day
 from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
-from loyalist.models import LedgerEntry, Member, Redemption, Reward, RewardUsage
+from loyalist.models import LedgerEntry, Member, Redemption, Reward, RewardQuote, RewardUsage
+from loyalist.order import service as orders
 from loyalist.org import service as org
 from loyalist.programme import service as programmes
+from loyalist.programme.conditions import time_facts
 from loyalist.programme.schemas import Programme
+from loyalist.programme.schemas import Reward as RewardSpec
 from loyalist.reward import domain
 from loyalist.reward.errors import (
     AlreadyCancelled,
     AlreadyCollected,
     LimitReached,
     OutOfStock,
+    QuoteExpired,
+    QuoteMismatch,
+    QuoteNotFound,
     RedemptionCancelled,
     RedemptionCollected,
     RedemptionExpired,
@@ -43,6 +53,10 @@ from loyalist.reward.errors import (
     TierNotAllowed,
 )
 from loyalist.reward.schemas import (
+    PriceOut,
+    PriceRuleOut,
+    QuoteCreate,
+    QuoteOut,
     RedemptionCancel,
     RedemptionCreate,
     RedemptionOut,
@@ -83,20 +97,22 @@ class Eligibility:
     reward: Reward
     ok: bool
     reason: str | None
+    points: int = 0  # the member's unit price now (the base, or the dynamic price)
 
 
 def eligibility(
     session: Session, programme: Programme, member: Member, reward: Reward, available: int
 ) -> Eligibility:
     now = utcnow()
+    need = price(session, programme, reward, member, now).points
     if reward.valid_from and now < reward.valid_from:
-        return Eligibility(reward, False, "not_yet_valid")
+        return Eligibility(reward, False, "not_yet_valid", need)
     if reward.valid_until and now >= reward.valid_until:
-        return Eligibility(reward, False, "expired")
+        return Eligibility(reward, False, "expired", need)
     if not _tier_ok(programme, member.tier_code, reward.min_tier):
-        return Eligibility(reward, False, "tier_not_allowed")
+        return Eligibility(reward, False, "tier_not_allowed", need)
     if reward.stock_remaining is not None and reward.stock_remaining <= 0:
-        return Eligibility(reward, False, "out_of_stock")
+        return Eligibility(reward, False, "out_of_stock", need)
     if reward.per_member_limit is not None:
         used = session.scalar(
             select(RewardUsage.used).where(
@@ -104,10 +120,10 @@ def eligibility(
             )
         )
         if (used or 0) >= reward.per_member_limit:
-            return Eligibility(reward, False, "limit_reached")
-    if available < reward.points:
-        return Eligibility(reward, False, "insufficient_points")
-    return Eligibility(reward, True, None)
+            return Eligibility(reward, False, "limit_reached", need)
+    if available < need:
+        return Eligibility(reward, False, "insufficient_points", need)
+    return Eligibility(reward, True, None, need)
 
 
 def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption:
@@ -128,6 +144,8 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
             extra={"min_tier": reward.min_tier, "member_tier": member.tier_code},
         )
     acct = ledger.lock(session, member.id, member.org_path)
+    # The unit price (fixed, quoted or dynamic) as the catalogue stands before this redemption.
+    unit, quote_id, pricing = _unit_price(session, programme, reward, member, data.quote_id, now)
     q = data.quantity
     if reward.per_member_limit is not None:
         usage = session.get(RewardUsage, (member.id, reward.id))
@@ -161,7 +179,7 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
         )
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise OutOfStock(f"Reward {reward.code!r} is out of stock.")
-    points = reward.points * q
+    points = unit * q
     redemption = Redemption(
         member_id=member.id,
         reward_id=reward.id,
@@ -178,6 +196,8 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
         expires_at=domain.collect_until(
             now, reward.collect_within_days, ZoneInfo(programme.timezone)
         ),
+        quote_id=quote_id,
+        pricing=pricing,
     )
     entry = ledger.debit(
         session,
@@ -228,9 +248,164 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
             "quantity": q,
             "points": points,
             "status": redemption.status,
+            **({"quote_id": quote_id, "price": pricing["reason"]} if pricing else {}),
         },
     )
     return redemption
+
+
+# ── dynamic pricing (issue 15, item 5) ─────────────────────────────────────────────────
+def _spec(programme: Programme, code: str) -> RewardSpec | None:
+    return next((x for x in programme.rewards if x.code == code), None)
+
+
+def demand(session: Session, reward_id: int, days: int, at: datetime) -> int:
+    """Units of a reward redeemed (and not cancelled) in the ``days`` days before ``at``."""
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(Redemption.quantity), 0)).where(
+                Redemption.reward_id == reward_id,
+                Redemption.status == "completed",
+                Redemption.created_at >= at - timedelta(days=days),
+                Redemption.created_at <= at,
+            )
+        )
+        or 0
+    )
+
+
+def price(
+    session: Session,
+    programme: Programme,
+    reward: Reward,
+    member: Member | None,
+    at: datetime,
+) -> domain.Price:
+    """The reward's unit price at ``at`` (for ``member``: rules with ``when:`` need one)."""
+    spec = _spec(programme, reward.code)
+    pricing = spec.pricing if spec is not None else None
+    if pricing is None:
+        return domain.price(None, domain.PriceInputs(reward.points, None, None))
+    days = {r.demand_days for r in pricing.rules if r.demand_at_least is not None}
+    matched: dict[str, bool] = {}
+    with_when = [r for r in pricing.rules if r.when is not None]
+    if member is not None and with_when:
+        ctx: dict[str, Any] = {
+            **orders.member_facts(session, programme, member, at),
+            **time_facts(programme.tz, at),
+            "member.tier": member.tier_code,
+        }
+        for rule in with_when:
+            cond = programme.condition(f"pricing:{reward.code}:{rule.code}")
+            matched[rule.code] = cond is not None and conditions.evaluate(cond, ctx)
+    return domain.price(
+        pricing,
+        domain.PriceInputs(
+            base_points=reward.points,
+            stock_remaining=reward.stock_remaining,
+            stock_total=reward.stock_total,
+            demand={d: demand(session, reward.id, d, at) for d in days},
+            member_match=matched,
+        ),
+    )
+
+
+def _unit_price(
+    session: Session,
+    programme: Programme,
+    reward: Reward,
+    member: Member,
+    quote_id: int | None,
+    now: datetime,
+) -> tuple[int, int | None, dict[str, Any] | None]:
+    """(points per unit, the quote paid, the pricing record) of a redemption being made."""
+    if quote_id is not None:
+        quote = session.get(RewardQuote, quote_id)
+        if quote is None:
+            raise QuoteNotFound(
+                f"No quote {quote_id}.", [FieldError("quote_id", "unknown quote", "unknown_quote")]
+            )
+        if quote.member_id != member.id or quote.reward_id != reward.id:
+            raise QuoteMismatch(
+                f"Quote {quote_id} is for another member or reward.",
+                [FieldError("quote_id", "another member or reward", "quote_mismatch")],
+            )
+        if now >= as_utc(quote.valid_until):
+            raise QuoteExpired(
+                f"Quote {quote_id} expired at {as_utc(quote.valid_until).isoformat()}.",
+                extra={"valid_until": as_utc(quote.valid_until).isoformat()},
+            )
+        return quote.points, quote.id, dict(quote.explanation)
+    spec = _spec(programme, reward.code)
+    if spec is None or spec.pricing is None:
+        return reward.points, None, None
+    p = price(session, programme, reward, member, now)
+    return p.points, None, p.explanation()
+
+
+def quote(session: Session, actor: Actor, reward_code: str, data: QuoteCreate) -> RewardQuote:
+    """The member's price for one unit of the reward, held for the quote period: asking
+    again while a quote is valid gives the same quote (the member's account lock keeps
+    two concurrent requests to one quote)."""
+    require(actor, REDEMPTION_CREATE)
+    member = members.get(session, actor, data.member_id)
+    version, programme = programmes.active(session)
+    reward = get_reward(session, reward_code)
+    ledger.lock(session, member.id, member.org_path)
+    now = utcnow()
+    held = session.scalar(
+        select(RewardQuote)
+        .where(
+            RewardQuote.member_id == member.id,
+            RewardQuote.reward_id == reward.id,
+            RewardQuote.valid_until > now,
+        )
+        .order_by(RewardQuote.id.desc())
+        .limit(1)
+    )
+    if held is not None:
+        q = held
+    else:
+        spec = _spec(programme, reward.code)
+        minutes = spec.pricing.quote_minutes if spec is not None and spec.pricing else 30
+        p = price(session, programme, reward, member, now)
+        q = RewardQuote(
+            reward_id=reward.id,
+            member_id=member.id,
+            points=p.points,
+            base_points=p.base_points,
+            explanation=p.explanation(),
+            programme_version=version,
+            created_at=now,
+            valid_until=now + timedelta(minutes=minutes),
+        )
+        session.add(q)
+        session.flush()
+    audit.record(
+        session,
+        actor,
+        "reward.quote",
+        "reward",
+        reward.id,
+        org_path=member.org_path,
+        after={
+            "quote_id": q.id,
+            "member_id": member.id,
+            "reward": reward.code,
+            "points": q.points,
+            "valid_until": as_utc(q.valid_until).isoformat(),
+            "held": held is not None,  # the quote still valid, answered again
+        },
+    )
+    return q
+
+
+def prices_on(session: Session, day: date) -> list[tuple[Reward, domain.Price]]:
+    """Dry run: every active reward's price at the start of programme-local ``day`` (for no
+    particular member; stock and demand as they are now)."""
+    _version, programme = programmes.active(session)
+    at = max(start_of_local_day(programme.tz, day), utcnow())
+    return [(r, price(session, programme, r, None, at)) for r in catalogue(session)]
 
 
 def _bump_usage(session: Session, member_id: int, reward_id: int, q: int) -> None:
@@ -540,6 +715,8 @@ def redemption_out(session: Session, r: Redemption) -> RedemptionOut:
         cancel_entry_id=r.cancel_entry_id,
         created_at=r.created_at,
         cancelled_at=r.cancelled_at,
+        quote_id=r.quote_id,
+        pricing=r.pricing,
     )
 
 
@@ -588,4 +765,38 @@ def top_up_view(session: Session, actor: Actor, reward_code: str, quantity: int)
         stock_total=r.stock_total,
         stock_remaining=r.stock_remaining,
         stock_added=r.stock_added,
+    )
+
+
+def quote_out(session: Session, q: RewardQuote) -> QuoteOut:
+    reward = session.get(Reward, q.reward_id)
+    assert reward is not None
+    x = q.explanation
+    return QuoteOut(
+        id=q.id,
+        reward=reward.code,
+        member_id=q.member_id,
+        points=q.points,
+        base_points=q.base_points,
+        cash_minor=reward.cash_minor,
+        ratio=str(x.get("ratio", "1")),
+        reason=str(x.get("reason", "")),
+        rules=[PriceRuleOut(**r) for r in x.get("rules", [])],
+        created_at=q.created_at,
+        valid_until=q.valid_until,
+    )
+
+
+def quote_view(session: Session, actor: Actor, reward_code: str, data: QuoteCreate) -> QuoteOut:
+    return quote_out(session, quote(session, actor, reward_code, data))
+
+
+def price_out(reward: Reward, p: domain.Price) -> PriceOut:
+    return PriceOut(
+        reward=reward.code,
+        name=reward.name,
+        base_points=p.base_points,
+        points=p.points,
+        ratio=domain.plain(p.ratio),
+        reason=p.reason(),
     )

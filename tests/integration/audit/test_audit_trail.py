@@ -402,6 +402,14 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             "reward.stock",
             "reward",
         ),
+        # dynamic pricing (issue 15, item 5)
+        (
+            "POST",
+            "/v1/rewards/{reward_code}/quote",
+            lambda c, i: c.post("/v1/rewards/latte/quote", json={"member_id": i["member"]}),
+            "reward.quote",
+            "reward",
+        ),
         (
             "POST",
             "/v1/adjustment-requests/{request_id}/approve",
