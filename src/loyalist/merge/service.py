@@ -54,7 +54,6 @@ from loyalist.models import (
     Checkin,
     ConsentRecord,
     CouponCode,
-    CouponMemberUse,
     CouponRedemption,
     DuplicateCandidate,
     HabitActivity,
@@ -69,8 +68,6 @@ from loyalist.models import (
     Order,
     Redemption,
     Referral,
-    ReferralCode,
-    RewardUsage,
     TierChange,
 )
 from loyalist.programme import service as programmes
@@ -82,19 +79,17 @@ OPEN = "open"
 DISMISSED = "dismissed"
 MERGED = "merged"
 
-#: What moves to the survivor: (name, model, member column). Ledger rows never move (they
-#: are append-only); the points move by entries.
+#: What moves to the survivor: (name, model, member column), each table keyed by one ``id``.
+#: Ledger rows never move (they are append-only); the points move by entries. Per-member
+#: counters keyed by the member (coupon and reward use counts, the referral code) stay.
 MOVES: tuple[tuple[str, Any, str], ...] = (
     ("identities", MemberIdentity, "member_id"),
     ("orders", Order, "member_id"),
     ("coupons", CouponCode, "member_id"),
-    ("coupon_uses", CouponMemberUse, "member_id"),
     ("coupon_redemptions", CouponRedemption, "member_id"),
     ("redemptions", Redemption, "member_id"),
-    ("reward_usage", RewardUsage, "member_id"),
     ("referrals_made", Referral, "referrer_id"),
     ("referral_received", Referral, "referred_id"),
-    ("referral_codes", ReferralCode, "member_id"),
     ("badges", MemberBadge, "member_id"),
     ("checkins", Checkin, "member_id"),
     ("activities", HabitActivity, "member_id"),
@@ -167,6 +162,9 @@ def _pk(model: Any) -> Any:
 def _unique_sets(model: Any, column: str) -> list[list[str]]:
     """The unique keys of ``model`` that include the member column."""
     out: list[list[str]] = []
+    pk = [c.name for c in model.__table__.primary_key.columns]
+    if column in pk:
+        out.append(pk)
     for con in model.__table__.constraints:
         names = [c.name for c in getattr(con, "columns", [])]
         if con.__class__.__name__ == "UniqueConstraint" and column in names:

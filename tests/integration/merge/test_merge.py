@@ -38,7 +38,7 @@ def figures(db: Database, *member_ids: int) -> dict[int, Any]:
             assert m is not None
             acct = ledger.own_account(s, mid)
             lots = sorted(
-                (lot.remaining, lot.status, lot.earned_at, lot.available_at, lot.expires_at)
+                (lot.remaining, lot.status, lot.earned_at, lot.available_at, str(lot.expires_at))
                 for lot in s.scalars(
                     select(PointsLot).where(
                         PointsLot.account_id == acct.id,
