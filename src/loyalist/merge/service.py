@@ -102,8 +102,9 @@ MOVES: tuple[tuple[str, Any, str], ...] = (
     ("adjustment_requests", AdjustmentRequest, "member_id"),
 )
 #: Tables whose new rows for either member after a merge mean "something happened".
+#: Messages are not among them: the merge's own events (a tier upgrade) may send one.
 _WATCHED: tuple[tuple[str, Any, str], ...] = (
-    *MOVES,
+    *(m for m in MOVES if m[0] != "messages"),
     ("tier_changes", TierChange, "member_id"),
 )
 _TIER_FIELDS = (
