@@ -11,6 +11,7 @@ from loyalist.http import refuse_unknown_query
 from loyalist.journey.endpoints import router as journey_router  # journeys (issue 14)
 from loyalist.journey.endpoints import runs_router as journey_runs_router  # journeys (issue 14)
 from loyalist.member.endpoints import router as member_router
+from loyalist.merge.endpoints import router as merge_router  # trust: identity merge
 from loyalist.messaging.endpoints import router as messaging_router  # channels (issue 14)
 from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
@@ -41,5 +42,6 @@ for r in (
     viral_router,  # friend-assist and groups (issue 12)
     habits_router,  # habits (issue 12 items 4-7)
     privacy_router,  # trust (issue 13)
+    merge_router,  # trust: identity merge (issue 13 item 2)
 ):
     router.include_router(r)

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # Erase the personal data of members inactive (no order, no points movement, not
     # joined) for this many days, by the daily job privacy.retention; 0: never.
     privacy_retention_days: int = 0
+    # How long a member merge can be undone (issue 13 item 2), in days.
+    merge_undo_days: int = 7
 
 
 @lru_cache(maxsize=1)

@@ -37,6 +37,8 @@ ANALYTICS_READ = "analytics.read"  # the console's analytics section (issue 10, 
 PERSONAL_DATA = MEMBER_PHONE
 # trust (issue 13): export a member's data, erase it (right to be forgotten)
 PRIVACY_MANAGE = "privacy.manage"
+# identity merge (issue 13 item 2): merge two members, undo it, dismiss a duplicate pair
+MEMBER_MERGE = "member.merge"
 
 _READS = frozenset({MEMBER_READ, ORDER_READ, REDEMPTION_READ, PROGRAMME_READ})
 
@@ -63,6 +65,7 @@ ROLES: dict[str, frozenset[str]] = {
         KEY_MANAGE,
         PRIVACY_MANAGE,
         ANALYTICS_READ,
+        MEMBER_MERGE,
     },
     "regional_manager": _READS
     | {
@@ -76,6 +79,7 @@ ROLES: dict[str, frozenset[str]] = {
         DASHBOARD_READ,
         REDEMPTION_COLLECT,
         ANALYTICS_READ,
+        MEMBER_MERGE,
     },
     "store_staff": _READS
     | {
@@ -105,6 +109,7 @@ WRITE_ACTIONS = frozenset(
         REWARD_STOCK,
         ORG_MANAGE,
         KEY_MANAGE,
+        MEMBER_MERGE,
     }
 )
 # Every action any role may take (an API key without personal data gets all but that).

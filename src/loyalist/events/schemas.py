@@ -275,6 +275,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "by": _BY,
         },
     ),
+    "member.merged": _object(
+        "A member (merged_id) was merged into another (survivor_id): identities, orders, "
+        "coupons, history and open points lots (with their expiry) moved to the survivor; "
+        "the merged id resolves to the survivor. Can be undone until undo_until.",
+        {
+            "merge_id": _ID,
+            "survivor_id": _ID,
+            "merged_id": _ID,
+            "points": _INT,
+            "pending": _INT,
+            "tier": _STR,
+            "undo_until": _TIME,
+            "by": _BY,
+        },
+    ),
+    "member.merge_undone": _object(
+        "A merge was undone: everything that moved is back with the merged member.",
+        {"merge_id": _ID, "survivor_id": _ID, "merged_id": _ID, "by": _BY},
+    ),
     "ledger.checkpoint": _object(
         "The daily checkpoint of the ledger's hash chains was exported (a file of every "
         "account's head; keep the digest to compare the file with later).",

@@ -68,6 +68,8 @@ EVENT_TYPES = frozenset(
         "challenge.completed",
         "leaderboard.closed",
         "member.erased",  # trust: a member's personal data was erased
+        "member.merged",  # trust: two members merged into one (issue 13 item 2)
+        "member.merge_undone",  # trust: a merge was undone
     }
 )
 

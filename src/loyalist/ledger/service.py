@@ -1431,3 +1431,109 @@ def emit_expiring(
         member_id=acct_member_id,
         org_path=org_path,
     )
+
+
+# --- moving value between accounts (identity merge, issue 13) ---------------------------------
+
+
+def open_lots_of(session: Session, account_id: int) -> list[PointsLot]:
+    """The account's lots that still hold points (available or pending), oldest first."""
+    q = select(PointsLot).where(
+        PointsLot.account_id == account_id,
+        PointsLot.status.in_([AVAILABLE, PENDING]),
+        PointsLot.remaining > 0,
+    )
+    return list(session.scalars(q.order_by(PointsLot.id)))
+
+
+def move_lots(
+    session: Session,
+    src: Account,
+    dst: Account,
+    lots: Sequence[PointsLot],
+    cause: Cause,
+    *,
+    kind_out: str,
+    kind_in: str,
+    dedupe_key: str,
+    member_id: int | None = None,
+) -> tuple[LedgerEntry, LedgerEntry, list[int]]:
+    """Move ``lots`` (open lots of ``src``, whole) to ``dst`` with a pair of entries.
+
+    ``src`` gets one entry (``kind_out``) taking every lot's remaining points (allocations;
+    the lots close); ``dst`` gets one entry (``kind_in``) and, for each lot, a new lot with
+    the same points, status, earning time, availability and expiry (and earner, unless
+    ``member_id`` names who the new lots belong to). Both accounts must be locked, neither
+    may owe points. Returns both entries and the new lots' ids, in the order of ``lots``.
+    Append-only: nothing written before is changed but the moved lots' remaining/status,
+    exactly as a debit does.
+    """
+    if src.row.debt or dst.row.debt:
+        raise AccountNotEmpty(
+            "An account that owes points cannot take part in a move; settle the debt first.",
+            extra={"source_debt": src.row.debt, "target_debt": dst.row.debt},
+        )
+    if any(lot.account_id != src.row.id or lot.remaining <= 0 for lot in lots):
+        raise ValueError("only open lots of the source account move")
+    avail = sum(lot.remaining for lot in lots if lot.status == AVAILABLE)
+    pend = sum(lot.remaining for lot in lots if lot.status == PENDING)
+    details = {"lots": [[lot.id, lot.remaining] for lot in lots], "to_account": dst.row.id}
+    out = _entry(
+        session,
+        src,
+        kind_out,
+        Cause(
+            source_type=cause.source_type,
+            source_id=cause.source_id,
+            actor=cause.actor,
+            reason=cause.reason,
+            details=details,
+        ),
+        available=-avail,
+        pending=-pend,
+        dedupe_key=f"{dedupe_key}:out",
+    )
+    inn = _entry(
+        session,
+        dst,
+        kind_in,
+        Cause(
+            source_type=cause.source_type,
+            source_id=cause.source_id,
+            actor=cause.actor,
+            reason=cause.reason,
+            details={"from_account": src.row.id, "from_entry": out.id},
+        ),
+        available=avail,
+        pending=pend,
+        dedupe_key=f"{dedupe_key}:in",
+        apply=False,
+    )
+    new: list[PointsLot] = []
+    for lot in lots:
+        n = lot.remaining
+        session.add(LotAllocation(entry_id=out.id, lot_id=lot.id, points=-n))
+        new.append(
+            PointsLot(
+                account_id=dst.row.id,
+                member_id=member_id or lot.member_id,
+                entry_id=inn.id,
+                points=n,
+                remaining=n,
+                status=lot.status,
+                source_type=lot.source_type,
+                source_id=lot.source_id,
+                earned_at=lot.earned_at,
+                available_at=lot.available_at,
+                expires_at=lot.expires_at,
+                reminded_days=lot.reminded_days,
+            )
+        )
+        lot.remaining = 0
+        lot.status = CLOSED
+    session.add_all(new)
+    session.flush()
+    _apply(dst, avail, pend, 0)
+    inn.details = {**(inn.details or {}), "lots": [[x.id, x.points] for x in new]}
+    session.flush()
+    return out, inn, [x.id for x in new]

@@ -53,6 +53,7 @@ from loyalist.models import (
     Member,
     MemberConsent,
     MemberIdentity,
+    MemberMerge,
     MemberTag,
     OrgUnit,
     TierChange,
@@ -239,9 +240,43 @@ def create(session: Session, actor: Actor, data: MemberCreate) -> Joined:
     return Joined(m, True)
 
 
-def get(session: Session, actor: Actor, member_id: int) -> Member:
-    """A member in the actor's scope; others are indistinguishable from missing (404)."""
+MERGED = "merged"
+
+
+def merged_into(session: Session, member_id: int) -> int | None:
+    """The survivor a merged member resolves to (followed through later merges); None for
+    a member who was not merged (issue 13 item 2)."""
+    seen: set[int] = set()
+    current: int | None = None
+    mid = member_id
+    while mid not in seen:
+        seen.add(mid)
+        nxt = session.scalar(
+            select(MemberMerge.survivor_id)
+            .where(MemberMerge.merged_id == mid, MemberMerge.status == "done")
+            .order_by(MemberMerge.id.desc())
+            .limit(1)
+        )
+        if nxt is None:
+            return current
+        current = mid = int(nxt)
+    return current
+
+
+def resolve(session: Session, member_id: int) -> Member | None:
+    """The member row an id names now: a merged member's survivor, else the member."""
     m = session.get(Member, member_id)
+    if m is not None and m.status == MERGED:
+        survivor = merged_into(session, member_id)
+        if survivor is not None:
+            return session.get(Member, survivor)
+    return m
+
+
+def get(session: Session, actor: Actor, member_id: int) -> Member:
+    """A member in the actor's scope; others are indistinguishable from missing (404).
+    A merged member's id answers its survivor (docs/api.md, "Merged members")."""
+    m = resolve(session, member_id)
     if m is None or not actor.sees(m.org_path):
         raise MemberNotFound(f"No member {member_id}.")
     return m

@@ -18,6 +18,7 @@ from loyalist.models.coupon_redemption import CouponRedemption
 from loyalist.models.coupon_template import CouponTemplate
 from loyalist.models.dashboard_daily import DashboardDaily
 from loyalist.models.dashboard_fold import DashboardFold
+from loyalist.models.duplicate_candidate import DuplicateCandidate
 from loyalist.models.event_consumer import EventConsumer
 from loyalist.models.event_failure import EventFailure
 from loyalist.models.event_receipt import EventReceipt
@@ -38,6 +39,7 @@ from loyalist.models.member_badge import MemberBadge
 from loyalist.models.member_consent import MemberConsent
 from loyalist.models.member_identity import MemberIdentity
 from loyalist.models.member_login_code import MemberLoginCode
+from loyalist.models.member_merge import MemberMerge
 from loyalist.models.member_session import MemberSession
 from loyalist.models.member_tag import MemberTag
 from loyalist.models.member_task import MemberTask
@@ -93,6 +95,7 @@ __all__ = [
     "CouponTemplate",
     "DashboardDaily",
     "DashboardFold",
+    "DuplicateCandidate",
     "EventConsumer",
     "EventFailure",
     "EventReceipt",
@@ -113,6 +116,7 @@ __all__ = [
     "MemberConsent",
     "MemberIdentity",
     "MemberLoginCode",
+    "MemberMerge",
     "MemberSession",
     "MemberTag",
     "MemberTask",

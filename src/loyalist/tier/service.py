@@ -201,3 +201,18 @@ def members_to_reevaluate(session: Session, period: str, after_id: int, limit: i
         .limit(limit)
     )
     return [int(x) for x in session.scalars(q)]
+
+
+def set_tier(
+    session: Session,
+    member: Member,
+    programme: Programme,
+    version: int,
+    to_tier: str,
+    reason: str,
+    now: datetime,
+) -> TierChange:
+    """Move the member to ``to_tier`` for ``reason`` (a merge, its undo), recorded and
+    announced like every tier change."""
+    value = metric_value(session, programme, member.id, now)
+    return _record(session, member, programme, version, to_tier, reason, value, now)

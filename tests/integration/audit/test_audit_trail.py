@@ -22,6 +22,7 @@ from loyalist.documents import service as documents
 from loyalist.errors import Forbidden
 from loyalist.kit.actor import SYSTEM, Actor
 from loyalist.kit.clock import utcnow
+from loyalist.merge import service as merges
 from loyalist.models import ApiKey, AuditLog, OrgUnit, StaffUser
 from loyalist.programme import service as programmes
 from loyalist.staff import service as staff
@@ -220,6 +221,22 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
         ids["coupon.code"] = r.json()["code"]
         return r
 
+    def duplicate_pair(c: Any, ids: dict[str, Any]) -> None:
+        for phone in ("13900001116", "13900001117"):
+            r = c.post(
+                "/v1/members",
+                json={
+                    "phone": phone,
+                    "home_store": "sh1",
+                    "name": "重复",
+                    "birthday": "1991-01-01",
+                },
+            )
+            assert r.status_code == 201, r.text
+        with world.db.transaction() as s:
+            merges.find_candidates(s)
+        ids["candidate"] = c.get("/v1/duplicate-candidates").json()["items"][0]["id"]
+
     bootstrap.configure()
     with world.db.transaction() as s:
         documents.publish(s, SYSTEM, "referrals", REFERRALS, note="audit test")
@@ -235,6 +252,12 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
         "/v1/referrals": lambda c, i: join_another(c, i, "friend", "13900001112"),
         "/v1/referrals/signals": same_device(),
         "/v1/members/{member_id}/erase": lambda c, i: join_another(c, i, "gone", "13900001113"),
+        # identity merge (issue 13 item 2): two members to merge, a candidate pair to dismiss
+        "/v1/merges": lambda c, i: [
+            join_another(c, i, "keep", "13900001114"),
+            join_another(c, i, "merged", "13900001115"),
+        ],
+        "/v1/duplicate-candidates/{candidate_id}/dismiss": duplicate_pair,
     }
     steps: list[Step] = [
         ("POST", "/v1/members", join, "member.create", "member"),
@@ -579,6 +602,32 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             lambda c, i: c.post(f"/v1/members/{i['gone']}/erase"),
             "member.erase",
             "member",
+        ),
+        # identity merge (issue 13 item 2): the rows name the survivor; undo right after
+        (
+            "POST",
+            "/v1/merges",
+            lambda c, i: _keep(
+                i,
+                "merge",
+                c.post("/v1/merges", json={"survivor_id": i["keep"], "merged_id": i["merged"]}),
+            ),
+            "member.merge",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/merges/{merge_id}/undo",
+            lambda c, i: c.post(f"/v1/merges/{i['merge']}/undo"),
+            "member.merge.undo",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/duplicate-candidates/{candidate_id}/dismiss",
+            lambda c, i: c.post(f"/v1/duplicate-candidates/{i['candidate']}/dismiss"),
+            "member.duplicate.dismiss",
+            "duplicate_candidate",
         ),
         (
             "POST",
