@@ -165,7 +165,17 @@ def account_id_of(session: Session, member_id: int) -> int:
     return m.account_id
 
 
+def _write_pending_accounts(session: Session) -> None:
+    """Flush an account row changed but not yet written in this transaction: the locking
+    read below reloads the row (``populate_existing``) and sessions do not autoflush, so a
+    second lock of the same account in one transaction (a consumer batch, a journey step
+    after a check-in) would otherwise throw the first write's balance change away."""
+    if any(isinstance(obj, PointsAccount) for obj in session.dirty):
+        session.flush()
+
+
 def _lock_row(session: Session, account_id: int) -> PointsAccount:
+    _write_pending_accounts(session)
     q = select(PointsAccount).where(PointsAccount.id == account_id)
     if not is_sqlite(session):
         q = q.with_for_update()
@@ -178,6 +188,7 @@ def _lock_row(session: Session, account_id: int) -> PointsAccount:
 def _lock_current(session: Session, member_id: int) -> PointsAccount:
     """Lock the account the member draws on now: the membership read and the lock in one
     statement (speed, issue 11); :func:`lock` re-reads the membership under the lock."""
+    _write_pending_accounts(session)
     current = (
         select(PointsAccountMember.account_id)
         .where(PointsAccountMember.member_id == member_id, PointsAccountMember.left_at.is_(None))

@@ -320,3 +320,27 @@ def test_migration_0023_chains_existing_entries_as_the_ledger_does(world: Any, c
             "+8613800000003",
         ]
         assert s.scalar(select(Member.id).where(Member.phone == "+8613800000002")) == 2
+
+
+def test_locking_an_account_twice_in_one_transaction_keeps_the_first_writes(
+    world: Any, client: Any
+) -> None:
+    """Two writers for one member in one transaction (a consumer batch, a journey step and a
+    check-in): the second lock must not reload the account row over the first's unwritten
+    balance change (sessions do not autoflush)."""
+    mid = new_member(client, "13800000077")
+    with world.db.transaction() as s:
+        for n, points in enumerate((100, 50), start=1):
+            acct = ledger.lock(s, mid, "/1/")
+            ledger.adjust(
+                s,
+                acct,
+                points,
+                ledger.Cause(source_type="staff", actor="test", reason=f"twice {n}"),
+                expires_at=None,
+            )
+    with world.db.transaction() as s:
+        row = s.scalar(select(PointsAccount).where(PointsAccount.owner_member_id == mid))
+        assert row is not None and row.available == 150
+        _n, problems = ledger.verify(s)
+    assert problems == []
