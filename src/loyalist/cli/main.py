@@ -19,6 +19,7 @@ from rich.table import Table
 
 from loyalist.analytics.cli import app as analytics_app
 from loyalist.cli.backbone import actions_app, documents_app, tasks_app
+from loyalist.cli.bulkimport import import_app
 from loyalist.cli.liability import liability_app
 from loyalist.cli.privacy import keys_app, privacy_app
 from loyalist.cli.stream import app as stream_app
@@ -46,6 +47,7 @@ app.add_typer(privacy_app, name="privacy")  # trust: a member's data export, era
 app.add_typer(liability_app, name="liability")  # trust: liability statement, breakage
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
+app.add_typer(import_app, name="import")  # trust: bulk import (issue 13)
 
 console = Console()
 err = Console(stderr=True)
