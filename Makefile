@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve bench-jobs bench-stream
+.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve bench-jobs bench-stream bench-import
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -69,3 +69,6 @@ clean:
 
 bench-stream: install-dev
 	$(PY) benchmarks/bench_stream.py
+
+bench-import: install-dev
+	$(PY) benchmarks/bench_import.py

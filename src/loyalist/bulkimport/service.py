@@ -377,7 +377,11 @@ def write_rows(
     created = 0
     writer = {"members": _write_member, "orders": _write_order, "points": _write_points}[batch.kind]
     for p in rows:
-        created += writer(session, actor, batch, p)
+        try:
+            created += writer(session, actor, batch, p)
+        except LoyalistError as exc:  # changed since the validation: the batch rolls back
+            exc.detail = f"row {p.row}: {exc.detail}"
+            raise
         # The next row may lock the same account again (a re-read of its row): this row's
         # changes to it must be in the database by then.
         session.flush()

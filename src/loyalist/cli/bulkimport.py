@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from loyalist.config import get_settings
+from loyalist.errors import LoyalistError
 from loyalist.kit.actor import Actor
 from loyalist.kit.db import Database
 from loyalist.kit.migrate import upgrade
@@ -91,6 +92,12 @@ def _import(kind: str, path: Path, batch_rows: int, errors_csv: Path | None, che
                 progress=progress,
                 validation=v,
             )
+    except LoyalistError as exc:  # a row changed since the validation: its batch rolled back
+        err.print(f"[bold red]error[/]: {exc.detail or exc.title}")
+        for e in exc.errors:
+            err.print(f"  - {e.field}: {e.message}")
+        err.print("rows committed so far stay; run the command again to resume")
+        raise typer.Exit(1) from exc
     finally:
         db.dispose()
     if out.status == "already_done":
