@@ -105,7 +105,8 @@ def _members_by_external(session: Session, ids: set[str]) -> dict[str, tuple[int
             Member.external_id.in_(todo[i : i + 500])
         )
         for ext, mid, path in session.execute(q):
-            found[ext] = (mid, path)
+            if ext is not None:
+                found[ext] = (mid, path)
     return found
 
 
@@ -121,7 +122,7 @@ def _member_create(cells: dict[str, str]) -> MemberCreate:
         city=_blank(cells.get("city")),
         home_store=_blank(cells.get("home_store")),
         join_channel=cells.get("join_channel") or "import",
-        tags=tags,  # type: ignore[arg-type]
+        tags=tags,
     )
 
 

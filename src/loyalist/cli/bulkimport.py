@@ -94,8 +94,8 @@ def _import(kind: str, path: Path, batch_rows: int, errors_csv: Path | None, che
             )
     except LoyalistError as exc:  # a row changed since the validation: its batch rolled back
         err.print(f"[bold red]error[/]: {exc.detail or exc.title}")
-        for e in exc.errors:
-            err.print(f"  - {e.field}: {e.message}")
+        for fe in exc.errors:
+            err.print(f"  - {fe.field}: {fe.message}")
         err.print("rows committed so far stay; run the command again to resume")
         raise typer.Exit(1) from exc
     finally:
