@@ -139,7 +139,7 @@ def test_orders_earn_through_the_real_earn_rules_and_rerun_changes_nothing(world
     out = imp(db, "orders", ORDERS, batch_rows=3)
     assert (out.status, out.created, out.unchanged) == ("done", 4, 0)
     with db.transaction() as s:
-        earned = dict(s.execute(select(Order.external_id, Order.points_earned)).tuples().all())
+        earned = {k: v for k, v in s.execute(select(Order.external_id, Order.points_earned))}
         anon = s.scalar(select(Order.member_id).where(Order.external_id == "O-4"))
     # 1 point per ¥1; the app earns 1.5×; coffee beans 2× (demo programme)
     assert earned == {"O-1": 123, "O-2": 75, "O-3": 400, "O-4": 0}
