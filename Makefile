@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve bench-jobs bench-stream bench-peak
+.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve bench-jobs bench-stream bench-peak bench-import
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -72,3 +72,6 @@ bench-stream: install-dev
 
 bench-peak: install-dev
 	$(PY) benchmarks/bench_peak.py
+
+bench-import: install-dev
+	$(PY) benchmarks/bench_import.py

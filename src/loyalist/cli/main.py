@@ -19,6 +19,7 @@ from rich.table import Table
 
 from loyalist.analytics.cli import app as analytics_app
 from loyalist.cli.backbone import actions_app, documents_app, tasks_app
+from loyalist.cli.bulkimport import import_app
 from loyalist.cli.economics import backtest as programme_backtest
 from loyalist.cli.liability import liability_app
 from loyalist.cli.privacy import keys_app, privacy_app
@@ -48,6 +49,7 @@ app.add_typer(liability_app, name="liability")  # trust: liability statement, br
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
 programme_app.command("backtest")(programme_backtest)  # economics: rule backtest (issue 15)
+app.add_typer(import_app, name="import")  # trust: bulk import (issue 13)
 
 console = Console()
 err = Console(stderr=True)

@@ -355,13 +355,18 @@ class _Segment:
     base_head: str
     base_seq: int
     entries: list[LedgerEntry] = field(default_factory=list)
+    # Held so that the session's weak identity map keeps it: a transaction writing to many
+    # accounts (bulk import) would otherwise reload each one on every flush.
+    account: PointsAccount | None = None
 
 
 def _chain(session: Session, account: PointsAccount, e: LedgerEntry) -> None:
     segments: dict[int, _Segment] = session.info.setdefault(_CHAIN_KEY, {})
     seg = segments.get(account.id)
     if seg is None or not _live(session, seg.entries):
-        seg = segments[account.id] = _Segment(account.chain_head or GENESIS, account.chain_seq or 0)
+        seg = segments[account.id] = _Segment(
+            account.chain_head or GENESIS, account.chain_seq or 0, account=account
+        )
     seg.entries.append(e)
     e.chain_seq = seg.base_seq + len(_live(session, seg.entries))
 

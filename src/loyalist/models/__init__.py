@@ -25,6 +25,7 @@ from loyalist.models.event_receipt import EventReceipt
 from loyalist.models.habit_activity import HabitActivity
 from loyalist.models.habit_fact import HabitFact
 from loyalist.models.idempotency_record import IdempotencyRecord
+from loyalist.models.import_batch import ImportBatch
 from loyalist.models.job import Job
 from loyalist.models.job_run import JobRun
 from loyalist.models.journey_run import JourneyRun
@@ -102,6 +103,7 @@ __all__ = [
     "HabitActivity",
     "HabitFact",
     "IdempotencyRecord",
+    "ImportBatch",
     "Job",
     "JobRun",
     "JourneyRun",
