@@ -1,0 +1,99 @@
+"""Issue 14 item 2, the missing figure: 10,000 members entering one journey concurrently
+on two ``loyalist worker`` processes on PostgreSQL get exactly one run each.
+
+The members are created first (10,000 ``member.created`` events in the outbox), then two
+workers start together and race for them: both run the ``journeys`` consumer, each with
+four threads. A member's entry takes a row lock and the unique run per member and journey
+holds, so however the batches interleave every member ends with one run, one step effect
+and one tag. PostgreSQL only (SQLite has one writer: nothing concurrent to show).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from tests.e2e.test_journey_faults import Workers
+from tests.support import build_world
+
+from loyalist.journey import service as journeys
+from loyalist.kit.actor import SYSTEM
+from loyalist.kit.db import Database
+from loyalist.member import service as members
+from loyalist.member.schemas import MemberCreate
+from loyalist.models import ActionReceipt, Job, JourneyRun, JourneyStep, MemberTag
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow, pytest.mark.postgres]
+
+MEMBERS = 10_000
+
+JOURNEY = {
+    "key": "crowd",
+    "name": "crowd",
+    "marketing": False,
+    "entry": {"event": "member.created"},
+    "steps": [
+        {"id": "tag", "type": "action", "action": "add_tag", "params": {"tag": "crowd"}},
+    ],
+}
+
+
+def _count(db: Database, model: type, *where: object) -> int:
+    with db.engine.connect() as conn:
+        q = select(func.count()).select_from(model)
+        for w in where:
+            q = q.where(w)  # type: ignore[arg-type]
+        return int(conn.execute(q).scalar_one())
+
+
+def test_ten_thousand_members_enter_one_journey_on_two_workers_once_each(
+    db: Database, tmp_path: Path
+) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("two concurrent workers need PostgreSQL")
+    build_world(db)
+    with db.transaction() as s:
+        journeys.publish(s, SYSTEM, {"journeys": [JOURNEY]}, "10k entry test")
+    started = time.monotonic()
+    for chunk in range(0, MEMBERS, 1000):
+        with db.transaction() as s:
+            for i in range(chunk, chunk + 1000):
+                members.create(s, SYSTEM, MemberCreate(phone=f"1380000{i:04d}"))
+    created_s = time.monotonic() - started
+    workers = Workers(db, tmp_path)
+    deadline = time.monotonic() + 240
+    entered_from = time.monotonic()
+    try:
+        workers.start("a", 4, timedelta(0))
+        workers.start("b", 4, timedelta(0))
+        while _count(db, JourneyStep, JourneyStep.step_id == "tag") < MEMBERS:
+            assert time.monotonic() < deadline, workers.logs()
+            time.sleep(0.2)
+        entered_s = time.monotonic() - entered_from
+        time.sleep(0.5)  # any duplicate would land now
+    finally:
+        codes = workers.stop_all()
+    assert codes == [0, 0], workers.logs()
+    print(f"\n10k entry: members created in {created_s:.1f}s, entered in {entered_s:.1f}s")
+
+    with db.transaction() as s:
+        runs = list(s.execute(select(JourneyRun.member_id, JourneyRun.state)))
+        steps = Counter(s.execute(select(JourneyStep.run_id, JourneyStep.step_id)).all())
+        tags = s.scalar(
+            select(func.count()).select_from(MemberTag).where(MemberTag.tag == "crowd")
+        )
+        receipts = s.scalar(select(func.count()).select_from(ActionReceipt))
+        bad_jobs = s.scalar(
+            select(func.count()).select_from(Job).where(Job.state.in_(["dead", "failed"]))
+        )
+    per_member = Counter(m for m, _ in runs)
+    assert len(per_member) == MEMBERS and set(per_member.values()) == {1}
+    assert {state for _, state in runs} == {"completed"}
+    assert len(steps) == MEMBERS and set(steps.values()) == {1}
+    assert tags == MEMBERS
+    assert receipts == MEMBERS
+    assert bad_jobs == 0
