@@ -36,7 +36,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.habits.tasks",  # habits: job kind habits.leaderboards.close (scheduled)
     "loyalist.privacy.tasks",  # trust: retention (erase inactive members' personal data)
     "loyalist.insights.tasks",  # console analytics: job kind insights.compute (issue 10/9)
-    "loyalist.recommend.tasks",  # recommendations (issue 14): job kind recommend.compute (nightly)
+    "loyalist.recommend.tasks",  # recommendations (issue 14): recommend.compute, {recommendations}
 ]
 
 _configured = False

@@ -27,7 +27,7 @@ from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
 from loyalist.models import ActionReceipt, Job, JourneyRun, JourneyStep, MemberTag
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.timeout(2400), pytest.mark.slow, pytest.mark.postgres]
 
 MEMBERS = 10_000
 
@@ -64,15 +64,16 @@ def test_ten_thousand_members_enter_one_journey_on_two_workers_once_each(
             for i in range(chunk, chunk + 1000):
                 members.create(s, SYSTEM, MemberCreate(phone=f"1380000{i:04d}"))
     created_s = time.monotonic() - started
+    print(f"\n10k entry: members created in {created_s:.1f}s", flush=True)
     workers = Workers(db, tmp_path)
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 2000
     entered_from = time.monotonic()
     try:
         workers.start("a", 4, timedelta(0))
         workers.start("b", 4, timedelta(0))
         while _count(db, JourneyStep, JourneyStep.step_id == "tag") < MEMBERS:
             assert time.monotonic() < deadline, workers.logs()
-            time.sleep(0.2)
+            time.sleep(1)
         entered_s = time.monotonic() - entered_from
         time.sleep(0.5)  # any duplicate would land now
     finally:
@@ -83,9 +84,7 @@ def test_ten_thousand_members_enter_one_journey_on_two_workers_once_each(
     with db.transaction() as s:
         runs = list(s.execute(select(JourneyRun.member_id, JourneyRun.state)))
         steps = Counter(s.execute(select(JourneyStep.run_id, JourneyStep.step_id)).all())
-        tags = s.scalar(
-            select(func.count()).select_from(MemberTag).where(MemberTag.tag == "crowd")
-        )
+        tags = s.scalar(select(func.count()).select_from(MemberTag).where(MemberTag.tag == "crowd"))
         receipts = s.scalar(select(func.count()).select_from(ActionReceipt))
         bad_jobs = s.scalar(
             select(func.count()).select_from(Job).where(Job.state.in_(["dead", "failed"]))

@@ -20,8 +20,8 @@ from rich.table import Table
 from loyalist.analytics.cli import app as analytics_app
 from loyalist.cli.backbone import actions_app, documents_app, tasks_app
 from loyalist.cli.liability import liability_app
-from loyalist.cli.recommend import recommend_app
 from loyalist.cli.privacy import keys_app, privacy_app
+from loyalist.cli.recommend import recommend_app
 from loyalist.cli.stream import app as stream_app
 from loyalist.config import get_settings
 from loyalist.errors import LoyalistError

@@ -15,7 +15,7 @@ from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database
 from loyalist.member import consent as consents
 from loyalist.member import service as members
-from loyalist.models import Recommendation, Reward, RewardUsage
+from loyalist.models import Message, Recommendation, Reward, RewardUsage
 from loyalist.recommend import service
 
 LINES = {
@@ -89,7 +89,8 @@ def test_consenting_member_gets_their_own_list_and_others_the_store_list(
     assert mine["products"][0]["category"] == "bakery"
 
     # b never consented, c withdrew: the popularity list of their store (sh1), not their own
-    for who, bought in (("b", {"LATTE", "CROISSANT", "BAGEL"}), ("c", {"AMERICANO", "MUFFIN", "LATTE"})):  # fmt: skip
+    bought_by = {"b": {"LATTE", "CROISSANT", "BAGEL"}, "c": {"AMERICANO", "MUFFIN", "LATTE"}}
+    for who, bought in bought_by.items():
         theirs = client.get(f"/v1/members/{m[who]}/recommendations").json()
         assert theirs["personalised"] is False
         assert {p["source"] for p in theirs["products"]} == {"popular"}
@@ -136,8 +137,8 @@ def test_rewards_are_filtered_by_points_stock_tier_and_what_the_member_holds(
                 source="als",
                 because=None,
                 computed_at=now,
-            )  # fmt: skip
-            for n, code in enumerate(codes + ["tote"])
+            )
+            for n, code in enumerate([*codes, "tote"])
         )
     got = client.get(f"/v1/members/{mid}/recommendations").json()
     # barista-class: 20,000 points and gold; tumbler: held; croissant: out of stock;
@@ -178,3 +179,22 @@ def test_the_nightly_job_is_idempotent(client: Any, db: Database) -> None:
             for r in s.scalars(select(Recommendation))
         )
     assert first == again and first
+
+
+def test_message_templates_get_the_recommendations_variable(client: Any, db: Database) -> None:
+    from loyalist.messaging import outbox
+
+    m = _world(client, db)
+    _consent(db, m["a"])
+    with db.transaction() as s:
+        outbox.send(s, m["a"], "recommendations", {}, dedupe_key="recs:a")
+        outbox.send(s, m["b"], "recommendations", {}, locale="en", dedupe_key="recs:b")
+        outbox.send(s, m["b"], "recommendations", {"recommendations": "X"}, dedupe_key="recs:x")
+    with db.transaction() as s:
+        bodies = {
+            k: s.scalar(select(Message.body).where(Message.dedupe_key == k))
+            for k in ("recs:a", "recs:b", "recs:x")
+        }
+    assert bodies["recs:a"] is not None and bodies["recs:a"].startswith("您可能会喜欢：BAGEL")
+    assert bodies["recs:b"] == "You may like: AMERICANO, MUFFIN"
+    assert bodies["recs:x"] == "您可能会喜欢：X"

@@ -40,10 +40,8 @@ def test_score_lists_averages_over_the_test_members() -> None:
 
 def test_popularity_counts_distinct_buyers_and_breaks_ties_by_name() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
-    got = domain.popularity(
-        [Interaction(1, "b", t), Interaction(1, "b", t), Interaction(2, "a", t)]
-        + [Interaction(3, "c", t), Interaction(4, "c", t)]
-    )
+    bought = [(1, "b"), (1, "b"), (2, "a"), (3, "c"), (4, "c")]
+    got = domain.popularity([Interaction(m, i, t) for m, i in bought])
     assert got == [("c", 2.0), ("a", 1.0), ("b", 1.0)]
     assert domain.top_unseen(got, {"c"}, 1) == ["a"]
 

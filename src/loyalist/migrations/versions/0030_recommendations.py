@@ -47,7 +47,10 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_index(
-        "ix_recommendation_scope_kind_rank", "recommendation", ["scope", "kind", "rank"], unique=False
+        "ix_recommendation_scope_kind_rank",
+        "recommendation",
+        ["scope", "kind", "rank"],
+        unique=False,
     )
 
 
