@@ -12,7 +12,7 @@ numpy and scipy only; nothing is downloaded.
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -157,7 +157,7 @@ class Model:
 
 def fit(interactions: Iterable[Interaction], params: AlsParams = AlsParams()) -> Model:
     """ALS on the interactions (repeated purchases add up)."""
-    cells: Counter[tuple[int, str]] = Counter()
+    cells: dict[tuple[int, str], float] = defaultdict(float)
     for it in interactions:
         cells[(it.member, it.item)] += it.weight
     members = sorted({m for m, _ in cells})

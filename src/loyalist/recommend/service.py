@@ -75,8 +75,9 @@ class History:
     categories: dict[str, str | None]
 
 
-def history(session: Session, *, before: datetime | None = None) -> History:
-    """Every member's purchases (lines not fully returned) and redemptions (not cancelled)."""
+def history(session: Session, *, before: datetime | None = None, org_path: str = "") -> History:
+    """Every member's purchases (lines not fully returned) and redemptions (not cancelled);
+    only of members whose home is under ``org_path`` when given, only before ``before``."""
     out: list[domain.Interaction] = []
     paths: dict[tuple[int, str], str] = {}
     categories: dict[str, str | None] = {}
@@ -90,10 +91,13 @@ def history(session: Session, *, before: datetime | None = None) -> History:
     )
     if before is not None:
         q = q.where(Order.occurred_at < before)
+    if org_path:
+        q = q.join(Member, Member.id == Order.member_id).where(Member.org_path.startswith(org_path))
     for member_id, at, path, sku, category in session.execute(q):
+        assert member_id is not None  # the query keeps members' orders only
         key = _PREFIX[PRODUCT] + sku
-        out.append(domain.Interaction(int(member_id), key, as_utc(at)))
-        paths[(int(member_id), key)] = path
+        out.append(domain.Interaction(member_id, key, as_utc(at)))
+        paths[(member_id, key)] = path
         categories[key] = category
     rq = (
         select(Redemption.member_id, Redemption.created_at, Redemption.org_path, Reward.code)
@@ -103,6 +107,10 @@ def history(session: Session, *, before: datetime | None = None) -> History:
     )
     if before is not None:
         rq = rq.where(Redemption.created_at < before)
+    if org_path:
+        rq = rq.join(Member, Member.id == Redemption.member_id).where(
+            Member.org_path.startswith(org_path)
+        )
     for member_id, at, path, code in session.execute(rq):
         key = _PREFIX[REWARD] + code
         out.append(domain.Interaction(int(member_id), key, as_utc(at)))
@@ -300,25 +308,31 @@ def summary_line(recs: Recommendations, locale: str = "zh_CN") -> str:
 
 
 def evaluate(
-    session: Session, *, k: int = 10, test_days: int = 60, params: domain.AlsParams | None = None
+    session: Session,
+    *,
+    k: int = 10,
+    test_days: int = 60,
+    params: domain.AlsParams | None = None,
+    org_path: str = "",
+    before: datetime | None = None,
 ) -> domain.Evaluation:
-    """ALS against popularity on a time split: the last ``test_days`` of history are the
-    test period."""
-    h = history(session)
-    latest = max((i.at for i in h.interactions), default=utcnow())
+    """ALS against popularity on a time split: the last ``test_days`` of history (of the
+    members under ``org_path``, up to ``before``) are the test period."""
+    h = history(session, before=before, org_path=org_path)
+    latest = max((i.at for i in h.interactions), default=before or utcnow())
     split = latest - timedelta(days=test_days)
     return domain.evaluate(h.interactions, split, k, params or domain.AlsParams())
 
 
 def _item_out(i: Item) -> schemas.RecommendationOut:
     return schemas.RecommendationOut(
-        kind=i.kind,  # type: ignore[arg-type]
+        kind=i.kind,
         item=i.item,
         name=i.name,
         category=i.category,
         points=i.points,
         score=i.score,
-        source=i.source,  # type: ignore[arg-type]
+        source=i.source,
         reason=schemas.Reason(zh_CN=i.reason_zh, en=i.reason_en),
     )
 
