@@ -202,7 +202,11 @@ def compute(session: Session, now: datetime | None = None) -> Computed:
 
 def _popular_rows(session: Session, path: str) -> tuple[str, list[Recommendation]]:
     """The stored popularity list of the nearest unit above ``path`` that has one."""
-    q = select(Recommendation).where(Recommendation.member_id.is_(None))
+    parts = [p for p in path.split("/") if p]
+    above = ["", *("/" + "/".join(parts[:n]) + "/" for n in range(1, len(parts) + 1))]
+    q = select(Recommendation).where(
+        Recommendation.member_id.is_(None), Recommendation.scope.in_(above)
+    )
     found: dict[str, list[Recommendation]] = defaultdict(list)
     for r in session.scalars(q.order_by(Recommendation.kind, Recommendation.rank)):
         if path.startswith(r.scope):
