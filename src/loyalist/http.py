@@ -25,6 +25,7 @@ from loyalist.kit.actor import Actor
 from loyalist.kit.db import MAX_INT4, MAX_INT8, Database
 from loyalist.kit.hashing import sha256_hex
 from loyalist.kit.uow import acting_as
+from loyalist.kit.wire import document_components
 
 _AUTH_TTL_S = 10.0
 _auth_cache: dict[str, tuple[float, Actor]] = {}
@@ -317,6 +318,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(problem.pop("$defs", {}))
     schemas["Problem"] = problem
+    schemas.update(document_components())
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     for path_item in doc.get("paths", {}).values():

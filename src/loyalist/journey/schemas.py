@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loyalist.journey.domain import Journey
 from loyalist.kit.db import MAX_INT4
-from loyalist.kit.wire import Timestamp
+from loyalist.kit.wire import Timestamp, document_schema
+
+# The journey as the journeys document holds it: taken as raw JSON and checked by the
+# service (errors name ``journey.<field>``), described by the document's model.
+JourneyJSON = Annotated[dict[str, Any], document_schema(Journey, "JourneyDocument")]
 
 
 class Strict(BaseModel):
@@ -18,7 +23,7 @@ class JourneyPut(Strict):
     """A journey to publish: the ``journeys`` document's next version has it (added, or
     replacing the journey with the same key)."""
 
-    journey: dict[str, Any] = Field(description="the journey, as in the document")
+    journey: JourneyJSON = Field(description="the journey, as in the document")
     note: str | None = Field(default=None, max_length=500)
 
 
@@ -29,7 +34,7 @@ class DryRunIn(Strict):
         max_length=20,
         description="awaited event types assumed to arrive (others time out)",
     )
-    journey: dict[str, Any] | None = Field(
+    journey: JourneyJSON | None = Field(
         default=None, description="a draft to try instead of the published journey"
     )
 

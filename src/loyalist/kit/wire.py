@@ -48,3 +48,29 @@ Timestamp = Annotated[
     PlainSerializer(lambda v: v.isoformat(), return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+
+
+# A body field taken as raw JSON and validated later by the service as a document (so its
+# errors name the document's fields), described in the OpenAPI document by the document's
+# own model: ``Annotated[dict[str, Any], document_schema(Journey, "JourneyDocument")]``.
+# ``loyalist.http.openapi_document`` adds the registered models to the components.
+DOCUMENT_SCHEMAS: dict[str, Any] = {}
+
+
+def document_schema(model: Any, name: str) -> WithJsonSchema:
+    """The OpenAPI schema of a raw-JSON body field: a reference to ``name`` (the model's
+    JSON Schema; its nested definitions are named ``<name>.<Model>``)."""
+    DOCUMENT_SCHEMAS[name] = model
+    # (wrapped in allOf: pydantic resolves a bare top-level $ref against its own definitions)
+    return WithJsonSchema({"allOf": [{"$ref": f"#/components/schemas/{name}"}]})
+
+
+def document_components() -> dict[str, Any]:
+    """The components of every registered document schema, ready for the OpenAPI document."""
+    out: dict[str, Any] = {}
+    for name, model in DOCUMENT_SCHEMAS.items():
+        schema = model.model_json_schema(ref_template=f"#/components/schemas/{name}.{{model}}")
+        for sub, body in schema.pop("$defs", {}).items():
+            out[f"{name}.{sub}"] = body
+        out[name] = schema
+    return out

@@ -126,7 +126,7 @@ async def referral_leaders(
 
 
 @router.get(
-    "/referrals/{referral_id}",
+    "/referrals/{referral_id:int}",  # digits only: not /v1/referrals/signals, stats, leaders
     response_model=ReferralOut,
     summary="A referral with its rewards",
     responses=problem_responses(404),
