@@ -16,12 +16,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-from scipy import sparse
+if TYPE_CHECKING:  # numpy and scipy load when a model is fitted, not with the API
+    import numpy as np
+    import numpy.typing as npt
+    from scipy import sparse
 
-Matrix = npt.NDArray[np.float64]
+    Matrix = npt.NDArray[np.float64]
+else:
+    Matrix = Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,8 @@ def _cg_half_step(
     confidence: sparse.csr_matrix, x: Matrix, y: Matrix, reg: float, steps: int
 ) -> None:
     """Update every row of ``x`` in place against fixed ``y`` (conjugate gradient)."""
+    import numpy as np
+
     yty = y.T @ y + reg * np.eye(y.shape[1])
     indptr, indices, data = confidence.indptr, confidence.indices, confidence.data
     for u in range(x.shape[0]):
@@ -79,6 +85,8 @@ def _cg_half_step(
 
 def als(counts: sparse.csr_matrix, params: AlsParams = AlsParams()) -> tuple[Matrix, Matrix]:
     """Member and item factors from a members × items matrix of purchase counts."""
+    import numpy as np
+
     rng = np.random.default_rng(params.seed)
     n_users, n_items = counts.shape
     conf = counts.astype(np.float64).tocsr()
@@ -117,6 +125,8 @@ class Model:
     ) -> list[tuple[str, float]]:
         """The ``k`` best items the member has not bought yet (optionally among
         ``allowed``), best first; [] for a member the model does not know."""
+        import numpy as np
+
         u = self.row.get(member)
         if u is None:
             return []
@@ -142,6 +152,8 @@ class Model:
     def because(self, member: int, item: str) -> str | None:
         """Of the items the member bought, the one most like ``item`` (cosine of the item
         factors): the reason shown with a personal suggestion."""
+        import numpy as np
+
         u = self.row.get(member)
         j = self.col.get(item)
         if u is None or j is None:
@@ -158,6 +170,9 @@ class Model:
 
 def fit(interactions: Iterable[Interaction], params: AlsParams = AlsParams()) -> Model:
     """ALS on the interactions (repeated purchases add up)."""
+    import numpy as np
+    from scipy import sparse
+
     cells: dict[tuple[int, str], float] = defaultdict(float)
     for it in interactions:
         cells[(it.member, it.item)] += it.weight
