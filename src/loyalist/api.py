@@ -17,6 +17,7 @@ from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
 from loyalist.privacy.endpoints import router as privacy_router  # trust: export, erasure
 from loyalist.programme.endpoints import router as programme_router
+from loyalist.recommend.endpoints import router as recommend_router  # issue 14 item 6
 from loyalist.referral.endpoints import router as referral_router  # referrals (issue 12)
 from loyalist.reward.endpoints import router as reward_router
 from loyalist.viral.endpoints import router as viral_router  # assist and groups (issue 12)
@@ -43,5 +44,6 @@ for r in (
     habits_router,  # habits (issue 12 items 4-7)
     privacy_router,  # trust (issue 13)
     merge_router,  # trust: identity merge (issue 13 item 2)
+    recommend_router,  # recommendations (issue 14)
 ):
     router.include_router(r)

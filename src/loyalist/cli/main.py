@@ -23,6 +23,7 @@ from loyalist.cli.bulkimport import import_app
 from loyalist.cli.economics import backtest as programme_backtest
 from loyalist.cli.liability import liability_app
 from loyalist.cli.privacy import keys_app, privacy_app
+from loyalist.cli.recommend import recommend_app
 from loyalist.cli.stream import app as stream_app
 from loyalist.config import get_settings
 from loyalist.errors import LoyalistError
@@ -717,6 +718,7 @@ points_app = typer.Typer(help="Manual points adjustments (four eyes)", no_args_i
 approvals_app = typer.Typer(help="Adjustments waiting for a second person", no_args_is_help=True)
 app.add_typer(points_app, name="points")
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(recommend_app, name="recommend")  # recommendations (issue 14)
 
 
 def _operator(by: str) -> Any:

@@ -57,6 +57,7 @@ from loyalist.kit.db import Base, Database
 from loyalist.kit.localtime import add_months, local_day, start_of_local_day
 from loyalist.kit.migrate import upgrade
 from loyalist.ledger import service as ledger
+from loyalist.member import consent as consent_ledger  # personalisation (issue 14)
 from loyalist.member import service as members
 from loyalist.member.schemas import IdentityIn, MemberCreate
 from loyalist.models import (
@@ -169,6 +170,33 @@ MENU: dict[str, list[Sku]] = {
         Sku("GIFT-CARD-500", "礼品卡 ¥500", "gift_card", 50000),
     ],
 }
+
+# Taste (issue 14 item 6): each member belongs to one of three segments that prefer some
+# items of each category, so that purchase histories have a structure that recommendations
+# can learn (before, every item of a category was equally likely for everyone). A member
+# picks from their segment's favourites TASTE_SHARE of the time, else any item as before.
+TASTE_SEGMENTS: list[dict[str, list[str]]] = [
+    {  # milk coffee and pastries
+        "coffee": ["LATTE", "FLAT-WHITE", "OAT-LATTE"],
+        "bakery": ["CROISSANT", "BAGEL"],
+        "coffee_beans": ["BEANS-YUNNAN-250", "DRIP-BAGS-10"],
+        "merchandise": ["MUG-CERAMIC"],
+    },
+    {  # black coffee and brewing at home
+        "coffee": ["AMERICANO", "COLD-BREW"],
+        "bakery": ["SANDWICH", "BAGEL"],
+        "coffee_beans": ["BEANS-ETHIOPIA-250", "BEANS-HOUSE-1KG"],
+        "merchandise": ["POUR-OVER-SET"],
+    },
+    {  # sweet tooth
+        "coffee": ["MOCHA", "CAPPUCCINO", "OSMANTHUS-LATTE"],
+        "bakery": ["CHEESECAKE", "MUFFIN", "EGG-TART"],
+        "coffee_beans": ["DRIP-BAGS-10"],
+        "merchandise": ["TUMBLER-STEEL"],
+    },
+]
+TASTE_SHARE = 0.75
+PERSONALISATION_SHARE = 65  # % of members who consent to personalised suggestions
 
 # Spring Festival (正月初一) dates; the demo looks them up for its history window.
 SPRING_FESTIVAL = {
@@ -434,6 +462,8 @@ class Builder:
         self.n_members = members
         self.months = months
         self.rng = random.Random(seed)
+        self.seed = seed
+        self._taste_rng: dict[int, random.Random] = {}  # issue 14: each member's own stream
         self.coupon_rng = random.Random(seed * 7919 + 12)  # coupons (issue 12): own stream
         self.welcome: dict[int, str] = {}  # member id -> unused welcome code
         self.fake = Faker("zh_CN")
@@ -861,6 +891,17 @@ class Builder:
                 s, self.actors[p.channel], joined.member
             )
             self.referral_replay.after_join(s, p.member_id)  # as the consumer would
+            if (p.index * 7919 + self.seed) % 100 < PERSONALISATION_SHARE:  # issue 14 item 6
+                consent_ledger.append(
+                    s,
+                    p.member_id,
+                    "personalisation",
+                    "any",
+                    True,
+                    text_version="demo-v1",
+                    source=p.channel,
+                    actor=self.actors[p.channel].name,
+                )
             p.member_path = joined.member.org_path
             self.member_paths[p.member_id] = p.member_path
             self.stats.joined += 1
@@ -877,6 +918,20 @@ class Builder:
 
         return join
 
+    def _taste(self, p: Persona | None, category: str, pick: Sku) -> Sku:
+        """``pick`` (drawn as before, so the main random stream is unchanged), or often one
+        of the member's segment's favourites (a random stream of the member's own)."""
+        if p is None:
+            return pick
+        prng = self._taste_rng.get(p.index)
+        if prng is None:
+            prng = self._taste_rng[p.index] = random.Random(f"taste:{self.seed}:{p.index}")
+        favourites = TASTE_SEGMENTS[p.index % len(TASTE_SEGMENTS)].get(category)
+        if not favourites or prng.random() >= TASTE_SHARE:
+            return pick
+        code = prng.choice(favourites)
+        return next(sku for sku in MENU[category] if sku.code == code)
+
     def _basket(self, p: Persona | None, tilt: dict[str, float]) -> list[tuple[Sku, int, int]]:
         rng = self.rng
         kinds = ["coffee", "breakfast", "bakery", "beans", "merch", "gift", "group"]
@@ -890,27 +945,39 @@ class Builder:
         kind = rng.choices(kinds, weights)[0]
         items: list[tuple[Sku, int]] = []
         if kind in ("coffee", "breakfast"):
-            items.append((rng.choice(MENU["coffee"]), rng.choices([1, 2], [0.8, 0.2])[0]))
+            items.append(
+                (
+                    self._taste(p, "coffee", rng.choice(MENU["coffee"])),
+                    rng.choices([1, 2], [0.8, 0.2])[0],
+                )
+            )
             if kind == "breakfast" or rng.random() < 0.2:
-                items.append((rng.choice(MENU["bakery"]), 1))
+                items.append((self._taste(p, "bakery", rng.choice(MENU["bakery"])), 1))
         elif kind == "bakery":
-            items.append((rng.choice(MENU["bakery"]), rng.randint(1, 3)))
+            items.append((self._taste(p, "bakery", rng.choice(MENU["bakery"])), rng.randint(1, 3)))
         elif kind == "beans":
-            items.append((rng.choice(MENU["coffee_beans"]), rng.choices([1, 2, 3], [6, 3, 1])[0]))
+            items.append(
+                (
+                    self._taste(p, "coffee_beans", rng.choice(MENU["coffee_beans"])),
+                    rng.choices([1, 2, 3], [6, 3, 1])[0],
+                )
+            )
             if rng.random() < 0.5:
-                items.append((rng.choice(MENU["coffee"]), 1))
+                items.append((self._taste(p, "coffee", rng.choice(MENU["coffee"])), 1))
         elif kind == "merch":
-            items.append((rng.choice(MENU["merchandise"]), 1))
+            items.append((self._taste(p, "merchandise", rng.choice(MENU["merchandise"])), 1))
             if rng.random() < 0.4:
-                items.append((rng.choice(MENU["coffee_beans"]), 1))
+                items.append((self._taste(p, "coffee_beans", rng.choice(MENU["coffee_beans"])), 1))
         elif kind == "gift":
             qty = rng.randint(2, 10) if p is not None and p.corporate else 1
-            items.append((rng.choice(MENU["gift_card"]), qty))
+            items.append((self._taste(p, "gift_card", rng.choice(MENU["gift_card"])), qty))
         else:  # an office order
             for sku in rng.sample(MENU["coffee"], k=rng.randint(2, 4)):
                 items.append((sku, rng.randint(1, 4)))
             if rng.random() < 0.5:
-                items.append((rng.choice(MENU["bakery"]), rng.randint(2, 6)))
+                items.append(
+                    (self._taste(p, "bakery", rng.choice(MENU["bakery"])), rng.randint(2, 6))
+                )
         out: list[tuple[Sku, int, int]] = []
         for i, (sku, qty) in enumerate(items):
             discount = 0

@@ -9,6 +9,7 @@ analytics refuse (no orders, say) fails the run with its message instead of retr
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,8 +19,10 @@ from loyalist.jobs import queue
 from loyalist.jobs.registry import JobContext, job_kind
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database
+from loyalist.kit.localtime import start_of_local_day
 from loyalist.models import AnalyticsRun
 from loyalist.programme import service as programmes
+from loyalist.recommend import service as recommend  # recommendations (issue 14)
 
 
 @job_kind(service.JOB_KIND, max_attempts=3)
@@ -59,6 +62,7 @@ def compute_step(ctx: JobContext) -> None:
             part = {"economics": compute.economics(tx, pts, economics.holdout(s, run.org_path))}
         else:
             part = compute.clv(tx, run.as_of)
+            part["recommendations"] = _recommendations(s, run)  # issue 14 item 6
     except compute.AnalyticsError as exc:
         run.status = service.FAILED
         run.error = str(exc)[:2000]
@@ -76,6 +80,14 @@ def compute_step(ctx: JobContext) -> None:
             {"run": run.id, "step": run.step},
             dedupe_key=f"insights:{run.id}:{run.step}",
         )
+
+
+def _recommendations(s: Session, run: AnalyticsRun) -> dict[str, Any]:
+    """The offline evaluation of recommendations (ALS against popularity, NDCG@10 …) on
+    the scope's history up to the run's day: the report's recommendations section."""
+    _v, programme = programmes.active(s)
+    end = start_of_local_day(programme.tz, run.as_of + dt.timedelta(days=1))
+    return recommend.evaluate(s, org_path=run.org_path, before=end).as_dict()
 
 
 def compute_now(db: Database, run_id: int) -> None:

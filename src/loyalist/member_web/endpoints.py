@@ -539,6 +539,7 @@ def home(request: Request) -> Response:
         return _redirect("/m/signin")
     mid = ctx.member_id
     data = ctx.db.run(lambda s: views.home(s, mid, ctx.locale, ctx._, ctx.fmt.money))
+    recs = ctx.db.run(lambda s: views.recommendations(s, mid), read_only=True)  # issue 14
     missing = views.progress_missing(data, ctx._, ctx.fmt.money, ctx.fmt.points)
     keep = views.progress_keep(data, ctx._, ctx.fmt.money, ctx.fmt.points)
     return _page(
@@ -549,6 +550,8 @@ def home(request: Request) -> Response:
         keep=keep,
         amount=lambda v: views.metric_amount(data, v, ctx.fmt.money, ctx.fmt.points),
         reward_name=_reward_name(ctx),
+        recs=recs,
+        rec_reason=lambda i: i.reason_zh if ctx.locale == "zh_CN" else i.reason_en,
     )
 
 

@@ -22,6 +22,7 @@ from loyalist.order import service as orders
 from loyalist.order.errors import OrderNotFound
 from loyalist.programme import service as programmes
 from loyalist.programme.schemas import Programme, TierMetric
+from loyalist.recommend import service as recommend  # recommendations (issue 14)
 from loyalist.reward import service as rewards
 from loyalist.reward.errors import RedemptionNotFound, RewardNotFound
 from loyalist.reward.schemas import RedemptionCreate
@@ -385,3 +386,9 @@ def metric_amount(
 ) -> str:
     """A tier-metric value as the member reads it: money for spend, a count otherwise."""
     return money(value) if h.metric is TierMetric.SPEND else points(value)
+
+
+def recommendations(session: Session, member_id: int) -> recommend.Recommendations:
+    """The member's suggestions for the home page (issue 14 item 6): their own with
+    personalisation consent, else their store's popular items; filtered when read."""
+    return recommend.for_member(session, member_actor(member_id), member_id, limit=4)

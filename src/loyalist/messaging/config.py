@@ -147,12 +147,14 @@ _BUILTIN_META: dict[str, dict[str, Any]] = {
     "points_awarded": {"purpose": "transactional", "channels": ["sms", "email"]},
     "notice": {"purpose": "transactional", "channels": ["sms", "email"]},
     "points_expiring": {"purpose": "transactional", "channels": ["sms", "email"]},
+    "recommendations": {"purpose": "personalisation", "channels": ["sms", "email"]},
 }
 _SAMPLES: dict[str, dict[str, str | int]] = {
     "signin_code": {"code": "246810", "minutes": 10},
     "points_awarded": {"points": 500, "reason": "问卷"},
     "notice": {"text": "本周六会员日"},
     "points_expiring": {"points": 1200, "date": "2026-12-31"},
+    "recommendations": {"recommendations": "燕麦拿铁、可颂、拿铁一杯"},
 }
 _PCT = re.compile(r"%\((\w+)\)s")
 

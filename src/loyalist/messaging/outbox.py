@@ -21,7 +21,7 @@ back to SMS.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -230,6 +230,39 @@ def _caps(
     return None
 
 
+# Variables a feature fills in for every template that uses them, unless the caller gave
+# them: name -> fn(session, member, locale) -> text. Registered by the feature's module
+# listed in bootstrap (e.g. ``{recommendations}``, issue 14 item 6), so that messaging
+# does not import the features that send messages.
+VariableFn = Callable[[Session, Any, str], str]
+VARIABLES: dict[str, VariableFn] = {}
+
+
+def register_variable(name: str, fn: VariableFn) -> None:
+    VARIABLES[name] = fn
+
+
+def _uses(t: TemplateDef, name: str) -> bool:
+    texts = [x for text in t.texts.values() for x in (text.subject, text.body)]
+    if t.sms is not None:
+        texts += list(t.sms.params.values())
+    for spec in (t.wechat_template, t.wechat_subscribe):
+        if spec is not None:
+            texts += list(spec.fields.values())
+    return any(name in domain.variables(x) for x in texts)
+
+
+def _with_variables(
+    session: Session, t: TemplateDef, member: Any, data: Mapping[str, Any], locale: str
+) -> Mapping[str, Any]:
+    extra = {
+        name: fn(session, member, locale)
+        for name, fn in VARIABLES.items()
+        if name not in data and _uses(t, name)
+    }
+    return {**data, **extra} if extra else data
+
+
 def send(
     session: Session,
     member_id: int,
@@ -256,6 +289,7 @@ def send(
     member = members.get(session, actor, member_id)
     cfg = current(session)
     t = template_of(cfg, template)
+    data = _with_variables(session, t, member, data, locale or "zh_CN")
     why = purpose or t.purpose
     if why not in domain.PURPOSES:
         raise ValueError(f"unknown purpose {why!r}")

@@ -26,6 +26,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "Your points are expiring soon",
         "%(points)s of your points expire on %(date)s. Use them before then.",
     ),
+    "recommendations": ("Picked for you", "You may like: %(recommendations)s"),
 }
 
 

@@ -57,6 +57,7 @@ from loyalist.models.points_account import PointsAccount
 from loyalist.models.points_account_member import PointsAccountMember
 from loyalist.models.points_lot import PointsLot
 from loyalist.models.programme_version import ProgrammeVersion
+from loyalist.models.recommendation import Recommendation
 from loyalist.models.redemption import Redemption
 from loyalist.models.referral import Referral
 from loyalist.models.referral_code import ReferralCode
@@ -135,6 +136,7 @@ __all__ = [
     "PointsAccountMember",
     "PointsLot",
     "ProgrammeVersion",
+    "Recommendation",
     "Redemption",
     "Referral",
     "ReferralCode",

@@ -89,6 +89,7 @@ def reads(s: Side) -> list[tuple[str, str]]:
         (f"/v1/members/{s.member}", "member_not_found"),
         (f"/v1/members/{s.member}/ledger", "member_not_found"),
         (f"/v1/members/{s.member}/tier-history", "member_not_found"),
+        (f"/v1/members/{s.member}/recommendations", "member_not_found"),  # issue 14
         (f"/v1/orders/{s.order}", "order_not_found"),
         (f"/v1/redemptions/{s.redemption}", "redemption_not_found"),
         (f"/v1/members?store={s.store}", "org_unit_not_found"),

@@ -175,6 +175,17 @@ def test_a_run_gives_what_the_analytics_package_gives_on_the_same_orders(
     run = _result(db, run_id)
     assert (run.status, run.step, run.steps, run.error) == ("done", 5, 5, None)
     res = run.result
+    # The recommendations section (issue 14 item 6): the same evaluation as the CLI's.
+    from loyalist.recommend import service as recommend
+
+    with db.transaction() as s:
+        assert res["recommendations"] == recommend.evaluate(s).as_dict()
+    assert set(res["recommendations"]["als"]) == {
+        "precision@10",
+        "recall@10",
+        "ndcg@10",
+        "coverage",
+    }
 
     # The reference: the analytics package on the platform's orders, as `loyalist analyze`
     # reads them (every order; the run reads the scope's member orders: here, all of them).
