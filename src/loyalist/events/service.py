@@ -68,6 +68,15 @@ EVENT_TYPES = frozenset(
         "challenge.completed",
         "leaderboard.closed",
         "member.erased",  # trust: a member's personal data was erased
+        # households (issue 13, item 1)
+        "household.created",
+        "household.invited",
+        "household.joined",
+        "household.declined",
+        "household.invitation_expired",
+        "household.permission_changed",
+        "household.left",
+        "household.dissolved",
     }
 )
 
