@@ -41,6 +41,7 @@ from loyalist.http import openapi_document
 from loyalist.kit.db import Database
 from loyalist.member_web.endpoints import router as member_web_router
 from loyalist.member_web.habits import router as member_habits_router  # habits (issue 12)
+from loyalist.member_web.household import router as member_household_router  # households
 from loyalist.member_web.privacy import router as member_privacy_router  # privacy2
 from loyalist.member_web.referrals import router as member_referrals_router  # issue 12
 
@@ -329,4 +330,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(admin_messages_router)  # channels: templates, preview, messages
     app.include_router(member_habits_router)  # its check-in, badges and boards at /m/habits
     app.include_router(admin_habits_router)  # its habits page (check-ins, badges, boards)
+    app.include_router(member_household_router)  # the member's household at /m/household
     return app
