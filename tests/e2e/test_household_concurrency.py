@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from tests.e2e.test_concurrency import (  # noqa: F401 (the live fixture)
+from tests.e2e import test_concurrency
+from tests.e2e.test_concurrency import (
     Outcome,
     assert_consistent,
     assert_verify_clean,
-    live,
     run_parallel,
     setup_member,
 )
@@ -26,6 +26,7 @@ from loyalist.kit.db import Database
 from loyalist.models import LedgerEntry, Redemption
 
 pytestmark = pytest.mark.timeout(300)
+live = test_concurrency.live  # the real server and its clients (a fixture)
 
 
 def test_fifty_parallel_redemptions_by_a_household_of_four_on_a_hundred_points(

@@ -114,7 +114,10 @@ def invite(
                 return "not-main"
             hid = households.create(s, actor, mid)[1].id
         households.invite(
-            s, actor, hid, InvitationCreate(phone=phone.strip()[:32] or "-", can_spend=can_spend == "1")
+            s,
+            actor,
+            hid,
+            InvitationCreate(phone=phone.strip()[:32] or "-", can_spend=can_spend == "1"),
         )
         return "invited"
 
