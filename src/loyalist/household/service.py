@@ -131,7 +131,7 @@ def invitation_out(inv: HouseholdInvitation, owner_member_id: int, now: datetime
         owner_member_id=owner_member_id,
         member_id=inv.member_id,
         can_spend=inv.can_spend,
-        status=domain.invitation_state(inv.status, as_utc(inv.expires_at), now),  # type: ignore[arg-type]
+        status=domain.invitation_state(inv.status, as_utc(inv.expires_at), now),
         invited_by=inv.invited_by,
         created_at=inv.created_at,
         expires_at=inv.expires_at,
@@ -197,7 +197,7 @@ def household_out(session: Session, h: Household) -> HouseholdOut:
     return HouseholdOut(
         id=h.id,
         owner_member_id=h.owner_member_id,
-        status=h.status,  # type: ignore[arg-type]
+        status=h.status,
         max_members=rules.max_members,
         qualifies_together=rules.household_qualifies_together,
         pool=PoolOut(
@@ -285,7 +285,7 @@ def page(
         HouseholdSummary(
             id=h.id,
             owner_member_id=h.owner_member_id,
-            status=h.status,  # type: ignore[arg-type]
+            status=h.status,
             members=int(n) if h.status == domain.ACTIVE else 0,
             available=int(available),
             created_at=h.created_at,
