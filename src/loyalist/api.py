@@ -7,6 +7,7 @@ from loyalist.coupon.endpoints import router as coupon_router  # coupons (issue 
 from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
 from loyalist.habits.endpoints import router as habits_router  # habits (issue 12 items 4-7)
+from loyalist.household.endpoints import router as household_router  # households (issue 13)
 from loyalist.http import refuse_unknown_query
 from loyalist.journey.endpoints import router as journey_router  # journeys (issue 14)
 from loyalist.journey.endpoints import runs_router as journey_runs_router  # journeys (issue 14)
@@ -45,5 +46,6 @@ for r in (
     privacy_router,  # trust (issue 13)
     merge_router,  # trust: identity merge (issue 13 item 2)
     recommend_router,  # recommendations (issue 14)
+    household_router,  # households (issue 13)
 ):
     router.include_router(r)

@@ -42,6 +42,7 @@ from loyalist.kit.admission import Admission
 from loyalist.kit.db import Database
 from loyalist.member_web.endpoints import router as member_web_router
 from loyalist.member_web.habits import router as member_habits_router  # habits (issue 12)
+from loyalist.member_web.household import router as member_household_router  # households
 from loyalist.member_web.privacy import router as member_privacy_router  # privacy2
 from loyalist.member_web.referrals import router as member_referrals_router  # issue 12
 
@@ -332,4 +333,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(admin_habits_router)  # its habits page (check-ins, badges, boards)
     # Outermost: under overload a request is refused before any work (503, Retry-After).
     app.add_middleware(Admission, limit=settings.max_in_flight, wait_s=settings.admission_wait_s)
+    app.include_router(member_household_router)  # the member's household at /m/household
     return app

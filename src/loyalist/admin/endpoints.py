@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from loyalist.access import permissions as perm
 from loyalist.admin import charts, explain
 from loyalist.admin import coupons as coupon_pages  # coupons (issue 12)
+from loyalist.admin import households as household_pages  # households (issue 13)
 from loyalist.admin import jobs as job_pages
 from loyalist.admin import messages as message_pages
 from loyalist.admin import privacy as privacy_pages  # export, erasure, liability (privacy2)
@@ -494,6 +495,7 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         "stores": [u for u in org.list_units(s, st.actor) if u.kind == "store"],
         "habits": habits.habits_view(s, st.actor, m.id, locale),  # habits (issue 12)
         "referrals": referral_pages.member_referrals(s, st.actor, m.id),  # issue 12
+        "household": household_pages.member_household(s, st.actor, m.id),  # issue 13
         "labels": programme.labels,
         "audit_names": {
             "tier": tier_names,
@@ -1246,6 +1248,7 @@ job_pages.register(router)
 coupon_pages.register(router)
 referral_pages.register(router)  # referrals (issue 12)
 privacy_pages.register(router)  # a member's export and erasure, the liability (privacy2)
+household_pages.register(router)  # households (issue 13)
 # The event stream page (its own module; mounted with the console).
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 

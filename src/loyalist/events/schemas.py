@@ -345,6 +345,56 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "rewarded": _POINTS,
         },
     ),
+    # --- households (issue 13, item 1) ---
+    **{
+        t: _object(d, {"household_id": _ID, "owner_member_id": _ID, **extra})
+        for t, d, extra in (
+            (
+                "household.created",
+                "A member became a household's main member.",
+                {"account_id": _ID},
+            ),
+            (
+                "household.invited",
+                "The main member invited a member into the household.",
+                {"invitation_id": _ID, "member_id": _ID, "can_spend": {"type": "boolean"}},
+            ),
+            (
+                "household.joined",
+                "An invited member accepted: they draw on the household's pool from now on.",
+                {"invitation_id": _ID, "member_id": _ID, "can_spend": {"type": "boolean"}},
+            ),
+            (
+                "household.declined",
+                "An invited member declined.",
+                {"invitation_id": _ID, "member_id": _ID},
+            ),
+            (
+                "household.invitation_expired",
+                "An invitation was not answered in time.",
+                {"invitation_id": _ID, "member_id": _ID},
+            ),
+            (
+                "household.permission_changed",
+                "The main member granted or withdrew a member's permission to spend the pool.",
+                {"member_id": _ID, "can_spend": {"type": "boolean"}},
+            ),
+            (
+                "household.left",
+                "A member left the household (no points moved; the pool keeps what they earned).",
+                {
+                    "member_id": _ID,
+                    "reason": {"type": "string", "enum": ["left", "dissolved"]},
+                    "pool_available": {**_INT, "description": "the pool's available points"},
+                },
+            ),
+            (
+                "household.dissolved",
+                "The household was dissolved; its pool stays the main member's account.",
+                {"member_id": _ID, "members": {"type": "array", "items": _ID}},
+            ),
+        )
+    },
 }
 
 

@@ -70,6 +70,15 @@ EVENT_TYPES = frozenset(
         "member.erased",  # trust: a member's personal data was erased
         "member.merged",  # trust: two members merged into one (issue 13 item 2)
         "member.merge_undone",  # trust: a merge was undone
+        # households (issue 13, item 1)
+        "household.created",
+        "household.invited",
+        "household.joined",
+        "household.declined",
+        "household.invitation_expired",
+        "household.permission_changed",
+        "household.left",
+        "household.dissolved",
     }
 )
 

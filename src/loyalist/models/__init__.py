@@ -24,6 +24,8 @@ from loyalist.models.event_failure import EventFailure
 from loyalist.models.event_receipt import EventReceipt
 from loyalist.models.habit_activity import HabitActivity
 from loyalist.models.habit_fact import HabitFact
+from loyalist.models.household import Household
+from loyalist.models.household_invitation import HouseholdInvitation
 from loyalist.models.idempotency_record import IdempotencyRecord
 from loyalist.models.import_batch import ImportBatch
 from loyalist.models.job import Job
@@ -103,6 +105,8 @@ __all__ = [
     "EventReceipt",
     "HabitActivity",
     "HabitFact",
+    "Household",
+    "HouseholdInvitation",
     "IdempotencyRecord",
     "ImportBatch",
     "Job",

@@ -390,6 +390,17 @@ class OrderPolicy(Strict):
     max_backdate_days: int | None = Field(default=None, ge=0, le=36_500)
 
 
+class Households(Strict):
+    """Households (家庭账户): a main member invites up to ``max_members`` others to share
+    their points pool; an invitation not answered within ``invitation_days`` expires. With
+    ``household_qualifies_together`` tier progress counts the orders of every member
+    drawing on the pool together (each member still holds their own tier)."""
+
+    max_members: int = Field(default=3, ge=1, le=10)
+    invitation_days: int = Field(default=7, ge=1, le=90)
+    household_qualifies_together: bool = False
+
+
 class Programme(Strict):
     """One version of a loyalty programme."""
 
@@ -405,6 +416,8 @@ class Programme(Strict):
     orders: OrderPolicy = OrderPolicy()
     # Display names of category and channel codes (issue 10, item 5); omitted when empty.
     labels: Labels = Labels()
+    # Households (issue 13, item 1); omitted when default.
+    households: Households = Households()
 
     @model_serializer(mode="wrap")
     def _omit_empty_labels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -412,6 +425,8 @@ class Programme(Strict):
         data: dict[str, Any] = handler(self)
         if data.get("labels") == {"categories": {}, "channels": {}}:
             del data["labels"]
+        if data.get("households") == Households().model_dump(mode="json"):
+            del data["households"]
         return data
 
     @field_validator("currency")

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from loyalist.events import service as events
 from loyalist.kit.clock import utcnow
 from loyalist.kit.localtime import add_months, local_day, start_of_local_day
-from loyalist.models import Member, Order, TierChange
+from loyalist.models import Member, Order, PointsAccountMember, TierChange
 from loyalist.programme.schemas import Programme, TierMetric
 from loyalist.tier.domain import (
     Progress,
@@ -22,11 +22,31 @@ from loyalist.tier.domain import (
 )
 
 
+def _pool_members(session: Session, member_id: int) -> list[int]:
+    """A household qualifies together (programme ``households.household_qualifies_together``):
+    the members drawing on the same points account as the member now, the member included
+    (each keeps their own tier; only the figure is combined)."""
+    account = (
+        select(PointsAccountMember.account_id)
+        .where(PointsAccountMember.member_id == member_id, PointsAccountMember.left_at.is_(None))
+        .scalar_subquery()
+    )
+    ids = session.scalars(
+        select(PointsAccountMember.member_id).where(
+            PointsAccountMember.account_id == account, PointsAccountMember.left_at.is_(None)
+        )
+    ).all()
+    return sorted({member_id, *(int(i) for i in ids)})
+
+
 def metric_value(session: Session, programme: Programme, member_id: int, now: datetime) -> int:
     """The member's qualification metric over the programme's rolling window ending now."""
     tiers = programme.tiers
     start = window_start(tiers.window_months, programme.tz, now)
-    base = (Order.member_id == member_id, Order.occurred_at >= start, Order.occurred_at <= now)
+    who = Order.member_id == member_id
+    if programme.households.household_qualifies_together:
+        who = Order.member_id.in_(_pool_members(session, member_id))
+    base = (who, Order.occurred_at >= start, Order.occurred_at <= now)
     if tiers.metric is TierMetric.SPEND:
         # What was really paid for lines that qualify (gift cards and other excluded
         # categories left out), less what was refunded of it.

@@ -205,6 +205,7 @@ def test_every_page_in_chinese_and_the_analytics_walk(demo: Any, browser: Any) -
         "/m/referral",
         "/m/habits",
         "/m/campaigns",
+        "/m/household",  # households (issue 13)
     ):
         _check(phone_page, base + url, member_seen)
     phone_page.goto(base + "/m/rewards")

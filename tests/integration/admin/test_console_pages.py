@@ -137,6 +137,7 @@ READS = {
     "habits",  # issue 12
     "referrals",  # issue 12
     "journeys",  # issue 14
+    "households",  # issue 13
 }
 NAV = {
     "hq_admin": READS

@@ -396,6 +396,10 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/admin/referrals"): Case(
         lambda f, r, s: ("/admin/referrals", None), ALL, 200, scoped=False, hidden=True
     ),
+    # households (issue 13): the list is read by every role (rows in scope only)
+    ("GET", "/admin/households"): Case(
+        lambda f, r, s: ("/admin/households", None), ALL, 200, scoped=False, hidden=True
+    ),
     ("POST", "/admin/referrals/{referral_id}/{decision}"): Case(
         lambda f, r, s: (f"/admin/referrals/{f.referral[(r, s)]}/approve", {}),
         frozenset({"hq_admin", "regional_manager"}),

@@ -236,6 +236,14 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
         with world.db.transaction() as s:
             merges.find_candidates(s)
         ids["candidate"] = c.get("/v1/duplicate-candidates").json()["items"][0]["id"]
+    def invite_another(name: str, phone: str) -> Callable[[Any, dict[str, int]], None]:
+        def setup(c: Any, ids: dict[str, int]) -> None:
+            join_another(c, ids, name, phone)
+                f"/v1/households/{ids['household']}/invitations", json={"member_id": ids[name]}
+            )
+            ids[f"{name}.invitation"] = r.json()["id"]
+
+        return setup
 
     bootstrap.configure()
     with world.db.transaction() as s:
@@ -258,6 +266,11 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             join_another(c, i, "merged", "13900001115"),
         ],
         "/v1/duplicate-candidates/{candidate_id}/dismiss": duplicate_pair,
+        # households (issue 13): two more members to invite, one accepts and one declines
+        "/v1/households/{household_id}/invitations": lambda c, i: join_another(
+            c, i, "kin", "13900001118"
+        ),
+        "/v1/households/invitations/{invitation_id}/decline": invite_another("kin2", "13900001119"),
     }
     steps: list[Step] = [
         ("POST", "/v1/members", join, "member.create", "member"),
@@ -594,6 +607,67 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             lambda c, i: c.post("/v1/journeys/win_back/dry-run", json={"member_id": i["member"]}),
             None,
             "",
+        ),
+        # households (issue 13): the main member's pool shared with an invited member
+        (
+            "POST",
+            "/v1/households",
+            lambda c, i: _keep(
+                i, "household", c.post("/v1/households", json={"member_id": i["member"]})
+            ),
+            "household.create",
+            "household",
+        ),
+        (
+            "POST",
+            "/v1/households/{household_id}/invitations",
+            lambda c, i: _keep(
+                i,
+                "invitation",
+                c.post(
+                    f"/v1/households/{i['household']}/invitations", json={"phone": "13900001118"}
+                ),
+            ),
+            "household.invite",
+            "household",
+        ),
+        (
+            "POST",
+            "/v1/households/invitations/{invitation_id}/accept",
+            lambda c, i: c.post(f"/v1/households/invitations/{i['invitation']}/accept"),
+            "household.accept",
+            "household",
+        ),
+        (
+            "POST",
+            "/v1/households/invitations/{invitation_id}/decline",
+            lambda c, i: c.post(f"/v1/households/invitations/{i['kin2.invitation']}/decline"),
+            "household.decline",
+            "household",
+        ),
+        (
+            "PUT",
+            "/v1/households/{household_id}/members/{member_id}/permission",
+            lambda c, i: c.put(
+                f"/v1/households/{i['household']}/members/{i['kin']}/permission",
+                json={"can_spend": True},
+            ),
+            "household.permission",
+            "household",
+        ),
+        (
+            "POST",
+            "/v1/households/{household_id}/members/{member_id}/leave",
+            lambda c, i: c.post(f"/v1/households/{i['household']}/members/{i['kin']}/leave"),
+            "household.leave",
+            "household",
+        ),
+        (
+            "POST",
+            "/v1/households/{household_id}/dissolve",
+            lambda c, i: c.post(f"/v1/households/{i['household']}/dissolve"),
+            "household.dissolve",
+            "household",
         ),
         # privacy (issue 13): erasing keeps the figures, the row says who asked
         (

@@ -53,6 +53,8 @@ from sqlalchemy import func, select
 from tests.support import fresh_database
 
 from loyalist.errors import LoyalistError
+from loyalist.household import service as households
+from loyalist.household.schemas import InvitationCreate
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import SYSTEM
 from loyalist.kit.clock import clock
@@ -61,7 +63,7 @@ from loyalist.ledger import service as ledger
 from loyalist.ledger.errors import InsufficientPoints, SpendNotPermitted
 from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
-from loyalist.models import LedgerEntry, LotAllocation, Order, PointsLot, Redemption
+from loyalist.models import Household, LedgerEntry, LotAllocation, Order, PointsLot, Redemption
 from loyalist.order import service as orders
 from loyalist.order.errors import OrderConflict
 from loyalist.order.schemas import OrderCreate, ReturnCreate
@@ -325,6 +327,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 for i in (2, 3)
             ]
             self.pool = ledger.account_id_of(s, self.member_id)
+            self.household = households.create(s, SYSTEM, self.member_id)[1].id
         # Members drawing on the pool → may they spend? (the owner always may)
         self.drawing: dict[int, bool] = {self.member_id: True}
         self.model = Model(now=START)
@@ -395,19 +398,30 @@ class LedgerMachine(RuleBasedStateMachine):
     # rules -----------------------------------------------------------------------------
 
     @precondition(lambda self: any(m not in self.drawing for m in self.others))
-    @rule(data=st.data(), can_spend=st.booleans())
-    def join_pool(self, data: st.DataObject, can_spend: bool) -> None:
+    @rule(data=st.data(), can_spend=st.booleans(), declined=st.booleans())
+    def join_pool(self, data: st.DataObject, can_spend: bool, declined: bool) -> None:
+        """The household's way in: an invitation, accepted (or declined: nothing moves)."""
         who = data.draw(st.sampled_from([m for m in self.others if m not in self.drawing]))
+        before = self._entry_count()
         with self.db.transaction() as s:
-            ledger.attach(s, self.pool, who, can_spend=can_spend, actor="test")
-        self.drawing[who] = can_spend
+            _new, inv = households.invite(
+                s, SYSTEM, self.household, InvitationCreate(member_id=who, can_spend=can_spend)
+            )
+        with self.db.transaction() as s:
+            if declined:
+                assert households.decline(s, SYSTEM, inv.id).status == "declined"
+            else:
+                assert households.accept(s, SYSTEM, inv.id).status == "accepted"
+        assert self._entry_count() == before  # joining writes no ledger entry
+        if not declined:
+            self.drawing[who] = can_spend
 
     @precondition(lambda self: any(m in self.drawing for m in self.others))
     @rule(data=st.data())
     def leave_pool(self, data: st.DataObject) -> None:
         who = data.draw(st.sampled_from([m for m in self.others if m in self.drawing]))
         with self.db.transaction() as s:
-            ledger.detach(s, who, actor="test")
+            households.leave(s, SYSTEM, self.household, who)
         del self.drawing[who]  # the pool keeps every point they earned
 
     @precondition(lambda self: any(m in self.drawing for m in self.others))
@@ -415,8 +429,22 @@ class LedgerMachine(RuleBasedStateMachine):
     def toggle_permission(self, data: st.DataObject) -> None:
         who = data.draw(st.sampled_from([m for m in self.others if m in self.drawing]))
         with self.db.transaction() as s:
-            ledger.set_can_spend(s, self.pool, who, not self.drawing[who])
+            households.set_permission(s, SYSTEM, self.household, who, not self.drawing[who])
         self.drawing[who] = not self.drawing[who]
+
+    @rule()
+    def dissolve_and_form_again(self) -> None:
+        """The household is dissolved (everyone leaves, the pool stays the main member's)
+        and the main member forms a new one on the same account."""
+        before = self._entry_count()
+        with self.db.transaction() as s:
+            gone = households.dissolve(s, SYSTEM, self.household)
+            assert gone.status == "dissolved"
+            created, h = households.create(s, SYSTEM, self.member_id)
+            assert created and h.pool.account_id == self.pool
+            self.household = h.id
+        assert self._entry_count() == before
+        self.drawing = {self.member_id: True}
 
     @rule(
         prices=st.lists(st.integers(1, 60), min_size=1, max_size=3),
@@ -685,6 +713,15 @@ class LedgerMachine(RuleBasedStateMachine):
             ).all()
             assert all(caused == by for caused, by in redeemed)
             assert len(redeemed) == len(self.redemptions)
+            # The household shows who draws on the pool now and what each member caused.
+            h = households.household_out(s, s.get(Household, self.household))
+            assert h.status == "active" and h.pool.account_id == self.pool
+            now_in = {x.member_id: x.can_spend for x in h.members if x.left_at is None}
+            assert now_in == self.drawing
+            for x in h.members:  # every order earned into the pool, for its member
+                assert x.earned == sum(
+                    o.points for o in self.orders if o.payload["member_id"] == x.member_id
+                )
             sums = s.execute(
                 select(
                     func.coalesce(func.sum(LedgerEntry.delta_available), 0),
