@@ -65,7 +65,7 @@ class Server:
     def env(self) -> dict[str, str]:
         return {**os.environ, "LOYALIST_DATABASE_URL": self.db_url, "LOYALIST_RUN_SCHEDULER": "0"}
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 180) -> None:  # a busy 2-core machine imports slowly
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
             [

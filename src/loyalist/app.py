@@ -331,7 +331,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(admin_messages_router)  # channels: templates, preview, messages
     app.include_router(member_habits_router)  # its check-in, badges and boards at /m/habits
     app.include_router(admin_habits_router)  # its habits page (check-ins, badges, boards)
+    app.include_router(member_household_router)  # the member's household at /m/household
     # Outermost: under overload a request is refused before any work (503, Retry-After).
     app.add_middleware(Admission, limit=settings.max_in_flight, wait_s=settings.admission_wait_s)
-    app.include_router(member_household_router)  # the member's household at /m/household
     return app

@@ -236,11 +236,14 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
         with world.db.transaction() as s:
             merges.find_candidates(s)
         ids["candidate"] = c.get("/v1/duplicate-candidates").json()["items"][0]["id"]
+
     def invite_another(name: str, phone: str) -> Callable[[Any, dict[str, int]], None]:
         def setup(c: Any, ids: dict[str, int]) -> None:
             join_another(c, ids, name, phone)
+            r = c.post(
                 f"/v1/households/{ids['household']}/invitations", json={"member_id": ids[name]}
             )
+            assert r.status_code == 201, r.text
             ids[f"{name}.invitation"] = r.json()["id"]
 
         return setup
