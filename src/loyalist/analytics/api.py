@@ -84,11 +84,13 @@ def analyze_rfm(
     if _on_spark(tx):
         from loyalist.analytics.spark import api as spark_api
 
-        return spark_api.analyze_rfm(
-            cast("SparkTransactions", tx),
-            as_of=as_of,
-            config=config,
-            transitions_from=transitions_from,
+        return as_json_dict(
+            spark_api.analyze_rfm(
+                cast("SparkTransactions", tx),
+                as_of=as_of,
+                config=config,
+                transitions_from=transitions_from,
+            )
         )
     assert isinstance(tx, Transactions)
     end = to_date(as_of, "as_of") if as_of else last_date(tx)
@@ -118,8 +120,10 @@ def analyze_cohorts(
     if _on_spark(tx):
         from loyalist.analytics.spark import api as spark_api
 
-        return spark_api.analyze_cohorts(
-            cast("SparkTransactions", tx), granularity=granularity, periods=periods
+        return as_json_dict(
+            spark_api.analyze_cohorts(
+                cast("SparkTransactions", tx), granularity=granularity, periods=periods
+            )
         )
     assert isinstance(tx, Transactions)
     table = cohort_table(tx, granularity).filter(pl.col("period_index") <= periods)
@@ -170,7 +174,7 @@ def analyze_clv(
     if _on_spark(tx):
         from loyalist.analytics.spark import api as spark_api
 
-        return spark_api.analyze_clv(
+        data, frame = spark_api.analyze_clv(
             cast("SparkTransactions", tx),
             observation_end=observation_end,
             unit=unit,
@@ -182,6 +186,7 @@ def analyze_clv(
             calibration_end=calibration_end,
             collect_customers=collect_customers,
         )
+        return as_json_dict(data), frame
     assert isinstance(tx, Transactions)
     from loyalist.analytics.clv import fit_clv
     from loyalist.analytics.validation import holdout_validation

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -394,7 +395,7 @@ def with_source(func: Callable[..., None]) -> Callable[..., None]:
             if as_json:
                 sys.stdout.write(orjson.dumps(_error_payload(exc)).decode() + "\n")
             else:
-                err.print(f"[bold red]error[/]: {exc}", highlight=False, markup=True)
+                err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, markup=True)
             raise typer.Exit(code=2) from None
 
     params = own + SOURCE_PARAMS + (ENGINE_PARAMS if spark else [])

@@ -2,7 +2,7 @@
 
 :mod:`loyalist.analytics.api` routes here when it is given :class:`SparkTransactions`
 (``engine == "spark"``), so ``loyalist analyze rfm|cohorts|clv --engine spark --json``
-prints exactly the keys the local engine prints.
+prints exactly the keys the local engine prints (that module makes them JSON-ready).
 """
 
 from __future__ import annotations
@@ -35,21 +35,17 @@ def analyze_rfm(
     config: RFMConfig | None = None,
     transitions_from: DateLike | None = None,
 ) -> dict[str, object]:
-    from loyalist.analytics.api import as_json_dict
-
     if transitions_from is not None:
         raise InputError("--transitions-from is not available with --engine spark yet")
     end = to_date(as_of, "as_of") if as_of else stx.last_date()
     scores = E.rfm_scores(stx, end, config)
     summary = E.segment_summary(scores)
-    return as_json_dict(
-        {
-            "load": stx.report.to_dict(),
-            "as_of": end,
-            "customers": int(summary["customers"].sum()),
-            "segments": summary.to_dicts(),
-        }
-    )
+    return {
+        "load": stx.report.to_dict(),
+        "as_of": end,
+        "customers": int(summary["customers"].sum()),
+        "segments": summary.to_dicts(),
+    }
 
 
 def rfm_table(
@@ -63,14 +59,14 @@ def analyze_cohorts(
 ) -> dict[str, object]:
     from pyspark.sql import functions as F
 
-    from loyalist.analytics.api import as_json_dict
-
     table = E.cohorts_to_polars(
         E.cohort_table(stx, granularity).filter(F.col("period_index") <= periods)
     )
-    return as_json_dict(
-        {"load": stx.report.to_dict(), "granularity": granularity, "cohorts": table.to_dicts()}
-    )
+    return {
+        "load": stx.report.to_dict(),
+        "granularity": granularity,
+        "cohorts": table.to_dicts(),
+    }
 
 
 CLV_COLUMNS = [
@@ -103,8 +99,6 @@ def analyze_clv(
     ``collect_customers`` (else an empty frame: at scale, write it with Spark instead)."""
     from pyspark.sql import functions as F
 
-    from loyalist.analytics.api import as_json_dict
-
     if calibration_end is not None:
         raise InputError("--calibration-end is not available with --engine spark yet")
     end = to_date(observation_end, "observation_end") if observation_end else stx.last_date()
@@ -134,4 +128,4 @@ def analyze_clv(
     frame = E.summary_to_polars(customers) if collect_customers else pl.DataFrame()
     customers.unpersist()
     summary.unpersist()
-    return as_json_dict(out), frame
+    return out, frame
