@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -28,6 +28,7 @@ from loyalist.analytics.summary import DateLike, last_date, summarise, to_date
 
 if TYPE_CHECKING:
     from loyalist.analytics.clv import ModelName
+    from loyalist.analytics.spark.engine import SparkTransactions
 
 # The model and clustering modules (SciPy, scikit-learn) are imported inside the functions
 # that need them, so that the CLI starts quickly.
@@ -54,13 +55,44 @@ def as_json_dict(value: dict[str, object]) -> dict[str, object]:
     return cleaned
 
 
+def _on_spark(tx: object) -> bool:
+    """Transactions held by Spark (:mod:`loyalist.analytics.spark`): route there."""
+    return getattr(tx, "engine", "local") == "spark"
+
+
+def rfm_table(
+    tx: Transactions | SparkTransactions,
+    as_of: DateLike | None = None,
+    config: RFMConfig | None = None,
+) -> pl.DataFrame:
+    """The per-customer RFM table (what ``--export`` writes), on either engine."""
+    if _on_spark(tx):
+        from loyalist.analytics.spark import api as spark_api
+
+        return spark_api.rfm_table(cast("SparkTransactions", tx), as_of, config)
+    assert isinstance(tx, Transactions)
+    return rfm_scores(tx, as_of, config)
+
+
 def analyze_rfm(
-    tx: Transactions,
+    tx: Transactions | SparkTransactions,
     *,
     as_of: DateLike | None = None,
     config: RFMConfig | None = None,
     transitions_from: DateLike | None = None,
 ) -> dict[str, object]:
+    if _on_spark(tx):
+        from loyalist.analytics.spark import api as spark_api
+
+        return as_json_dict(
+            spark_api.analyze_rfm(
+                cast("SparkTransactions", tx),
+                as_of=as_of,
+                config=config,
+                transitions_from=transitions_from,
+            )
+        )
+    assert isinstance(tx, Transactions)
     end = to_date(as_of, "as_of") if as_of else last_date(tx)
     scores = rfm_scores(tx, end, config)
     out: dict[str, object] = {
@@ -80,8 +112,20 @@ def analyze_rfm(
 
 
 def analyze_cohorts(
-    tx: Transactions, *, granularity: Granularity = "month", periods: int = 12
+    tx: Transactions | SparkTransactions,
+    *,
+    granularity: Granularity = "month",
+    periods: int = 12,
 ) -> dict[str, object]:
+    if _on_spark(tx):
+        from loyalist.analytics.spark import api as spark_api
+
+        return as_json_dict(
+            spark_api.analyze_cohorts(
+                cast("SparkTransactions", tx), granularity=granularity, periods=periods
+            )
+        )
+    assert isinstance(tx, Transactions)
     table = cohort_table(tx, granularity).filter(pl.col("period_index") <= periods)
     return as_json_dict(
         {
@@ -113,7 +157,7 @@ def analyze_kpis(
 
 
 def analyze_clv(
-    tx: Transactions,
+    tx: Transactions | SparkTransactions,
     *,
     observation_end: DateLike | None = None,
     unit: str = "W",
@@ -123,8 +167,27 @@ def analyze_clv(
     margin: float = 1.0,
     top: int = 10,
     calibration_end: DateLike | None = None,
+    collect_customers: bool = True,
 ) -> tuple[dict[str, object], pl.DataFrame]:
-    """The CLV summary (and the per-customer frame, for exports)."""
+    """The CLV summary (and the per-customer frame, for exports; on Spark only with
+    ``collect_customers``)."""
+    if _on_spark(tx):
+        from loyalist.analytics.spark import api as spark_api
+
+        data, frame = spark_api.analyze_clv(
+            cast("SparkTransactions", tx),
+            observation_end=observation_end,
+            unit=unit,
+            model=model,
+            horizon_days=horizon_days,
+            discount_rate=discount_rate,
+            margin=margin,
+            top=top,
+            calibration_end=calibration_end,
+            collect_customers=collect_customers,
+        )
+        return as_json_dict(data), frame
+    assert isinstance(tx, Transactions)
     from loyalist.analytics.clv import fit_clv
     from loyalist.analytics.validation import holdout_validation
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -203,6 +204,57 @@ SOURCE_PARAMS: list[inspect.Parameter] = [
 ]
 _SOURCE_NAMES = [p.name for p in SOURCE_PARAMS]
 
+#: commands that run on Spark with ``--engine spark`` (loyalist.analytics.spark)
+SPARK_COMMANDS = {"rfm_command", "cohorts_command", "clv_command"}
+
+ENGINE_PARAMS: list[inspect.Parameter] = [
+    _option(
+        "engine",
+        "local",
+        Annotated[
+            str,
+            typer.Option(
+                help="local (polars, one machine) or spark (needs pip install "
+                "'loyalist[spark]'; a Parquet --input is read by Spark itself)."
+            ),
+        ],
+    ),
+    _option(
+        "spark_master",
+        None,
+        Annotated[
+            str | None,
+            typer.Option(
+                help="With --engine spark: local[N] (default local[2]), spark://host:7077 "
+                "or a Spark Connect URL sc://host:15002 (default $LOYALIST_SPARK_MASTER)."
+            ),
+        ],
+    ),
+]
+
+
+def load_engine_source(source: dict[str, object], engine: str, master: str | None) -> object:
+    """The transactions for ``engine``: local :class:`Transactions`, or Spark's (a Parquet
+    ``--input`` file or directory is read by Spark; other sources are read locally and
+    handed over)."""
+    if engine not in ("local", "spark"):
+        raise InputError("--engine must be local or spark")
+    if engine == "local":
+        return load_source(**source)  # type: ignore[arg-type]
+    from loyalist.analytics.spark import require_spark
+
+    require_spark()
+    from loyalist.analytics.spark import api as spark_api
+
+    path = source.get("input")
+    if (
+        isinstance(path, Path)
+        and not source.get("cdnow")
+        and (path.is_dir() or path.suffix.lower() == ".parquet")
+    ):
+        return spark_api.load(path, master=master)
+    return spark_api.load(load_source(**source), master=master)  # type: ignore[arg-type]
+
 
 def parse_columns(spec: str | None, base: "ColumnMap") -> "ColumnMap":
     from loyalist.analytics.io import ColumnMap
@@ -326,24 +378,27 @@ def with_source(func: Callable[..., None]) -> Callable[..., None]:
     """Add the input options to a command; the command receives ``tx`` instead."""
     sig = inspect.signature(func)
     own = [p for p in sig.parameters.values() if p.name != "tx"]
+    spark = func.__name__ in SPARK_COMMANDS
 
     @functools.wraps(func)
     def wrapper(**kwargs: object) -> None:
         source = {name: kwargs.pop(name) for name in _SOURCE_NAMES}
+        engine = str(kwargs.pop("engine", "local"))
+        master = kwargs.pop("spark_master", None)
         as_json = bool(kwargs.get("as_json", False))
         try:
             with steps(["read"], quiet=as_json) as advance:
-                tx = load_source(**source)  # type: ignore[arg-type]
+                tx = load_engine_source(source, engine, None if master is None else str(master))
                 advance()
             func(tx=tx, **kwargs)
         except AnalyticsError as exc:
             if as_json:
                 sys.stdout.write(orjson.dumps(_error_payload(exc)).decode() + "\n")
             else:
-                err.print(f"[bold red]error[/]: {exc}", highlight=False, markup=True)
+                err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, markup=True)
             raise typer.Exit(code=2) from None
 
-    params = own + SOURCE_PARAMS
+    params = own + SOURCE_PARAMS + (ENGINE_PARAMS if spark else [])
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     del wrapper.__wrapped__
@@ -466,7 +521,7 @@ def rfm_command(
     """RFM scores and named segments (sizes, value shares, movement)."""
     from loyalist.analytics import api
     from loyalist.analytics.export import export_frame
-    from loyalist.analytics.rfm import RFMConfig, rfm_scores
+    from loyalist.analytics.rfm import RFMConfig
 
     _check_lang(lang)
     cfg = RFMConfig(
@@ -477,7 +532,7 @@ def rfm_command(
     )
     data = api.analyze_rfm(tx, as_of=as_of, config=cfg, transitions_from=transitions_from)
     if export is not None:
-        export_frame(rfm_scores(tx, as_of, cfg), export)
+        export_frame(api.rfm_table(tx, as_of, cfg), export)
     if as_json:
         emit_json(data)
         return
@@ -664,6 +719,7 @@ def clv_command(
             margin=margin,
             top=top,
             calibration_end=calibration_end,
+            collect_customers=export is not None,
         )
         for _ in names:
             advance()
@@ -823,3 +879,36 @@ def report_command(
 
 def main() -> None:
     app()
+
+
+# --------------------------------------------------------------------------- export parquet
+
+export_app = typer.Typer(
+    name="export",
+    help="Export data for other engines (Spark, notebooks).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@export_app.command("parquet")
+@with_source
+def export_parquet_command(
+    tx: "Transactions",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the transactions (the platform's orders by default) as canonical Parquet:
+    customer_id, occurred_at (local time of the programme's zone), amount, the optional
+    columns, and ``seq`` (row order), for ``loyalist analyze ... --engine spark``."""
+    import polars as pl
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    frame = tx.frame.with_row_index("seq").with_columns(pl.col("seq").cast(pl.Int64))
+    frame.write_parquet(output)
+    data = {"output": str(output), "rows": frame.height, "columns": frame.columns}
+    if as_json:
+        emit_json(data)
+        return
+    _load_note(tx)
+    out.print(f"wrote {frame.height:,} rows to {output}")

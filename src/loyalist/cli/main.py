@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loyalist.analytics.cli import app as analytics_app
+from loyalist.analytics.cli import export_app as analytics_export_app
 from loyalist.cli.backbone import actions_app, documents_app, tasks_app
 from loyalist.cli.bulkimport import import_app
 from loyalist.cli.economics import backtest as programme_backtest
@@ -709,6 +710,7 @@ def bench(name: Annotated[str, typer.Argument(help="earn, clv or all")] = "all")
 
 
 app.add_typer(analytics_app, name="analyze")
+app.add_typer(analytics_export_app, name="export")  # Parquet for the Spark engine (issue 15)
 app.add_typer(documents_app, name="documents")
 app.add_typer(actions_app, name="actions")
 app.add_typer(tasks_app, name="tasks")
