@@ -38,6 +38,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.insights.tasks",  # console analytics: job kind insights.compute (issue 10/9)
     "loyalist.merge.tasks",  # identity merge: job kind merge.duplicates (issue 13 item 2)
     "loyalist.recommend.tasks",  # recommendations (issue 14): recommend.compute, {recommendations}
+    "loyalist.household.tasks",  # households: expire overdue invitations (hourly)
 ]
 
 _configured = False

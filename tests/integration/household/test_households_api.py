@@ -12,6 +12,9 @@ from tests.itest import apply_document, assert_problem, demo_document, new_membe
 from tests.support import order_payload
 
 from loyalist.household import service as households
+from loyalist.household import tasks as household_tasks
+from loyalist.jobs import registry
+from loyalist.jobs.registry import JobContext
 from loyalist.ledger import service as ledger
 from loyalist.models import LedgerEntry, OutboxEvent
 
@@ -194,8 +197,16 @@ def test_room_decline_expiry_and_refusals(world: Any, client: Any, clock: Any) -
     )
     h = c.get(f"/v1/households/{hid}").json()
     assert [i["status"] for i in h["invitations"]] == ["declined", "expired", "expired"]
+    # the hourly job writes them down (household.invitation_expired)
+    assert (household_tasks.EXPIRE_INVITATIONS, "5 * * * *") in {
+        (x.kind, x.cron) for x in registry.schedules()
+    }
     with world.db.transaction() as s:
-        assert households.expire_due(s, clock.now()) == 2
+        household_tasks.expire_invitations(
+            JobContext(s, 0, household_tasks.EXPIRE_INVITATIONS, {}, 1, clock.now())
+        )
+    with world.db.transaction() as s:
+        assert households.expire_due(s, clock.now()) == 0  # nothing left for the next run
     assert [t for t, _ in _events(world)][-2:] == ["household.invitation_expired"] * 2
     # Expired invitations free the room; the same member may be invited again.
     r = c.post(f"/v1/households/{hid}/invitations", json={"member_id": others[1]})
