@@ -6,6 +6,7 @@ from loyalist.approval.endpoints import router as approval_router
 from loyalist.coupon.endpoints import router as coupon_router  # coupons (issue 12)
 from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
+from loyalist.fraud.endpoints import router as fraud_router  # fraud controls (issue 13)
 from loyalist.habits.endpoints import router as habits_router  # habits (issue 12 items 4-7)
 from loyalist.http import refuse_unknown_query
 from loyalist.journey.endpoints import router as journey_router  # journeys (issue 14)
@@ -41,5 +42,6 @@ for r in (
     viral_router,  # friend-assist and groups (issue 12)
     habits_router,  # habits (issue 12 items 4-7)
     privacy_router,  # trust (issue 13)
+    fraud_router,  # fraud controls (issue 13)
 ):
     router.include_router(r)

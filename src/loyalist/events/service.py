@@ -68,6 +68,11 @@ EVENT_TYPES = frozenset(
         "challenge.completed",
         "leaderboard.closed",
         "member.erased",  # trust: a member's personal data was erased
+        # fraud controls (issue 13)
+        "fraud.held",
+        "fraud.reviewed",
+        "member.frozen",
+        "member.unfrozen",
     }
 )
 

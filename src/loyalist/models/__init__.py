@@ -21,6 +21,10 @@ from loyalist.models.dashboard_fold import DashboardFold
 from loyalist.models.event_consumer import EventConsumer
 from loyalist.models.event_failure import EventFailure
 from loyalist.models.event_receipt import EventReceipt
+from loyalist.models.fraud_check import FraudCheck
+from loyalist.models.fraud_counter import FraudCounter
+from loyalist.models.fraud_device_member import FraudDeviceMember
+from loyalist.models.fraud_review import FraudReview
 from loyalist.models.habit_activity import HabitActivity
 from loyalist.models.habit_fact import HabitFact
 from loyalist.models.idempotency_record import IdempotencyRecord
@@ -36,6 +40,7 @@ from loyalist.models.lot_allocation import LotAllocation
 from loyalist.models.member import Member
 from loyalist.models.member_badge import MemberBadge
 from loyalist.models.member_consent import MemberConsent
+from loyalist.models.member_freeze import MemberFreeze
 from loyalist.models.member_identity import MemberIdentity
 from loyalist.models.member_login_code import MemberLoginCode
 from loyalist.models.member_session import MemberSession
@@ -95,6 +100,10 @@ __all__ = [
     "EventConsumer",
     "EventFailure",
     "EventReceipt",
+    "FraudCheck",
+    "FraudCounter",
+    "FraudDeviceMember",
+    "FraudReview",
     "HabitActivity",
     "HabitFact",
     "IdempotencyRecord",
@@ -110,6 +119,7 @@ __all__ = [
     "Member",
     "MemberBadge",
     "MemberConsent",
+    "MemberFreeze",
     "MemberIdentity",
     "MemberLoginCode",
     "MemberSession",

@@ -19,6 +19,8 @@ class RedemptionCreate(Strict):
     reward: str = Field(min_length=1, max_length=64, description="reward code")
     quantity: int = Field(default=1, ge=1, le=100)
     store: str | None = Field(default=None, max_length=64)
+    # Fraud controls (issue 13): the device the redemption came from, counted per device.
+    device_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class RedemptionCancel(Strict):
