@@ -14,6 +14,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select
+from tests.integration.cli.test_cli_commands import cli, run  # noqa: F401 (fixtures)
 from tests.itest import apply_document, assert_problem, counts, demo_document, rows
 from tests.support import order_payload
 
@@ -243,7 +244,7 @@ def test_a_frozen_member_cannot_redeem_or_pay_with_points_but_still_earns(
 
 
 def test_shadow_mode_changes_nothing_and_matches_the_backtest(
-    shop: Any, client: Any, clock: Any
+    shop: Any, client: Any, clock: Any, cli: Any  # noqa: F811 (the fixture)
 ) -> None:
     publish(shop.db, BURST, BUSY)
     busy, calm = member(client, "13500000001"), member(client, "13500000002")
@@ -281,6 +282,13 @@ def test_shadow_mode_changes_nothing_and_matches_the_backtest(
         result = fraud.backtest(s, SYSTEM, variant).result
     assert (result.hits, result.members) == (7, 1)  # orders 2-4, 2, 2-4
     assert_problem(client.get("/v1/fraud/backtest", params={"rule": "nope"}), 422)
+    # the same from the CLI
+    res = cli("fraud", "backtest", "--rule", "member-busy", "--days", "90")
+    assert res.exit_code == 0, res.output
+    assert "matches shadow mode: yes" in res.stdout
+    assert "13" in res.stdout and "4" in res.stdout
+    res = cli("fraud", "backtest", "--rule", "nope")
+    assert res.exit_code == 2
 
 
 def test_rules_are_validated_with_field_paths(world: Any) -> None:
