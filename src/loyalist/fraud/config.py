@@ -125,6 +125,15 @@ class Active:
         self.version = version
         self.rules = rules
         self.keys, self.device_members = domain.needs(rules)
+        # Per request kind: the counters it bumps (its own kind, read by any rule: they must
+        # count every request) and those it only reads (the other kind, read by its rules).
+        self.bump: dict[str, list[domain.CounterKey]] = {}
+        self.read: dict[str, list[domain.CounterKey]] = {}
+        for kind, own in domain.REQUEST_KINDS.items():
+            mine, _dm = domain.needs([r for r in rules if kind in r.on])
+            order = sorted(self.keys, key=lambda k: (k.scope, k.kind, k.window))
+            self.bump[kind] = [k for k in order if k.kind == own]
+            self.read[kind] = [k for k in order if k.kind != own and k in mine]
 
 
 _EMPTY = Active(None, [])

@@ -174,18 +174,19 @@ def check(
         at=utcnow(),
     )
     ctx = req.facts()
-    own = domain.REQUEST_KINDS[kind]
     # A fixed order of keys: concurrent requests take the counter rows' locks in one order.
-    for key in sorted(active.keys, key=lambda k: (k.scope, k.kind, k.window)):
+    for key in active.bump[kind]:
         subject = req.subject(key.scope)
-        if subject is None:
-            continue
-        if key.kind == own:
+        if subject is not None:
             n, p = _bump(session, key, subject, req.at, points, tz)
-        else:
+            ctx[f"{key.scope}.{key.kind}.{key.window}"] = n
+            ctx[f"{key.scope}.{key.kind}_points.{key.window}"] = p
+    for key in active.read[kind]:
+        subject = req.subject(key.scope)
+        if subject is not None:
             n, p = _read(session, key, subject, req.at, tz)
-        ctx[f"{key.scope}.{key.kind}.{key.window}"] = n
-        ctx[f"{key.scope}.{key.kind}_points.{key.window}"] = p
+            ctx[f"{key.scope}.{key.kind}.{key.window}"] = n
+            ctx[f"{key.scope}.{key.kind}_points.{key.window}"] = p
     if active.device_members and req.device is not None:
         ctx[domain.DEVICE_MEMBERS] = _device_members(session, req.device, member_id, req.at, tz)
     verdict = domain.decide(active.rules, kind, ctx)

@@ -62,6 +62,7 @@ def pages(shop: Shop) -> list[str]:
         "/admin/messages",  # channels (issue 14)
         "/admin/messages?template=points_expiring&locale=en",
         "/admin/liability",  # privacy2
+        "/admin/fraud",  # fraud controls (issue 13)
         "/admin/liability?month=2026-01",
         f"/admin/members/{alice}/erase",
     ]

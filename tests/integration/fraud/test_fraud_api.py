@@ -244,7 +244,10 @@ def test_a_frozen_member_cannot_redeem_or_pay_with_points_but_still_earns(
 
 
 def test_shadow_mode_changes_nothing_and_matches_the_backtest(
-    shop: Any, client: Any, clock: Any, cli: Any  # noqa: F811 (the fixture)
+    shop: Any,
+    client: Any,
+    clock: Any,
+    cli: Any,  # noqa: F811 (the fixture)
 ) -> None:
     publish(shop.db, BURST, BUSY)
     busy, calm = member(client, "13500000001"), member(client, "13500000002")
