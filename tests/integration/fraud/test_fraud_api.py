@@ -329,3 +329,14 @@ def test_the_migration_matches_the_models(db: Database) -> None:
         engine.dispose()
     ours = ("fraud_", "member_freeze")
     assert [d for d in diffs if any(name in repr(d) for name in ours)] == []
+
+
+def test_the_demo_publishes_rules_and_fills_the_review_queue(shop: Any, client: Any) -> None:
+    from loyalist.demo import fraud as fraud_demo
+
+    ids = [member(client, f"1330000000{i}") for i in range(6)]
+    assert fraud_demo.seed(shop.db) == {"held": 3, "frozen": 1}
+    items = client.get("/v1/fraud/reviews").json()["items"]
+    assert sorted(i["member_id"] for i in items) == sorted(ids[1:4])
+    assert client.get(f"/v1/fraud/frozen/{ids[0]}").json()["frozen"] is True
+    verify_clean(shop.db)
