@@ -220,8 +220,7 @@ def check(
         doc_version=active.version,
         checked_at=req.at,
     )
-    session.add(row)
-    return Checked(row, verdict)
+    return Checked(row, verdict)  # the row is written by settle, with its source
 
 
 def settle(
@@ -233,11 +232,13 @@ def settle(
     org_path: str,
     lot: PointsLot | None,
 ) -> FraudReview | None:
-    """After the order or redemption is written: link the check to it and, for a hold with
-    points, open the review item (the points wait in ``lot``, pending until decided)."""
+    """After the order or redemption is written: log the check with it (one insert) and,
+    for a hold with points, open the review item (the points wait in ``lot``, pending until
+    decided)."""
     if checked is None:
         return None
     checked.row.source_id = source_id
+    session.add(checked.row)
     if not checked.held or lot is None:
         return None
     session.flush()
