@@ -7,7 +7,11 @@ with a SQLAlchemy ``before_cursor_execute`` listener and the process's CPU time 
 ``time.process_time``. Prints statements per order (by kind) and CPU ms per order; with
 ``--show`` the statements of one order; with ``--pyinstrument FILE`` a profile.
 
-Usage: .venv/bin/python benchmarks/earn_profile.py [--orders 300] [--show]
+With ``--fraud`` (issue 13) a fraud document with five live rules is published first and
+every order carries a device id (one of 50): the difference against a run without it is
+what a fraud decision adds per order (counter upserts, the check row, the document read).
+
+Usage: .venv/bin/python benchmarks/earn_profile.py [--orders 300] [--show] [--fraud]
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def main() -> int:
     ap.add_argument("--show", action="store_true")
     ap.add_argument("--pyinstrument", metavar="FILE")
     ap.add_argument("--reuse-data", action="store_true")
+    ap.add_argument("--fraud", action="store_true", help="publish fraud rules, send device ids")
     args = ap.parse_args()
 
     from sqlalchemy import event
@@ -76,14 +81,19 @@ def main() -> int:
     settings = Settings(database_url=args.url, run_scheduler=False)
     app = create_app(settings, db)
     basket = bench_earn.Basket(random.Random(7), members)
+    if args.fraud:
+        _publish_fraud_rules(db)
     run = uuid.uuid4().hex[:8]
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     with TestClient(app) as client:
 
         def post(i: int) -> None:
+            body = basket.order(f"prof-{run}-{i}")
+            if args.fraud:  # one of 50 devices
+                body = body[:-1] + f', "device_id": "dev-{i % 50}"}}'.encode()
             r = client.post(
                 "/v1/orders",
-                content=basket.order(f"prof-{run}-{i}"),
+                content=body,
                 headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
             )
             assert r.status_code == 201, r.text
@@ -126,6 +136,65 @@ def main() -> int:
             print("  ", " ".join(s.split())[:240])
     db.dispose()
     return 0
+
+
+FRAUD_RULES = {
+    "rules": [
+        {
+            "code": "device-burst",
+            "on": ["redemption"],
+            "outcome": "block",
+            "when": {"gt": {"device.redemptions.1m": 10}},
+            "reason": "设备一分钟内兑换过多",
+        },
+        {
+            "code": "device-ring",
+            "on": ["order"],
+            "outcome": "hold",
+            "when": {"gte": {"device.members.1d": 1000}},
+            "reason": "同一设备会员过多",
+        },
+        {
+            "code": "member-orders",
+            "on": ["order"],
+            "outcome": "hold",
+            "when": {"gt": {"member.orders.1h": 1000}},
+            "reason": "会员一小时内下单过多",
+        },
+        {
+            "code": "member-points",
+            "on": ["order"],
+            "outcome": "hold",
+            "when": {"gt": {"member.orders_points.1d": 10_000_000}},
+            "reason": "当天积分过多",
+        },
+        {
+            "code": "store-burst",
+            "on": ["order"],
+            "outcome": "hold",
+            "mode": "shadow",
+            "when": {"gt": {"store.orders.1m": 100_000}},
+            "reason": "门店一分钟内订单过多",
+        },
+        {
+            "code": "ip-orders",
+            "on": ["order"],
+            "outcome": "hold",
+            "mode": "shadow",
+            "when": {"gt": {"ip.orders.1h": 1_000_000}},
+            "reason": "同一地址下单过多",
+        },
+    ]
+}
+
+
+def _publish_fraud_rules(db: Any) -> None:
+    from loyalist.documents import service as documents
+    from loyalist.fraud import config
+    from loyalist.kit.actor import SYSTEM
+
+    with db.transaction() as s:
+        documents.publish(s, SYSTEM, config.KIND, FRAUD_RULES, note="earn_profile --fraud")
 
 
 def _key(url: str) -> str:

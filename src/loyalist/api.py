@@ -6,6 +6,7 @@ from loyalist.approval.endpoints import router as approval_router
 from loyalist.coupon.endpoints import router as coupon_router  # coupons (issue 12)
 from loyalist.events.endpoints import health_router
 from loyalist.events.endpoints import router as events_router
+from loyalist.fraud.endpoints import router as fraud_router  # fraud controls (issue 13)
 from loyalist.habits.endpoints import router as habits_router  # habits (issue 12 items 4-7)
 from loyalist.household.endpoints import router as household_router  # households (issue 13)
 from loyalist.http import refuse_unknown_query
@@ -47,5 +48,6 @@ for r in (
     merge_router,  # trust: identity merge (issue 13 item 2)
     recommend_router,  # recommendations (issue 14)
     household_router,  # households (issue 13)
+    fraud_router,  # fraud controls (issue 13)
 ):
     router.include_router(r)

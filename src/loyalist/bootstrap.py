@@ -39,6 +39,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.merge.tasks",  # identity merge: job kind merge.duplicates (issue 13 item 2)
     "loyalist.recommend.tasks",  # recommendations (issue 14): recommend.compute, {recommendations}
     "loyalist.household.tasks",  # households: expire overdue invitations (hourly)
+    "loyalist.fraud.tasks",  # fraud controls (issue 13): daily pruning of velocity counters
 ]
 
 _configured = False

@@ -22,6 +22,7 @@ from loyalist.access import service as access
 from loyalist.errors import FieldError, Unauthorized, ValidationFailed
 from loyalist.idempotency.service import Answer, run_idempotent
 from loyalist.kit.actor import Actor
+from loyalist.kit.client import client_ip
 from loyalist.kit.db import MAX_INT4, MAX_INT8, Database
 from loyalist.kit.hashing import sha256_hex
 from loyalist.kit.uow import acting_as
@@ -145,6 +146,8 @@ async def write(
     schema is what is stored for replays and sent."""
     access.require_write(actor)
     body = await request.body()
+    # fraud controls (issue 13) count requests per client address
+    client_ip.set(request.client.host if request.client else None)
 
     def unit(session: Session) -> Answer:
         status, payload = work(session)

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from loyalist.access import permissions as perm
 from loyalist.admin import charts, explain
 from loyalist.admin import coupons as coupon_pages  # coupons (issue 12)
+from loyalist.admin import fraud as fraud_pages  # fraud controls (issue 13)
 from loyalist.admin import households as household_pages  # households (issue 13)
 from loyalist.admin import jobs as job_pages
 from loyalist.admin import messages as message_pages
@@ -1247,6 +1248,7 @@ job_pages.register(router)
 # ── coupons (loyalist.admin.coupons, issue 12) ─────────────────────────────────────────
 coupon_pages.register(router)
 referral_pages.register(router)  # referrals (issue 12)
+fraud_pages.register(router)  # fraud controls (issue 13)
 privacy_pages.register(router)  # a member's export and erasure, the liability (privacy2)
 household_pages.register(router)  # households (issue 13)
 # The event stream page (its own module; mounted with the console).

@@ -22,6 +22,7 @@ from loyalist.analytics.cli import export_app as analytics_export_app
 from loyalist.cli.backbone import actions_app, documents_app, tasks_app
 from loyalist.cli.bulkimport import import_app
 from loyalist.cli.economics import backtest as programme_backtest
+from loyalist.cli.fraud import fraud_app  # fraud controls (issue 13)
 from loyalist.cli.liability import liability_app
 from loyalist.cli.privacy import keys_app, privacy_app
 from loyalist.cli.recommend import recommend_app
@@ -48,6 +49,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(keys_app, name="keys")  # trust: personal-data keys (issue 13)
 app.add_typer(privacy_app, name="privacy")  # trust: a member's data export, erasure
 app.add_typer(liability_app, name="liability")  # trust: liability statement, breakage
+app.add_typer(fraud_app, name="fraud")  # fraud controls (issue 13): backtest, reviews
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
 programme_app.command("backtest")(programme_backtest)  # economics: rule backtest (issue 15)

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from loyalist.access import service as access
 from loyalist.config import get_settings
 from loyalist.demo import coupons as demo_coupons
+from loyalist.demo import fraud as fraud_demo  # fraud controls (issue 13)
 from loyalist.demo import habits as habits_demo  # habits (issue 12)
 from loyalist.demo import journeys as demo_journeys  # journeys (issue 14)
 from loyalist.demo import messages as demo_messages  # channels (issue 14)
@@ -312,6 +313,7 @@ def run(
         with db.transaction() as s:
             suggested = try_member(s)
         habits_demo.seed(db, suggested.split()[0] if suggested else None, seed=seed)
+        fraud_demo.seed(db)  # fraud controls (issue 13): rules, held orders, a frozen member
         console.print(f"demo built in {monotonic() - started:.1f}s")
         _analytics(db)  # the console's analytics section has a computed run (issue 10/9)
     # Back at the caller's "now": run what became due once, as the scheduler would.

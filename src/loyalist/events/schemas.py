@@ -294,6 +294,37 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "A merge was undone: everything that moved is back with the merged member.",
         {"merge_id": _ID, "survivor_id": _ID, "merged_id": _ID, "by": _BY},
     ),
+    # --- fraud controls (issue 13) ---
+    "fraud.held": _object(
+        "A fraud rule held an order's points for review: they wait in a pending lot.",
+        {
+            "review_id": _ID,
+            "member_id": _ID,
+            "order_id": _ID,
+            "points": _POINTS,
+            "rule": _STR,
+            "reason": _STR,
+        },
+    ),
+    "fraud.reviewed": _object(
+        "A reviewer decided on held points: approved (now available) or rejected (reversed).",
+        {
+            "review_id": _ID,
+            "member_id": _ID,
+            "order_id": _ID,
+            "points": _POINTS,
+            "decision": {"type": "string", "enum": ["approved", "rejected"]},
+            "by": _BY,
+        },
+    ),
+    "member.frozen": _object(
+        "A member was frozen: redeeming and paying with points are refused until unfrozen.",
+        {"member_id": _ID, "reason": _STR, "by": _BY},
+    ),
+    "member.unfrozen": _object(
+        "A member's freeze was lifted.",
+        {"member_id": _ID, "by": _BY},
+    ),
     "ledger.checkpoint": _object(
         "The daily checkpoint of the ledger's hash chains was exported (a file of every "
         "account's head; keep the digest to compare the file with later).",

@@ -79,6 +79,11 @@ EVENT_TYPES = frozenset(
         "household.permission_changed",
         "household.left",
         "household.dissolved",
+        # fraud controls (issue 13)
+        "fraud.held",
+        "fraud.reviewed",
+        "member.frozen",
+        "member.unfrozen",
     }
 )
 

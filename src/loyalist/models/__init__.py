@@ -22,6 +22,10 @@ from loyalist.models.duplicate_candidate import DuplicateCandidate
 from loyalist.models.event_consumer import EventConsumer
 from loyalist.models.event_failure import EventFailure
 from loyalist.models.event_receipt import EventReceipt
+from loyalist.models.fraud_check import FraudCheck
+from loyalist.models.fraud_counter import FraudCounter
+from loyalist.models.fraud_device_member import FraudDeviceMember
+from loyalist.models.fraud_review import FraudReview
 from loyalist.models.habit_activity import HabitActivity
 from loyalist.models.habit_fact import HabitFact
 from loyalist.models.household import Household
@@ -40,6 +44,7 @@ from loyalist.models.lot_allocation import LotAllocation
 from loyalist.models.member import Member
 from loyalist.models.member_badge import MemberBadge
 from loyalist.models.member_consent import MemberConsent
+from loyalist.models.member_freeze import MemberFreeze
 from loyalist.models.member_identity import MemberIdentity
 from loyalist.models.member_login_code import MemberLoginCode
 from loyalist.models.member_merge import MemberMerge
@@ -103,6 +108,10 @@ __all__ = [
     "EventConsumer",
     "EventFailure",
     "EventReceipt",
+    "FraudCheck",
+    "FraudCounter",
+    "FraudDeviceMember",
+    "FraudReview",
     "HabitActivity",
     "HabitFact",
     "Household",
@@ -121,6 +130,7 @@ __all__ = [
     "Member",
     "MemberBadge",
     "MemberConsent",
+    "MemberFreeze",
     "MemberIdentity",
     "MemberLoginCode",
     "MemberMerge",

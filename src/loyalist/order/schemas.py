@@ -76,6 +76,8 @@ class OrderCreate(Strict):
     coupons: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
         default_factory=list, max_length=10
     )
+    # Fraud controls (issue 13): the device the order was placed from, counted per device.
+    device_id: str | None = Field(default=None, min_length=1, max_length=128)
 
     @model_validator(mode="after")
     def _lines(self) -> OrderCreate:

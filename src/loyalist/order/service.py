@@ -15,6 +15,7 @@ from loyalist.audit import service as audit
 from loyalist.coupon import service as coupons
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events import service as events
+from loyalist.fraud import service as fraud
 from loyalist.kit import conditions
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import as_utc, utcnow
@@ -255,7 +256,22 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
         )
         result = evaluate_order(programme, order_in, ctx)
     points = result.points if result else 0
-    avail = lots.available_at(programme.points.pending_days, programme.tz, occurred_at)
+    checked = None
+    if member is not None:  # fraud controls (issue 13): counted, then held, blocked or allowed
+        if data.points_paid:
+            fraud.ensure_not_frozen(session, member.id)
+        checked = fraud.check(
+            session,
+            kind="order",
+            member_id=member.id,
+            device_id=data.device_id,
+            store_id=store.id,
+            points=points,
+            amount_minor=data.amount_paid_minor,
+        )
+    avail = fraud.available_at(
+        checked, lots.available_at(programme.points.pending_days, programme.tz, occurred_at)
+    )
     order = Order(
         external_id=data.external_id,
         member_id=member.id if member else None,
@@ -347,6 +363,9 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
                 dedupe_key=f"order:{order.id}:earn",
             )
             ledger.expire_due(session, acct)  # a back-dated order's points may be past expiry
+        fraud.settle(
+            session, checked, source_id=order.id, member_id=member.id, org_path=store.path, lot=lot
+        )
         tiers.upgrade_if_qualified(session, member, current, current_version, now)
     events.emit(
         session,

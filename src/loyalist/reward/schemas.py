@@ -27,6 +27,8 @@ class RedemptionCreate(Strict):
         le=MAX_INT4,
         description="a quote of this member and reward: within its validity its price is paid",
     )
+    # Fraud controls (issue 13): the device the redemption came from, counted per device.
+    device_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class QuoteCreate(Strict):

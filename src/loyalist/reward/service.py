@@ -21,6 +21,7 @@ from loyalist.audit import service as audit
 from loyalist.coupon import service as coupons
 from loyalist.errors import FieldError, Forbidden, ValidationFailed
 from loyalist.events import service as events
+from loyalist.fraud import service as fraud
 from loyalist.kit import conditions
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import as_utc, utcnow
@@ -144,6 +145,7 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
             extra={"min_tier": reward.min_tier, "member_tier": member.tier_code},
         )
     acct = ledger.lock(session, member.id, member.org_path)
+    fraud.ensure_not_frozen(session, member.id)  # fraud controls (issue 13)
     # The unit price (fixed, quoted or dynamic) as the catalogue stands before this redemption.
     unit, quote_id, pricing = _unit_price(session, programme, reward, member, data.quote_id, now)
     q = data.quantity
@@ -180,6 +182,15 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise OutOfStock(f"Reward {reward.code!r} is out of stock.")
     points = unit * q
+    checked = fraud.check(
+        session,
+        kind="redemption",
+        member_id=member.id,
+        device_id=data.device_id,
+        store_id=store.id if store else None,
+        points=points,
+        amount_minor=reward.cash_minor * q,
+    )
     redemption = Redemption(
         member_id=member.id,
         reward_id=reward.id,
@@ -217,6 +228,14 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
     entry.source_id = str(redemption.id)
     entry.dedupe_key = f"redemption:{redemption.id}:redeem"
     session.flush()
+    fraud.settle(
+        session,
+        checked,
+        source_id=redemption.id,
+        member_id=member.id,
+        org_path=redemption.org_path,
+        lot=None,
+    )
     spec = next((x for x in programme.rewards if x.code == reward.code), None)
     if spec is not None and spec.coupon_template:  # coupons (issue 12): one per unit
         coupons.issue_for_redemption(session, actor, spec.coupon_template, member, redemption.id, q)

@@ -62,6 +62,7 @@ def pages(shop: Shop) -> list[str]:
         "/admin/messages",  # channels (issue 14)
         "/admin/messages?template=points_expiring&locale=en",
         "/admin/liability",  # privacy2
+        "/admin/fraud",  # fraud controls (issue 13)
         "/admin/liability?month=2026-01",
         f"/admin/members/{alice}/erase",
     ]
@@ -161,6 +162,9 @@ NAV = {
 # the liability (privacy2): HQ staff with dashboard.read (the analyst's unit is HQ)
 NAV["hq_admin"] = NAV["hq_admin"] | {"liability"}
 NAV["analyst"] = NAV["analyst"] | {"liability"}
+# fraud controls (issue 13): the review queue, for roles that approve (points.approve)
+NAV["hq_admin"] = NAV["hq_admin"] | {"fraud"}
+NAV["regional_manager"] = NAV["regional_manager"] | {"fraud"}
 LOGIN_OF_ROLE = {
     "hq_admin": "admin",
     "regional_manager": "east",

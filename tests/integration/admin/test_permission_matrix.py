@@ -29,6 +29,7 @@ from loyalist.admin.web import LOGIN_CSRF_COOKIE
 from loyalist.approval import service as approvals
 from loyalist.coupon import service as coupons
 from loyalist.coupon.schemas import TemplateCreate
+from loyalist.documents import service as documents
 from loyalist.jobs import queue
 from loyalist.kit.actor import SYSTEM
 from loyalist.kit.db import Database
@@ -37,6 +38,7 @@ from loyalist.member.schemas import MemberCreate
 from loyalist.models import (
     AdjustmentRequest,
     CouponTemplate,
+    FraudReview,
     Job,
     Member,
     MemberTag,
@@ -84,6 +86,8 @@ class Shop:
     # (role, scope) → a referral on hold that role may decide (referrals, issue 12)
     referral: dict[tuple[str, str], int] = field(default_factory=dict)
     run: dict[str, int] = field(default_factory=dict)  # scope → a computed analytics run
+    # (role, scope) → points held by a fraud rule that role may decide (issue 13)
+    fraud_review: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def analytics_run(s: Any, unit_code: str) -> int:
@@ -164,6 +168,18 @@ def seed(db: Database) -> Shop:
                 s.add(ref)
                 s.flush()
                 shop.referral[(role, scope)] = ref.id
+    with db.transaction() as s:  # points held by a fraud rule, one per role and scope (issue 13)
+        hold = {"code": "matrix", "on": ["order"], "when": {"gte": {"request.points": 1}}}
+        rules = {"rules": [{**hold, "outcome": "hold", "reason": "矩阵测试"}]}
+        documents.publish(s, SYSTEM, "fraud", rules, note="matrix")
+        for scope, store in [("in", "sh1"), ("out", "sz1")]:
+            for role in ROLES:
+                payload = order_payload(f"MXF-{scope}-{role}", shop.member[scope], store=store)
+                rec = orders.record(s, SYSTEM, OrderCreate.model_validate(payload))
+                shop.fraud_review[(role, scope)] = s.scalars(
+                    select(FraudReview.id).where(FraudReview.order_id == rec.order.id)
+                ).one()
+        documents.publish(s, SYSTEM, "fraud", {"rules": []}, note="matrix")
     with db.transaction() as s:  # a dead job to retry and a queued one to cancel
         queue.enqueue(s, "matrix.example", {}, dedupe_key="matrix-dead")
         queue.enqueue(s, "matrix.example", {}, dedupe_key="matrix-queued")
@@ -402,6 +418,20 @@ MATRIX: dict[tuple[str, str], Case] = {
     ),
     ("POST", "/admin/referrals/{referral_id}/{decision}"): Case(
         lambda f, r, s: (f"/admin/referrals/{f.referral[(r, s)]}/approve", {}),
+        frozenset({"hq_admin", "regional_manager"}),
+        303,
+        writes=True,
+    ),
+    # fraud controls (issue 13): the review queue and its decisions need points.approve
+    ("GET", "/admin/fraud"): Case(
+        lambda f, r, s: ("/admin/fraud", None),
+        frozenset({"hq_admin", "regional_manager"}),
+        200,
+        scoped=False,
+        hidden=True,
+    ),
+    ("POST", "/admin/fraud/reviews/{review_id}/{decision}"): Case(
+        lambda f, r, s: (f"/admin/fraud/reviews/{f.fraud_review[(r, s)]}/approve", {}),
         frozenset({"hq_admin", "regional_manager"}),
         303,
         writes=True,

@@ -98,6 +98,11 @@ FORMS: dict[str, Callable[[dict[str, int]], tuple[str, dict[str, str]]]] = {
         "/admin/referrals/1/approve",
         {"note": "csrf"},
     ),
+    # issue 13: fraud controls (a decision on held points)
+    "/admin/fraud/reviews/{review_id}/{decision}": lambda i: (
+        "/admin/fraud/reviews/1/approve",
+        {"note": "csrf"},
+    ),
     # issue 13: erasure (the confirmation form)
     "/admin/members/{member_id}/erase": lambda i: (
         f"/admin/members/{i['member']}/erase",

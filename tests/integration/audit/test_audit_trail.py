@@ -20,6 +20,7 @@ from loyalist.audit import service as audit
 from loyalist.config import get_settings
 from loyalist.documents import service as documents
 from loyalist.errors import Forbidden
+from loyalist.fraud import service as fraud
 from loyalist.kit.actor import SYSTEM, Actor
 from loyalist.kit.clock import utcnow
 from loyalist.merge import service as merges
@@ -253,6 +254,18 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
         documents.publish(s, SYSTEM, "referrals", REFERRALS, note="audit test")
         documents.publish(s, SYSTEM, "habits", HABITS, note="audit test")
 
+    def held_order(c: Any, ids: dict[str, Any]) -> None:
+        """A fraud rule holds an order's points for review (then the rules are withdrawn)."""
+        hold = {"code": "all", "on": ["order"], "when": {"gte": {"request.points": 1}}}
+        rule = {**hold, "outcome": "hold", "reason": "审计测试"}
+        with world.db.transaction() as s:
+            documents.publish(s, SYSTEM, "fraud", {"rules": [rule]}, note="audit test")
+        r = c.post("/v1/orders", json=order_payload("HELD-1", ids["member"]))
+        assert r.status_code == 201, r.text
+        with world.db.transaction() as s:
+            documents.publish(s, SYSTEM, "fraud", {"rules": []}, note="audit test")
+            ids["review"] = fraud.reviews(s, SYSTEM)[0].id
+
     # Run before their step, outside what the step is checked for.
     setups = {
         "/v1/adjustment-requests/{request_id}/approve": pending_request("to_approve"),
@@ -274,6 +287,7 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             c, i, "kin", "13900001118"
         ),
         "/v1/households/invitations/{invitation_id}/decline": invite_another("kin2", "13900001119"),
+        "/v1/fraud/reviews/{review_id}/decision": held_order,  # fraud controls (issue 13)
     }
     steps: list[Step] = [
         ("POST", "/v1/members", join, "member.create", "member"),
@@ -671,6 +685,30 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             lambda c, i: c.post(f"/v1/households/{i['household']}/dissolve"),
             "household.dissolve",
             "household",
+        ),
+        # fraud controls (issue 13): freeze, unfreeze, a decision on held points
+        (
+            "PUT",
+            "/v1/fraud/frozen/{member_id}",
+            lambda c, i: c.put(f"/v1/fraud/frozen/{i['member']}", json={"reason": "风控测试"}),
+            "member.freeze",
+            "member",
+        ),
+        (
+            "DELETE",
+            "/v1/fraud/frozen/{member_id}",
+            lambda c, i: c.delete(f"/v1/fraud/frozen/{i['member']}"),
+            "member.unfreeze",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/fraud/reviews/{review_id}/decision",
+            lambda c, i: c.post(
+                f"/v1/fraud/reviews/{i['review']}/decision", json={"decision": "approve"}
+            ),
+            "fraud.review.approve",
+            "fraud_review",
         ),
         # privacy (issue 13): erasing keeps the figures, the row says who asked
         (

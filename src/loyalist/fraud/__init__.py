@@ -1,0 +1,1 @@
+"""Fraud controls (风控): velocity rules over counters, holds, blocks, frozen members."""
