@@ -27,6 +27,7 @@ from loyalist.admin import jobs as job_pages
 from loyalist.admin import messages as message_pages
 from loyalist.admin import privacy as privacy_pages  # export, erasure, liability (privacy2)
 from loyalist.admin import referrals as referral_pages  # issue 12
+from loyalist.admin import merges as merge_pages  # identity merge (issue 13 item 2)
 from loyalist.admin.web import (
     COOKIE,
     LANG_COOKIE,
@@ -1246,6 +1247,7 @@ job_pages.register(router)
 coupon_pages.register(router)
 referral_pages.register(router)  # referrals (issue 12)
 privacy_pages.register(router)  # a member's export and erasure, the liability (privacy2)
+merge_pages.register(router)  # duplicates, merge preview, merges and undo (issue 13 item 2)
 # The event stream page (its own module; mounted with the console).
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 
