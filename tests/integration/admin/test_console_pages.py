@@ -64,6 +64,11 @@ def pages(shop: Shop) -> list[str]:
         "/admin/liability",  # privacy2
         "/admin/liability?month=2026-01",
         f"/admin/members/{alice}/erase",
+        "/admin/duplicates",  # identity merge (issue 13 item 2)
+        "/admin/duplicates?status=dismissed",
+        f"/admin/members/{alice}/merge",
+        f"/admin/members/{alice}/merge?merged_id={shop.members['bob']}",
+        "/admin/merges",
     ]
 
 
@@ -137,6 +142,7 @@ READS = {
     "habits",  # issue 12
     "referrals",  # issue 12
     "journeys",  # issue 14
+    "duplicates",  # identity merge (issue 13 item 2)
 }
 NAV = {
     "hq_admin": READS
