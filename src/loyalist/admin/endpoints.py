@@ -24,10 +24,10 @@ from loyalist.access import permissions as perm
 from loyalist.admin import charts, explain
 from loyalist.admin import coupons as coupon_pages  # coupons (issue 12)
 from loyalist.admin import jobs as job_pages
+from loyalist.admin import merges as merge_pages  # identity merge (issue 13 item 2)
 from loyalist.admin import messages as message_pages
 from loyalist.admin import privacy as privacy_pages  # export, erasure, liability (privacy2)
 from loyalist.admin import referrals as referral_pages  # issue 12
-from loyalist.admin import merges as merge_pages  # identity merge (issue 13 item 2)
 from loyalist.admin.web import (
     COOKIE,
     LANG_COOKIE,
