@@ -1150,6 +1150,9 @@ AUDIT_ACTIONS = (
     "webhook.delete",
     "webhook.rotate",
     "webhook.replay",
+    "member.merge",  # identity merge (issue 13 item 2)
+    "member.merge.undo",
+    "member.duplicate.dismiss",
 )
 AUDIT_OBJECTS = (
     "member",
@@ -1174,6 +1177,7 @@ AUDIT_OBJECTS = (
     "job",
     "webhook_endpoint",
     "webhook_delivery",
+    "duplicate_candidate",  # identity merge (issue 13 item 2)
 )
 
 
