@@ -26,6 +26,7 @@ from loyalist.admin import coupons as coupon_pages  # coupons (issue 12)
 from loyalist.admin import fraud as fraud_pages  # fraud controls (issue 13)
 from loyalist.admin import households as household_pages  # households (issue 13)
 from loyalist.admin import jobs as job_pages
+from loyalist.admin import merges as merge_pages  # identity merge (issue 13 item 2)
 from loyalist.admin import messages as message_pages
 from loyalist.admin import privacy as privacy_pages  # export, erasure, liability (privacy2)
 from loyalist.admin import referrals as referral_pages  # issue 12
@@ -1152,6 +1153,9 @@ AUDIT_ACTIONS = (
     "webhook.delete",
     "webhook.rotate",
     "webhook.replay",
+    "member.merge",  # identity merge (issue 13 item 2)
+    "member.merge.undo",
+    "member.duplicate.dismiss",
 )
 AUDIT_OBJECTS = (
     "member",
@@ -1176,6 +1180,7 @@ AUDIT_OBJECTS = (
     "job",
     "webhook_endpoint",
     "webhook_delivery",
+    "duplicate_candidate",  # identity merge (issue 13 item 2)
 )
 
 
@@ -1251,6 +1256,7 @@ referral_pages.register(router)  # referrals (issue 12)
 fraud_pages.register(router)  # fraud controls (issue 13)
 privacy_pages.register(router)  # a member's export and erasure, the liability (privacy2)
 household_pages.register(router)  # households (issue 13)
+merge_pages.register(router)  # duplicates, merge preview, merges and undo (issue 13 item 2)
 # The event stream page (its own module; mounted with the console).
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 

@@ -785,3 +785,29 @@ def candidate_out(c: DuplicateCandidate) -> CandidateOut:
         decided_at=c.decided_at,
         decided_by=c.decided_by,
     )
+
+
+def recent(session: Session, actor: Actor, *, limit: int = 100) -> list[MemberMerge]:
+    """The latest merges whose survivor the actor sees, newest first (the console's list)."""
+    require(actor, MEMBER_READ)
+    out: list[MemberMerge] = []
+    for row in session.scalars(select(MemberMerge).order_by(MemberMerge.id.desc())):
+        survivor = session.get(Member, row.survivor_id)
+        if survivor is not None and actor.sees(survivor.org_path):
+            out.append(row)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def undo_blocked(session: Session, row: MemberMerge) -> tuple[str, list[str]] | None:
+    """Why an undo would be refused now, as (``undone`` | ``expired`` | ``activity``, what
+    happened since), in the order the undo checks them; None: it would go ahead. Nothing
+    is written (the console shows the reason next to the undo button)."""
+    if row.status != DONE:
+        return "undone", []
+    if utcnow() > row.undo_until:
+        return "expired", []
+    if activity := activity_since(session, row):
+        return "activity", activity
+    return None

@@ -177,6 +177,14 @@ def test_every_page_in_chinese_and_the_analytics_walk(demo: Any, browser: Any) -
         assert href is not None, path
         details.append(href)
     extra = ["/admin/members/new", "/admin/programme/edit", "/admin/password", "/admin/audit"]
+    # identity merge (issue 13 item 2): the merges, and a preview of two demo members
+    page.goto(base + "/admin/members")
+    two = page.eval_on_selector_all(
+        "table.list tbody a[href^='/admin/members/']", "els => els.map(e => e.pathname)"
+    )
+    others = [h for h in dict.fromkeys(two) if h != details[0]]
+    extra += ["/admin/merges", details[0] + "/merge"]
+    extra.append(f"{details[0]}/merge?merged_id={others[0].rsplit('/', 1)[-1]}")
     for url in [*links, *details, *extra]:
         _check(page, base + url, seen)
     page.context.close()

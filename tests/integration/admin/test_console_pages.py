@@ -65,6 +65,11 @@ def pages(shop: Shop) -> list[str]:
         "/admin/fraud",  # fraud controls (issue 13)
         "/admin/liability?month=2026-01",
         f"/admin/members/{alice}/erase",
+        "/admin/duplicates",  # identity merge (issue 13 item 2)
+        "/admin/duplicates?status=dismissed",
+        f"/admin/members/{alice}/merge",
+        f"/admin/members/{alice}/merge?merged_id={shop.members['bob']}",
+        "/admin/merges",
     ]
 
 
@@ -139,6 +144,7 @@ READS = {
     "referrals",  # issue 12
     "journeys",  # issue 14
     "households",  # issue 13
+    "duplicates",  # identity merge (issue 13 item 2)
 }
 NAV = {
     "hq_admin": READS

@@ -561,7 +561,8 @@ def _routes(routes: list[Any], prefix: str = "") -> set[tuple[str, str]]:
 
 def test_every_console_route_has_a_matrix_entry() -> None:
     listed = set(MATRIX) | {key for key, _ in ANALYTICS_CASES.values()}
-    assert len(listed) == len(MATRIX) + len(ANALYTICS_CASES)  # no route listed twice
+    listed |= {key for key, _ in MERGE_CASES.values()}  # identity merge (issue 13 item 2)
+    assert len(listed) == len(MATRIX) + len(ANALYTICS_CASES) + len(MERGE_CASES)
     assert listed == _routes(router.routes)
     assert {("GET", "/admin/stream"), ("GET", "/admin/analytics")} <= listed
 
@@ -712,3 +713,122 @@ ANALYTICS_CASES: dict[str, tuple[tuple[str, str], Case]] = {
 def test_analytics_routes_by_role_and_scope(world: Any, shop: Shop, name: str) -> None:
     key, case = ANALYTICS_CASES[name]
     run_case(world, shop, key, case)
+
+
+# Identity merge (issue 13 item 2): every role reads the duplicate pairs (rows whose two
+# members are in scope); previewing, merging, dismissing a pair, the merges and their undo
+# need member.merge (HQ admins and regional managers). Their objects are seeded only for
+# these cases (per role and scope: a pair found as duplicates, and a merge done already).
+MERGE_CASES: dict[str, tuple[tuple[str, str], Case]] = {
+    "duplicates": (
+        ("GET", "/admin/duplicates"),
+        Case(lambda f, r, s: ("/admin/duplicates", None), ALL, 200, scoped=False, hidden=True),
+    ),
+    "duplicate dismiss": (
+        ("POST", "/admin/duplicates/{candidate_id}/dismiss"),
+        Case(
+            lambda f, r, s: (f"/admin/duplicates/{f.candidate[(r, s)]}/dismiss", {}),
+            frozenset({"hq_admin", "regional_manager"}),
+            303,
+            writes=True,
+        ),
+    ),
+    "merge preview": (
+        ("GET", "/admin/members/{member_id}/merge"),
+        Case(
+            lambda f, r, s: (
+                f"/admin/members/{f.pair[(r, s)][0]}/merge?merged_id={f.pair[(r, s)][1]}",
+                None,
+            ),
+            frozenset({"hq_admin", "regional_manager"}),
+            200,
+        ),
+    ),
+    "merge": (
+        ("POST", "/admin/members/{member_id}/merge"),
+        Case(
+            lambda f, r, s: (
+                f"/admin/members/{f.pair[(r, s)][0]}/merge",
+                {"merged_id": str(f.pair[(r, s)][1])},
+            ),
+            frozenset({"hq_admin", "regional_manager"}),
+            303,
+            writes=True,
+        ),
+    ),
+    "merges": (
+        ("GET", "/admin/merges"),
+        Case(
+            lambda f, r, s: ("/admin/merges", None),
+            frozenset({"hq_admin", "regional_manager"}),
+            200,
+            scoped=False,
+            hidden=True,
+        ),
+    ),
+    "merge page": (
+        ("GET", "/admin/merges/{merge_id}"),
+        Case(
+            lambda f, r, s: (f"/admin/merges/{f.merge[(r, s)]}", None),
+            frozenset({"hq_admin", "regional_manager"}),
+            200,
+        ),
+    ),
+    "merge undo": (
+        ("POST", "/admin/merges/{merge_id}/undo"),
+        Case(
+            lambda f, r, s: (f"/admin/merges/{f.merge[(r, s)]}/undo", {}),
+            frozenset({"hq_admin", "regional_manager"}),
+            303,
+            writes=True,
+        ),
+    ),
+}
+
+
+@dataclass
+class MergeShop(Shop):
+    pair: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    candidate: dict[tuple[str, str], int] = field(default_factory=dict)
+    merge: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def seed_merges(db: Database, shop: Shop) -> MergeShop:
+    from loyalist.kit.clock import utcnow
+    from loyalist.merge import service as merges
+    from loyalist.models import DuplicateCandidate
+
+    out = MergeShop(**vars(shop))
+    with db.transaction() as s:
+        for n, (scope, store) in enumerate([("in", "sh1"), ("out", "sz1")]):
+            for i, role in enumerate(ROLES):
+                x, y, u, v = (
+                    members.create(
+                        s,
+                        SYSTEM,
+                        MemberCreate(
+                            phone=f"1358{n}{i}{k:05d}", name=f"会员{scope}{k}", home_store=store
+                        ),
+                    ).member.id
+                    for k in range(4)
+                )
+                cand = DuplicateCandidate(
+                    member_a_id=x,
+                    member_b_id=y,
+                    reasons=["name_birthday"],
+                    status="open",
+                    created_at=utcnow(),
+                    decided_at=None,
+                    decided_by=None,
+                )
+                s.add(cand)
+                s.flush()
+                out.pair[(role, scope)], out.candidate[(role, scope)] = (x, y), cand.id
+                out.merge[(role, scope)] = merges.merge(s, SYSTEM, u, v).id
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(MERGE_CASES))
+def test_merge_routes_by_role_and_scope(world: Any, shop: Shop, name: str) -> None:
+    key, case = MERGE_CASES[name]
+    run_case(world, seed_merges(world.db, shop), key, case)
