@@ -1156,6 +1156,20 @@ AUDIT_ACTIONS = (
     "member.merge",  # identity merge (issue 13 item 2)
     "member.merge.undo",
     "member.duplicate.dismiss",
+    "household.create",  # households (issue 13 item 1)
+    "household.invite",
+    "household.accept",
+    "household.decline",
+    "household.permission",
+    "household.leave",
+    "household.dissolve",
+    "fraud.review.approve",  # fraud controls (issue 13 item 4)
+    "fraud.review.reject",
+    "member.freeze",
+    "member.unfreeze",
+    "import.start",  # bulk import (issue 13 item 5)
+    "import.finish",
+    "reward.quote",  # dynamic reward pricing (issue 15 item 5)
 )
 AUDIT_OBJECTS = (
     "member",
@@ -1181,6 +1195,9 @@ AUDIT_OBJECTS = (
     "webhook_endpoint",
     "webhook_delivery",
     "duplicate_candidate",  # identity merge (issue 13 item 2)
+    "household",
+    "fraud_review",
+    "import_batch",
 )
 
 
