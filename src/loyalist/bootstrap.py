@@ -36,6 +36,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.habits.tasks",  # habits: job kind habits.leaderboards.close (scheduled)
     "loyalist.privacy.tasks",  # trust: retention (erase inactive members' personal data)
     "loyalist.insights.tasks",  # console analytics: job kind insights.compute (issue 10/9)
+    "loyalist.insights.rfm",  # RFM in the programme: nightly job insights.rfm (issue 15/3)
 ]
 
 _configured = False

@@ -38,6 +38,7 @@ from loyalist.models.member_badge import MemberBadge
 from loyalist.models.member_consent import MemberConsent
 from loyalist.models.member_identity import MemberIdentity
 from loyalist.models.member_login_code import MemberLoginCode
+from loyalist.models.member_rfm import MemberRfm
 from loyalist.models.member_session import MemberSession
 from loyalist.models.member_tag import MemberTag
 from loyalist.models.member_task import MemberTask
@@ -112,6 +113,7 @@ __all__ = [
     "MemberConsent",
     "MemberIdentity",
     "MemberLoginCode",
+    "MemberRfm",
     "MemberSession",
     "MemberTag",
     "MemberTask",
