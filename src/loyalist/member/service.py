@@ -425,6 +425,11 @@ def tags(session: Session, member_id: int) -> list[str]:
     return list(session.scalars(q))
 
 
+def rfm_row(session: Session, member_id: int) -> MemberRfm | None:
+    """The member's nightly RFM row (``insights.rfm``), if scored."""
+    return session.get(MemberRfm, member_id)
+
+
 def rfm_facts(session: Session, member_id: int, weights: RfmWeights) -> dict[str, Any]:
     """``member.rfm_segment``, ``member.rfm_score`` and ``member.p_alive`` (whole percent)
     from the nightly ``member_rfm`` row; empty before the member has been scored."""

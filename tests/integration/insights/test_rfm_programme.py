@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
+from tests.console import console_client, login, make_users
 from tests.itest import apply_document, demo_document
 
 from loyalist import bootstrap
@@ -184,6 +185,17 @@ def test_members_land_in_the_tiers_the_rfm_table_predicts(
     assert report.upgraded == len(upgrades) == sum(t != "base" for t in expected_tiers.values())
     assert all(u.metric_value >= THRESHOLDS[1] for u in upgrades)
     assert nightly.segment_tag("Can't lose them") == "rfm:cant_lose_them"
+    # the member 360 shows them, in Chinese
+    champion = next(m for m in shop if m in table and table[m]["segment"] == "Champions")
+    make_users(db)
+    with console_client(db) as c:
+        login(c, db, "admin")
+        page = c.get(f"/admin/members/{champion}").text
+        never = c.get(f"/admin/members/{shop[-1]}").text
+    assert '<td data-testid="rfm-segment">重要价值客户</td>' in page
+    assert f'data-testid="rfm-p-alive">{round(alive[champion] * 100)}%</td>' in page
+    assert "rfm:champions" in page
+    assert "尚未评分" in never
 
 
 def test_a_condition_on_p_alive_selects_the_right_members(
