@@ -40,6 +40,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.recommend.tasks",  # recommendations (issue 14): recommend.compute, {recommendations}
     "loyalist.household.tasks",  # households: expire overdue invitations (hourly)
     "loyalist.fraud.tasks",  # fraud controls (issue 13): daily pruning of velocity counters
+    "loyalist.insights.rfm",  # RFM in the programme: nightly job insights.rfm (issue 15/3)
 ]
 
 _configured = False

@@ -505,6 +505,7 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
         },
         "tz": tz,
         **coupon_pages.member_section(s, st, m.id),  # coupons (issue 12)
+        "rfm": members.rfm_row(s, m.id),  # RFM and P(alive), nightly (issue 15 item 3)
     }
 
 

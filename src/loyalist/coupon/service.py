@@ -81,7 +81,7 @@ from loyalist.models import (
 )
 from loyalist.org import service as org
 from loyalist.programme import service as programmes
-from loyalist.programme.conditions import catalogue, time_facts
+from loyalist.programme.conditions import RFM_FACTS, catalogue, time_facts
 
 INLINE_BATCH = 5_000  # larger generated batches run as background jobs
 CHUNK = 10_000  # codes per job run (progress shows between runs)
@@ -764,6 +764,8 @@ def _facts(
         facts["member.tier"] = member.tier_code
         if "member.tags" in used:
             facts["member.tags"] = members.tags(session, member.id)
+        if used & set(RFM_FACTS):  # the nightly RFM row (insights.rfm)
+            facts.update(members.rfm_facts(session, member.id, programme.tiers.rfm_weights))
     return facts
 
 

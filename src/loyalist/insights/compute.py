@@ -18,6 +18,7 @@ import polars as pl
 from sqlalchemy.engine import Connection
 
 from loyalist.analytics import (
+    BGNBD,
     PLATFORM_COLUMNS,
     AnalyticsError,
     Transactions,
@@ -33,7 +34,15 @@ from loyalist.analytics.economics import ProgrammeCost, holdout_effect
 from loyalist.analytics.i18n import SEGMENT_NAMES_ZH
 from loyalist.analytics.rfm import NOT_ACQUIRED, SEGMENTS
 
-__all__ = ["AT_RISK_SEGMENTS", "AnalyticsError", "clv", "cohorts", "movement", "segments"]
+__all__ = [
+    "AT_RISK_SEGMENTS",
+    "AnalyticsError",
+    "clv",
+    "cohorts",
+    "member_rfm",
+    "movement",
+    "segments",
+]
 
 # The orders of identified members whose home is inside the scope (amounts in fen, UTC).
 _SCOPED_ORDERS = """
@@ -236,3 +245,45 @@ def economics(
     out["incremental_revenue_minor"] = _num(incremental_minor)
     out["roi"] = _num(cost.roi(incremental_minor))
     return out
+
+
+def member_rfm(tx: Transactions, as_of: dt.date) -> tuple[list[dict[str, Any]], str | None]:
+    """Each member's RFM at ``as_of`` (quintile scores 1..5, segment) and P(alive) from a
+    BG/NBD fitted on the same orders (weekly unit), for the nightly ``member_rfm`` table.
+
+    Rows: member_id, recency_days, frequency, monetary_minor (fen), r_score, f_score,
+    m_score, segment, p_alive (None when the model cannot be fitted or gives no finite
+    value). The second value is the fitting error, if any.
+    """
+    if tx.frame.height == 0:
+        return [], None
+    scores = rfm_scores(tx, as_of)
+    error: str | None = None
+    alive: dict[str, float | None] = {}
+    try:
+        summary = summarise(tx, observation_end=as_of, unit=CLV_UNIT)
+        x = summary["frequency"].to_numpy().astype("float64")
+        t_x = summary["recency"].to_numpy().astype("float64")
+        big_t = summary["T"].to_numpy().astype("float64")
+        p = BGNBD.fit(x, t_x, big_t).probability_alive(x, t_x, big_t)
+        for cid, v in zip(summary["customer_id"].to_list(), p.tolist(), strict=True):
+            alive[str(cid)] = float(v) if math.isfinite(v) else None
+    except AnalyticsError as exc:  # e.g. too few repeat buyers to fit the model
+        error = str(exc)
+    rows: list[dict[str, Any]] = []
+    for r in scores.iter_rows(named=True):
+        cid = str(r["customer_id"])
+        rows.append(
+            {
+                "member_id": int(cid),
+                "recency_days": int(r["recency_days"]),
+                "frequency": int(r["frequency"]),
+                "monetary_minor": round(float(r["monetary"]) * 100),
+                "r_score": int(r["r_score"]),
+                "f_score": int(r["f_score"]),
+                "m_score": int(r["m_score"]),
+                "segment": str(r["segment"]),
+                "p_alive": alive.get(cid),
+            }
+        )
+    return rows, error

@@ -68,7 +68,7 @@ from loyalist.member.schemas import MemberFilter
 from loyalist.models import JourneyRun, JourneyState, JourneyStep, Member, OutboxEvent
 from loyalist.order import service as orders
 from loyalist.programme import service as programmes
-from loyalist.programme.conditions import time_facts
+from loyalist.programme.conditions import RFM_FACTS, time_facts
 
 KIND = "journeys"
 WAKE = "journey.wake"
@@ -351,6 +351,14 @@ def member_facts(
         return max(0, (local_day(tz, now) - local_day(tz, as_utc(member.created_at))).days)
 
     cache: dict[str, tuple[int, datetime | None]] = {}
+    rfm_cache: list[dict[str, Any]] = []
+
+    def rfm() -> dict[str, Any]:
+        if not rfm_cache:
+            weights = programmes.active(session)[1].tiers.rfm_weights
+            rfm_cache.append(members.rfm_facts(session, member.id, weights))
+        return rfm_cache[0]
+
     loaders: dict[str, Callable[[], Any]] = {
         "member.tags": lambda: members.tags(session, member.id),
         "member.consent": lambda: members.consents(session, member.id),
@@ -360,6 +368,8 @@ def member_facts(
         "member.orders": lambda: history()[0],
         "member.last_order_days": last_days,
     }
+    for name in RFM_FACTS:  # the nightly RFM row (insights.rfm), read once for the three
+        loaders[name] = lambda name=name: rfm().get(name)  # type: ignore[misc]
     wanted = {
         k: f for k, f in loaders.items() if any(u == k or u.startswith(k + ".") for u in used)
     }

@@ -54,6 +54,7 @@ from loyalist.models import (
     MemberConsent,
     MemberIdentity,
     MemberMerge,
+    MemberRfm,
     MemberTag,
     OrgUnit,
     TierChange,
@@ -61,6 +62,7 @@ from loyalist.models import (
 from loyalist.models.member import name_key
 from loyalist.org import service as org
 from loyalist.programme import service as programmes
+from loyalist.programme.schemas import RfmWeights
 from loyalist.tier import service as tiers
 from loyalist.tier.domain import Progress
 
@@ -456,6 +458,24 @@ def set_consent(
 def tags(session: Session, member_id: int) -> list[str]:
     q = select(MemberTag.tag).where(MemberTag.member_id == member_id).order_by(MemberTag.tag)
     return list(session.scalars(q))
+
+
+def rfm_row(session: Session, member_id: int) -> MemberRfm | None:
+    """The member's nightly RFM row (``insights.rfm``), if scored."""
+    return session.get(MemberRfm, member_id)
+
+
+def rfm_facts(session: Session, member_id: int, weights: RfmWeights) -> dict[str, Any]:
+    """``member.rfm_segment``, ``member.rfm_score`` and ``member.p_alive`` (whole percent)
+    from the nightly ``member_rfm`` row; empty before the member has been scored."""
+    row = session.get(MemberRfm, member_id)
+    if row is None:
+        return {}
+    return {
+        "member.rfm_segment": row.segment,
+        "member.rfm_score": weights.score(row.r_score, row.f_score, row.m_score),
+        "member.p_alive": None if row.p_alive is None else round(row.p_alive * 100),
+    }
 
 
 def consents(session: Session, member_id: int) -> dict[str, bool]:

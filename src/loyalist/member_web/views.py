@@ -366,6 +366,12 @@ def progress_missing(
         return _(
             "Earn %(n)s more points to reach %(tier)s", n=points(missing), tier=h.next_tier_name
         )
+    if h.metric is TierMetric.RFM:
+        return _(
+            "%(n)s more RFM score points to reach %(tier)s",
+            n=points(missing),
+            tier=h.next_tier_name,
+        )
     return _("%(n)s more active days to reach %(tier)s", n=points(missing), tier=h.next_tier_name)
 
 

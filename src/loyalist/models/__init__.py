@@ -48,6 +48,7 @@ from loyalist.models.member_freeze import MemberFreeze
 from loyalist.models.member_identity import MemberIdentity
 from loyalist.models.member_login_code import MemberLoginCode
 from loyalist.models.member_merge import MemberMerge
+from loyalist.models.member_rfm import MemberRfm
 from loyalist.models.member_session import MemberSession
 from loyalist.models.member_tag import MemberTag
 from loyalist.models.member_task import MemberTask
@@ -134,6 +135,7 @@ __all__ = [
     "MemberIdentity",
     "MemberLoginCode",
     "MemberMerge",
+    "MemberRfm",
     "MemberSession",
     "MemberTag",
     "MemberTask",

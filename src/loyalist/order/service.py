@@ -66,7 +66,7 @@ from loyalist.order.schemas import (
 )
 from loyalist.org import service as org
 from loyalist.programme import service as programmes
-from loyalist.programme.conditions import catalogue, member_facts_needed
+from loyalist.programme.conditions import RFM_FACTS, catalogue, member_facts_needed
 from loyalist.programme.domain import (
     EarnContext,
     EarnResult,
@@ -432,6 +432,8 @@ def member_facts(
             )
             or 0
         )
+    if needed & set(RFM_FACTS):  # the nightly RFM row (insights.rfm)
+        facts.update(members.rfm_facts(session, member.id, programme.tiers.rfm_weights))
     if ("member.store" in needed or "member.region" in needed) and member.home_store_id:
         store = org.get(session, member.home_store_id)
         facts["member.store"] = store.code

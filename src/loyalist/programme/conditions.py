@@ -10,7 +10,11 @@ Fields (see docs/operations.md, "Conditions"):
   "gold or above"), ``member.tags`` (list), ``member.joined_days`` (whole days since
   joining), ``member.birthday_month`` (1..12), ``member.points`` (available balance),
   ``member.lifetime_spend_minor`` (paid on earlier orders), ``member.store`` /
-  ``member.region`` (home store / its region code), ``member.consent.<channel>`` (bool).
+  ``member.region`` (home store / its region code), ``member.consent.<channel>`` (bool),
+  ``member.rfm_segment`` (the nightly RFM segment, e.g. ``Champions``), ``member.rfm_score``
+  (its weighted R/F/M score, ``tiers.rfm_weights``) and ``member.p_alive`` (BG/NBD P(alive)
+  in whole percent, 0..100) — absent until the nightly ``insights.rfm`` job has scored the
+  member (a comparison on an absent field is false).
 * ``order.amount_minor`` (cash paid), ``order.lines`` (number of lines),
   ``order.categories`` / ``order.skus`` (lists), ``order.channel``, ``order.store``.
 * ``event.type`` and ``event.fields.<name>`` (for flows reacting to events).
@@ -40,7 +44,13 @@ MEMBER_FACTS = (
     "member.store",
     "member.region",
     "member.consent",
+    "member.rfm_segment",
+    "member.rfm_score",
+    "member.p_alive",
 )
+
+# Every RFM field comes from the one member_rfm row.
+RFM_FACTS = ("member.rfm_segment", "member.rfm_score", "member.p_alive")
 
 
 def catalogue(tier_codes: Iterable[str]) -> FieldSpec:
@@ -58,6 +68,9 @@ def catalogue(tier_codes: Iterable[str]) -> FieldSpec:
             "member.store": Field(s, "home store code"),
             "member.region": Field(s, "home region code"),
             "member.consent.*": Field(FieldType.BOOL, "marketing consent per channel"),
+            "member.rfm_segment": Field(s, "RFM segment (nightly)"),
+            "member.rfm_score": Field(i, "weighted RFM score (nightly)", minimum=0),
+            "member.p_alive": Field(i, "P(alive), whole percent", minimum=0, maximum=100),
             "order.amount_minor": Field(i, "cash paid, minor units", minimum=0),
             "order.lines": Field(i, "number of lines", minimum=0),
             "order.categories": Field(FieldType.LIST_STR, "categories of the lines"),

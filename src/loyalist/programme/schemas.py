@@ -63,6 +63,7 @@ class TierMetric(StrEnum):
     ORDERS = "orders"
     POINTS = "points"  # points earned
     ACTIVE_DAYS = "active_days"  # distinct programme-local days with an order
+    RFM = "rfm"  # weighted RFM score from the nightly member_rfm table (tiers.rfm_weights)
 
 
 class EvaluationPeriod(StrEnum):
@@ -118,6 +119,28 @@ class Tier(Strict):
     validity_months: int | None = Field(default=None, ge=1, le=120)
 
 
+class RfmWeights(Strict):
+    """Weights of the R, F and M quintile scores (1..5 each) in a tier's RFM score:
+    ``score = r * R + f * F + m * M``; tier thresholds are minimum scores."""
+
+    r: int = Field(default=1, ge=0, le=100)
+    f: int = Field(default=1, ge=0, le=100)
+    m: int = Field(default=1, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _some(self) -> RfmWeights:
+        if self.r + self.f + self.m == 0:
+            raise ValueError("at least one RFM weight must be above 0")
+        return self
+
+    def score(self, r: int, f: int, m: int) -> int:
+        return self.r * r + self.f * f + self.m * m
+
+    @property
+    def maximum(self) -> int:
+        return 5 * (self.r + self.f + self.m)
+
+
 class Tiers(Strict):
     metric: TierMetric = TierMetric.SPEND
     window_months: int = Field(default=12, ge=1, le=60)
@@ -127,6 +150,8 @@ class Tiers(Strict):
     # Line categories whose paid amount does not count toward tier qualification (gift cards
     # are money kept, not spent). An empty list counts every line.
     excluded_categories: list[str] = Field(default_factory=lambda: ["gift_card"], max_length=100)
+    # metric "rfm": the weights of the R, F, M scores; thresholds are minimum weighted scores.
+    rfm_weights: RfmWeights = RfmWeights()
 
     @model_validator(mode="after")
     def _ordered(self) -> Tiers:
@@ -138,6 +163,10 @@ class Tiers(Strict):
         thresholds = [t.threshold for t in self.levels]
         if any(b <= a for a, b in itertools.pairwise(thresholds)):
             raise ValueError("tier thresholds must strictly increase")
+        if self.metric is TierMetric.RFM and thresholds[-1] > self.rfm_weights.maximum:
+            raise ValueError(
+                f"an RFM threshold cannot exceed the highest score {self.rfm_weights.maximum}"
+            )
         return self
 
     def by_code(self, code: str) -> Tier:

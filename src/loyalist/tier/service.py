@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from loyalist.events import service as events
 from loyalist.kit.clock import utcnow
 from loyalist.kit.localtime import add_months, local_day, start_of_local_day
-from loyalist.models import Member, Order, PointsAccountMember, TierChange
+from loyalist.models import Member, MemberRfm, Order, PointsAccountMember, TierChange
 from loyalist.programme.schemas import Programme, TierMetric
 from loyalist.tier.domain import (
     Progress,
@@ -57,6 +57,13 @@ def metric_value(session: Session, programme: Programme, member_id: int, now: da
     if tiers.metric is TierMetric.ORDERS:
         q = select(func.count()).select_from(Order).where(*base, Order.status != "returned")
         return int(session.scalar(q) or 0)
+    if tiers.metric is TierMetric.RFM:
+        # The nightly RFM table (insights.rfm), weighted by the programme's own weights; a
+        # member with no row yet (no purchase) scores 0, the base tier.
+        row = session.get(MemberRfm, member_id)
+        if row is None:
+            return 0
+        return tiers.rfm_weights.score(row.r_score, row.f_score, row.m_score)
     if tiers.metric is TierMetric.POINTS:
         q = select(func.coalesce(func.sum(Order.points_earned - Order.points_clawed), 0))
         return max(int(session.scalar(q.where(*base)) or 0), 0)
