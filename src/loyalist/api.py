@@ -15,6 +15,7 @@ from loyalist.merge.endpoints import router as merge_router  # trust: identity m
 from loyalist.messaging.endpoints import router as messaging_router  # channels (issue 14)
 from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
+from loyalist.passes.endpoints import router as passes_router  # paid membership (issue 15)
 from loyalist.privacy.endpoints import router as privacy_router  # trust: export, erasure
 from loyalist.programme.endpoints import router as programme_router
 from loyalist.referral.endpoints import router as referral_router  # referrals (issue 12)
@@ -43,5 +44,6 @@ for r in (
     habits_router,  # habits (issue 12 items 4-7)
     privacy_router,  # trust (issue 13)
     merge_router,  # trust: identity merge (issue 13 item 2)
+    passes_router,  # paid membership (issue 15 item 7)
 ):
     router.include_router(r)

@@ -37,6 +37,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.privacy.tasks",  # trust: retention (erase inactive members' personal data)
     "loyalist.insights.tasks",  # console analytics: job kind insights.compute (issue 10/9)
     "loyalist.merge.tasks",  # identity merge: job kind merge.duplicates (issue 13 item 2)
+    "loyalist.passes.tasks",  # paid membership: passes.sweep, passes.monthly_coupons
 ]
 
 _configured = False

@@ -70,6 +70,12 @@ EVENT_TYPES = frozenset(
         "member.erased",  # trust: a member's personal data was erased
         "member.merged",  # trust: two members merged into one (issue 13 item 2)
         "member.merge_undone",  # trust: a merge was undone
+        # paid membership (issue 15 item 7)
+        "pass.purchased",
+        "pass.renewed",
+        "pass.expiring",
+        "pass.expired",
+        "pass.refunded",
     }
 )
 

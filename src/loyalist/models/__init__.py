@@ -40,6 +40,7 @@ from loyalist.models.member_consent import MemberConsent
 from loyalist.models.member_identity import MemberIdentity
 from loyalist.models.member_login_code import MemberLoginCode
 from loyalist.models.member_merge import MemberMerge
+from loyalist.models.member_pass import MemberPass
 from loyalist.models.member_session import MemberSession
 from loyalist.models.member_tag import MemberTag
 from loyalist.models.member_task import MemberTask
@@ -117,6 +118,7 @@ __all__ = [
     "MemberIdentity",
     "MemberLoginCode",
     "MemberMerge",
+    "MemberPass",
     "MemberSession",
     "MemberTag",
     "MemberTask",
