@@ -14,7 +14,9 @@ from sqlalchemy import select
 from tests.itest import apply_document, assert_problem, demo_document, new_member
 from tests.support import order_payload
 
+from loyalist.kit.actor import SYSTEM
 from loyalist.kit.clock import utcnow
+from loyalist.member import service as members
 from loyalist.models import CouponCode, MemberPass, OutboxEvent
 from loyalist.passes import domain
 from loyalist.passes import service as passes
@@ -123,6 +125,11 @@ def test_buy_then_the_next_order_earns_the_pass_multiplier(
     # holders-only reward: a non-holder is refused before any points move
     r = client.post("/v1/redemptions", json={"member_id": other, "reward": "tumbler"})
     assert_problem(r, 409, "pass_required")
+    # ... and a holder with the points redeems it
+    with world.db.transaction() as s:
+        members.adjust_points(s, SYSTEM, holder, 9000, "gift")
+    r = client.post("/v1/redemptions", json={"member_id": holder, "reward": "tumbler"})
+    assert r.status_code == 201, r.text
 
 
 def test_an_order_line_sells_the_pass_and_the_api_with_its_order_is_the_same_sale(
