@@ -695,6 +695,8 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
     fully = all(ln.returned_quantity == ln.quantity for ln in order_lines.values())
     order.status = "returned" if fully else "partially_returned"
     session.flush()
+    # paid membership: a returned pass line refunds its terms still within their window
+    passes.refund_for_return(session, actor, order, list(wanted.items()))
     if fully:  # coupons (issue 12): a full return gives their uses back where templates say so
         coupons.restore_for_return(session, order)
     events.emit(

@@ -317,6 +317,44 @@ def refund(session: Session, actor: Actor, member_id: int, pass_id: int) -> tupl
             f"Pass {row.id} could be refunded until {row.refundable_until.isoformat()}.",
             extra={"refundable_until": row.refundable_until.isoformat()},
         )
+    return row, _refund_row(session, actor, member, row, now)
+
+
+def refund_for_return(
+    session: Session, actor: Actor, order: Order, returned: list[tuple[int, int]]
+) -> int:
+    """Order hook: returning ``(line_no, quantity)`` of a line that sold a pass refunds that
+    many of its terms (the latest first) that are still within their refund window; a term
+    past its window stays (refunds after the window are refused, by the API too). The
+    caller holds the member's account lock. Answers how many terms were refunded."""
+    if order.member_id is None:
+        return 0
+    member = session.get(Member, order.member_id)
+    if member is None:
+        return 0
+    now = utcnow()
+    n = 0
+    for line_no, q in returned:
+        rows = session.scalars(
+            select(MemberPass)
+            .where(
+                MemberPass.order_id == order.id,
+                MemberPass.purchase_key.startswith(f"order:{order.id}:line:{line_no}:"),
+                MemberPass.status != REFUNDED,
+                MemberPass.refundable_until > now,
+            )
+            .order_by(MemberPass.id.desc())
+            .limit(q)
+        ).all()
+        for row in rows:
+            _refund_row(session, actor, member, row, now)
+            n += 1
+    return n
+
+
+def _refund_row(
+    session: Session, actor: Actor, member: Member, row: MemberPass, now: datetime
+) -> int:
     before = {"status": row.status}
     row.status = REFUNDED
     row.refunded_at = now
@@ -345,7 +383,7 @@ def refund(session: Session, actor: Actor, member_id: int, pass_id: int) -> tupl
         before=before,
         after={"status": REFUNDED, "price_minor": row.price_minor, "coupons_voided": voided},
     )
-    return row, voided
+    return voided
 
 
 def refund_view(session: Session, actor: Actor, member_id: int, pass_id: int) -> PassOut:

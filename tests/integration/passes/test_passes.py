@@ -158,6 +158,16 @@ def test_an_order_line_sells_the_pass_and_the_api_with_its_order_is_the_same_sal
     )
     t0.advance(timedelta(hours=1))
     assert _order(client, "S-2", mid, utcnow())["points"]["earned"] == 200
+    # returning the pass line within the window refunds the pass; the next order earns 1×
+    r = client.post(
+        f"/v1/orders/{sale['id']}/returns",
+        json={"return_id": "RT-1", "lines": [{"line_no": 1, "quantity": 1}]},
+    )
+    assert r.status_code == 201, r.text
+    with world.db.transaction() as s:
+        assert s.get(MemberPass, rows[0].id).status == "refunded"  # type: ignore[union-attr]
+    assert [e["pass_id"] for e in _events(world, "pass.refunded")] == [rows[0].id]
+    assert _order(client, "S-3", mid, utcnow())["points"]["earned"] == 100
 
 
 def test_renewal_starts_at_the_current_end(world: Any, client: Any, t0: Any) -> None:
