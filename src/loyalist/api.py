@@ -17,6 +17,7 @@ from loyalist.merge.endpoints import router as merge_router  # trust: identity m
 from loyalist.messaging.endpoints import router as messaging_router  # channels (issue 14)
 from loyalist.order.endpoints import router as order_router
 from loyalist.org.endpoints import router as org_router
+from loyalist.passes.endpoints import router as passes_router  # paid membership (issue 15)
 from loyalist.privacy.endpoints import router as privacy_router  # trust: export, erasure
 from loyalist.programme.endpoints import router as programme_router
 from loyalist.recommend.endpoints import router as recommend_router  # issue 14 item 6
@@ -49,5 +50,6 @@ for r in (
     recommend_router,  # recommendations (issue 14)
     household_router,  # households (issue 13)
     fraud_router,  # fraud controls (issue 13)
+    passes_router,  # paid membership (issue 15 item 7)
 ):
     router.include_router(r)

@@ -621,6 +621,22 @@ def void_for_redemption(session: Session, redemption_id: int) -> int:
     return int(res.rowcount)  # type: ignore[attr-defined]
 
 
+def void_issued(session: Session, key_prefix: str) -> int:
+    """Withdraw the unused coupons issued under keys starting ``key_prefix`` (a refunded
+    pass: ``pass:<id>:m``); those used stay."""
+    res = session.execute(
+        update(CouponCode)
+        .where(
+            CouponCode.issue_key.startswith(key_prefix),
+            CouponCode.uses == 0,
+            CouponCode.voided_at.is_(None),
+        )
+        .values(voided_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(res.rowcount)  # type: ignore[attr-defined]
+
+
 def issue_view(
     session: Session, actor: Actor, member_id: int, data: IssueIn
 ) -> tuple[bool, CouponOut]:

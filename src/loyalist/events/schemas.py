@@ -55,6 +55,26 @@ def _entry(description: str, extra: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+_DATE: dict[str, Any] = {"type": "string", "format": "date"}
+_PASS_TERM: dict[str, Any] = {
+    "member_id": _ID,
+    "pass_id": _ID,
+    "pass": _STR,
+    "starts_on": {**_DATE, "description": "first local day covered"},
+    "ends_on": {**_DATE, "description": "last local day covered"},
+    "ends_at": {**_TIME, "description": "the local midnight after the period"},
+    "price_minor": _POINTS,
+    "order_id": {"type": ["integer", "null"], "minimum": 1},
+}
+_PASS_END: dict[str, Any] = {
+    "member_id": _ID,
+    "pass_id": _ID,
+    "pass": _STR,
+    "ends_on": _DATE,
+    "ends_at": _TIME,
+}
+
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "member.created": _object(
         "A member joined.",
@@ -426,6 +446,29 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             ),
         )
     },
+    # --- paid membership (issue 15 item 7) ---
+    "pass.purchased": _object("A member bought a pass (a new term).", _PASS_TERM),
+    "pass.renewed": _object(
+        "A member bought a pass while holding it: the new term starts at the current end.",
+        _PASS_TERM,
+    ),
+    "pass.expiring": _object(
+        "A pass term nobody renewed ends in 7 days or less (once per term).", _PASS_END
+    ),
+    "pass.expired": _object(
+        "A pass term ended at the local midnight after its period and was not renewed.",
+        _PASS_END,
+    ),
+    "pass.refunded": _object(
+        "A pass term was refunded within its window: it ended, its unused coupons voided.",
+        {
+            "member_id": _ID,
+            "pass_id": _ID,
+            "pass": _STR,
+            "price_minor": _POINTS,
+            "coupons_voided": _POINTS,
+        },
+    ),
 }
 
 

@@ -84,6 +84,12 @@ EVENT_TYPES = frozenset(
         "fraud.reviewed",
         "member.frozen",
         "member.unfrozen",
+        # paid membership (issue 15 item 7)
+        "pass.purchased",
+        "pass.renewed",
+        "pass.expiring",
+        "pass.expired",
+        "pass.refunded",
     }
 )
 

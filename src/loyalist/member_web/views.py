@@ -20,6 +20,7 @@ from loyalist.member import service as members
 from loyalist.models import LedgerEntry, OrderReturn, PointsLot, Redemption, Reward
 from loyalist.order import service as orders
 from loyalist.order.errors import OrderNotFound
+from loyalist.passes import service as passes
 from loyalist.programme import service as programmes
 from loyalist.programme.schemas import Programme, TierMetric
 from loyalist.recommend import service as recommend  # recommendations (issue 14)
@@ -56,6 +57,15 @@ def reward_name(reward: Reward, locale: str) -> str:
 
 
 @dataclass(frozen=True)
+class PassCard:
+    """The paid membership a member holds now, for the home page."""
+
+    name: str
+    ends_on: date  # the last local day covered
+    benefits: list[str]
+
+
+@dataclass(frozen=True)
 class Home:
     member_no: str
     name: str | None
@@ -76,6 +86,7 @@ class Home:
     recent: list[Line]
     currency: str
     tz: str
+    pass_card: PassCard | None = None  # the paid membership held now (issue 15 item 7)
 
     @property
     def expiring_total(self) -> int:
@@ -171,7 +182,35 @@ def home(
         recent=history(session, member_id, locale, _, before=None, limit=3)[0],
         currency=programme.currency,
         tz=programme.timezone,
+        pass_card=_pass_card(session, programme, member_id, now, locale, _),
     )
+
+
+def _pass_card(
+    session: Session, programme: Programme, member_id: int, now: datetime, locale: str, _: Gettext
+) -> PassCard | None:
+    held = [
+        (t, o)
+        for t in passes.terms_at(session, member_id, now)
+        if (o := programme.pass_offer(t.pass_code)) is not None
+    ]
+    if not held:
+        return None
+    term, offer = max(held, key=lambda h: h[1].benefits.points_multiplier)
+    # the last day of the run of terms (a renewal continues the current one)
+    ends_on = max(
+        r.ends_on
+        for r in passes.member_passes(session, member_id)
+        if r.pass_code == offer.code and r.status == "active" and r.ends_at > now
+    )
+    b = offer.benefits
+    lines = []
+    if b.points_multiplier != 1:
+        lines.append(_("Points ×%(factor)s on every purchase", factor=f"{b.points_multiplier:g}"))
+    if b.free_shipping:
+        lines.append(_("Free shipping"))
+    name = (offer.name_en or offer.name) if locale == "en" else offer.name
+    return PassCard(name=name, ends_on=max(ends_on, term.ends_on), benefits=lines)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from loyalist.models.member_freeze import MemberFreeze
 from loyalist.models.member_identity import MemberIdentity
 from loyalist.models.member_login_code import MemberLoginCode
 from loyalist.models.member_merge import MemberMerge
+from loyalist.models.member_pass import MemberPass
 from loyalist.models.member_rfm import MemberRfm
 from loyalist.models.member_session import MemberSession
 from loyalist.models.member_tag import MemberTag
@@ -135,6 +136,7 @@ __all__ = [
     "MemberIdentity",
     "MemberLoginCode",
     "MemberMerge",
+    "MemberPass",
     "MemberRfm",
     "MemberSession",
     "MemberTag",

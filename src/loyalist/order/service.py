@@ -65,6 +65,7 @@ from loyalist.order.schemas import (
     to_utc,
 )
 from loyalist.org import service as org
+from loyalist.passes import service as passes
 from loyalist.programme import service as programmes
 from loyalist.programme.conditions import RFM_FACTS, catalogue, member_facts_needed
 from loyalist.programme.domain import (
@@ -253,6 +254,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
             earned_today=earned_on_day(session, programme, member.id, occurred_at, None),
             earned_lifetime=ledger.lifetime_earned_by(session, acct) if acct else 0,
             facts=member_facts(session, programme, member, occurred_at),
+            pass_code=passes.pass_for_earning(session, programme, member.id, occurred_at),
         )
         result = evaluate_order(programme, order_in, ctx)
     points = result.points if result else 0
@@ -327,6 +329,9 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
     )
     lot: PointsLot | None = None
     if acct is not None and member is not None:
+        # paid membership: a line whose SKU is a pass code sells the pass (after earning: its
+        # benefits start with the next order)
+        passes.buy_from_order(session, actor, member, order, order_lines)
         if data.points_paid:
             ledger.debit(
                 session,
@@ -711,6 +716,8 @@ def record_return(session: Session, actor: Actor, order_id: int, data: ReturnCre
     fully = all(ln.returned_quantity == ln.quantity for ln in order_lines.values())
     order.status = "returned" if fully else "partially_returned"
     session.flush()
+    # paid membership: a returned pass line refunds its terms still within their window
+    passes.refund_for_return(session, actor, order, list(wanted.items()))
     if fully:  # coupons (issue 12): a full return gives their uses back where templates say so
         coupons.restore_for_return(session, order)
     events.emit(

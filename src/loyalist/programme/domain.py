@@ -152,6 +152,8 @@ class EarnContext:
     # Member fields for ``when:`` conditions beyond the tier (``member.tags``, ...), loaded
     # by the caller only when the programme's conditions read them.
     facts: Mapping[str, Any] = field(default_factory=dict)
+    # The paid membership (pass code) the member holds at the order's time, if any.
+    pass_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,6 +543,20 @@ def evaluate_order(programme: Programme, order: OrderInput, ctx: EarnContext) ->
                     f"{_fmt_multiplier(tier_m)}× for tier {tier.name_en or tier.code}",
                 )
             )
+
+    # Pass multiplier (paid membership): on the same amount as the tier's, so a 1.5× tier
+    # and a 2× pass earn 2.5× -- the two add, they never compound.
+    offer = programme.pass_offer(ctx.pass_code) if ctx.pass_code is not None else None
+    if offer is not None and offer.benefits.points_multiplier != 1:
+        pass_m = offer.benefits.points_multiplier
+        m = Fraction(pass_m) - 1
+        components.append(
+            _Component(
+                f"pass:{offer.code}",
+                {i: (base[i] + rule_extra[i] + campaign_extra[i]) * m for i in active},
+                f"{_fmt_multiplier(pass_m)}× for pass {offer.name_en or offer.code}",
+            )
+        )
 
     # Round each component once; the total is the sum of the rounded components.
     active_nos = tuple(line_nos[i] for i in active)

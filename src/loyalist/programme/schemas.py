@@ -430,6 +430,41 @@ class Households(Strict):
     household_qualifies_together: bool = False
 
 
+class PassPeriod(Strict):
+    """How long one purchase of a pass lasts: whole years and/or months, in local days."""
+
+    years: int = Field(default=0, ge=0, le=10)
+    months: int = Field(default=0, ge=0, le=120)
+
+    @model_validator(mode="after")
+    def _some(self) -> PassPeriod:
+        if self.years == 0 and self.months == 0:
+            raise ValueError("a pass period needs years or months")
+        return self
+
+
+class PassBenefits(Strict):
+    """What a holder gets while the pass runs, alongside (not instead of) the tier."""
+
+    # Adds to the tier multiplier on the same amount (loyalist.passes docs), never compounds.
+    points_multiplier: Multiplier = Decimal("1")
+    monthly_coupon: Code | None = None  # a coupon template code, issued once per month held
+    free_shipping: bool = False
+    exclusive_rewards: list[Code] = Field(default_factory=list)  # reward codes: holders only
+    refund_days: int = Field(default=7, ge=0, le=365)
+
+
+class PassOffer(Strict):
+    """A paid membership (付费会员): sold by the API or as an order line whose SKU is its code."""
+
+    code: Code
+    name: str = Field(min_length=1, max_length=64)
+    name_en: str | None = None
+    price_minor: int = Field(ge=0)
+    period: PassPeriod
+    benefits: PassBenefits = PassBenefits()
+
+
 class Programme(Strict):
     """One version of a loyalty programme."""
 
@@ -447,6 +482,8 @@ class Programme(Strict):
     labels: Labels = Labels()
     # Households (issue 13, item 1); omitted when default.
     households: Households = Households()
+    # Paid memberships (issue 15 item 7); omitted when empty.
+    passes: list[PassOffer] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
     def _omit_empty_labels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -456,6 +493,8 @@ class Programme(Strict):
             del data["labels"]
         if data.get("households") == Households().model_dump(mode="json"):
             del data["households"]
+        if data.get("passes") == []:
+            del data["passes"]
         return data
 
     @field_validator("currency")
@@ -490,7 +529,19 @@ class Programme(Strict):
                 raise ValueError(f"reward {r.code!r}: min_tier {r.min_tier!r} is not a tier")
             if r.valid_from and r.valid_until and r.valid_until <= r.valid_from:
                 raise ValueError(f"reward {r.code!r}: valid_until is not after valid_from")
+        pass_codes: set[str] = set()
+        for p in self.passes:
+            if p.code in pass_codes:
+                raise ValueError(f"pass code {p.code!r} is used twice")
+            pass_codes.add(p.code)
+            unknown = [c for c in p.benefits.exclusive_rewards if c not in seen]
+            if unknown:
+                raise ValueError(f"pass {p.code!r}: exclusive_rewards {unknown} are not rewards")
         return self
+
+    def pass_offer(self, code: str) -> PassOffer | None:
+        """The pass sold under ``code`` (an order line's SKU matches it case-insensitively)."""
+        return next((p for p in self.passes if p.code == code.lower()), None)
 
     @model_validator(mode="after")
     def _parse_conditions(self) -> Programme:

@@ -69,3 +69,8 @@ class QuoteExpired(Conflict):
 class QuoteMismatch(Conflict):
     code = "quote_mismatch"
     title = "The quote is for another member or reward"
+
+
+class PassRequired(Conflict):
+    code = "pass_required"
+    title = "Only holders of a paid membership pass can redeem this reward"

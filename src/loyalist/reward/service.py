@@ -32,6 +32,7 @@ from loyalist.member import service as members
 from loyalist.models import LedgerEntry, Member, Redemption, Reward, RewardQuote, RewardUsage
 from loyalist.order import service as orders
 from loyalist.org import service as org
+from loyalist.passes import service as passes
 from loyalist.programme import service as programmes
 from loyalist.programme.conditions import time_facts
 from loyalist.programme.schemas import Programme
@@ -42,6 +43,7 @@ from loyalist.reward.errors import (
     AlreadyCollected,
     LimitReached,
     OutOfStock,
+    PassRequired,
     QuoteExpired,
     QuoteMismatch,
     QuoteNotFound,
@@ -112,6 +114,9 @@ def eligibility(
         return Eligibility(reward, False, "expired", need)
     if not _tier_ok(programme, member.tier_code, reward.min_tier):
         return Eligibility(reward, False, "tier_not_allowed", need)
+    holders_of = passes.exclusive_holder_needed(programme, reward.code)
+    if holders_of and not passes.holds_any(session, member.id, holders_of, now):
+        return Eligibility(reward, False, "pass_required", need)
     if reward.stock_remaining is not None and reward.stock_remaining <= 0:
         return Eligibility(reward, False, "out_of_stock", need)
     if reward.per_member_limit is not None:
@@ -143,6 +148,12 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
         raise TierNotAllowed(
             f"Reward {reward.code!r} needs tier {reward.min_tier} or higher.",
             extra={"min_tier": reward.min_tier, "member_tier": member.tier_code},
+        )
+    holders_of = passes.exclusive_holder_needed(programme, reward.code)
+    if holders_of and not passes.holds_any(session, member.id, holders_of, now):
+        raise PassRequired(
+            f"Reward {reward.code!r} is for holders of {', '.join(holders_of)} only.",
+            extra={"passes": holders_of},
         )
     acct = ledger.lock(session, member.id, member.org_path)
     fraud.ensure_not_frozen(session, member.id)  # fraud controls (issue 13)

@@ -12,7 +12,7 @@ import yaml
 from sqlalchemy import func, select
 from tests.console import console_client, login, make_users, post
 from tests.integration.journey.test_journeys_api import WIN_BACK
-from tests.itest import counts
+from tests.itest import apply_document, counts, demo_document
 from tests.support import api_client, order_payload
 
 from loyalist import bootstrap
@@ -116,6 +116,21 @@ def _keep(ids: dict[str, int], name: str, r: Any) -> Any:
     """Remember the id a create answered with (for the steps that follow)."""
     ids[name] = r.json()["id"]
     return r
+
+
+def _sell_a_pass(world: Any) -> None:
+    """Publish the programme with a pass on sale (paid membership, issue 15 item 7)."""
+    doc = demo_document()
+    doc["passes"] = [
+        {
+            "code": "club-year",
+            "name": "悦享年卡",
+            "price_minor": 9900,
+            "period": {"years": 1},
+            "benefits": {"points_multiplier": "2", "refund_days": 7},
+        }
+    ]
+    apply_document(world.db, doc)
 
 
 def _api_write_routes(client: Any) -> set[tuple[str, str]]:
@@ -288,6 +303,8 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
         ),
         "/v1/households/invitations/{invitation_id}/decline": invite_another("kin2", "13900001119"),
         "/v1/fraud/reviews/{review_id}/decision": held_order,  # fraud controls (issue 13)
+        # paid membership (issue 15 item 7): a programme that sells a pass
+        "/v1/members/{member_id}/passes": lambda c, i: _sell_a_pass(world),
     }
     steps: list[Step] = [
         ("POST", "/v1/members", join, "member.create", "member"),
@@ -743,6 +760,23 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             lambda c, i: c.post(f"/v1/duplicate-candidates/{i['candidate']}/dismiss"),
             "member.duplicate.dismiss",
             "duplicate_candidate",
+        ),
+        # paid membership (issue 15 item 7): buy, then refund within the window
+        (
+            "POST",
+            "/v1/members/{member_id}/passes",
+            lambda c, i: _keep(
+                i, "pass", c.post(f"/v1/members/{i['member']}/passes", json={"pass": "club-year"})
+            ),
+            "pass.buy",
+            "member_pass",
+        ),
+        (
+            "POST",
+            "/v1/members/{member_id}/passes/{pass_id}/refund",
+            lambda c, i: c.post(f"/v1/members/{i['member']}/passes/{i['pass']}/refund"),
+            "pass.refund",
+            "member_pass",
         ),
         (
             "POST",
