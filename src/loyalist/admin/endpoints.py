@@ -1171,6 +1171,9 @@ AUDIT_ACTIONS = (
     "import.start",  # bulk import (issue 13 item 5)
     "import.finish",
     "reward.quote",  # dynamic reward pricing (issue 15 item 5)
+    "pass.buy",  # paid membership (issue 15 item 7)
+    "pass.renew",
+    "pass.refund",
 )
 AUDIT_OBJECTS = (
     "member",
@@ -1199,6 +1202,7 @@ AUDIT_OBJECTS = (
     "household",
     "fraud_review",
     "import_batch",
+    "member_pass",
 )
 
 
