@@ -116,6 +116,7 @@ FIELDS: dict[str, str] = {
     "template": "Template",
     "template_id": "Template",
     "when": "Condition",
+    "frozen": "Frozen",  # fraud controls (issue 13)
 }
 
 # Values that are codes of a closed set: shown by their labels.
@@ -143,6 +144,7 @@ VALUES: dict[str, str] = {
     "journeys": "journeys",
     "messaging": "message templates",
     "habits": "check-ins and badges",
+    "fraud": "fraud rules",  # fraud controls (issue 13)
     "amount_off": "amount off",
     "percent_off": "percent off",
     "free_item": "free item",
