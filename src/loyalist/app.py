@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import compile_path
 
 from loyalist import __version__
@@ -293,7 +294,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             return problem_response(PayloadTooLarge(f"The body exceeds {limit} bytes."), request)
         body = b""
         if request.method in ("POST", "PUT", "PATCH"):
-            body = await request.body()
+            try:
+                body = await request.body()
+            except ClientDisconnect:
+                # The client gave up before its body was read (a timeout while the request
+                # waited for a slot): nothing was done and nobody is there to answer.
+                log.info("client went away before its body was read: %s", request.url.path)
+                return Response(status_code=499)
             if len(body) > limit:
                 return problem_response(
                     PayloadTooLarge(f"The body exceeds {limit} bytes."), request
