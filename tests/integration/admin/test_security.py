@@ -103,6 +103,13 @@ FORMS: dict[str, Callable[[dict[str, int]], tuple[str, dict[str, str]]]] = {
         "/admin/fraud/reviews/1/approve",
         {"note": "csrf"},
     ),
+    # issue 13: identity merge (confirm a merge, undo it, dismiss a duplicate pair)
+    "/admin/members/{member_id}/merge": lambda i: (
+        f"/admin/members/{i['member']}/merge",
+        {"merged_id": str(i["member"] + 1)},
+    ),
+    "/admin/merges/{merge_id}/undo": lambda i: ("/admin/merges/1/undo", {}),
+    "/admin/duplicates/{candidate_id}/dismiss": lambda i: ("/admin/duplicates/1/dismiss", {}),
     # issue 13: erasure (the confirmation form)
     "/admin/members/{member_id}/erase": lambda i: (
         f"/admin/members/{i['member']}/erase",
