@@ -132,7 +132,12 @@ def test_report_of_the_platform_database(url: str, tmp_path: Path) -> None:
     html = out.read_text(encoding="utf-8")
     assert "<html lang='zh-CN'>" in html
     assert "核心指标" in html and "会员" in html and "非会员" in html
-    assert re.findall(r"<h2>(.*?)</h2>", html)[:3] == ["核心指标", "RFM 客户分群", "同期群留存"]
+    assert re.findall(r"<h2>(.*?)</h2>", html)[:4] == [
+        "核心指标",
+        "会员效果：会员与可比非会员",
+        "RFM 客户分群",
+        "同期群留存",
+    ]
     assert "匿名订单 5 笔" in html
     assert "全额退货（净额为零）: 1" in html
     assert "<script" not in html and "src=" not in html and "href=" not in html
