@@ -16,7 +16,7 @@ from loyalist.fraud.schemas import (
     ReviewList,
     ReviewOut,
 )
-from loyalist.http import DB, Caller, IdemKey, RecordId, problem_responses, read, write
+from loyalist.http import DB, Caller, IdemKey, MemberId, RecordId, problem_responses, read, write
 
 router = APIRouter(prefix="/v1/fraud", tags=["fraud"])
 
@@ -62,7 +62,7 @@ async def decide(
     summary="Whether a member is frozen",
     responses=problem_responses(403, 404),
 )
-async def frozen(member_id: RecordId, db: DB, actor: Caller) -> FreezeOut:
+async def frozen(member_id: MemberId, db: DB, actor: Caller) -> FreezeOut:
     result: FreezeOut = await read(db, lambda s: service.frozen_view(s, actor, member_id))
     return result
 
@@ -74,7 +74,7 @@ async def frozen(member_id: RecordId, db: DB, actor: Caller) -> FreezeOut:
     responses=problem_responses(403, 404, 422),
 )
 async def freeze(
-    member_id: RecordId,
+    member_id: MemberId,
     data: FreezeIn,
     request: Request,
     db: DB,
@@ -94,7 +94,7 @@ async def freeze(
     responses=problem_responses(403, 404),
 )
 async def unfreeze(
-    member_id: RecordId, request: Request, db: DB, actor: Caller, key: IdemKey = None
+    member_id: MemberId, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:
     def work(s: Any) -> tuple[int, FreezeOut]:
         return 200, service.unfreeze_view(s, actor, member_id)
