@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from tests.aio import run_in_fresh_loop
 
 from loyalist.app import create_app
 from loyalist.config import Settings
 from loyalist.kit.db import Database
-
-
-def _run(coro: Any) -> None:
-    """Run ``coro`` in a fresh event loop on its own thread (a test before this one may have
-    left an event loop running on the main thread: Playwright's sync API does)."""
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coro).result()
 
 
 def test_a_body_never_received_answers_499_and_logs_no_error(
@@ -48,7 +40,7 @@ def test_a_body_never_received_answers_499_and_logs_no_error(
         "server": ("127.0.0.1", 8000),
     }
     with caplog.at_level(logging.INFO):
-        _run(app(scope, receive, send))
+        run_in_fresh_loop(app(scope, receive, send))
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert "client went away" in caplog.text

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
+from tests.aio import run_in_fresh_loop
 
 from loyalist.kit.admission import Admission
-
-
-def _run(coro: Any) -> None:
-    """Run ``coro`` in a fresh event loop on its own thread (a test before this one may have
-    left an event loop running on the main thread: Playwright's sync API does)."""
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coro).result()
 
 
 class Gate:
@@ -65,7 +58,7 @@ def test_beyond_the_limit_a_request_waits_then_gets_503_with_retry_after() -> No
             assert [r.status_code for r in await asyncio.gather(*held, waiting)] == [200] * 3
             assert (app.refused, app.in_progress) == (1, 0)
 
-    _run(scenario())
+    run_in_fresh_loop(scenario())
 
 
 def test_a_limit_below_one_is_refused() -> None:
