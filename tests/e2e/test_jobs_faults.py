@@ -2,9 +2,11 @@
 
 2,000 jobs due over a few seconds of the real clock, 10 % failing on their first try; on
 PostgreSQL two workers (4 threads each) share the queue, on SQLite one worker runs it; the
-workers are SIGKILLed twice mid-run and restarted. Afterwards every job is done (none lost,
-none dead), every job's effect row exists exactly once, the failed ones were retried on
-their backoff schedule and never before it, and no job ran before its run_at.
+workers are SIGKILLed twice mid-run and restarted. On PostgreSQL each kill lands with jobs in
+hand (the test kills again until one does) and those jobs are finished by a later claim.
+Afterwards every job is done (none lost, none dead), every job's effect row exists exactly
+once, the failed ones were retried on their backoff schedule and never before it, and no job
+ran before its run_at.
 
 Runs on the database the suite runs on (LOYALIST_TEST_DATABASE): under CI on PostgreSQL it
 fails, never skips, when the database is unreachable (the ``db`` fixture connects).
@@ -117,6 +119,21 @@ def _wait_for(db: Database, workers: Workers, effects_at_least: int, deadline: f
         time.sleep(0.05)
 
 
+def _held_by(db: Database, pid: int) -> dict[int, int]:
+    """The jobs a worker process holds (claimed, not finished): id -> attempts."""
+    with db.engine.connect() as conn:
+        q = select(Job.id, Job.attempts).where(
+            Job.kind == KIND, Job.state == "running", Job.locked_by.like(f"%:{pid}:%")
+        )
+        return {int(r.id): int(r.attempts) for r in conn.execute(q)}
+
+
+def _wait_until_holding(db: Database, pid: int, deadline: float) -> None:
+    while not _held_by(db, pid):
+        assert time.monotonic() < deadline, f"worker {pid} never held a job"
+        time.sleep(0.002)
+
+
 def _open_jobs(db: Database) -> int:
     with db.transaction() as s:
         q = select(func.count()).select_from(Job).where(Job.kind == KIND, Job.state != "done")
@@ -151,13 +168,30 @@ def test_jobs_apply_exactly_once_with_workers_killed_midway(
     for name in names:
         workers.start(name, threads)
     deadline = time.monotonic() + 360
+    in_hand: dict[int, int] = {}  # job id -> its attempts when its worker was killed
     try:
         # first kill a third of the way in, the second two thirds in; on PostgreSQL each
         # worker is killed once, on SQLite the one worker twice; restarted at once
         for n, victim in enumerate([names[0], names[-1]], start=1):
             _wait_for(db, workers, JOBS * n // 3, deadline)
-            workers.kill(victim)
-            workers.start(victim, threads)
+            if not postgres:
+                workers.kill(victim)
+                workers.start(victim, threads)
+                continue
+            # on PostgreSQL a kill must land with jobs in hand: kill when the victim holds
+            # one, look at what it held when it died, and kill again (after a restart) if
+            # every job it held had committed in between
+            for _ in range(10):
+                pid = workers.procs[victim].pid
+                _wait_until_holding(db, pid, deadline)
+                workers.kill(victim)
+                held = _held_by(db, pid)
+                workers.start(victim, threads)
+                if held:
+                    in_hand.update(held)
+                    break
+            else:
+                pytest.fail(f"ten kills of worker {victim} found no job in hand")
         while _open_jobs(db):
             assert time.monotonic() < deadline, f"{_open_jobs(db)} open: {workers.logs()}"
             time.sleep(0.1)
@@ -203,9 +237,12 @@ def test_jobs_apply_exactly_once_with_workers_killed_midway(
     assert retried_by_backoff > FAILING // 2
     # the kills hit jobs in hand: their leases expired and other claims finished them
     if postgres:
-        # Four claiming threads per worker: a kill lands with jobs in hand. (SQLite's one
-        # worker with one thread may be killed between two jobs; exactly-once is checked
-        # above either way.)
-        assert reclaimed >= 1, workers.logs()
+        # Each kill landed with jobs in hand: their leases expired and a later claim finished
+        # them. (SQLite's one worker with one thread may be killed between two jobs;
+        # exactly-once is checked above either way.)
+        assert in_hand, workers.logs()
+        for job_id, attempts in in_hand.items():
+            job = next(j for j in jobs.values() if j.id == job_id)
+            assert job.state == "done" and job.attempts > attempts
     if postgres:
         assert len({r.pid for r in rows}) >= 3  # both workers and a restarted one worked
