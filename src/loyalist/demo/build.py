@@ -50,6 +50,7 @@ from loyalist.demo import journeys as demo_journeys  # journeys (issue 14)
 from loyalist.demo import messages as demo_messages  # channels (issue 14)
 from loyalist.demo import referrals as demo_referrals  # referrals (issue 12)
 from loyalist.demo.referrals import ReferralReplay  # referrals (issue 12)
+from loyalist.demo.shared import Shared, shared_summary  # households, passes, duplicates (issues 13, 15)
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
@@ -556,6 +557,8 @@ class Builder:
         with self.db.transaction() as s:  # coupons (issue 12)
             demo_coupons.setup(s, self.actors["pos"])
         personas = self._plan_members()
+        self.shared = Shared(self.seed, self._later, self.actors["app"])  # issues 13, 15
+        self.shared.plan(personas, self.start, self.end)
         self._replay(personas)
         self.console.print(f"journeys: {self.journey_seconds:.1f}s")  # journeys (issue 14)
         with self.db.transaction() as s:  # coupons (issue 12)
@@ -566,6 +569,8 @@ class Builder:
         demo_messages.build(self.db, self.tz, self.end_day)
         with self.db.transaction() as s:  # assist and group campaigns under way (issue 12)
             self.referral_replay.viral_samples(s, self.actors["miniprogram"])
+        with self.db.transaction() as s:  # a pending invitation, a duplicate pair (13, 15)
+            self.shared.finish(s)
 
     def _plan_members(self) -> list[Persona]:
         rng, fake = self.rng, self.fake
@@ -889,6 +894,7 @@ class Builder:
             )
             joined = members.create(s, self.actors[p.channel], data)
             p.member_id = joined.member.id
+            self.shared.after_join(s, p)  # households: before anything is earned (issue 13)
             self.welcome[p.member_id] = demo_coupons.welcome(
                 s, self.actors[p.channel], joined.member
             )
@@ -1268,6 +1274,8 @@ def summary(db: Database, console: Console) -> None:
         f"{sum(redemptions.values()):,} ({redemptions.get('cancelled', 0):,} cancelled)",
     )
     t.add_row("referrals", referral_stats)  # issue 12
+    with db.transaction() as s:  # households and passes (issues 13, 15)
+        t.add_row("shared", shared_summary(s))
     earned = sum(kinds.get("earn", (0, 0)))
     redeemed = -kinds.get("redeem", (0, 0))[0]
     t.add_row(
