@@ -50,7 +50,7 @@ from loyalist.demo import journeys as demo_journeys  # journeys (issue 14)
 from loyalist.demo import messages as demo_messages  # channels (issue 14)
 from loyalist.demo import referrals as demo_referrals  # referrals (issue 12)
 from loyalist.demo.referrals import ReferralReplay  # referrals (issue 12)
-from loyalist.demo.shared import Shared, shared_summary  # households, passes, duplicates (issues 13, 15)
+from loyalist.demo.shared import Shared, shared_summary  # issues 13, 15
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor

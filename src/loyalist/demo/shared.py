@@ -37,7 +37,7 @@ from loyalist.passes import service as passes
 if TYPE_CHECKING:
     from loyalist.demo.build import Persona
 
-PASS_CODE = "club-pass"
+PASS_CODE = "club-pass"  # noqa: S105 - a pass (付费会员), not a password
 BUYER_SHARE = 0.12  # of the members who order at least PASS_MIN_RATE times a month
 PASS_MIN_RATE = 0.5
 PASS_UPLIFT = 1.3  # holders order this much more often while the pass runs
