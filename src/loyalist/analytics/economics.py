@@ -225,7 +225,7 @@ class ProgrammeCost:
 
 
 # ── paid membership (issue 15: the pass ROI section) ──────────────────────────────────────
-PASS_MATCHING = (  # noqa: S105 - a method statement, not a password
+HOLDERS_MATCHING = (
     "holders against non-holders matched exactly on their RFM cell before the period "
     "(ATT, cells weighted by holders); retention = share with an order in the period among "
     "customers who had ordered before it"

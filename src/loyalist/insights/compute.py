@@ -31,7 +31,7 @@ from loyalist.analytics import (
     summarise,
 )
 from loyalist.analytics.economics import (
-    PASS_MATCHING,
+    HOLDERS_MATCHING,
     PassEconomics,
     ProgrammeCost,
     holdout_effect,
@@ -270,7 +270,7 @@ def pass_economics(
     if passes is None:
         return None
     out: dict[str, Any] = {
-        "method": PASS_MATCHING,
+        "method": HOLDERS_MATCHING,
         "fees_minor": passes["fees_minor"],
         "points": passes["points"],
         "holders": sum(1 for h in passes["holders"].values() if h),
