@@ -17,10 +17,10 @@ up to the buyers' changed order rates.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,8 +34,19 @@ from loyalist.merge import service as merges
 from loyalist.models import Household, HouseholdInvitation, Member, MemberPass
 from loyalist.passes import service as passes
 
-if TYPE_CHECKING:
-    from loyalist.demo.build import Persona
+
+class Persona(Protocol):
+    """What is used of ``demo.build.Persona`` (not imported: build imports this module)."""
+
+    index: int
+    name: str
+    birthday: date
+    store: Any  # .city
+    rate: float
+    joined_at: datetime
+    opening: int
+    member_id: int
+
 
 PASS_CODE = "club-pass"  # noqa: S105 - a pass (付费会员), not a password
 BUYER_SHARE = 0.12  # of the members who order at least PASS_MIN_RATE times a month
@@ -62,7 +73,7 @@ class Shared:
         self.rng = random.Random(f"shared:{self.seed}")
 
     # ── planning ────────────────────────────────────────────────────────────────────────
-    def plan(self, personas: list[Persona], start: datetime, end: datetime) -> None:
+    def plan(self, personas: Sequence[Persona], start: datetime, end: datetime) -> None:
         """Choose the household joiners, the pass buyers (and when), and the duplicate."""
         rng = self.rng
         for p in personas:
