@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +28,8 @@ from loyalist.jobs import queue
 from loyalist.kit.actor import SYSTEM
 from loyalist.kit.clock import as_utc
 from loyalist.kit.db import Database
-from loyalist.models import Job, LedgerEntry, Order
+from loyalist.kit.localtime import start_of_local_day
+from loyalist.models import AnalyticsRun, Job, LedgerEntry, MemberPass, Order
 from loyalist.programme import service as programmes
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -62,6 +64,31 @@ def test_demo_member_day_3x_backtest(db: Database, clock: Any) -> None:
     day["multiplier"] = "2"
     assert payload["document"] == active  # nothing else differs from the demo programme
 
+    # The pass ROI section of the demo's analytics run: holders counted as the passes say.
+    with db.transaction() as s:
+        run = s.scalars(select(AnalyticsRun).order_by(AnalyticsRun.id.desc())).first()
+        assert run is not None and run.status == "done", run.error if run else None
+        econ = run.result["economics"]
+        lo = start_of_local_day(TZ, date.fromisoformat(econ["from"]))
+        hi = start_of_local_day(TZ, date.fromisoformat(econ["to"]) + timedelta(days=1))
+        holders = set(
+            s.scalars(
+                select(MemberPass.member_id).where(
+                    MemberPass.status != "refunded",
+                    MemberPass.starts_at < hi,
+                    MemberPass.ends_at > lo,
+                )
+            )
+        )
+        refunded = s.scalar(
+            select(func.count()).select_from(MemberPass).where(MemberPass.status == "refunded")
+        )
+    passes = econ["passes"]
+    assert holders and passes["holders"] == len(holders) and refunded == 1
+    assert passes["method"].startswith("holders against non-holders matched")
+    assert passes["points"] > 0 and passes["spend"] is not None
+    assert passes["spend"]["treated"] + passes["spend"]["treated_unmatched"] == len(holders)
+
     before = _counts(db)
     with db.transaction() as s:
         proposed = programmes.parse(build.member_day_3x(active))
@@ -91,7 +118,8 @@ def test_demo_member_day_3x_backtest(db: Database, clock: Any) -> None:
         wednesday += 1
         d = o.proposed - o.actual
         extra = day_points[o.order_id]
-        if order.points_clawed == 0 and o.proposed < proposed.earning.caps.per_order:
+        cap = proposed.earning.caps.per_order or 10**9
+        if order.points_clawed == 0 and o.proposed < cap:
             # member day's component doubles (floor(2x) ∈ {2⌊x⌋, 2⌊x⌋+1}), and the tier and
             # pass components on top of it grow by their multiplier's share of it
             assert extra <= d, (o, extra)
