@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from rich.console import Console
 from sqlalchemy import func, select
 from tests.console import console_client, login
@@ -50,10 +51,11 @@ def _sum(lines: dict[str, Any]) -> dict[str, int]:
     return {k: sum(int(v[k]) for v in lines.values()) for k in keys}
 
 
+@pytest.mark.timeout(1200)  # builds a 7-month demo first (minutes on a busy machine)
 def test_demo_member_day_3x_backtest(db: Database, clock: Any) -> None:
     out = io.StringIO()
     console = Console(file=out, width=240, color_system=None, force_terminal=False)
-    build.run(db, members=120, months=7, seed=5, reset=False, console=console)
+    build.run(db, members=100, months=7, seed=5, reset=False, console=console)
     with db.transaction() as s:
         [job] = s.scalars(select(Job).where(Job.kind == tasks.JOB_KIND)).all()
         payload = dict(job.payload)
@@ -102,7 +104,7 @@ def test_demo_member_day_3x_backtest(db: Database, clock: Any) -> None:
         components = {o.id: len(o.breakdown) for o in orders.values()}
     assert _counts(db) == before  # read-only
     sm = b.summary
-    assert sm.total.orders == len(b.outcomes) > 200
+    assert sm.total.orders == len(b.outcomes) > 150
     assert sm.reproduced == sum(o.reproduced for o in b.outcomes)
     assert sm.reproduced >= 0.97 * sm.total.orders, (sm.reproduced, sm.total.orders)
 
@@ -124,7 +126,7 @@ def test_demo_member_day_3x_backtest(db: Database, clock: Any) -> None:
             # pass components on top of it grow by their multiplier's share of it
             assert extra <= d, (o, extra)
             assert d <= 4 * extra + components[o.order_id], (o, extra)
-    assert wednesday > 20
+    assert wednesday > 15
     changed = [o for o in b.outcomes if o.reproduced and o.proposed != o.actual]
     assert changed and all(
         as_utc(orders[o.order_id].occurred_at).astimezone(TZ).weekday() == WEDNESDAY
