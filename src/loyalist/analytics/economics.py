@@ -10,7 +10,8 @@ Methods
   customer spent in the post-period (0 when nothing). Within every cell holding both members
   and non-members the effect is the difference of the means; the estimate is the average
   effect on the treated (ATT): those differences weighted by the members in each cell.
-  Its variance is Σ wᶜ² (s²ₜ/nₜ + s²꜀/n꜀) (cells are independent), and the 95 % interval is
+  Its variance is Σ wᶜ² (s²ₜ/nₜ + s²꜀/n꜀) (cells are independent; in a group of one the
+  other group's variance stands in for its own), and the 95 % interval is
   ± 1.96 standard errors. Members in a cell without any non-member cannot be matched and
   are left out (counted in ``treated_unmatched``). The naive (unadjusted) difference is
   reported beside it.
@@ -112,6 +113,8 @@ def exact_matching(
         nc, mc, vc = by[(c, False)]
         w = nt / matched
         est += w * (mt - mc)
+        # A group of one has no variance of its own: the other group's stands in for it.
+        vt, vc = (vt if nt > 1 else vc), (vc if nc > 1 else vt)
         var += w * w * (vt / nt + vc / nc)
         controls += nc
     return Effect(

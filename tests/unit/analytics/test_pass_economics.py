@@ -80,3 +80,12 @@ def test_pass_roi_by_hand() -> None:
     assert m.points_cost_minor == 12_345
     assert m.roi == pytest.approx((99_000 + 50_000 - 12_345) / 12_345)
     assert math.isnan(PassEconomics(9900, 0, 100, 0.0).roi)
+
+
+def test_a_lone_holder_in_a_cell_borrows_the_non_holders_variance() -> None:
+    from loyalist.analytics.economics import exact_matching
+
+    # one holder (spent 10) against non-holders 0, 2, 4 (variance 4): SE² = 4/1 + 4/3
+    e = exact_matching(["a"] * 4, [True, False, False, False], [10.0, 0.0, 2.0, 4.0])
+    assert e.estimate == pytest.approx(8.0)
+    assert e.se == pytest.approx(math.sqrt(4.0 + 4.0 / 3))
