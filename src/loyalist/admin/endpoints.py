@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from loyalist.access import permissions as perm
+from loyalist.admin import backtest as backtest_pages  # backtest (issue 15 item 8)
 from loyalist.admin import charts, explain
 from loyalist.admin import coupons as coupon_pages  # coupons (issue 12)
 from loyalist.admin import fraud as fraud_pages  # fraud controls (issue 13)
 from loyalist.admin import households as household_pages  # households (issue 13)
-from loyalist.admin import backtest as backtest_pages  # backtest (issue 15 item 8)
 from loyalist.admin import jobs as job_pages
 from loyalist.admin import merges as merge_pages  # identity merge (issue 13 item 2)
 from loyalist.admin import messages as message_pages
