@@ -83,9 +83,12 @@ class Shared:
         for p in frequent:
             if rng.random() >= BUYER_SHARE:
                 continue
-            at = p.joined_at + timedelta(days=rng.uniform(5, 150), minutes=rng.randint(0, 600))
-            if at < end - timedelta(days=10):
-                self.later(at, self._buy_fn(p))
+            # some days to five months after joining, and at least ten days before the end
+            span = min((end - timedelta(days=10) - p.joined_at).days, 150)
+            if span < 5:
+                continue
+            at = p.joined_at + timedelta(days=rng.uniform(5, span), minutes=rng.randint(0, 600))
+            self.later(at, self._buy_fn(p))
         # One bought a few days ago and taken back the next day (within the refund window).
         recent = [p for p in frequent if p.joined_at < end - timedelta(days=30)]
         if recent:
