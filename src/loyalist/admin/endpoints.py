@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from loyalist.access import permissions as perm
+from loyalist.admin import backtest as backtest_pages  # backtest (issue 15 item 8)
 from loyalist.admin import charts, explain
 from loyalist.admin import coupons as coupon_pages  # coupons (issue 12)
 from loyalist.admin import fraud as fraud_pages  # fraud controls (issue 13)
@@ -1279,6 +1280,7 @@ fraud_pages.register(router)  # fraud controls (issue 13)
 privacy_pages.register(router)  # a member's export and erasure, the liability (privacy2)
 household_pages.register(router)  # households (issue 13)
 merge_pages.register(router)  # duplicates, merge preview, merges and undo (issue 13 item 2)
+backtest_pages.register(router)  # backtest a programme version (issue 15 item 8)
 # The event stream page (its own module; mounted with the console).
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 

@@ -10,7 +10,8 @@ Methods
   customer spent in the post-period (0 when nothing). Within every cell holding both members
   and non-members the effect is the difference of the means; the estimate is the average
   effect on the treated (ATT): those differences weighted by the members in each cell.
-  Its variance is Σ wᶜ² (s²ₜ/nₜ + s²꜀/n꜀) (cells are independent), and the 95 % interval is
+  Its variance is Σ wᶜ² (s²ₜ/nₜ + s²꜀/n꜀) (cells are independent; in a group of one the
+  other group's variance stands in for its own), and the 95 % interval is
   ± 1.96 standard errors. Members in a cell without any non-member cannot be matched and
   are left out (counted in ``treated_unmatched``). The naive (unadjusted) difference is
   reported beside it.
@@ -112,6 +113,8 @@ def exact_matching(
         nc, mc, vc = by[(c, False)]
         w = nt / matched
         est += w * (mt - mc)
+        # A group of one has no variance of its own: the other group's stands in for it.
+        vt, vc = (vt if nt > 1 else vc), (vc if nc > 1 else vt)
         var += w * w * (vt / nt + vc / nc)
         controls += nc
     return Effect(
@@ -222,3 +225,76 @@ class ProgrammeCost:
         if self.cost_minor == 0:
             return math.nan
         return (incremental_revenue_minor * margin - self.cost_minor) / self.cost_minor
+
+
+# ── paid membership (issue 15: the pass ROI section) ──────────────────────────────────────
+HOLDERS_MATCHING = (
+    "holders against non-holders matched exactly on their RFM cell before the period "
+    "(ATT, cells weighted by holders); retention = share with an order in the period among "
+    "customers who had ordered before it"
+)
+
+
+@dataclass(frozen=True)
+class PassEffect:
+    """Pass holders against matched non-holders over one period: spend (yuan) and
+    retention (a share, 0..1); ``retention`` is None when no returning holder matched."""
+
+    spend: Effect
+    retention: Effect | None
+
+
+def pass_effect(
+    tx: Transactions, holders: Mapping[int, bool], start: dt.date, end: dt.date
+) -> PassEffect:
+    """Holders' (``holders``: customer id → held a pass in [start, end]) extra spend in
+    [start, end] and extra retention, against non-holders in the same RFM cell at the day
+    before ``start`` (customers without an order by then: cell ``new``; customers not listed
+    are left out; a listed customer without an order in the period spent 0)."""
+    if start > end:
+        raise InputError("the period must not end before it starts")
+    pre_end = start - dt.timedelta(days=1)
+    cell: dict[str, str] = {}
+    if customer_rfm(tx, pre_end).height:
+        for cid, code in rfm_scores(tx, pre_end).select("customer_id", "rfm_code").iter_rows():
+            cell[str(cid)] = str(code)
+    spend = {str(k): float(v) for k, v in _spend(tx, start, end).iter_rows()}
+    ordered = set(spend)
+    keys = [(str(c), bool(h)) for c, h in sorted(holders.items())]
+    cells = [cell.get(c, "new") for c, _h in keys]
+    treated = [h for _c, h in keys]
+    money = exact_matching(cells, treated, [spend.get(c, 0.0) for c, _h in keys])
+    back = [(cl, h, c) for cl, h, (c, _h) in zip(cells, treated, keys, strict=True) if cl != "new"]
+    retention: Effect | None = None
+    try:
+        retention = exact_matching(
+            [cl for cl, _h, _c in back],
+            [h for _cl, h, _c in back],
+            [1.0 if c in ordered else 0.0 for _cl, _h, c in back],
+        )
+    except InputError:
+        retention = None
+    return PassEffect(spend=money, retention=retention)
+
+
+@dataclass(frozen=True)
+class PassEconomics:
+    """A pass's money over one period (minor units): fees of the terms sold and kept, the
+    points its multiplier gave at their value, and the holders' extra spend (matched ATT ×
+    matched holders). ROI = (fees + extra spend − points cost) ÷ points cost."""
+
+    fees_minor: int
+    points: int
+    value_minor_per_100_points: int
+    incremental_revenue_minor: float
+
+    @property
+    def points_cost_minor(self) -> int:
+        return (self.points * self.value_minor_per_100_points + 50) // 100
+
+    @property
+    def roi(self) -> float:
+        if self.points_cost_minor == 0:
+            return math.nan
+        gain = self.fees_minor + self.incremental_revenue_minor
+        return (gain - self.points_cost_minor) / self.points_cost_minor

@@ -31,6 +31,7 @@ class OrderOutcome:
     proposed: int  # points the proposed version would have given (net of the same returns)
     valid_at_end: bool  # under the proposed expiry, still valid at the end of the window
     reproduced: bool  # the version in force gives again exactly what was recorded
+    month: str = ""  # the programme-local month of the order (YYYY-MM), for the chart
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Summary:
     total: Line = field(default_factory=Line)
     by_tier: dict[str, Line] = field(default_factory=dict)
     by_store: dict[str, Line] = field(default_factory=dict)
+    by_month: dict[str, Line] = field(default_factory=dict)
     reproduced: int = 0
 
 
@@ -68,9 +70,11 @@ def summarise(outcomes: Iterable[OrderOutcome]) -> Summary:
         s.total.add(o)
         s.by_tier.setdefault(o.tier, Line()).add(o)
         s.by_store.setdefault(o.store, Line()).add(o)
+        s.by_month.setdefault(o.month, Line()).add(o)
         s.reproduced += o.reproduced
     s.by_tier = dict(sorted(s.by_tier.items()))
     s.by_store = dict(sorted(s.by_store.items()))
+    s.by_month = dict(sorted(s.by_month.items()))
     return s
 
 

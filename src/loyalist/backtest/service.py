@@ -20,7 +20,7 @@ Member facts for ``when:`` conditions are the members' current ones (tags, conse
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -35,6 +35,7 @@ from loyalist.ledger import domain as lots
 from loyalist.liability import service as liability
 from loyalist.models import Member, Order, OrderLine, OrgUnit
 from loyalist.order import service as orders
+from loyalist.passes import service as passes
 from loyalist.programme import service as programmes
 from loyalist.programme.domain import (
     EarnContext,
@@ -56,6 +57,7 @@ class Backtest:
     value_minor_per_100_points: int
     breakage_rate: float
     summary: domain.Summary
+    outcomes: list[domain.OrderOutcome] = field(default_factory=list)
 
     def money(self, points: int) -> int:
         return domain.money(points, self.value_minor_per_100_points)
@@ -155,6 +157,8 @@ def run(
                 earned_today=day_actual[day],
                 earned_lifetime=lifetime_actual[o.member_id],
                 facts=facts,
+                # the pass held then, as when the order was recorded (paid membership)
+                pass_code=passes.pass_for_earning(session, in_force, o.member_id, o.occurred_at),
             ),
         )
         new = evaluate_order(
@@ -165,6 +169,7 @@ def run(
                 earned_today=day_proposed[day],
                 earned_lifetime=lifetime_proposed[o.member_id],
                 facts=orders.member_facts(session, proposed, member, o.occurred_at),
+                pass_code=passes.pass_for_earning(session, proposed, o.member_id, o.occurred_at),
             ),
         )
         day_actual[day] += o.points_earned
@@ -185,6 +190,7 @@ def run(
                 proposed=new.points - clawed,
                 valid_at_end=expires is None or expires > end,
                 reproduced=again.points == o.points_earned,
+                month=local_day(tz, o.occurred_at).strftime("%Y-%m"),
             )
         )
     rate = liability.breakage_rate(liability.cohorts(session, tz))
@@ -196,4 +202,5 @@ def run(
         value_minor_per_100_points=proposed.points.value_minor_per_100_points,
         breakage_rate=rate,
         summary=domain.summarise(outcomes),
+        outcomes=outcomes,
     )

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -50,6 +51,7 @@ from loyalist.demo import journeys as demo_journeys  # journeys (issue 14)
 from loyalist.demo import messages as demo_messages  # channels (issue 14)
 from loyalist.demo import referrals as demo_referrals  # referrals (issue 12)
 from loyalist.demo.referrals import ReferralReplay  # referrals (issue 12)
+from loyalist.demo.shared import Shared, shared_summary  # issues 13, 15
 from loyalist.errors import LoyalistError
 from loyalist.jobs import service as jobs
 from loyalist.kit.actor import Actor
@@ -316,6 +318,7 @@ def run(
         fraud_demo.seed(db)  # fraud controls (issue 13): rules, held orders, a frozen member
         console.print(f"demo built in {monotonic() - started:.1f}s")
         _analytics(db)  # the console's analytics section has a computed run (issue 10/9)
+        _backtest(db)  # the backtest page: member day at 3× instead of 2× (issue 15 item 8)
     # Back at the caller's "now": run what became due once, as the scheduler would.
     reports = jobs.run_due(db)
     due = ", ".join(f"{r.job} {r.members}" for r in reports if r.members)
@@ -347,6 +350,31 @@ def _analytics(db: Database) -> None:
             s, actor, as_of=today, compare_from=today - timedelta(days=90)
         ).id
     insight_tasks.compute_now(db, run_id)
+
+
+BACKTEST_LABEL = "会员日 3 倍积分（原 2 倍），近 6 个月"
+
+
+def member_day_3x(document: dict[str, Any]) -> dict[str, Any]:
+    """The programme ``document`` with the Wednesday member day at 3× instead of 2×."""
+    doc = yaml.safe_load(yaml.safe_dump(document, allow_unicode=True))  # a deep copy
+    for c in doc["earning"]["campaigns"]:
+        if c["code"] == "member-day":
+            c["multiplier"] = "3"
+    return dict(doc)
+
+
+def _backtest(db: Database) -> None:
+    """Queue the backtest the demo shows: the active programme with member day at 3× over
+    the last 6 months (the worker of ``loyalist serve`` computes it)."""
+    from loyalist.backtest import tasks as backtests
+
+    with db.transaction() as s:
+        hq = org.get_hq(s)
+        assert hq is not None
+        actor = Actor(name="system:demo", scope_path=hq.path, can_write=True, principal="system")
+        proposed = member_day_3x(programmes.as_document(programmes.active(s)[1]))
+        backtests.request(s, actor, proposed, 6, BACKTEST_LABEL)
 
 
 def how_to_use(
@@ -556,6 +584,8 @@ class Builder:
         with self.db.transaction() as s:  # coupons (issue 12)
             demo_coupons.setup(s, self.actors["pos"])
         personas = self._plan_members()
+        self.shared = Shared(self.seed, self._later, self.actors["app"])  # issues 13, 15
+        self.shared.plan(personas, self.start, self.end)
         self._replay(personas)
         self.console.print(f"journeys: {self.journey_seconds:.1f}s")  # journeys (issue 14)
         with self.db.transaction() as s:  # coupons (issue 12)
@@ -566,6 +596,8 @@ class Builder:
         demo_messages.build(self.db, self.tz, self.end_day)
         with self.db.transaction() as s:  # assist and group campaigns under way (issue 12)
             self.referral_replay.viral_samples(s, self.actors["miniprogram"])
+        with self.db.transaction() as s:  # a pending invitation, a duplicate pair (13, 15)
+            self.shared.finish(s)
 
     def _plan_members(self) -> list[Persona]:
         rng, fake = self.rng, self.fake
@@ -889,6 +921,7 @@ class Builder:
             )
             joined = members.create(s, self.actors[p.channel], data)
             p.member_id = joined.member.id
+            self.shared.after_join(s, p)  # households: before anything is earned (issue 13)
             self.welcome[p.member_id] = demo_coupons.welcome(
                 s, self.actors[p.channel], joined.member
             )
@@ -1268,6 +1301,8 @@ def summary(db: Database, console: Console) -> None:
         f"{sum(redemptions.values()):,} ({redemptions.get('cancelled', 0):,} cancelled)",
     )
     t.add_row("referrals", referral_stats)  # issue 12
+    with db.transaction() as s:  # households and passes (issues 13, 15)
+        t.add_row("shared", shared_summary(s))
     earned = sum(kinds.get("earn", (0, 0)))
     redeemed = -kinds.get("redeem", (0, 0))[0]
     t.add_row(

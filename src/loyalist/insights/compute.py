@@ -30,7 +30,13 @@ from loyalist.analytics import (
     segment_transitions,
     summarise,
 )
-from loyalist.analytics.economics import ProgrammeCost, holdout_effect
+from loyalist.analytics.economics import (
+    HOLDERS_MATCHING,
+    PassEconomics,
+    ProgrammeCost,
+    holdout_effect,
+    pass_effect,
+)
 from loyalist.analytics.i18n import SEGMENT_NAMES_ZH
 from loyalist.analytics.rfm import NOT_ACQUIRED, SEGMENTS
 
@@ -244,6 +250,56 @@ def economics(
     }
     out["incremental_revenue_minor"] = _num(incremental_minor)
     out["roi"] = _num(cost.roi(incremental_minor))
+    return out
+
+
+def _effect_out(e: Any, money: bool) -> dict[str, Any]:
+    keys = ("estimate", "se", "ci_low", "ci_high", "naive")
+    scale = 100.0 if money else 1.0  # analytics works in yuan; the console in fen
+    return {
+        k: _num(float(v) * scale if k in keys and isinstance(v, float) else v)
+        for k, v in e.as_dict().items()
+    }
+
+
+def pass_economics(
+    tx: Transactions, pts: dict[str, Any], passes: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The pass ROI section: holders' spend and retention against matched non-holders
+    (``analytics.economics.pass_effect``) and the pass's ROI (``PassEconomics``)."""
+    if passes is None:
+        return None
+    out: dict[str, Any] = {
+        "method": HOLDERS_MATCHING,
+        "fees_minor": passes["fees_minor"],
+        "points": passes["points"],
+        "holders": sum(1 for h in passes["holders"].values() if h),
+        "spend": None,
+        "retention": None,
+        "roi": None,
+        "error": None,
+    }
+    try:
+        e = pass_effect(
+            tx,
+            passes["holders"],
+            dt.date.fromisoformat(pts["from"]),
+            dt.date.fromisoformat(pts["to"]),
+        )
+    except AnalyticsError as exc:
+        out["error"] = str(exc)
+        return out
+    money = PassEconomics(
+        fees_minor=passes["fees_minor"],
+        points=passes["points"],
+        value_minor_per_100_points=pts["value_minor_per_100_points"],
+        incremental_revenue_minor=e.spend.estimate * 100 * e.spend.treated,
+    )
+    out["spend"] = _effect_out(e.spend, money=True)
+    out["retention"] = _effect_out(e.retention, money=False) if e.retention else None
+    out["points_cost_minor"] = money.points_cost_minor
+    out["incremental_revenue_minor"] = _num(money.incremental_revenue_minor)
+    out["roi"] = _num(money.roi)
     return out
 
 

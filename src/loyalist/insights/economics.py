@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from loyalist.journey import domain as journeys_domain
 from loyalist.journey import service as journeys
 from loyalist.kit.localtime import start_of_local_day
-from loyalist.models import LedgerEntry, Member, Order
+from loyalist.models import LedgerEntry, Member, MemberPass, Order
 
 ECONOMICS_DAYS = 90
 
@@ -96,3 +96,61 @@ def holdout(session: Session, org_path: str) -> dict[int, bool] | None:
         select(Member.id).where(Member.org_path.startswith(org_path, autoescape=True))
     )
     return {int(i): journeys_domain.in_holdout(h, int(i)) for i in ids}
+
+
+def pass_holders(
+    session: Session, org_path: str, tz: ZoneInfo, as_of: dt.date
+) -> dict[str, Any] | None:
+    """The paid membership over the period (None: no pass was held or sold in it):
+    ``holders`` (every member in scope → held a term, not refunded, on some day of the
+    period), ``fees_minor`` (price of the terms bought in the period and not refunded) and
+    ``points`` (what the passes' multipliers added to the period's orders, from their
+    breakdowns)."""
+    start, end = period(as_of)
+    lo = start_of_local_day(tz, start)
+    hi = start_of_local_day(tz, end + dt.timedelta(days=1))
+    scope = MemberPass.org_path.startswith(org_path, autoescape=True)
+    held = {
+        int(i)
+        for i in session.scalars(
+            select(MemberPass.member_id).where(
+                scope,
+                MemberPass.status != "refunded",
+                MemberPass.starts_at < hi,
+                MemberPass.ends_at > lo,
+            )
+        )
+    }
+    if not held:
+        return None
+    fees = int(
+        session.scalar(
+            select(func.coalesce(func.sum(MemberPass.price_minor), 0)).where(
+                scope,
+                MemberPass.status != "refunded",
+                MemberPass.purchased_at >= lo,
+                MemberPass.purchased_at < hi,
+            )
+        )
+        or 0
+    )
+    points_ = 0
+    for breakdown in session.scalars(
+        select(Order.breakdown).where(
+            Order.member_id.in_(held),
+            Order.org_path.startswith(org_path, autoescape=True),
+            Order.occurred_at >= lo,
+            Order.occurred_at < hi,
+        )
+    ):
+        for item in breakdown or []:
+            if str(item.get("rule", "")).startswith("pass:"):
+                points_ += int(item.get("points", 0))
+    ids = session.scalars(
+        select(Member.id).where(Member.org_path.startswith(org_path, autoescape=True))
+    )
+    return {
+        "holders": {int(i): int(i) in held for i in ids},
+        "fees_minor": fees,
+        "points": points_,
+    }

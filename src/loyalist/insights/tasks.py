@@ -60,6 +60,8 @@ def compute_step(ctx: JobContext) -> None:
                 programme.points.value_minor_per_100_points,
             )
             part = {"economics": compute.economics(tx, pts, economics.holdout(s, run.org_path))}
+            held = economics.pass_holders(s, run.org_path, programme.tz, run.as_of)
+            part["economics"]["passes"] = compute.pass_economics(tx, pts, held)  # pass ROI
         else:
             part = compute.clv(tx, run.as_of)
             part["recommendations"] = _recommendations(s, run)  # issue 14 item 6

@@ -115,6 +115,8 @@ FORMS: dict[str, Callable[[dict[str, int]], tuple[str, dict[str, str]]]] = {
         f"/admin/members/{i['member']}/erase",
         {"confirm": "csrf"},
     ),
+    # issue 15 item 8: backtest a programme version (queues a job)
+    "/admin/backtest": lambda i: ("/admin/backtest", {"version": "1", "months": "6"}),
 }
 
 
