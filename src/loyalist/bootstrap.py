@@ -42,6 +42,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.fraud.tasks",  # fraud controls (issue 13): daily pruning of velocity counters
     "loyalist.insights.rfm",  # RFM in the programme: nightly job insights.rfm (issue 15/3)
     "loyalist.passes.tasks",  # paid membership: passes.sweep, passes.monthly_coupons
+    "loyalist.bulkimport.tasks",  # console bulk import (issue 13 item 5): job kind import.rows
 ]
 
 _configured = False

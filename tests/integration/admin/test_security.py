@@ -115,6 +115,12 @@ FORMS: dict[str, Callable[[dict[str, int]], tuple[str, dict[str, str]]]] = {
         f"/admin/members/{i['member']}/erase",
         {"confirm": "csrf"},
     ),
+    # issue 13 item 5: bulk import (the upload, the confirmation)
+    "/admin/import": lambda i: ("/admin/import", {"kind": "members"}),
+    "/admin/import/start": lambda i: (
+        "/admin/import/start",
+        {"kind": "members", "checksum": "0" * 64, "suffix": ".csv", "filename": "x.csv"},
+    ),
 }
 
 
