@@ -39,7 +39,7 @@ from loyalist.admin.web import (
     render,
 )
 from loyalist.bulkimport import runner, uploads
-from loyalist.bulkimport.domain import COLUMNS, KINDS, RowError
+from loyalist.bulkimport.domain import COLUMNS, KINDS, RowError, checksum
 from loyalist.config import get_settings
 from loyalist.models import ImportBatch
 
@@ -197,7 +197,7 @@ async def import_upload(request: Request, st: StaffDep, form: FormDep) -> Respon
         report["errors"] = v.errors[:SHOWN_ERRORS]
         report["count"] = len(v.errors)
         return await _page(request, st, {"report": report, "form": form}, status=422, batch=None)
-    digest = await run_in_threadpool(uploads.keep, data, suffix)
+    digest = checksum(data)
 
     def done_batch(s: Session) -> int | None:
         q = select(ImportBatch.id).where(
@@ -207,6 +207,8 @@ async def import_upload(request: Request, st: StaffDep, form: FormDep) -> Respon
 
     ready = {**report, "checksum": digest, "suffix": suffix, "rows": len(v.rows)}
     ready["done_batch"] = await _run(request, st, done_batch)
+    if ready["done_batch"] is None:  # kept for the import jobs (by checksum: once per file)
+        await run_in_threadpool(uploads.keep, data, suffix)
     return await _page(request, st, {"ready": ready, "form": form}, batch=None)
 
 

@@ -111,9 +111,14 @@ def start(
     """Open (or find) the file's batch and queue the job that writes its next rows."""
     if kind not in KINDS:
         raise ValidationFailed("Unknown kind.", [FieldError("kind", ", ".join(KINDS))])
-    data = load(digest, suffix)
-    _header, rows = read_rows(data, f"upload{suffix}")
-    total = sum(1 for r in rows if r)
+    found = session.scalar(
+        select(ImportBatch).where(ImportBatch.kind == kind, ImportBatch.checksum == digest)
+    )
+    if found is not None and found.status == "done":
+        total = found.total_rows  # imported (its file is gone): open_batch only checks
+    else:
+        _header, rows = read_rows(load(digest, suffix), f"upload{suffix}")
+        total = sum(1 for r in rows if r)
     batch = service.open_batch(session, actor, kind, digest, filename, total)
     if batch.status == "done":
         return Started(batch, False)
@@ -172,6 +177,9 @@ def step(session: Session, payload: dict[str, Any]) -> None:
     if batch.status != "done":
         nxt = {**payload, "at": batch.cursor}
         enqueue(session, JOB_KIND, nxt, dedupe_key=f"import:{batch.id}:{batch.cursor}")
+    else:  # imported: the file is not needed any more (should this transaction not commit,
+        # the retry finds no file and the page asks for the same file again, which resumes)
+        path_for(batch.checksum, suffix).unlink(missing_ok=True)
 
 
 # --- reading, for the page ------------------------------------------------------------------

@@ -133,6 +133,7 @@ def test_upload_validates_then_the_confirmed_import_runs_in_jobs_with_progress(
         )
         jobs = list(s.scalars(select(Job.state).where(Job.kind == uploads.JOB_KIND)))
         assert jobs == ["done", "done"]
+    assert list(import_dir.iterdir()) == []  # the imported file is not kept any more
 
 
 def test_a_bad_file_gives_the_exact_report_in_chinese_and_writes_nothing(
@@ -180,7 +181,9 @@ def test_a_bad_file_gives_the_exact_report_in_chinese_and_writes_nothing(
     assert not import_dir.exists() or list(import_dir.iterdir()) == []
 
 
-def test_the_same_file_twice_changes_nothing(world: Any, console: TestClient) -> None:
+def test_the_same_file_twice_changes_nothing(
+    world: Any, console: TestClient, import_dir: Path
+) -> None:
     db = world.db
     csrf = login(console, db, "admin")
     first = upload(console, csrf, "members", MEMBERS)
@@ -192,6 +195,7 @@ def test_the_same_file_twice_changes_nothing(world: Any, console: TestClient) ->
     assert 'data-testid="import-ready"' in again.text
     assert "该文件已导入过：没有任何变化。" in again.text
     assert 'action="/admin/import/start"' not in again.text  # nothing to confirm
+    assert list(import_dir.iterdir()) == []  # and the file is not kept again
     # a confirmation posted anyway (a second tab): the same batch, done, no job
     twice = confirm(console, csrf, first.text)
     assert twice.headers["location"] == batch_url.replace("notice=queued", "notice=already")
@@ -278,3 +282,33 @@ def test_a_role_without_jobs_manage_is_refused_and_nothing_is_written(
     assert counts(db) == before
     assert not import_dir.exists()
     assert 'href="/admin/import"' not in console.get("/admin/members").text
+
+
+def test_a_row_that_became_invalid_after_the_upload_fails_its_job_and_writes_nothing(
+    world: Any, console: TestClient
+) -> None:
+    from loyalist.kit.actor import SYSTEM
+    from loyalist.member import service as members
+    from loyalist.member.schemas import MemberCreate
+
+    db = world.db
+    csrf = login(console, db, "admin")
+    r = upload(console, csrf, "members", MEMBERS)
+    location = confirm(console, csrf, r.text).headers["location"]
+    batch_id = int(location.split("=")[1].split("&")[0])
+    with db.transaction() as s:  # meanwhile C002's phone joined as another member
+        members.create(s, SYSTEM, MemberCreate(phone="13800138002", external_id="X-9"))
+    before = counts(db)
+    assert queue.run_until_empty(db) == 1
+    with db.transaction() as s:
+        job = s.scalars(select(Job).where(Job.kind == uploads.JOB_KIND)).one()
+        assert job.state == "failed"  # retried later (then dead, the page says so)
+        assert job.last_error == (
+            "attempt 1: loyalist.bulkimport.uploads.RowsChanged: import_rows_changed: "
+            "row 3, phone: already registered to another member"
+        )
+    after = counts(db)
+    assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == {}
+    assert state(console, batch_id)["status"] == "running"
+    page = console.get(f"/admin/import?batch={batch_id}", headers={"accept-language": "zh-CN"})
+    assert "一次尝试失败，将自动重试。" in page.text
