@@ -15,13 +15,16 @@ and changes nothing the second time.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import secrets
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -68,23 +71,73 @@ def path_for(digest: str, suffix: str) -> Path:
     return upload_dir() / f"{digest}{suffix}"
 
 
-def keep(data: bytes, suffix: str) -> str:
-    """Store a validated file under its checksum (atomically; the same file twice is one
-    file) and return the checksum."""
-    digest = checksum(data)
+def rows_path(digest: str, suffix: str) -> Path:
+    """The file's rows, read once: a JSON line with the header, then one JSON line
+    ``[line number, {column: cell}]`` per data row (blank lines left out), so that a job
+    reads its slice without parsing the whole CSV or workbook again."""
     path = path_for(digest, suffix)
-    if path.exists():
-        return digest
+    return path.with_name(path.name + ".rows.jsonl")
+
+
+def _write(path: Path, chunks: Iterator[bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for chunk in chunks:
+                fh.write(chunk)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def keep(data: bytes, suffix: str) -> str:
+    """Store a validated file and its rows under its checksum (atomically; the same file
+    twice is one file) and return the checksum."""
+    digest = checksum(data)
+    path, rows_file = path_for(digest, suffix), rows_path(digest, suffix)
+    if path.exists() and rows_file.exists():
+        return digest
+    header, rows = read_rows(data, f"upload{suffix}")
+
+    def lines() -> Iterator[bytes]:
+        yield json.dumps(header, ensure_ascii=False).encode() + b"\n"
+        for n, cells in enumerate(rows, start=2):
+            if cells:
+                yield json.dumps([n, cells], ensure_ascii=False).encode() + b"\n"
+
+    _write(rows_file, lines())
+    _write(path, iter([data]))
     return digest
+
+
+def forget(digest: str, suffix: str) -> None:
+    path_for(digest, suffix).unlink(missing_ok=True)
+    rows_path(digest, suffix).unlink(missing_ok=True)
+
+
+def _open_rows(digest: str, suffix: str) -> IO[bytes]:
+    try:
+        return rows_path(digest, suffix).open("rb")
+    except FileNotFoundError as exc:
+        raise NotFound("The uploaded file is not kept any more; upload it again.") from exc
+
+
+def count_rows(digest: str, suffix: str) -> int:
+    """The kept file's data rows (blank lines not counted)."""
+    with _open_rows(digest, suffix) as fh:
+        return sum(1 for _ in fh) - 1
+
+
+def read_slice(
+    digest: str, suffix: str, at: int, count: int
+) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and the data rows ``at`` … ``at + count`` with their line numbers."""
+    with _open_rows(digest, suffix) as fh:
+        header = [str(h) for h in json.loads(fh.readline())]
+        part = [json.loads(line) for line in itertools.islice(fh, at, at + count)]
+    return header, [(int(n), {str(k): str(v) for k, v in cells.items()}) for n, cells in part]
 
 
 def load(digest: str, suffix: str) -> bytes:
@@ -117,8 +170,8 @@ def start(
     if found is not None and found.status == "done":
         total = found.total_rows  # imported (its file is gone): open_batch only checks
     else:
-        _header, rows = read_rows(load(digest, suffix), f"upload{suffix}")
-        total = sum(1 for r in rows if r)
+        load(digest, suffix)  # there, and still the file that was validated
+        total = count_rows(digest, suffix)
     batch = service.open_batch(session, actor, kind, digest, filename, total)
     if batch.status == "done":
         return Started(batch, False)
@@ -139,14 +192,13 @@ def start(
     return Started(batch, True)
 
 
-def _slice(rows: list[dict[str, str]], at: int, count: int) -> list[dict[str, str]]:
-    """The data rows ``at`` … ``at + count`` (blank lines not counted) at their own line
-    numbers: the other lines are blank in the list given to :func:`service.validate`."""
-    numbered = [(n, cells) for n, cells in enumerate(rows, start=2) if cells]
-    part = numbered[at : at + count]
+def _at_their_lines(part: list[tuple[int, dict[str, str]]]) -> list[dict[str, str]]:
+    """Rows at their own line numbers: the other lines are blank in the list given to
+    :func:`service.validate` (which numbers rows by their place in the list)."""
     if not part:
         return []
-    padded: list[dict[str, str]] = [{} for _ in range(part[-1][0] - 1)]
+    blank: dict[str, str] = {}
+    padded = [blank] * (part[-1][0] - 1)
     for n, cells in part:
         padded[n - 2] = cells
     return padded
@@ -161,10 +213,9 @@ def step(session: Session, payload: dict[str, Any]) -> None:
     login = str(payload["staff"])
     actor = staff.actor_for(session, staff.get_by_login(session, login))
     suffix = str(payload["suffix"])
-    header, rows = read_rows(load(batch.checksum, suffix), f"upload{suffix}")
-    part = _slice(rows, at, JOB_ROWS)
+    header, part = read_slice(batch.checksum, suffix, at, JOB_ROWS)
     if part:
-        v = service.validate(session, actor, batch.kind, header, part)
+        v = service.validate(session, actor, batch.kind, header, _at_their_lines(part))
         if not v.ok:
             e = v.errors[0]
             raise RowsChanged(
@@ -179,7 +230,7 @@ def step(session: Session, payload: dict[str, Any]) -> None:
         enqueue(session, JOB_KIND, nxt, dedupe_key=f"import:{batch.id}:{batch.cursor}")
     else:  # imported: the file is not needed any more (should this transaction not commit,
         # the retry finds no file and the page asks for the same file again, which resumes)
-        path_for(batch.checksum, suffix).unlink(missing_ok=True)
+        forget(batch.checksum, suffix)
 
 
 # --- reading, for the page ------------------------------------------------------------------

@@ -94,9 +94,10 @@ def test_upload_validates_then_the_confirmed_import_runs_in_jobs_with_progress(
     assert r.status_code == 200, r.text
     assert "members.csv 校验通过：共 3 行待导入。尚未写入任何数据。" in r.text
     assert business(db) == before  # validated, nothing written
-    kept = list(import_dir.iterdir())
-    assert [p.name for p in kept] == [f"{hidden(r.text)['checksum']}.csv"]
-    assert kept[0].read_bytes() == MEMBERS.encode()
+    digest = hidden(r.text)["checksum"]
+    kept = sorted(p.name for p in import_dir.iterdir())
+    assert kept == [f"{digest}.csv", f"{digest}.csv.rows.jsonl"]
+    assert (import_dir / f"{digest}.csv").read_bytes() == MEMBERS.encode()
 
     started = confirm(console, csrf, r.text)
     assert started.status_code == 303
@@ -231,7 +232,8 @@ def test_a_stopped_import_resumes_where_it_stopped(
     db = world.db
     monkeypatch.setattr(uploads, "JOB_ROWS", 2)
     csrf = login(console, db, "admin")
-    r = upload(console, csrf, "members", MEMBERS)
+    gappy = MEMBERS.replace("\nC002", "\n\nC002")  # a blank line: 3 rows on lines 2, 4, 5
+    r = upload(console, csrf, "members", gappy)
     batch_id = int(confirm(console, csrf, r.text).headers["location"].split("=")[1].split("&")[0])
     assert queue.run_until_empty(db, limit=1) == 1
     with db.transaction() as s:  # the worker dies for good: the next job is dead
@@ -242,7 +244,7 @@ def test_a_stopped_import_resumes_where_it_stopped(
     page = console.get(f"/admin/import?batch={batch_id}", headers={"accept-language": "zh-CN"})
     assert "导入已中止：已导入的行保留。" in page.text
     # the same file again: validated (the imported rows are no conflict), confirmed, resumed
-    again = upload(console, csrf, "members", MEMBERS)
+    again = upload(console, csrf, "members", gappy)
     assert again.status_code == 200 and hidden(again.text)["checksum"] == hidden(r.text)["checksum"]
     resumed = confirm(console, csrf, again.text)
     assert resumed.headers["location"] == f"/admin/import?batch={batch_id}&notice=queued"
@@ -251,7 +253,11 @@ def test_a_stopped_import_resumes_where_it_stopped(
         b = s.get(ImportBatch, batch_id)
         assert b is not None and (b.status, b.cursor, b.created, b.unchanged) == ("done", 3, 3, 0)
         assert s.scalar(select(ImportBatch.id).where(ImportBatch.id != batch_id)) is None
-        assert len([x for x in s.scalars(select(Member.external_id)) if x]) == 3
+        assert sorted(x for x in s.scalars(select(Member.external_id)) if x) == [
+            "C001",
+            "C002",
+            "C003",
+        ]
 
 
 def test_a_repeated_job_for_a_written_slice_does_nothing(world: Any, console: TestClient) -> None:
