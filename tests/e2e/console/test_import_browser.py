@@ -27,11 +27,7 @@ GOOD = (
     "E-2,13912340002,导入二,sz1,\n"
     "E-3,,导入三,,\n"
 )
-BAD = (
-    "external_id,phone,name,home_store\n"
-    "E-1,13912340001,导入一,sh1\n"
-    "E-1,12,导入二,nowhere\n"
-)
+BAD = "external_id,phone,name,home_store\nE-1,13912340001,导入一,sh1\nE-1,12,导入二,nowhere\n"
 
 
 @pytest.fixture(autouse=True)
