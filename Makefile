@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve bench-jobs bench-stream bench-peak bench-import bench-spark
+.PHONY: demo test lint typecheck imports unit integration e2e bench bench-earn bench-clv bench-console install install-dev browser clean serve bench-jobs bench-stream bench-peak bench-import bench-spark bench-import-console
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -79,6 +79,10 @@ bench-peak: install-dev
 
 bench-import: install-dev
 	$(PY) benchmarks/bench_import.py
+
+# The console's import path (jobs) beside the CLI's, same run (ROWS=… to choose).
+bench-import-console: install-dev
+	$(PY) benchmarks/bench_import_console.py --rows $(or $(ROWS),10000)
 
 # Spark vs the local engine per stage at growing sizes (SIZES=100000,1000000,... to choose).
 bench-spark:

@@ -43,6 +43,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.insights.rfm",  # RFM in the programme: nightly job insights.rfm (issue 15/3)
     "loyalist.passes.tasks",  # paid membership: passes.sweep, passes.monthly_coupons
     "loyalist.backtest.tasks",  # backtest in the console (issue 15 item 8): backtest.run
+    "loyalist.bulkimport.tasks",  # console bulk import (issue 13 item 5): job kind import.rows
 ]
 
 _configured = False

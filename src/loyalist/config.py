@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     privacy_retention_days: int = 0
     # How long a member merge can be undone (issue 13 item 2), in days.
     merge_undo_days: int = 7
+    # Bulk import from the console (issue 13 item 5): where uploaded files are kept (by
+    # checksum) until their import job has read them, and the largest file accepted.
+    import_dir: str = str(Path.cwd() / "var" / "imports")
+    import_max_bytes: int = 50_000_000
 
 
 @lru_cache(maxsize=1)

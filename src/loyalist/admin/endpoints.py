@@ -26,6 +26,7 @@ from loyalist.admin import charts, explain
 from loyalist.admin import coupons as coupon_pages  # coupons (issue 12)
 from loyalist.admin import fraud as fraud_pages  # fraud controls (issue 13)
 from loyalist.admin import households as household_pages  # households (issue 13)
+from loyalist.admin import imports as import_pages  # bulk import (issue 13 item 5)
 from loyalist.admin import jobs as job_pages
 from loyalist.admin import merges as merge_pages  # identity merge (issue 13 item 2)
 from loyalist.admin import messages as message_pages
@@ -1171,6 +1172,7 @@ AUDIT_ACTIONS = (
     "member.unfreeze",
     "import.start",  # bulk import (issue 13 item 5)
     "import.finish",
+    "import.queue",  # bulk import from the console (issue 13 item 5)
     "reward.quote",  # dynamic reward pricing (issue 15 item 5)
     "pass.buy",  # paid membership (issue 15 item 7)
     "pass.renew",
@@ -1281,6 +1283,7 @@ privacy_pages.register(router)  # a member's export and erasure, the liability (
 household_pages.register(router)  # households (issue 13)
 merge_pages.register(router)  # duplicates, merge preview, merges and undo (issue 13 item 2)
 backtest_pages.register(router)  # backtest a programme version (issue 15 item 8)
+import_pages.register(router)  # bulk import: upload, report, progress (issue 13 item 5)
 # The event stream page (its own module; mounted with the console).
 from loyalist.admin.stream import router as _stream_router  # noqa: E402
 

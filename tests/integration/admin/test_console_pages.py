@@ -67,6 +67,7 @@ def pages(shop: Shop) -> list[str]:
         f"/admin/members/{alice}/erase",
         "/admin/duplicates",  # identity merge (issue 13 item 2)
         "/admin/duplicates?status=dismissed",
+        "/admin/import",  # bulk import (issue 13 item 5)
         f"/admin/members/{alice}/merge",
         f"/admin/members/{alice}/merge?merged_id={shop.members['bob']}",
         "/admin/merges",
@@ -171,6 +172,8 @@ NAV["analyst"] = NAV["analyst"] | {"liability"}
 # fraud controls (issue 13): the review queue, for roles that approve (points.approve)
 NAV["hq_admin"] = NAV["hq_admin"] | {"fraud"}
 NAV["regional_manager"] = NAV["regional_manager"] | {"fraud"}
+# bulk import (issue 13 item 5): jobs.manage
+NAV["hq_admin"] = NAV["hq_admin"] | {"import"}
 LOGIN_OF_ROLE = {
     "hq_admin": "admin",
     "regional_manager": "east",

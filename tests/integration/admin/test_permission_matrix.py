@@ -478,6 +478,21 @@ MATRIX: dict[tuple[str, str], Case] = {
     ),
     # the event stream page (loyalist.admin.stream, an included router): audit.read
     ("GET", "/admin/stream"): Case(lambda f, r, s: ("/admin/stream", None), HQ, 200, scoped=False),
+    # bulk import (issue 13 item 5): jobs.manage; a form without a file is refused (422)
+    # and a confirmation of a file never uploaded is not found (404), both writing nothing
+    ("GET", "/admin/import"): Case(lambda f, r, s: ("/admin/import", None), HQ, 200, scoped=False),
+    ("POST", "/admin/import"): Case(
+        lambda f, r, s: ("/admin/import", {"kind": "members"}), HQ, 422, scoped=False
+    ),
+    ("POST", "/admin/import/start"): Case(
+        lambda f, r, s: (
+            "/admin/import/start",
+            {"kind": "members", "checksum": "0" * 64, "suffix": ".csv", "filename": "x.csv"},
+        ),
+        HQ,
+        404,
+        scoped=False,
+    ),
 }
 # Actions the matrix drives through a second form of the same route.
 EXTRA: dict[str, tuple[tuple[str, str], Case]] = {

@@ -117,6 +117,12 @@ FORMS: dict[str, Callable[[dict[str, int]], tuple[str, dict[str, str]]]] = {
     ),
     # issue 15 item 8: backtest a programme version (queues a job)
     "/admin/backtest": lambda i: ("/admin/backtest", {"version": "1", "months": "6"}),
+    # issue 13 item 5: bulk import (the upload, the confirmation)
+    "/admin/import": lambda i: ("/admin/import", {"kind": "members"}),
+    "/admin/import/start": lambda i: (
+        "/admin/import/start",
+        {"kind": "members", "checksum": "0" * 64, "suffix": ".csv", "filename": "x.csv"},
+    ),
 }
 
 
