@@ -224,19 +224,25 @@ def assign_positions(session: Session, batch: int = 10_000) -> int:
     """
     if not is_sqlite(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _STREAM_LOCK})
-    top = int(session.scalar(select(func.coalesce(func.max(OutboxEvent.position), 0))) or 0)
-    ids = session.scalars(
-        select(OutboxEvent.id)
-        .where(OutboxEvent.position.is_(None))
-        .order_by(OutboxEvent.id)
-        .limit(batch)
-    ).all()
-    if ids:
-        session.execute(
-            update(OutboxEvent),
-            [{"id": eid, "position": top + i} for i, eid in enumerate(ids, start=1)],
+    # One statement (speed, issue 11): the head, the waiting events in id order and their
+    # new positions (head + 1, head + 2, ...), under the lock taken just before.
+    table = OutboxEvent.__table__
+    placed = table.alias("placed")
+    head = select(func.coalesce(func.max(placed.c.position), 0)).scalar_subquery()
+    waiting = (
+        select(
+            table.c.id.label("id"),
+            (head + func.row_number().over(order_by=table.c.id)).label("position"),
         )
-    return len(ids)
+        .where(table.c.position.is_(None))
+        .order_by(table.c.id)
+        .limit(batch)
+        .subquery()
+    )
+    done = session.execute(
+        update(table).where(table.c.id == waiting.c.id).values(position=waiting.c.position)
+    )
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def list_events(
