@@ -405,7 +405,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
         member_id=order.member_id,
         org_path=order.org_path,
     )
-    audit.record(
+    audit.write(
         session,
         actor,
         "order.record",
