@@ -34,7 +34,6 @@ def record(url: str, n: int) -> None:
     """Warm up, then record ``n`` orders (the part that differs between the two runs)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_earn
-
     from loyalist.app import create_app
     from loyalist.config import Settings
     from loyalist.idempotency.service import Answer, run_idempotent
