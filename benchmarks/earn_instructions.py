@@ -72,31 +72,34 @@ def record(url: str, n: int) -> None:
     db.dispose()
 
 
-def instructions(src: Path, url: str, n: int) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        env = {**os.environ, "PYTHONPATH": str(src)}
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=cachegrind",
-                "--cache-sim=no",
-                f"--cachegrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--child",
-                str(n),
-                "--url",
-                url,
-            ],
-            check=True,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        m = re.search(r"^summary:\s+(\d+)", out.read_text(), re.M)
-        assert m, "no cachegrind summary"
-        return int(m.group(1))
+def _start(src: Path, url: str, n: int, out: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    return subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            f"--cachegrind-out-file={out}",
+            sys.executable,
+            __file__,
+            "--child",
+            str(n),
+            "--url",
+            url,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _summary(proc: subprocess.Popen[bytes], out: Path) -> int:
+    _o, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(err.decode(errors="replace")[-3000:])
+    m = re.search(r"^summary:\s+(\d+)", out.read_text(), re.M)
+    assert m, "no cachegrind summary"
+    return int(m.group(1))
 
 
 def main() -> int:
@@ -110,8 +113,13 @@ def main() -> int:
     if args.child is not None:
         record(args.url, args.child)
         return 0
-    low = instructions(args.src, args.url, args.base)
-    high = instructions(args.src, args.url, args.base + args.orders)
+    with tempfile.TemporaryDirectory() as tmp:  # both runs at once (one core each)
+        outs = (Path(tmp) / "low.out", Path(tmp) / "high.out")
+        runs = (
+            _start(args.src, args.url, args.base, outs[0]),
+            _start(args.src, args.url, args.base + args.orders, outs[1]),
+        )
+        low, high = (_summary(p, o) for p, o in zip(runs, outs, strict=True))
     per = (high - low) / args.orders
     print(f"src: {args.src}")
     print(f"instructions: {low:,} ({args.base} orders), {high:,} ({args.base + args.orders})")
