@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import or_, select
+from sqlalchemy import Table, insert, or_, select
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import AUDIT_READ, require
@@ -48,6 +48,37 @@ def record(
     session.add(row)
     session.flush()
     return row
+
+
+def write(
+    session: Session,
+    actor: Actor,
+    action: str,
+    object_type: str,
+    object_id: Any,
+    *,
+    org_path: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """:func:`record` for a hot path that does not need the row back (speed, issue 11):
+    one Core ``INSERT`` without ``RETURNING``, no ORM object, no flush."""
+    session.execute(
+        insert(cast(Table, AuditLog.__table__)),
+        [  # a list: executed as a batch, so no RETURNING of the new id
+            {
+                "actor": actor.name,
+                "principal": actor.principal,
+                "action": action,
+                "object_type": object_type,
+                "object_id": str(object_id) if object_id is not None else None,
+                "before": _plain(before),
+                "after": _plain(after),
+                "org_path": org_path,
+                "occurred_at": utcnow(),
+            }
+        ],
+    )
 
 
 @dataclass(frozen=True)

@@ -249,12 +249,21 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
     )
     result: EarnResult | None = None
     if member is not None:
+        caps = programme.earning.caps
         ctx = EarnContext(
             tier_code=_tier_for(programme, tiers.tier_at(session, member, occurred_at)),
-            earned_today=earned_on_day(session, programme, member.id, occurred_at, None),
-            earned_lifetime=ledger.lifetime_earned_by(session, acct) if acct else 0,
+            # speed (issue 11): the day's and the lifetime earnings are read only when a cap
+            # uses them (nothing else in the rules does), the passes only when sold
+            earned_today=earned_on_day(session, programme, member.id, occurred_at, None)
+            if caps.per_day is not None
+            else 0,
+            earned_lifetime=ledger.lifetime_earned_by(session, acct)
+            if acct is not None and caps.per_member is not None
+            else 0,
             facts=member_facts(session, programme, member, occurred_at),
-            pass_code=passes.pass_for_earning(session, programme, member.id, occurred_at),
+            pass_code=passes.pass_for_earning(session, programme, member.id, occurred_at)
+            if programme.passes
+            else None,
         )
         result = evaluate_order(programme, order_in, ctx)
     points = result.points if result else 0
@@ -367,7 +376,15 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
                 expires_at=lots.expires_at(programme.points.expiry, programme.tz, occurred_at),
                 dedupe_key=f"order:{order.id}:earn",
             )
-            ledger.expire_due(session, acct)  # a back-dated order's points may be past expiry
+            # A back-dated order's points may be past expiry: expire them now (with any
+            # other due lot). Otherwise nothing is read here (speed, issue 11): other lots
+            # that fell due wait for the expiry job, as they do between orders.
+            if (
+                lot.status == ledger.AVAILABLE
+                and lot.expires_at is not None
+                and lot.expires_at <= acct.now
+            ):
+                ledger.expire_due(session, acct)
         fraud.settle(
             session, checked, source_id=order.id, member_id=member.id, org_path=store.path, lot=lot
         )
@@ -388,7 +405,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
         member_id=order.member_id,
         org_path=order.org_path,
     )
-    audit.record(
+    audit.write(
         session,
         actor,
         "order.record",

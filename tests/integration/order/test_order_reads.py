@@ -1,0 +1,99 @@
+"""An order reads only what its programme needs (speed, issue 11): the day's and lifetime
+earnings when a cap uses them, the member's passes when the programme sells any, the
+account's due lots when the new lot is itself past expiry; and what it skips changes
+nothing it answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from tests.itest import apply_document, demo_document, new_member
+from tests.support import order_payload
+
+DAY_SUM = "sum(orders.points_earned)"  # the day's earnings (caps.per_day)
+SHARED = "FROM points_account_member WHERE points_account_member.role"  # lifetime (per_member)
+PASSES = "FROM member_pass"
+DUE_LOTS = "points_lot.expires_at <="  # expire_due
+
+
+@contextmanager
+def statements(db: Any) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def listen(_conn: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+
+
+def reads(seen: list[str], marker: str) -> int:
+    return sum(1 for s in seen if marker in s)
+
+
+def programme(caps: dict[str, int]) -> dict[str, Any]:
+    doc = demo_document()
+    doc["points"]["pending_days"] = 0  # available at once: the due-lot check could apply
+    doc["earning"]["campaigns"] = []
+    doc["earning"]["rules"] = []
+    doc["earning"]["caps"] = caps
+    return doc
+
+
+def buy(client: Any, external_id: str, member_id: int, paid: int, **kw: Any) -> dict[str, Any]:
+    r = client.post("/v1/orders", json=order_payload(external_id, member_id, paid=paid, **kw))
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_an_order_without_caps_or_passes_skips_those_reads(world: Any, client: Any) -> None:
+    apply_document(world.db, programme({}))
+    mid = new_member(client, "13800000101")
+    buy(client, "warm", mid, 1_000)
+    with statements(world.db) as seen:
+        body = buy(client, "o-1", mid, 2_500)
+    assert body["points"]["earned"] == 25
+    assert [reads(seen, m) for m in (DAY_SUM, SHARED, PASSES, DUE_LOTS)] == [0, 0, 0, 0]
+
+
+def test_caps_are_still_read_and_applied_when_the_programme_has_them(
+    world: Any, client: Any
+) -> None:
+    apply_document(world.db, programme({"per_day": 40, "per_member": 60}))
+    mid = new_member(client, "13800000102")
+    with statements(world.db) as seen:
+        first = buy(client, "o-1", mid, 3_000)
+    assert [reads(seen, m) for m in (DAY_SUM, SHARED, PASSES)] == [1, 1, 0]
+    assert first["points"]["earned"] == 30
+    assert buy(client, "o-2", mid, 3_000)["points"]["earned"] == 10  # 40 a day
+    day_before = "2026-06-09T11:00:00+08:00"
+    assert buy(client, "o-3", mid, 3_000, occurred_at=day_before)["points"]["earned"] == 20
+
+
+def test_only_an_order_whose_own_points_are_past_expiry_looks_for_due_lots(
+    world: Any, client: Any
+) -> None:
+    apply_document(world.db, programme({}))
+    mid = new_member(client, "13800000103")
+    with statements(world.db) as seen:
+        fresh = buy(client, "fresh", mid, 1_000)
+    assert reads(seen, DUE_LOTS) == 0
+    # earned 2024: expired at the end of 2025 (the clock reads 2026-06-10)
+    with statements(world.db) as seen:
+        gone = buy(client, "gone", mid, 1_000, occurred_at="2024-06-03T10:00:00+08:00")
+    assert reads(seen, DUE_LOTS) == 1
+    assert (fresh["points"]["status"], fresh["points"]["open"]) == ("available", 10)
+    assert (gone["points"]["status"], gone["points"]["open"], gone["points"]["expired"]) == (
+        "expired",
+        0,
+        10,
+    )
+    p = client.get(f"/v1/members/{mid}").json()["points"]
+    assert (p["available"], p["pending"]) == (10, 0)
