@@ -346,6 +346,9 @@ def _apply(acct: Account, available: int, pending: int, debt: int) -> None:
 
 _CHAIN_KEY = "loyalist.ledger.chain"
 _HEADS_DUE = "loyalist.ledger.chain.heads_due"
+#: Set when a savepoint rolled back: entries of a segment may have left the session.
+_RECHECK = "loyalist.ledger.chain.recheck"
+_RESTARTS = "loyalist.ledger.chain.restarts"
 
 
 @dataclass
@@ -358,17 +361,50 @@ class _Segment:
     # Held so that the session's weak identity map keeps it: a transaction writing to many
     # accounts (bulk import) would otherwise reload each one on every flush.
     account: PointsAccount | None = None
+    account_id: int = 0
+    # Position of each entry (by object identity) in ``entries``: a flush re-hashes from
+    # the first entry it writes or changes, not the whole segment (linear per transaction).
+    index: dict[int, int] = field(default_factory=dict)
+    # After a rolled-back savepoint: re-hash from this position on the next flush.
+    restart: int | None = None
+
+    def reindex(self) -> None:
+        self.index = {id(e): n for n, e in enumerate(self.entries)}
+
+
+def _recheck(session: Session) -> None:
+    """After a rolled-back savepoint: drop the entries it expunged from every segment."""
+    if not session.info.pop(_RECHECK, False):
+        return
+    segments: dict[int, _Segment] = session.info.get(_CHAIN_KEY) or {}
+    for seg in segments.values():
+        alive = _live(session, seg.entries)
+        if len(alive) != len(seg.entries):
+            kept = {id(e) for e in alive}
+            gone = next(n for n, e in enumerate(seg.entries) if id(e) not in kept)
+            seg.entries = alive
+            seg.reindex()
+            seg.restart = min(gone, seg.restart if seg.restart is not None else gone)
+            session.info.setdefault(_RESTARTS, set()).add(seg.account_id)
+            for n, e in enumerate(alive, start=1):  # successors of a dropped entry move up
+                if e.chain_seq != seg.base_seq + n:
+                    e.chain_seq = seg.base_seq + n
 
 
 def _chain(session: Session, account: PointsAccount, e: LedgerEntry) -> None:
+    _recheck(session)
     segments: dict[int, _Segment] = session.info.setdefault(_CHAIN_KEY, {})
     seg = segments.get(account.id)
-    if seg is None or not _live(session, seg.entries):
+    if seg is None or not seg.entries:
         seg = segments[account.id] = _Segment(
-            account.chain_head or GENESIS, account.chain_seq or 0, account=account
+            account.chain_head or GENESIS,
+            account.chain_seq or 0,
+            account=account,
+            account_id=account.id,
         )
+    seg.index[id(e)] = len(seg.entries)
     seg.entries.append(e)
-    e.chain_seq = seg.base_seq + len(_live(session, seg.entries))
+    e.chain_seq = seg.base_seq + len(seg.entries)
 
 
 def _live(session: Session, entries: list[LedgerEntry]) -> list[LedgerEntry]:
@@ -386,36 +422,58 @@ def _set_head(account: PointsAccount, seq: int, head: str) -> None:
         account.chain_head = head
 
 
+def _first_touched(session: Session, segments: dict[int, _Segment]) -> dict[int, int]:
+    """Per account: the position of the first of its entries this flush writes or changes
+    (new, or modified since the last flush; after a rolled-back savepoint, the first one
+    that moved)."""
+    first: dict[int, int] = {}
+    for obj in (*session.new, *session.dirty):
+        if not isinstance(obj, LedgerEntry):
+            continue
+        seg = segments.get(obj.account_id)
+        n = seg.index.get(id(obj)) if seg is not None else None
+        if n is not None and n < first.get(obj.account_id, n + 1):
+            first[obj.account_id] = n
+    for account_id in session.info.pop(_RESTARTS, ()):
+        seg = segments.get(account_id)
+        if seg is not None and seg.restart is not None:
+            n = min(seg.restart, len(seg.entries) - 1) if seg.entries else None
+            seg.restart = None
+            if n is not None and n < first.get(account_id, n + 1):
+                first[account_id] = n
+    return first
+
+
 @sa_event.listens_for(Session, "before_flush")
 def _seal(session: Session, _ctx: Any, _instances: Any) -> None:
     """Hash the transaction's entries before they are written. The account's head moves
     with the flush that updates its balances anyway (one UPDATE of the account per order,
-    speed, issue 11); if none does, :func:`_heads_before_commit` writes it."""
+    speed, issue 11); if none does, :func:`_heads_before_commit` writes it.
+
+    Linear per transaction: a flush hashes the entries it writes or that changed since
+    the last flush, and the ones after them (they chain on them), never the whole
+    transaction's entries again."""
     segments: dict[int, _Segment] | None = session.info.get(_CHAIN_KEY)
     if not segments:
         return
+    _recheck(session)
     due: set[int] = session.info.setdefault(_HEADS_DUE, set())
-    for account_id, seg in list(segments.items()):
-        alive = _live(session, seg.entries)  # a rolled-back savepoint expunged the others
-        changed = len(alive) != len(seg.entries)
-        if changed:
-            seg.entries = alive
-        prev = seg.base_head
-        for n, e in enumerate(alive, start=1):
-            state = inspect(e)
-            # Hash what is new or was changed since the last flush, and everything after an
-            # entry whose hash moved (its successors chain on it); the rest is as hashed.
-            if changed or state.pending or state.transient or state.modified:
-                if e.chain_seq != seg.base_seq + n:
-                    e.chain_seq = seg.base_seq + n
-                if e.prev_hash != prev:
-                    e.prev_hash = prev
-                digest = entry_hash(prev, seg.base_seq + n, _chained_fields(e))
-                if e.entry_hash != digest:
-                    e.entry_hash = digest
-                    changed = True
-            prev = e.entry_hash or GENESIS
-        account = session.get(PointsAccount, account_id)
+    for account_id, start in _first_touched(session, segments).items():
+        seg = segments[account_id]
+        alive = seg.entries
+        prev = (alive[start - 1].entry_hash or GENESIS) if start else seg.base_head
+        for n in range(start, len(alive)):
+            e = alive[n]
+            seq = seg.base_seq + n + 1
+            if e.chain_seq != seq:
+                e.chain_seq = seq
+            if e.prev_hash != prev:
+                e.prev_hash = prev
+            digest = entry_hash(prev, seq, _chained_fields(e))
+            if e.entry_hash != digest:
+                e.entry_hash = digest
+            prev = digest
+        account = seg.account or session.get(PointsAccount, account_id)
         if account is None or not alive:
             continue
         if inspect(account).modified:
@@ -423,6 +481,15 @@ def _seal(session: Session, _ctx: Any, _instances: Any) -> None:
             due.discard(account_id)
         elif (account.chain_seq, account.chain_head) != (seg.base_seq + len(alive), prev):
             due.add(account_id)
+    # An account updated in this flush whose entries were all hashed before: its head
+    # (set when they were hashed, or due) is written with this update.
+    for account_id in list(due):
+        seg = segments.get(account_id)
+        account = seg.account if seg is not None else None
+        if seg is not None and account is not None and seg.entries and inspect(account).modified:
+            last = seg.entries[-1].entry_hash or GENESIS
+            _set_head(account, seg.base_seq + len(seg.entries), last)
+            due.discard(account_id)
 
 
 @sa_event.listens_for(Session, "before_commit")
@@ -439,11 +506,17 @@ def _heads_before_commit(session: Session) -> None:
     for account_id in sorted(session.info.get(_HEADS_DUE) or ()):
         seg = segments.get(account_id)
         account = session.get(PointsAccount, account_id)
-        alive = _live(session, seg.entries) if seg is not None else []
+        alive = seg.entries if seg is not None else []
         if account is not None and seg is not None and alive:
             _set_head(account, seg.base_seq + len(alive), alive[-1].entry_hash or GENESIS)
     session.info.pop(_HEADS_DUE, None)
     session.flush()
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _after_savepoint_rollback(session: Session, _previous: Any) -> None:
+    if session.info.get(_CHAIN_KEY):
+        session.info[_RECHECK] = True
 
 
 @sa_event.listens_for(Session, "after_transaction_end")
@@ -451,6 +524,8 @@ def _forget(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop(_CHAIN_KEY, None)
         session.info.pop(_HEADS_DUE, None)
+        session.info.pop(_RECHECK, None)
+        session.info.pop(_RESTARTS, None)
 
 
 def _event(
