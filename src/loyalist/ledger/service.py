@@ -484,11 +484,11 @@ def _seal(session: Session, _ctx: Any, _instances: Any) -> None:
     # An account updated in this flush whose entries were all hashed before: its head
     # (set when they were hashed, or due) is written with this update.
     for account_id in list(due):
-        seg = segments.get(account_id)
-        account = seg.account if seg is not None else None
-        if seg is not None and account is not None and seg.entries and inspect(account).modified:
-            last = seg.entries[-1].entry_hash or GENESIS
-            _set_head(account, seg.base_seq + len(seg.entries), last)
+        waiting = segments.get(account_id)
+        held = waiting.account if waiting is not None else None
+        if waiting and held is not None and waiting.entries and inspect(held).modified:
+            last = waiting.entries[-1].entry_hash or GENESIS
+            _set_head(held, waiting.base_seq + len(waiting.entries), last)
             due.discard(account_id)
 
 
