@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
@@ -1628,3 +1628,197 @@ def move_lots(
     inn.details = {**(inn.details or {}), "lots": [[x.id, x.points] for x in new]}
     session.flush()
     return out, inn, [x.id for x in new]
+
+
+# --- many credits at once (bulk import, issue 13 item 5) ------------------------------------
+
+
+def lock_for_bulk(session: Session, member_ids: Sequence[int], now: datetime) -> dict[int, Account]:
+    """Lock the accounts these members draw on, all in one statement in id order, and
+    answer a handle for each member whose account :func:`credit_many` can write alone: the
+    member's own account, shared with nobody (now or before), without debt, with no
+    available lot past its expiry (those need :func:`settle_debt` / :func:`expire_due`)."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return {}
+    _write_pending_accounts(session)
+    current: dict[int, int] = {}
+    for k in range(0, len(ids), 1000):
+        q = select(PointsAccountMember.member_id, PointsAccountMember.account_id).where(
+            PointsAccountMember.member_id.in_(ids[k : k + 1000]),
+            PointsAccountMember.left_at.is_(None),
+        )
+        current.update({int(m): int(a) for m, a in session.execute(q)})
+    account_ids = sorted(set(current.values()))
+    rows: dict[int, PointsAccount] = {}
+    for k in range(0, len(account_ids), 1000):
+        q2 = (
+            select(PointsAccount)
+            .where(PointsAccount.id.in_(account_ids[k : k + 1000]))
+            .order_by(PointsAccount.id)
+        )
+        if not is_sqlite(session):
+            q2 = q2.with_for_update()
+        for row in session.scalars(q2.execution_options(populate_existing=True)):
+            rows[row.id] = row
+    shared_accounts: set[int] = set()  # accounts and members that ever shared
+    shared_members: set[int] = set()
+    for k in range(0, len(ids), 1000):
+        chunk = ids[k : k + 1000]
+        accts = sorted({current[m] for m in chunk if m in current})
+        q3 = select(PointsAccountMember.account_id, PointsAccountMember.member_id).where(
+            PointsAccountMember.role == MEMBER,
+            PointsAccountMember.account_id.in_(accts) | PointsAccountMember.member_id.in_(chunk),
+        )
+        for a, m in session.execute(q3):
+            shared_accounts.add(int(a))
+            shared_members.add(int(m))
+    overdue: set[int] = set()
+    for k in range(0, len(account_ids), 1000):
+        q4 = (
+            select(PointsLot.account_id)
+            .where(
+                PointsLot.account_id.in_(account_ids[k : k + 1000]),
+                PointsLot.status == AVAILABLE,
+                PointsLot.expires_at <= now,
+            )
+            .distinct()
+        )
+        overdue.update(int(a) for a in session.scalars(q4))
+    # the membership again, under the locks: a member moved meanwhile is left out
+    still: dict[int, int] = {}
+    for k in range(0, len(ids), 1000):
+        q = select(PointsAccountMember.member_id, PointsAccountMember.account_id).where(
+            PointsAccountMember.member_id.in_(ids[k : k + 1000]),
+            PointsAccountMember.left_at.is_(None),
+        )
+        still.update({int(m): int(a) for m, a in session.execute(q)})
+    paths: dict[int, str] = {}
+    for k in range(0, len(ids), 1000):
+        q5 = select(Member.id, Member.org_path).where(Member.id.in_(ids[k : k + 1000]))
+        paths.update({int(m): str(p) for m, p in session.execute(q5)})
+    out: dict[int, Account] = {}
+    for m in ids:
+        aid = current.get(m)
+        held = rows.get(aid) if aid is not None else None
+        if (
+            held is None
+            or still.get(m) != aid
+            or held.owner_member_id != m
+            or aid in shared_accounts
+            or m in shared_members
+            or held.debt
+            or held.id in overdue
+        ):
+            continue
+        out[m] = Account(row=held, org_path=paths.get(m, "/"), now=now, member_id=m)
+    return out
+
+
+@dataclass
+class BulkCredit:
+    """One credit of :func:`credit_many` (as :func:`credit` with ``kind="earn"``)."""
+
+    account: Account
+    points: int
+    cause: Cause
+    earned_at: datetime
+    available_at: datetime
+    expires_at: datetime | None
+    dedupe_key: str | None = None
+
+
+EventItem = tuple[str, dict[str, Any], int | None, str | None]
+
+
+def credit_many(session: Session, credits: Sequence[BulkCredit]) -> list[EventItem]:
+    """:func:`credit` (kind ``earn``, counted as earned) of many lots at once, on accounts
+    locked by :func:`lock_for_bulk`: entries hash-chained per account in the given order,
+    one multi-row INSERT for the entries and one for the lots, each account row updated
+    once. Answers the ``points.earned`` event of each credit, in order, for the caller to
+    emit with its own (:func:`events.emit_many`)."""
+    if not credits:
+        return []
+    segments: dict[int, _Segment] = session.info.get(_CHAIN_KEY) or {}
+    entries: list[dict[str, Any]] = []
+    lots: list[dict[str, Any]] = []
+    after: list[tuple[int, int]] = []
+    for c in credits:
+        acct, row = c.account, c.account.row
+        if c.points <= 0:
+            raise ValueError("credit needs positive points")
+        if row.id in segments and segments[row.id].entries:
+            raise RuntimeError(f"account {row.id} already has entries in this transaction")
+        pending = c.available_at > acct.now
+        d_avail, d_pend = (0, c.points) if pending else (c.points, 0)
+        seq = (row.chain_seq or 0) + 1
+        prev = row.chain_head or GENESIS
+        e: dict[str, Any] = {
+            "account_id": row.id,
+            "member_id": acct.member_id,
+            "kind": "earn",
+            "delta_available": d_avail,
+            "delta_pending": d_pend,
+            "delta_debt": 0,
+            "source_type": c.cause.source_type,
+            "source_id": c.cause.source_id,
+            "actor": c.cause.actor,
+            "reason": c.cause.reason,
+            "corrects_entry_id": None,
+            "programme_version": c.cause.programme_version,
+            "details": c.cause.details,
+            "dedupe_key": c.dedupe_key,
+            "occurred_at": c.cause.occurred_at or acct.now,
+            "created_at": acct.now,
+        }
+        digest = entry_hash(prev, seq, e)
+        e.update(chain_seq=seq, prev_hash=prev, entry_hash=digest)
+        entries.append(e)
+        row.chain_seq, row.chain_head = seq, digest
+        row.available += d_avail
+        row.pending += d_pend
+        row.lifetime_earned += c.points
+        row.updated_at = acct.now
+        after.append((row.available, row.pending))
+        lots.append(
+            {
+                "account_id": row.id,
+                "member_id": acct.member_id,
+                "points": c.points,
+                "remaining": c.points,
+                "status": PENDING if pending else AVAILABLE,
+                "source_type": c.cause.source_type,
+                "source_id": c.cause.source_id,
+                "earned_at": c.earned_at,
+                "available_at": c.available_at,
+                "expires_at": c.expires_at,
+                "reminded_days": None,
+            }
+        )
+    ids = list(
+        session.scalars(
+            insert(LedgerEntry).returning(LedgerEntry.id, sort_by_parameter_order=True), entries
+        )
+    )
+    for lot, entry_id in zip(lots, ids, strict=True):
+        lot["entry_id"] = entry_id
+    session.execute(insert(PointsLot), lots)
+    session.flush()  # the account rows
+    out: list[EventItem] = []
+    for c, entry_id, lot, (available, pending_now) in zip(credits, ids, lots, after, strict=True):
+        body = {
+            "member_id": c.account.member_id,
+            "entry_id": entry_id,
+            "points": c.points,
+            "kind": "earn",
+            "status": lot["status"],
+            "available_at": c.available_at.isoformat(),
+            "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+            "source_type": c.cause.source_type,
+            "source_id": c.cause.source_id,
+            "available": available,
+            "pending": pending_now,
+            "account_id": c.account.row.id,
+        }
+        out.append(("points.earned", body, c.account.member_id, c.account.org_path))
+    return out
