@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Table, insert, or_, select
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import AUDIT_READ, require
@@ -110,7 +110,7 @@ def record_many(
         return 0
     now = utcnow()
     session.execute(
-        insert(AuditLog),
+        insert(cast(Table, AuditLog.__table__)),
         [
             {
                 "actor": actor.name,

@@ -6,9 +6,9 @@ import logging
 import threading
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, event, func, insert, select, text, update
+from sqlalchemy import Engine, Table, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from loyalist.errors import FieldError, ValidationFailed
@@ -356,6 +356,6 @@ def emit_many(
                 "dispatched_at": None,
             }
         )
-    session.execute(insert(OutboxEvent), rows)
+    session.execute(insert(cast(Table, OutboxEvent.__table__)), rows)
     _sequence_after_commit(session)
     return len(rows)

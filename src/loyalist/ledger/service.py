@@ -33,10 +33,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, func, insert, inspect, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
@@ -1715,6 +1715,10 @@ def lock_for_bulk(session: Session, member_ids: Sequence[int], now: datetime) ->
     return out
 
 
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
 @dataclass
 class BulkCredit:
     """One credit of :func:`credit_many` (as :func:`credit` with ``kind="earn"``)."""
@@ -1797,12 +1801,15 @@ def credit_many(session: Session, credits: Sequence[BulkCredit]) -> list[EventIt
         )
     ids = list(
         session.scalars(
-            insert(LedgerEntry).returning(LedgerEntry.id, sort_by_parameter_order=True), entries
+            insert(_table(LedgerEntry)).returning(
+                _table(LedgerEntry).c.id, sort_by_parameter_order=True
+            ),
+            entries,
         )
     )
     for lot, entry_id in zip(lots, ids, strict=True):
         lot["entry_id"] = entry_id
-    session.execute(insert(PointsLot), lots)
+    session.execute(insert(_table(PointsLot)), lots)
     session.flush()  # the account rows
     out: list[EventItem] = []
     for c, entry_id, lot, (available, pending_now) in zip(credits, ids, lots, after, strict=True):

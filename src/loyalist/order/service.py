@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import Table, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import ORDER_READ, ORDER_WRITE, require
@@ -1221,6 +1221,11 @@ def _check_currency(current: Programme, data: OrderCreate) -> None:
         )
 
 
+def _table(model: Any) -> Table:
+    """The Core table of a model: multi-row INSERTs without the ORM's bookkeeping."""
+    return cast(Table, model.__table__)
+
+
 def _fast_programme(programme: Programme) -> bool:
     return not programme.passes and not member_facts_needed(programme.condition_fields())
 
@@ -1468,10 +1473,13 @@ def _write_fast(
             ]
         )
     order_ids = list(
-        session.scalars(insert(Order).returning(Order.id, sort_by_parameter_order=True), order_rows)
+        session.scalars(
+            insert(_table(Order)).returning(_table(Order).c.id, sort_by_parameter_order=True),
+            order_rows,
+        )
     )
     session.execute(
-        insert(OrderLine),
+        insert(_table(OrderLine)),
         [
             {**ln, "order_id": oid}
             for oid, lns in zip(order_ids, line_rows, strict=True)
