@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -1272,7 +1272,7 @@ def record_many(
         slow_ids = {r.i for r in more_slow}
         slow = [r for r in rows if r.i in slow_ids]
     if fast:
-        for i in _write_fast(session, actor, fast, now, current, current_version):
+        for i in _write_fast(session, actor, fast, now, current, current_version, where):
             created[i] = True
     for r in slow:
         try:
@@ -1340,6 +1340,7 @@ def _write_fast(
     now: datetime,
     current: Programme,
     current_version: int,
+    where: Callable[[int, LoyalistError], LoyalistError],
 ) -> list[int]:
     """Write the fast rows (accounts locked); answers the positions of the new orders."""
     stores: dict[str, Any] = {}
@@ -1357,7 +1358,10 @@ def _write_fast(
     for r in rows:
         found = existing.get((stores[r.data.store].id, r.data.external_id))
         if found is not None:
-            _replay(actor, found, r.data, r.member)  # raises on different content
+            try:
+                _replay(actor, found, r.data, r.member)  # raises on different content
+            except LoyalistError as exc:
+                raise where(r.i, exc) from None
         else:
             new.append(r)
     if not new:
