@@ -21,6 +21,7 @@ from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
 from loyalist.models import Order, OutboxEvent, PointsAccount, PointsLot
 from loyalist.order import service as orders
+from loyalist.order.errors import OrderConflict
 from loyalist.order.schemas import OrderCreate
 
 ACTOR = Actor(name="test:import", scope_path="/", principal="test:import")
@@ -207,3 +208,23 @@ def test_daily_cap_across_a_batch_and_the_orders_before_it(world: Any) -> None:
             for o in s.scalars(select(Order).where(Order.member_id == mid).order_by(Order.id))
         ]
     assert got == [20_000, 20_000, 10_000, 0, 0]  # per order 20,000; per day 50,000
+
+
+def test_an_order_recorded_before_with_other_content_is_refused_with_its_row(world: Any) -> None:
+    db = world.db
+    with db.transaction() as s:
+        mid = members.create(s, ACTOR, MemberCreate(external_id="conflict")).member.id
+    spec = (0, "sh1", "pos", 60, [("coffee", 1, 1_000)], False)
+    first = _create(0, "cf", spec)
+    first.member_id = mid
+    with db.transaction() as s:
+        orders.record(s, ACTOR, first)
+    changed = first.model_copy(update={"amount_paid_minor": 2_000})
+    changed.lines[0].unit_price_minor = 2_000
+    other = _create(1, "cf", spec)
+    other.member_id = mid
+    with pytest.raises(OrderConflict) as exc, db.transaction() as s:
+        orders.record_many(s, ACTOR, [other, changed], labels=["row 2", "row 3"])
+    assert exc.value.detail.startswith("row 3: ")
+    with db.transaction() as s:  # the batch rolled back: the other order was not written
+        assert s.scalar(select(Order.id).where(Order.external_id == "cf-1")) is None
