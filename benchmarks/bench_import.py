@@ -4,9 +4,9 @@
    regions, four stores and the demo programme;
 2. imports M members from a CSV file (``bulkimport.runner``, as the CLI does);
 3. writes an orders CSV of N rows (default 1,000,000) for those members over the last 30
-   days, validates and imports it in batches of 1,000 rows per transaction (every order
-   through ``order.service.record``: the real earn rules, ledger lots and hash chain,
-   events, audit) and times it;
+   days, validates and imports it in batches of 2,000 rows per transaction (set-based:
+   ``order.service.record_many`` — the earn rules of ``record``, ledger lots and hash
+   chain, events, audit in multi-row INSERTs) and times it;
 4. re-runs the same file (must change nothing) and runs ``ledger verify`` (must be clean);
 5. the reference, measured in the same run: PostgreSQL ``COPY`` of the same file into an
    unlogged table of the same columns (the floor any import pays to move the bytes).
@@ -102,7 +102,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--members", type=int, default=2_000)
-    ap.add_argument("--batch-rows", type=int, default=1_000)
+    ap.add_argument("--batch-rows", type=int, default=2_000)
     args = ap.parse_args()
 
     from sqlalchemy import func, select

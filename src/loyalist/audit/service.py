@@ -128,3 +128,33 @@ def for_object(session: Session, object_type: str, object_id: Any) -> list[Audit
         .order_by(AuditLog.id)
     )
     return list(session.scalars(q))
+
+
+def record_many(
+    session: Session,
+    actor: Actor,
+    items: list[tuple[str, str, Any, str, dict[str, Any] | None]],
+) -> int:
+    """:func:`record` of many (action, object type, object id, org path, after) in one
+    multi-row INSERT (bulk import). Answers how many."""
+    if not items:
+        return 0
+    now = utcnow()
+    session.execute(
+        insert(cast(Table, AuditLog.__table__)),
+        [
+            {
+                "actor": actor.name,
+                "principal": actor.principal,
+                "action": action,
+                "object_type": object_type,
+                "object_id": str(object_id) if object_id is not None else None,
+                "before": None,
+                "after": _plain(after),
+                "org_path": org_path,
+                "occurred_at": now,
+            }
+            for action, object_type, object_id, org_path, after in items
+        ],
+    )
+    return len(items)

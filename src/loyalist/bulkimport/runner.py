@@ -17,7 +17,7 @@ from loyalist.kit.actor import Actor
 from loyalist.kit.db import Database
 
 Progress = Callable[[int, int], None]
-BATCH_ROWS = 1_000
+BATCH_ROWS = 2_000
 
 
 @dataclass

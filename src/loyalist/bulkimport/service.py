@@ -1,6 +1,7 @@
 """Bulk import rules: validate a whole file row by row, then write it batch by batch
 through the real services (members: ``member.service.create`` — encryption and blind
-indexes included —; orders: ``order.service.record`` — the real earn rules, caps, tiers —;
+indexes included —; orders: ``order.service.record_many`` — the rules of ``record`` (the
+same pure earn engine, caps, tiers), written set-based, a batch of rows at once —;
 carried balances: ``ledger.service.credit`` as lots with their original earn date and
 expiry). Every function takes the caller's session and never commits (:mod:`runner` owns
 the transactions: one per batch of rows, with the batch's committed cursor)."""
@@ -376,8 +377,19 @@ def write_rows(
     """Write the next rows of the (locked) batch and move its cursor past them: committed
     together, so a crash resumes exactly after the last committed batch of rows."""
     created = 0
-    writer = {"members": _write_member, "orders": _write_order, "points": _write_points}[batch.kind]
-    for p in rows:
+    if batch.kind == "orders":  # set-based: the whole batch of rows at once
+        done = orders.record_many(
+            session,
+            actor,
+            [_order_create(p.cells, p.member_id) for p in rows],
+            labels=[f"row {p.row}" for p in rows],
+        )
+        created = sum(done)
+        rows_left: Sequence[Prepared] = ()
+    else:
+        rows_left = rows
+    writer = {"members": _write_member, "points": _write_points}.get(batch.kind, _write_member)
+    for p in rows_left:
         try:
             created += writer(session, actor, batch, p)
         except LoyalistError as exc:  # changed since the validation: the batch rolls back
@@ -407,10 +419,6 @@ def write_rows(
 
 def _write_member(session: Session, actor: Actor, _batch: ImportBatch, p: Prepared) -> int:
     return int(members.create(session, actor, _member_create(p.cells)).created)
-
-
-def _write_order(session: Session, actor: Actor, _batch: ImportBatch, p: Prepared) -> int:
-    return int(orders.record(session, actor, _order_create(p.cells, p.member_id)).created)
 
 
 def _write_points(session: Session, actor: Actor, batch: ImportBatch, p: Prepared) -> int:

@@ -114,7 +114,7 @@ def _import(kind: str, path: Path, batch_rows: int, errors_csv: Path | None, che
 @import_app.command("members")
 def members(
     file: FileArg,
-    batch_rows: BatchOpt = 1000,
+    batch_rows: BatchOpt = 2000,
     errors_csv: ReportOpt = None,
     check: CheckOpt = False,
 ) -> None:
@@ -125,7 +125,7 @@ def members(
 @import_app.command("orders")
 def orders(
     file: FileArg,
-    batch_rows: BatchOpt = 1000,
+    batch_rows: BatchOpt = 2000,
     errors_csv: ReportOpt = None,
     check: CheckOpt = False,
 ) -> None:
@@ -136,7 +136,7 @@ def orders(
 @import_app.command("points")
 def points(
     file: FileArg,
-    batch_rows: BatchOpt = 1000,
+    batch_rows: BatchOpt = 2000,
     errors_csv: ReportOpt = None,
     check: CheckOpt = False,
 ) -> None:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, event, func, select, text, update
+from sqlalchemy import Connection, Engine, Table, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from loyalist.errors import FieldError, ValidationFailed
@@ -342,3 +342,32 @@ def page_view(
     rows = list_events(session, actor, after=after, limit=limit, types=types, member_id=member_id)
     nxt = encode_cursor(rows[-1].position or 0) if rows else (cursor or None)
     return EventPage(items=[EventOut.model_validate(as_dict(e)) for e in rows], next_cursor=nxt)
+
+
+def emit_many(
+    session: Session, items: Sequence[tuple[str, dict[str, Any], int | None, str | None]]
+) -> int:
+    """:func:`emit` of many events (type, payload, member id, org path) in one multi-row
+    INSERT, in the given order (bulk import). Answers how many."""
+    if not items:
+        return 0
+    now = utcnow()
+    rows = []
+    for type_, payload, member_id, org_path in items:
+        if type_ not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type_}")
+        rows.append(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": type_,
+                "schema_version": SCHEMA_VERSION,
+                "member_id": member_id,
+                "org_path": org_path,
+                "payload": payload,
+                "occurred_at": now,
+                "dispatched_at": None,
+            }
+        )
+    session.execute(insert(cast(Table, OutboxEvent.__table__)), rows)
+    _sequence_after_commit(session)
+    return len(rows)

@@ -655,3 +655,8 @@ def frozen_view(session: Session, actor: Actor, member_id: int) -> FreezeOut:
 
 def backtest_view(session: Session, actor: Actor, rule: str, days: int) -> BacktestOut:
     return backtest_out(backtest(session, actor, rule, days=days))
+
+
+def rules_published(session: Session) -> bool:
+    """Whether any fraud rule is published (else :func:`check` answers ``None``)."""
+    return bool(config.active(session).rules)

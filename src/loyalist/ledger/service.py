@@ -33,10 +33,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, func, insert, inspect, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, inspect, select, update
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
@@ -346,6 +346,9 @@ def _apply(acct: Account, available: int, pending: int, debt: int) -> None:
 
 _CHAIN_KEY = "loyalist.ledger.chain"
 _HEADS_DUE = "loyalist.ledger.chain.heads_due"
+#: Set when a savepoint rolled back: entries of a segment may have left the session.
+_RECHECK = "loyalist.ledger.chain.recheck"
+_RESTARTS = "loyalist.ledger.chain.restarts"
 
 
 @dataclass
@@ -358,17 +361,50 @@ class _Segment:
     # Held so that the session's weak identity map keeps it: a transaction writing to many
     # accounts (bulk import) would otherwise reload each one on every flush.
     account: PointsAccount | None = None
+    account_id: int = 0
+    # Position of each entry (by object identity) in ``entries``: a flush re-hashes from
+    # the first entry it writes or changes, not the whole segment (linear per transaction).
+    index: dict[int, int] = field(default_factory=dict)
+    # After a rolled-back savepoint: re-hash from this position on the next flush.
+    restart: int | None = None
+
+    def reindex(self) -> None:
+        self.index = {id(e): n for n, e in enumerate(self.entries)}
+
+
+def _recheck(session: Session) -> None:
+    """After a rolled-back savepoint: drop the entries it expunged from every segment."""
+    if not session.info.pop(_RECHECK, False):
+        return
+    segments: dict[int, _Segment] = session.info.get(_CHAIN_KEY) or {}
+    for seg in segments.values():
+        alive = _live(session, seg.entries)
+        if len(alive) != len(seg.entries):
+            kept = {id(e) for e in alive}
+            gone = next(n for n, e in enumerate(seg.entries) if id(e) not in kept)
+            seg.entries = alive
+            seg.reindex()
+            seg.restart = min(gone, seg.restart if seg.restart is not None else gone)
+            session.info.setdefault(_RESTARTS, set()).add(seg.account_id)
+            for n, e in enumerate(alive, start=1):  # successors of a dropped entry move up
+                if e.chain_seq != seg.base_seq + n:
+                    e.chain_seq = seg.base_seq + n
 
 
 def _chain(session: Session, account: PointsAccount, e: LedgerEntry) -> None:
+    _recheck(session)
     segments: dict[int, _Segment] = session.info.setdefault(_CHAIN_KEY, {})
     seg = segments.get(account.id)
-    if seg is None or not _live(session, seg.entries):
+    if seg is None or not seg.entries:
         seg = segments[account.id] = _Segment(
-            account.chain_head or GENESIS, account.chain_seq or 0, account=account
+            account.chain_head or GENESIS,
+            account.chain_seq or 0,
+            account=account,
+            account_id=account.id,
         )
+    seg.index[id(e)] = len(seg.entries)
     seg.entries.append(e)
-    e.chain_seq = seg.base_seq + len(_live(session, seg.entries))
+    e.chain_seq = seg.base_seq + len(seg.entries)
 
 
 def _live(session: Session, entries: list[LedgerEntry]) -> list[LedgerEntry]:
@@ -386,36 +422,58 @@ def _set_head(account: PointsAccount, seq: int, head: str) -> None:
         account.chain_head = head
 
 
+def _first_touched(session: Session, segments: dict[int, _Segment]) -> dict[int, int]:
+    """Per account: the position of the first of its entries this flush writes or changes
+    (new, or modified since the last flush; after a rolled-back savepoint, the first one
+    that moved)."""
+    first: dict[int, int] = {}
+    for obj in (*session.new, *session.dirty):
+        if not isinstance(obj, LedgerEntry):
+            continue
+        seg = segments.get(obj.account_id)
+        n = seg.index.get(id(obj)) if seg is not None else None
+        if n is not None and n < first.get(obj.account_id, n + 1):
+            first[obj.account_id] = n
+    for account_id in session.info.pop(_RESTARTS, ()):
+        seg = segments.get(account_id)
+        if seg is not None and seg.restart is not None:
+            n = min(seg.restart, len(seg.entries) - 1) if seg.entries else None
+            seg.restart = None
+            if n is not None and n < first.get(account_id, n + 1):
+                first[account_id] = n
+    return first
+
+
 @sa_event.listens_for(Session, "before_flush")
 def _seal(session: Session, _ctx: Any, _instances: Any) -> None:
     """Hash the transaction's entries before they are written. The account's head moves
     with the flush that updates its balances anyway (one UPDATE of the account per order,
-    speed, issue 11); if none does, :func:`_heads_before_commit` writes it."""
+    speed, issue 11); if none does, :func:`_heads_before_commit` writes it.
+
+    Linear per transaction: a flush hashes the entries it writes or that changed since
+    the last flush, and the ones after them (they chain on them), never the whole
+    transaction's entries again."""
     segments: dict[int, _Segment] | None = session.info.get(_CHAIN_KEY)
     if not segments:
         return
+    _recheck(session)
     due: set[int] = session.info.setdefault(_HEADS_DUE, set())
-    for account_id, seg in list(segments.items()):
-        alive = _live(session, seg.entries)  # a rolled-back savepoint expunged the others
-        changed = len(alive) != len(seg.entries)
-        if changed:
-            seg.entries = alive
-        prev = seg.base_head
-        for n, e in enumerate(alive, start=1):
-            state = inspect(e)
-            # Hash what is new or was changed since the last flush, and everything after an
-            # entry whose hash moved (its successors chain on it); the rest is as hashed.
-            if changed or state.pending or state.transient or state.modified:
-                if e.chain_seq != seg.base_seq + n:
-                    e.chain_seq = seg.base_seq + n
-                if e.prev_hash != prev:
-                    e.prev_hash = prev
-                digest = entry_hash(prev, seg.base_seq + n, _chained_fields(e))
-                if e.entry_hash != digest:
-                    e.entry_hash = digest
-                    changed = True
-            prev = e.entry_hash or GENESIS
-        account = session.get(PointsAccount, account_id)
+    for account_id, start in _first_touched(session, segments).items():
+        seg = segments[account_id]
+        alive = seg.entries
+        prev = (alive[start - 1].entry_hash or GENESIS) if start else seg.base_head
+        for n in range(start, len(alive)):
+            e = alive[n]
+            seq = seg.base_seq + n + 1
+            if e.chain_seq != seq:
+                e.chain_seq = seq
+            if e.prev_hash != prev:
+                e.prev_hash = prev
+            digest = entry_hash(prev, seq, _chained_fields(e))
+            if e.entry_hash != digest:
+                e.entry_hash = digest
+            prev = digest
+        account = seg.account or session.get(PointsAccount, account_id)
         if account is None or not alive:
             continue
         if inspect(account).modified:
@@ -423,6 +481,15 @@ def _seal(session: Session, _ctx: Any, _instances: Any) -> None:
             due.discard(account_id)
         elif (account.chain_seq, account.chain_head) != (seg.base_seq + len(alive), prev):
             due.add(account_id)
+    # An account updated in this flush whose entries were all hashed before: its head
+    # (set when they were hashed, or due) is written with this update.
+    for account_id in list(due):
+        waiting = segments.get(account_id)
+        held = waiting.account if waiting is not None else None
+        if waiting and held is not None and waiting.entries and inspect(held).modified:
+            last = waiting.entries[-1].entry_hash or GENESIS
+            _set_head(held, waiting.base_seq + len(waiting.entries), last)
+            due.discard(account_id)
 
 
 @sa_event.listens_for(Session, "before_commit")
@@ -439,11 +506,17 @@ def _heads_before_commit(session: Session) -> None:
     for account_id in sorted(session.info.get(_HEADS_DUE) or ()):
         seg = segments.get(account_id)
         account = session.get(PointsAccount, account_id)
-        alive = _live(session, seg.entries) if seg is not None else []
+        alive = seg.entries if seg is not None else []
         if account is not None and seg is not None and alive:
             _set_head(account, seg.base_seq + len(alive), alive[-1].entry_hash or GENESIS)
     session.info.pop(_HEADS_DUE, None)
     session.flush()
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _after_savepoint_rollback(session: Session, _previous: Any) -> None:
+    if session.info.get(_CHAIN_KEY):
+        session.info[_RECHECK] = True
 
 
 @sa_event.listens_for(Session, "after_transaction_end")
@@ -451,6 +524,8 @@ def _forget(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop(_CHAIN_KEY, None)
         session.info.pop(_HEADS_DUE, None)
+        session.info.pop(_RECHECK, None)
+        session.info.pop(_RESTARTS, None)
 
 
 def _event(
@@ -1553,3 +1628,204 @@ def move_lots(
     inn.details = {**(inn.details or {}), "lots": [[x.id, x.points] for x in new]}
     session.flush()
     return out, inn, [x.id for x in new]
+
+
+# --- many credits at once (bulk import, issue 13 item 5) ------------------------------------
+
+
+def lock_for_bulk(session: Session, member_ids: Sequence[int], now: datetime) -> dict[int, Account]:
+    """Lock the accounts these members draw on, all in one statement in id order, and
+    answer a handle for each member whose account :func:`credit_many` can write alone: the
+    member's own account, shared with nobody (now or before), without debt, with no
+    available lot past its expiry (those need :func:`settle_debt` / :func:`expire_due`)."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return {}
+    _write_pending_accounts(session)
+    current: dict[int, int] = {}
+    for k in range(0, len(ids), 1000):
+        q = select(PointsAccountMember.member_id, PointsAccountMember.account_id).where(
+            PointsAccountMember.member_id.in_(ids[k : k + 1000]),
+            PointsAccountMember.left_at.is_(None),
+        )
+        current.update({int(m): int(a) for m, a in session.execute(q)})
+    account_ids = sorted(set(current.values()))
+    rows: dict[int, PointsAccount] = {}
+    for k in range(0, len(account_ids), 1000):
+        q2 = (
+            select(PointsAccount)
+            .where(PointsAccount.id.in_(account_ids[k : k + 1000]))
+            .order_by(PointsAccount.id)
+        )
+        if not is_sqlite(session):
+            q2 = q2.with_for_update()
+        for row in session.scalars(q2.execution_options(populate_existing=True)):
+            rows[row.id] = row
+    shared_accounts: set[int] = set()  # accounts and members that ever shared
+    shared_members: set[int] = set()
+    for k in range(0, len(ids), 1000):
+        chunk = ids[k : k + 1000]
+        accts = sorted({current[m] for m in chunk if m in current})
+        q3 = select(PointsAccountMember.account_id, PointsAccountMember.member_id).where(
+            PointsAccountMember.role == MEMBER,
+            PointsAccountMember.account_id.in_(accts) | PointsAccountMember.member_id.in_(chunk),
+        )
+        for a, m in session.execute(q3):
+            shared_accounts.add(int(a))
+            shared_members.add(int(m))
+    overdue: set[int] = set()
+    for k in range(0, len(account_ids), 1000):
+        q4 = (
+            select(PointsLot.account_id)
+            .where(
+                PointsLot.account_id.in_(account_ids[k : k + 1000]),
+                PointsLot.status == AVAILABLE,
+                PointsLot.expires_at <= now,
+            )
+            .distinct()
+        )
+        overdue.update(int(a) for a in session.scalars(q4))
+    # the membership again, under the locks: a member moved meanwhile is left out
+    still: dict[int, int] = {}
+    for k in range(0, len(ids), 1000):
+        q = select(PointsAccountMember.member_id, PointsAccountMember.account_id).where(
+            PointsAccountMember.member_id.in_(ids[k : k + 1000]),
+            PointsAccountMember.left_at.is_(None),
+        )
+        still.update({int(m): int(a) for m, a in session.execute(q)})
+    paths: dict[int, str] = {}
+    for k in range(0, len(ids), 1000):
+        q5 = select(Member.id, Member.org_path).where(Member.id.in_(ids[k : k + 1000]))
+        paths.update({int(m): str(p) for m, p in session.execute(q5)})
+    out: dict[int, Account] = {}
+    for m in ids:
+        aid = current.get(m)
+        held = rows.get(aid) if aid is not None else None
+        if (
+            held is None
+            or still.get(m) != aid
+            or held.owner_member_id != m
+            or aid in shared_accounts
+            or m in shared_members
+            or held.debt
+            or held.id in overdue
+        ):
+            continue
+        out[m] = Account(row=held, org_path=paths.get(m, "/"), now=now, member_id=m)
+    return out
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+@dataclass
+class BulkCredit:
+    """One credit of :func:`credit_many` (as :func:`credit` with ``kind="earn"``)."""
+
+    account: Account
+    points: int
+    cause: Cause
+    earned_at: datetime
+    available_at: datetime
+    expires_at: datetime | None
+    dedupe_key: str | None = None
+
+
+EventItem = tuple[str, dict[str, Any], int | None, str | None]
+
+
+def credit_many(session: Session, credits: Sequence[BulkCredit]) -> list[EventItem]:
+    """:func:`credit` (kind ``earn``, counted as earned) of many lots at once, on accounts
+    locked by :func:`lock_for_bulk`: entries hash-chained per account in the given order,
+    one multi-row INSERT for the entries and one for the lots, each account row updated
+    once. Answers the ``points.earned`` event of each credit, in order, for the caller to
+    emit with its own (:func:`events.emit_many`)."""
+    if not credits:
+        return []
+    segments: dict[int, _Segment] = session.info.get(_CHAIN_KEY) or {}
+    entries: list[dict[str, Any]] = []
+    lots: list[dict[str, Any]] = []
+    after: list[tuple[int, int]] = []
+    for c in credits:
+        acct, row = c.account, c.account.row
+        if c.points <= 0:
+            raise ValueError("credit needs positive points")
+        if row.id in segments and segments[row.id].entries:
+            raise RuntimeError(f"account {row.id} already has entries in this transaction")
+        pending = c.available_at > acct.now
+        d_avail, d_pend = (0, c.points) if pending else (c.points, 0)
+        seq = (row.chain_seq or 0) + 1
+        prev = row.chain_head or GENESIS
+        e: dict[str, Any] = {
+            "account_id": row.id,
+            "member_id": acct.member_id,
+            "kind": "earn",
+            "delta_available": d_avail,
+            "delta_pending": d_pend,
+            "delta_debt": 0,
+            "source_type": c.cause.source_type,
+            "source_id": c.cause.source_id,
+            "actor": c.cause.actor,
+            "reason": c.cause.reason,
+            "corrects_entry_id": None,
+            "programme_version": c.cause.programme_version,
+            "details": c.cause.details,
+            "dedupe_key": c.dedupe_key,
+            "occurred_at": c.cause.occurred_at or acct.now,
+            "created_at": acct.now,
+        }
+        digest = entry_hash(prev, seq, e)
+        e.update(chain_seq=seq, prev_hash=prev, entry_hash=digest)
+        entries.append(e)
+        row.chain_seq, row.chain_head = seq, digest
+        row.available += d_avail
+        row.pending += d_pend
+        row.lifetime_earned += c.points
+        row.updated_at = acct.now
+        after.append((row.available, row.pending))
+        lots.append(
+            {
+                "account_id": row.id,
+                "member_id": acct.member_id,
+                "points": c.points,
+                "remaining": c.points,
+                "status": PENDING if pending else AVAILABLE,
+                "source_type": c.cause.source_type,
+                "source_id": c.cause.source_id,
+                "earned_at": c.earned_at,
+                "available_at": c.available_at,
+                "expires_at": c.expires_at,
+                "reminded_days": None,
+            }
+        )
+    ids = list(
+        session.scalars(
+            insert(_table(LedgerEntry)).returning(
+                _table(LedgerEntry).c.id, sort_by_parameter_order=True
+            ),
+            entries,
+        )
+    )
+    for lot, entry_id in zip(lots, ids, strict=True):
+        lot["entry_id"] = entry_id
+    session.execute(insert(_table(PointsLot)), lots)
+    session.flush()  # the account rows
+    out: list[EventItem] = []
+    for c, entry_id, lot, (available, pending_now) in zip(credits, ids, lots, after, strict=True):
+        body = {
+            "member_id": c.account.member_id,
+            "entry_id": entry_id,
+            "points": c.points,
+            "kind": "earn",
+            "status": lot["status"],
+            "available_at": c.available_at.isoformat(),
+            "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+            "source_type": c.cause.source_type,
+            "source_id": c.cause.source_id,
+            "available": available,
+            "pending": pending_now,
+            "account_id": c.account.row.id,
+        }
+        out.append(("points.earned", body, c.account.member_id, c.account.org_path))
+    return out

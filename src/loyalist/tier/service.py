@@ -8,7 +8,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
-from loyalist.kit.clock import utcnow
+from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.localtime import add_months, local_day, start_of_local_day
 from loyalist.models import Member, MemberRfm, Order, PointsAccountMember, TierChange
 from loyalist.programme.schemas import Programme, TierMetric
@@ -243,3 +243,71 @@ def set_tier(
     announced like every tier change."""
     value = metric_value(session, programme, member.id, now)
     return _record(session, member, programme, version, to_tier, reason, value, now)
+
+
+# --- many members at once (bulk import, issue 13 item 5) ------------------------------------
+
+
+def tiers_at(session: Session, wanted: list[tuple[Member, datetime]]) -> list[str]:
+    """:func:`tier_at` of many (member, instant) pairs with one query for all the members'
+    tier changes (same answer as calling :func:`tier_at` for each pair)."""
+    ids = sorted({m.id for m, at in wanted if at < m.tier_since})
+    history: dict[int, list[tuple[datetime, int, str]]] = {}
+    for i in range(0, len(ids), 1000):
+        q = select(
+            TierChange.member_id, TierChange.occurred_at, TierChange.id, TierChange.to_tier
+        ).where(TierChange.member_id.in_(ids[i : i + 1000]))
+        for mid, occurred, cid, to in session.execute(q):
+            history.setdefault(mid, []).append((as_utc(occurred), cid, to))
+    out: list[str] = []
+    for member, at in wanted:
+        if at >= member.tier_since:
+            out.append(member.tier_code)
+            continue
+        changes = history.get(member.id)
+        if not changes:
+            out.append(member.tier_code)
+            continue
+        at_utc = as_utc(at)
+        by_then = [c for c in changes if c[0] <= at_utc]
+        # the last change by ``at``; none: the first one (the tier they joined in)
+        pick = max(by_then, key=lambda c: (c[0], c[1])) if by_then else min(changes)
+        out.append(pick[2])
+    return out
+
+
+def upgrade_many_if_qualified(
+    session: Session, members: list[Member], programme: Programme, version: int, now: datetime
+) -> int:
+    """:func:`upgrade_if_qualified` for many members: a spend metric (members qualifying
+    alone) is summed for all of them in one query. Answers how many were upgraded."""
+    tiers = programme.tiers
+    if tiers.metric is not TierMetric.SPEND or programme.households.household_qualifies_together:
+        return sum(1 for m in members if upgrade_if_qualified(session, m, programme, version, now))
+    start = window_start(tiers.window_months, programme.tz, now)
+    values: dict[int, int] = {}
+    ids = sorted({m.id for m in members})
+    for i in range(0, len(ids), 1000):
+        q = (
+            select(
+                Order.member_id,
+                func.coalesce(
+                    func.sum(Order.qualifying_minor - Order.qualifying_refunded_minor), 0
+                ),
+            )
+            .where(
+                Order.member_id.in_(ids[i : i + 1000]),
+                Order.occurred_at >= start,
+                Order.occurred_at <= now,
+            )
+            .group_by(Order.member_id)
+        )
+        values.update({int(mid or 0): max(int(v or 0), 0) for mid, v in session.execute(q)})
+    n = 0
+    for m in sorted(members, key=lambda m: m.id):
+        value = values.get(m.id, 0)
+        target = instant_upgrade(tiers, _known_tier(programme, m.tier_code), value)
+        if target is not None:
+            _record(session, m, programme, version, target, "upgrade", value, now)
+            n += 1
+    return n

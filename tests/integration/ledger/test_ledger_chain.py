@@ -344,3 +344,36 @@ def test_locking_an_account_twice_in_one_transaction_keeps_the_first_writes(
         assert row is not None and row.available == 150
         _n, problems = ledger.verify(s)
     assert problems == []
+
+
+def test_an_entry_of_a_rolled_back_savepoint_leaves_the_chain_whole(
+    world: Any, client: Any
+) -> None:
+    """The chain is sealed per flush from the first new or changed entry on (linear per
+    transaction): entries dropped by a rolled-back savepoint in the middle of a
+    transaction move their successors up, re-hashed, and the head follows."""
+    mid = new_member(client, "13900000777")
+    db = world.db
+    with db.transaction() as s:
+        acct = ledger.lock(s, mid, "/")
+        cause = ledger.Cause(source_type="test", actor="test")
+        ledger.adjust(s, acct, 10, cause, expires_at=None)
+        s.flush()
+        sp = s.begin_nested()
+        ledger.adjust(s, acct, 20, cause, expires_at=None)
+        ledger.adjust(s, acct, 30, cause, expires_at=None)
+        s.flush()
+        sp.rollback()
+        acct = ledger.lock(s, mid, "/")
+        ledger.adjust(s, acct, 40, cause, expires_at=None)
+        account_id = acct.row.id
+    entries = chain_of(db, account_id)
+    deltas = [e.delta_available for e in entries]
+    assert deltas[-2:] == [10, 40]
+    assert [e.chain_seq for e in entries] == list(range(1, len(entries) + 1))
+    with db.transaction() as s:
+        _n, problems = ledger.verify(s)
+        acct_row = s.get(PointsAccount, account_id)
+        assert acct_row is not None
+        assert (acct_row.chain_seq, acct_row.chain_head) == (len(entries), entries[-1].entry_hash)
+    assert problems == []
