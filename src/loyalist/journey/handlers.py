@@ -9,6 +9,6 @@ from loyalist.journey import service
 from loyalist.models import OutboxEvent
 
 
-@consumer("journeys")
+@consumer("journeys", batch=service.on_events)
 def on_event(session: Session, event: OutboxEvent) -> None:
     service.on_event(session, event)
