@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--pyinstrument", default="")
     args = ap.parse_args()
 
+    from tests.support import build_world
+
     from loyalist import bootstrap
     from loyalist.events import consumers
     from loyalist.events import service as events
@@ -54,7 +56,6 @@ def main() -> None:
     from loyalist.member import service as members
     from loyalist.member.schemas import MemberCreate
     from loyalist.models import JourneyStep
-    from tests.support import build_world
 
     db = Database(args.url)
     with db.engine.begin() as conn:
