@@ -16,6 +16,7 @@ import argparse
 import collections
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,11 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=1000)
     ap.add_argument("--show", action="store_true", help="print the statements of one batch")
     ap.add_argument("--pyinstrument", default="")
+    ap.add_argument(
+        "--wait",
+        action="store_true",
+        help="the journey waits a minute after the tag, then tags again: also time the wake jobs",
+    )
     args = ap.parse_args()
 
     from tests.support import build_world
@@ -49,8 +55,10 @@ def main() -> None:
     from loyalist import bootstrap
     from loyalist.events import consumers
     from loyalist.events import service as events
+    from loyalist.jobs import queue
     from loyalist.journey import service as journeys
     from loyalist.kit.actor import SYSTEM
+    from loyalist.kit.clock import clock
     from loyalist.kit.db import Base, Database
     from loyalist.kit.migrate import upgrade
     from loyalist.member import service as members
@@ -67,7 +75,14 @@ def main() -> None:
     bootstrap.configure()
     build_world(db)
     with db.transaction() as s:
-        journeys.publish(s, SYSTEM, {"journeys": [JOURNEY]}, "profile")
+        journey = dict(JOURNEY)
+        if args.wait:
+            journey["steps"] = [
+                *JOURNEY["steps"],  # type: ignore[misc]
+                {"id": "minute", "type": "wait", "duration": {"minutes": 1}},
+                {"id": "again", "type": "action", "action": "add_tag", "params": {"tag": "again"}},
+            ]
+        journeys.publish(s, SYSTEM, {"journeys": [journey]}, "profile")
     for chunk in range(0, args.members, 50):
         with db.transaction() as s:
             for i in range(chunk, min(chunk + 50, args.members)):
@@ -113,6 +128,18 @@ def main() -> None:
     print(f"members {n}, steps {steps}, batches {batches}, statements {len(statements)}")
     print("per member: " + ", ".join(f"{k} {v / n:.2f}" for k, v in kinds.most_common()))
     print(f"wall {wall:.2f}s ({wall / n * 1000:.2f} ms/member), cpu {cpu:.2f}s")
+    if args.wait:
+        clock.advance(timedelta(minutes=2))
+        statements.clear()
+        on[0] = True
+        wall, cpu = time.perf_counter(), time.process_time()
+        jobs = queue.run_until_empty(db)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        on[0] = False
+        kinds = collections.Counter(s.lstrip().split(None, 1)[0].upper() for s in statements)
+        print(f"wake jobs {jobs}, statements {len(statements)}")
+        print("per member: " + ", ".join(f"{k} {v / n:.2f}" for k, v in kinds.most_common()))
+        print(f"wall {wall:.2f}s ({wall / n * 1000:.2f} ms/member), cpu {cpu:.2f}s")
     if args.show:
         shown = collections.Counter(" ".join(s.split())[:160] for s in statements[:first_batch])
         for stmt, k in shown.most_common(40):

@@ -66,6 +66,7 @@ class Consumer:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     together: bool = False  # see consumer()
     batch: BatchHandler | None = None  # see consumer()
+    limit: int | None = None  # see consumer()
 
 
 _REGISTRY: dict[str, Consumer] = {}
@@ -78,6 +79,7 @@ def consumer(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     together: bool = False,
     batch: BatchHandler | None = None,
+    limit: int | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register ``handler(session, event)`` as the consumer ``name``.
 
@@ -97,11 +99,19 @@ def consumer(
     once and write set-based (multi-row inserts). It must have the same database effects as
     ``handler`` called for each event in order; when it raises, the batch is rolled back
     and run event by event through ``handler`` (which records the failure at its event).
+
+    ``limit`` is the most events one batch of this consumer takes in the worker (None:
+    :data:`DEFAULT_BATCH`; a caller's explicit limit to :func:`run_pending` wins): a
+    set-based consumer, whose cost per batch is mostly fixed, takes bigger batches, so it
+    catches up in fewer turns of the worker's loop, which runs every consumer's batch in
+    turn.
     """
     if not name or len(name) > 100:
         raise ValueError("a consumer name has 1 to 100 characters")
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1")
     wanted = frozenset(types) if types is not None else None
     if wanted is not None:
         from loyalist.events.service import EVENT_TYPES
@@ -115,7 +125,7 @@ def consumer(
         if got is not None and got.handler is not handler:
             raise ValueError(f"consumer {name!r} is already registered")
         _REGISTRY[name] = Consumer(
-            name, handler, wanted, max_attempts, together or batch is not None, batch
+            name, handler, wanted, max_attempts, together or batch is not None, batch, limit
         )
         return handler
 
@@ -165,14 +175,15 @@ def stream_head(session: Session) -> int:
 
 
 # ── running ───────────────────────────────────────────────────────────────────────────
-def run_pending(db: Database, *, limit: int = DEFAULT_BATCH) -> int:
-    """One batch of at most ``limit`` events for every registered consumer, each in its own
-    transaction. Returns the number of events handled (parked ones included)."""
+def run_pending(db: Database, *, limit: int | None = None) -> int:
+    """One batch of at most ``limit`` events (None: the consumer's own limit, else
+    :data:`DEFAULT_BATCH`) for every registered consumer, each in its own transaction.
+    Returns the number of events handled (parked ones included)."""
     total = 0
     for c in registered():
 
         def batch(s: Session, c: Consumer = c) -> int:
-            return run_batch(s, c, limit=limit)
+            return run_batch(s, c, limit=limit or c.limit or DEFAULT_BATCH)
 
         try:
             total += db.run(batch)

@@ -112,3 +112,17 @@ def test_a_failing_batch_is_rolled_back_and_run_event_by_event(
         "event_receipt": 5,
         "event_failure": 0,
     }
+
+
+def test_a_consumer_s_own_limit_sizes_its_batches_in_the_worker(stream: Database) -> None:
+    h = Both("t.big")
+    consumer("t.big", batch=h.many, limit=7)(h.one)
+    consumer("t.small")(lambda s, ev: record_effect("t.small", s, ev))
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        consumer("t.none", limit=0)
+    emit_updates(stream, 20, per_tx=10)
+    consumers.run_pending(stream, limit=3)  # an explicit limit wins
+    assert (_checkpoint(stream, "t.big"), _checkpoint(stream, "t.small")) == (3, 3)
+    consumers.run_pending(stream)  # the worker's call: t.big takes 7, the other the default
+    assert (_checkpoint(stream, "t.big"), _checkpoint(stream, "t.small")) == (10, 20)
+    assert h.batches == [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10]]
