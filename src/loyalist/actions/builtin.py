@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loyalist.access.permissions import POINTS_ADJUST, require
 from loyalist.actions.errors import ActionInvalid
-from loyalist.actions.registry import ActionContext, action
+from loyalist.actions.registry import ActionContext, action, action_many
 from loyalist.errors import FieldError
 from loyalist.kit.clock import utcnow
 from loyalist.ledger import domain as lots
@@ -81,6 +81,17 @@ def add_tag(ctx: ActionContext, p: TagParams) -> dict[str, Any]:
     assert ctx.member_id is not None
     tags = members.set_tags(ctx.session, ctx.actor, ctx.member_id, TagsIn(add=[p.tag]))
     return {"tags": tags}
+
+
+@action_many("add_tag")
+def add_tag_many(contexts: list[ActionContext], p: TagParams) -> list[dict[str, Any]]:
+    """``add_tag`` for many members (run_many): one read, one insert of tags and audit."""
+    if not contexts:
+        return []
+    ctx = contexts[0]
+    ids = [c.member_id for c in contexts if c.member_id is not None]
+    assert len(ids) == len(contexts)
+    return [{"tags": t} for t in members.add_tag_many(ctx.session, ctx.actor, ids, p.tag)]
 
 
 @action("remove_tag", TagParams, description="Remove a tag from the member")

@@ -33,7 +33,10 @@ def record(
     org_path: str,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
+    flush: bool = True,
 ) -> AuditLog:
+    """Add an audit row; ``flush=False`` leaves it to the session's next flush (callers
+    recording many rows at once: they are then written in one multi-row insert)."""
     row = AuditLog(
         actor=actor.name,
         principal=actor.principal,
@@ -46,7 +49,8 @@ def record(
         occurred_at=utcnow(),
     )
     session.add(row)
-    session.flush()
+    if flush:
+        session.flush()
     return row
 
 

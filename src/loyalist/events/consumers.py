@@ -50,6 +50,7 @@ from loyalist.models import EventConsumer, EventFailure, EventReceipt, OutboxEve
 log = logging.getLogger("loyalist.events.consumers")
 
 Handler = Callable[[Session, OutboxEvent], None]
+BatchHandler = Callable[[Session, list[OutboxEvent]], None]
 
 DEFAULT_BATCH = 500
 DEFAULT_MAX_ATTEMPTS = 8  # 1+2+4+…+64 s of retries (about two minutes), then parked
@@ -64,6 +65,8 @@ class Consumer:
     types: frozenset[str] | None  # None: every event
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     together: bool = False  # see consumer()
+    batch: BatchHandler | None = None  # see consumer()
+    limit: int | None = None  # see consumer()
 
 
 _REGISTRY: dict[str, Consumer] = {}
@@ -75,6 +78,8 @@ def consumer(
     *,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     together: bool = False,
+    batch: BatchHandler | None = None,
+    limit: int | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register ``handler(session, event)`` as the consumer ``name``.
 
@@ -88,11 +93,25 @@ def consumer(
     under load. If one event fails, the whole savepoint is rolled back and the batch is run
     again event by event (the handlers of the events before the failing one are called a
     second time; their first effects were rolled back, so they still apply once).
+
+    ``batch=handler_many(session, events)`` (implies ``together``) hands the whole batch to
+    one call instead of one call per event, so the handler can read what the events share
+    once and write set-based (multi-row inserts). It must have the same database effects as
+    ``handler`` called for each event in order; when it raises, the batch is rolled back
+    and run event by event through ``handler`` (which records the failure at its event).
+
+    ``limit`` is the most events one batch of this consumer takes in the worker (None:
+    :data:`DEFAULT_BATCH`; a caller's explicit limit to :func:`run_pending` wins): a
+    set-based consumer, whose cost per batch is mostly fixed, takes bigger batches, so it
+    catches up in fewer turns of the worker's loop, which runs every consumer's batch in
+    turn.
     """
     if not name or len(name) > 100:
         raise ValueError("a consumer name has 1 to 100 characters")
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1")
     wanted = frozenset(types) if types is not None else None
     if wanted is not None:
         from loyalist.events.service import EVENT_TYPES
@@ -105,7 +124,9 @@ def consumer(
         got = _REGISTRY.get(name)
         if got is not None and got.handler is not handler:
             raise ValueError(f"consumer {name!r} is already registered")
-        _REGISTRY[name] = Consumer(name, handler, wanted, max_attempts, together)
+        _REGISTRY[name] = Consumer(
+            name, handler, wanted, max_attempts, together or batch is not None, batch, limit
+        )
         return handler
 
     return register
@@ -154,14 +175,15 @@ def stream_head(session: Session) -> int:
 
 
 # ── running ───────────────────────────────────────────────────────────────────────────
-def run_pending(db: Database, *, limit: int = DEFAULT_BATCH) -> int:
-    """One batch of at most ``limit`` events for every registered consumer, each in its own
-    transaction. Returns the number of events handled (parked ones included)."""
+def run_pending(db: Database, *, limit: int | None = None) -> int:
+    """One batch of at most ``limit`` events (None: the consumer's own limit, else
+    :data:`DEFAULT_BATCH`) for every registered consumer, each in its own transaction.
+    Returns the number of events handled (parked ones included)."""
     total = 0
     for c in registered():
 
         def batch(s: Session, c: Consumer = c) -> int:
-            return run_batch(s, c, limit=limit)
+            return run_batch(s, c, limit=limit or c.limit or DEFAULT_BATCH)
 
         try:
             total += db.run(batch)
@@ -269,9 +291,14 @@ def _run_together(session: Session, c: Consumer, events: list[OutboxEvent]) -> i
     handled: list[tuple[OutboxEvent, datetime]] = []
     try:
         with session.begin_nested():
-            for ev in events:
-                c.handler(session, ev)
-                handled.append((ev, utcnow()))
+            if c.batch is not None:
+                c.batch(session, events)
+                at = utcnow()
+                handled = [(ev, at) for ev in events]
+            else:
+                for ev in events:
+                    c.handler(session, ev)
+                    handled.append((ev, utcnow()))
             _receipts(session, c.name, handled)
             session.flush()
     except Exception:

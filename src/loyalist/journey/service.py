@@ -33,6 +33,8 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -60,6 +62,7 @@ from loyalist.journey.errors import JourneyNotFound, RunNotFound
 from loyalist.kit import conditions
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import as_utc, utcnow
+from loyalist.kit.db import is_sqlite
 from loyalist.kit.localtime import local_day, start_of_local_day
 from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import service as ledger
@@ -701,6 +704,201 @@ def on_event(session: Session, ev: OutboxEvent) -> None:
         member = member or members.get(session, ACTOR, ev.member_id)
         if _matches(session, e, j, member, j.entry.when, now, ev):
             enter(session, loaded, e, j, member, ev.event_id, now, event=ev)
+
+
+def on_events(session: Session, evs: list[OutboxEvent]) -> None:
+    """The ``journeys`` consumer for a batch of events: the same effects as :func:`on_event`
+    for each event in order, set-based for the common case.
+
+    A member is entered *together* when the batch holds exactly one event for them that may
+    enter a journey (its type triggers a running journey, it is recent), no event of theirs
+    after it, and they have no active run (so nothing waits for or exits on their events).
+    Events of such a member before that one move nothing. For all of them the journeys'
+    document, states, the members and their last runs are read once; the runs are inserted
+    with multi-row inserts that skip a (journey, member) that has an active run meanwhile
+    (the unique ``uq_journey_run_active``: a concurrent entry won, as in :func:`enter`); a
+    first step that is an action runs through ``actions.run_many`` for all new runs of the
+    journey. Every other event goes through :func:`on_event`, in stream order.
+    """
+    mine = [ev for ev in evs if ev.member_id is not None]
+    if not mine:
+        return
+    loaded = current(session)
+    if loaded is None or not loaded.doc.journeys:
+        return
+    now = utcnow()
+    states = {st.journey_key: st.status for st in session.scalars(select(JourneyState))}
+    by_type: dict[str, list[Journey]] = defaultdict(list)
+    for j in loaded.doc.journeys:
+        if j.entry.event is not None and states.get(j.key, ACTIVE) != PAUSED:
+            by_type[j.entry.event].append(j)
+    ids = sorted({int(ev.member_id) for ev in mine if ev.member_id is not None})
+    busy: set[int] = set()
+    for start in range(0, len(ids), 500):
+        busy.update(
+            session.scalars(
+                select(JourneyRun.member_id).where(
+                    JourneyRun.member_id.in_(ids[start : start + 500]),
+                    JourneyRun.state == ACTIVE,
+                )
+            )
+        )
+    entering: dict[int, OutboxEvent] = {}  # member → the one event that may enter them
+    slow = set(busy)
+    for ev in mine:
+        mid = int(ev.member_id or 0)
+        if mid in slow:
+            continue
+        if mid in entering:  # an event after the entering one: it may end what that began
+            slow.add(mid)
+            continue
+        js = by_type.get(ev.type)
+        if js and now - as_utc(ev.occurred_at) <= ENTRY_MAX_AGE:
+            if any(j.entry.when is not None for j in js[1:]):
+                slow.add(mid)  # a later journey's condition may read what an earlier one did
+            else:
+                entering[mid] = ev
+    together = {m: ev for m, ev in entering.items() if m not in slow}
+    if together:
+        _enter_together(session, loaded, together, by_type, now)
+    for ev in mine:
+        if ev.member_id in slow:
+            on_event(session, ev)
+
+
+def _enter_together(
+    session: Session,
+    loaded: Loaded,
+    entering: dict[int, OutboxEvent],
+    by_type: dict[str, list[Journey]],
+    now: datetime,
+) -> None:
+    """Enter the members of ``entering`` (see :func:`on_events`)."""
+    ids = sorted(entering)
+    found: dict[int, Member] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        found.update((m.id, m) for m in session.scalars(select(Member).where(Member.id.in_(chunk))))
+    odd = [
+        ev
+        for mid, ev in entering.items()
+        if (m := found.get(mid)) is None or m.status == members.MERGED or not ACTOR.sees(m.org_path)
+    ]
+    for ev in odd:  # a missing or merged member: exactly what on_event does
+        entering.pop(int(ev.member_id or 0))
+    keys = sorted({j.key for ev in entering.values() for j in by_type[ev.type]})
+    last: dict[tuple[str, int], tuple[str, datetime]] = {}
+    for start in range(0, len(ids), 500):
+        q = (
+            select(JourneyRun.journey_key, JourneyRun.member_id, JourneyRun.state)
+            .add_columns(JourneyRun.entered_at)
+            .where(
+                JourneyRun.member_id.in_(ids[start : start + 500]),
+                JourneyRun.journey_key.in_(keys),
+            )
+            .order_by(JourneyRun.id)
+        )
+        for key, mid, state, entered_at in session.execute(q):
+            last[(key, mid)] = (state, entered_at)
+    e = env(session)
+    rows: list[dict[str, Any]] = []
+    plan: list[tuple[OutboxEvent, Journey, int]] = []
+    for mid, ev in entering.items():
+        m = found[mid]
+        for j in by_type[ev.type]:
+            if not _matches(session, e, j, m, j.entry.when, now, ev):
+                continue
+            prev = last.get((j.key, mid))
+            if prev is not None and prev[0] == ACTIVE:
+                continue
+            if not domain.may_reenter(j.reentry, as_utc(prev[1]) if prev else None, now):
+                continue
+            holdout = j.marketing and domain.in_holdout(loaded.doc.holdout, mid)
+            rows.append(
+                {
+                    "journey_key": j.key,
+                    "member_id": mid,
+                    "active_member": None if holdout else mid,
+                    "org_path": m.org_path,
+                    "version": loaded.version,
+                    "state": HOLDOUT if holdout else ACTIVE,
+                    "cause": ev.event_id[:64],
+                    "variants": {},
+                    "entered_at": now,
+                    "updated_at": now,
+                    "ended_at": now if holdout else None,
+                }
+            )
+            plan.append((ev, j, mid))
+    if odd:
+        for ev in odd:
+            on_event(session, ev)
+    if not rows:
+        return
+    insert = sqlite_insert if is_sqlite(session) else pg_insert
+    got: dict[tuple[str, int], int] = {}
+    for start in range(0, len(rows), 200):
+        stmt = (
+            insert(JourneyRun)
+            .values(rows[start : start + 200])
+            .on_conflict_do_nothing()
+            .returning(JourneyRun.id, JourneyRun.journey_key, JourneyRun.member_id)
+        )
+        for rid, key, mid in session.execute(stmt):
+            got[(key, mid)] = rid
+    run_ids = sorted(got.values())
+    runs: dict[int, JourneyRun] = {}
+    for start in range(0, len(run_ids), 500):
+        q = select(JourneyRun).where(JourneyRun.id.in_(run_ids[start : start + 500]))
+        runs.update((r.id, r) for r in session.scalars(q))
+    order = {j.key: i for i, j in enumerate(loaded.doc.journeys)}
+    groups: dict[str, list[tuple[OutboxEvent, JourneyRun]]] = defaultdict(list)
+    for ev, j, mid in plan:
+        run_id = got.get((j.key, mid))
+        if run_id is not None and runs[run_id].state == ACTIVE:
+            groups[j.key].append((ev, runs[run_id]))
+    for key in sorted(groups, key=order.__getitem__):  # a member's journeys in document order
+        journey_ = loaded.doc.get(key)
+        assert journey_ is not None
+        _start_together(session, e, journey_, groups[key], now)
+
+
+def _start_together(
+    session: Session,
+    e: Env,
+    j: Journey,
+    started: list[tuple[OutboxEvent, JourneyRun]],
+    now: datetime,
+) -> None:
+    """Advance runs of ``j`` that were just inserted (in this transaction: no step of theirs
+    exists yet, so a first action step is recorded without the claim's savepoint)."""
+    first = j.steps[0]
+    if not isinstance(first, ActionStep):
+        for ev, run in started:
+            advance(session, e, j, run, first.id, now, event=ev)
+        return
+    causes = [(f"journey:{run.id}:{first.id}", run.member_id) for _, run in started]
+    outcomes = actions.run_many(session, first.action, first.params, causes, actor=ACTOR)
+    following = j.following(first.id, first.next)
+    for (ev, run), res in zip(started, outcomes, strict=True):
+        detail: dict[str, Any]
+        if isinstance(res, LoyalistError):
+            outcome, detail = "failed", {"code": res.code, "error": (res.detail or res.title)[:300]}
+        else:
+            outcome, detail = _outcome(res.result), {"result": res.result, "replayed": res.replayed}
+        session.add(
+            JourneyStep(
+                run_id=run.id,
+                journey_key=run.journey_key,
+                member_id=run.member_id,
+                step_id=first.id,
+                kind=first.type,
+                outcome=outcome,
+                detail=detail,
+                at=now,
+            )
+        )
+        advance(session, e, j, run, following, now, event=ev)
 
 
 def daily(session: Session, now: datetime) -> int:

@@ -405,6 +405,44 @@ def set_tags(session: Session, actor: Actor, member_id: int, data: TagsIn) -> li
     return sorted(current)
 
 
+def add_tag_many(
+    session: Session, actor: Actor, member_ids: list[int], tag: str
+) -> list[list[str]]:
+    """``set_tags(add=[tag])`` for each of ``member_ids`` in order (the same rows and audit
+    entries), with one read of their tags and one multi-row insert each for the new tags and
+    the audit rows. The members' tags after each, in order."""
+    require(actor, MEMBER_WRITE)
+    found = [get(session, actor, mid) for mid in member_ids]
+    have: dict[int, set[str]] = {m.id: set() for m in found}
+    rows = session.execute(
+        select(MemberTag.member_id, MemberTag.tag).where(MemberTag.member_id.in_(list(have)))
+    )
+    for mid, t in rows:
+        have[mid].add(t)
+    now = utcnow()
+    out = []
+    for m in found:
+        current = have[m.id]
+        if tag not in current:
+            before = sorted(current)
+            session.add(MemberTag(member_id=m.id, tag=tag, created_at=now))
+            current.add(tag)
+            audit.record(
+                session,
+                actor,
+                "member.tags",
+                "member",
+                m.id,
+                org_path=m.org_path,
+                before={"tags": before},
+                after={"tags": sorted(current)},
+                flush=False,
+            )
+        out.append(sorted(current))
+    session.flush()
+    return out
+
+
 def set_consent(
     session: Session, actor: Actor, member_id: int, channel: str, data: ConsentIn
 ) -> dict[str, bool]:
