@@ -470,7 +470,7 @@ def accept(
     A member whose own account holds points keeps them only by not joining: with
     ``transfer_points`` (their explicit consent) every open lot moves into the pool with
     its earning time, availability and expiry, by a pair of ledger entries
-    (``household_transfer_out`` on their account, ``household_transfer_in`` on the pool's,
+    (``pool_join_out`` on their account, ``pool_join_in`` on the pool's,
     the new lots earned by them); without it the acceptance is refused and nothing changes.
     Points owed cannot move (refused); a frozen member cannot transfer points."""
     require(actor, MEMBER_WRITE)
@@ -556,8 +556,8 @@ def _transfer_own_points(
             actor=actor.name,
             reason=f"own points moved into household {h.id}'s pool on joining",
         ),
-        kind_out="household_transfer_out",
-        kind_in="household_transfer_in",
+        kind_out="pool_join_out",
+        kind_in="pool_join_in",
         dedupe_key=f"household:invitation:{inv.id}:transfer",
         member_id=inv.member_id,
     )

@@ -136,7 +136,7 @@ def test_own_points_move_into_the_pool_only_with_consent(world: Any, client: Any
     with world.db.transaction() as s:
         kinds = s.execute(
             select(LedgerEntry.kind, LedgerEntry.member_id, LedgerEntry.delta_available)
-            .where(LedgerEntry.kind.like("household_transfer_%"))
+            .where(LedgerEntry.kind.in_(("pool_join_out", "pool_join_in")))
             .order_by(LedgerEntry.id)
         ).all()
         joined = s.scalars(
@@ -148,8 +148,8 @@ def test_own_points_move_into_the_pool_only_with_consent(world: Any, client: Any
             )
         ).all()
     assert [tuple(k) for k in kinds] == [
-        ("household_transfer_out", rich, -own[0]),
-        ("household_transfer_in", rich, own[0]),
+        ("pool_join_out", rich, -own[0]),
+        ("pool_join_in", rich, own[0]),
     ]
     assert [p["points_transferred"] for p in joined] == [own[0] + own[1]]
     assert sorted(pool_lots) == sorted([main] + [rich] * len(rich_lots))
