@@ -42,6 +42,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.fraud.tasks",  # fraud controls (issue 13): daily pruning of velocity counters
     "loyalist.insights.rfm",  # RFM in the programme: nightly job insights.rfm (issue 15/3)
     "loyalist.passes.tasks",  # paid membership: passes.sweep, passes.monthly_coupons
+    "loyalist.idempotency.tasks",  # daily pruning: idempotency records, event receipts
 ]
 
 _configured = False
