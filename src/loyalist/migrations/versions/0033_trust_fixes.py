@@ -16,9 +16,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_event_receipt_consumer_position", "event_receipt", ["consumer", "position"]
-    )
+    op.create_index("ix_event_receipt_consumer_position", "event_receipt", ["consumer", "position"])
 
 
 def downgrade() -> None:
