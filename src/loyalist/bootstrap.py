@@ -44,6 +44,7 @@ REGISTRATIONS: list[str] = [
     "loyalist.passes.tasks",  # paid membership: passes.sweep, passes.monthly_coupons
     "loyalist.backtest.tasks",  # backtest in the console (issue 15 item 8): backtest.run
     "loyalist.bulkimport.tasks",  # console bulk import (issue 13 item 5): job kind import.rows
+    "loyalist.idempotency.tasks",  # daily pruning: idempotency records, event receipts
 ]
 
 _configured = False

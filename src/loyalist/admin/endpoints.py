@@ -1166,6 +1166,7 @@ AUDIT_ACTIONS = (
     "household.permission",
     "household.leave",
     "household.dissolve",
+    "household.withdraw",
     "fraud.review.approve",  # fraud controls (issue 13 item 4)
     "fraud.review.reject",
     "member.freeze",

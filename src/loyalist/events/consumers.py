@@ -427,6 +427,49 @@ def retry_parked(session: Session, name: str, event_id: str) -> bool:
     return True
 
 
+# ── pruning ───────────────────────────────────────────────────────────────────────────
+#: How long a receipt is kept after its consumer's checkpoint passed it.
+RECEIPT_RETENTION = timedelta(days=7)
+
+
+def prune_receipts(
+    session: Session, now: datetime, *, limit: int, keep: timedelta = RECEIPT_RETENTION
+) -> int:
+    """Delete up to ``limit`` receipts no run will read again; how many went.
+
+    A receipt is read only for events after its consumer's checkpoint (a batch run again
+    from an old checkpoint). One goes when its event is at or below its consumer's
+    checkpoint *and* it was written more than ``keep`` ago (room for an operator who moves
+    a checkpoint back by hand); receipts of an event still in ``event_failure`` for that
+    consumer, and of consumers without a checkpoint row, stay."""
+    checkpoints = {
+        str(n): int(p)
+        for n, p in session.execute(select(EventConsumer.name, EventConsumer.position))
+    }
+    gone = 0
+    for name, position in sorted(checkpoints.items()):
+        if gone >= limit:
+            break
+        failing = select(EventFailure.event_id).where(EventFailure.consumer == name)
+        ids = list(
+            session.scalars(
+                select(EventReceipt.id)
+                .where(
+                    EventReceipt.consumer == name,
+                    EventReceipt.position <= position,
+                    EventReceipt.handled_at < now - keep,
+                    EventReceipt.event_id.not_in(failing),
+                )
+                .order_by(EventReceipt.position)
+                .limit(limit - gone)
+            )
+        )
+        if ids:
+            session.execute(delete(EventReceipt).where(EventReceipt.id.in_(ids)))
+        gone += len(ids)
+    return gone
+
+
 # ── lag ───────────────────────────────────────────────────────────────────────────────
 @dataclass(frozen=True)
 class Lag:

@@ -413,7 +413,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             (
                 "household.joined",
                 "An invited member accepted: they draw on the household's pool from now on.",
-                {"invitation_id": _ID, "member_id": _ID, "can_spend": {"type": "boolean"}},
+                {
+                    "invitation_id": _ID,
+                    "member_id": _ID,
+                    "can_spend": {"type": "boolean"},
+                    "points_transferred": {
+                        **_INT,
+                        "description": "their own points moved into the pool (with consent)",
+                    },
+                },
             ),
             (
                 "household.declined",
@@ -443,6 +451,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "household.dissolved",
                 "The household was dissolved; its pool stays the main member's account.",
                 {"member_id": _ID, "members": {"type": "array", "items": _ID}},
+            ),
+            (
+                "household.invitation_withdrawn",
+                "The main member withdrew a pending invitation.",
+                {"invitation_id": _ID, "member_id": _ID},
             ),
         )
     },

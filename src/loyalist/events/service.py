@@ -79,6 +79,7 @@ EVENT_TYPES = frozenset(
         "household.permission_changed",
         "household.left",
         "household.dissolved",
+        "household.invitation_withdrawn",
         # fraud controls (issue 13)
         "fraud.held",
         "fraud.reviewed",

@@ -12,6 +12,7 @@ from loyalist.household.schemas import (
     HouseholdCreate,
     HouseholdOut,
     HouseholdPage,
+    InvitationAnswer,
     InvitationCreate,
     InvitationOut,
     MemberHouseholdOut,
@@ -117,13 +118,51 @@ async def invite(
     "/households/invitations/{invitation_id:int}/accept",
     response_model=InvitationOut,
     summary="The invited member accepts: they draw on the pool from now on",
-    responses=problem_responses(404, 409),
+    description=(
+        "A member whose own account holds points must send `transfer_points: true` (their "
+        "consent to move those points into the pool, where they stay on leaving); without "
+        "it the answer is 409 `household_points_to_transfer` with the points."
+    ),
+    responses=problem_responses(404, 409, 422),
 )
 async def accept(
-    invitation_id: RecordId, request: Request, db: DB, actor: Caller, key: IdemKey = None
+    invitation_id: RecordId,
+    request: Request,
+    db: DB,
+    actor: Caller,
+    data: InvitationAnswer | None = None,
+    key: IdemKey = None,
+) -> JSONResponse:
+    transfer = data.transfer_points if data is not None else False
+    return await write(
+        request,
+        db,
+        actor,
+        key,
+        lambda s: (200, service.accept(s, actor, invitation_id, transfer_points=transfer)),
+    )
+
+
+@router.post(
+    "/households/{household_id:int}/invitations/{invitation_id:int}/withdraw",
+    response_model=InvitationOut,
+    summary="The main member withdraws a pending invitation (it becomes cancelled)",
+    responses=problem_responses(404, 409),
+)
+async def withdraw(
+    household_id: RecordId,
+    invitation_id: RecordId,
+    request: Request,
+    db: DB,
+    actor: Caller,
+    key: IdemKey = None,
 ) -> JSONResponse:
     return await write(
-        request, db, actor, key, lambda s: (200, service.accept(s, actor, invitation_id))
+        request,
+        db,
+        actor,
+        key,
+        lambda s: (200, service.withdraw(s, actor, household_id, invitation_id)),
     )
 
 

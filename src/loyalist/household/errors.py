@@ -43,3 +43,8 @@ class InOtherHousehold(Conflict):
 class MainMemberStays(Conflict):
     code = "household_main_member_stays"
     title = "The main member cannot leave the household; dissolve it instead"
+
+
+class PointsToTransfer(Conflict):
+    code = "household_points_to_transfer"
+    title = "The member's own points would move into the pool: accept with transfer_points"

@@ -36,6 +36,15 @@ class InvitationCreate(Strict):
         return self
 
 
+class InvitationAnswer(Strict):
+    """Accepting an invitation. A member whose own account holds points must consent to
+    move them into the pool (``transfer_points``): they become the pool's, and stay in it
+    if the member leaves later. Without consent such an acceptance is refused (409
+    ``household_points_to_transfer``, with the points)."""
+
+    transfer_points: bool = False
+
+
 class PermissionIn(Strict):
     can_spend: bool
 

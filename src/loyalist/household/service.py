@@ -27,6 +27,7 @@ from loyalist.access.permissions import MEMBER_READ, MEMBER_WRITE, require
 from loyalist.audit import service as audit
 from loyalist.errors import FieldError
 from loyalist.events import service as events
+from loyalist.fraud import service as fraud
 from loyalist.household import domain
 from loyalist.household.errors import (
     HouseholdClosed,
@@ -37,6 +38,7 @@ from loyalist.household.errors import (
     InvitationNotFound,
     MainMemberStays,
     NotInvitable,
+    PointsToTransfer,
 )
 from loyalist.household.schemas import (
     HouseholdMemberOut,
@@ -53,6 +55,7 @@ from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.db import is_sqlite
 from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import service as ledger
+from loyalist.ledger.errors import AccountNotEmpty
 from loyalist.member import service as members
 from loyalist.models import (
     Household,
@@ -458,9 +461,18 @@ def _closed(inv: HouseholdInvitation, now: datetime) -> InvitationClosed:
     )
 
 
-def accept(session: Session, actor: Actor, invitation_id: int) -> InvitationOut:
+def accept(
+    session: Session, actor: Actor, invitation_id: int, *, transfer_points: bool = False
+) -> InvitationOut:
     """The invited member accepts: they draw on the pool from now on (their own account
-    must be empty and shared with nobody — the ledger's rule). Idempotent."""
+    must be shared with nobody — the ledger's rule). Idempotent.
+
+    A member whose own account holds points keeps them only by not joining: with
+    ``transfer_points`` (their explicit consent) every open lot moves into the pool with
+    its earning time, availability and expiry, by a pair of ledger entries
+    (``pool_join_out`` on their account, ``pool_join_in`` on the pool's,
+    the new lots earned by them); without it the acceptance is refused and nothing changes.
+    Points owed cannot move (refused); a frozen member cannot transfer points."""
     require(actor, MEMBER_WRITE)
     inv, h = _invitation(session, actor, invitation_id)
     now = utcnow()
@@ -479,6 +491,7 @@ def accept(session: Session, actor: Actor, invitation_id: int) -> InvitationOut:
             f"Member {inv.member_id} is the main member of a household; "
             "they must dissolve it before joining another."
         )
+    moved = _transfer_own_points(session, actor, inv, h, transfer_points)
     ledger.attach(session, h.account_id, inv.member_id, can_spend=inv.can_spend, actor=actor.name)
     inv.status = domain.ACCEPTED
     inv.decided_at = now
@@ -487,12 +500,97 @@ def accept(session: Session, actor: Actor, invitation_id: int) -> InvitationOut:
         session,
         "household.joined",
         h,
-        {"invitation_id": inv.id, "member_id": inv.member_id, "can_spend": inv.can_spend},
+        {
+            "invitation_id": inv.id,
+            "member_id": inv.member_id,
+            "can_spend": inv.can_spend,
+            "points_transferred": moved,
+        },
     )
     audit.record(
         session,
         actor,
         "household.accept",
+        "household",
+        h.id,
+        org_path=h.org_path,
+        after={"invitation_id": inv.id, "member_id": inv.member_id, "points_transferred": moved},
+    )
+    return invitation_out(inv, h.owner_member_id, now)
+
+
+def _transfer_own_points(
+    session: Session, actor: Actor, inv: HouseholdInvitation, h: Household, consent: bool
+) -> int:
+    """Move the joining member's own points into the pool (with consent); how many moved."""
+    own = ledger.own_account(session, inv.member_id)
+    locked = ledger.lock_accounts(session, [own.id, h.account_id])
+    src, dst = locked[own.id], locked[h.account_id]
+    row = src.row
+    if (row.available, row.pending, row.debt) == (0, 0, 0):
+        return 0
+    points = {"available": row.available, "pending": row.pending, "debt": row.debt}
+    if row.debt:
+        raise AccountNotEmpty(
+            f"Member {inv.member_id} owes {row.debt} points; settle the debt before joining.",
+            extra=points,
+        )
+    if not consent:
+        raise PointsToTransfer(
+            f"Member {inv.member_id} holds {row.available} available and {row.pending} "
+            "pending points of their own: accept with transfer_points to move them into "
+            "the household's pool (they stay in it on leaving), or use them first.",
+            extra=points,
+        )
+    fraud.ensure_not_frozen(session, inv.member_id)
+    lots = ledger.open_lots_of(session, own.id)
+    src.member_id = dst.member_id = inv.member_id
+    ledger.move_lots(
+        session,
+        src,
+        dst,
+        lots,
+        ledger.Cause(
+            source_type="household",
+            source_id=str(inv.id),
+            actor=actor.name,
+            reason=f"own points moved into household {h.id}'s pool on joining",
+        ),
+        kind_out="pool_join_out",
+        kind_in="pool_join_in",
+        dedupe_key=f"household:invitation:{inv.id}:transfer",
+        member_id=inv.member_id,
+    )
+    return int(points["available"] + points["pending"])
+
+
+def withdraw(
+    session: Session, actor: Actor, household_id: int, invitation_id: int
+) -> InvitationOut:
+    """The main member withdraws a pending invitation (it becomes ``cancelled``; the
+    invited member can no longer accept it). Idempotent."""
+    require(actor, MEMBER_WRITE)
+    inv, h = _invitation(session, actor, invitation_id)
+    if inv.household_id != household_id:
+        raise InvitationNotFound(f"No invitation {invitation_id} in household {household_id}.")
+    now = utcnow()
+    if inv.status == domain.CANCELLED:
+        return invitation_out(inv, h.owner_member_id, now)
+    if domain.invitation_state(inv.status, as_utc(inv.expires_at), now) != domain.PENDING:
+        raise _closed(inv, now)
+    inv.status = domain.CANCELLED
+    inv.decided_at = now
+    session.flush()
+    _emit(
+        session,
+        "household.invitation_withdrawn",
+        h,
+        {"invitation_id": inv.id, "member_id": inv.member_id},
+    )
+    audit.record(
+        session,
+        actor,
+        "household.withdraw",
         "household",
         h.id,
         org_path=h.org_path,

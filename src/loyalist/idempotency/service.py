@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +28,9 @@ from loyalist.kit.hashing import sha256_hex
 from loyalist.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
+#: How long a stored answer is kept: a request replayed with its key within this window gets
+#: the first answer again; after it the key is forgotten (the pruning job deletes it).
+RETENTION = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +161,19 @@ def run_idempotent(
                     return _replay(existing, fp)
             raise
     raise AssertionError("unreachable")
+
+
+def prune(session: Session, now: datetime, *, limit: int, keep: timedelta = RETENTION) -> int:
+    """Delete up to ``limit`` records older than ``keep`` (oldest first); how many went.
+    A record inside the window is never touched, so a replay within it stays idempotent."""
+    ids = list(
+        session.scalars(
+            select(IdempotencyRecord.id)
+            .where(IdempotencyRecord.created_at < now - keep)
+            .order_by(IdempotencyRecord.created_at, IdempotencyRecord.id)
+            .limit(limit)
+        )
+    )
+    if ids:
+        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(ids)))
+    return len(ids)

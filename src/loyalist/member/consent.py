@@ -8,7 +8,7 @@ conditions and the member views; marketing records keep it in step.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from loyalist.kit.clock import utcnow
@@ -96,6 +96,22 @@ def granted(session: Session, member_id: int, purpose: str, channel: str) -> boo
         )
         return bool(legacy)
     return False
+
+
+def granted_members(session: Session, purpose: str) -> set[int]:
+    """Every member whose current choice for ``purpose`` on every channel (``any``) is a
+    grant: :func:`granted` (channel ``any``) for all members in one query."""
+    if purpose == "marketing":  # the legacy fallback is per channel: ask granted()
+        raise ValueError("granted_members answers purposes without a legacy fallback")
+    latest = (
+        select(func.max(ConsentRecord.id))
+        .where(ConsentRecord.purpose == purpose, ConsentRecord.channel == "any")
+        .group_by(ConsentRecord.member_id)
+    )
+    q = select(ConsentRecord.member_id).where(
+        ConsentRecord.id.in_(latest), ConsentRecord.granted.is_(True)
+    )
+    return {int(m) for m in session.scalars(q)}
 
 
 def history(session: Session, member_id: int, *, limit: int = 200) -> list[ConsentRecord]:

@@ -18,6 +18,7 @@ from loyalist.errors import LoyalistError
 from loyalist.household import service as households
 from loyalist.household.schemas import InvitationCreate
 from loyalist.kit.uow import acting_as
+from loyalist.ledger import service as ledger
 from loyalist.member_web import views
 from loyalist.member_web.endpoints import (
     CsrfField,
@@ -59,7 +60,13 @@ def household_page(request: Request, done: str | None = None) -> Response:
         if view.household is not None:
             ids |= {i.member_id for i in view.household.invitations}
         names = {i: _shown(s.get(Member, i), mid) for i in ids}
-        return {"view": view, "names": names, "rules": households.settings(s)}
+        own = ledger.own_account(s, mid)
+        return {
+            "view": view,
+            "names": names,
+            "rules": households.settings(s),
+            "own": (own.available, own.pending) if view.invitations else (0, 0),
+        }
 
     data = ctx.db.run(load)
     h = data["view"].household
@@ -75,6 +82,7 @@ def household_page(request: Request, done: str | None = None) -> Response:
         former=[m for m in h.members if m.left_at is not None] if h else [],
         open_invitations=[i for i in h.invitations if i.status == "pending"] if h else [],
         max_members=data["rules"].max_members,
+        own_points=data["own"],
         done=done,
     )
 
@@ -124,13 +132,13 @@ def invite(
     return _act(request, csrf, work)
 
 
-def _answer(invitation_id: int, accept: bool) -> Any:
+def _answer(invitation_id: int, accept: bool, transfer: bool = False) -> Any:
     def work(s: Any, actor: Any, mid: int) -> str:
         inv = s.get(HouseholdInvitation, invitation_id)
         if inv is None or inv.member_id != mid:
             return "failed-household_invitation_not_found"
         if accept:
-            households.accept(s, actor, invitation_id)
+            households.accept(s, actor, invitation_id, transfer_points=transfer)
             return "joined"
         households.decline(s, actor, invitation_id)
         return "declined"
@@ -139,8 +147,29 @@ def _answer(invitation_id: int, accept: bool) -> Any:
 
 
 @router.post("/household/invitations/{invitation_id:int}/accept")
-def accept(request: Request, invitation_id: int, csrf: CsrfField = "") -> Response:
-    return _act(request, csrf, _answer(invitation_id, True))
+def accept(
+    request: Request,
+    invitation_id: int,
+    csrf: CsrfField = "",
+    transfer_points: Annotated[str, Form()] = "",
+) -> Response:
+    """Accept; ``transfer_points`` is the member's consent to move their own points."""
+    return _act(request, csrf, _answer(invitation_id, True, transfer_points == "1"))
+
+
+@router.post("/household/invitations/{invitation_id:int}/withdraw")
+def withdraw(request: Request, invitation_id: int, csrf: CsrfField = "") -> Response:
+    """The main member withdraws an invitation of their household that waits for an answer."""
+
+    def work(s: Any, actor: Any, mid: int) -> str:
+        hid = _own_household(s, mid)
+        inv = s.get(HouseholdInvitation, invitation_id)
+        if hid is None or inv is None or inv.household_id != hid:
+            return "failed-household_invitation_not_found"
+        households.withdraw(s, actor, hid, invitation_id)
+        return "withdrawn"
+
+    return _act(request, csrf, work)
 
 
 @router.post("/household/invitations/{invitation_id:int}/decline")

@@ -2,9 +2,13 @@
 
 Staff merge a member (``merged``) into another (``survivor``) after a preview. What moves
 to the survivor: identities, orders, coupons, referrals, badges, check-ins, habits, tags,
-consents, messages, tasks and redemptions (rows whose unique key the survivor already holds
-— the same tag, badge, check-in day, consent channel — stay with the merged member and are
-named in the preview), and the points: the merged member's open lots move to the
+consents, messages, tasks, redemptions and the fraud history (checks and review items; rows
+whose unique key the survivor already holds — the same tag, badge, check-in day, consent
+channel — stay with the merged member and are named in the preview); the per-member
+counters (reward and coupon use counts against per-member limits, the fraud controls'
+velocity counters and devices seen) add into the survivor's; a freeze (风控冻结) of the
+merged member passes to the survivor (a frozen identity cannot escape by merging); and the
+points: the merged member's open lots move to the
 survivor's account with their original earning time, availability and expiry, by a pair
 of ledger entries (``merge_out`` / ``merge_in``, :func:`loyalist.ledger.service.move_lots`);
 ledger history itself is append-only and stays where it was written. The merged member
@@ -16,8 +20,9 @@ undone within ``Settings.merge_undo_days`` when nothing has happened to either m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -54,12 +59,18 @@ from loyalist.models import (
     Checkin,
     ConsentRecord,
     CouponCode,
+    CouponMemberUse,
     CouponRedemption,
     DuplicateCandidate,
+    FraudCheck,
+    FraudCounter,
+    FraudDeviceMember,
+    FraudReview,
     HabitActivity,
     Member,
     MemberBadge,
     MemberConsent,
+    MemberFreeze,
     MemberIdentity,
     MemberMerge,
     MemberTag,
@@ -68,6 +79,7 @@ from loyalist.models import (
     Order,
     Redemption,
     Referral,
+    RewardUsage,
     TierChange,
 )
 from loyalist.programme import service as programmes
@@ -81,7 +93,7 @@ MERGED = "merged"
 
 #: What moves to the survivor: (name, model, member column), each table keyed by one ``id``.
 #: Ledger rows never move (they are append-only); the points move by entries. Per-member
-#: counters keyed by the member (coupon and reward use counts, the referral code) stay.
+#: counters add into the survivor's (``_COUNTERS``); the referral code stays.
 MOVES: tuple[tuple[str, Any, str], ...] = (
     ("identities", MemberIdentity, "member_id"),
     ("orders", Order, "member_id"),
@@ -100,6 +112,8 @@ MOVES: tuple[tuple[str, Any, str], ...] = (
     ("messages", Message, "member_id"),
     ("tasks", MemberTask, "member_id"),
     ("adjustment_requests", AdjustmentRequest, "member_id"),
+    ("fraud_checks", FraudCheck, "member_id"),
+    ("fraud_reviews", FraudReview, "member_id"),
 )
 #: Tables whose new rows for either member after a merge mean "something happened".
 #: Messages are not among them: the merge's own events (a tier upgrade) may send one.
@@ -114,6 +128,146 @@ _TIER_FIELDS = (
     "tier_periods_below",
     "tier_evaluated_period",
 )
+
+
+@dataclass(frozen=True)
+class _Counter:
+    """A per-member counter table: its primary key holds the member (``column``, the id as
+    ``key`` spells it), and its ``values`` add up when two members become one."""
+
+    name: str
+    model: Any
+    column: str
+    values: tuple[str, ...]
+    key: Callable[[int], Any] = int
+    only: Callable[[], Any] | None = None  # the rows of the table that are per member
+
+
+#: Per-member counters: the merged member's rows add into the survivor's (a row the
+#: survivor lacks is created), and the merged member's are deleted; an undo subtracts and
+#: restores them. A device seen with both members counts one member (the same person).
+_COUNTERS: tuple[_Counter, ...] = (
+    _Counter("reward_usage", RewardUsage, "member_id", ("used",)),
+    _Counter("coupon_uses", CouponMemberUse, "member_id", ("uses",)),
+    _Counter(
+        "fraud_counters",
+        FraudCounter,
+        "subject",
+        ("count", "points"),
+        key=str,
+        only=lambda: FraudCounter.scope == "member",
+    ),
+    _Counter("fraud_devices", FraudDeviceMember, "member_id", ()),
+)
+
+
+def _enc(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return {"t": v.isoformat()}
+    if isinstance(v, date):
+        return {"d": v.isoformat()}
+    return v
+
+
+def _dec(v: Any) -> Any:
+    if isinstance(v, dict):
+        return datetime.fromisoformat(v["t"]) if "t" in v else date.fromisoformat(v["d"])
+    return v
+
+
+def _others(c: _Counter) -> list[str]:
+    return [col.name for col in c.model.__table__.primary_key.columns if col.name != c.column]
+
+
+def _add_counters(session: Session, survivor_id: int, merged_id: int) -> dict[str, Any]:
+    """Add the merged member's counters into the survivor's; what was done, for an undo."""
+    out: dict[str, Any] = {}
+    for c in _COUNTERS:
+        q = select(c.model).where(getattr(c.model, c.column) == c.key(merged_id))
+        if c.only is not None:
+            q = q.where(c.only())
+        done: list[dict[str, Any]] = []
+        for row in list(session.scalars(q.order_by(*c.model.__table__.primary_key.columns))):
+            key = {n: getattr(row, n) for n in _others(c)}
+            values = [int(getattr(row, v)) for v in c.values]
+            target = session.get(c.model, {**key, c.column: c.key(survivor_id)})
+            if target is None:
+                session.add(
+                    c.model(
+                        **key,
+                        **{c.column: c.key(survivor_id)},
+                        **dict(zip(c.values, values, strict=True)),
+                    )
+                )
+            else:
+                for name, v in zip(c.values, values, strict=True):
+                    setattr(target, name, getattr(target, name) + v)
+            session.delete(row)
+            session.flush()
+            done.append(
+                {
+                    "key": {n: _enc(v) for n, v in key.items()},
+                    "values": values,
+                    "created": target is None,
+                }
+            )
+        if done:
+            out[c.name] = done
+    return out
+
+
+def _subtract_counters(
+    session: Session, survivor_id: int, merged_id: int, done: dict[str, Any]
+) -> None:
+    """Undo :func:`_add_counters`: the survivor's counters lose what was added (a row the
+    merge created goes), the merged member's come back. A row pruned since (old fraud
+    windows) is no longer read and is not brought back."""
+    for c in _COUNTERS:
+        for item in done.get(c.name, []):
+            key = {n: _dec(v) for n, v in item["key"].items()}
+            target = session.get(c.model, {**key, c.column: c.key(survivor_id)})
+            if target is None:
+                continue
+            if item["created"]:
+                session.delete(target)
+            else:
+                for name, v in zip(c.values, item["values"], strict=True):
+                    setattr(target, name, getattr(target, name) - v)
+            session.add(
+                c.model(
+                    **key,
+                    **{c.column: c.key(merged_id)},
+                    **dict(zip(c.values, item["values"], strict=True)),
+                )
+            )
+            session.flush()
+
+
+def _move_freeze(session: Session, source_id: int, target_id: int) -> bool:
+    """A freeze of ``source_id`` passes to ``target_id`` (unless it has its own)."""
+    row = session.get(MemberFreeze, source_id)
+    if row is None or session.get(MemberFreeze, target_id) is not None:
+        return False
+    session.add(
+        MemberFreeze(
+            member_id=target_id, reason=row.reason, frozen_by=row.frozen_by, frozen_at=row.frozen_at
+        )
+    )
+    session.delete(row)
+    session.flush()
+    return True
+
+
+def _relink_reviews(
+    session: Session, review_ids: list[int], lots: dict[int, int], account_id: int
+) -> None:
+    """Review items whose held lot moved point at the lot (and account) it moved to."""
+    if not review_ids:
+        return
+    for r in session.scalars(select(FraudReview).where(FraudReview.id.in_(review_ids))):
+        if r.lot_id in lots:
+            r.lot_id, r.account_id = lots[r.lot_id], account_id
+    session.flush()
 
 
 # --- preview -----------------------------------------------------------------------------
@@ -365,6 +519,14 @@ def merge(session: Session, actor: Actor, survivor_id: int, merged_id: int) -> M
             dedupe_key=f"merge:{row.id}",
         )
         moved["ledger"] = {"out": out.id, "in": inn.id, "lots": new}
+        _relink_reviews(
+            session,
+            plan.moves.get("fraud_reviews", []),
+            dict(zip([lot.id for lot in lots], new, strict=True)),
+            own_s.id,
+        )
+    moved["counters"] = _add_counters(session, survivor.id, merged.id)
+    moved["freeze"] = _move_freeze(session, merged.id, survivor.id)
     lifetime = own_m.lifetime_earned
     own_s.lifetime_earned += lifetime
     own_m.lifetime_earned = 0
@@ -516,7 +678,7 @@ def undo(session: Session, actor: Actor, merge_id: int) -> MemberMerge:
             if lot.id in set(ledger_moved["lots"])
         ]
         lots.sort(key=lambda lot: ledger_moved["lots"].index(lot.id))
-        ledger.move_lots(
+        _out, _in, back = ledger.move_lots(
             session,
             src,
             dst,
@@ -531,6 +693,15 @@ def undo(session: Session, actor: Actor, merge_id: int) -> MemberMerge:
             kind_in="merge_undo_in",
             dedupe_key=f"merge:{row.id}:undo",
         )
+        _relink_reviews(
+            session,
+            moved.get("rows", {}).get("fraud_reviews", []),
+            dict(zip([lot.id for lot in lots], back, strict=True)),
+            own_m.id,
+        )
+    _subtract_counters(session, survivor.id, merged.id, moved.get("counters", {}))
+    if moved.get("freeze"):
+        _move_freeze(session, survivor.id, merged.id)
     lifetime = int(moved.get("lifetime_earned") or 0)
     own_s.lifetime_earned -= lifetime
     own_m.lifetime_earned += lifetime

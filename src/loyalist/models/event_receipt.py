@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String, UniqueConstraint
+from sqlalchemy import BigInteger, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalist.kit.db import Base, BigIntPK
@@ -13,7 +13,11 @@ class EventReceipt(Base):
     a batch run again (after a crash, or a checkpoint moved back) never applies them twice."""
 
     __tablename__ = "event_receipt"
-    __table_args__ = (UniqueConstraint("consumer", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("consumer", "event_id"),
+        # the pruning job: receipts at or below a consumer's checkpoint
+        Index("ix_event_receipt_consumer_position", "consumer", "position"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     consumer: Mapped[str] = mapped_column(String(100))

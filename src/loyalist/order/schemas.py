@@ -148,6 +148,8 @@ class ReturnCreate(Strict):
 class DryRunIn(Strict):
     order: OrderCreate
     tier: str | None = None
+    # A paid membership (pass code) the sample member holds: its multiplier applies.
+    pass_code: str | None = Field(default=None, min_length=1, max_length=64)
     programme_version: int | None = Field(default=None, ge=1, le=MAX_INT4)
     earned_today: int = Field(default=0, ge=0)
     earned_lifetime: int = Field(default=0, ge=0)

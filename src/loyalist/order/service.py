@@ -870,12 +870,17 @@ def dry_run(session: Session, actor: Actor, data: DryRunIn) -> tuple[int, EarnRe
 def dry_run_with(programme: Programme, data: DryRunIn) -> EarnResult:
     if data.tier is not None and data.tier not in {t.code for t in programme.tiers.levels}:
         raise InvalidOrder("Unknown tier.", [FieldError("tier", "not a tier of the programme")])
+    if data.pass_code is not None and programme.pass_offer(data.pass_code) is None:
+        raise InvalidOrder(
+            "Unknown pass.", [FieldError("pass_code", "not a pass the programme sells")]
+        )
     order_in = _order_input(data.order, to_utc(data.order.occurred_at))
     ctx = EarnContext(
         tier_code=data.tier,
         earned_today=data.earned_today,
         earned_lifetime=data.earned_lifetime,
         facts=_sample_facts(programme, data.member),
+        pass_code=data.pass_code,
     )
     return evaluate_order(programme, order_in, ctx)
 
@@ -963,11 +968,14 @@ def quote(session: Session, actor: Actor, data: QuoteIn) -> QuoteOut:
             ),
         )
         acct = ledger.get_account(session, member.id)
+        # The member's side exactly as record() builds it for the same order: the tier in
+        # force at its time and the pass held then (its multiplier adds to the tier's).
         ctx = EarnContext(
-            tier_code=tier.code if tier else None,
+            tier_code=_tier_for(programme, tiers.tier_at(session, member, at)),
             earned_today=earned_on_day(session, programme, member.id, at, None),
             earned_lifetime=acct.lifetime_earned,
             facts=member_facts(session, programme, member, at),
+            pass_code=passes.pass_for_earning(session, programme, member.id, at),
         )
         result = evaluate_order(programme, order_in, ctx)
     return QuoteOut(

@@ -1,10 +1,13 @@
 """Recommendations (issue 14 item 6): computed by a nightly job, stored, filtered when read.
 
 Items are products (``order_line.sku``) and catalogue rewards (redemptions). The nightly job
-fits ALS on every member's purchases and redemptions and stores each member's best unseen
-products and rewards, plus popularity lists per org unit (store, region, programme) for
-members the model does not know and for members without personalisation consent (PIPL
-art. 24: they get the non-personalised list, never their own). Reading filters the stored
+fits ALS on the purchases and redemptions of the members who consent to personalisation
+(PIPL art. 24: the history of a member without that consent is never trained on, and no
+list is stored for them) and stores each such member's best unseen products and rewards,
+plus popularity lists per org unit (store, region, programme) — counts of everyone's
+purchases, nobody's profile — for members the model does not know and for members without
+the consent (they get the non-personalised list, never their own; consent is checked again
+when a list is read, so a withdrawal takes effect at once). Reading filters the stored
 list again: a reward must be active, in stock, allowed for the member's tier, affordable
 with their points and not already held; a product must not have been bought already.
 """
@@ -140,7 +143,8 @@ def compute(session: Session, now: datetime | None = None) -> Computed:
     """Rewrite every stored list (one transaction: readers see the old lists or the new)."""
     at = now or utcnow()
     h = history(session)
-    model = domain.fit(h.interactions)
+    consenting = consents.granted_members(session, "personalisation")
+    model = domain.fit([i for i in h.interactions if i.member in consenting])
     products = [i for i in model.items if i.startswith(_PREFIX[PRODUCT])]
     reward_items = [i for i in model.items if i.startswith(_PREFIX[REWARD])]
     session.execute(delete(Recommendation))

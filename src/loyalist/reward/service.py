@@ -157,6 +157,12 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
         )
     acct = ledger.lock(session, member.id, member.org_path)
     fraud.ensure_not_frozen(session, member.id)  # fraud controls (issue 13)
+    if data.quote_id is None and _dynamic(programme, reward):
+        # A dynamic price reads the stock and the recent demand: read them under the reward
+        # row's lock, the lock the stock update below takes anyway, so concurrent
+        # redemptions are priced one after the other (each from the stock the one before
+        # left), never from a stock read before another committed.
+        reward = _locked(session, reward.id)
     # The unit price (fixed, quoted or dynamic) as the catalogue stands before this redemption.
     unit, quote_id, pricing = _unit_price(session, programme, reward, member, data.quote_id, now)
     q = data.quantity
@@ -338,6 +344,24 @@ def price(
             member_match=matched,
         ),
     )
+
+
+def _dynamic(programme: Programme, reward: Reward) -> bool:
+    spec = _spec(programme, reward.code)
+    return spec is not None and spec.pricing is not None
+
+
+def _locked(session: Session, reward_id: int) -> Reward:
+    """The reward row, read again under ``SELECT … FOR UPDATE`` (SQLite: the transaction
+    already holds the database's write lock)."""
+    row = session.scalar(
+        select(Reward)
+        .where(Reward.id == reward_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert row is not None
+    return row
 
 
 def _unit_price(

@@ -212,13 +212,15 @@ def test_room_decline_expiry_and_refusals(world: Any, client: Any, clock: Any) -
     r = c.post(f"/v1/households/{hid}/invitations", json={"member_id": others[1]})
     assert r.status_code == 201, r.text
 
-    # A member holding points of their own cannot join (the ledger's rule: the pool takes
-    # no account with points); an invitee in another household cannot either.
+    # A member holding points of their own joins only by consenting to move them into the
+    # pool (test_household_trust.py); an invitee in another household cannot join either.
     rich = new_member(c, "13800000031", home_store="sh1")
     _points(c, rich, 100)
     inv = c.post(f"/v1/households/{hid}/invitations", json={"member_id": rich}).json()
     assert_problem(
-        c.post(f"/v1/households/invitations/{inv['id']}/accept"), 409, "points_account_not_empty"
+        c.post(f"/v1/households/invitations/{inv['id']}/accept"),
+        409,
+        "household_points_to_transfer",
     )
     assert_problem(
         c.post(f"/v1/households/{hid}/invitations", json={"member_id": main}),

@@ -80,3 +80,48 @@ def test_invite_accept_pool_permission_and_remove(world: Any, app_client: Client
         assert ledger.account_id_of(s, kid.id) != ledger.account_id_of(s, mom.id)
         assert s.get(Household, hid).status == "active"
     assert "/m/household" in m.get("/m").text
+
+
+def test_withdraw_on_the_page_and_join_with_own_points_by_consent(
+    world: Any, app_client: Clients
+) -> None:
+    db = world.db
+    mom = make_member(db, "13812350001", points=800, name="李梅")
+    dad = make_member(db, "13812350002", points=300, name="王刚")
+    kid = make_member(db, "13812350003", name="王小明")
+    m = _signed_in(app_client, db, mom)
+    assert _post(m, "/m/household/invite", phone="13812350003") == "/m/household?done=invited"
+    assert _post(m, "/m/household/invite", phone="13812350002") == "/m/household?done=invited"
+    with db.transaction() as s:
+        invs = {i.member_id: i.id for i in s.scalars(select(HouseholdInvitation))}
+    page = m.get("/m/household")
+    assert page.text.count('data-testid="withdraw"') == 2 and "撤回" in page.text
+    # only the main member withdraws, and only invitations of their household
+    k = _signed_in(app_client, db, kid)
+    assert _post(k, f"/m/household/invitations/{invs[kid.id]}/withdraw") == (
+        "/m/household?done=failed-household_invitation_not_found"
+    )
+    assert _post(m, f"/m/household/invitations/{invs[kid.id]}/withdraw") == (
+        "/m/household?done=withdrawn"
+    )
+    assert "已撤回邀请" in m.get("/m/household?done=withdrawn").text
+    assert 'data-testid="invitation"' not in k.get("/m/household").text
+    assert _post(k, f"/m/household/invitations/{invs[kid.id]}/accept") == (
+        "/m/household?done=failed-household_invitation_closed"
+    )
+    # dad holds 300 points of his own: the page asks for consent to move them
+    d = _signed_in(app_client, db, dad)
+    page = d.get("/m/household")
+    assert 'data-testid="transfer-points"' in page.text and "将我的积分转入积分池" in page.text
+    assert _post(d, f"/m/household/invitations/{invs[dad.id]}/accept") == (
+        "/m/household?done=failed-household_points_to_transfer"
+    )
+    with db.transaction() as s:
+        assert ledger.own_account(s, dad.id).available == 300
+    assert _post(d, f"/m/household/invitations/{invs[dad.id]}/accept", transfer_points="1") == (
+        "/m/household?done=joined"
+    )
+    assert re.search(r'data-testid="pool-available">1,?100<', d.get("/m/household").text)
+    with db.transaction() as s:
+        assert ledger.own_account(s, dad.id).available == 0
+        assert ledger.own_account(s, mom.id).available == 1100

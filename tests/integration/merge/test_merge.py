@@ -14,18 +14,26 @@ from tests.support import order_payload
 
 from loyalist.coupon import service as coupons
 from loyalist.coupon.schemas import TemplateCreate
+from loyalist.documents import service as documents
+from loyalist.fraud import config as fraud_config
 from loyalist.kit.actor import SYSTEM
 from loyalist.kit.db import Database
 from loyalist.ledger import service as ledger
 from loyalist.merge import service as merges
 from loyalist.models import (
     CouponCode,
+    FraudCheck,
+    FraudCounter,
+    FraudDeviceMember,
+    FraudReview,
     Member,
+    MemberFreeze,
     MemberIdentity,
     MemberTag,
     Order,
     OutboxEvent,
     PointsLot,
+    RewardUsage,
 )
 
 
@@ -235,3 +243,149 @@ def test_duplicate_candidates_listed_and_dismissed(world: Any, client: Any) -> N
     with world.db.transaction() as s:
         assert merges.find_candidates(s) == 0
     assert date(1990, 4, 1)  # birthdays compared decrypted, inside the job
+
+
+HOLD_ORDERS = {
+    "code": "hold-orders",
+    "on": ["order"],
+    "when": {"gte": {"member.orders.1d": 1}},
+    "outcome": "hold",
+    "reason": "测试：每笔订单人工审核",
+}
+WATCH = {  # shadow rules that make the controls count redemptions and devices per member
+    "code": "watch",
+    "when": {"any": [{"gt": {"member.redemptions.1d": 100}}, {"gt": {"device.members.1d": 50}}]},
+    "outcome": "block",
+    "reason": "测试：观察",
+    "mode": "shadow",
+}
+
+
+def fraud_figures(db: Database, a: int, b: int) -> dict[str, Any]:
+    """The fraud rows and per-member counters of ``a`` and ``b``, by member."""
+    with db.transaction() as s:
+        owner = {ledger.own_account(s, m).id: m for m in (a, b)}
+        reviews = []
+        for r in s.scalars(select(FraudReview).order_by(FraudReview.id)):
+            lot = s.get(PointsLot, r.lot_id)
+            assert lot is not None and lot.account_id == r.account_id
+            reviews.append(
+                (
+                    r.id,
+                    r.member_id,
+                    owner[r.account_id],
+                    r.points,
+                    r.status,
+                    lot.status,
+                    lot.remaining,
+                )
+            )
+        return {
+            "reviews": reviews,
+            "checks": sorted(s.execute(select(FraudCheck.id, FraudCheck.member_id)).tuples()),
+            "counters": sorted(
+                s.execute(
+                    select(
+                        FraudCounter.subject,
+                        FraudCounter.kind,
+                        FraudCounter.window,
+                        FraudCounter.bucket,
+                        FraudCounter.count,
+                        FraudCounter.points,
+                    ).where(FraudCounter.scope == "member")
+                ).tuples()
+            ),
+            "devices": sorted(
+                s.execute(select(FraudDeviceMember.member_id, FraudDeviceMember.day)).tuples()
+            ),
+            "freezes": sorted(
+                s.execute(select(MemberFreeze.member_id, MemberFreeze.reason)).tuples()
+            ),
+            "usage": sorted(
+                s.execute(
+                    select(RewardUsage.member_id, RewardUsage.reward_id, RewardUsage.used)
+                ).tuples()
+            ),
+        }
+
+
+def test_merge_moves_fraud_rows_and_counters_and_undo_gives_them_back(
+    world: Any, client: Any, clock: Any
+) -> None:
+    a, b = two_members(world, client)
+    with world.db.transaction() as s:
+        documents.publish(s, SYSTEM, fraud_config.KIND, {"rules": [HOLD_ORDERS, WATCH]}, note="t")
+    for mid in (a, b):
+        give = client.post(
+            f"/v1/members/{mid}/adjustments", json={"points": 2000, "reason": "测试补偿"}
+        )
+        assert give.status_code == 201, give.text
+        r = client.post(
+            "/v1/redemptions", json={"member_id": mid, "reward": "americano", "device_id": "dev-1"}
+        )
+        assert r.status_code == 201, r.text
+        r = client.post(
+            "/v1/orders", json={**order_payload(f"f-{mid}", mid, paid=5_000), "device_id": "dev-1"}
+        )
+        assert r.status_code == 201, r.text
+    r = client.put(f"/v1/fraud/frozen/{b}", json={"reason": "疑似盗号"})
+    assert r.status_code == 200, r.text
+    before = fraud_figures(world.db, a, b)
+    assert [(x[1], x[2], x[4], x[5]) for x in before["reviews"]] == [
+        (a, a, "pending", "pending"),
+        (b, b, "pending", "pending"),
+    ]
+    assert {(x[0], x[1], x[2], x[4]) for x in before["counters"]} == {
+        (str(m), k, "1d", 1) for m in (a, b) for k in ("orders", "redemptions")
+    }
+    assert [x[0] for x in before["devices"]] == sorted([a, b])
+    assert before["freezes"] == [(b, "疑似盗号")]
+    assert [(x[0], x[2]) for x in before["usage"]] == sorted([(a, 1), (b, 1)])
+
+    clock.advance(timedelta(minutes=5))
+    merge = client.post("/v1/merges", json={"survivor_id": a, "merged_id": b}).json()
+    assert merge["status"] == "done"
+    verify_clean(world.db)
+    after = fraud_figures(world.db, a, b)
+    # the review items, held lots and checks are the survivor's
+    assert [(x[0], x[1], x[2], x[3], x[4], x[5], x[6]) for x in after["reviews"]] == [
+        (x[0], a, a, x[3], "pending", "pending", x[6]) for x in before["reviews"]
+    ]
+    assert after["checks"] == [(cid, a) for cid, _m in before["checks"]]
+    # counters add up: one member with two orders and two redemptions today, one device member
+    counted = {(x[0], x[1]): (x[4], x[5]) for x in after["counters"]}
+    assert set(counted) == {(str(a), "orders"), (str(a), "redemptions")}
+    sums = {
+        k: tuple(sum(x[i] for x in before["counters"] if x[1] == k) for i in (4, 5))
+        for k in ("orders", "redemptions")
+    }
+    assert counted == {(str(a), k): v for k, v in sums.items()}
+    assert [x[0] for x in after["devices"]] == [a]
+    # the freeze follows the person: the survivor cannot redeem either
+    assert after["freezes"] == [(a, "疑似盗号")]
+    assert_problem(
+        client.post("/v1/redemptions", json={"member_id": a, "reward": "upsize"}),
+        409,
+        "member_frozen",
+    )
+    assert [(x[0], x[2]) for x in after["usage"]] == [(a, 2)]
+
+    clock.advance(timedelta(days=1))
+    r = client.post(f"/v1/merges/{merge['id']}/undo")
+    assert r.status_code == 200, r.text
+    verify_clean(world.db)
+    assert fraud_figures(world.db, a, b) == before
+    # the review item of the merged member decides on the merged member's points again
+    held = before["reviews"][1]
+
+    def balances() -> dict[int, tuple[int, int]]:
+        with world.db.transaction() as s:
+            return {
+                m: (ledger.own_account(s, m).available, ledger.own_account(s, m).pending)
+                for m in (a, b)
+            }
+
+    was = balances()
+    r = client.post(f"/v1/fraud/reviews/{held[0]}/decision", json={"decision": "approve"})
+    assert r.status_code == 200, r.text
+    assert balances() == {a: was[a], b: (was[b][0] + held[3], was[b][1] - held[3])}

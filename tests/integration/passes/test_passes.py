@@ -311,3 +311,52 @@ def test_term_dates() -> None:
     assert domain.months_held(date(2026, 1, 31), date(2026, 2, 27)) == 0
     assert domain.months_held(date(2026, 1, 31), date(2026, 2, 28)) == 1
     assert domain.refund_last_day(date(2026, 6, 11), 7) == date(2026, 6, 18)
+
+
+def test_quote_and_dry_run_apply_the_pass_multiplier_as_the_order_does(
+    world: Any, client: Any, t0: Any
+) -> None:
+    _programme(world)
+    holder = new_member(client, "13800000051")
+    other = new_member(client, "13800000052")
+    assert (
+        client.post(f"/v1/members/{holder}/passes", json={"pass": "club-year"}).status_code == 201
+    )
+    t0.advance(timedelta(minutes=5))
+    at = utcnow()
+    basket = {
+        "store": "sh1",
+        "occurred_at": at.isoformat(),
+        "lines": [
+            {"sku": "LATTE", "category": "coffee", "quantity": 1, "unit_price_minor": 10_000}
+        ],
+    }
+    quoted = {}
+    for mid in (holder, other):
+        r = client.post("/v1/orders/quote", json={**basket, "member_id": mid})
+        assert r.status_code == 200, r.text
+        quoted[mid] = r.json()
+    for mid, ext in ((holder, "Q-1"), (other, "Q-2")):
+        q = quoted[mid]
+        real = _order(client, ext, mid, at, paid=q["totals"]["amount_due_minor"])
+        assert q["totals"]["points_earned"] == real["points"]["earned"]
+        assert [(p["rule"], p["points"]) for p in q["points"]] == [
+            (b["rule"], b["points"]) for b in real["points"]["breakdown"]
+        ]
+    assert (
+        quoted[holder]["totals"]["points_earned"],
+        quoted[other]["totals"]["points_earned"],
+    ) == (200, 100)
+    # the dry-run of a sample order: the pass given applies, an unknown one is refused
+    sample = {"order": order_payload("D-1", None, occurred_at=at.isoformat())}
+    runs = [
+        client.post("/v1/programme/dry-run", json={**sample, **extra})
+        for extra in ({}, {"pass_code": "club-year"})
+    ]
+    assert [r.status_code for r in runs] == [200, 200], runs[1].text
+    assert [r.json()["points"] for r in runs] == [100, 200]
+    assert_problem(
+        client.post("/v1/programme/dry-run", json={**sample, "pass_code": "nope"}),
+        422,
+        field="pass_code",
+    )

@@ -5,6 +5,9 @@ dry run shows tomorrow's prices. Property tests (Hypothesis) on a real database.
 from __future__ import annotations
 
 import itertools
+import json
+import threading
+import time
 from datetime import date, timedelta
 from typing import Any
 
@@ -16,9 +19,12 @@ from typer.testing import CliRunner
 
 from loyalist.cli.main import app
 from loyalist.config import get_settings
+from loyalist.errors import LoyalistError
+from loyalist.kit.actor import SYSTEM
 from loyalist.models import Member
 from loyalist.programme import service as programmes
 from loyalist.reward import service as rewards
+from loyalist.reward.schemas import RedemptionCreate
 
 # clock fixture: 2026-06-10T04:00Z (12:00 Wednesday in Shanghai)
 PRICING = {
@@ -212,3 +218,52 @@ def test_a_quote_is_honoured_for_its_period_and_past_redemptions_never_change(
     assert after[: len(before)] == before
     for row in after:
         assert 100 <= row["points"] <= 300
+
+
+def test_concurrent_redemptions_are_priced_from_the_stock_under_the_lock(
+    priced: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seven members redeem the last seven lamps at once. Each price must come from the
+    stock (and demand) the redemption before it left: 7, 6, 5 in stock → 100; from 4 left
+    (and 3 redeemed) → 300. A slow demand read widens the window a stale stock read needs."""
+    buyers = [new_member(client, f"1380000010{i}") for i in range(7)]
+    for mid in buyers:
+        give(client, mid, 1_000)
+    slow = rewards.demand
+
+    def slowly(*args: Any, **kw: Any) -> int:
+        time.sleep(0.2)
+        return slow(*args, **kw)
+
+    monkeypatch.setattr(rewards, "demand", slowly)
+    start = threading.Barrier(len(buyers))
+    failures: list[str] = []
+
+    def buy(mid: int) -> None:
+        start.wait(timeout=30)
+        try:
+            priced.db.run(
+                lambda s: rewards.redeem(s, SYSTEM, RedemptionCreate(member_id=mid, reward="lamp"))
+            )
+        except LoyalistError as exc:  # pragma: no cover — shown by the assertion below
+            failures.append(exc.code)
+
+    threads = [threading.Thread(target=buy, args=(m,)) for m in buyers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert failures == []
+    # in the order they took the stock (ids are drawn under the lock)
+    paid = rows(priced.db, "SELECT points, pricing FROM redemption ORDER BY id")
+    assert [r["points"] for r in paid] == [100, 100, 100, 300, 300, 300, 300]
+    reasons = [
+        (r["pricing"] if isinstance(r["pricing"], dict) else json.loads(r["pricing"]))["reason"]
+        for r in paid
+    ]
+    assert reasons[3:] == [
+        f"100 × 3 = 300: stock {left} < 5 → ×1.5; {n} redeemed in 7 days ≥ 3 → ×2"
+        for left, n in ((4, 3), (3, 4), (2, 5), (1, 6))
+    ]
+    (lamp,) = rows(priced.db, "SELECT stock_remaining FROM reward WHERE code = 'lamp'")
+    assert lamp["stock_remaining"] == 0

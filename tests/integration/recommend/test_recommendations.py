@@ -47,7 +47,11 @@ def _consent(db: Database, member: int, granted: bool = True) -> None:
         )  # fmt: skip
 
 
-def _world(client: Any, db: Database) -> dict[str, int]:
+def _world(
+    client: Any, db: Database, consenting: tuple[str, ...] = ("a", "b", "new")
+) -> dict[str, int]:
+    """Five members and their orders; those named in ``consenting`` consent to
+    personalisation before the nightly job runs (c withdrew; d never answered)."""
     m = {
         name: new_member(client, phone, home_store=store)
         for name, phone, store in [
@@ -65,9 +69,13 @@ def _world(client: Any, db: Database) -> dict[str, int]:
     _order(client, "c2", m["c"], ["LATTE"])
     _order(client, "d1", m["d"], ["MOCHA"], store="sz1")
     _order(client, "d2", m["d"], ["MOCHA", "MUFFIN"], store="sz1")
+    for who in consenting:
+        _consent(db, m[who])
+    _consent(db, m["c"])
+    _consent(db, m["c"], granted=False)
     with db.transaction() as s:
         done = service.compute(s)
-    assert done.members == 4
+    assert done.members == len({"a", "b", "c", "d"} & set(consenting))
     return m
 
 
@@ -75,10 +83,6 @@ def test_consenting_member_gets_their_own_list_and_others_the_store_list(
     client: Any, db: Database
 ) -> None:
     m = _world(client, db)
-    for who in ("a", "new"):
-        _consent(db, m[who])
-    _consent(db, m["c"], granted=False)
-
     mine = client.get(f"/v1/members/{m['a']}/recommendations").json()
     assert mine["personalised"] is True
     skus = [p["item"] for p in mine["products"]]
@@ -88,7 +92,8 @@ def test_consenting_member_gets_their_own_list_and_others_the_store_list(
     assert mine["products"][0]["reason"]["en"].startswith("Because you bought ")
     assert mine["products"][0]["category"] == "bakery"
 
-    # b never consented, c withdrew: the popularity list of their store (sh1), not their own
+    # b bought everything the consenting members did (no list of their own), c withdrew:
+    # the popularity list of their store (sh1)
     bought_by = {"b": {"LATTE", "CROISSANT", "BAGEL"}, "c": {"AMERICANO", "MUFFIN", "LATTE"}}
     for who, bought in bought_by.items():
         theirs = client.get(f"/v1/members/{m[who]}/recommendations").json()
@@ -185,7 +190,6 @@ def test_message_templates_get_the_recommendations_variable(client: Any, db: Dat
     from loyalist.messaging import outbox
 
     m = _world(client, db)
-    _consent(db, m["a"])
     with db.transaction() as s:
         outbox.send(s, m["a"], "recommendations", {}, dedupe_key="recs:a")
         outbox.send(s, m["b"], "recommendations", {}, locale="en", dedupe_key="recs:b")
@@ -198,3 +202,48 @@ def test_message_templates_get_the_recommendations_variable(client: Any, db: Dat
     assert bodies["recs:a"] is not None and bodies["recs:a"].startswith("您可能会喜欢：BAGEL")
     assert bodies["recs:b"] == "You may like: AMERICANO, MUFFIN"
     assert bodies["recs:x"] == "您可能会喜欢：X"
+
+
+def _stored(db: Database) -> dict[int, set[str]]:
+    with db.transaction() as s:
+        out: dict[int, set[str]] = {}
+        for r in s.scalars(select(Recommendation).where(Recommendation.member_id.is_not(None))):
+            assert r.member_id is not None
+            out.setdefault(r.member_id, set()).add(r.item)
+        return out
+
+
+def test_members_without_personalisation_consent_are_never_trained_on(
+    client: Any, db: Database
+) -> None:
+    m = _world(client, db, consenting=("a", "b"))
+    # only consenting members have stored lists, and only from consenting members' history:
+    # AMERICANO, MUFFIN (c, withdrawn) and MOCHA (d, never asked) are nobody's suggestion
+    assert _stored(db) == {m["a"]: {"BAGEL"}}
+    # the popularity lists count everyone's purchases (no profile of anyone)
+    with db.transaction() as s:
+        popular = set(
+            s.scalars(select(Recommendation.item).where(Recommendation.member_id.is_(None)))
+        )
+    assert {"AMERICANO", "MUFFIN", "MOCHA"} <= popular
+
+    # c consents again: served the store's list until the next run, then their own list
+    _consent(db, m["c"])
+    before = client.get(f"/v1/members/{m['c']}/recommendations").json()
+    assert before["personalised"] is False
+    with db.transaction() as s:
+        assert service.compute(s).members == 3
+    stored = _stored(db)
+    assert set(stored) == {m["a"], m["b"], m["c"]}
+    assert "MUFFIN" in stored[m["a"]] | stored[m["b"]]  # c's purchases now train the model
+    after = client.get(f"/v1/members/{m['c']}/recommendations").json()
+    assert after["personalised"] is True
+
+    # c withdraws: the store's list at once, and their history leaves the next run
+    _consent(db, m["c"], granted=False)
+    now = client.get(f"/v1/members/{m['c']}/recommendations").json()
+    assert now["personalised"] is False
+    assert {p["source"] for p in now["products"]} <= {"popular"}
+    with db.transaction() as s:
+        assert service.compute(s).members == 2
+    assert _stored(db) == {m["a"]: {"BAGEL"}}
