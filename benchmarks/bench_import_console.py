@@ -76,10 +76,15 @@ def main() -> None:
         staff.create_user(s, login="bench", role="hq_admin", unit_code="hq", password="x" * 12)
         admin = staff.actor_for(s, staff.get_by_login(s, "bench"))
 
-    def orders_file(tag: str) -> bytes:
+    files: dict[str, bytes] = {}
+
+    def orders_file(tag: str) -> bytes:  # once per tag (its times are relative to now)
+        if tag in files:
+            return files[tag]
         path = tmp / f"orders-{tag}.csv"
         orders_csv(path, args.rows, args.members)
-        return path.read_bytes().replace(b"IMP-", f"{tag}-".encode())
+        files[tag] = path.read_bytes().replace(b"IMP-", f"{tag}-".encode())
+        return files[tag]
 
     def by_cli(tag: str) -> float:
         data = orders_file(tag)
