@@ -30,6 +30,7 @@ from loyalist.models import (
     LedgerEntry,
     LotAllocation,
     Member,
+    MemberPass,
     Order,
     OrderLine,
     OrderReturn,
@@ -1221,8 +1222,8 @@ def paid_between(
 # model goes through ``record`` one order at a time, all orders of an account together so
 # that caps see them in order: shared accounts, debt, lots already past expiry, points
 # that expire on arrival, orders at or after the member's last tier change, coupons,
-# points paid, identities instead of ids; and every order when fraud rules, passes or
-# member-fact conditions are in play.
+# points paid, identities instead of ids, lines that sell a pass, members who have held a
+# pass; and every order when fraud rules or member-fact conditions are in play.
 
 
 @dataclass
@@ -1252,7 +1253,7 @@ def _table(model: Any) -> Table:
 
 
 def _fast_programme(programme: Programme) -> bool:
-    return not programme.passes and not member_facts_needed(programme.condition_fields())
+    return not member_facts_needed(programme.condition_fields())
 
 
 def record_many(
@@ -1319,7 +1320,8 @@ def _fast_rows(
     for r in rows:
         d = r.data
         key = (d.store, d.external_id)
-        if key in seen or d.coupons or d.points_paid or d.member_identity is not None:
+        sells_pass = any(r.programme.pass_offer(ln.sku) is not None for ln in d.lines)
+        if key in seen or d.coupons or d.points_paid or d.member_identity is not None or sells_pass:
             slow_rows.add(r.i)  # a repeat in the batch: a replay of the first, by ``record``
             if d.member_id is not None:
                 slow_members.add(d.member_id)
@@ -1331,6 +1333,16 @@ def _fast_rows(
     found = {
         m.id: m for m in session.scalars(select(Member).where(Member.id.in_(sorted(member_ids))))
     }
+    # a member who has ever held a pass earns with its multiplier (and may hold it again):
+    # ``record`` decides per order
+    holders = set(
+        session.scalars(
+            select(MemberPass.member_id)
+            .where(MemberPass.member_id.in_(sorted(member_ids)))
+            .distinct()
+        )
+    )
+    slow_members |= holders
     for r in rows:
         mid = r.data.member_id
         if mid is None:

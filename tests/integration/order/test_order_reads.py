@@ -43,6 +43,7 @@ def programme(caps: dict[str, int]) -> dict[str, Any]:
     doc["earning"]["campaigns"] = []
     doc["earning"]["rules"] = []
     doc["earning"]["caps"] = caps
+    doc.pop("passes", None)  # a programme that sells no pass (the demo sells one)
     return doc
 
 
