@@ -104,9 +104,14 @@ async def backtest_page(request: Request, st: StaffDep, run: str = "") -> Respon
     run_id = int(run) if run.strip().isdigit() and len(run.strip()) < 12 else None
     ctx = await _run(request, st, lambda s: _context(s, st, run_id))
     r = ctx["r"]
+    result = dict(r.result or {}) if r is not None else {}
+    if result.get("by_tier"):  # the programme's tier order, not the codes' alphabetical one
+        by_tier = result["by_tier"]
+        order = [c for c in ctx["tier_names"] if c in by_tier]
+        result["by_tier"] = {c: by_tier[c] for c in [*order, *sorted(set(by_tier) - set(order))]}
     ctx.update(
         {
-            "result": (r.result or {}) if r is not None else {},
+            "result": result,
             "chart": chart(r.result, _) if r is not None and r.result else {},
             "errors": {},
             "form": {"months": "6"},
