@@ -5,9 +5,11 @@ publishes one event-triggered journey (``member.created`` → add a tag), create
 ``--members`` members, then runs the ``journeys`` consumer's batches until the stream is
 drained, counting every SQL statement (a ``before_cursor_execute`` listener) and the wall
 and CPU time. Prints statements per member (by kind) and ms per member; with
-``--pyinstrument FILE`` an HTML profile of the consumer part.
+``--pyinstrument FILE`` an HTML profile of the consumer part; with ``--wait`` the journey
+waits a minute after the tag and tags again, and the wake jobs that move the runs on are
+timed and counted the same way (the step runner: one job per waiting run).
 
-Usage: .venv/bin/python benchmarks/journey_entry_profile.py [--members 1000] [--show]
+Usage: .venv/bin/python benchmarks/journey_entry_profile.py [--members 1000] [--show] [--wait]
 """
 
 from __future__ import annotations

@@ -485,8 +485,10 @@ def advance(
     *,
     late: bool = False,
     event: OutboxEvent | None = None,
+    generation: int | None = None,
 ) -> None:
-    """Walk ``run`` from ``step_id`` until it waits or ends (effects once per step)."""
+    """Walk ``run`` from ``step_id`` until it waits or ends (effects once per step).
+    ``generation``: the journey's, when the caller read it already (a batch of entries)."""
     member: Member | None = None
     ctx: Facts | None = None
 
@@ -516,12 +518,24 @@ def advance(
                 step_id = j.following(step.id, step.next)
                 continue
             run.step, run.due_at, run.waiting_event = step.id, due, None
-            _enqueue_wake(session, run, step.id, due, _generation(session, j.key))
+            _enqueue_wake(
+                session,
+                run,
+                step.id,
+                due,
+                _generation(session, j.key) if generation is None else generation,
+            )
             return
         if isinstance(step, WaitEventStep):
             due = now + step.timeout.delta
             run.step, run.due_at, run.waiting_event = step.id, due, step.event
-            _enqueue_wake(session, run, step.id, due, _generation(session, j.key))
+            _enqueue_wake(
+                session,
+                run,
+                step.id,
+                due,
+                _generation(session, j.key) if generation is None else generation,
+            )
             return
         if isinstance(step, EndStep):
             _claim(session, run, step.id, step.type, "done", {}, now)
@@ -727,7 +741,9 @@ def on_events(session: Session, evs: list[OutboxEvent]) -> None:
     if loaded is None or not loaded.doc.journeys:
         return
     now = utcnow()
-    states = {st.journey_key: st.status for st in session.scalars(select(JourneyState))}
+    rows = {st.journey_key: st for st in session.scalars(select(JourneyState))}
+    states = {key: st.status for key, st in rows.items()}
+    generations = {key: st.generation for key, st in rows.items()}
     by_type: dict[str, list[Journey]] = defaultdict(list)
     for j in loaded.doc.journeys:
         if j.entry.event is not None and states.get(j.key, ACTIVE) != PAUSED:
@@ -760,7 +776,7 @@ def on_events(session: Session, evs: list[OutboxEvent]) -> None:
                 entering[mid] = ev
     together = {m: ev for m, ev in entering.items() if m not in slow}
     if together:
-        _enter_together(session, loaded, together, by_type, now)
+        _enter_together(session, loaded, together, by_type, generations, now)
     for ev in mine:
         if ev.member_id in slow:
             on_event(session, ev)
@@ -771,6 +787,7 @@ def _enter_together(
     loaded: Loaded,
     entering: dict[int, OutboxEvent],
     by_type: dict[str, list[Journey]],
+    generations: dict[str, int],
     now: datetime,
 ) -> None:
     """Enter the members of ``entering`` (see :func:`on_events`)."""
@@ -860,7 +877,7 @@ def _enter_together(
     for key in sorted(groups, key=order.__getitem__):  # a member's journeys in document order
         journey_ = loaded.doc.get(key)
         assert journey_ is not None
-        _start_together(session, e, journey_, groups[key], now)
+        _start_together(session, e, journey_, groups[key], generations.get(key, 0), now)
 
 
 def _start_together(
@@ -868,6 +885,7 @@ def _start_together(
     e: Env,
     j: Journey,
     started: list[tuple[OutboxEvent, JourneyRun]],
+    generation: int,
     now: datetime,
 ) -> None:
     """Advance runs of ``j`` that were just inserted (in this transaction: no step of theirs
@@ -875,7 +893,7 @@ def _start_together(
     first = j.steps[0]
     if not isinstance(first, ActionStep):
         for ev, run in started:
-            advance(session, e, j, run, first.id, now, event=ev)
+            advance(session, e, j, run, first.id, now, event=ev, generation=generation)
         return
     causes = [(f"journey:{run.id}:{first.id}", run.member_id) for _, run in started]
     outcomes = actions.run_many(session, first.action, first.params, causes, actor=ACTOR)
@@ -898,7 +916,7 @@ def _start_together(
                 at=now,
             )
         )
-        advance(session, e, j, run, following, now, event=ev)
+        advance(session, e, j, run, following, now, event=ev, generation=generation)
 
 
 def daily(session: Session, now: datetime) -> int:

@@ -168,7 +168,13 @@ def _snapshot(s: Session) -> dict[str, list[Any]]:
         for a in s.scalars(select(AuditLog).where(AuditLog.action == "member.tags"))
     ]
     jobs = [
-        (j.kind, run_of.get(int(j.payload.get("run_id", 0)), ""), j.payload.get("step"), j.run_at)
+        (
+            j.kind,
+            run_of.get(int(j.payload.get("run_id", 0)), ""),
+            j.payload.get("step"),
+            j.payload.get("gen"),
+            j.run_at,
+        )
         for j in s.scalars(select(Job).where(Job.kind == service.WAKE))
     ]
     return {
@@ -186,20 +192,32 @@ EVENTS = st.lists(
 )
 
 
+PRIOR = st.lists(st.integers(0, 2), min_size=5, max_size=5)
+
+
 @settings(
     max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(prior=st.lists(st.booleans(), min_size=5, max_size=5), drawn=EVENTS, paused=st.booleans())
+@given(prior=PRIOR, drawn=EVENTS, paused=st.booleans())
 def test_a_batch_has_the_effects_of_its_events_one_by_one(
     crowd: tuple[Database, list[tuple[int, str]]],
-    prior: list[bool],
+    prior: list[int],
     drawn: list[tuple[int, str, bool]],
     paused: bool,
 ) -> None:
     db, people = crowd
     with db.transaction() as s:
+        s.add(  # resumed twice: its wake jobs carry generation 2
+            JourneyState(
+                journey_key="third",
+                status=service.ACTIVE,
+                generation=2,
+                changed_by="test",
+                changed_at=utcnow(),
+            )
+        )
         if paused:
             s.add(
                 JourneyState(
@@ -210,9 +228,13 @@ def test_a_batch_has_the_effects_of_its_events_one_by_one(
                     changed_at=utcnow(),
                 )
             )
-        for i, entered in enumerate(prior):  # some members already have active runs
-            if entered:
+        # before the batch: 0 nothing, 1 an active run of "first" (and the tag a), 2 that
+        # run exited (the tag a, no active run: "third" enters them set-based)
+        for i, before_batch in enumerate(prior):
+            if before_batch:
                 service.on_event(s, _event(people[i], "member.created", 0, timedelta(0)))
+            if before_batch == 2:
+                service.on_event(s, _event(people[i], "points.adjusted", 0, timedelta(0)))
         old = timedelta(days=2)  # older than ENTRY_MAX_AGE: enters nobody, still ends waits
         batch = [
             _event(people[m], t, n + 1, old if is_old else timedelta(0))
