@@ -68,6 +68,7 @@ def pages(shop: Shop) -> list[str]:
         "/admin/duplicates",  # identity merge (issue 13 item 2)
         "/admin/duplicates?status=dismissed",
         "/admin/import",  # bulk import (issue 13 item 5)
+        "/admin/backtest",  # backtest (issue 15 item 8)
         f"/admin/members/{alice}/merge",
         f"/admin/members/{alice}/merge?merged_id={shop.members['bob']}",
         "/admin/merges",
@@ -174,6 +175,9 @@ NAV["hq_admin"] = NAV["hq_admin"] | {"fraud"}
 NAV["regional_manager"] = NAV["regional_manager"] | {"fraud"}
 # bulk import (issue 13 item 5): jobs.manage
 NAV["hq_admin"] = NAV["hq_admin"] | {"import"}
+# backtest (issue 15 item 8): analytics and dashboard at HQ
+NAV["hq_admin"] = NAV["hq_admin"] | {"backtest"}
+NAV["analyst"] = NAV["analyst"] | {"backtest"}
 LOGIN_OF_ROLE = {
     "hq_admin": "admin",
     "regional_manager": "east",

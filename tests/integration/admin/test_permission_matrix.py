@@ -493,6 +493,18 @@ MATRIX: dict[tuple[str, str], Case] = {
         404,
         scoped=False,
     ),
+    # backtest (issue 15 item 8): analytics.read + dashboard.read with an HQ scope (the
+    # matrix's analyst works in a region: refused); a request queues a job
+    ("GET", "/admin/backtest"): Case(
+        lambda f, r, s: ("/admin/backtest", None), HQ, 200, scoped=False
+    ),
+    ("POST", "/admin/backtest"): Case(
+        lambda f, r, s: ("/admin/backtest", {"version": "1", "months": "6"}),
+        HQ,
+        303,
+        scoped=False,
+        writes=True,
+    ),
 }
 # Actions the matrix drives through a second form of the same route.
 EXTRA: dict[str, tuple[tuple[str, str], Case]] = {
