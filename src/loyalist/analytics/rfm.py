@@ -104,7 +104,10 @@ def customer_rfm(tx: Transactions, as_of: DateLike | None = None) -> pl.DataFram
             pl.col("occurred_at").max().dt.date().alias("last_purchase"),
             pl.col("occurred_at").min().dt.date().alias("first_purchase"),
             pl.len().alias("frequency"),
-            pl.col("amount").sum().alias("monetary"),
+            # 0.0 + a1 + a2 + ... in row order (a prefix sum is sequential), not polars'
+            # group sum, whose order of addition depends on threads on large frames: equal
+            # totals stay equal (ties at a bin edge) and the Spark engine adds the same way
+            pl.col("amount").cum_sum().last().alias("monetary"),
         )
         .with_columns((pl.lit(end) - pl.col("last_purchase")).dt.total_days().alias("recency_days"))
         .select(
