@@ -138,8 +138,8 @@ def test_cdnow_rfm_cohorts_and_clv_equal_the_local_engine(spark: Any, cdnow: Tra
 
 def test_simulation_equal_on_spark(spark: Any) -> None:
     # 10,000 by default (CI time; LOYALIST_SPARK_TEST_CUSTOMERS to change).  Both engines add
-    # each customer's amounts in row order, so the RFM table is equal bit for bit (with polars'
-    # group sum, at 100,000 customers one tie at a bin edge broke: an m_score of 4 against 3)
+    # each customer's amounts in row order and score ranks in integers, so the RFM table is
+    # equal bit for bit (at 100,000 customers the float score once gave 4 against Spark's 3)
     n = int(os.environ.get("LOYALIST_SPARK_TEST_CUSTOMERS", "10000"))
     tx = simulate_transactions(n, seed=7)
     stx = E.from_transactions(spark, tx)

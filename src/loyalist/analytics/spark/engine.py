@@ -354,10 +354,12 @@ def _with_quantile_score(
     counts = base.groupBy(col).agg(F.count(F.lit(1)).alias("_c"))
     window = Window.orderBy(col).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     ranked = counts.withColumn("_cum", F.sum("_c").over(window))
-    rank = (F.col("_cum") - F.col("_c")).cast("double") + (F.col("_c") + 1).cast("double") / 2.0
+    # twice the average rank, an integer; score = ceil(bins * rank / n) in integers
+    rank2 = (F.col("_cum") - F.col("_c")) * 2 + F.col("_c") + 1
     if reverse:
-        rank = F.lit(float(n + 1)) - rank
-    score = F.ceil(rank * F.lit(float(bins)) / F.lit(float(n)))
+        rank2 = F.lit(2 * (n + 1)) - rank2
+    top = (rank2 * F.lit(bins) + F.lit(2 * n - 1)).cast("long")
+    score = ((top - F.pmod(top, F.lit(2 * n))) / F.lit(2 * n)).cast("long")  # exact floor
     score = F.least(F.greatest(score, F.lit(1)), F.lit(bins)).cast("tinyint")
     table = ranked.select(col, score.alias(out))
     return base.join(F.broadcast(table) if n < 200_000 else table, on=col, how="left")
