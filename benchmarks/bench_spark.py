@@ -6,10 +6,10 @@ What it does (see docs/benchmarks.md, "Analytics on Spark"):
      customer with the rates below) as Parquet, streamed: CHUNK customers at a time, each
      chunk one Parquet part (canonical columns + ``seq``), never all in memory;
   2. for each engine, in a fresh process per (engine, size), runs the stages
-     summary/RFM, cohorts, CLV fit (BG/NBD + Gamma-Gamma) and scoring (P(alive), expected
-     purchases, CLV for every customer), and reports per stage the wall time and the peak
-     resident memory of the process and its children (the JVM for Spark), sampled every
-     50 ms;
+     summary/RFM, cohorts, KPIs (the last 30 days), CLV fit (BG/NBD + Gamma-Gamma) and
+     scoring (P(alive), expected purchases, CLV for every customer), and reports per stage
+     the wall time and the peak resident memory of the process and its children (the JVM
+     for Spark), sampled every 50 ms;
   3. the local engine runs until a size fails (out of memory, error) or exceeds
      --local-timeout: that is "where the local engine stops";
   4. ends with ``RESULT spark_max_customers=<..> spark_max_s=<..> local_max_customers=<..>``.
@@ -137,6 +137,7 @@ def run_stages(engine: str, path: Path, master: str) -> list[dict[str, Any]]:
         from loyalist.analytics.clv import fit_clv
         from loyalist.analytics.cohorts import cohort_table
         from loyalist.analytics.io import LoadReport, Transactions
+        from loyalist.analytics.kpis import compute_kpis
         from loyalist.analytics.models import BGNBD, GammaGamma
         from loyalist.analytics.rfm import rfm_scores
         from loyalist.analytics.summary import summarise
@@ -150,6 +151,7 @@ def run_stages(engine: str, path: Path, master: str) -> list[dict[str, Any]]:
         summ = stage("summary", lambda: summarise(tx, unit="W"))
         stage("rfm", lambda: rfm_scores(tx).height)
         stage("cohorts", lambda: cohort_table(tx).height)
+        stage("kpis", lambda: compute_kpis(tx).overall["revenue"])
         assert isinstance(summ, pl.DataFrame)
 
         def fit() -> object:
@@ -173,6 +175,7 @@ def run_stages(engine: str, path: Path, master: str) -> list[dict[str, Any]]:
         stage("summary", lambda: summary.count())
         stage("rfm", lambda: E.rfm_scores(stx).agg(F.count(F.lit(1))).first())
         stage("cohorts", lambda: E.cohorts_to_polars(E.cohort_table(stx)).height)
+        stage("kpis", lambda: E.compute_kpis(stx).overall["revenue"])
         models = stage("clv_fit", lambda: E.fit_models(summary))
         assert isinstance(models, tuple)
 

@@ -137,13 +137,22 @@ def analyze_cohorts(
 
 
 def analyze_kpis(
-    tx: Transactions,
+    tx: Transactions | SparkTransactions,
     *,
     start: DateLike | None = None,
     end: DateLike | None = None,
     segment: str | None = None,
     where: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
+    if _on_spark(tx):
+        from loyalist.analytics.spark import api as spark_api
+
+        return as_json_dict(
+            spark_api.analyze_kpis(
+                cast("SparkTransactions", tx), start=start, end=end, segment=segment, where=where
+            )
+        )
+    assert isinstance(tx, Transactions)
     customers: list[str] | None = None
     if segment is not None:
         if segment not in SEGMENTS:

@@ -205,7 +205,7 @@ SOURCE_PARAMS: list[inspect.Parameter] = [
 _SOURCE_NAMES = [p.name for p in SOURCE_PARAMS]
 
 #: commands that run on Spark with ``--engine spark`` (loyalist.analytics.spark)
-SPARK_COMMANDS = {"rfm_command", "cohorts_command", "clv_command"}
+SPARK_COMMANDS = {"rfm_command", "cohorts_command", "clv_command", "kpis_command"}
 
 ENGINE_PARAMS: list[inspect.Parameter] = [
     _option(

@@ -24,6 +24,11 @@ Anonymous orders (no customer id, e.g. a checkout without a member) count in ``o
 person, so every customer-based KPI counts identified customers.  Members vs non-members
 split the orders by the order's member flag; a group with anonymous orders only has no
 customer-based KPIs (nan).
+
+Sums of money are exact: a customer's revenue adds their orders in row order, and every total
+over customers or orders is the correctly rounded sum (:func:`math.fsum`), which does not
+depend on the order of the terms — so the Spark engine (``--engine spark``), which adds in
+partitions, gives the very same figures.
 """
 
 from __future__ import annotations
@@ -103,6 +108,11 @@ def _within(frame: pl.DataFrame, lo: dt.datetime, hi: dt.datetime) -> pl.DataFra
     return frame.filter((pl.col("occurred_at") >= lo) & (pl.col("occurred_at") < hi))
 
 
+def exact_sum(values: pl.Series) -> float:
+    """The correctly rounded sum of ``values`` (independent of their order)."""
+    return math.fsum(values.cast(pl.Float64).to_numpy())
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
 
@@ -123,15 +133,15 @@ def _compute(
     before = frame.filter(pl.col("occurred_at") < lo)["customer_id"].unique()
     per = cur.group_by("customer_id").agg(
         pl.len().alias("orders"),
-        pl.col("amount").sum().alias("revenue"),
+        pl.col("amount").cum_sum().last().alias("revenue"),
         pl.col("occurred_at").dt.date().n_unique().alias("days"),
     )
     active = per.height
     cust_orders = int(per["orders"].sum()) if active else 0
-    cust_revenue = float(per["revenue"].sum()) if active else 0.0
+    cust_revenue = exact_sum(per["revenue"]) if active else 0.0
     anon_cur = _within(anonymous, lo, hi) if anonymous is not None else None
     anon_orders = anon_cur.height if anon_cur is not None else 0
-    anon_revenue = float(anon_cur["amount"].sum()) if anon_orders and anon_cur is not None else 0.0
+    anon_revenue = exact_sum(anon_cur["amount"]) if anon_orders and anon_cur is not None else 0.0
     new = int((~per["customer_id"].is_in(before.implode())).sum()) if active else 0
     repeaters = per.filter(pl.col("days") >= 2).height
     n_prev = prev_ids.len()
@@ -142,7 +152,7 @@ def _compute(
         if not active or cust_revenue <= 0:
             return math.nan
         k = max(1, math.ceil(active * frac))
-        return float(ranked.head(k).sum()) / cust_revenue
+        return exact_sum(ranked.head(k)) / cust_revenue
 
     orders = cust_orders + anon_orders
     revenue = cust_revenue + anon_revenue
@@ -223,7 +233,7 @@ def compute_kpis(
             raise InputError(f"no orders with {column} = {value!r}")
         everything = stamps(frame, anonymous)
     lo, hi = _bounds(s, e)
-    total_revenue = float(_within(everything, lo, hi)["amount"].sum())
+    total_revenue = exact_sum(_within(everything, lo, hi)["amount"])
     if customers is not None:
         frame = frame.filter(
             pl.col("customer_id").is_in(pl.Series(list(customers), dtype=pl.Utf8).implode())

@@ -76,12 +76,14 @@ class RFMConfig:
 
 
 def _quantile_score(col: str, bins: int, *, reverse: bool) -> pl.Expr:
-    n = pl.len()
-    rank = pl.col(col).rank("average")
+    n = pl.len().cast(pl.Int64)
+    # twice the average rank, an integer (an average rank is a whole or half number)
+    rank2 = (pl.col(col).rank("average") * 2).cast(pl.Int64)
     if reverse:
-        rank = n + 1 - rank
-    # rank / n in (0, 1]; score = ceil(bins * rank / n), a value in 1..bins
-    return (rank * bins / n).ceil().clip(1, bins).cast(pl.Int8)
+        rank2 = 2 * (n + 1) - rank2
+    # rank / n in (0, 1]; score = ceil(bins * rank / n), a value in 1..bins, in integers:
+    # in floats, 60000 * 5 / 100000 came out above 3 and scored 4 (the Spark engine: 3)
+    return ((rank2 * bins + 2 * n - 1) // (2 * n)).clip(1, bins).cast(pl.Int8)
 
 
 def _threshold_score(col: str, thresholds: Sequence[float], *, reverse: bool) -> pl.Expr:
@@ -104,7 +106,10 @@ def customer_rfm(tx: Transactions, as_of: DateLike | None = None) -> pl.DataFram
             pl.col("occurred_at").max().dt.date().alias("last_purchase"),
             pl.col("occurred_at").min().dt.date().alias("first_purchase"),
             pl.len().alias("frequency"),
-            pl.col("amount").sum().alias("monetary"),
+            # 0.0 + a1 + a2 + ... in row order (a prefix sum is sequential), not polars'
+            # group sum, whose order of addition depends on threads on large frames: equal
+            # totals stay equal (ties at a bin edge) and the Spark engine adds the same way
+            pl.col("amount").cum_sum().last().alias("monetary"),
         )
         .with_columns((pl.lit(end) - pl.col("last_purchase")).dt.total_days().alias("recency_days"))
         .select(

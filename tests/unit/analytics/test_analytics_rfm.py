@@ -11,7 +11,7 @@ import pytest
 
 from loyalist.analytics.errors import InputError
 from loyalist.analytics.i18n import SEGMENT_NAMES_ZH
-from loyalist.analytics.io import Transactions, normalise
+from loyalist.analytics.io import LoadReport, Transactions, normalise
 from loyalist.analytics.rfm import (
     NOT_ACQUIRED,
     SEGMENT_GRID,
@@ -269,3 +269,20 @@ def test_no_customer_before_the_as_of_date_is_an_error(tx: Transactions) -> None
         rfm_scores(tx, "2023-01-01")
     with pytest.raises(InputError, match="not a date"):
         rfm_scores(tx, "31/12/2024")
+
+
+def test_quantile_scores_are_exact_at_bin_edges() -> None:
+    # 100,000 customers spending 1..100,000: rank k scores ceil(5k / 100000) exactly; in floats
+    # 60000 * 5 / 100000 came out above 3 and the customer of rank 60,000 scored 4
+    n = 100_000
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"c{i:06d}" for i in range(1, n + 1)],
+            "occurred_at": [dt.datetime(2024, 1, 1, 12)] * n,
+            "amount": [float(i) for i in range(1, n + 1)],
+        }
+    )
+    tx = Transactions(frame=frame, report=LoadReport("edges", n, n))
+    scores = rfm_scores(tx).sort("customer_id")["m_score"].to_list()
+    assert scores == [-(-5 * k // n) for k in range(1, n + 1)]
+    assert (scores[59_999], scores[60_000]) == (3, 4)

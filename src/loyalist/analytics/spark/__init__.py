@@ -1,5 +1,6 @@
-"""Analytics on Apache Spark: the summary, RFM, cohorts and CLV of :mod:`loyalist.analytics`
-computed by Spark (local mode, a ``spark://`` master or a Spark Connect ``sc://`` URL).
+"""Analytics on Apache Spark: the summary, RFM, cohorts, KPIs and CLV of
+:mod:`loyalist.analytics` computed by Spark (local mode, a ``spark://`` master or a Spark
+Connect ``sc://`` URL).
 
 PySpark is optional (``pip install loyalist[spark]``; Java 17+ from the OS).  This module
 imports without it; :func:`require_spark` (called by every entry point) raises

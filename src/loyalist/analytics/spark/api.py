@@ -1,12 +1,13 @@
 """The whole analyses of :mod:`loyalist.analytics.api` on Spark: the same dictionaries.
 
 :mod:`loyalist.analytics.api` routes here when it is given :class:`SparkTransactions`
-(``engine == "spark"``), so ``loyalist analyze rfm|cohorts|clv --engine spark --json``
+(``engine == "spark"``), so ``loyalist analyze rfm|cohorts|kpis|clv --engine spark --json``
 prints exactly the keys the local engine prints (that module makes them JSON-ready).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +15,7 @@ import polars as pl
 from loyalist.analytics.cohorts import Granularity
 from loyalist.analytics.errors import InputError
 from loyalist.analytics.io import Transactions
-from loyalist.analytics.rfm import RFMConfig
+from loyalist.analytics.rfm import SEGMENTS, RFMConfig
 from loyalist.analytics.spark import engine as E
 from loyalist.analytics.summary import DateLike, to_date
 
@@ -129,3 +130,34 @@ def analyze_clv(
     customers.unpersist()
     summary.unpersist()
     return out, frame
+
+
+def analyze_kpis(
+    stx: E.SparkTransactions,
+    *,
+    start: DateLike | None = None,
+    end: DateLike | None = None,
+    segment: str | None = None,
+    where: Mapping[str, str] | None = None,
+) -> dict[str, object]:
+    """:func:`loyalist.analytics.api.analyze_kpis` on Spark: the same figures (an RFM
+    segment's customers stay in Spark, as a DataFrame joined to the orders)."""
+    from pyspark.sql import functions as F
+
+    customers = None
+    if segment is not None:
+        if segment not in SEGMENTS:
+            raise InputError(f"unknown segment {segment!r}; one of: {', '.join(SEGMENTS)}")
+        e = to_date(end, "end") if end else stx.last_date()
+        scores = E.rfm_scores(stx, e)
+        customers = scores.filter(F.col("segment") == F.lit(segment)).select("customer_id")
+        end = e
+    rep = E.compute_kpis(
+        stx,
+        start,
+        end,
+        customers=customers,
+        segment_name=segment,
+        where=dict(where) if where else None,
+    )
+    return {"load": stx.report.to_dict(), **rep.to_dict()}

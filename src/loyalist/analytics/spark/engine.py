@@ -7,6 +7,8 @@ Every function mirrors its local (polars) twin and returns the same columns:
   values come from the counts of each distinct value, so only the distinct values meet in
   one partition, never the customers);
 * :func:`cohort_table` — :func:`loyalist.analytics.cohorts.cohort_table`;
+* :func:`compute_kpis` — :func:`loyalist.analytics.kpis.compute_kpis` (totals by
+  :func:`exact_sum`, the correctly rounded sum, so the figures are bit for bit the same);
 * :func:`fit_clv` — :func:`loyalist.analytics.clv.fit_clv`: the models are fitted on the
   driver from the distinct (x, t_x, T) and (x, m) rows with their counts (driver memory
   grows with the distinct statistics, not with customers); customers are scored on the
@@ -116,6 +118,8 @@ class SparkTransactions:
     frame: DataFrame
     report: LoadReport
     engine: str = "spark"
+    #: orders without a customer id (occurred_at, amount, optional columns), KPIs only
+    anonymous: DataFrame | None = None
 
     def day_range(self) -> tuple[dt.date, dt.date]:
         from pyspark.sql import functions as F
@@ -147,14 +151,40 @@ def _canonical(frame: DataFrame) -> DataFrame:
         F.col("occurred_at"),
         F.col("amount").cast("double").alias("amount"),
         seq.alias("_seq"),
+        *_optional(frame),
     )
+
+
+#: optional order attributes kept for the KPIs (member flag, ``--where`` filters)
+OPTIONAL_COLUMNS = ("is_member", "store", "channel", "tier")
+
+
+def _optional(frame: DataFrame) -> list[Column]:
+    from pyspark.sql import functions as F
+
+    return [
+        F.col(c).cast("boolean" if c == "is_member" else "string").alias(c)
+        for c in OPTIONAL_COLUMNS
+        if c in frame.columns
+    ]
 
 
 def from_transactions(spark: SparkSession, tx: Transactions) -> SparkTransactions:
     """Hand transactions read by the local readers to Spark (through Arrow)."""
-    table = tx.frame.select("customer_id", "occurred_at", "amount").to_arrow()
+    from pyspark.sql import functions as F
+
+    keep = [c for c in OPTIONAL_COLUMNS if c in tx.frame.columns]
+    table = tx.frame.select("customer_id", "occurred_at", "amount", *keep).to_arrow()
     frame = spark.createDataFrame(table)
-    return SparkTransactions(frame=_canonical(frame), report=tx.report)
+    anonymous = None
+    if tx.anonymous is not None and tx.anonymous.height:
+        a = tx.anonymous
+        extra = [c for c in OPTIONAL_COLUMNS if c in a.columns]
+        anon = spark.createDataFrame(a.select("occurred_at", "amount", *extra).to_arrow())
+        anonymous = anon.select(
+            "occurred_at", F.col("amount").cast("double").alias("amount"), *_optional(anon)
+        )
+    return SparkTransactions(frame=_canonical(frame), report=tx.report, anonymous=anonymous)
 
 
 def read_parquet(spark: SparkSession, path: str | Path) -> SparkTransactions:
@@ -324,10 +354,12 @@ def _with_quantile_score(
     counts = base.groupBy(col).agg(F.count(F.lit(1)).alias("_c"))
     window = Window.orderBy(col).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     ranked = counts.withColumn("_cum", F.sum("_c").over(window))
-    rank = (F.col("_cum") - F.col("_c")).cast("double") + (F.col("_c") + 1).cast("double") / 2.0
+    # twice the average rank, an integer; score = ceil(bins * rank / n) in integers
+    rank2 = (F.col("_cum") - F.col("_c")) * 2 + F.col("_c") + 1
     if reverse:
-        rank = F.lit(float(n + 1)) - rank
-    score = F.ceil(rank * F.lit(float(bins)) / F.lit(float(n)))
+        rank2 = F.lit(2 * (n + 1)) - rank2
+    top = (rank2 * F.lit(bins) + F.lit(2 * n - 1)).cast("long")
+    score = ((top - F.pmod(top, F.lit(2 * n))) / F.lit(2 * n)).cast("long")  # exact floor
     score = F.least(F.greatest(score, F.lit(1)), F.lit(bins)).cast("tinyint")
     table = ranked.select(col, score.alias(out))
     return base.join(F.broadcast(table) if n < 200_000 else table, on=col, how="left")
@@ -711,3 +743,224 @@ def fit_clv(
 def summary_to_polars(summary: DataFrame) -> pl.DataFrame:
     """A Spark summary (or scored customers) with the local dtypes, sorted by customer."""
     return to_polars(summary).with_columns(pl.col("orders").cast(pl.UInt32))
+
+
+# --------------------------------------------------------------------------- exact sums
+
+
+def exact_sum(frame: DataFrame, col: str) -> float:
+    """The correctly rounded sum of the doubles in ``col`` — the value :func:`math.fsum`
+    gives, whatever the partitions and the order of the rows.
+
+    Each value is split into its binary exponent ``e`` and its 53-bit integer mantissa
+    ``m`` (``x = m * 2**(e - 52)``, exact); the mantissas are added as integers per exponent
+    in Spark (two 27-bit halves, so no overflow below 2**36 rows) and the few (exponent,
+    sum) rows are added exactly on the driver and rounded once.
+    """
+    from fractions import Fraction
+
+    from pyspark.sql import functions as F
+
+    x = F.col("_x")
+    a = F.abs(x)
+    e0 = F.floor(F.log2(a)).cast("int")
+    two = F.lit(2.0)
+    e = F.greatest(  # subnormals share the exponent of the smallest normal numbers
+        F.when(a < F.pow(two, e0), e0 - 1).when(a >= F.pow(two, e0 + 1), e0 + 1).otherwise(e0),
+        F.lit(-1022),
+    )
+    parts = (
+        frame.select(F.col(col).cast("double").alias("_x"))
+        .filter((x != 0.0) & x.isNotNull())
+        .select(
+            e.alias("_e"),
+            (F.col("_x") / F.pow(two, e - 52)).cast("long").alias("_m"),
+        )
+        .select(
+            "_e",
+            F.shiftright(F.col("_m"), 26).alias("_hi"),
+            F.col("_m").bitwiseAND(F.lit((1 << 26) - 1)).alias("_lo"),
+        )
+        .groupBy("_e")
+        .agg(F.sum("_hi").alias("hi"), F.sum("_lo").alias("lo"))
+        .collect()
+    )
+    total = Fraction(0)
+    for row in parts:
+        mantissa = (int(row["hi"]) << 26) + int(row["lo"])
+        total += Fraction(mantissa) * Fraction(2) ** (int(row["_e"]) - 52)
+    return float(total)
+
+
+# --------------------------------------------------------------------------- KPIs
+
+
+def _between(lo: int, hi: int) -> Column:
+    from pyspark.sql import functions as F
+
+    return (F.col("_day") >= F.lit(lo)) & (F.col("_day") <= F.lit(hi))
+
+
+def _kpi_group(
+    rows: DataFrame,
+    anonymous: DataFrame | None,
+    s_day: int,
+    e_day: int,
+    total_revenue: float,
+) -> dict[str, float]:
+    """:func:`loyalist.analytics.kpis._compute` on Spark: the same figures, bit for bit
+    (per-customer revenue in row order, totals by :func:`exact_sum`)."""
+    import math
+
+    from pyspark.sql import functions as F
+
+    from loyalist.analytics.kpis import CUSTOMER_KPIS
+
+    length = e_day - s_day + 1
+    cur = rows.filter(_between(s_day, e_day))
+    prev_ids = rows.filter(_between(s_day - length, s_day - 1)).select("customer_id").distinct()
+    before = rows.filter(F.col("_day") < F.lit(s_day)).select("customer_id").distinct()
+    per = (
+        cur.groupBy("customer_id")
+        .agg(
+            F.count(F.lit(1)).alias("orders"),
+            _running_sum(_ordered_rows()).alias("revenue"),
+            F.count_distinct("_day").alias("days"),
+        )
+        .cache()
+    )
+    try:
+        stats = per.agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum("orders").alias("orders"),
+            F.sum(F.when(F.col("days") >= 2, 1).otherwise(0)).alias("repeaters"),
+        ).first()
+        assert stats is not None
+        active = int(stats["n"])
+        cust_orders = int(stats["orders"] or 0)
+        repeaters = int(stats["repeaters"] or 0)
+        cust_revenue = exact_sum(per, "revenue") if active else 0.0
+        anon_orders, anon_revenue = 0, 0.0
+        if anonymous is not None:
+            anon_cur = anonymous.filter(_between(s_day, e_day)).cache()
+            anon_orders = anon_cur.count()
+            anon_revenue = exact_sum(anon_cur, "amount") if anon_orders else 0.0
+            anon_cur.unpersist()
+        new = per.join(before, on="customer_id", how="left_anti").count() if active else 0
+        n_prev = prev_ids.count()
+        retained = (
+            prev_ids.join(per.select("customer_id"), on="customer_id", how="left_semi").count()
+            if n_prev
+            else 0
+        )
+
+        def top_share(frac: float) -> float:
+            if not active or cust_revenue <= 0:
+                return math.nan
+            k = max(1, math.ceil(active * frac))
+            top = per.orderBy(F.col("revenue").desc(), F.col("customer_id")).limit(k)
+            return exact_sum(top, "revenue") / cust_revenue
+
+        def ratio(a: float, b: float) -> float:
+            return a / b if b else math.nan
+
+        orders = cust_orders + anon_orders
+        revenue = cust_revenue + anon_revenue
+        churn = ratio(n_prev - retained, n_prev)
+        out = {
+            "active_customers": float(active),
+            "new_customers": float(new),
+            "orders": float(orders),
+            "revenue": revenue,
+            "revenue_share": ratio(revenue, total_revenue),
+            "repurchase_rate": ratio(repeaters, active),
+            "purchase_frequency": ratio(cust_orders, active),
+            "average_order_value": ratio(revenue, orders),
+            "arpu": ratio(cust_revenue, active),
+            "churn_rate": churn,
+            "retention_rate": 1.0 - churn if not math.isnan(churn) else math.nan,
+            "top_10pct_revenue_share": top_share(0.10),
+            "top_20pct_revenue_share": top_share(0.20),
+        }
+        if anon_orders and rows.limit(1).count() == 0:
+            out.update(dict.fromkeys(CUSTOMER_KPIS, math.nan))
+        return out
+    finally:
+        per.unpersist()
+
+
+def compute_kpis(
+    stx: SparkTransactions,
+    start: DateLike | None = None,
+    end: DateLike | None = None,
+    *,
+    customers: DataFrame | None = None,
+    segment_name: str | None = None,
+    where: dict[str, str] | None = None,
+) -> Any:
+    """:func:`loyalist.analytics.kpis.compute_kpis` on Spark (a :class:`KPIReport` with the
+    same figures); ``customers`` is a Spark DataFrame with a ``customer_id`` column."""
+    from pyspark.sql import functions as F
+
+    from loyalist.analytics.kpis import FILTER_COLUMNS, KPIReport
+
+    frame = stx.frame.withColumn("_day", _day())
+    anonymous = stx.anonymous.withColumn("_day", _day()) if stx.anonymous is not None else None
+
+    def days(f: DataFrame, a: DataFrame | None) -> DataFrame:
+        both = f.select("_day", "amount")
+        return both.unionByName(a.select("_day", "amount")) if a is not None else both
+
+    everything = days(frame, anonymous)
+    row = everything.agg(F.min("_day").alias("a"), F.max("_day").alias("b")).first()
+    if row is None or row["a"] is None:
+        raise InputError("no transactions")
+    first_day, last_day = int(row["a"]), int(row["b"])
+    e = to_date(end, "end") if end else _EPOCH + dt.timedelta(days=last_day)
+    s = to_date(start, "start") if start else e - dt.timedelta(days=29)
+    if s > e:
+        raise InputError("KPI period start is after its end")
+    if e < _EPOCH + dt.timedelta(days=first_day):
+        raise InputError("the KPI period ends before the first transaction")
+    for column, value in (where or {}).items():
+        if column not in FILTER_COLUMNS:
+            raise InputError(
+                f"cannot filter on {column!r}: use one of {', '.join(sorted(FILTER_COLUMNS))}"
+            )
+        if column not in frame.columns:
+            raise InputError(f"the data have no {column!r} column to filter on")
+        frame = frame.filter(F.col(column) == F.lit(value))
+        if anonymous is not None and column in anonymous.columns:
+            anonymous = anonymous.filter(F.col(column) == F.lit(value))
+        if frame.limit(1).count() == 0 and (anonymous is None or anonymous.limit(1).count() == 0):
+            raise InputError(f"no orders with {column} = {value!r}")
+        everything = days(frame, anonymous)
+    s_day, e_day = (s - _EPOCH).days, (e - _EPOCH).days
+    total_revenue = exact_sum(everything.filter(_between(s_day, e_day)), "amount")
+    if customers is not None:
+        frame = frame.join(customers.select("customer_id"), on="customer_id", how="left_semi")
+        anonymous = None
+    frame = frame.cache()
+    try:
+        overall = _kpi_group(frame, anonymous, s_day, e_day, total_revenue)
+        members = non_members = None
+        if "is_member" in stx.frame.columns:
+            members = _kpi_group(
+                frame.filter(F.col("is_member")), None, s_day, e_day, total_revenue
+            )
+            non_members = _kpi_group(
+                frame.filter(~F.col("is_member")), anonymous, s_day, e_day, total_revenue
+            )
+        n_anon = anonymous.filter(_between(s_day, e_day)).count() if anonymous is not None else 0
+    finally:
+        frame.unpersist()
+    return KPIReport(
+        start=s,
+        end=e,
+        overall=overall,
+        members=members,
+        non_members=non_members,
+        segment=segment_name,
+        anonymous_orders=n_anon,
+        where=dict(where) if where else None,
+    )
