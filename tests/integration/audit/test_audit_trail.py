@@ -302,6 +302,9 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             c, i, "kin", "13900001118"
         ),
         "/v1/households/invitations/{invitation_id}/decline": invite_another("kin2", "13900001119"),
+        "/v1/households/{household_id}/invitations/{invitation_id}/withdraw": invite_another(
+            "kin3", "13900001120"
+        ),
         "/v1/fraud/reviews/{review_id}/decision": held_order,  # fraud controls (issue 13)
         # paid membership (issue 15 item 7): a programme that sells a pass
         "/v1/members/{member_id}/passes": lambda c, i: _sell_a_pass(world),
@@ -677,6 +680,15 @@ def test_every_api_write_leaves_exactly_one_audit_row_naming_the_key(
             "/v1/households/invitations/{invitation_id}/decline",
             lambda c, i: c.post(f"/v1/households/invitations/{i['kin2.invitation']}/decline"),
             "household.decline",
+            "household",
+        ),
+        (
+            "POST",
+            "/v1/households/{household_id}/invitations/{invitation_id}/withdraw",
+            lambda c, i: c.post(
+                f"/v1/households/{i['household']}/invitations/{i['kin3.invitation']}/withdraw"
+            ),
+            "household.withdraw",
             "household",
         ),
         (
