@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from loyalist.events import consumers
 from loyalist.events import service as events
 from loyalist.kit.db import Database
-from loyalist.models import OutboxEvent
+from loyalist.models import EventConsumer, OutboxEvent
 
 EFFECT_DDL = (
     "CREATE TABLE IF NOT EXISTS consumer_effect ("
@@ -75,3 +76,14 @@ def positioned(db: Database) -> list[tuple[str, int]]:
                 )
             )
         ]
+
+
+def run_only(db: Database, name: str, *, limit: int = 500) -> int:
+    """One batch of the registered consumer ``name`` alone."""
+    c = next(c for c in consumers.registered() if c.name == name)
+    return db.run(lambda s: consumers.run_batch(s, c, limit=limit))
+
+
+def checkpoint(db: Database, name: str) -> int:
+    with db.transaction() as s:
+        return int(s.scalar(select(EventConsumer.position).where(EventConsumer.name == name)))

@@ -4,46 +4,26 @@ handler with backoff and then parks the event without blocking for ever."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, event, select, text, update
 from sqlalchemy.orm import Session
+from tests.integration.events.consumer_support import checkpoint as _checkpoint
 from tests.integration.events.consumer_support import (
     effects,
     emit_updates,
-    make_effect_table,
     positioned,
     record_effect,
 )
+from tests.integration.events.consumer_support import run_only as _only
 from tests.itest import counts
 
 from loyalist.events import consumers
 from loyalist.events.consumers import consumer
 from loyalist.kit.db import Database
 from loyalist.models import EventConsumer, EventFailure, EventReceipt, OutboxEvent
-
-
-@pytest.fixture
-def stream(db: Database, clock: Any) -> Iterator[Database]:
-    make_effect_table(db)
-    registered = {c.name for c in consumers.registered()}
-    yield db
-    for c in consumers.registered():
-        if c.name not in registered:
-            consumers.unregister(c.name)
-
-
-def _only(db: Database, name: str, *, limit: int = 500) -> int:
-    c = next(c for c in consumers.registered() if c.name == name)
-    return db.run(lambda s: consumers.run_batch(s, c, limit=limit))
-
-
-def _checkpoint(db: Database, name: str) -> int:
-    with db.transaction() as s:
-        return int(s.scalar(select(EventConsumer.position).where(EventConsumer.name == name)))
 
 
 def test_positions_are_given_at_commit_not_on_read(stream: Database) -> None:

@@ -5,7 +5,6 @@ applies nothing twice."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ from sqlalchemy import select, update
 from tests.integration.events.consumer_support import (
     effects,
     emit_updates,
-    make_effect_table,
     positioned,
     record_effect,
 )
@@ -26,16 +24,6 @@ from loyalist.jobs import registry
 from loyalist.jobs.registry import JobContext
 from loyalist.kit.db import Database
 from loyalist.models import EventConsumer, EventFailure, EventReceipt, Job
-
-
-@pytest.fixture
-def stream(db: Database, clock: Any) -> Iterator[Database]:
-    make_effect_table(db)
-    registered = {c.name for c in consumers.registered()}
-    yield db
-    for c in consumers.registered():
-        if c.name not in registered:
-            consumers.unregister(c.name)
 
 
 def _run(db: Database, name: str, *, limit: int = 500) -> int:
