@@ -192,9 +192,8 @@ def sequence(engine: Engine, *, batch: int = 10_000) -> int:
     # A bare connection, not an ORM session (speed, issue 11): three Core statements.
     with engine.begin() as conn:
         n = _assign(conn, batch)
-        if n and conn.dialect.name == "postgresql":
-            # workers in other processes: LISTEN/NOTIFY (as wake.notify_in)
-            conn.execute(text(f"NOTIFY {wake.CHANNEL}"))
+        if n:
+            wake.notify_on(conn)  # workers in other processes: LISTEN/NOTIFY on PostgreSQL
     if n:
         wake.notify()  # the embedded worker hands them to the consumers now
     return n

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -42,8 +42,15 @@ def notify_in(session: Session) -> None:
     (PostgreSQL; once per transaction; nothing on SQLite or on rollback)."""
     if session.info.get(_NOTIFIED) or session.get_bind().dialect.name != "postgresql":
         return
-    session.execute(text(f"NOTIFY {CHANNEL}"))
+    notify_on(session.connection())
     session.info[_NOTIFIED] = True
+
+
+def notify_on(conn: Connection) -> None:
+    """Wake the workers of every process when ``conn``'s transaction commits (PostgreSQL;
+    nothing on SQLite)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 @event.listens_for(Session, "after_commit")
