@@ -11,6 +11,7 @@ from sqlalchemy import Table, insert, or_, select
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import AUDIT_READ, require
+from loyalist.kit import bulk
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.models import AuditLog, OrgUnit
@@ -144,8 +145,9 @@ def record_many(
     if not items:
         return 0
     now = utcnow()
-    session.execute(
-        insert(cast(Table, AuditLog.__table__)),
+    bulk.insert_rows(
+        session,
+        cast(Table, AuditLog.__table__),
         [
             {
                 "actor": actor.name,

@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, event, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Table, event, func, select, text, update
 from sqlalchemy.orm import Session
 
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events.responses import EventOut, EventPage
-from loyalist.kit import wake
+from loyalist.kit import bulk, wake
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import Database
@@ -368,6 +368,6 @@ def emit_many(
                 "dispatched_at": None,
             }
         )
-    session.execute(insert(cast(Table, OutboxEvent.__table__)), rows)
+    bulk.insert_rows(session, cast(Table, OutboxEvent.__table__), rows)
     _sequence_after_commit(session)
     return len(rows)

@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, inspect, select, update
+from sqlalchemy import Table, func, inspect, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
+from loyalist.kit import bulk
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import is_sqlite
 from loyalist.ledger.domain import (
@@ -1799,17 +1800,10 @@ def credit_many(session: Session, credits: Sequence[BulkCredit]) -> list[EventIt
                 "reminded_days": None,
             }
         )
-    ids = list(
-        session.scalars(
-            insert(_table(LedgerEntry)).returning(
-                _table(LedgerEntry).c.id, sort_by_parameter_order=True
-            ),
-            entries,
-        )
-    )
+    ids = bulk.insert_rows(session, _table(LedgerEntry), entries, ids=True)
     for lot, entry_id in zip(lots, ids, strict=True):
         lot["entry_id"] = entry_id
-    session.execute(insert(_table(PointsLot)), lots)
+    bulk.insert_rows(session, _table(PointsLot), lots)
     session.flush()  # the account rows
     out: list[EventItem] = []
     for c, entry_id, lot, (available, pending_now) in zip(credits, ids, lots, after, strict=True):

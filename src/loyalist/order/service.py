@@ -17,7 +17,7 @@ from loyalist.coupon import service as coupons
 from loyalist.errors import FieldError, LoyalistError, ValidationFailed
 from loyalist.events import service as events
 from loyalist.fraud import service as fraud
-from loyalist.kit import conditions
+from loyalist.kit import bulk, conditions
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.localtime import local_day, start_of_local_day
@@ -1513,14 +1513,10 @@ def _write_fast(
                 for no, ln in data.numbered()
             ]
         )
-    order_ids = list(
-        session.scalars(
-            insert(_table(Order)).returning(_table(Order).c.id, sort_by_parameter_order=True),
-            order_rows,
-        )
-    )
-    session.execute(
-        insert(_table(OrderLine)),
+    order_ids = bulk.insert_rows(session, _table(Order), order_rows, ids=True)
+    bulk.insert_rows(
+        session,
+        _table(OrderLine),
         [
             {**ln, "order_id": oid}
             for oid, lns in zip(order_ids, line_rows, strict=True)
