@@ -18,6 +18,8 @@ ratio=<import ÷ copy> rerun_changed=<0> verify=<clean|PROBLEMS>``.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -27,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-DB_NAME = "loyalist_bench_import"
+DB_NAME = os.environ.get("BENCH_DB", "loyalist_bench_import")
 PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}"
 STORES = {"sh1": "east", "sh2": "east", "sz1": "south", "gz1": "south"}
 
@@ -62,6 +64,21 @@ def setup(url: str) -> None:
             s, programmes.load_file(ROOT / "src/loyalist/demo/programme.yaml"), actor="bench"
         )
     db.dispose()
+
+
+def cpu() -> float:
+    """CPU seconds of this process and its finished children (the writer processes)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def commit() -> str:
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    dirty = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD"]).returncode
+    return out.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def orders_csv(path: Path, n: int, members: int) -> None:
@@ -103,6 +120,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--members", type=int, default=2_000)
     ap.add_argument("--batch-rows", type=int, default=2_000)
+    ap.add_argument("--processes", type=int, default=1, help="writer processes (--processes)")
+    ap.add_argument("--profile", type=Path, help="write a cProfile of the import to this file")
     args = ap.parse_args()
 
     from sqlalchemy import func, select
@@ -135,14 +154,21 @@ def main() -> None:
     v = runner.check(db, actor, "orders", data, path.name)
     validate_s = time.perf_counter() - t0
     assert v.ok, v.errors[:5]
-    log(f"validated in {validate_s:.1f} s")
+    log(f"validated in {validate_s:.1f} s (load average {os.getloadavg()[0]:.1f})")
     last = [time.perf_counter()]
 
     def progress(done: int, total: int) -> None:
         if done and (done % 20_000 == 0 or done == total):
             log(f"  {done}/{total} ({time.perf_counter() - last[0]:.1f} s)")
 
+    prof = None
+    if args.profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     t0 = time.perf_counter()
+    cpu0 = cpu()
     out = runner.run(
         db,
         actor,
@@ -152,10 +178,18 @@ def main() -> None:
         batch_rows=args.batch_rows,
         progress=progress,
         validation=v,
+        processes=args.processes,
     )
     write_s = time.perf_counter() - t0
+    cpu_s = cpu() - cpu0
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(str(args.profile))
     rate = args.rows / write_s
-    log(f"imported {out.created} orders in {write_s:.1f} s: {rate:,.0f} rows/s")
+    log(
+        f"imported {out.created} orders in {write_s:.1f} s: {rate:,.0f} rows/s"
+        f" ({args.rows / cpu_s:,.0f} rows per CPU-second of the importing processes)"
+    )
 
     def tally() -> tuple[int, int]:
         with db.transaction() as s:
@@ -177,7 +211,8 @@ def main() -> None:
     log(
         f"RESULT import_rows={args.rows} import_rows_per_s={rate:.0f} "
         f"validate_s={validate_s:.1f} copy_rows_per_s={copy_rate:.0f} "
-        f"ratio={rate / copy_rate:.4f} rerun_changed={changed} verify={verify}"
+        f"ratio={rate / copy_rate:.4f} rerun_changed={changed} verify={verify} "
+        f"processes={args.processes} load={os.getloadavg()[0]:.1f} commit={commit()}"
     )
 
 

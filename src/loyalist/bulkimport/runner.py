@@ -5,9 +5,13 @@ nothing). Used by the CLI and the console (there in a background thread)."""
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -15,6 +19,7 @@ from loyalist.bulkimport import service
 from loyalist.bulkimport.domain import KINDS, FileUnreadable, RowError, checksum, read_rows
 from loyalist.kit.actor import Actor
 from loyalist.kit.db import Database
+from loyalist.models import ImportBatch
 
 Progress = Callable[[int, int], None]
 BATCH_ROWS = 2_000
@@ -54,8 +59,10 @@ def run(
     batch_rows: int = BATCH_ROWS,
     progress: Progress | None = None,
     validation: service.Validation | None = None,
+    processes: int = 1,
 ) -> Outcome:
-    """Validate, then import (or resume) the file. A file with any bad row writes nothing."""
+    """Validate, then import (or resume) the file. A file with any bad row writes nothing.
+    Orders may be written by ``processes`` worker processes (see :func:`_run_parts`)."""
     t0 = time.perf_counter()
     v = validation or check(db, actor, kind, data, filename)
     if not v.ok:
@@ -72,24 +79,10 @@ def run(
             unchanged=batch.unchanged,
             seconds=time.perf_counter() - t0,
         )
-    written = 0
-    cursor = batch.cursor
-    if progress:
-        progress(cursor, len(v.rows))
-    while cursor < len(v.rows):
-
-        def step(s: Session, at: int = cursor) -> tuple[int, int, int, str]:
-            b = service.lock_batch(s, batch.id)
-            if b.cursor != at:  # another process moved it: continue from there
-                return b.cursor, b.created, b.unchanged, b.status
-            service.write_rows(s, actor, b, v.rows[at : at + batch_rows])
-            return b.cursor, b.created, b.unchanged, b.status
-
-        before = cursor
-        cursor = db.run(step)[0]
-        written += max(cursor - before, 0)
-        if progress:
-            progress(cursor, len(v.rows))
+    if processes > 1 and kind == "orders":
+        written = _run_parts(db, actor, batch, v.rows, batch_rows, progress, processes)
+    else:
+        written = _write(db, actor, batch.id, batch.cursor, v.rows, batch_rows, progress)
     final = db.run(lambda s: service.lock_batch(s, batch.id), read_only=True)
     return Outcome(
         kind,
@@ -101,3 +94,115 @@ def run(
         written_now=written,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _write(
+    db: Database,
+    actor: Actor,
+    batch_id: int,
+    cursor: int,
+    rows: Sequence[service.Prepared],
+    batch_rows: int,
+    progress: Progress | None,
+) -> int:
+    """Write ``rows`` from ``cursor`` on, ``batch_rows`` per transaction, each committing the
+    batch's cursor with its rows. Answers how many rows this call wrote."""
+    written = 0
+    if progress:
+        progress(cursor, len(rows))
+    while cursor < len(rows):
+
+        def step(s: Session, at: int = cursor) -> tuple[int, int, int, str]:
+            b = service.lock_batch(s, batch_id)
+            if b.cursor != at:  # another process moved it: continue from there
+                return b.cursor, b.created, b.unchanged, b.status
+            service.write_rows(s, actor, b, rows[at : at + batch_rows])
+            return b.cursor, b.created, b.unchanged, b.status
+
+        before = cursor
+        cursor = db.run(step)[0]
+        written += max(cursor - before, 0)
+        if progress:
+            progress(cursor, len(rows))
+    return written
+
+
+def _run_parts(
+    db: Database,
+    actor: Actor,
+    batch: ImportBatch,
+    rows: list[service.Prepared],
+    batch_rows: int,
+    progress: Progress | None,
+    processes: int,
+) -> int:
+    """Write the rows in ``processes`` worker processes, each its own part of the file (all
+    the rows of an account in one part: no two processes lock the same account), each part
+    a batch with its own committed cursor (a killed run resumes every part where it
+    stopped); the file's batch is marked done when every part is."""
+    where = db.run(lambda s: service.partition(s, batch.kind, rows, processes), read_only=True)
+    parts: list[list[service.Prepared]] = [[] for _ in range(processes)]
+    for p, part in zip(rows, where, strict=True):
+        parts[part].append(p)
+
+    def open_part(s: Session, k: int) -> ImportBatch:
+        return service.open_part(s, actor, batch, k, processes, len(parts[k]))
+
+    opened = [db.run(functools.partial(open_part, k=k)) for k in range(processes)]
+    ctx = multiprocessing.get_context("fork")
+    done: Any = ctx.Array("q", [b.cursor for b in opened])  # each part's cursor, shared
+    before = sum(b.cursor for b in opened)
+    db.dispose()  # the children open their own connections
+    procs = [
+        ctx.Process(
+            target=_part_main,
+            args=(db.url, actor, opened[k].id, opened[k].cursor, parts[k], batch_rows, done, k),
+            name=f"import part {k + 1}/{processes}",
+        )
+        for k in range(processes)
+        if opened[k].status != "done"
+    ]
+    for pr in procs:
+        pr.start()
+    try:
+        while any(pr.is_alive() for pr in procs):
+            for pr in procs:
+                pr.join(timeout=0.5 / len(procs))
+            if progress:
+                progress(int(sum(done[:])), len(rows))
+    finally:
+        for pr in procs:
+            if pr.is_alive():
+                pr.terminate()
+            pr.join()
+    failed = [pr.name for pr in procs if pr.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{', '.join(failed)} failed (run the import again to resume)")
+    db.run(lambda s: service.finish_parts(s, actor, batch.id, [b.id for b in opened]))
+    if progress:
+        progress(len(rows), len(rows))
+    return int(sum(done[:])) - before
+
+
+def _part_main(
+    url: str,
+    actor: Actor,
+    batch_id: int,
+    cursor: int,
+    rows: list[service.Prepared],
+    batch_rows: int,
+    done: Any,
+    k: int,
+) -> None:
+    parent = os.getppid()
+
+    def progress(at: int, _total: int) -> None:
+        done[k] = at
+        if os.getppid() != parent:  # the importing process died: stop (a re-run resumes)
+            raise SystemExit(3)
+
+    db = Database(url)
+    try:
+        _write(db, actor, batch_id, cursor, rows, batch_rows, progress)
+    finally:
+        db.dispose()

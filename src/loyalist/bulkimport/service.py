@@ -8,6 +8,7 @@ the transactions: one per batch of rows, with the batch's committed cursor)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from loyalist.ledger import service as ledger
 from loyalist.member import service as members
 from loyalist.member.domain import InvalidIdentity, normalise_identity
 from loyalist.member.schemas import MemberCreate
-from loyalist.models import ImportBatch, LedgerEntry, Member
+from loyalist.models import ImportBatch, LedgerEntry, Member, PointsAccountMember
 from loyalist.order import service as orders
 from loyalist.order.schemas import OrderCreate
 from loyalist.org import service as org
@@ -362,6 +363,78 @@ def open_batch(
         after={"kind": kind, "filename": batch.filename, "rows": total, "checksum": checksum},
     )
     return batch
+
+
+def part_checksum(checksum: str, part: int, parts: int) -> str:
+    """The checksum naming part ``part`` of ``parts`` of a file (a batch of its own)."""
+    return hashlib.sha256(f"{checksum}:part {part + 1}/{parts}".encode()).hexdigest()
+
+
+def partition(session: Session, kind: str, rows: Sequence[Prepared], parts: int) -> list[int]:
+    """The part (0 … parts - 1) of each row for ``parts`` processes: all the rows that draw
+    on one points account (the member's, or a household pool it shares) in the same part,
+    so that two processes never lock the same account; rows without a member in part 0."""
+    mids = sorted({p.member_id for p in rows if p.member_id is not None})
+    account: dict[int, int] = {}
+    for k in range(0, len(mids), 1000):
+        q = select(PointsAccountMember.member_id, PointsAccountMember.account_id).where(
+            PointsAccountMember.member_id.in_(mids[k : k + 1000]),
+            PointsAccountMember.left_at.is_(None),
+        )
+        account.update({int(m): int(a) for m, a in session.execute(q)})
+    out: list[int] = []
+    for p in rows:
+        if p.member_id is None:
+            out.append(0)
+        elif p.member_id in account:
+            out.append(account[p.member_id] % parts)
+        else:  # no account yet: the member's own one will be opened by its rows
+            out.append(p.member_id % parts)
+    return out
+
+
+def open_part(
+    session: Session,
+    actor: Actor,
+    parent: ImportBatch,
+    part: int,
+    parts: int,
+    total: int,
+) -> ImportBatch:
+    """The batch of one part of a file imported by several processes (its own cursor)."""
+    return open_batch(
+        session,
+        actor,
+        parent.kind,
+        part_checksum(parent.checksum, part, parts),
+        f"{parent.filename} (part {part + 1}/{parts})",
+        total,
+    )
+
+
+def finish_parts(session: Session, actor: Actor, parent_id: int, part_ids: list[int]) -> None:
+    """Mark the file's batch done once all its parts are: created and unchanged summed."""
+    parent = lock_batch(session, parent_id)
+    if parent.status == "done":
+        return
+    parts = [lock_batch(session, i) for i in part_ids]
+    if any(p.status != "done" for p in parts):
+        raise RuntimeError("a part of the import is not finished")
+    parent.cursor = parent.total_rows
+    parent.created += sum(p.created for p in parts)  # and what a run in one process wrote
+    parent.unchanged = parent.total_rows - parent.created
+    parent.status = "done"
+    parent.updated_at = parent.finished_at = utcnow()
+    audit.record(
+        session,
+        actor,
+        "import.finish",
+        "import_batch",
+        parent.id,
+        org_path="/",
+        after={"created": parent.created, "unchanged": parent.unchanged},
+    )
+    session.flush()
 
 
 def lock_batch(session: Session, batch_id: int) -> ImportBatch:

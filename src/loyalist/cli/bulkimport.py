@@ -31,9 +31,25 @@ ReportOpt = Annotated[
     Path | None, typer.Option("--errors-csv", help="also write the error report as CSV")
 ]
 CheckOpt = Annotated[bool, typer.Option("--check", help="validate only, write nothing")]
+ProcessesOpt = Annotated[
+    int,
+    typer.Option(
+        "--processes",
+        min=1,
+        max=64,
+        help="orders: write in N processes, each the rows of its own accounts",
+    ),
+]
 
 
-def _import(kind: str, path: Path, batch_rows: int, errors_csv: Path | None, check: bool) -> None:
+def _import(
+    kind: str,
+    path: Path,
+    batch_rows: int,
+    errors_csv: Path | None,
+    check: bool,
+    processes: int = 1,
+) -> None:
     from loyalist.bulkimport import runner
     from loyalist.bulkimport.domain import report_csv
 
@@ -91,6 +107,7 @@ def _import(kind: str, path: Path, batch_rows: int, errors_csv: Path | None, che
                 batch_rows=batch_rows,
                 progress=progress,
                 validation=v,
+                processes=processes,
             )
     except LoyalistError as exc:  # a row changed since the validation: its batch rolled back
         err.print(f"[bold red]error[/]: {exc.detail or exc.title}")
@@ -128,9 +145,10 @@ def orders(
     batch_rows: BatchOpt = 2000,
     errors_csv: ReportOpt = None,
     check: CheckOpt = False,
+    processes: ProcessesOpt = 1,
 ) -> None:
     """Orders (earn points under the programme version in force at each order's date)."""
-    _import("orders", file, batch_rows, errors_csv, check)
+    _import("orders", file, batch_rows, errors_csv, check, processes)
 
 
 @import_app.command("points")
