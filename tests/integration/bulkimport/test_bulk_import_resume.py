@@ -47,7 +47,7 @@ def progress(done, total):
 actor = Actor(name="test:import", scope_path="/", principal="test:import")
 data = open(sys.argv[3], "rb").read()
 runner.run(Database(sys.argv[1]), actor, "orders", data, "orders.csv", batch_rows=2,
-           progress=progress)
+           progress=progress, processes=int(sys.argv[4]))
 print("finished", flush=True)
 """
 
@@ -87,7 +87,7 @@ def test_a_killed_import_resumes_to_the_state_of_an_uninterrupted_one(
     path = tmp_path / "orders.csv"
     path.write_text(ORDERS)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SLOW, db.url, clock.now().isoformat(), str(path)],
+        [sys.executable, "-c", _SLOW, db.url, clock.now().isoformat(), str(path), "1"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         stdout=subprocess.PIPE,
@@ -127,3 +127,81 @@ def test_a_killed_import_resumes_to_the_state_of_an_uninterrupted_one(
         assert _state(clean) == after_kill
     finally:
         clean.dispose()
+
+
+def test_a_killed_import_in_two_processes_resumes_to_the_state_of_an_uninterrupted_one(
+    world: Any, clock: Any, tmp_path: Path, _template: str
+) -> None:
+    """``--processes 2``: the importing process and its writers all SIGKILLed mid-file;
+    the re-run (two processes again) resumes each part where it stopped and ends in the
+    state of a one-process import that was never interrupted."""
+    db = world.db
+    assert runner.run(db, ACTOR, "members", MEMBERS.encode(), "m.csv").status == "done"
+    path = tmp_path / "orders.csv"
+    path.write_text(ORDERS)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW, db.url, clock.now().isoformat(), str(path), "2"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: the writers die with it
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, "the import process ended early: " + "".join(seen)
+        seen.append(line)
+        if line.startswith("batch ") and int(line.split()[1]) >= 6:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(0.5)
+    parts = rows(
+        db,
+        "SELECT status, total_rows, cursor FROM import_batch WHERE kind = 'orders'"
+        " AND filename LIKE '%(part %' ORDER BY id",
+    )
+    assert len(parts) == 2 and sum(p["total_rows"] for p in parts) == 20
+    done = sum(p["cursor"] for p in parts)
+    assert 6 <= done < 20
+    assert counts(db, ["orders"])["orders"] == done  # whole batches only
+    (parent,) = rows(
+        db,
+        "SELECT status, cursor FROM import_batch WHERE kind = 'orders'"
+        " AND filename NOT LIKE '%(part %'",
+    )
+    assert parent == {"status": "running", "cursor": 0}
+
+    resumed = runner.run(
+        db, ACTOR, "orders", ORDERS.encode(), "orders.csv", batch_rows=2, processes=2
+    )
+    assert resumed.status == "done"
+    assert resumed.written_now == 20 - done
+    assert (resumed.created, resumed.unchanged) == (20, 0)
+    after_kill = _state(db)
+    again = runner.run(
+        db, ACTOR, "orders", ORDERS.encode(), "orders.csv", batch_rows=2, processes=2
+    )
+    assert again.status == "already_done"
+    assert _state(db) == after_kill
+
+    url = fresh_database(_template, tmp_path / "clean.db")
+    clean = Database(url)
+    try:
+        build_world(clean)
+        runner.run(clean, ACTOR, "members", MEMBERS.encode(), "m.csv")
+        runner.run(clean, ACTOR, "orders", ORDERS.encode(), "orders.csv", batch_rows=2)
+        expected = _state(clean)
+    finally:
+        clean.dispose()
+    for key in ("members", "orders"):
+        assert after_kill[key] == expected[key]
+    # the same rows written; the audit trail has a start and a finish row per part besides
+    # the file's
+    same = ["orders", "order_line", "ledger_entry", "points_lot", "outbox_event"]
+    assert {t: after_kill["counts"][t] for t in same} == {t: expected["counts"][t] for t in same}
+    assert after_kill["counts"]["audit_log"] == expected["counts"]["audit_log"] + 4
