@@ -13,11 +13,14 @@ gives them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert
+import orjson
+from sqlalchemy import JSON, Dialect, Table, insert
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 
 def insert_rows(
@@ -35,6 +38,27 @@ def insert_rows(
         session.execute(insert(table), rows)
         return []
     return _copy(session, table, rows, ids)
+
+
+def _json_text(none_as_null: bool) -> Callable[[Any], Any]:
+    def process(value: Any) -> Any:
+        if value is None or value is JSON.NULL:
+            return None if none_as_null and value is None else "null"
+        try:
+            return orjson.dumps(value).decode()
+        except TypeError:  # what orjson refuses (integers past 64 bits…): as SQLAlchemy does
+            return json.dumps(value)
+
+    return process
+
+
+def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """How a value of this column type is sent: JSON as its text (orjson: the same JSON
+    value as SQLAlchemy's ``json.dumps``, several times faster), else the type's own bind
+    processing."""
+    if type(type_) is JSON:
+        return _json_text(type_.none_as_null)
+    return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
 def _copy(session: Session, table: Table, rows: Sequence[dict[str, Any]], ids: bool) -> list[int]:
@@ -56,9 +80,7 @@ def _copy(session: Session, table: Table, rows: Sequence[dict[str, Any]], ids: b
             names.append(col.name)
         elif default is not None:
             raise ValueError(f"{table.name}.{col.name}: a computed default needs a value")
-    procs: list[Callable[[Any], Any] | None] = [
-        table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
-    ]
+    procs: list[Callable[[Any], Any] | None] = [_processor(table.c[n].type, dialect) for n in names]
     raw = session.connection().connection.driver_connection
     assert raw is not None
     new_ids: list[int] = []
