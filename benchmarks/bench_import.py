@@ -1,18 +1,21 @@
 """Bulk import speed on PostgreSQL (issue 13, item 5): ``loyalist import orders`` of N rows.
 
-1. recreates the database ``loyalist_bench_import`` and migrates it; creates an HQ, two
+1. recreates the database (``BENCH_DB``) and migrates it; creates an HQ, two
    regions, four stores and the demo programme;
 2. imports M members from a CSV file (``bulkimport.runner``, as the CLI does);
 3. writes an orders CSV of N rows (default 1,000,000) for those members over the last 30
    days, validates and imports it in batches of 2,000 rows per transaction (set-based:
    ``order.service.record_many`` — the earn rules of ``record``, ledger lots and hash
-   chain, events, audit in multi-row INSERTs) and times it;
+   chain, events, audit, each table written by one COPY per batch) in ``--processes``
+   writer processes and times it (wall, and CPU seconds of the importing processes);
 4. re-runs the same file (must change nothing) and runs ``ledger verify`` (must be clean);
 5. the reference, measured in the same run: PostgreSQL ``COPY`` of the same file into an
    unlogged table of the same columns (the floor any import pays to move the bytes).
 
 Prints ``RESULT import_rows=<N> import_rows_per_s=<..> validate_s=<..> copy_rows_per_s=<..>
-ratio=<import ÷ copy> rerun_changed=<0> verify=<clean|PROBLEMS>``.
+ratio=<import ÷ copy> rerun_changed=<0> verify=<clean|PROBLEMS> processes=<N>
+load=<1-minute load average at the end> commit=<git commit>``. ``BENCH_DB`` names the
+database (default ``loyalist_bench_import``).
 """
 
 from __future__ import annotations
