@@ -6,6 +6,7 @@ nothing). Used by the CLI and the console (there in a background thread)."""
 from __future__ import annotations
 
 import functools
+import gc
 import multiprocessing
 import os
 import time
@@ -79,10 +80,18 @@ def run(
             unchanged=batch.unchanged,
             seconds=time.perf_counter() - t0,
         )
-    if processes > 1 and kind == "orders":
-        written = _run_parts(db, actor, batch, v.rows, batch_rows, progress, processes)
-    else:
-        written = _write(db, actor, batch.id, batch.cursor, v.rows, batch_rows, progress)
+    # speed: the validated rows live until the end; out of the garbage collector's sight
+    # (gc.freeze), its full passes no longer walk every one of them again and again (and
+    # forked writers share their pages instead of copying them)
+    gc.collect()
+    gc.freeze()
+    try:
+        if processes > 1 and kind == "orders":
+            written = _run_parts(db, actor, batch, v.rows, batch_rows, progress, processes)
+        else:
+            written = _write(db, actor, batch.id, batch.cursor, v.rows, batch_rows, progress)
+    finally:
+        gc.unfreeze()
     final = db.run(lambda s: service.lock_batch(s, batch.id), read_only=True)
     return Outcome(
         kind,
