@@ -169,7 +169,7 @@ def _run_parts(
             name=f"import part {k + 1}/{processes}",
         )
         for k in range(processes)
-        if opened[k].status != "done"
+        if opened[k].status != "done" and opened[k].cursor < len(parts[k])
     ]
     for pr in procs:
         pr.start()

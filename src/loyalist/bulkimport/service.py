@@ -401,8 +401,9 @@ def open_part(
     parts: int,
     total: int,
 ) -> ImportBatch:
-    """The batch of one part of a file imported by several processes (its own cursor)."""
-    return open_batch(
+    """The batch of one part of a file imported by several processes (its own cursor); a
+    part without rows is done at once."""
+    batch = open_batch(
         session,
         actor,
         parent.kind,
@@ -410,6 +411,11 @@ def open_part(
         f"{parent.filename} (part {part + 1}/{parts})",
         total,
     )
+    if total == 0 and batch.status != "done":
+        batch.status = "done"
+        batch.finished_at = batch.updated_at = utcnow()
+        session.flush()
+    return batch
 
 
 def finish_parts(session: Session, actor: Actor, parent_id: int, part_ids: list[int]) -> None:
@@ -418,7 +424,7 @@ def finish_parts(session: Session, actor: Actor, parent_id: int, part_ids: list[
     if parent.status == "done":
         return
     parts = [lock_batch(session, i) for i in part_ids]
-    if any(p.status != "done" for p in parts):
+    if any(p.cursor < p.total_rows for p in parts):
         raise RuntimeError("a part of the import is not finished")
     parent.cursor = parent.total_rows
     parent.created += sum(p.created for p in parts)  # and what a run in one process wrote

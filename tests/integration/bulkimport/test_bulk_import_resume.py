@@ -205,3 +205,26 @@ def test_a_killed_import_in_two_processes_resumes_to_the_state_of_an_uninterrupt
     same = ["orders", "order_line", "ledger_entry", "points_lot", "outbox_event"]
     assert {t: after_kill["counts"][t] for t in same} == {t: expected["counts"][t] for t in same}
     assert after_kill["counts"]["audit_log"] == expected["counts"]["audit_log"] + 4
+
+
+def test_more_processes_than_accounts_imports_like_one(world: Any, tmp_path: Path) -> None:
+    """Eight processes for four members' orders: the empty parts are done at once; the
+    result is the one-process import's, and a re-run with one process changes nothing."""
+    db = world.db
+    assert runner.run(db, ACTOR, "members", MEMBERS.encode(), "m.csv").status == "done"
+    out = runner.run(db, ACTOR, "orders", ORDERS.encode(), "orders.csv", processes=8)
+    assert (out.status, out.created, out.unchanged, out.written_now) == ("done", 20, 0, 20)
+    state = _state(db)
+    batches = rows(
+        db,
+        "SELECT status, total_rows, cursor, created FROM import_batch WHERE kind = 'orders'"
+        " ORDER BY id",
+    )
+    assert batches[0] == {"status": "done", "total_rows": 20, "cursor": 20, "created": 20}
+    assert len(batches) == 9  # the file's and its eight parts, all done
+    assert all(b["status"] == "done" and b["cursor"] == b["total_rows"] for b in batches)
+    assert sum(b["total_rows"] for b in batches[1:]) == 20
+    assert sum(b["created"] for b in batches[1:]) == 20
+    again = runner.run(db, ACTOR, "orders", ORDERS.encode(), "orders.csv")
+    assert again.status == "already_done"
+    assert _state(db) == state
