@@ -160,8 +160,12 @@ def main() -> None:
     log(f"validated in {validate_s:.1f} s (load average {os.getloadavg()[0]:.1f})")
     last = [time.perf_counter()]
 
+    shown: set[int] = set()
+
     def progress(done: int, total: int) -> None:
-        if done and (done % 20_000 == 0 or done == total):
+        mark = total if done == total else done // 20_000 * 20_000
+        if mark and mark not in shown:  # each 20,000 rows once (processes: polled)
+            shown.add(mark)
             log(f"  {done}/{total} ({time.perf_counter() - last[0]:.1f} s)")
 
     prof = None
