@@ -68,6 +68,6 @@ def group_sums(
     for row in per_exponent.iter_rows():
         *key, k, h, lw = row
         parts.setdefault(tuple(key), []).append((int(k), (int(h) << LOW_BITS) + int(lw)))
-    schema = {**{k: frame.schema[k] for k in keys}, name: pl.Float64}
+    schema = pl.Schema([*((k, frame.schema[k]) for k in keys), (name, pl.Float64())])
     rows = [(*key, correctly_rounded(p)) for key, p in parts.items()]
     return pl.DataFrame(rows, schema=schema, orient="row")
