@@ -99,6 +99,9 @@ def get_session(
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions or 8))
+        # adaptive execution: small shuffles coalesced, skewed joins split
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
     )
     if driver_memory:
         builder = builder.config("spark.driver.memory", driver_memory)
