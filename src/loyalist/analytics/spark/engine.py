@@ -830,13 +830,12 @@ def _kpi_group(
     e_day: int,
     total_revenue: float,
 ) -> dict[str, float]:
-    """:func:`loyalist.analytics.kpis._compute` on Spark: the same figures, bit for bit
-    (per-customer revenue in row order, totals by :func:`exact_sum`)."""
-    import math
-
+    """:func:`loyalist.analytics.kpis._compute` on Spark: the group's figures aggregated
+    here (per-customer revenue in row order, totals by :func:`exact_sum`), the KPIs built
+    from them by :func:`loyalist.analytics.kpis.assemble_kpis`, as the local engine does."""
     from pyspark.sql import functions as F
 
-    from loyalist.analytics.kpis import CUSTOMER_KPIS
+    from loyalist.analytics.kpis import GroupFigures, assemble_kpis
 
     length = e_day - s_day + 1
     cur = rows.filter(_between(s_day, e_day))
@@ -859,54 +858,35 @@ def _kpi_group(
         ).first()
         assert stats is not None
         active = int(stats["n"])
-        cust_orders = int(stats["orders"] or 0)
-        repeaters = int(stats["repeaters"] or 0)
-        cust_revenue = exact_sum(per, "revenue") if active else 0.0
         anon_orders, anon_revenue = 0, 0.0
         if anonymous is not None:
             anon_cur = anonymous.filter(_between(s_day, e_day)).cache()
             anon_orders = anon_cur.count()
             anon_revenue = exact_sum(anon_cur, "amount") if anon_orders else 0.0
             anon_cur.unpersist()
-        new = per.join(before, on="customer_id", how="left_anti").count() if active else 0
         n_prev = prev_ids.count()
-        retained = (
-            prev_ids.join(per.select("customer_id"), on="customer_id", how="left_semi").count()
-            if n_prev
-            else 0
+        figures = GroupFigures(
+            active=active,
+            new=per.join(before, on="customer_id", how="left_anti").count() if active else 0,
+            customer_orders=int(stats["orders"] or 0),
+            customer_revenue=exact_sum(per, "revenue") if active else 0.0,
+            repeaters=int(stats["repeaters"] or 0),
+            previous_active=n_prev,
+            retained=(
+                prev_ids.join(per.select("customer_id"), on="customer_id", how="left_semi").count()
+                if n_prev
+                else 0
+            ),
+            anonymous_orders=anon_orders,
+            anonymous_revenue=anon_revenue,
+            identified=rows.limit(1).count() > 0 if anon_orders else True,
         )
 
-        def top_share(frac: float) -> float:
-            if not active or cust_revenue <= 0:
-                return math.nan
-            k = max(1, math.ceil(active * frac))
+        def top_revenue(k: int) -> float:
             top = per.orderBy(F.col("revenue").desc(), F.col("customer_id")).limit(k)
-            return exact_sum(top, "revenue") / cust_revenue
+            return exact_sum(top, "revenue")
 
-        def ratio(a: float, b: float) -> float:
-            return a / b if b else math.nan
-
-        orders = cust_orders + anon_orders
-        revenue = cust_revenue + anon_revenue
-        churn = ratio(n_prev - retained, n_prev)
-        out = {
-            "active_customers": float(active),
-            "new_customers": float(new),
-            "orders": float(orders),
-            "revenue": revenue,
-            "revenue_share": ratio(revenue, total_revenue),
-            "repurchase_rate": ratio(repeaters, active),
-            "purchase_frequency": ratio(cust_orders, active),
-            "average_order_value": ratio(revenue, orders),
-            "arpu": ratio(cust_revenue, active),
-            "churn_rate": churn,
-            "retention_rate": 1.0 - churn if not math.isnan(churn) else math.nan,
-            "top_10pct_revenue_share": top_share(0.10),
-            "top_20pct_revenue_share": top_share(0.20),
-        }
-        if anon_orders and rows.limit(1).count() == 0:
-            out.update(dict.fromkeys(CUSTOMER_KPIS, math.nan))
-        return out
+        return assemble_kpis(figures, total_revenue, top_revenue)
     finally:
         per.unpersist()
 
