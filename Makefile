@@ -87,4 +87,4 @@ bench-import-console: install-dev
 # Spark vs the local engine per stage at growing sizes (SIZES=100000,1000000,... to choose).
 bench-spark:
 	SPARK=1 $(MAKE) install-dev
-	$(PY) benchmarks/bench_spark.py
+	$(PY) benchmarks/bench_spark.py $(if $(SIZES),--sizes $(SIZES),)

@@ -111,7 +111,7 @@ class PeakRSS:
         self._stop.set()
 
 
-def run_stages(engine: str, path: Path, master: str) -> list[dict[str, Any]]:
+def run_stages(engine: str, path: Path, master: str, driver_memory: str) -> list[dict[str, Any]]:
     """Run in a child process: each stage's wall time and peak RSS."""
     meter = PeakRSS()
     results: list[dict[str, Any]] = []
@@ -167,7 +167,8 @@ def run_stages(engine: str, path: Path, master: str) -> list[dict[str, Any]]:
         from loyalist.analytics.spark import engine as E
 
         spark = stage(
-            "session", lambda: E.get_session(master, shuffle_partitions=16, driver_memory="6g")
+            "session",
+            lambda: E.get_session(master, shuffle_partitions=16, driver_memory=driver_memory),
         )
         stx = stage("read", lambda: E.read_parquet(spark, path))  # type: ignore[arg-type]
         assert isinstance(stx, E.SparkTransactions)
@@ -188,8 +189,11 @@ def run_stages(engine: str, path: Path, master: str) -> list[dict[str, Any]]:
     return results
 
 
-def child(engine: str, path: Path, master: str, timeout: float) -> dict[str, Any]:
+def child(
+    engine: str, path: Path, master: str, timeout: float, driver_memory: str
+) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", engine, "--path", str(path), "--master", master]
+    cmd += ["--driver-memory", driver_memory]
     started = time.perf_counter()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
@@ -210,11 +214,13 @@ def main() -> None:
     ap.add_argument("--local-timeout", type=float, default=1800.0)
     ap.add_argument("--spark-timeout", type=float, default=7200.0)
     ap.add_argument("--master", default="local[2]")
+    # the JVM's heap: 4 GB keeps the JVM and the Python driver near 6 GB on a shared machine
+    ap.add_argument("--driver-memory", default="4g")
     ap.add_argument("--child", default=None)
     ap.add_argument("--path", default=None)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_stages(args.child, Path(args.path), args.master)))
+        print(json.dumps(run_stages(args.child, Path(args.path), args.master, args.driver_memory)))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     engines = args.engines.split(",")
@@ -230,7 +236,7 @@ def main() -> None:
                 print("  local: not run (stopped at a smaller size)")
                 continue
             timeout = args.local_timeout if engine == "local" else args.spark_timeout
-            res = child(engine, path, args.master, timeout)
+            res = child(engine, path, args.master, timeout, args.driver_memory)
             if not res["ok"]:
                 print(f"  {engine}: STOPPED — {res['why']} (load {load()})")
                 if engine == "local":

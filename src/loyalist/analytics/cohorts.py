@@ -3,6 +3,10 @@
 A customer's cohort is the calendar month (ISO week) of their first purchase.  Period 0 is
 that month; period k the k-th month after it.  ``retention`` in period k is the share of
 the cohort that bought at least once in that period (period 0 is 1 by definition).
+
+Revenue sums are exact: each cell's revenue is the correctly rounded sum of its amounts
+(:mod:`loyalist.analytics.exact`), which does not depend on the order of the terms, so the
+Spark engine, which adds in partitions, gives the very same cells.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Literal
 
 import polars as pl
 
+from loyalist.analytics import exact
 from loyalist.analytics.errors import InputError
 from loyalist.analytics.io import Transactions
 
@@ -43,19 +48,24 @@ def cohort_table(tx: Transactions, granularity: Granularity = "month") -> pl.Dat
     )
     first = f.group_by("customer_id").agg(pl.col("period").min().alias("cohort"))
     last_period = f.select(pl.col("period").max()).collect().item()
-    per = (
+    rows = (
         f.join(first, on="customer_id")
         .with_columns(
             _index(pl.col("period"), pl.col("cohort"), granularity)
             .cast(pl.Int32)
             .alias("period_index")
         )
+        .collect()
+    )
+    revenue = exact.group_sums(rows, "amount", ("cohort", "period_index"), alias="revenue")
+    per = (
+        rows.lazy()
         .group_by("cohort", "period_index")
         .agg(
             pl.col("customer_id").n_unique().alias("active"),
             pl.len().alias("orders"),
-            pl.col("amount").sum().alias("revenue"),
         )
+        .join(revenue.lazy(), on=["cohort", "period_index"], how="left")
     )
     sizes = first.group_by("cohort").agg(pl.len().alias("cohort_size"))
     grid = (

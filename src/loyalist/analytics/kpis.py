@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -117,6 +117,71 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
+@dataclass(frozen=True)
+class GroupFigures:
+    """The aggregated figures of one group (all customers, members, ...) for a KPI period,
+    from which :func:`assemble_kpis` builds its KPIs; each engine computes them its own way.
+
+    ``customer_revenue`` and ``anonymous_revenue`` are exact sums; ``identified`` says
+    whether the group has any identified order at all (only consulted when it has
+    anonymous orders in the period).
+    """
+
+    active: int  # customers with an order in the period
+    new: int  # of them, those without an order before the period
+    customer_orders: int  # orders of the active customers in the period
+    customer_revenue: float  # their revenue
+    repeaters: int  # active customers with two or more purchase days in the period
+    previous_active: int  # customers with an order in the previous period
+    retained: int  # of them, those active in the period
+    anonymous_orders: int = 0  # orders without a customer id in the period
+    anonymous_revenue: float = 0.0  # their revenue
+    identified: bool = True
+
+
+def top_count(active: int, share: float) -> int:
+    """How many customers make the top ``share`` of ``active`` (rounded up, at least one)."""
+    return max(1, math.ceil(active * share))
+
+
+def assemble_kpis(
+    figures: GroupFigures, total_revenue: float, top_revenue: Callable[[int], float]
+) -> dict[str, float]:
+    """The KPIs of a group from its :class:`GroupFigures`; ``total_revenue`` is the revenue
+    of every order in the period (for ``revenue_share``) and ``top_revenue(k)`` the exact
+    revenue of the group's k customers who spent most (ties by customer id).  Pure: both
+    engines call it, so they build the very same figures from the same aggregates."""
+    f = figures
+    active = f.active
+
+    def top_share(share: float) -> float:
+        if not active or f.customer_revenue <= 0:
+            return math.nan
+        return top_revenue(top_count(active, share)) / f.customer_revenue
+
+    orders = f.customer_orders + f.anonymous_orders
+    revenue = f.customer_revenue + f.anonymous_revenue
+    churn = _ratio(f.previous_active - f.retained, f.previous_active)
+    out = {
+        "active_customers": float(active),
+        "new_customers": float(f.new),
+        "orders": float(orders),
+        "revenue": revenue,
+        "revenue_share": _ratio(revenue, total_revenue),
+        "repurchase_rate": _ratio(f.repeaters, active),
+        "purchase_frequency": _ratio(f.customer_orders, active),
+        "average_order_value": _ratio(revenue, orders),
+        "arpu": _ratio(f.customer_revenue, active),
+        "churn_rate": churn,
+        "retention_rate": 1.0 - churn if not math.isnan(churn) else math.nan,
+        "top_10pct_revenue_share": top_share(0.10),
+        "top_20pct_revenue_share": top_share(0.20),
+    }
+    if f.anonymous_orders and not f.identified:
+        out.update(dict.fromkeys(CUSTOMER_KPIS, math.nan))
+    return out
+
+
 def _compute(
     frame: pl.DataFrame,
     anonymous: pl.DataFrame | None,
@@ -137,44 +202,25 @@ def _compute(
         pl.col("occurred_at").dt.date().n_unique().alias("days"),
     )
     active = per.height
-    cust_orders = int(per["orders"].sum()) if active else 0
-    cust_revenue = exact_sum(per["revenue"]) if active else 0.0
     anon_cur = _within(anonymous, lo, hi) if anonymous is not None else None
     anon_orders = anon_cur.height if anon_cur is not None else 0
-    anon_revenue = exact_sum(anon_cur["amount"]) if anon_orders and anon_cur is not None else 0.0
-    new = int((~per["customer_id"].is_in(before.implode())).sum()) if active else 0
-    repeaters = per.filter(pl.col("days") >= 2).height
     n_prev = prev_ids.len()
-    retained = int(prev_ids.is_in(per["customer_id"].implode()).sum()) if n_prev else 0
     ranked = per.sort(["revenue", "customer_id"], descending=[True, False])["revenue"]
-
-    def top_share(frac: float) -> float:
-        if not active or cust_revenue <= 0:
-            return math.nan
-        k = max(1, math.ceil(active * frac))
-        return exact_sum(ranked.head(k)) / cust_revenue
-
-    orders = cust_orders + anon_orders
-    revenue = cust_revenue + anon_revenue
-    churn = _ratio(n_prev - retained, n_prev)
-    out = {
-        "active_customers": float(active),
-        "new_customers": float(new),
-        "orders": float(orders),
-        "revenue": revenue,
-        "revenue_share": _ratio(revenue, total_revenue),
-        "repurchase_rate": _ratio(repeaters, active),
-        "purchase_frequency": _ratio(cust_orders, active),
-        "average_order_value": _ratio(revenue, orders),
-        "arpu": _ratio(cust_revenue, active),
-        "churn_rate": churn,
-        "retention_rate": 1.0 - churn if not math.isnan(churn) else math.nan,
-        "top_10pct_revenue_share": top_share(0.10),
-        "top_20pct_revenue_share": top_share(0.20),
-    }
-    if frame.height == 0 and anon_orders:
-        out.update(dict.fromkeys(CUSTOMER_KPIS, math.nan))
-    return out
+    figures = GroupFigures(
+        active=active,
+        new=int((~per["customer_id"].is_in(before.implode())).sum()) if active else 0,
+        customer_orders=int(per["orders"].sum()) if active else 0,
+        customer_revenue=exact_sum(per["revenue"]) if active else 0.0,
+        repeaters=per.filter(pl.col("days") >= 2).height,
+        previous_active=n_prev,
+        retained=int(prev_ids.is_in(per["customer_id"].implode()).sum()) if n_prev else 0,
+        anonymous_orders=anon_orders,
+        anonymous_revenue=(
+            exact_sum(anon_cur["amount"]) if anon_orders and anon_cur is not None else 0.0
+        ),
+        identified=frame.height > 0,
+    )
+    return assemble_kpis(figures, total_revenue, lambda k: exact_sum(ranked.head(k)))
 
 
 def _day(value: object) -> dt.date:

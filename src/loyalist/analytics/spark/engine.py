@@ -6,7 +6,8 @@ Every function mirrors its local (polars) twin and returns the same columns:
 * :func:`rfm_scores` — :func:`loyalist.analytics.rfm.rfm_scores` (average ranks of tied
   values come from the counts of each distinct value, so only the distinct values meet in
   one partition, never the customers);
-* :func:`cohort_table` — :func:`loyalist.analytics.cohorts.cohort_table`;
+* :func:`cohort_table` — :func:`loyalist.analytics.cohorts.cohort_table` (each cell's
+  revenue by :func:`exact_sums`, the correctly rounded sum, so cells are bit for bit equal);
 * :func:`compute_kpis` — :func:`loyalist.analytics.kpis.compute_kpis` (totals by
   :func:`exact_sum`, the correctly rounded sum, so the figures are bit for bit the same);
 * :func:`fit_clv` — :func:`loyalist.analytics.clv.fit_clv`: the models are fitted on the
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from loyalist.analytics import exact
 from loyalist.analytics.clv import PurchaseModel, discounted_value
 from loyalist.analytics.cohorts import Granularity
 from loyalist.analytics.errors import InputError
@@ -97,6 +99,9 @@ def get_session(
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions or 8))
+        # adaptive execution: small shuffles coalesced, skewed joins split
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
     )
     if driver_memory:
         builder = builder.config("spark.driver.memory", driver_memory)
@@ -504,15 +509,22 @@ def cohort_table(stx: SparkTransactions, granularity: Granularity = "month") -> 
     if row is None or row["p"] is None:
         raise InputError("no transactions")
     last_period = row["p"]
+    rows = f.join(first, on="customer_id").withColumn(
+        "period_index", index(F.col("period"), F.col("cohort")).cast("int")
+    )
+    # revenue per cell exactly (integer mantissas per exponent, rounded once on the driver)
+    sums = exact_sums(rows, "amount", ("cohort", "period_index"))
+    revenue = stx.frame.sparkSession.createDataFrame(
+        [(c, p, v) for (c, p), v in sums.items()],
+        "cohort date, period_index int, revenue double",
+    )
     per = (
-        f.join(first, on="customer_id")
-        .withColumn("period_index", index(F.col("period"), F.col("cohort")).cast("int"))
-        .groupBy("cohort", "period_index")
+        rows.groupBy("cohort", "period_index")
         .agg(
             F.countDistinct("customer_id").alias("active"),
             F.count(F.lit(1)).alias("orders"),
-            F.sum("amount").alias("revenue"),
         )
+        .join(F.broadcast(revenue), on=["cohort", "period_index"], how="left")
     )
     sizes = first.groupBy("cohort").agg(F.count(F.lit(1)).alias("cohort_size"))
     grid = sizes.withColumn(
@@ -748,17 +760,19 @@ def summary_to_polars(summary: DataFrame) -> pl.DataFrame:
 # --------------------------------------------------------------------------- exact sums
 
 
-def exact_sum(frame: DataFrame, col: str) -> float:
-    """The correctly rounded sum of the doubles in ``col`` — the value :func:`math.fsum`
-    gives, whatever the partitions and the order of the rows.
+def exact_sums(
+    frame: DataFrame, col: str, keys: tuple[str, ...] = ()
+) -> dict[tuple[Any, ...], float]:
+    """The correctly rounded sum of the doubles in ``col`` per group of ``keys`` — the
+    value :func:`math.fsum` gives, whatever the partitions and the order of the rows.
+    Groups whose values are all zero or null are absent.
 
     Each value is split into its binary exponent ``e`` and its 53-bit integer mantissa
-    ``m`` (``x = m * 2**(e - 52)``, exact); the mantissas are added as integers per exponent
-    in Spark (two 27-bit halves, so no overflow below 2**36 rows) and the few (exponent,
-    sum) rows are added exactly on the driver and rounded once.
+    ``m`` (``x = m * 2**(e - 52)``, exact); the mantissas are added as integers per group
+    and exponent in Spark (two halves, :mod:`loyalist.analytics.exact`) and the few
+    (exponent, sum) rows of each group are added exactly on the driver and rounded once
+    (:func:`loyalist.analytics.exact.correctly_rounded`, shared with the local engine).
     """
-    from fractions import Fraction
-
     from pyspark.sql import functions as F
 
     x = F.col("_x")
@@ -770,26 +784,34 @@ def exact_sum(frame: DataFrame, col: str) -> float:
         F.lit(-1022),
     )
     parts = (
-        frame.select(F.col(col).cast("double").alias("_x"))
+        frame.select(*keys, F.col(col).cast("double").alias("_x"))
         .filter((x != 0.0) & x.isNotNull())
         .select(
+            *keys,
             e.alias("_e"),
             (F.col("_x") / F.pow(two, e - 52)).cast("long").alias("_m"),
         )
         .select(
+            *keys,
             "_e",
-            F.shiftright(F.col("_m"), 26).alias("_hi"),
-            F.col("_m").bitwiseAND(F.lit((1 << 26) - 1)).alias("_lo"),
+            F.shiftright(F.col("_m"), exact.LOW_BITS).alias("_hi"),
+            F.col("_m").bitwiseAND(F.lit((1 << exact.LOW_BITS) - 1)).alias("_lo"),
         )
-        .groupBy("_e")
+        .groupBy(*keys, "_e")
         .agg(F.sum("_hi").alias("hi"), F.sum("_lo").alias("lo"))
         .collect()
     )
-    total = Fraction(0)
+    grouped: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
     for row in parts:
-        mantissa = (int(row["hi"]) << 26) + int(row["lo"])
-        total += Fraction(mantissa) * Fraction(2) ** (int(row["_e"]) - 52)
-    return float(total)
+        mantissa = (int(row["hi"]) << exact.LOW_BITS) + int(row["lo"])
+        key = tuple(row[k] for k in keys)
+        grouped.setdefault(key, []).append((int(row["_e"]) - 52, mantissa))
+    return {key: exact.correctly_rounded(p) for key, p in grouped.items()}
+
+
+def exact_sum(frame: DataFrame, col: str) -> float:
+    """The correctly rounded sum of the doubles in ``col`` (:func:`exact_sums`)."""
+    return exact_sums(frame, col).get((), 0.0)
 
 
 # --------------------------------------------------------------------------- KPIs
@@ -808,13 +830,12 @@ def _kpi_group(
     e_day: int,
     total_revenue: float,
 ) -> dict[str, float]:
-    """:func:`loyalist.analytics.kpis._compute` on Spark: the same figures, bit for bit
-    (per-customer revenue in row order, totals by :func:`exact_sum`)."""
-    import math
-
+    """:func:`loyalist.analytics.kpis._compute` on Spark: the group's figures aggregated
+    here (per-customer revenue in row order, totals by :func:`exact_sum`), the KPIs built
+    from them by :func:`loyalist.analytics.kpis.assemble_kpis`, as the local engine does."""
     from pyspark.sql import functions as F
 
-    from loyalist.analytics.kpis import CUSTOMER_KPIS
+    from loyalist.analytics.kpis import GroupFigures, assemble_kpis
 
     length = e_day - s_day + 1
     cur = rows.filter(_between(s_day, e_day))
@@ -837,54 +858,35 @@ def _kpi_group(
         ).first()
         assert stats is not None
         active = int(stats["n"])
-        cust_orders = int(stats["orders"] or 0)
-        repeaters = int(stats["repeaters"] or 0)
-        cust_revenue = exact_sum(per, "revenue") if active else 0.0
         anon_orders, anon_revenue = 0, 0.0
         if anonymous is not None:
             anon_cur = anonymous.filter(_between(s_day, e_day)).cache()
             anon_orders = anon_cur.count()
             anon_revenue = exact_sum(anon_cur, "amount") if anon_orders else 0.0
             anon_cur.unpersist()
-        new = per.join(before, on="customer_id", how="left_anti").count() if active else 0
         n_prev = prev_ids.count()
-        retained = (
-            prev_ids.join(per.select("customer_id"), on="customer_id", how="left_semi").count()
-            if n_prev
-            else 0
+        figures = GroupFigures(
+            active=active,
+            new=per.join(before, on="customer_id", how="left_anti").count() if active else 0,
+            customer_orders=int(stats["orders"] or 0),
+            customer_revenue=exact_sum(per, "revenue") if active else 0.0,
+            repeaters=int(stats["repeaters"] or 0),
+            previous_active=n_prev,
+            retained=(
+                prev_ids.join(per.select("customer_id"), on="customer_id", how="left_semi").count()
+                if n_prev
+                else 0
+            ),
+            anonymous_orders=anon_orders,
+            anonymous_revenue=anon_revenue,
+            identified=rows.limit(1).count() > 0 if anon_orders else True,
         )
 
-        def top_share(frac: float) -> float:
-            if not active or cust_revenue <= 0:
-                return math.nan
-            k = max(1, math.ceil(active * frac))
+        def top_revenue(k: int) -> float:
             top = per.orderBy(F.col("revenue").desc(), F.col("customer_id")).limit(k)
-            return exact_sum(top, "revenue") / cust_revenue
+            return exact_sum(top, "revenue")
 
-        def ratio(a: float, b: float) -> float:
-            return a / b if b else math.nan
-
-        orders = cust_orders + anon_orders
-        revenue = cust_revenue + anon_revenue
-        churn = ratio(n_prev - retained, n_prev)
-        out = {
-            "active_customers": float(active),
-            "new_customers": float(new),
-            "orders": float(orders),
-            "revenue": revenue,
-            "revenue_share": ratio(revenue, total_revenue),
-            "repurchase_rate": ratio(repeaters, active),
-            "purchase_frequency": ratio(cust_orders, active),
-            "average_order_value": ratio(revenue, orders),
-            "arpu": ratio(cust_revenue, active),
-            "churn_rate": churn,
-            "retention_rate": 1.0 - churn if not math.isnan(churn) else math.nan,
-            "top_10pct_revenue_share": top_share(0.10),
-            "top_20pct_revenue_share": top_share(0.20),
-        }
-        if anon_orders and rows.limit(1).count() == 0:
-            out.update(dict.fromkeys(CUSTOMER_KPIS, math.nan))
-        return out
+        return assemble_kpis(figures, total_revenue, top_revenue)
     finally:
         per.unpersist()
 
