@@ -30,6 +30,7 @@ import atexit
 import os
 import random
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -402,7 +403,8 @@ def mode_scale(args: argparse.Namespace, key: str, members: list[int]) -> int:
 
 def mode_sqlite(args: argparse.Namespace) -> int:
     """Member reads on the embedded SQLite default, alone and beside writers."""
-    tmp = Path(tempfile.mkdtemp(prefix="rr_sqlite_"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench_sqlite_"))
+    atexit.register(shutil.rmtree, tmp, True)
     url = f"sqlite:///{tmp / 'bench.db'}"
     log(f"sqlite: {url}, {args.members} members")
     key = be.build_data(args.members, args.seed, url=url)
