@@ -470,7 +470,7 @@ def main() -> int:
     ap.add_argument("--workers-list", default="1,2,4", help="--mode scale: server processes")
     ap.add_argument("--readers", type=int, default=8, help="--mode sqlite")
     ap.add_argument("--writers", type=int, default=8, help="--mode sqlite")
-    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "1")))
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--pgbench-seconds", type=int, default=10)
