@@ -55,6 +55,7 @@ bench: install-dev
 	$(PY) benchmarks/bench_console.py
 	$(PY) benchmarks/bench_jobs.py
 	$(PY) benchmarks/bench_stream.py
+	$(PY) benchmarks/bench_redeem_read.py
 
 bench-earn: install-dev
 	$(PY) benchmarks/bench_earn.py
@@ -76,6 +77,10 @@ bench-stream: install-dev
 
 bench-peak: install-dev
 	$(PY) benchmarks/bench_peak.py
+
+.PHONY: bench-redeem-read
+bench-redeem-read: install-dev
+	$(PY) benchmarks/bench_redeem_read.py $(if $(MODES),--mode $(MODES))
 
 bench-import: install-dev
 	$(PY) benchmarks/bench_import.py

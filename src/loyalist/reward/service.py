@@ -134,6 +134,12 @@ def eligibility(
 
 def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption:
     """Redeem a reward: checks validity, tier, limit and stock; spends points FEFO."""
+    return _redeem(session, actor, data)[0]
+
+
+def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Redemption, Reward]:
+    """:func:`redeem`, and the reward it redeemed (its answer shows the code: held here, the
+    row is not read again once the caller's reference was the only one, issue 11)."""
     require(actor, REDEMPTION_CREATE)
     member = members.get(session, actor, data.member_id)
     store = org.open_store_in_scope(session, actor, data.store) if data.store else None
@@ -256,7 +262,8 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
     spec = next((x for x in programme.rewards if x.code == reward.code), None)
     if spec is not None and spec.coupon_template:  # coupons (issue 12): one per unit
         coupons.issue_for_redemption(session, actor, spec.coupon_template, member, redemption.id, q)
-    session.refresh(reward)
+    if reward.stock_remaining is not None:  # the stock the update above left
+        session.refresh(reward)
     events.emit(
         session,
         "redemption.created",
@@ -287,7 +294,7 @@ def redeem(session: Session, actor: Actor, data: RedemptionCreate) -> Redemption
             **({"quote_id": quote_id, "price": pricing["reason"]} if pricing else {}),
         },
     )
-    return redemption
+    return redemption, reward
 
 
 # ── dynamic pricing (issue 15, item 5) ─────────────────────────────────────────────────
@@ -751,11 +758,15 @@ def _reward_code(session: Session, reward_id: int) -> str | None:
     return row.code if row else None
 
 
-def redemption_out(session: Session, r: Redemption) -> RedemptionOut:
+def redemption_out(
+    session: Session, r: Redemption, *, reward_code: str | None = None
+) -> RedemptionOut:
+    """The answer for a redemption; ``reward_code``: its reward's code when the caller holds
+    the reward already (otherwise it is read)."""
     return RedemptionOut(
         id=r.id,
         member_id=r.member_id,
-        reward=_reward_code(session, r.reward_id),
+        reward=reward_code if reward_code is not None else _reward_code(session, r.reward_id),
         quantity=r.quantity,
         points=r.points,
         cash_minor=r.cash_minor,
@@ -779,7 +790,8 @@ def catalogue_view(session: Session) -> RewardCatalogue:
 
 
 def redeem_view(session: Session, actor: Actor, data: RedemptionCreate) -> RedemptionOut:
-    return redemption_out(session, redeem(session, actor, data))
+    redemption, reward = _redeem(session, actor, data)
+    return redemption_out(session, redemption, reward_code=reward.code)
 
 
 def redemption_view(session: Session, actor: Actor, redemption_id: int) -> RedemptionOut:

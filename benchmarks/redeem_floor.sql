@@ -1,0 +1,34 @@
+-- The database floor of POST /v1/redemptions (issue 11): the INSERT and UPDATE statements
+-- one redemption of bench_redeem_read's reward (``upsize``, points only, no stock, a member
+-- who redeemed it before) issues, in the same order and with the same row sizes, on a copy of
+-- the bench database (every index, unique constraint and foreign key), run by pgbench:
+--   pgbench -n -f benchmarks/redeem_floor.sql -D members=N -D reward=R -c 16 -j 2 -T 10 <db>
+-- Only writes (and the outbox's position lock): the SELECTs the server issues (the key, the
+-- member, the programme, the reward, the account lock, the freeze, the usage, the fraud
+-- settings, the lots) are its own work, which the ratio measures.
+-- tests/integration/redemption/test_redeem_floor.py keeps these statements in step with the
+-- ones a redemption really issues (same tables, same columns, same number); change both.
+-- Accounts and lots: bench_redeem_read checks that account ids and lot ids equal member ids.
+\set m random(1, :members)
+\set x random(1, 9000000000000000)
+BEGIN;
+INSERT INTO idempotency_record (principal, key, method, path, fingerprint, status_code, response, created_at) VALUES ('key:1', md5(:client_id || '-' || :x), 'POST', '/v1/redemptions', md5(:x || 'a') || md5(:x || 'b'), 0, '{}', now()) ON CONFLICT (principal, key) DO NOTHING RETURNING id AS idem \gset
+UPDATE reward_usage SET used = used + 1 WHERE reward_usage.member_id = :m AND reward_usage.reward_id = :reward;
+INSERT INTO ledger_entry (account_id, member_id, kind, delta_available, delta_pending, delta_debt, source_type, source_id, actor, reason, corrects_entry_id, programme_version, details, dedupe_key, occurred_at, created_at, chain_seq, prev_hash, entry_hash) VALUES (:m, :m, 'redeem', -500, 0, 0, 'redemption', NULL, 'apikey:lk_bench000', 'redeemed 1 × 免费升杯', NULL, 1, NULL, NULL, now(), now(), :x, repeat('a', 64), repeat('b', 64)) RETURNING id AS e \gset
+INSERT INTO lot_allocation (entry_id, lot_id, points) VALUES (:e, :m, -500);
+UPDATE points_account SET available = available - 500, chain_seq = chain_seq + 1, chain_head = repeat('c', 64), updated_at = now() WHERE points_account.id = :m;
+UPDATE points_lot SET remaining = remaining - 500 WHERE points_lot.id = :m;
+UPDATE ledger_entry SET details = ('{"lots": [[' || :m || ', 500]]}')::json, entry_hash = repeat('d', 64) WHERE ledger_entry.id = :e;
+INSERT INTO outbox_event (event_id, type, schema_version, member_id, org_path, payload, occurred_at, dispatched_at, position) VALUES (gen_random_uuid()::text, 'points.redeemed', 1, :m, '/1/', '{"member_id": 185, "entry_id": 774, "points": 500, "kind": "redeem", "available": 992000, "pending": 0, "account_id": 185}', now(), NULL, NULL) RETURNING id AS ev1 \gset
+INSERT INTO redemption (member_id, reward_id, store_id, org_path, quantity, points, cash_minor, currency, status, entry_id, cancel_entry_id, cancel_reason, created_at, cancelled_at, code, expires_at, collected_at, collected_by, quote_id, pricing) VALUES (:m, :reward, NULL, '/1/', 1, 500, 0, 'CNY', 'completed', :e, NULL, NULL, now(), NULL, upper(substr(md5(:client_id || 'c' || :x), 1, 12)), NULL, NULL, NULL, NULL, 'null') RETURNING id AS r \gset
+UPDATE ledger_entry SET source_id = :r, dedupe_key = 'redemption:' || :r || ':redeem', entry_hash = repeat('e', 64) WHERE ledger_entry.id = :e;
+INSERT INTO audit_log (actor, principal, action, object_type, object_id, before, after, org_path, occurred_at) VALUES ('apikey:lk_bench000', 'key:1', 'redemption.create', 'redemption', :r, NULL, '{"member_id": 185, "reward": "upsize", "quantity": 1, "points": 500, "status": "completed"}', '/1/', now());
+INSERT INTO outbox_event (event_id, type, schema_version, member_id, org_path, payload, occurred_at, dispatched_at, position) VALUES (gen_random_uuid()::text, 'redemption.created', 1, :m, '/1/', '{"redemption_id": 774, "member_id": 185, "reward": "upsize", "quantity": 1, "points": 500, "cash_minor": 0}', now(), NULL, NULL) RETURNING id AS ev2 \gset
+UPDATE idempotency_record SET status_code = 201, response = '{"sealed": "enc:k0:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}' WHERE idempotency_record.id = :idem;
+UPDATE points_account SET chain_head = repeat('f', 64) WHERE points_account.id = :m;
+COMMIT;
+BEGIN;
+SELECT pg_advisory_xact_lock(327748763980);
+UPDATE outbox_event SET position = anon_1.position FROM (SELECT outbox_event.id AS id, (SELECT coalesce(max(placed.position), 0) FROM outbox_event AS placed) + row_number() OVER (ORDER BY outbox_event.id) AS position FROM outbox_event WHERE outbox_event.position IS NULL ORDER BY outbox_event.id LIMIT 10000) AS anon_1 WHERE outbox_event.id = anon_1.id;
+NOTIFY loyalist_wake;
+COMMIT;

@@ -1,0 +1,83 @@
+"""The redemption benchmark's database floor (benchmarks/redeem_floor.sql) stays in step with
+the writes a redemption really issues: the same tables, the same columns, the same number of
+statements (issue 11)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from tests.integration.order.test_earn_floor import Shape, shape
+from tests.itest import new_member
+
+FLOOR = Path(__file__).parents[3] / "benchmarks" / "redeem_floor.sql"
+
+
+def floor_shapes() -> Counter[Shape]:
+    out: Counter[Shape] = Counter()
+    for line in FLOOR.read_text(encoding="utf-8").splitlines():
+        if line.startswith(("--", "\\")) or not line.strip():
+            continue
+        s = shape(line)
+        if s is not None:
+            out[s] += 1
+    return out
+
+
+def captured(world: Any, fn: Any) -> tuple[Any, list[str]]:
+    seen: list[str] = []
+
+    def listen(_conn: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement)
+
+    event.listen(world.db.engine, "before_cursor_execute", listen)
+    try:
+        answer = fn()
+    finally:
+        event.remove(world.db.engine, "before_cursor_execute", listen)
+    return answer, seen
+
+
+def test_floor_script_issues_the_writes_of_a_redemption(
+    client: Any, world: Any, clock: Any
+) -> None:
+    mid = new_member(client, "13800000001")
+    r = client.post(f"/v1/members/{mid}/adjustments", json={"points": 3000, "reason": "setup"})
+    assert r.status_code == 201, r.text
+    # the benchmark's steady state: the member redeemed this reward before (its usage row
+    # exists), the process has its programme cached
+    body = {"member_id": mid, "reward": "upsize"}
+    r = client.post("/v1/redemptions", json=body, headers={"Idempotency-Key": "k-warm"})
+    assert r.status_code == 201, r.text
+    clock.advance(timedelta(minutes=1))
+    r, seen = captured(
+        world,
+        lambda: client.post("/v1/redemptions", json=body, headers={"Idempotency-Key": "k-1"}),
+    )
+    assert r.status_code == 201, r.text
+    assert (r.json()["reward"], r.json()["points"]) == ("upsize", 500)
+    real: Counter[Shape] = Counter(s for s in map(shape, seen) if s is not None)
+    assert real == floor_shapes()
+    # the reward is read once (by code), not again for the answer or after the debit
+    assert sum(1 for s in seen if " ".join(s.split()).startswith("SELECT reward.id")) == 1
+
+
+def test_the_floor_has_every_write_once_per_statement() -> None:
+    floor = floor_shapes()
+    assert sum(floor.values()) == 15
+    assert floor[("update", "points_account", frozenset({"chain_head"}))] == 1
+    tables = {table for _, table, _ in floor}
+    assert tables == {
+        "idempotency_record",
+        "reward_usage",
+        "ledger_entry",
+        "lot_allocation",
+        "points_account",
+        "points_lot",
+        "outbox_event",
+        "redemption",
+        "audit_log",
+    }
