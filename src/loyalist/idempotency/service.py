@@ -118,14 +118,28 @@ def run_idempotent(
     path: str,
     body: bytes,
     work: Callable[[Session], Answer],
+    first: Callable[[Session], None] | None = None,
 ) -> Answer:
-    """Run ``work`` in one transaction, guarded by ``key`` when one is given."""
+    """Run ``work`` in one transaction, guarded by ``key`` when one is given.
+
+    ``first`` (e.g. the check that the caller's API key is not revoked) runs in the same
+    transaction before anything else, a replay included: when it raises, nothing is
+    written and nothing is replayed."""
     if key is None:
-        return db.run(work)
+        if first is None:
+            return db.run(work)
+
+        def checked(session: Session) -> Answer:
+            first(session)
+            return work(session)
+
+        return db.run(checked)
     check_key(key)
     fp = fingerprint(method, path, body)
 
     def guarded(session: Session) -> Answer:
+        if first is not None:
+            first(session)
         # Claim the key before doing the work: a concurrent request with the same key
         # blocks on the unique index (PostgreSQL) until this transaction ends, then finds
         # the stored answer, so it can neither run the work again nor answer differently.
@@ -156,6 +170,8 @@ def run_idempotent(
             # Either the same key committed concurrently (replay it), or the work hit a
             # unique constraint of its own: then the stored answer, if any, decides.
             with db.transaction() as session:
+                if first is not None:
+                    first(session)
                 existing = _find(session, principal, key)
                 if existing is not None:
                     return _replay(existing, fp)
