@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -45,7 +46,11 @@ _PURPOSE = "idempotency.response"
 
 
 def _seal(body: dict[str, Any]) -> dict[str, Any]:
-    return {"sealed": crypto.encrypt(_PURPOSE, json.dumps(body, ensure_ascii=False))}
+    try:  # orjson: the same JSON text without blanks, several times faster (issue 11)
+        text = orjson.dumps(body).decode()
+    except TypeError:  # an integer beyond 64 bits
+        text = json.dumps(body, ensure_ascii=False)
+    return {"sealed": crypto.encrypt(_PURPOSE, text)}
 
 
 def _open(stored: dict[str, Any]) -> dict[str, Any]:
