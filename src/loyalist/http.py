@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
@@ -31,11 +33,34 @@ from loyalist.kit.wire import document_components
 _AUTH_TTL_S = 10.0
 _auth_cache: dict[str, tuple[float, Actor]] = {}
 _auth_lock = threading.Lock()
+# Routes that check the key's revocation inside their own transaction (see
+# ``checks_key_in_unit``), and the cached actor whose check is still owed for this request.
+_IN_UNIT: set[Callable[..., Any]] = set()
+_owed_check: ContextVar[Actor | None] = ContextVar("loyalist_owed_key_check", default=None)
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
+    # async: FastAPI would run a plain function in a worker thread, a hop per request
     db: Database = request.app.state.db
     return db
+
+
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def checks_key_in_unit(endpoint: E) -> E:
+    """Mark an endpoint whose every database access goes through :func:`read` or
+    :func:`write`: for a key cached in this process, whether it has been revoked is then
+    read inside the request's own transaction (before any write; a revoked key's write
+    rolls back with the 401) instead of in a transaction of its own before it (speed,
+    issue 11: one connection checkout and round trip fewer per request)."""
+    _IN_UNIT.add(endpoint)
+    return endpoint
+
+
+def _check_owed(session: Session, actor: Actor | None) -> None:
+    if actor is not None:
+        access.check_not_revoked(session, actor)
 
 
 def _presented_key(request: Request) -> str:
@@ -43,6 +68,13 @@ def _presented_key(request: Request) -> str:
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     return request.headers.get("x-api-key", "").strip()
+
+
+def _cached(key: str) -> Actor | None:
+    digest = sha256_hex(key)
+    with _auth_lock:
+        hit = _auth_cache.get(digest)
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
 
 def _authenticate(db: Database, key: str) -> Actor:
@@ -94,7 +126,14 @@ async def current_actor(
     key = _presented_key(request)
     if not key:
         raise Unauthorized("A valid API key is required (Authorization: Bearer lk_…).")
-    db = get_db(request)
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute) and route.endpoint in _IN_UNIT:
+        actor = _cached(key)
+        if actor is not None:  # the revocation check is owed by the request's transaction
+            _owed_check.set(actor)
+            return actor
+    _owed_check.set(None)  # (each request runs in a task of its own; this one owes none)
+    db: Database = request.app.state.db
     return await run_in_threadpool(_authenticate, db, key)
 
 
@@ -129,8 +168,29 @@ def created_or_found(result: tuple[bool, M]) -> tuple[int, M]:
 
 async def read(db: Database, fn: Callable[[Session], T], actor: Actor | None = None) -> T:
     """Run ``fn`` in one read-only transaction (its unit of work names ``actor`` when
-    given): on SQLite it does not wait for writers."""
-    return await run_in_threadpool(lambda: db.run(fn, actor=actor, read_only=True))
+    given): on SQLite it does not wait for writers. A key check owed by
+    :func:`checks_key_in_unit` is made first, in the same transaction."""
+    owed = _owed_check.get()
+    if owed is None:
+        return await run_in_threadpool(lambda: db.run(fn, actor=actor, read_only=True))
+
+    def checked(session: Session) -> T:
+        access.check_not_revoked(session, owed)
+        return fn(session)
+
+    return await run_in_threadpool(lambda: db.run(checked, actor=actor, read_only=True))
+
+
+class FastJSONResponse(JSONResponse):
+    """A JSON answer encoded by orjson (the same compact UTF-8 text as Starlette's
+    ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))``, several times faster);
+    a value orjson refuses (an integer beyond 64 bits) falls back to the standard encoder."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            return super().render(content)
 
 
 async def write(
@@ -155,6 +215,8 @@ async def write(
             return Answer(status, payload.model_dump(mode="json", by_alias=True))
         return Answer(status, payload)
 
+    owed = _owed_check.get()
+
     def call() -> Answer:
         with acting_as(actor):  # the unit of work knows the caller (uow_of(session).actor)
             return run_idempotent(
@@ -165,11 +227,12 @@ async def write(
                 path=request.url.path,
                 body=body,
                 work=unit,
+                first=None if owed is None else lambda s: _check_owed(s, owed),
             )
 
     answer = await run_in_threadpool(call)
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
-    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return FastJSONResponse(answer.body, status_code=answer.status, headers=headers)
 
 
 # --- The API contract -------------------------------------------------------------------
@@ -293,6 +356,10 @@ async def refuse_unknown_query(request: Request) -> None:
         return
     if _uses(route.dependant, current_actor):
         await current_actor(request)
+        owed = _owed_check.get()
+        if owed is not None:  # a revoked key is a 401 here too, not a 422
+            db: Database = request.app.state.db
+            await read(db, lambda _s: None)
     accepted = ", ".join(sorted(allowed)) or "none"
     raise ValidationFailed(
         f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} "

@@ -12,19 +12,24 @@ import sys
 
 import uvicorn
 
-from loyalist.config import get_settings
-
 
 def main(argv: list[str]) -> None:
-    settings = get_settings()
+    """``HOST PORT WORKERS [LOG_LEVEL]``: given the log level (as ``loyalist serve`` does),
+    the supervising process does not import the settings and pydantic (~15 MB less)."""
     host, port, workers = argv[0], int(argv[1]), int(argv[2])
+    if len(argv) > 3:
+        log_level = argv[3]
+    else:
+        from loyalist.config import get_settings
+
+        log_level = get_settings().log_level
     uvicorn.run(
         "loyalist.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_level=settings.log_level,
+        log_level=log_level,
         access_log=False,
         # Workers import the whole app before they answer the supervisor's health check;
         # on a busy 2-core machine that takes longer than uvicorn's default 5 s.

@@ -634,7 +634,14 @@ def serve(
         bind = [host or settings.host, str(port or settings.port)]
         os.execv(  # noqa: S606 (our own interpreter and module, no shell)
             sys.executable,
-            [sys.executable, "-m", "loyalist.serve", *bind, str(workers or settings.workers)],
+            [
+                sys.executable,
+                "-m",
+                "loyalist.serve",
+                *bind,
+                str(workers or settings.workers),
+                settings.log_level,  # so the supervisor need not import the settings
+            ],
         )
     db = _db()
     embedded = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -45,7 +46,11 @@ _PURPOSE = "idempotency.response"
 
 
 def _seal(body: dict[str, Any]) -> dict[str, Any]:
-    return {"sealed": crypto.encrypt(_PURPOSE, json.dumps(body, ensure_ascii=False))}
+    try:  # orjson: the same JSON text without blanks, several times faster (issue 11)
+        text = orjson.dumps(body).decode()
+    except TypeError:  # an integer beyond 64 bits
+        text = json.dumps(body, ensure_ascii=False)
+    return {"sealed": crypto.encrypt(_PURPOSE, text)}
 
 
 def _open(stored: dict[str, Any]) -> dict[str, Any]:
@@ -118,14 +123,28 @@ def run_idempotent(
     path: str,
     body: bytes,
     work: Callable[[Session], Answer],
+    first: Callable[[Session], None] | None = None,
 ) -> Answer:
-    """Run ``work`` in one transaction, guarded by ``key`` when one is given."""
+    """Run ``work`` in one transaction, guarded by ``key`` when one is given.
+
+    ``first`` (e.g. the check that the caller's API key is not revoked) runs in the same
+    transaction before anything else, a replay included: when it raises, nothing is
+    written and nothing is replayed."""
     if key is None:
-        return db.run(work)
+        if first is None:
+            return db.run(work)
+
+        def checked(session: Session) -> Answer:
+            first(session)
+            return work(session)
+
+        return db.run(checked)
     check_key(key)
     fp = fingerprint(method, path, body)
 
     def guarded(session: Session) -> Answer:
+        if first is not None:
+            first(session)
         # Claim the key before doing the work: a concurrent request with the same key
         # blocks on the unique index (PostgreSQL) until this transaction ends, then finds
         # the stored answer, so it can neither run the work again nor answer differently.
@@ -156,6 +175,8 @@ def run_idempotent(
             # Either the same key committed concurrently (replay it), or the work hit a
             # unique constraint of its own: then the stored answer, if any, decides.
             with db.transaction() as session:
+                if first is not None:
+                    first(session)
                 existing = _find(session, principal, key)
                 if existing is not None:
                     return _replay(existing, fp)

@@ -58,12 +58,15 @@ class Admission:
         if self._slots is None:  # created in the server's event loop
             self._slots = asyncio.Semaphore(self.limit)
         slots = self._slots
-        try:
-            await asyncio.wait_for(slots.acquire(), timeout=self.wait_s)
-        except TimeoutError:
-            self.refused += 1
-            await self._refuse(scope, send)
-            return
+        if slots.locked():  # no free slot: wait a bounded time for one
+            try:
+                await asyncio.wait_for(slots.acquire(), timeout=self.wait_s)
+            except TimeoutError:
+                self.refused += 1
+                await self._refuse(scope, send)
+                return
+        else:  # a free slot, taken at once (wait_for would start a task per request)
+            await slots.acquire()
         try:
             await self.app(scope, receive, send)
         finally:

@@ -25,12 +25,13 @@ import time as _time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from loyalist.messaging import domain
 from loyalist.messaging.channels import DeliveryFailed, Outgoing, Receipt
+
+if TYPE_CHECKING:  # imported when first used: its CLI pulls in rich and pygments
+    import httpx
 
 
 def _failed(code: str, detail: str, *, retry: bool, refused: bool = False) -> DeliveryFailed:
@@ -55,6 +56,8 @@ class AliyunSms:
         timeout_s: float = 10.0,
         client: httpx.Client | None = None,
     ) -> None:
+        import httpx  # lazily: see TYPE_CHECKING above
+
         self.access_key_id, self.secret = access_key_id, access_key_secret
         self.sign_name, self.endpoint, self.region = sign_name, endpoint, region
         self.client = client or httpx.Client(timeout=timeout_s)
@@ -89,6 +92,8 @@ class AliyunSms:
         return params
 
     def deliver(self, out: Outgoing) -> Receipt:
+        import httpx  # lazily: see TYPE_CHECKING above
+
         params = self.request_params(out)
         try:
             resp = self.client.post(self.endpoint, data=params)
@@ -121,6 +126,8 @@ class WeChat:
         client: httpx.Client | None = None,
         miniprogram_state: str = "formal",
     ) -> None:
+        import httpx  # lazily: see TYPE_CHECKING above
+
         if kind not in ("template", "subscribe"):
             raise ValueError("kind is 'template' or 'subscribe'")
         self.app_id, self.app_secret, self.kind = app_id, app_secret, kind
@@ -131,6 +138,8 @@ class WeChat:
         self._lock = threading.Lock()
 
     def access_token(self, *, refresh: bool = False) -> str:
+        import httpx  # lazily: see TYPE_CHECKING above
+
         with self._lock:
             if not refresh and self._token and self._token[1] > _time.monotonic():
                 return self._token[0]
@@ -178,6 +187,8 @@ class WeChat:
         return body
 
     def deliver(self, out: Outgoing) -> Receipt:
+        import httpx  # lazily: see TYPE_CHECKING above
+
         body = self.body(out)
         path = "/cgi-bin/message/" + (
             "subscribe/send" if self.kind == "subscribe" else "template/send"
@@ -229,6 +240,8 @@ class JPush:
         timeout_s: float = 10.0,
         client: httpx.Client | None = None,
     ) -> None:
+        import httpx  # lazily: see TYPE_CHECKING above
+
         self.auth = (app_key, master_secret)
         self.endpoint, self.production = endpoint, production
         self.client = client or httpx.Client(timeout=timeout_s)
@@ -246,6 +259,8 @@ class JPush:
         }
 
     def deliver(self, out: Outgoing) -> Receipt:
+        import httpx  # lazily: see TYPE_CHECKING above
+
         try:
             resp = self.client.post(self.endpoint, json=self.body(out), auth=self.auth)
             answer = resp.json()

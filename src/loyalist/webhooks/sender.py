@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
-
 from loyalist.webhooks import domain
 
 
@@ -69,6 +67,8 @@ def post(
 ) -> Answer:
     """POST ``body``; never raises for network trouble (it is reported in the answer)."""
     started = time.monotonic()
+
+    import httpx  # imported when first used: its CLI pulls in rich and pygments (memory)
 
     def took() -> int:
         return int((time.monotonic() - started) * 1000)

@@ -35,9 +35,8 @@ def test_serve_without_worker_execs_the_lean_module(
     finally:
         get_settings.cache_clear()
     assert r.exit_code == 0, r.output
-    assert calls == [
-        (sys.executable, [sys.executable, "-m", "loyalist.serve", "127.0.0.1", "8123", "3"])
-    ]
+    argv = [sys.executable, "-m", "loyalist.serve", "127.0.0.1", "8123", "3", "info"]
+    assert calls == [(sys.executable, argv)]
 
 
 def test_lean_module_runs_the_app_factory(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,3 +62,26 @@ def test_lean_module_imports_neither_cli_nor_analytics() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_lean_module_given_the_log_level_reads_no_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("uvicorn.run", lambda target, **kw: seen.update(target=target, **kw))
+    serve.main(["127.0.0.1", "8125", "2", "warning"])
+    assert (seen["port"], seen["workers"], seen["log_level"]) == (8125, 2, "warning")
+    code = "import sys, loyalist.serve; print('loyalist.config' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # the supervising process stays small
+
+
+def test_server_process_does_not_import_httpx() -> None:
+    """httpx imports its command line (rich, pygments: ~20 MB per worker); the webhook
+    sender and the message adapters import it when they first send."""
+    code = (
+        "import sys, loyalist.app; loyalist.app.create_app(); "
+        "print(sorted(m for m in ('httpx', 'rich', 'pygments') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
