@@ -31,6 +31,7 @@ class Outcome:
     unchanged: int = 0
     written_now: int = 0
     seconds: float = 0.0
+    programme_version: int | None = None  # orders: the version they earned under (None: at date)
 
 
 def check(db: Database, actor: Actor, kind: str, data: bytes, filename: str) -> service.Validation:
@@ -54,14 +55,26 @@ def run(
     batch_rows: int = BATCH_ROWS,
     progress: Progress | None = None,
     validation: service.Validation | None = None,
+    programme_version: int | None = None,
 ) -> Outcome:
-    """Validate, then import (or resume) the file. A file with any bad row writes nothing."""
+    """Validate, then import (or resume) the file. A file with any bad row writes nothing.
+    ``programme_version`` (orders): every order earns under that published version instead
+    of the version in force at its date; an unknown version raises ``ValidationFailed``
+    before anything is written."""
     t0 = time.perf_counter()
+    if programme_version is not None:
+        db.run(
+            lambda s: service.check_programme_version(s, kind, programme_version), read_only=True
+        )
     v = validation or check(db, actor, kind, data, filename)
     if not v.ok:
         return Outcome(kind, "invalid", v.total, v.errors, seconds=time.perf_counter() - t0)
     digest = checksum(data)
-    batch = db.run(lambda s: service.open_batch(s, actor, kind, digest, filename, len(v.rows)))
+    batch = db.run(
+        lambda s: service.open_batch(
+            s, actor, kind, digest, filename, len(v.rows), programme_version=programme_version
+        )
+    )
     if batch.status == "done":
         return Outcome(
             kind,
@@ -71,6 +84,7 @@ def run(
             created=batch.created,
             unchanged=batch.unchanged,
             seconds=time.perf_counter() - t0,
+            programme_version=batch.programme_version,
         )
     written = 0
     cursor = batch.cursor
@@ -100,4 +114,5 @@ def run(
         unchanged=final.unchanged,
         written_now=written,
         seconds=time.perf_counter() - t0,
+        programme_version=final.programme_version,
     )

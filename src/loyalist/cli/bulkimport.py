@@ -31,10 +31,32 @@ ReportOpt = Annotated[
     Path | None, typer.Option("--errors-csv", help="also write the error report as CSV")
 ]
 CheckOpt = Annotated[bool, typer.Option("--check", help="validate only, write nothing")]
+VersionOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--programme-version",
+        min=1,
+        help="earn every order under this published programme version"
+        " (default: the version in force at each order's date)",
+    ),
+]
 
 
-def _import(kind: str, path: Path, batch_rows: int, errors_csv: Path | None, check: bool) -> None:
-    from loyalist.bulkimport import runner
+def _under(version: int | None) -> str:
+    if version is None:
+        return "each order under the programme version in force at its date"
+    return f"every order under programme version {version}"
+
+
+def _import(
+    kind: str,
+    path: Path,
+    batch_rows: int,
+    errors_csv: Path | None,
+    check: bool,
+    programme_version: int | None = None,
+) -> None:
+    from loyalist.bulkimport import runner, service
     from loyalist.bulkimport.domain import report_csv
 
     url = get_settings().database_url
@@ -42,6 +64,16 @@ def _import(kind: str, path: Path, batch_rows: int, errors_csv: Path | None, che
     db = Database(url)
     actor = Actor(name="cli:import", scope_path="/", can_write=True, principal="cli:import")
     data = path.read_bytes()
+    if programme_version is not None:
+        try:  # refused before the file is even read: nothing written
+            db.run(
+                lambda s: service.check_programme_version(s, kind, programme_version),
+                read_only=True,
+            )
+        except LoyalistError as exc:
+            db.dispose()
+            err.print(f"[bold red]error[/]: {exc.detail or exc.title} Nothing imported.")
+            raise typer.Exit(2) from exc
     try:
         v = runner.check(db, actor, kind, data, path.name)
         if v.errors:
@@ -91,6 +123,7 @@ def _import(kind: str, path: Path, batch_rows: int, errors_csv: Path | None, che
                 batch_rows=batch_rows,
                 progress=progress,
                 validation=v,
+                programme_version=programme_version,
             )
     except LoyalistError as exc:  # a row changed since the validation: its batch rolled back
         err.print(f"[bold red]error[/]: {exc.detail or exc.title}")
@@ -100,8 +133,11 @@ def _import(kind: str, path: Path, batch_rows: int, errors_csv: Path | None, che
         raise typer.Exit(1) from exc
     finally:
         db.dispose()
+    under = f" ({_under(out.programme_version)})" if kind == "orders" else ""
     if out.status == "already_done":
-        console.print(f"{path.name} was already imported (batch {out.batch_id}): nothing changed")
+        console.print(
+            f"{path.name} was already imported (batch {out.batch_id}{under}): nothing changed"
+        )
         return
     rate = out.written_now / out.seconds if out.seconds else 0.0
     console.print(
@@ -109,6 +145,8 @@ def _import(kind: str, path: Path, batch_rows: int, errors_csv: Path | None, che
         f"{out.unchanged} already there; {out.written_now} rows in {out.seconds:.1f} s "
         f"({rate:,.0f} rows/s)"
     )
+    if under:
+        console.print(f"points earned: {_under(out.programme_version)}")
 
 
 @import_app.command("members")
@@ -128,9 +166,11 @@ def orders(
     batch_rows: BatchOpt = 2000,
     errors_csv: ReportOpt = None,
     check: CheckOpt = False,
+    programme_version: VersionOpt = None,
 ) -> None:
-    """Orders (earn points under the programme version in force at each order's date)."""
-    _import("orders", file, batch_rows, errors_csv, check)
+    """Orders: earn points under the programme version in force at each order's date, or
+    under the published version given with --programme-version."""
+    _import("orders", file, batch_rows, errors_csv, check, programme_version)
 
 
 @import_app.command("points")
