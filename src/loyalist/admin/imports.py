@@ -38,10 +38,12 @@ from loyalist.admin.web import (
     locale_of,
     render,
 )
-from loyalist.bulkimport import runner, uploads
+from loyalist.bulkimport import runner, service, uploads
 from loyalist.bulkimport.domain import COLUMNS, KINDS, RowError, checksum
 from loyalist.config import get_settings
+from loyalist.errors import FieldError, ValidationFailed
 from loyalist.models import ImportBatch
+from loyalist.programme import service as programmes
 
 StaffDep = Annotated[Staff, Depends(current_staff)]
 FormDep = Annotated[dict[str, str], Depends(checked_form)]
@@ -122,6 +124,13 @@ def column_label(name: str, _: Callable[[str], str]) -> str:
     return _(COLUMN_NAMES[name]) if name in COLUMN_NAMES else ""
 
 
+def version_text(number: int | None, _: Callable[[str], str]) -> str:
+    """What an orders import earns under, in the page's language."""
+    if number is None:
+        return _("The version in force at each order's date")
+    return _("programme version %(n)s").replace("%(n)s", str(number))
+
+
 async def _run(request: Request, st: Staff, fn: Callable[[Session], Any]) -> Any:
     return await run_in_threadpool(lambda: db_of(request).run(fn, actor=st.actor))
 
@@ -131,6 +140,23 @@ def _batch_id(value: str) -> int | None:
     return int(v) if v.isdigit() and len(v) <= 9 and int(v) > 0 else None
 
 
+def chosen_version(s: Session, kind: str, raw: str | None) -> tuple[int | None, dict[str, str]]:
+    """The form's programme version (empty: the version in force at each order's date),
+    checked like the CLI's ``--programme-version``: (the version, field errors)."""
+    value = (raw or "").strip()
+    if not value:
+        return None, {}
+    if not value.isdigit() or len(value) > 9:
+        return None, {"programme_version": "There is no such published programme version."}
+    try:
+        return service.check_programme_version(s, kind, int(value)), {}
+    except ValidationFailed as exc:
+        code = exc.errors[0].code if exc.errors else ""
+        if code == "not_for_kind":
+            return None, {"programme_version": "Only orders earn under a programme version."}
+        return None, {"programme_version": "There is no such published programme version."}
+
+
 async def _page(
     request: Request, st: Staff, extra: dict[str, Any], *, status: int = 200, batch: int | None
 ) -> Response:
@@ -138,6 +164,7 @@ async def _page(
         return {
             "batches": uploads.recent(s),
             "chosen": uploads.view(s, batch) if batch is not None else None,
+            "versions": list(reversed(programmes.list_versions(s))),
         }
 
     ctx = await _run(request, st, work)
@@ -151,6 +178,7 @@ async def _page(
             "max_mb": get_settings().import_max_bytes // 1_000_000,
             "problem_text": lambda e: problem_text(e, _),
             "column_label": lambda name: column_label(name, _),
+            "version_text": lambda n: version_text(n, _),
             "errors": {},
             "form": {},
             "report": None,
@@ -186,6 +214,10 @@ async def import_upload(request: Request, st: StaffDep, form: FormDep) -> Respon
         errors["file"] = "Choose a file."
     elif suffix is None:
         errors["file"] = "The file must be a .csv or .xlsx file."
+    version, version_errors = await _run(
+        request, st, lambda s: chosen_version(s, kind, form.get("programme_version"))
+    )
+    errors.update(version_errors)
     if errors or not isinstance(upload, UploadFile) or suffix is None:
         return await _page(request, st, {"errors": errors, "form": form}, status=422, batch=None)
     data = await upload.read()
@@ -206,6 +238,7 @@ async def import_upload(request: Request, st: StaffDep, form: FormDep) -> Respon
         return s.scalar(q)
 
     ready = {**report, "checksum": digest, "suffix": suffix, "rows": len(v.rows)}
+    ready["programme_version"] = version
     ready["done_batch"] = await _run(request, st, done_batch)
     if ready["done_batch"] is None:  # kept for the import jobs (by checksum: once per file)
         await run_in_threadpool(uploads.keep, data, suffix)
@@ -217,9 +250,18 @@ async def import_start(request: Request, st: StaffDep, form: FormDep) -> Respons
     perm.require(st.actor, perm.JOBS_MANAGE)
     kind, digest = form.get("kind", ""), form.get("checksum", "").strip()
     suffix, filename = form.get("suffix", ""), form.get("filename", "").strip()[-255:] or "upload"
+    raw_version = form.get("programme_version", "").strip()
+    if raw_version and (not raw_version.isdigit() or len(raw_version) > 9):
+        raise ValidationFailed(
+            "There is no such published programme version.",
+            [FieldError("programme_version", "no such published version", "unknown_version")],
+        )
+    version = int(raw_version) if raw_version else None
 
     def work(s: Session) -> tuple[int, bool]:
-        started = uploads.start(s, st.actor, st.login, kind, digest, suffix, filename)
+        started = uploads.start(
+            s, st.actor, st.login, kind, digest, suffix, filename, programme_version=version
+        )
         return started.batch.id, started.queued
 
     batch_id, queued = await _run(request, st, work)

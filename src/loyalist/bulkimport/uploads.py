@@ -159,9 +159,18 @@ class Started:
 
 
 def start(
-    session: Session, actor: Actor, login: str, kind: str, digest: str, suffix: str, filename: str
+    session: Session,
+    actor: Actor,
+    login: str,
+    kind: str,
+    digest: str,
+    suffix: str,
+    filename: str,
+    *,
+    programme_version: int | None = None,
 ) -> Started:
-    """Open (or find) the file's batch and queue the job that writes its next rows."""
+    """Open (or find) the file's batch and queue the job that writes its next rows.
+    ``programme_version`` (orders): stored with the batch, the jobs' orders earn under it."""
     if kind not in KINDS:
         raise ValidationFailed("Unknown kind.", [FieldError("kind", ", ".join(KINDS))])
     found = session.scalar(
@@ -172,7 +181,9 @@ def start(
     else:
         load(digest, suffix)  # there, and still the file that was validated
         total = count_rows(digest, suffix)
-    batch = service.open_batch(session, actor, kind, digest, filename, total)
+    batch = service.open_batch(
+        session, actor, kind, digest, filename, total, programme_version=programme_version
+    )
     if batch.status == "done":
         return Started(batch, False)
     payload = {"batch": batch.id, "at": batch.cursor, "suffix": suffix, "staff": login}
@@ -187,7 +198,17 @@ def start(
         "import_batch",
         batch.id,
         org_path="/",
-        after={"kind": kind, "filename": batch.filename, "rows": total, "done_rows": batch.cursor},
+        after={
+            "kind": kind,
+            "filename": batch.filename,
+            "rows": total,
+            "done_rows": batch.cursor,
+            **(
+                {"programme_version": batch.programme_version}
+                if batch.programme_version is not None
+                else {}
+            ),
+        },
     )
     return Started(batch, True)
 
