@@ -1322,9 +1322,10 @@ def record_many(
             created[i] = True
     for r in slow:
         try:
-            created[r.i] = record(
-                session, actor, r.data, programme_version=programme_version
-            ).created
+            chosen_kw = (
+                {} if programme_version is None else {"programme_version": programme_version}
+            )
+            created[r.i] = record(session, actor, r.data, **chosen_kw).created
         except LoyalistError as exc:
             raise where(r.i, exc) from None
     return created
