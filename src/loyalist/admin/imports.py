@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,16 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from loyalist.access import permissions as perm
-from loyalist.admin.web import (
-    AdminRoute,
-    Staff,
-    checked_form,
-    current_staff,
-    db_of,
-    gettext_for,
-    locale_of,
-    render,
-)
+from loyalist.admin.pages import FormDep, StaffDep, in_db, is_htmx, translator
+from loyalist.admin.web import AdminRoute, Staff, db_of, render
 from loyalist.bulkimport import runner, service, uploads
 from loyalist.bulkimport.domain import COLUMNS, KINDS, RowError, checksum
 from loyalist.config import get_settings
@@ -45,8 +37,6 @@ from loyalist.errors import FieldError, ValidationFailed
 from loyalist.models import ImportBatch
 from loyalist.programme import service as programmes
 
-StaffDep = Annotated[Staff, Depends(current_staff)]
-FormDep = Annotated[dict[str, str], Depends(checked_form)]
 NOTICES = ("queued", "already")
 SHOWN_ERRORS = 500  # rows of the report on the page (the count says how many in all)
 
@@ -131,10 +121,6 @@ def version_text(number: int | None, _: Callable[[str], str]) -> str:
     return _("programme version %(n)s").replace("%(n)s", str(number))
 
 
-async def _run(request: Request, st: Staff, fn: Callable[[Session], Any]) -> Any:
-    return await run_in_threadpool(lambda: db_of(request).run(fn, actor=st.actor))
-
-
 def _batch_id(value: str) -> int | None:
     v = value.strip()
     return int(v) if v.isdigit() and len(v) <= 9 and int(v) > 0 else None
@@ -167,9 +153,8 @@ async def _page(
             "versions": list(reversed(programmes.list_versions(s))),
         }
 
-    ctx = await _run(request, st, work)
-    locale = locale_of(request, st.locale_pref)
-    _ = gettext_for(locale)
+    ctx = await in_db(request, st, work)
+    _locale, _ = translator(request, st)
     ctx.update(
         {
             "kinds": KINDS,
@@ -187,7 +172,7 @@ async def _page(
         }
     )
     ctx.update(extra)
-    if request.headers.get("hx-request") == "true" and ctx["chosen"] is not None:
+    if is_htmx(request) and ctx["chosen"] is not None:
         return render(request, "import_progress.html", ctx, status=status)
     return render(request, "import.html", ctx, status=status)
 
@@ -214,7 +199,7 @@ async def import_upload(request: Request, st: StaffDep, form: FormDep) -> Respon
         errors["file"] = "Choose a file."
     elif suffix is None:
         errors["file"] = "The file must be a .csv or .xlsx file."
-    version, version_errors = await _run(
+    version, version_errors = await in_db(
         request, st, lambda s: chosen_version(s, kind, form.get("programme_version"))
     )
     errors.update(version_errors)
@@ -239,7 +224,7 @@ async def import_upload(request: Request, st: StaffDep, form: FormDep) -> Respon
 
     ready = {**report, "checksum": digest, "suffix": suffix, "rows": len(v.rows)}
     ready["programme_version"] = version
-    ready["done_batch"] = await _run(request, st, done_batch)
+    ready["done_batch"] = await in_db(request, st, done_batch)
     if ready["done_batch"] is None:  # kept for the import jobs (by checksum: once per file)
         await run_in_threadpool(uploads.keep, data, suffix)
     return await _page(request, st, {"ready": ready, "form": form}, batch=None)
@@ -264,7 +249,7 @@ async def import_start(request: Request, st: StaffDep, form: FormDep) -> Respons
         )
         return started.batch.id, started.queued
 
-    batch_id, queued = await _run(request, st, work)
+    batch_id, queued = await in_db(request, st, work)
     notice = "queued" if queued else "already"
     return RedirectResponse(f"/admin/import?batch={batch_id}&notice={notice}", status_code=303)
 
