@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # checksum) until their import job has read them, and the largest file accepted.
     import_dir: str = str(Path.cwd() / "var" / "imports")
     import_max_bytes: int = 50_000_000
+    # A file uploaded and checked but never confirmed is removed by the daily job
+    # imports.prune after this many hours (0: kept for ever).
+    import_upload_max_age_hours: int = 168
 
 
 @lru_cache(maxsize=1)

@@ -10,39 +10,22 @@ analytics and the dashboard.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from loyalist.access import permissions as perm
 from loyalist.admin.charts import GRID, PALETTE
-from loyalist.admin.web import (
-    AdminRoute,
-    Staff,
-    checked_form,
-    current_staff,
-    db_of,
-    errors_by_field,
-    gettext_for,
-    locale_of,
-    render,
-)
+from loyalist.admin.pages import FormDep, StaffDep, in_db, page_or_part, translator
+from loyalist.admin.web import AdminRoute, Staff, errors_by_field, render
 from loyalist.backtest import tasks as backtests
 from loyalist.errors import FieldError, Forbidden, LoyalistError, ValidationFailed
 from loyalist.models import OrgUnit
 from loyalist.programme import service as programmes
-
-StaffDep = Annotated[Staff, Depends(current_staff)]
-FormDep = Annotated[dict[str, str], Depends(checked_form)]
-
-
-async def _run(request: Request, st: Staff, fn: Callable[[Session], Any]) -> Any:
-    return await run_in_threadpool(lambda: db_of(request).run(fn, actor=st.actor))
 
 
 def _require(st: Staff) -> None:
@@ -99,10 +82,9 @@ def _context(s: Session, st: Staff, run_id: int | None) -> dict[str, Any]:
 
 
 async def backtest_page(request: Request, st: StaffDep, run: str = "") -> Response:
-    locale = locale_of(request, st.locale_pref)
-    _ = gettext_for(locale)
+    _locale, _ = translator(request, st)
     run_id = int(run) if run.strip().isdigit() and len(run.strip()) < 12 else None
-    ctx = await _run(request, st, lambda s: _context(s, st, run_id))
+    ctx = await in_db(request, st, lambda s: _context(s, st, run_id))
     r = ctx["r"]
     result = dict(r.result or {}) if r is not None else {}
     if result.get("by_tier"):  # the programme's tier order, not the codes' alphabetical one
@@ -117,9 +99,7 @@ async def backtest_page(request: Request, st: StaffDep, run: str = "") -> Respon
             "form": {"months": "6"},
         }
     )
-    template = (
-        "backtest_progress.html" if request.headers.get("hx-request") == "true" else "backtest.html"
-    )
+    template = page_or_part(request, "backtest.html", "backtest_progress.html")
     return render(request, template, ctx, tz=ctx["tz"])
 
 
@@ -148,11 +128,11 @@ async def backtest_request(request: Request, st: StaffDep, form: FormDep) -> Res
         return backtests.request(s, st.actor, document, int(raw), label)
 
     try:
-        job_id = await _run(request, st, work)
+        job_id = await in_db(request, st, work)
     except LoyalistError as exc:
         if exc.status not in (404, 409, 422):
             raise
-        ctx = await _run(request, st, lambda s: _context(s, st, None))
+        ctx = await in_db(request, st, lambda s: _context(s, st, None))
         ctx.update(
             {
                 "r": None,

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,23 +28,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from loyalist.access import permissions as perm
-from loyalist.admin.web import (
-    AdminRoute,
-    Staff,
-    checked_form,
-    current_staff,
-    db_of,
-    gettext_for,
-    locale_of,
-    render,
-)
-from loyalist.bulkimport import runner, uploads
+from loyalist.admin.pages import FormDep, StaffDep, in_db, is_htmx, translator
+from loyalist.admin.web import AdminRoute, Staff, db_of, render
+from loyalist.bulkimport import runner, service, uploads
 from loyalist.bulkimport.domain import COLUMNS, KINDS, RowError, checksum
 from loyalist.config import get_settings
+from loyalist.errors import FieldError, ValidationFailed
 from loyalist.models import ImportBatch
+from loyalist.programme import service as programmes
 
-StaffDep = Annotated[Staff, Depends(current_staff)]
-FormDep = Annotated[dict[str, str], Depends(checked_form)]
 NOTICES = ("queued", "already")
 SHOWN_ERRORS = 500  # rows of the report on the page (the count says how many in all)
 
@@ -122,13 +114,33 @@ def column_label(name: str, _: Callable[[str], str]) -> str:
     return _(COLUMN_NAMES[name]) if name in COLUMN_NAMES else ""
 
 
-async def _run(request: Request, st: Staff, fn: Callable[[Session], Any]) -> Any:
-    return await run_in_threadpool(lambda: db_of(request).run(fn, actor=st.actor))
+def version_text(number: int | None, _: Callable[[str], str]) -> str:
+    """What an orders import earns under, in the page's language."""
+    if number is None:
+        return _("The version in force at each order's date")
+    return _("programme version %(n)s").replace("%(n)s", str(number))
 
 
 def _batch_id(value: str) -> int | None:
     v = value.strip()
     return int(v) if v.isdigit() and len(v) <= 9 and int(v) > 0 else None
+
+
+def chosen_version(s: Session, kind: str, raw: str | None) -> tuple[int | None, dict[str, str]]:
+    """The form's programme version (empty: the version in force at each order's date),
+    checked like the CLI's ``--programme-version``: (the version, field errors)."""
+    value = (raw or "").strip()
+    if not value:
+        return None, {}
+    if not value.isdigit() or len(value) > 9:
+        return None, {"programme_version": "There is no such published programme version."}
+    try:
+        return service.check_programme_version(s, kind, int(value)), {}
+    except ValidationFailed as exc:
+        code = exc.errors[0].code if exc.errors else ""
+        if code == "not_for_kind":
+            return None, {"programme_version": "Only orders earn under a programme version."}
+        return None, {"programme_version": "There is no such published programme version."}
 
 
 async def _page(
@@ -138,11 +150,11 @@ async def _page(
         return {
             "batches": uploads.recent(s),
             "chosen": uploads.view(s, batch) if batch is not None else None,
+            "versions": list(reversed(programmes.list_versions(s))),
         }
 
-    ctx = await _run(request, st, work)
-    locale = locale_of(request, st.locale_pref)
-    _ = gettext_for(locale)
+    ctx = await in_db(request, st, work)
+    _locale, _ = translator(request, st)
     ctx.update(
         {
             "kinds": KINDS,
@@ -151,6 +163,7 @@ async def _page(
             "max_mb": get_settings().import_max_bytes // 1_000_000,
             "problem_text": lambda e: problem_text(e, _),
             "column_label": lambda name: column_label(name, _),
+            "version_text": lambda n: version_text(n, _),
             "errors": {},
             "form": {},
             "report": None,
@@ -159,7 +172,7 @@ async def _page(
         }
     )
     ctx.update(extra)
-    if request.headers.get("hx-request") == "true" and ctx["chosen"] is not None:
+    if is_htmx(request) and ctx["chosen"] is not None:
         return render(request, "import_progress.html", ctx, status=status)
     return render(request, "import.html", ctx, status=status)
 
@@ -186,6 +199,10 @@ async def import_upload(request: Request, st: StaffDep, form: FormDep) -> Respon
         errors["file"] = "Choose a file."
     elif suffix is None:
         errors["file"] = "The file must be a .csv or .xlsx file."
+    version, version_errors = await in_db(
+        request, st, lambda s: chosen_version(s, kind, form.get("programme_version"))
+    )
+    errors.update(version_errors)
     if errors or not isinstance(upload, UploadFile) or suffix is None:
         return await _page(request, st, {"errors": errors, "form": form}, status=422, batch=None)
     data = await upload.read()
@@ -206,7 +223,8 @@ async def import_upload(request: Request, st: StaffDep, form: FormDep) -> Respon
         return s.scalar(q)
 
     ready = {**report, "checksum": digest, "suffix": suffix, "rows": len(v.rows)}
-    ready["done_batch"] = await _run(request, st, done_batch)
+    ready["programme_version"] = version
+    ready["done_batch"] = await in_db(request, st, done_batch)
     if ready["done_batch"] is None:  # kept for the import jobs (by checksum: once per file)
         await run_in_threadpool(uploads.keep, data, suffix)
     return await _page(request, st, {"ready": ready, "form": form}, batch=None)
@@ -217,12 +235,21 @@ async def import_start(request: Request, st: StaffDep, form: FormDep) -> Respons
     perm.require(st.actor, perm.JOBS_MANAGE)
     kind, digest = form.get("kind", ""), form.get("checksum", "").strip()
     suffix, filename = form.get("suffix", ""), form.get("filename", "").strip()[-255:] or "upload"
+    raw_version = form.get("programme_version", "").strip()
+    if raw_version and (not raw_version.isdigit() or len(raw_version) > 9):
+        raise ValidationFailed(
+            "There is no such published programme version.",
+            [FieldError("programme_version", "no such published version", "unknown_version")],
+        )
+    version = int(raw_version) if raw_version else None
 
     def work(s: Session) -> tuple[int, bool]:
-        started = uploads.start(s, st.actor, st.login, kind, digest, suffix, filename)
+        started = uploads.start(
+            s, st.actor, st.login, kind, digest, suffix, filename, programme_version=version
+        )
         return started.batch.id, started.queued
 
-    batch_id, queued = await _run(request, st, work)
+    batch_id, queued = await in_db(request, st, work)
     notice = "queued" if queued else "already"
     return RedirectResponse(f"/admin/import?batch={batch_id}&notice={notice}", status_code=303)
 

@@ -12,42 +12,25 @@ import csv
 import io
 from collections.abc import Callable
 from datetime import date, timedelta
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from loyalist.access import permissions as perm
 from loyalist.admin.charts import GRID, PALETTE
-from loyalist.admin.web import (
-    AdminRoute,
-    Staff,
-    checked_form,
-    current_staff,
-    db_of,
-    errors_by_field,
-    gettext_for,
-    locale_of,
-    render,
-    show_phone,
-)
+from loyalist.admin.pages import FormDep, StaffDep, in_db, page_or_part, translator
+from loyalist.admin.web import AdminRoute, errors_by_field, gettext_for, render, show_phone
 from loyalist.errors import FieldError, LoyalistError, ValidationFailed
 from loyalist.insights import service as insights
 from loyalist.kit.clock import utcnow
 from loyalist.programme import service as programmes
 
 router = APIRouter(route_class=AdminRoute, include_in_schema=False)
-StaffDep = Annotated[Staff, Depends(current_staff)]
-FormDep = Annotated[dict[str, str], Depends(checked_form)]
 SHOWN_AT_RISK = 50  # rows of the at-risk list on the page (exports hold them all)
 NOTICES = ("requested", "tagged")
-
-
-async def _run(request: Request, st: Staff, fn: Callable[[Session], Any]) -> Any:
-    return await run_in_threadpool(lambda: db_of(request).run(fn, actor=st.actor))
 
 
 def _day(value: str, field: str) -> date:
@@ -190,8 +173,7 @@ def _tz(s: Session) -> ZoneInfo:
 async def analytics_page(
     request: Request, st: StaffDep, run: str = "", notice: str = "", tagged: str = ""
 ) -> Response:
-    locale = locale_of(request, st.locale_pref)
-    _ = gettext_for(locale)
+    locale, _ = translator(request, st)
     run_id = int(run) if run.strip().isdigit() else None
 
     def work(s: Session) -> dict[str, Any]:
@@ -211,7 +193,7 @@ async def analytics_page(
         )
         return {"runs": runs, "r": chosen, "at_risk": at_risk, "tz": tz, "today": today}
 
-    ctx = await _run(request, st, work)
+    ctx = await in_db(request, st, work)
     r = ctx["r"]
     result: dict[str, Any] = r.result if r is not None else {}
     ctx.update(
@@ -229,11 +211,7 @@ async def analytics_page(
             "show_phone": show_phone,
         }
     )
-    template = (
-        "analytics_progress.html"
-        if request.headers.get("hx-request") == "true"
-        else "analytics.html"
-    )
+    template = page_or_part(request, "analytics.html", "analytics_progress.html")
     return render(request, template, ctx, tz=ctx["tz"])
 
 
@@ -245,11 +223,11 @@ async def analytics_request(request: Request, st: StaffDep, form: FormDep) -> Re
         return insights.request_run(s, st.actor, as_of=as_of, compare_from=since).id
 
     try:
-        run_id = await _run(request, st, work)
+        run_id = await in_db(request, st, work)
     except LoyalistError as exc:
         if exc.status != 422:
             raise
-        ctx = await _run(
+        ctx = await in_db(
             request,
             st,
             lambda s: {"runs": insights.latest(s, st.actor), "tz": _tz(s)},
@@ -276,7 +254,7 @@ async def analytics_request(request: Request, st: StaffDep, form: FormDep) -> Re
 @router.post("/admin/analytics/runs/{run_id}/tag")
 async def analytics_tag(request: Request, st: StaffDep, run_id: int, form: FormDep) -> Response:
     tag = form.get("tag", "")
-    n = await _run(request, st, lambda s: insights.tag_at_risk(s, st.actor, run_id, tag))
+    n = await in_db(request, st, lambda s: insights.tag_at_risk(s, st.actor, run_id, tag))
     return RedirectResponse(
         f"/admin/analytics?run={run_id}&notice=tagged&tagged={n}", status_code=303
     )
@@ -322,14 +300,14 @@ def _table(
 async def analytics_export(request: Request, st: StaffDep, run_id: int, ext: str) -> Response:
     if ext not in ("csv", "xlsx"):
         raise ValidationFailed("Export as csv or xlsx.", [FieldError("ext", "csv, xlsx")])
-    locale = locale_of(request, st.locale_pref)
+    locale = translator(request, st)[0]
 
     def work(s: Session) -> tuple[list[str], list[list[Any]]]:
         run = insights.get(s, st.actor, run_id)
         rows = insights.at_risk(s, st.actor, run_id)
         return _table(rows, run.result, locale, st.can(perm.MEMBER_PHONE))
 
-    head, body = await _run(request, st, work)
+    head, body = await in_db(request, st, work)
     name = f"at-risk-{run_id}"
     if ext == "csv":
         buf = io.StringIO()

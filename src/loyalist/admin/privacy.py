@@ -16,25 +16,16 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from loyalist.access import permissions as perm
 from loyalist.admin.charts import GRID, PALETTE
-from loyalist.admin.web import (
-    AdminRoute,
-    Staff,
-    checked_form,
-    current_staff,
-    db_of,
-    gettext_for,
-    locale_of,
-    render,
-)
+from loyalist.admin.pages import FormDep, StaffDep, in_db, translator
+from loyalist.admin.web import AdminRoute, Staff, render
 from loyalist.errors import FieldError, Forbidden, ValidationFailed
 from loyalist.kit.clock import utcnow
 from loyalist.liability import service as liability
@@ -43,14 +34,8 @@ from loyalist.org import service as org
 from loyalist.privacy import service as privacy
 from loyalist.programme import service as programmes
 
-StaffDep = Annotated[Staff, Depends(current_staff)]
-FormDep = Annotated[dict[str, str], Depends(checked_form)]
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-async def _run(request: Request, st: Staff, fn: Callable[[Session], Any]) -> Any:
-    return await run_in_threadpool(lambda: db_of(request).run(fn, actor=st.actor))
 
 
 def _attachment(filename: str) -> dict[str, str]:
@@ -59,7 +44,7 @@ def _attachment(filename: str) -> dict[str, str]:
 
 # ── a member's data ────────────────────────────────────────────────────────────────────
 async def member_export(request: Request, st: StaffDep, member_id: int) -> Response:
-    e = await _run(request, st, lambda s: privacy.export(s, st.actor, member_id))
+    e = await in_db(request, st, lambda s: privacy.export(s, st.actor, member_id))
     return Response(e.data, media_type="application/zip", headers=_attachment(e.filename))
 
 
@@ -69,7 +54,7 @@ def _erasable(s: Session, st: Staff, member_id: int) -> Any:
 
 
 async def member_erase_page(request: Request, st: StaffDep, member_id: int) -> Response:
-    m = await _run(request, st, lambda s: _erasable(s, st, member_id))
+    m = await in_db(request, st, lambda s: _erasable(s, st, member_id))
     return render(request, "member_erase.html", {"m": m, "errors": {}, "typed": ""})
 
 
@@ -85,9 +70,9 @@ async def member_erase(request: Request, st: StaffDep, member_id: int, form: For
         privacy.erase(s, st.actor, member_id, reason="request")
         return m, True
 
-    m, done = await _run(request, st, work)
+    m, done = await in_db(request, st, work)
     if not done:
-        _ = gettext_for(locale_of(request, st.locale_pref))
+        _locale, _ = translator(request, st)
         errors = {"member_no": _("Type the member number exactly to confirm.")}
         return render(
             request, "member_erase.html", {"m": m, "errors": errors, "typed": typed}, status=422
@@ -167,8 +152,8 @@ async def liability_page(request: Request, st: StaffDep, month: str | None = Non
             "unit_names": {u.code: u.name for u in org.list_units(s, st.actor)},
         }
 
-    ctx = await _run(request, st, work)
-    _ = gettext_for(locale_of(request, st.locale_pref))
+    ctx = await in_db(request, st, work)
+    _locale, _ = translator(request, st)
     r = ctx["r"]
     regions: dict[str, int] = defaultdict(int)
     stores: dict[tuple[str, str], int] = defaultdict(int)
@@ -186,7 +171,7 @@ async def liability_page(request: Request, st: StaffDep, month: str | None = Non
 
 
 async def liability_xlsx(request: Request, st: StaffDep, month: str | None = None) -> Response:
-    chosen, r = await _run(request, st, lambda s: _report(s, st, month))
+    chosen, r = await in_db(request, st, lambda s: _report(s, st, month))
     return Response(
         liability.to_xlsx(r), media_type=XLSX, headers=_attachment(f"liability-{chosen}.xlsx")
     )

@@ -37,6 +37,7 @@ class Outcome:
     unchanged: int = 0
     written_now: int = 0
     seconds: float = 0.0
+    programme_version: int | None = None  # orders: the version they earned under (None: at date)
 
 
 def check(db: Database, actor: Actor, kind: str, data: bytes, filename: str) -> service.Validation:
@@ -61,15 +62,27 @@ def run(
     progress: Progress | None = None,
     validation: service.Validation | None = None,
     processes: int = 1,
+    programme_version: int | None = None,
 ) -> Outcome:
     """Validate, then import (or resume) the file. A file with any bad row writes nothing.
-    Orders may be written by ``processes`` worker processes (see :func:`_run_parts`)."""
+    Orders may be written by ``processes`` worker processes (see :func:`_run_parts`).
+    ``programme_version`` (orders): every order earns under that published version instead
+    of the version in force at its date; an unknown version raises ``ValidationFailed``
+    before anything is written."""
     t0 = time.perf_counter()
+    if programme_version is not None:
+        db.run(
+            lambda s: service.check_programme_version(s, kind, programme_version), read_only=True
+        )
     v = validation or check(db, actor, kind, data, filename)
     if not v.ok:
         return Outcome(kind, "invalid", v.total, v.errors, seconds=time.perf_counter() - t0)
     digest = checksum(data)
-    batch = db.run(lambda s: service.open_batch(s, actor, kind, digest, filename, len(v.rows)))
+    batch = db.run(
+        lambda s: service.open_batch(
+            s, actor, kind, digest, filename, len(v.rows), programme_version=programme_version
+        )
+    )
     if batch.status == "done":
         return Outcome(
             kind,
@@ -79,6 +92,7 @@ def run(
             created=batch.created,
             unchanged=batch.unchanged,
             seconds=time.perf_counter() - t0,
+            programme_version=batch.programme_version,
         )
     # speed: the validated rows live until the end; out of the garbage collector's sight
     # (gc.freeze), its full passes no longer walk every one of them again and again (and
@@ -102,6 +116,7 @@ def run(
         unchanged=final.unchanged,
         written_now=written,
         seconds=time.perf_counter() - t0,
+        programme_version=final.programme_version,
     )
 
 

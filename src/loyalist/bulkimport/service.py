@@ -28,7 +28,7 @@ from loyalist.bulkimport.domain import (
     parse_instant,
     parse_int,
 )
-from loyalist.errors import LoyalistError
+from loyalist.errors import Conflict, FieldError, LoyalistError, ValidationFailed
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.ledger import service as ledger
@@ -325,16 +325,69 @@ def _validate_points(
 # --- writing ---------------------------------------------------------------------------------
 
 
+class VersionDiffers(Conflict):
+    """A stopped import is resumed with another programme version than it started with."""
+
+    code = "import_version_differs"
+    title = "The import started under another programme version"
+
+
+def version_label(number: int | None) -> str:
+    return f"programme version {number}" if number is not None else "the version in force"
+
+
+def check_programme_version(session: Session, kind: str, number: int | None) -> int | None:
+    """The chosen programme version, checked: only orders earn under one, and it must be
+    a published (stored) version. ``None``: each order earns under the version in force at
+    its date."""
+    if number is None:
+        return None
+    if kind != "orders":
+        raise ValidationFailed(
+            "Only orders earn under a programme version.",
+            [FieldError("programme_version", "only for orders", "not_for_kind")],
+        )
+    published = [v.version for v in programmes.list_versions(session)]
+    if number not in published:
+        known = ", ".join(str(v) for v in published) or "none"
+        raise ValidationFailed(
+            f"There is no published programme version {number} (published: {known}).",
+            [FieldError("programme_version", "no such published version", "unknown_version")],
+        )
+    return number
+
+
 def open_batch(
-    session: Session, actor: Actor, kind: str, checksum: str, filename: str, total: int
+    session: Session,
+    actor: Actor,
+    kind: str,
+    checksum: str,
+    filename: str,
+    total: int,
+    *,
+    programme_version: int | None = None,
 ) -> ImportBatch:
     """The file's batch: the one already started (resume, or done: nothing to do) or a new
-    one. The unique (kind, checksum) makes two starts of one file one batch."""
+    one. The unique (kind, checksum) makes two starts of one file one batch. A stopped
+    import resumes only under the programme version it started with (one file, one rule)."""
     require(actor, _PERMISSION[kind])
+    check_programme_version(session, kind, programme_version)
     batch = session.scalar(
         select(ImportBatch).where(ImportBatch.kind == kind, ImportBatch.checksum == checksum)
     )
     if batch is not None:
+        if batch.status != "done" and batch.programme_version != programme_version:
+            raise VersionDiffers(
+                f"This file's import started under {version_label(batch.programme_version)};"
+                " resume it with the same choice.",
+                [
+                    FieldError(
+                        "programme_version",
+                        f"must be {version_label(batch.programme_version)}",
+                        "version_differs",
+                    )
+                ],
+            )
         return batch
     now = utcnow()
     batch = ImportBatch(
@@ -347,6 +400,7 @@ def open_batch(
         created=0,
         unchanged=0,
         actor=actor.name[:128],
+        programme_version=programme_version,
         started_at=now,
         updated_at=now,
         finished_at=None,
@@ -360,7 +414,13 @@ def open_batch(
         "import_batch",
         batch.id,
         org_path="/",
-        after={"kind": kind, "filename": batch.filename, "rows": total, "checksum": checksum},
+        after={
+            "kind": kind,
+            "filename": batch.filename,
+            "rows": total,
+            "checksum": checksum,
+            **({"programme_version": programme_version} if programme_version is not None else {}),
+        },
     )
     return batch
 
@@ -410,6 +470,7 @@ def open_part(
         part_checksum(parent.checksum, part, parts),
         f"{parent.filename} (part {part + 1}/{parts})",
         total,
+        programme_version=parent.programme_version,
     )
     if total == 0 and batch.status != "done":
         batch.status = "done"
@@ -462,6 +523,7 @@ def write_rows(
             actor,
             [_order_create(p.cells, p.member_id) for p in rows],
             labels=[f"row {p.row}" for p in rows],
+            programme_version=batch.programme_version,
         )
         created = sum(done)
         rows_left: Sequence[Prepared] = ()
@@ -540,6 +602,7 @@ def batch_out(b: ImportBatch) -> dict[str, Any]:
         "done_rows": b.cursor,
         "created": b.created,
         "unchanged": b.unchanged,
+        "programme_version": b.programme_version,
         "started_at": b.started_at.isoformat(),
         "finished_at": b.finished_at.isoformat() if b.finished_at else None,
     }

@@ -23,6 +23,7 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -94,11 +95,18 @@ def _write(path: Path, chunks: Iterator[bytes]) -> None:
 
 def keep(data: bytes, suffix: str) -> str:
     """Store a validated file and its rows under its checksum (atomically; the same file
-    twice is one file) and return the checksum."""
+    twice is one file) and return the checksum. A file kept already is touched: its age
+    (for :func:`prune`) counts from its latest upload."""
     digest = checksum(data)
     path, rows_file = path_for(digest, suffix), rows_path(digest, suffix)
     if path.exists() and rows_file.exists():
-        return digest
+        try:
+            os.utime(rows_file)
+            os.utime(path)
+        except FileNotFoundError:  # pruned meanwhile: kept again below
+            pass
+        else:
+            return digest
     header, rows = read_rows(data, f"upload{suffix}")
 
     def lines() -> Iterator[bytes]:
@@ -159,9 +167,18 @@ class Started:
 
 
 def start(
-    session: Session, actor: Actor, login: str, kind: str, digest: str, suffix: str, filename: str
+    session: Session,
+    actor: Actor,
+    login: str,
+    kind: str,
+    digest: str,
+    suffix: str,
+    filename: str,
+    *,
+    programme_version: int | None = None,
 ) -> Started:
-    """Open (or find) the file's batch and queue the job that writes its next rows."""
+    """Open (or find) the file's batch and queue the job that writes its next rows.
+    ``programme_version`` (orders): stored with the batch, the jobs' orders earn under it."""
     if kind not in KINDS:
         raise ValidationFailed("Unknown kind.", [FieldError("kind", ", ".join(KINDS))])
     found = session.scalar(
@@ -172,7 +189,9 @@ def start(
     else:
         load(digest, suffix)  # there, and still the file that was validated
         total = count_rows(digest, suffix)
-    batch = service.open_batch(session, actor, kind, digest, filename, total)
+    batch = service.open_batch(
+        session, actor, kind, digest, filename, total, programme_version=programme_version
+    )
     if batch.status == "done":
         return Started(batch, False)
     payload = {"batch": batch.id, "at": batch.cursor, "suffix": suffix, "staff": login}
@@ -187,7 +206,17 @@ def start(
         "import_batch",
         batch.id,
         org_path="/",
-        after={"kind": kind, "filename": batch.filename, "rows": total, "done_rows": batch.cursor},
+        after={
+            "kind": kind,
+            "filename": batch.filename,
+            "rows": total,
+            "done_rows": batch.cursor,
+            **(
+                {"programme_version": batch.programme_version}
+                if batch.programme_version is not None
+                else {}
+            ),
+        },
     )
     return Started(batch, True)
 
@@ -231,6 +260,65 @@ def step(session: Session, payload: dict[str, Any]) -> None:
     else:  # imported: the file is not needed any more (should this transaction not commit,
         # the retry finds no file and the page asks for the same file again, which resumes)
         forget(batch.checksum, suffix)
+
+
+# --- clean-up: uploads checked but never confirmed ---------------------------------------
+
+_KEPT = re.compile(r"^([0-9a-f]{64})\.(?:csv|xlsx)(?:\.rows\.jsonl)?$")
+_TEMP = ".upload-"  # a temporary file of :func:`_write` left by a killed process
+_LIVE = ("queued", "running", "failed")  # a job that will run (again)
+
+
+def max_age() -> timedelta | None:
+    """How long an unconfirmed upload is kept (``LOYALIST_IMPORT_UPLOAD_MAX_AGE_HOURS``;
+    0: for ever)."""
+    hours = get_settings().import_upload_max_age_hours
+    return timedelta(hours=hours) if hours > 0 else None
+
+
+def in_use(session: Session) -> set[str]:
+    """The checksums of the files an import job will still read: the batches with a
+    queued, running or failed (to be retried) ``import.rows`` job."""
+    keys = session.scalars(
+        select(Job.dedupe_key).where(Job.kind == JOB_KIND, Job.state.in_(_LIVE))
+    ).all()
+    ids = {
+        int(k.split(":")[1]) for k in keys if k and k.count(":") >= 2 and k.split(":")[1].isdigit()
+    }
+    if not ids:
+        return set()
+    q = select(ImportBatch.checksum).where(ImportBatch.id.in_(sorted(ids)))
+    return set(session.scalars(q))
+
+
+def prune(session: Session, now: datetime) -> list[str]:
+    """Remove the kept files older than :func:`max_age` (by their modification time)
+    that no import job will read: uploads checked but never confirmed, files of imports
+    that stopped (the page asks for the same file again, which keeps it anew), temporary
+    files of an interrupted upload. Returns the names removed; running it again removes
+    nothing more (idempotent)."""
+    age = max_age()
+    where = upload_dir()
+    if age is None or not where.is_dir():
+        return []
+    cutoff = now - age
+    needed = in_use(session)
+    removed: list[str] = []
+    for path in sorted(where.iterdir()):
+        m = _KEPT.match(path.name)
+        if m is None and not path.name.startswith(_TEMP):
+            continue  # not ours
+        if m is not None and m.group(1) in needed:
+            continue
+        try:
+            modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        except FileNotFoundError:
+            continue
+        if modified >= cutoff:  # strictly older than the age goes
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed
 
 
 # --- reading, for the page ------------------------------------------------------------------

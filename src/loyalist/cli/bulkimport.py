@@ -40,6 +40,21 @@ ProcessesOpt = Annotated[
         help="orders: write in N processes, each the rows of its own accounts",
     ),
 ]
+VersionOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--programme-version",
+        min=1,
+        help="earn every order under this published programme version"
+        " (default: the version in force at each order's date)",
+    ),
+]
+
+
+def _under(version: int | None) -> str:
+    if version is None:
+        return "each order under the programme version in force at its date"
+    return f"every order under programme version {version}"
 
 
 def _import(
@@ -49,8 +64,9 @@ def _import(
     errors_csv: Path | None,
     check: bool,
     processes: int = 1,
+    programme_version: int | None = None,
 ) -> None:
-    from loyalist.bulkimport import runner
+    from loyalist.bulkimport import runner, service
     from loyalist.bulkimport.domain import report_csv
 
     url = get_settings().database_url
@@ -58,6 +74,16 @@ def _import(
     db = Database(url)
     actor = Actor(name="cli:import", scope_path="/", can_write=True, principal="cli:import")
     data = path.read_bytes()
+    if programme_version is not None:
+        try:  # refused before the file is even read: nothing written
+            db.run(
+                lambda s: service.check_programme_version(s, kind, programme_version),
+                read_only=True,
+            )
+        except LoyalistError as exc:
+            db.dispose()
+            err.print(f"[bold red]error[/]: {exc.detail or exc.title} Nothing imported.")
+            raise typer.Exit(2) from exc
     try:
         v = runner.check(db, actor, kind, data, path.name)
         if v.errors:
@@ -108,6 +134,7 @@ def _import(
                 progress=progress,
                 validation=v,
                 processes=processes,
+                programme_version=programme_version,
             )
     except LoyalistError as exc:  # a row changed since the validation: its batch rolled back
         err.print(f"[bold red]error[/]: {exc.detail or exc.title}")
@@ -117,8 +144,11 @@ def _import(
         raise typer.Exit(1) from exc
     finally:
         db.dispose()
+    under = f" ({_under(out.programme_version)})" if kind == "orders" else ""
     if out.status == "already_done":
-        console.print(f"{path.name} was already imported (batch {out.batch_id}): nothing changed")
+        console.print(
+            f"{path.name} was already imported (batch {out.batch_id}{under}): nothing changed"
+        )
         return
     rate = out.written_now / out.seconds if out.seconds else 0.0
     console.print(
@@ -126,6 +156,8 @@ def _import(
         f"{out.unchanged} already there; {out.written_now} rows in {out.seconds:.1f} s "
         f"({rate:,.0f} rows/s)"
     )
+    if under:
+        console.print(f"points earned: {_under(out.programme_version)}")
 
 
 @import_app.command("members")
@@ -146,9 +178,11 @@ def orders(
     errors_csv: ReportOpt = None,
     check: CheckOpt = False,
     processes: ProcessesOpt = 1,
+    programme_version: VersionOpt = None,
 ) -> None:
-    """Orders (earn points under the programme version in force at each order's date)."""
-    _import("orders", file, batch_rows, errors_csv, check, processes)
+    """Orders: earn points under the programme version in force at each order's date, or
+    under the published version given with --programme-version."""
+    _import("orders", file, batch_rows, errors_csv, check, processes, programme_version)
 
 
 @import_app.command("points")

@@ -25,6 +25,9 @@ class ImportBatch(Base):
     created: Mapped[int] = mapped_column(default=0)  # rows that wrote something new
     unchanged: Mapped[int] = mapped_column(default=0)  # rows already there (dedupe keys)
     actor: Mapped[str] = mapped_column(String(128))
+    # orders only: every order earns under this published programme version (NULL: the
+    # version in force at each order's date)
+    programme_version: Mapped[int | None] = mapped_column(default=None)
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]

@@ -183,6 +183,14 @@ def _check_when(programme: Programme, at: datetime, now: datetime, field: str) -
         )
 
 
+def _earning_version(session: Session, at: datetime, chosen: int | None) -> tuple[int, Programme]:
+    """The version an order earns under: ``chosen`` (a stored version, e.g. a bulk
+    import's choice), else the version in force at ``at``."""
+    if chosen is None:
+        return programmes.in_force_at(session, at)
+    return chosen, programmes.get_version(session, chosen)
+
+
 def _member_for_order(session: Session, actor: Actor, data: OrderCreate) -> Member | None:
     """By id: a member in the caller's scope (404 otherwise). By exact identity: a member of
     the brand, whatever their home store (chains), 404 when nobody holds it."""
@@ -214,8 +222,12 @@ def earned_on_day(
     return int(session.scalar(q) or 0)
 
 
-def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
-    """Record an order once per external id, earn its points, spend any points paid."""
+def record(
+    session: Session, actor: Actor, data: OrderCreate, *, programme_version: int | None = None
+) -> Recorded:
+    """Record an order once per external id, earn its points, spend any points paid.
+    ``programme_version`` (bulk import): earn under that stored version instead of the one
+    in force at the order's date."""
     require(actor, ORDER_WRITE)
     now = utcnow()
     occurred_at = to_utc(data.occurred_at)
@@ -227,7 +239,7 @@ def record(session: Session, actor: Actor, data: OrderCreate) -> Recorded:
         )
     _check_when(current, occurred_at, now, "occurred_at")
     # A back-dated order earns under the programme version in force at its date.
-    version, programme = programmes.in_force_at(session, occurred_at)
+    version, programme = _earning_version(session, occurred_at, programme_version)
     _check_paid(current, data)
     store = org.open_store_in_scope(session, actor, data.store)
     member = _member_for_order(session, actor, data)
@@ -1261,10 +1273,13 @@ def record_many(
     actor: Actor,
     items: Sequence[OrderCreate],
     labels: Sequence[str] | None = None,
+    *,
+    programme_version: int | None = None,
 ) -> list[bool]:
     """Record many orders (each once per store and external id) in the caller's
     transaction; answers per order whether it was new. An order that ``record`` would
-    refuse raises the same error (``labels[i]`` prefixed to its detail)."""
+    refuse raises the same error (``labels[i]`` prefixed to its detail).
+    ``programme_version``: every order earns under that stored version (see ``record``)."""
     require(actor, ORDER_WRITE)
     now = utcnow()
     current_version, current = programmes.active(session)
@@ -1275,6 +1290,7 @@ def record_many(
         return exc
 
     rows: list[_Row] = []
+    chosen: tuple[int, Programme] | None = None
     for i, data in enumerate(items):
         at = to_utc(data.occurred_at)
         try:
@@ -1283,7 +1299,11 @@ def record_many(
             _check_paid(current, data)
         except LoyalistError as exc:
             raise where(i, exc) from None
-        version, programme = programmes.in_force_at(session, at)
+        if programme_version is None:
+            version, programme = programmes.in_force_at(session, at)
+        else:  # one parse for the whole batch
+            chosen = chosen or _earning_version(session, at, programme_version)
+            version, programme = chosen
         rows.append(_Row(i, data, at, version, programme))
     created = [False] * len(items)
     fast_ok = (
@@ -1302,7 +1322,10 @@ def record_many(
             created[i] = True
     for r in slow:
         try:
-            created[r.i] = record(session, actor, r.data).created
+            chosen_kw = (
+                {} if programme_version is None else {"programme_version": programme_version}
+            )
+            created[r.i] = record(session, actor, r.data, **chosen_kw).created
         except LoyalistError as exc:
             raise where(r.i, exc) from None
     return created

@@ -95,3 +95,55 @@ def test_report_then_import_with_progress_in_chinese(live: Live, page: Any) -> N
     with live.db.transaction() as s:
         b = s.scalars(select(ImportBatch)).one()
         assert (b.status, b.filename, b.created) == ("done", "会员.csv", 3)
+
+
+def test_orders_import_under_a_chosen_programme_version_in_chinese(live: Live, page: Any) -> None:
+    """The select of published versions: orders confirmed under version 1 while version 2
+    is active earn under version 1, and the import's page says so, in Chinese."""
+    from datetime import UTC, datetime, timedelta
+
+    from loyalist.bulkimport import runner
+    from loyalist.kit.actor import Actor
+    from loyalist.models import Order
+    from loyalist.programme import service as programmes
+
+    bootstrap.configure()
+    with live.db.transaction() as s:
+        _v, p = programmes.active(s)
+        base = p.earning.base.model_copy(update={"points_per_unit": 3})
+        doc = p.model_copy(update={"earning": p.earning.model_copy(update={"base": base})})
+        assert programmes.apply(s, doc, actor="test")[1]
+        newest = programmes.latest_version(s)
+        assert newest is not None
+        active = newest.version
+    actor = Actor(name="test:import", scope_path="/", principal="test:import")
+    assert runner.run(live.db, actor, "members", GOOD.encode(), "m.csv").status == "done"
+    at = (datetime.now(UTC) - timedelta(days=1)).isoformat(timespec="seconds")
+    orders = (
+        "external_id,member,store,occurred_at,amount_paid_minor\n"
+        f"V-1,E-1,sh1,{at},10000\nV-2,E-2,sz1,{at},5000\n"
+    )
+    sign_in(page, live, "admin", "/admin/import")
+    page.goto(f"{live.url}/admin/import")
+    options = page.eval_on_selector_all("#i-version option", "os => os.map(o => o.value)")
+    assert options == ["", *[str(n) for n in range(active, 0, -1)]]
+    page.select_option("#i-kind", "orders")
+    page.select_option("#i-version", "1")
+    page.set_input_files(
+        "#i-file", files=[{"name": "订单.csv", "mimeType": "text/csv", "buffer": orders.encode()}]
+    )
+    page.click("[data-testid=import-check]")
+    page.wait_for_selector('[data-testid=import-ready-version][data-version="1"]')
+    assert "方案版本 1" in page.inner_text("[data-testid=import-ready-version]")
+    page.click("[data-testid=import-confirm]")
+    page.wait_for_selector('[data-testid=import-batch-version][data-version="1"]')
+    assert queue.run_until_empty(live.db) == 1
+    page.wait_for_selector('[data-testid=imports] tr[data-status="done"]')
+    assert english_words(page) == {}
+    with live.db.transaction() as s:
+        q = select(Order.external_id, Order.programme_version).where(
+            Order.external_id.in_(["V-1", "V-2"])
+        )
+        assert sorted((str(e), v) for e, v in s.execute(q)) == [("V-1", 1), ("V-2", 1)]
+        b = s.scalars(select(ImportBatch).where(ImportBatch.kind == "orders")).one()
+        assert (b.status, b.programme_version, b.created) == ("done", 1, 2)
