@@ -55,6 +55,9 @@ def record(
     return row
 
 
+_INSERT = insert(cast(Table, AuditLog.__table__))  # built once per process (speed, issue 11)
+
+
 def write(
     session: Session,
     actor: Actor,
@@ -68,8 +71,8 @@ def write(
 ) -> None:
     """:func:`record` for a hot path that does not need the row back (speed, issue 11):
     one Core ``INSERT`` without ``RETURNING``, no ORM object, no flush."""
-    session.execute(
-        insert(cast(Table, AuditLog.__table__)),
+    session.connection().execute(  # Core on the session's transaction: no ORM layer
+        _INSERT,
         [  # a list: executed as a batch, so no RETURNING of the new id
             {
                 "actor": actor.name,

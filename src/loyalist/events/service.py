@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, event, func, select, text, update
+from sqlalchemy import Connection, Engine, Table, Update, event, func, select, text, update
 from sqlalchemy.orm import Session
 
 from loyalist.errors import FieldError, ValidationFailed
@@ -227,11 +228,20 @@ def assign_positions(session: Session, batch: int = 10_000) -> int:
     return _assign(session.connection(), batch)
 
 
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+
+
 def _assign(conn: Connection, batch: int) -> int:
     if conn.dialect.name != "sqlite":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _STREAM_LOCK})
-    # One statement (speed, issue 11): the head, the waiting events in id order and their
-    # new positions (head + 1, head + 2, ...), under the lock taken just before.
+        conn.execute(_ADVISORY_LOCK, {"k": _STREAM_LOCK})
+    return int(conn.execute(_position_update(batch)).rowcount or 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _position_update(batch: int) -> Update:
+    """One statement (speed, issue 11): the head, the waiting events in id order and their
+    new positions (head + 1, head + 2, ...), under the lock taken just before. Built once
+    per batch size and process (SQLAlchemy reuses its cache key)."""
     table = cast(Table, OutboxEvent.__table__)
     placed = table.alias("placed")
     head = select(func.coalesce(func.max(placed.c.position), 0)).scalar_subquery()
@@ -245,10 +255,7 @@ def _assign(conn: Connection, batch: int) -> int:
         .limit(batch)
         .subquery()
     )
-    done = conn.execute(
-        update(table).where(table.c.id == waiting.c.id).values(position=waiting.c.position)
-    )
-    return int(done.rowcount or 0)
+    return update(table).where(table.c.id == waiting.c.id).values(position=waiting.c.position)
 
 
 def list_events(

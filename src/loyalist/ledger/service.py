@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, inspect, select, update
+from sqlalchemy import Table, bindparam, func, inspect, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
@@ -151,11 +151,19 @@ def open_account(session: Session, member_id: int) -> PointsAccount:
 
 def membership(session: Session, member_id: int) -> PointsAccountMember | None:
     """The member's active membership: the account they draw on now."""
-    return session.scalar(
-        select(PointsAccountMember)
-        .where(PointsAccountMember.member_id == member_id, PointsAccountMember.left_at.is_(None))
-        .execution_options(populate_existing=True)
+    return session.scalar(_MEMBERSHIP, {"member_id": member_id})
+
+
+# speed (issue 11): built once per process with bound parameters (SQLAlchemy reuses their
+# cache key), not per call.
+_MEMBERSHIP = (
+    select(PointsAccountMember)
+    .where(
+        PointsAccountMember.member_id == bindparam("member_id"),
+        PointsAccountMember.left_at.is_(None),
     )
+    .execution_options(populate_existing=True)
+)
 
 
 def account_id_of(session: Session, member_id: int) -> int:
@@ -190,19 +198,26 @@ def _lock_current(session: Session, member_id: int) -> PointsAccount:
     """Lock the account the member draws on now: the membership read and the lock in one
     statement (speed, issue 11); :func:`lock` re-reads the membership under the lock."""
     _write_pending_accounts(session)
-    current = (
-        select(PointsAccountMember.account_id)
-        .where(PointsAccountMember.member_id == member_id, PointsAccountMember.left_at.is_(None))
-        .limit(1)
-        .scalar_subquery()
-    )
-    q = select(PointsAccount).where(PointsAccount.id == current)
-    if not is_sqlite(session):
-        q = q.with_for_update()
-    row = session.execute(q.execution_options(populate_existing=True)).scalar_one_or_none()
+    q = _LOCK_CURRENT_SQLITE if is_sqlite(session) else _LOCK_CURRENT
+    row = session.execute(q, {"member_id": member_id}).scalar_one_or_none()
     if row is None:
         raise LookupError(member_id)
     return row
+
+
+_LOCK_CURRENT_SQLITE = select(PointsAccount).where(
+    PointsAccount.id
+    == select(PointsAccountMember.account_id)
+    .where(
+        PointsAccountMember.member_id == bindparam("member_id"),
+        PointsAccountMember.left_at.is_(None),
+    )
+    .limit(1)
+    .scalar_subquery()
+)
+_LOCK_CURRENT = _LOCK_CURRENT_SQLITE.with_for_update()
+_LOCK_CURRENT_SQLITE = _LOCK_CURRENT_SQLITE.execution_options(populate_existing=True)
+_LOCK_CURRENT = _LOCK_CURRENT.execution_options(populate_existing=True)
 
 
 def lock(

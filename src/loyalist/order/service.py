@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, tuple_
+from sqlalchemy import Table, bindparam, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import ORDER_READ, ORDER_WRITE, require
@@ -191,6 +191,9 @@ def _earning_version(session: Session, at: datetime, chosen: int | None) -> tupl
     return chosen, programmes.get_version(session, chosen)
 
 
+_INSERT_LINES = insert(cast(Table, OrderLine.__table__))  # built once (speed, issue 11)
+
+
 def _member_for_order(session: Session, actor: Actor, data: OrderCreate) -> Member | None:
     """By id: a member in the caller's scope (404 otherwise). By exact identity: a member of
     the brand, whatever their home store (chains), 404 when nobody holds it."""
@@ -214,12 +217,21 @@ def earned_on_day(
     day = local_day(programme.tz, at)
     start = start_of_local_day(programme.tz, day)
     end = start_of_local_day(programme.tz, day + timedelta(days=1))
-    q = select(func.coalesce(func.sum(Order.points_earned), 0)).where(
-        Order.member_id == member_id, Order.occurred_at >= start, Order.occurred_at < end
-    )
-    if exclude is not None:
-        q = q.where(Order.id != exclude)
-    return int(session.scalar(q) or 0)
+    params = {"member_id": member_id, "start": start, "end": end}
+    if exclude is None:
+        return int(session.scalar(_EARNED_ON_DAY, params) or 0)
+    return int(session.scalar(_EARNED_ON_DAY_EXCLUDING, {**params, "exclude": exclude}) or 0)
+
+
+# speed (issue 11): statements of the earn path are built once per process with bound
+# parameters, not per call: SQLAlchemy then reuses their cache key (the same SQL, about
+# 0.1 ms of Python less per statement).
+_EARNED_ON_DAY = select(func.coalesce(func.sum(Order.points_earned), 0)).where(
+    Order.member_id == bindparam("member_id"),
+    Order.occurred_at >= bindparam("start"),
+    Order.occurred_at < bindparam("end"),
+)
+_EARNED_ON_DAY_EXCLUDING = _EARNED_ON_DAY.where(Order.id != bindparam("exclude"))
 
 
 def record(
@@ -346,8 +358,8 @@ def record(
     )
     # One multi-row INSERT without RETURNING (Core: the answer is built from these objects,
     # which the session never tracks; nothing reads their ids).
-    session.execute(
-        insert(OrderLine),
+    session.connection().execute(  # Core on the session's transaction: no ORM layer
+        _INSERT_LINES,
         [{c: getattr(ln, c) for c in _LINE_COLUMNS} for ln in order_lines],
     )
     lot: PointsLot | None = None
@@ -480,9 +492,12 @@ def member_facts(
 
 def _existing(session: Session, store_id: int, external_id: str) -> Order | None:
     """External ids are unique per store: a chain's stores may reuse receipt numbers."""
-    return session.scalar(
-        select(Order).where(Order.store_id == store_id, Order.external_id == external_id)
-    )
+    return session.scalar(_EXISTING, {"store_id": store_id, "external_id": external_id})
+
+
+_EXISTING = select(Order).where(
+    Order.store_id == bindparam("store_id"), Order.external_id == bindparam("external_id")
+)
 
 
 def _tier_for(programme: Programme, code: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import ORG_MANAGE, require
@@ -78,9 +78,13 @@ def get(session: Session, unit_id: int) -> OrgUnit:
     return unit
 
 
+# speed (issue 11): read on every order; built once per process (cached SQL key).
+_UNIT_BY_CODE = select(OrgUnit).where(OrgUnit.code == bindparam("code"))
+
+
 def store_in_scope(session: Session, actor: Actor, code: str, field: str = "store") -> OrgUnit:
     """A store the actor may act for; unknown or out-of-scope stores look the same (404)."""
-    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
+    unit = session.scalar(_UNIT_BY_CODE, {"code": code})
     if unit is None or not actor.sees(unit.path):
         raise OrgUnitNotFound(
             f"No store {code!r}.", [FieldError(field, "unknown store", "unknown_store")]

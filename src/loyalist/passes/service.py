@@ -19,7 +19,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import MEMBER_READ, ORDER_WRITE, require
@@ -48,16 +48,17 @@ ACTIVE, REFUNDED, EXPIRED = "active", "refunded", "expired"
 def terms_at(session: Session, member_id: int, at: datetime) -> list[MemberPass]:
     """The member's terms in force at ``at`` (not refunded; expired ones count for their
     own days, e.g. a back-dated order)."""
-    return list(
-        session.scalars(
-            select(MemberPass).where(
-                MemberPass.member_id == member_id,
-                MemberPass.status != REFUNDED,
-                MemberPass.starts_at <= at,
-                MemberPass.ends_at > at,
-            )
-        )
-    )
+    return list(session.scalars(_TERMS_AT, {"member_id": member_id, "at": at}))
+
+
+# speed (issue 11): read on every order of a programme that sells passes; built once per
+# process with bound parameters (SQLAlchemy reuses its cache key).
+_TERMS_AT = select(MemberPass).where(
+    MemberPass.member_id == bindparam("member_id"),
+    MemberPass.status != REFUNDED,
+    MemberPass.starts_at <= bindparam("at"),
+    MemberPass.ends_at > bindparam("at"),
+)
 
 
 def pass_for_earning(

@@ -179,6 +179,14 @@ def _forget_active(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_ACTIVE, None)
 
 
+# Built once per process (SQLAlchemy reuses its cache key; speed, issue 11).
+_ACTIVE_ROW = (
+    select(ProgrammeVersion.version, ProgrammeVersion.checksum, ProgrammeVersion.created_at)
+    .order_by(ProgrammeVersion.version.desc())
+    .limit(1)
+)
+
+
 def active(session: Session) -> tuple[int, Programme]:
     """The active programme and its version number.
 
@@ -188,11 +196,7 @@ def active(session: Session) -> tuple[int, Programme]:
     memo = session.info.get(_ACTIVE)
     if memo is not None:
         return memo[0], memo[1]
-    row = session.execute(
-        select(ProgrammeVersion.version, ProgrammeVersion.checksum, ProgrammeVersion.created_at)
-        .order_by(ProgrammeVersion.version.desc())
-        .limit(1)
-    ).first()
+    row = session.execute(_ACTIVE_ROW).first()
     if row is None:
         raise NoProgramme("Apply a programme first: loyalist programme apply FILE.yaml")
     number, checksum, created_at = int(row[0]), str(row[1]), row[2]

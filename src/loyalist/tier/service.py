@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
@@ -47,6 +47,11 @@ def metric_value(session: Session, programme: Programme, member_id: int, now: da
     if programme.households.household_qualifies_together:
         who = Order.member_id.in_(_pool_members(session, member_id))
     base = (who, Order.occurred_at >= start, Order.occurred_at <= now)
+    if tiers.metric is TierMetric.SPEND and not programme.households.household_qualifies_together:
+        # The earn path's case (an instant upgrade check per order): the statement built
+        # once per process (speed, issue 11), the same SQL as below.
+        params = {"member_id": member_id, "start": start, "now": now}
+        return max(int(session.scalar(_MEMBER_SPEND, params) or 0), 0)
     if tiers.metric is TierMetric.SPEND:
         # What was really paid for lines that qualify (gift cards and other excluded
         # categories left out), less what was refunded of it.
@@ -69,6 +74,15 @@ def metric_value(session: Session, programme: Programme, member_id: int, now: da
         return max(int(session.scalar(q.where(*base)) or 0), 0)
     q2 = select(Order.occurred_at).where(*base, Order.status != "returned")
     return len({local_day(programme.tz, at) for at in session.scalars(q2)})
+
+
+_MEMBER_SPEND = select(
+    func.coalesce(func.sum(Order.qualifying_minor - Order.qualifying_refunded_minor), 0)
+).where(
+    Order.member_id == bindparam("member_id"),
+    Order.occurred_at >= bindparam("start"),
+    Order.occurred_at <= bindparam("now"),
+)
 
 
 def _record(
@@ -150,6 +164,8 @@ def upgrade_if_qualified(
 ) -> TierChange | None:
     """Instant upgrade when the member now crosses a higher threshold; never downgrades."""
     current = _known_tier(programme, member.tier_code)
+    if programme.tiers.index(current) == len(programme.tiers.levels) - 1:
+        return None  # the top tier: no higher one to cross into, so no metric is read
     value = metric_value(session, programme, member.id, now)
     target = instant_upgrade(programme.tiers, current, value)
     if target is None:
