@@ -1,17 +1,20 @@
 """An order reads only what its programme needs (speed, issue 11): the day's and lifetime
-earnings when a cap uses them, the member's passes when the programme sells any, the
-account's due lots when the new lot is itself past expiry; and what it skips changes
-nothing it answers."""
+earnings when a cap uses them, the member's passes when the programme sells any; and what
+it skips changes nothing it answers. The account's due lots are looked for on every order
+(one SELECT), so an answer never counts points that are past their expiry."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
 from tests.itest import apply_document, demo_document, new_member
 from tests.support import order_payload
+
+from loyalist.kit.clock import clock
 
 DAY_SUM = "sum(orders.points_earned)"  # the day's earnings (caps.per_day)
 SHARED = "FROM points_account_member WHERE points_account_member.role"  # lifetime (per_member)
@@ -61,7 +64,7 @@ def test_an_order_without_caps_or_passes_skips_those_reads(world: Any, client: A
     with statements(world.db) as seen:
         body = buy(client, "o-1", mid, 2_500)
     assert body["points"]["earned"] == 25
-    assert [reads(seen, m) for m in (DAY_SUM, SHARED, PASSES, DUE_LOTS)] == [0, 0, 0, 0]
+    assert [reads(seen, m) for m in (DAY_SUM, SHARED, PASSES, DUE_LOTS)] == [0, 0, 0, 1]
 
 
 def test_caps_are_still_read_and_applied_when_the_programme_has_them(
@@ -78,19 +81,17 @@ def test_caps_are_still_read_and_applied_when_the_programme_has_them(
     assert buy(client, "o-3", mid, 3_000, occurred_at=day_before)["points"]["earned"] == 20
 
 
-def test_only_an_order_whose_own_points_are_past_expiry_looks_for_due_lots(
-    world: Any, client: Any
-) -> None:
+def test_every_order_expires_the_accounts_due_lots(world: Any, client: Any) -> None:
     apply_document(world.db, programme({}))
     mid = new_member(client, "13800000103")
     with statements(world.db) as seen:
         fresh = buy(client, "fresh", mid, 1_000)
-    assert reads(seen, DUE_LOTS) == 0
+    assert reads(seen, DUE_LOTS) == 1
+    assert (fresh["points"]["status"], fresh["points"]["open"]) == ("available", 10)
     # earned 2024: expired at the end of 2025 (the clock reads 2026-06-10)
     with statements(world.db) as seen:
         gone = buy(client, "gone", mid, 1_000, occurred_at="2024-06-03T10:00:00+08:00")
     assert reads(seen, DUE_LOTS) == 1
-    assert (fresh["points"]["status"], fresh["points"]["open"]) == ("available", 10)
     assert (gone["points"]["status"], gone["points"]["open"], gone["points"]["expired"]) == (
         "expired",
         0,
@@ -98,3 +99,10 @@ def test_only_an_order_whose_own_points_are_past_expiry_looks_for_due_lots(
     )
     p = client.get(f"/v1/members/{mid}").json()["points"]
     assert (p["available"], p["pending"]) == (10, 0)
+    # "fresh" (earned 2026-06) expires at the end of 2027: past it, with no expiry job run,
+    # the next order expires it before it answers
+    clock.freeze(datetime(2028, 1, 2, 12, tzinfo=UTC))
+    later = buy(client, "later", mid, 700, occurred_at="2028-01-02T10:00:00+08:00")
+    assert (later["points"]["status"], later["points"]["open"]) == ("available", 7)
+    p = client.get(f"/v1/members/{mid}").json()["points"]
+    assert (p["available"], p["pending"]) == (7, 0)
