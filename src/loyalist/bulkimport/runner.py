@@ -120,6 +120,11 @@ def run(
     )
 
 
+# After this many rows written by one process, and again at each doubling, the import
+# refreshes PostgreSQL's statistics of the tables it fills (see service.refresh_statistics).
+ANALYZE_FIRST = 20_000
+
+
 def _write(
     db: Database,
     actor: Actor,
@@ -132,6 +137,7 @@ def _write(
     """Write ``rows`` from ``cursor`` on, ``batch_rows`` per transaction, each committing the
     batch's cursor with its rows. Answers how many rows this call wrote."""
     written = 0
+    analyze_at = ANALYZE_FIRST
     if progress:
         progress(cursor, len(rows))
     while cursor < len(rows):
@@ -146,6 +152,9 @@ def _write(
         before = cursor
         cursor = db.run(step)[0]
         written += max(cursor - before, 0)
+        if written >= analyze_at:  # the tables grew a lot: fresh planner statistics
+            db.run(service.refresh_statistics)
+            analyze_at *= 2
         if progress:
             progress(cursor, len(rows))
     return written
