@@ -426,7 +426,14 @@ def _refs(
     return explain.Refs(
         orders=order_ext,
         returns=returns,
-        redeemed={r.entry_id: catalogue.get(r.reward_id, "?") for r in reds},
+        # every redemption the entries shown spent on, the member's own and (on a shared
+        # pool) a household member's, which the member's own list does not hold
+        redeemed={
+            r.entry_id: catalogue.get(r.reward_id, "?")
+            for r in rewards.redemptions_of_entries(
+                s, [e.id for e in entries if e.kind == "redeem"]
+            )
+        },
         redemptions={str(r.id): catalogue.get(r.reward_id, "?") for r in reds},
     )
 
@@ -463,7 +470,7 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
     items = explain.timeline(
         order_rows,
         # An order's or a redemption's own line says what it earned or spent.
-        [e for e in entries if e.kind != "earn" and e.id not in refs.redeemed],
+        [e for e in entries if e.kind != "earn" and e.id not in {r.entry_id for r in reds}],
         [(r, catalogue.get(r.reward_id, "?")) for r in reds],
         tier_hist,
         evs,

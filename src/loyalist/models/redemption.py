@@ -22,7 +22,7 @@ class Redemption(Base):
     cash_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16))  # completed | cancelled
-    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entry.id"))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entry.id"), index=True)
     cancel_entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entry.id"))
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -578,6 +579,14 @@ def list_redemptions(
     if after is not None:
         q = q.where(Redemption.id < after)
     return list(session.scalars(q))
+
+
+def redemptions_of_entries(session: Session, entry_ids: Sequence[int]) -> list[Redemption]:
+    """The redemptions whose points these ledger entries spent (any member of the account:
+    a household pool's entries are shown to each of its members)."""
+    if not entry_ids:
+        return []
+    return list(session.scalars(select(Redemption).where(Redemption.entry_id.in_(entry_ids))))
 
 
 # ── fulfilment ─────────────────────────────────────────────────────────────────────────
