@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 
 from loyalist.access import service as access
 from loyalist.app import create_app
@@ -100,3 +101,34 @@ def order_payload(
         "lines": lines
         or [{"sku": "LATTE", "category": "coffee", "quantity": 1, "unit_price_minor": paid}],
     }
+
+
+T = TypeVar("T")
+
+
+@contextmanager
+def recorded_statements(engine: Engine) -> Iterator[list[str]]:
+    """Every SQL statement the engine sends while the block runs, in order, as sent."""
+    seen: list[str] = []
+
+    def listen(_conn: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+
+
+def script_counts(path: Path, classify: Callable[[str], T | None]) -> Counter[T]:
+    """A pgbench script's statements counted by ``classify`` (comments, meta-commands and
+    what ``classify`` answers None for are skipped): what a benchmark floor issues."""
+    out: Counter[T] = Counter()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith(("--", "\\")) or not line.strip():
+            continue
+        c = classify(line)
+        if c is not None:
+            out[c] += 1
+    return out

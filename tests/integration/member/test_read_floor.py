@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
 from tests.itest import new_member
+from tests.support import recorded_statements, script_counts
 
 FLOOR = Path(__file__).parents[3] / "benchmarks" / "read_floor.sql"
 
@@ -27,14 +27,7 @@ def table_read(statement: str) -> str | None:
 
 
 def floor_reads() -> Counter[str]:
-    out: Counter[str] = Counter()
-    for line in FLOOR.read_text(encoding="utf-8").splitlines():
-        if line.startswith(("--", "\\")) or not line.strip():
-            continue
-        t = table_read(line)
-        if t is not None:
-            out[t] += 1
-    return out
+    return script_counts(FLOOR, table_read)
 
 
 def test_floor_script_issues_the_selects_of_a_member_read(client: Any, world: Any) -> None:
@@ -42,16 +35,8 @@ def test_floor_script_issues_the_selects_of_a_member_read(client: Any, world: An
     r = client.post(f"/v1/members/{mid}/adjustments", json={"points": 3000, "reason": "setup"})
     assert r.status_code == 201, r.text
     assert client.get(f"/v1/members/{mid}").status_code == 200  # warm: programme cached
-    seen: list[str] = []
-
-    def listen(_conn: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        seen.append(statement)
-
-    event.listen(world.db.engine, "before_cursor_execute", listen)
-    try:
+    with recorded_statements(world.db.engine) as seen:
         r = client.get(f"/v1/members/{mid}")
-    finally:
-        event.remove(world.db.engine, "before_cursor_execute", listen)
     assert r.status_code == 200, r.text
     assert r.json()["points"]["available"] == 3000
     real = Counter(t for t in map(table_read, seen) if t is not None)

@@ -10,9 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
 from tests.itest import new_member
-from tests.support import order_payload
+from tests.support import order_payload, recorded_statements, script_counts
 
 FLOOR = Path(__file__).parents[3] / "benchmarks" / "earn_floor.sql"
 
@@ -35,14 +34,7 @@ def shape(statement: str) -> Shape | None:
 
 
 def floor_shapes() -> Counter[Shape]:
-    out: Counter[Shape] = Counter()
-    for line in FLOOR.read_text(encoding="utf-8").splitlines():
-        if line.startswith(("--", "\\")) or not line.strip():
-            continue
-        s = shape(line)
-        if s is not None:
-            out[s] += 1
-    return out
+    return script_counts(FLOOR, shape)
 
 
 def bench_basket(member_id: int, external_id: str) -> dict[str, Any]:
@@ -65,18 +57,10 @@ def test_floor_script_issues_the_writes_of_a_recorded_order(
     )
     assert r.status_code == 201, r.text
     clock.advance(timedelta(minutes=1))  # a frozen clock would leave updated_at as it was
-    seen: list[str] = []
-
-    def listen(_conn: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        seen.append(statement)
-
-    event.listen(world.db.engine, "before_cursor_execute", listen)
-    try:
+    with recorded_statements(world.db.engine) as seen:
         r = client.post(
             "/v1/orders", json=bench_basket(mid, "o-1"), headers={"Idempotency-Key": "k-1"}
         )
-    finally:
-        event.remove(world.db.engine, "before_cursor_execute", listen)
     assert r.status_code == 201, r.text
     assert r.json()["points"]["earned"] > 0
     real: Counter[Shape] = Counter(s for s in map(shape, seen) if s is not None)

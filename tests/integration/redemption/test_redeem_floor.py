@@ -9,35 +9,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
 from tests.integration.order.test_earn_floor import Shape, shape
 from tests.itest import new_member
+from tests.support import recorded_statements, script_counts
 
 FLOOR = Path(__file__).parents[3] / "benchmarks" / "redeem_floor.sql"
 
 
 def floor_shapes() -> Counter[Shape]:
-    out: Counter[Shape] = Counter()
-    for line in FLOOR.read_text(encoding="utf-8").splitlines():
-        if line.startswith(("--", "\\")) or not line.strip():
-            continue
-        s = shape(line)
-        if s is not None:
-            out[s] += 1
-    return out
+    return script_counts(FLOOR, shape)
 
 
 def captured(world: Any, fn: Any) -> tuple[Any, list[str]]:
-    seen: list[str] = []
-
-    def listen(_conn: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        seen.append(statement)
-
-    event.listen(world.db.engine, "before_cursor_execute", listen)
-    try:
+    with recorded_statements(world.db.engine) as seen:
         answer = fn()
-    finally:
-        event.remove(world.db.engine, "before_cursor_execute", listen)
     return answer, seen
 
 
