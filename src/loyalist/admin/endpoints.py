@@ -467,10 +467,11 @@ def _member_ctx(s: Session, st: Staff, member_id: int, locale: str) -> dict[str,
     refs = _refs(s, st, order_rows, entries, reds, catalogue)
     tier_hist = members.tier_history(s, m.id)
     evs = events.member_events(s, st.actor, m.id, types=TIMELINE_EVENTS, limit=100)
+    own_spends = {r.entry_id for r in reds}  # shown as the redemption's own line
     items = explain.timeline(
         order_rows,
         # An order's or a redemption's own line says what it earned or spent.
-        [e for e in entries if e.kind != "earn" and e.id not in {r.entry_id for r in reds}],
+        [e for e in entries if e.kind != "earn" and e.id not in own_spends],
         [(r, catalogue.get(r.reward_id, "?")) for r in reds],
         tier_hist,
         evs,

@@ -491,18 +491,24 @@ def finish_parts(session: Session, actor: Actor, parent_id: int, part_ids: list[
     parent.cursor = parent.total_rows
     parent.created += sum(p.created for p in parts)  # and what a run in one process wrote
     parent.unchanged = parent.total_rows - parent.created
-    parent.status = "done"
-    parent.updated_at = parent.finished_at = utcnow()
+    parent.updated_at = utcnow()
+    _finish(session, actor, parent)
+    session.flush()
+
+
+def _finish(session: Session, actor: Actor, batch: ImportBatch) -> None:
+    """The batch is done (at its last update): audited with what it created."""
+    batch.status = "done"
+    batch.finished_at = batch.updated_at
     audit.record(
         session,
         actor,
         "import.finish",
         "import_batch",
-        parent.id,
+        batch.id,
         org_path="/",
-        after={"created": parent.created, "unchanged": parent.unchanged},
+        after={"created": batch.created, "unchanged": batch.unchanged},
     )
-    session.flush()
 
 
 def lock_batch(session: Session, batch_id: int) -> ImportBatch:
@@ -545,17 +551,7 @@ def write_rows(
     batch.unchanged += len(rows) - created
     batch.updated_at = utcnow()
     if batch.cursor >= batch.total_rows:
-        batch.status = "done"
-        batch.finished_at = batch.updated_at
-        audit.record(
-            session,
-            actor,
-            "import.finish",
-            "import_batch",
-            batch.id,
-            org_path="/",
-            after={"created": batch.created, "unchanged": batch.unchanged},
-        )
+        _finish(session, actor, batch)
     session.flush()
 
 
