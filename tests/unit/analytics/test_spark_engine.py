@@ -162,6 +162,7 @@ def test_simulation_equal_on_spark(spark: Any) -> None:
     assert retention_matrix(local).equals(retention_matrix(remote))
     remote_clv = _clv_equal(tx, stx, "bgnbd")
     assert remote_clv.distinct_rft < n
+    assert _clv_equal(tx, stx, "paretonbd").distinct_rft == remote_clv.distinct_rft
 
 
 def test_cli_engine_spark_prints_what_the_local_engine_prints(spark: Any, tmp_path: Path) -> None:
@@ -346,6 +347,7 @@ def test_one_million_customers_equal_on_spark(spark: Any, tmp_path: Path) -> Non
         _same(local, remote)
         assert retention_matrix(local).equals(retention_matrix(remote))
         _clv_equal(tx, stx, "bgnbd")
+        _clv_equal(tx, stx, "paretonbd")
         _kpis_equal(tx, stx, start="2024-06-01", end="2024-08-31")
     finally:
         stx.frame.unpersist()
