@@ -530,11 +530,20 @@ def one_run(args: argparse.Namespace, key: str, members: list[int], n: int) -> R
         runner = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
+    split: list[int] = []
+
+    def note_split() -> None:  # how the clients' keep-alive connections fell on the workers
+        time.sleep(args.warmup + 1)
+        split.extend(n for n in procs.connections_by_worker(server, port) if n)
+
+    splitter = threading.Thread(target=note_split, daemon=True)
+    splitter.start()
     w0 = time.monotonic()
     stats, seconds = runner(
         drive(port, key, members, args.clients, args.warmup, args.duration, args.seed + n)
     )
     wall = time.monotonic() - w0
+    splitter.join()
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     srv1 = server_cpu_seconds(server.pid)
     pg1 = postgres_cpu_seconds()
@@ -549,7 +558,8 @@ def one_run(args: argparse.Namespace, key: str, members: list[int], n: int) -> R
     client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     log(
         f"  orders: {len(lat)} in {seconds:g}s measured ({stats.ok_total} incl. warm-up), "
-        f"errors: {stats.errors}"
+        f"errors: {stats.errors}; client connections per worker: "
+        f"{' + '.join(map(str, sorted(split, reverse=True))) or '?'}"
     )
     for sample in stats.error_samples:
         log(f"  error: {sample}")

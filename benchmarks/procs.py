@@ -99,6 +99,46 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
             raise RuntimeError(f"the server exited with {proc.returncode}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
+                break
         time.sleep(0.2)
-    raise RuntimeError(f"the server did not answer /healthz within {wait_s:g} s")
+    else:
+        raise RuntimeError(f"the server did not answer /healthz within {wait_s:g} s")
+    # One worker answering is not all of them: on a busy machine the others may still be
+    # importing the app, and keep-alive clients that connect now all stay on the first one
+    # (a 16/0 split makes a 2-worker run a 1-worker run). Wait until every worker has
+    # accepted a connection of ours.
+    while workers > 1 and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        with contextlib.ExitStack() as stack:
+            probes = [
+                stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+                for _ in range(4 * workers)
+            ]
+            for s in probes:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            for s in probes:
+                s.recv(4096)
+            if sum(1 for n in connections_by_worker(proc, port) if n) >= workers:
+                return proc
+        time.sleep(0.5)
+    if workers > 1:
+        raise RuntimeError(f"not all {workers} workers answered within {wait_s:g} s")
+    return proc
+
+
+def connections_by_worker(proc: subprocess.Popen[bytes], port: int) -> list[int]:
+    """Established client connections each child process of the server holds on ``port``
+    (uvicorn's workers; its other children hold none)."""
+    counts: list[int] = []
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                counts.append(
+                    sum(
+                        1
+                        for c in child.net_connections(kind="tcp")
+                        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+                    )
+                )
+    return counts

@@ -4,13 +4,63 @@
 process and every uvicorn worker (started by multiprocessing's *spawn*, which re-imports the
 main module) import only the application, never the CLI, its commands and the analytics
 they pull in (speed, issue 11: less memory per process, faster starts).
+
+With several workers, each listens on a socket of its own bound with ``SO_REUSEPORT``, and
+the kernel spreads new connections over the workers by a hash of their addresses. uvicorn's
+own way, every worker accepting from one shared socket, lets whichever worker wakes first
+take a whole burst: 16 keep-alive clients connecting at once often all landed on one of two
+workers, which then ran every request under its one GIL while the other stayed idle
+(issue 11, "Wall clock under 16 clients"). Without ``SO_REUSEPORT`` (Windows) the shared
+socket is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sys
+from typing import Any
 
 import uvicorn
+
+# uvicorn's exit status when the server cannot start (uvicorn.config.STARTUP_FAILURE)
+STARTUP_FAILURE = 3
+
+
+class PerWorkerSocket(socket.socket):
+    """The supervisor's hold on the address: bound with ``SO_REUSEPORT`` (a taken port
+    fails here, at once) but never listening, so the kernel gives it no connections.
+    Handed to a worker (pickled by multiprocessing's spawn), it arrives as a fresh socket
+    bound to the same address, which that worker alone listens on; when the worker exits,
+    its socket closes and the kernel stops giving it connections."""
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, tuple[int, str, int]]:
+        host, port = self.getsockname()[:2]
+        return (reuse_port_socket, (int(self.family), str(host), int(port)))
+
+
+def reuse_port_socket(family: int, host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT``, not yet listening."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def address_hold(host: str, port: int) -> PerWorkerSocket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # A plain bind first: a port another server listens on fails here, even when that
+    # server also set SO_REUSEPORT (two servers must not share a port by accident).
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    sock = PerWorkerSocket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def main(argv: list[str]) -> None:
@@ -23,18 +73,30 @@ def main(argv: list[str]) -> None:
         from loyalist.config import get_settings
 
         log_level = get_settings().log_level
-    uvicorn.run(
-        "loyalist.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": log_level,
+        "access_log": False,
         # Workers import the whole app before they answer the supervisor's health check;
         # on a busy 2-core machine that takes longer than uvicorn's default 5 s.
-        timeout_worker_healthcheck=30,
-    )
+        "timeout_worker_healthcheck": 30,
+    }
+    if workers < 2 or not hasattr(socket, "SO_REUSEPORT"):
+        uvicorn.run("loyalist.app:create_app", **options)
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("loyalist.app:create_app", **options)  # configures logging
+    try:
+        hold = address_hold(host, port)
+    except OSError as exc:
+        print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[hold]).run()
 
 
 if __name__ == "__main__":

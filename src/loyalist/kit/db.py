@@ -9,6 +9,7 @@ work begin deferred and read a snapshot); PostgreSQL writers lock rows explicitl
 from __future__ import annotations
 
 import json
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -123,9 +124,61 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **codec
-    )
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, **codec)
+    _check_pooled_connections(engine)
+    return engine
+
+
+# A pooled connection idle longer than this is pinged (one round trip) before it is handed
+# out; one used more recently is only checked without a round trip (see below).
+PING_AFTER_IDLE_S = 10.0
+_IDLE_SINCE = "loyalist.idle_since"
+
+
+def _check_pooled_connections(engine: Engine) -> None:
+    """Hand out no dead connection, without a round trip per checkout (speed, issue 11).
+
+    SQLAlchemy's ``pool_pre_ping`` sent one statement per checkout: two per order (the
+    order's transaction and the stream positions after it), each a round trip and, under
+    load, a wait for the GIL when its answer came. A connection that PostgreSQL (or a
+    pooler) ended — a restart, ``pg_terminate_backend``, ``idle_session_timeout`` — has its
+    socket readable (the server's last message, then end of file) or is already marked
+    closed by the driver: that is checked locally. A connection idle longer than
+    :data:`PING_AFTER_IDLE_S` is pinged as before. A dead one is replaced: raising
+    ``DisconnectionError`` at checkout makes the pool discard it and connect anew."""
+
+    @event.listens_for(engine, "checkin")
+    def _note_idle(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None:
+            return  # a fresh connection
+        if _ended_by_server(dbapi_conn):
+            raise DisconnectionError("the server ended this pooled connection")
+        if time.monotonic() - since > PING_AFTER_IDLE_S:
+            try:
+                engine.dialect.do_ping(dbapi_conn)
+            except Exception as exc:
+                raise DisconnectionError("a pooled connection failed its ping") from exc
+
+
+def _ended_by_server(dbapi_conn: Any) -> bool:
+    """True when an idle connection is closed or its socket has something to read: an idle
+    client connection receives nothing unless the server is ending it."""
+    if getattr(dbapi_conn, "closed", False) or getattr(dbapi_conn, "broken", False):
+        return True
+    try:
+        fd = dbapi_conn.fileno()
+    except Exception:
+        return True
+    if not hasattr(select, "poll"):  # Windows
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -11,14 +11,17 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from tests.conftest import BACKEND
 from tests.itest import assert_problem, counts
 from tests.server import free_port
@@ -26,6 +29,7 @@ from tests.server import free_port
 from loyalist.app import RETRY_AFTER_S, create_app
 from loyalist.config import Settings
 from loyalist.http import forget_cached_keys
+from loyalist.kit import db as kit_db
 from loyalist.kit.db import Database
 
 
@@ -160,3 +164,51 @@ def test_sqlite_unavailable_then_back(world: Any, db_url: str, tmp_path: Path) -
         r = c.get("/v1/members")
         assert r.status_code == 200, r.text
         assert c.post("/v1/orders", json=_order()).status_code == 201
+
+
+# --- pooled connections: checked at checkout without a round trip (issue 11) -------------
+
+
+def _backend_pid(db: Database) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="PostgreSQL's pool")
+def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        first = _backend_pid(db)  # back in the pool, idle
+        libpq = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(libpq, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (first,)).fetchone() == (True,)
+            deadline = time.monotonic() + 10
+            while admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (first,)
+            ).fetchone() != (0,):
+                assert time.monotonic() < deadline, "the backend did not end"
+                time.sleep(0.02)
+        # the same pooled connection would fail its first statement; it is replaced instead
+        second = _backend_pid(db)
+        assert second != first
+        assert db.engine.pool.checkedout() == 0
+    finally:
+        db.dispose()
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="PostgreSQL's pool")
+def test_a_connection_used_recently_is_handed_out_without_a_ping(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(db_url)
+    pings: list[object] = []
+    ping = db.engine.dialect.do_ping
+    monkeypatch.setattr(db.engine.dialect, "do_ping", lambda c: pings.append(c) or ping(c))
+    try:
+        first = _backend_pid(db)
+        assert (_backend_pid(db), pings) == (first, [])  # hot: reused, no round trip
+        monkeypatch.setattr(kit_db, "PING_AFTER_IDLE_S", 0.0)
+        assert _backend_pid(db) == first  # idle "too long": pinged, alive, reused
+        assert len(pings) == 1
+    finally:
+        db.dispose()

@@ -3,11 +3,14 @@ the app and uvicorn only, never the CLI or analytics (issue 11: memory per proce
 
 from __future__ import annotations
 
+import pickle
+import socket
 import subprocess
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from tests.server import free_port
 from typer.testing import CliRunner
 
 from loyalist import serve
@@ -42,14 +45,81 @@ def test_serve_without_worker_execs_the_lean_module(
 def test_lean_module_runs_the_app_factory(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
     monkeypatch.setattr("uvicorn.run", lambda target, **kw: seen.update(target=target, **kw))
-    serve.main(["127.0.0.1", "8124", "2"])
+    serve.main(["127.0.0.1", "8124", "1"])
     assert seen["target"] == "loyalist.app:create_app"
     assert (seen["factory"], seen["host"], seen["port"], seen["workers"]) == (
         True,
         "127.0.0.1",
         8124,
-        2,
+        1,
     )
+
+
+class FakeSupervisor:
+    """Stands in for uvicorn's Multiprocess: notes what it was given."""
+
+    seen: ClassVar[list[tuple[Any, list[socket.socket]]]] = []
+
+    def __init__(self, config: Any, sockets: list[socket.socket]) -> None:
+        self.seen.append((config, sockets))
+
+    def run(self) -> None:
+        pass
+
+
+def test_several_workers_each_listen_on_a_socket_of_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """issue 11: uvicorn's one shared socket let one worker take a whole burst of
+    keep-alive connections; each worker now listens on its own SO_REUSEPORT socket."""
+    FakeSupervisor.seen.clear()
+    monkeypatch.setattr("uvicorn.supervisors.Multiprocess", FakeSupervisor)
+    port = free_port()
+    serve.main(["127.0.0.1", str(port), "2", "warning"])
+    [(config, [hold])] = FakeSupervisor.seen
+    assert (config.app, config.factory, config.workers, config.log_level) == (
+        "loyalist.app:create_app",
+        True,
+        2,
+        "warning",
+    )
+    try:
+        assert isinstance(hold, serve.PerWorkerSocket)
+        assert hold.getsockname() == ("127.0.0.1", port)
+        assert hold.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+        assert hold.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0  # not listening
+        # what each spawned worker receives: a fresh socket on the same address
+        mine = [pickle.loads(pickle.dumps(hold)) for _ in range(2)]
+        try:
+            assert {s.fileno() for s in mine}.isdisjoint({hold.fileno()})
+            for s in mine:
+                assert type(s) is socket.socket
+                assert s.getsockname() == ("127.0.0.1", port)
+                assert s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+                s.listen()
+            # both listen on the port at once; connections go to one or the other
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                pass
+        finally:
+            for s in mine:
+                s.close()
+    finally:
+        hold.close()
+
+
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_a_taken_port_fails_at_once(monkeypatch: pytest.MonkeyPatch, reuse_port: bool) -> None:
+    """Also when the server on it set SO_REUSEPORT too: two servers never share a port."""
+    FakeSupervisor.seen.clear()
+    monkeypatch.setattr("uvicorn.supervisors.Multiprocess", FakeSupervisor)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse_port))
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(SystemExit) as exit_:
+            serve.main(["127.0.0.1", str(taken.getsockname()[1]), "2", "warning"])
+    assert exit_.value.code == serve.STARTUP_FAILURE
+    assert FakeSupervisor.seen == []
 
 
 def test_lean_module_imports_neither_cli_nor_analytics() -> None:
@@ -69,8 +139,8 @@ def test_lean_module_given_the_log_level_reads_no_settings(
 ) -> None:
     seen: dict[str, Any] = {}
     monkeypatch.setattr("uvicorn.run", lambda target, **kw: seen.update(target=target, **kw))
-    serve.main(["127.0.0.1", "8125", "2", "warning"])
-    assert (seen["port"], seen["workers"], seen["log_level"]) == (8125, 2, "warning")
+    serve.main(["127.0.0.1", "8125", "1", "warning"])
+    assert (seen["port"], seen["workers"], seen["log_level"]) == (8125, 1, "warning")
     code = "import sys, loyalist.serve; print('loyalist.config' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # the supervising process stays small
