@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-import yaml
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -754,6 +753,8 @@ SECTIONS = ("tiers", "rules", "campaigns", "expiry", "rewards")
 
 
 def _dump(value: Any) -> str:
+    import yaml  # with the first programme page, not when the server starts (issue 11)
+
     return yaml.safe_dump(value, allow_unicode=True, sort_keys=False, width=100)
 
 
@@ -890,6 +891,8 @@ def _assemble(
     earning = dict(doc.get("earning", {}))
     errors: dict[str, str] = {}
     parsed: dict[str, Any] = {}
+    import yaml
+
     for sec in SECTIONS:
         try:
             parsed[sec] = yaml.safe_load(form.get(sec, "")) if form.get(sec, "").strip() else None

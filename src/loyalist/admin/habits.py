@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import yaml
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
@@ -41,6 +40,8 @@ async def _run(request: Request, fn: Any) -> Any:
 def _ctx(s: Session, st: Staff, locale: str) -> dict[str, Any]:
     perm.require(st.actor, perm.PROGRAMME_READ)
     ov = habits.overview(s, st.actor, locale)
+    import yaml  # when first needed, not when the server starts (memory, issue 11)
+
     text = yaml.safe_dump(
         ov.config.model_dump(mode="json", exclude_defaults=False),
         allow_unicode=True,
@@ -76,6 +77,8 @@ async def habits_publish(request: Request, st: StaffDep, form: FormDep) -> Respo
     def work(s: Session) -> dict[str, Any]:
         nonlocal published, errors
         perm.require(st.actor, perm.PROGRAMME_PUBLISH)  # before any word on the input
+        import yaml
+
         try:
             data = yaml.safe_load(text) if text.strip() else {}
         except yaml.YAMLError as exc:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-import yaml
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
@@ -67,6 +66,8 @@ def _tz(s: Session) -> ZoneInfo:
 def _yaml(j: domain.Journey) -> str:
     data = j.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     data = {"key": j.key, "name": j.name, **data}
+    import yaml  # when first needed, not when the server starts (memory, issue 11)
+
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100)
 
 
@@ -141,6 +142,8 @@ async def journey_page(request: Request, st: StaffDep, key: str) -> Response:
 
 
 def _parse_draft(text: str) -> tuple[domain.Journey | None, list[tuple[str, str]]]:
+    import yaml
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -10,16 +10,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency, format_decimal, format_percent
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -32,6 +29,10 @@ from loyalist.kit.db import Database
 from loyalist.member import domain as member_domain
 from loyalist.reward import domain as fulfilment
 from loyalist.staff import service as staff
+
+if TYPE_CHECKING:
+    # Imported when the console renders its first page, not when the API server starts.
+    from jinja2 import Environment
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -65,6 +66,8 @@ class Fmt:
     currency: str = "CNY"
 
     def money(self, minor: int | None, short: bool = True) -> str:
+        from babel.numbers import format_currency, format_decimal
+
         if minor is None:
             return "—"
         amount = Decimal(minor) / 100
@@ -76,6 +79,8 @@ class Fmt:
         return str(format_currency(amount, self.currency, locale="en"))
 
     def num(self, n: int | float | None, short: bool = False) -> str:
+        from babel.numbers import format_decimal
+
         if n is None:
             return "—"
         if self.locale == "zh_CN" and short and abs(n) >= 10_000:
@@ -84,9 +89,13 @@ class Fmt:
         return str(format_decimal(n, locale=_babel(self.locale)))
 
     def pct(self, x: float) -> str:
+        from babel.numbers import format_percent
+
         return str(format_percent(x, format="#,##0.0%", locale=_babel(self.locale)))
 
     def dt(self, value: datetime | None) -> str:
+        from babel.dates import format_datetime
+
         if value is None:
             return "—"
         return str(
@@ -94,6 +103,8 @@ class Fmt:
         )
 
     def day(self, value: date | datetime | None) -> str:
+        from babel.dates import format_date
+
         if value is None:
             return "—"
         if isinstance(value, datetime):
@@ -171,6 +182,8 @@ _env_lock = threading.Lock()
 
 def env_for(locale: str) -> Environment:
     """One environment per locale with its gettext catalogue installed (thread-safe)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     with _env_lock:
         env = _envs.get(locale)
         if env is None:

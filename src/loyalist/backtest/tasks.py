@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import yaml
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -89,6 +88,8 @@ def parse_document(text: str) -> dict[str, Any]:
         raise ValidationFailed(
             "The document is too long.", [FieldError("document", f"at most {MAX_DOCUMENT}")]
         )
+    import yaml  # when first needed, not when the server starts (memory, issue 11)
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -28,6 +27,8 @@ def load_file(kind: str, path: Path) -> BaseModel:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DocumentInvalid(f"Cannot read {path}: {exc.strerror}") from exc
+    import yaml  # when first needed, not when the server starts (memory, issue 11)
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

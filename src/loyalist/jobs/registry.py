@@ -58,6 +58,7 @@ class Schedule:
 
 _kinds: dict[str, JobKind] = {}
 _schedules: dict[str, Schedule] = {}
+_valid_crons: set[str] = set()  # expressions croniter has accepted
 
 
 def job_kind(
@@ -77,11 +78,10 @@ def job_kind(
 
 
 def schedule(kind: str, cron: str, payload: dict[str, Any] | None = None) -> None:
-    """Enqueue a ``kind`` job at every occurrence of ``cron`` (programme time zone)."""
-    from croniter import croniter
+    """Enqueue a ``kind`` job at every occurrence of ``cron`` (programme time zone).
 
-    if not croniter.is_valid(cron):
-        raise ValueError(f"invalid cron expression {cron!r}")
+    The expression is checked by :func:`schedules`, which every planner calls, so that a
+    process that never plans (the API server) does not import croniter (issue 11)."""
     _schedules[kind] = Schedule(kind, cron, dict(payload or {}))
 
 
@@ -94,7 +94,16 @@ def kinds() -> dict[str, JobKind]:
 
 
 def schedules() -> list[Schedule]:
-    return list(_schedules.values())
+    """Every schedule; raises ``ValueError`` if one's cron expression is not valid."""
+    from croniter import croniter
+
+    plans = list(_schedules.values())
+    for plan in plans:
+        if plan.cron not in _valid_crons:
+            if not croniter.is_valid(plan.cron):
+                raise ValueError(f"invalid cron expression {plan.cron!r} ({plan.kind})")
+            _valid_crons.add(plan.cron)
+    return plans
 
 
 def max_attempts_of(name: str) -> int:

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from loyalist.kit.hashing import sha256_hex
@@ -25,6 +24,8 @@ def checksum(document: dict[str, Any]) -> str:
 
 def as_yaml(document: dict[str, Any]) -> str:
     """The document as YAML, keys in their stored order, Chinese left readable."""
+    import yaml  # when first needed, not when the server starts (memory, issue 11)
+
     text: str = yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=100)
     return text
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from babel.messages.pofile import read_po
-from babel.support import Translations
+if TYPE_CHECKING:
+    # Babel is imported with the first catalogue a page asks for, not at start (issue 11).
+    from babel.support import Translations
 
 SUPPORTED = ("zh_CN", "en")
 DEFAULT = "zh_CN"
@@ -55,6 +57,9 @@ def translations(locale: str, dirs: tuple[Path, ...]) -> Translations:
         cached = _cache.get(key)
     if cached is not None:
         return cached
+    from babel.messages.pofile import read_po
+    from babel.support import Translations
+
     merged = Translations()
     for d in dirs:
         po = d / locale / "LC_MESSAGES" / "messages.po"

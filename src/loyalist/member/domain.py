@@ -1,10 +1,12 @@
-"""Pure member rules: phone and identity normalisation."""
+"""Pure member rules: phone and identity normalisation.
+
+``phonenumbers`` (its metadata is large) is imported by the first number that is not a
+plain mainland mobile, not when the server starts (memory, issue 11).
+"""
 
 from __future__ import annotations
 
 import re
-
-import phonenumbers
 
 IDENTITY_KINDS = ("phone", "email", "app_id", "wechat_openid", "pos_card")
 CONSENT_CHANNELS = ("sms", "email", "push", "wechat")
@@ -28,6 +30,8 @@ def normalise_phone(raw: str) -> str:
         s = "+" + s[2:]
     if not s.startswith("+"):
         raise InvalidIdentity("not a mainland China mobile number nor E.164 (+<country><number>)")
+    import phonenumbers
+
     try:
         num = phonenumbers.parse(s, None)
     except phonenumbers.NumberParseException as exc:
@@ -72,6 +76,8 @@ def display_phone(phone: str | None, *, masked: bool) -> str | None:
     format ("+44 20 7946 0958", masked with the same four digits hidden)."""
     if not phone:
         return phone
+    import phonenumbers
+
     try:
         num = phonenumbers.parse(phone, None)
     except phonenumbers.NumberParseException:

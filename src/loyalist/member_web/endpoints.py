@@ -16,7 +16,6 @@ from itertools import groupby
 from typing import Annotated, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-import segno
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -688,6 +687,8 @@ def _qr(code: str | None) -> str | None:
     """The counter code as a QR image (segno, made here: no outside service)."""
     if not code:
         return None
+    import segno  # with the first QR code, not when the server starts (memory, issue 11)
+
     data_uri: str = segno.make(format_code(code), error="m").png_data_uri(scale=6, border=2)
     return data_uri
 

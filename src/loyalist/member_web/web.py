@@ -1,32 +1,42 @@
-"""Rendering for the member page: Jinja2 templates, gettext per request, locale formats."""
+"""Rendering for the member page: Jinja2 templates, gettext per request, locale formats.
+
+Jinja2 and Babel are imported when the first page is rendered, not when the API server
+starts: a worker that only answers ``/v1`` never loads them (memory, issue 11).
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-from babel.dates import format_date, format_datetime, format_time
-from babel.numbers import format_currency, format_decimal, format_percent
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from loyalist.kit.clock import as_utc
 from loyalist.kit.i18n import translations
 from loyalist.kit.money import minor_factor
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 Day = date  # the type, under a name the methods below do not shadow
 HERE = Path(__file__).parent
 LOCALE_DIRS = (HERE / "locale",)
-_env = Environment(
-    loader=FileSystemLoader(HERE / "templates"),
-    autoescape=select_autoescape(("html",)),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+
+@functools.cache
+def _environment() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    return Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(("html",)),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def gettext_for(locale: str) -> Callable[..., str]:
@@ -52,6 +62,8 @@ class Formats:
         return "zh_Hans_CN" if self.locale == "zh_CN" else "en"
 
     def points(self, n: int) -> str:
+        from babel.numbers import format_decimal
+
         return format_decimal(n, locale=self.babel_locale)
 
     def signed(self, n: int) -> str:
@@ -62,6 +74,8 @@ class Formats:
     def money(self, minor: int) -> str:
         """``¥1,280`` for whole amounts, ``¥12.50`` otherwise (CLDR symbol and grouping
         of the reader's locale: ``CN¥1,280`` in English)."""
+        from babel.numbers import format_currency
+
         factor = minor_factor(self.currency)
         major = Decimal(minor) / factor
         if minor % factor == 0:
@@ -75,13 +89,19 @@ class Formats:
         return format_currency(major, self.currency, locale=self.babel_locale)
 
     def percent(self, rate: Decimal) -> str:
+        from babel.numbers import format_percent
+
         return format_percent(rate, locale=self.babel_locale)
 
     def date(self, value: datetime | date) -> str:
+        from babel.dates import format_date
+
         d = as_utc(value).astimezone(self.tz).date() if isinstance(value, datetime) else value
         return format_date(d, format="medium", locale=self.babel_locale)
 
     def time(self, value: datetime) -> str:
+        from babel.dates import format_time
+
         return format_time(as_utc(value), format="short", tzinfo=self.tz, locale=self.babel_locale)
 
     def day_key(self, value: datetime) -> Day:
@@ -89,10 +109,12 @@ class Formats:
         return as_utc(value).astimezone(self.tz).date()
 
     def datetime(self, value: datetime) -> str:
+        from babel.dates import format_datetime
+
         return format_datetime(
             as_utc(value), format="short", tzinfo=self.tz, locale=self.babel_locale
         )
 
 
 def render(name: str, context: dict[str, Any]) -> str:
-    return _env.get_template(name).render(**context)
+    return _environment().get_template(name).render(**context)

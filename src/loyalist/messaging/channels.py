@@ -16,7 +16,6 @@ An SMS gateway is one more class with ``address = "phone"`` and a ``send`` metho
 from __future__ import annotations
 
 import logging
-import smtplib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -216,6 +215,8 @@ class SmtpChannel:
         return Receipt(str(msg["Message-ID"]), "250")
 
     def _submit(self, msg: EmailMessage, to: str, template: str) -> None:
+        import smtplib  # with the first email, not when the server starts (issue 11)
+
         try:
             smtp: smtplib.SMTP
             if self.security == "tls":

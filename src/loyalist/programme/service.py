@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, SessionTransaction
@@ -66,6 +65,8 @@ def load_file(path: Path) -> Programme:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProgrammeInvalid(f"Cannot read {path}: {exc.strerror}") from exc
+    import yaml  # when first needed, not when the server starts (memory, issue 11)
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import segno
-
 # Letters and digits that cannot be misread for each other (no 0/O, 1/I/L, 2/Z, 5/S, 8/B).
 CODE_ALPHABET = "34679ACDEFGHJKMNPQRTUVWXY"
 CODE_LENGTH = 8  # 25^8 ≈ 1.5e11 codes; at most 32 characters fit a mini-programme QR scene
@@ -105,12 +103,16 @@ def share_link(template: str, code: str, base_url: str) -> str:
 
 
 def qr_svg(text: str) -> str:
+    import segno  # with the first QR code, not when the server starts (memory, issue 11)
+
     buf = io.BytesIO()
     segno.make(text, error="m").save(buf, kind="svg", scale=4, border=2, xmldecl=False)
     return buf.getvalue().decode()
 
 
 def qr_png(text: str, scale: int = 6) -> bytes:
+    import segno
+
     buf = io.BytesIO()
     segno.make(text, error="m").save(buf, kind="png", scale=scale, border=2)
     return buf.getvalue()

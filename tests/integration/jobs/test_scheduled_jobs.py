@@ -71,6 +71,29 @@ def nightly() -> Iterator[None]:
     registry.unregister("test.nightly")
 
 
+def test_every_registered_schedule_is_a_valid_cron_expression() -> None:
+    """``schedule()`` no longer imports croniter (the API server never plans); the check
+    moved to ``schedules()``, which every planner calls."""
+    bootstrap.configure()
+    plans = registry.schedules()  # raises ValueError on the first invalid one
+    assert {p.kind for p in plans} >= {tasks.EXPIRE, tasks.TIERS}
+
+
+def test_an_invalid_cron_expression_stops_the_planner() -> None:
+    registry.job_kind("test.bad_cron")(lambda ctx: None)
+    registry.schedule("test.bad_cron", "61 * * * *")
+    try:
+        with pytest.raises(ValueError, match=r"invalid cron expression '61 \* \* \* \*'"):
+            registry.schedules()
+        unused = Database("sqlite://")  # the planner stops before any transaction
+        with pytest.raises(ValueError, match=r"\(test\.bad_cron\)"):
+            scheduler.Scheduler().enqueue_due(unused)
+        unused.dispose()
+    finally:
+        registry.unregister("test.bad_cron")
+    assert "test.bad_cron" not in {p.kind for p in registry.schedules()}
+
+
 def _nightly(db: Database) -> list[tuple[str | None, datetime, str]]:
     return [(j.dedupe_key, j.run_at, j.state) for j in all_jobs(db) if j.kind == "test.nightly"]
 

@@ -55,6 +55,15 @@ def test_password_is_stored_as_an_argon2id_hash(world: Any) -> None:
     assert (user.failed_logins, user.locked_until, user.disabled_at) == (0, None, None)
 
 
+def test_the_unknown_login_dummy_hash_costs_what_a_new_hash_costs() -> None:
+    """Written out instead of hashed at import (issue 11); it must keep the parameters the
+    hasher gives new hashes, so an unknown login takes as long as a wrong password."""
+    assert staff._DUMMY_HASH.startswith("$argon2id$")
+    assert PasswordHasher().check_needs_rehash(staff._DUMMY_HASH) is False
+    assert staff._verify(staff._DUMMY_HASH, "loyalist-dummy-password") is True
+    assert staff._verify(staff._DUMMY_HASH, PASSWORD) is False
+
+
 def test_same_password_gets_a_different_salt(world: Any) -> None:
     a, b = _user(world, login="a"), _user(world, login="b")
     assert _row(world, a).password_hash != _row(world, b).password_hash

@@ -155,3 +155,57 @@ def test_server_process_does_not_import_httpx() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# What a fresh API worker must not load at start (issue 11: server RSS ≤ 300 MB). Each is
+# imported where it is first used: QR codes (segno), planning schedules (croniter and its
+# dateutil), console and member pages (jinja2, markupsafe, babel), YAML documents (yaml),
+# a phone number that is not a plain mainland mobile (phonenumbers), an email (smtplib).
+NOT_AT_START = (
+    "segno",
+    "croniter",
+    "dateutil",
+    "jinja2",
+    "markupsafe",
+    "babel",
+    "yaml",
+    "phonenumbers",
+    "smtplib",
+    "loyalist.jobs.scheduler",
+)
+
+
+def test_server_process_imports_no_page_qr_cron_yaml_or_phone_library_at_start() -> None:
+    code = (
+        "import sys, loyalist.serve, loyalist.app; loyalist.app.create_app(); "
+        f"print(sorted(m for m in {NOT_AT_START!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_what_the_worker_leaves_out_is_loaded_when_first_used() -> None:
+    """The lazy imports still work: a QR code, a rendered page, a YAML document, a
+    non-mainland number and the schedules, each in a fresh process that started lean."""
+    code = (
+        "import sys, loyalist.app; loyalist.app.create_app(); "
+        f"before = sorted(m for m in {NOT_AT_START!r} if m in sys.modules); "
+        "from loyalist.referral import domain as referral; "
+        "assert referral.qr_png('X').startswith(b'\\x89PNG'); "
+        "assert referral.qr_svg('X').startswith('<svg'); "
+        "from loyalist.member_web.endpoints import _qr; "
+        "assert (_qr('12345678') or '').startswith('data:image/png;base64,'); "
+        "from loyalist.member_web import web; "
+        "assert web.Formats('en', __import__('zoneinfo').ZoneInfo('UTC'), 'CNY').points(1234)"
+        " == '1,234'; "
+        "assert web._environment().from_string('{{ x }}').render(x='<b>') == '&lt;b&gt;'; "
+        "from loyalist.kit.documents import as_yaml; assert as_yaml({'a': 1}) == 'a: 1\\n'; "
+        "from loyalist.member import domain; "
+        "assert domain.normalise_phone('+44 20 7946 0958') == '+442079460958'; "
+        "from loyalist.jobs import registry; assert registry.schedules(); "
+        f"print(before, sorted(m for m in {NOT_AT_START!r} if m not in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # all loaded now but what no call above needs (no email sent; the scheduler is the
+    # job worker's, never the API server's)
+    assert out.stdout.strip() == "[] ['loyalist.jobs.scheduler', 'smtplib']"
