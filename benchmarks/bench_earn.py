@@ -328,35 +328,7 @@ def run_pgbench(scale: int, clients: int, threads: int, seconds: int) -> float:
         check=True,
         capture_output=True,
     )
-    proc = spawn(
-        [
-            "pgbench",
-            *common,
-            "-c",
-            str(clients),
-            "-j",
-            str(threads),
-            "-T",
-            str(seconds),
-            PGBENCH_DB,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    out, errout = proc.communicate(timeout=seconds + 120)
-    procs.children.remove(proc)
-    text = out.decode()
-    if proc.returncode != 0:
-        raise RuntimeError(f"pgbench failed: {errout.decode()[-500:]}")
-    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", text) or re.search(
-        r"tps = ([\d.]+)", text
-    )
-    if m is None:
-        raise RuntimeError(f"cannot find tps in pgbench output:\n{text}")
-    for line in text.splitlines():
-        if line.startswith(("latency average", "tps", "number of transactions actually")):
-            log(f"  pgbench: {line}")
-    return float(m.group(1))
+    return run_pgbench_script(PGBENCH_DB, [], clients, threads, seconds, show=True)
 
 
 # --------------------------------------------------------------------------- main
@@ -391,8 +363,10 @@ def run_floor(members: int, clients: int, threads: int, seconds: int) -> float:
 
 
 def run_pgbench_script(
-    db: str, extra: list[str], clients: int, threads: int, seconds: int
+    db: str, extra: list[str], clients: int, threads: int, seconds: int, *, show: bool = False
 ) -> float:
+    """pgbench on ``db`` (``extra``: its script and variables; none: TPC-B) with ``clients``
+    connections for ``seconds``: its tps (``show``: its summary lines logged too)."""
     common = ["-h", PG_HOST, "-p", str(PG_PORT), "-U", "postgres"]
     load = ["-c", str(clients), "-j", str(threads), "-T", str(seconds)]
     proc = spawn(
@@ -410,6 +384,10 @@ def run_pgbench_script(
     )
     if m is None:
         raise RuntimeError(f"cannot find tps in pgbench output:\n{text}")
+    if show:
+        for line in text.splitlines():
+            if line.startswith(("latency average", "tps", "number of transactions actually")):
+                log(f"  pgbench: {line}")
     return float(m.group(1))
 
 
