@@ -25,30 +25,28 @@ Usage: .venv/bin/python benchmarks/bench_earn.py [--workers 2] [--duration 20] .
 from __future__ import annotations
 
 import argparse
-import asyncio
-import atexit
 import contextlib
 import os
 import random
 import re
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psutil
 
 import procs
-from procs import cleanup, free_port, kill_tree, log, on_signal, spawn
+from procs import cleanup, free_port, kill_tree, log, spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -168,14 +166,6 @@ def member_ids() -> list[int]:
 # --------------------------------------------------------------------------- load
 
 
-@dataclass
-class Stats:
-    latencies_ns: list[int] = field(default_factory=list)
-    ok_total: int = 0
-    errors: int = 0
-    error_samples: list[str] = field(default_factory=list)
-
-
 class Basket:
     def __init__(self, rng: random.Random, members: list[int]) -> None:
         self.rng = rng
@@ -220,92 +210,41 @@ class Basket:
         )
 
 
-async def _client(
-    idx: int,
-    port: int,
-    key: str,
-    basket: Basket,
-    run_id: str,
-    window: tuple[float, float],
-    stop: asyncio.Event,
-    stats: Stats,
-) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = (
-        f"POST /v1/orders HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-    ).encode()
-    seq = 0
-    t_start, t_end = window
-    try:
-        while not stop.is_set():
-            seq += 1
-            body = basket.order(f"bench-{run_id}-{idx}-{seq}")
-            req = b"".join(
-                (
-                    head,
-                    b"Idempotency-Key: ",
-                    uuid.uuid4().hex.encode(),
-                    b"\r\nContent-Length: ",
-                    str(len(body)).encode(),
-                    b"\r\n\r\n",
-                    body,
-                )
-            )
-            t0 = time.perf_counter_ns()
-            writer.write(req)
-            header = await reader.readuntil(b"\r\n\r\n")
-            status = int(header[9:12])
-            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", header)
-            if m is None:
-                raise RuntimeError(f"no content-length in answer: {header[:200]!r}")
-            payload = await reader.readexactly(int(m.group(1)))
-            t1 = time.perf_counter_ns()
-            if 200 <= status < 300:
-                now = time.monotonic()
-                if t_start <= now <= t_end:
-                    stats.latencies_ns.append(t1 - t0)
-                stats.ok_total += 1
-            else:
-                stats.errors += 1
-                if len(stats.error_samples) < 5:
-                    stats.error_samples.append(
-                        f"{status}: {payload[:300].decode(errors='replace')}"
-                    )
-    finally:
-        writer.close()
+def record_in_process(db: Any, body: bytes) -> None:
+    """Record the order ``body`` through the service path ``POST /v1/orders`` runs, without
+    HTTP: ``run_idempotent`` (a fresh key) → ``order.record_view`` → the answer's JSON form
+    (the instruction counts' service yardstick)."""
+    from loyalist.idempotency.service import Answer, run_idempotent
+    from loyalist.kit.actor import SYSTEM
+    from loyalist.order import service
+    from loyalist.order.schemas import OrderCreate
+
+    data = OrderCreate.model_validate_json(body)
+
+    def unit(s: Any) -> Answer:
+        _created, answer = service.record_view(s, SYSTEM, data)
+        return Answer(201, answer.model_dump(mode="json", by_alias=True))
+
+    run_idempotent(
+        db,
+        principal="bench",
+        key=uuid.uuid4().hex,
+        method="POST",
+        path="/v1/orders",
+        body=body,
+        work=unit,
+    )
 
 
-async def drive(
-    port: int, key: str, members: list[int], clients: int, warmup: float, duration: float, seed: int
-) -> tuple[Stats, float]:
-    stats = Stats()
-    stop = asyncio.Event()
+def order_requests(members: list[int], clients: int, seed: int) -> procs.Make:
+    """POST /v1/orders: a basket of its own (seeded) per client, a unique external id."""
+    baskets = [Basket(random.Random(seed * 1000 + i), members) for i in range(clients)]
     run_id = uuid.uuid4().hex[:8]
-    t0 = time.monotonic()
-    window = (t0 + warmup, t0 + warmup + duration)
-    tasks = [
-        asyncio.create_task(
-            _client(
-                i,
-                port,
-                key,
-                Basket(random.Random(seed * 1000 + i), members),
-                run_id,
-                window,
-                stop,
-                stats,
-            )
-        )
-        for i in range(clients)
-    ]
-    await asyncio.sleep(window[1] - time.monotonic())
-    stop.set()
-    done, _ = await asyncio.wait(tasks, timeout=30)
-    for t in done:
-        if t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
-    return stats, duration
+
+    def make(idx: int, seq: int) -> tuple[str, str, bytes]:
+        return "POST", "/v1/orders", baskets[idx].order(f"bench-{run_id}-{idx}-{seq}")
+
+    return make
 
 
 class RssSampler(threading.Thread):
@@ -389,35 +328,7 @@ def run_pgbench(scale: int, clients: int, threads: int, seconds: int) -> float:
         check=True,
         capture_output=True,
     )
-    proc = spawn(
-        [
-            "pgbench",
-            *common,
-            "-c",
-            str(clients),
-            "-j",
-            str(threads),
-            "-T",
-            str(seconds),
-            PGBENCH_DB,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    out, errout = proc.communicate(timeout=seconds + 120)
-    procs.children.remove(proc)
-    text = out.decode()
-    if proc.returncode != 0:
-        raise RuntimeError(f"pgbench failed: {errout.decode()[-500:]}")
-    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", text) or re.search(
-        r"tps = ([\d.]+)", text
-    )
-    if m is None:
-        raise RuntimeError(f"cannot find tps in pgbench output:\n{text}")
-    for line in text.splitlines():
-        if line.startswith(("latency average", "tps", "number of transactions actually")):
-            log(f"  pgbench: {line}")
-    return float(m.group(1))
+    return run_pgbench_script(PGBENCH_DB, [], clients, threads, seconds, show=True)
 
 
 # --------------------------------------------------------------------------- main
@@ -452,8 +363,10 @@ def run_floor(members: int, clients: int, threads: int, seconds: int) -> float:
 
 
 def run_pgbench_script(
-    db: str, extra: list[str], clients: int, threads: int, seconds: int
+    db: str, extra: list[str], clients: int, threads: int, seconds: int, *, show: bool = False
 ) -> float:
+    """pgbench on ``db`` (``extra``: its script and variables; none: TPC-B) with ``clients``
+    connections for ``seconds``: its tps (``show``: its summary lines logged too)."""
     common = ["-h", PG_HOST, "-p", str(PG_PORT), "-U", "postgres"]
     load = ["-c", str(clients), "-j", str(threads), "-T", str(seconds)]
     proc = spawn(
@@ -471,6 +384,10 @@ def run_pgbench_script(
     )
     if m is None:
         raise RuntimeError(f"cannot find tps in pgbench output:\n{text}")
+    if show:
+        for line in text.splitlines():
+            if line.startswith(("latency average", "tps", "number of transactions actually")):
+                log(f"  pgbench: {line}")
     return float(m.group(1))
 
 
@@ -524,12 +441,6 @@ def one_run(args: argparse.Namespace, key: str, members: list[int], n: int) -> R
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     srv0 = server_cpu_seconds(server.pid)
     pg0 = postgres_cpu_seconds()
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover
-        runner = asyncio.run
     split: list[int] = []
 
     def note_split() -> None:  # how the clients' keep-alive connections fell on the workers
@@ -539,9 +450,10 @@ def one_run(args: argparse.Namespace, key: str, members: list[int], n: int) -> R
     splitter = threading.Thread(target=note_split, daemon=True)
     splitter.start()
     w0 = time.monotonic()
-    stats, seconds = runner(
-        drive(port, key, members, args.clients, args.warmup, args.duration, args.seed + n)
-    )
+    stats = procs.Lat()
+    make = order_requests(members, args.clients, args.seed + n)
+    procs.drive(port, key, [(make, args.clients, stats)], args.warmup, args.duration)
+    seconds = args.duration
     wall = time.monotonic() - w0
     splitter.join()
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -553,17 +465,17 @@ def one_run(args: argparse.Namespace, key: str, members: list[int], n: int) -> R
     kill_tree(server)
     procs.children.remove(server)
 
-    lat = sorted(stats.latencies_ns)
+    lat = sorted(stats.ns)
     orders_s = len(lat) / seconds
     client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     log(
-        f"  orders: {len(lat)} in {seconds:g}s measured ({stats.ok_total} incl. warm-up), "
+        f"  orders: {len(lat)} in {seconds:g}s measured ({stats.ok} incl. warm-up), "
         f"errors: {stats.errors}; client connections per worker: "
         f"{' + '.join(map(str, sorted(split, reverse=True))) or '?'}"
     )
-    for sample in stats.error_samples:
+    for sample in stats.samples:
         log(f"  error: {sample}")
-    total = max(stats.ok_total, 1)
+    total = max(stats.ok, 1)
     log(
         f"  CPU during the load ({wall:.1f}s wall, 2 cores = {2 * wall:.0f} core-s): "
         f"server {srv1 - srv0:.1f}s ({1000 * (srv1 - srv0) / total:.1f} ms/order), "
@@ -619,16 +531,11 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    atexit.register(cleanup)
+    procs.clean_up_on_exit()
     sys.path.insert(0, str(ROOT / "src"))
 
     commit = git_commit()
-    log(
-        f"bench_earn on {os.cpu_count()} CPU(s), {datetime.now(UTC).isoformat(timespec='seconds')}"
-        f", commit {commit}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
-    )
+    log(procs.heading("bench_earn", commit))
     subprocess.run(["bash", str(ROOT / "scripts" / "ensure-postgres.sh"), BENCH_URL], check=True)
     if not args.skip_pgbench and shutil.which("pgbench") is None:
         raise RuntimeError("pgbench is not installed (apt-get install postgresql-contrib)")

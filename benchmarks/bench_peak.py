@@ -25,20 +25,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
 import math
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("BENCH_DB", "loyalist_bench_peak")
@@ -47,7 +44,7 @@ import orjson
 
 import bench_earn as be
 import procs
-from procs import cleanup, free_port, log, on_signal
+from procs import cleanup, free_port, log
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -104,13 +101,11 @@ class Pool:
                 conn = await asyncio.open_connection("127.0.0.1", self.port)
             reader, writer = conn
             writer.write(raw)
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=60)
-            status = int(head[9:12])
+            status, head, body = await asyncio.wait_for(procs.read_answer(reader), timeout=60)
             headers = {
                 k.decode().lower(): v.decode()
                 for k, v in re.findall(rb"\r\n([^:\r\n]+):\s*([^\r\n]*)", head)
             }
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.free.put_nowait(conn)
             return status, headers, body
         except BaseException:
@@ -353,15 +348,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--chart", default=str(ROOT / "var" / "bench" / "peak.svg"))
     args = ap.parse_args()
-    signal.signal(signal.SIGTERM, on_signal)
-    atexit.register(cleanup)
+    procs.clean_up_on_exit()
     sys.path.insert(0, str(ROOT / "src"))
 
-    log(
-        f"bench_peak on {os.cpu_count()} CPU(s), {datetime.now(UTC).isoformat(timespec='seconds')}"
-        f", commit {be.git_commit()}, load average "
-        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
-    )
+    log(procs.heading("bench_peak", be.git_commit()))
     subprocess.run(["bash", str(ROOT / "scripts" / "ensure-postgres.sh"), be.BENCH_URL], check=True)
     be.recreate_database(be.BENCH_DB)
     key = be.build_data(args.members, args.seed, be.BENCH_URL)

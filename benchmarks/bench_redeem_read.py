@@ -25,13 +25,10 @@ Usage: .venv/bin/python benchmarks/bench_redeem_read.py [--mode redeem,read,sqli
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
 import os
 import random
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,22 +37,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import bench_earn as be
 import procs
-from procs import cleanup, free_port, kill_tree, log, on_signal
+from procs import Lat, Make, cleanup, free_port, kill_tree, log
 
 ROOT = be.ROOT
 REDEEM_FLOOR = ROOT / "benchmarks" / "redeem_floor.sql"
 READ_FLOOR = ROOT / "benchmarks" / "read_floor.sql"
 REWARD = "upsize"  # points only, no stock, no per-member limit: 500 points
 GRANT = 1_000_000  # points each bench member is given, available, before the load
-
-# A request: method, path, body (or None); made per client and per sequence number.
-Make = Callable[[int, int], tuple[str, str, bytes | None]]
-
 
 # --------------------------------------------------------------------------- data
 
@@ -110,96 +102,6 @@ def floor_tps(script: Path, members: int, clients: int, seconds: int, **defs: in
 # --------------------------------------------------------------------------- load
 
 
-@dataclass
-class Lat:
-    ns: list[int]
-    ok: int = 0
-    errors: int = 0
-    samples: list[str] | None = None
-
-
-async def _client(
-    idx: int,
-    port: int,
-    key: str,
-    make: Make,
-    window: tuple[float, float],
-    stop: asyncio.Event,
-    stats: Lat,
-) -> None:
-    """One keep-alive HTTP/1.1 connection sending ``make``'s requests one after another."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    auth = f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n".encode()
-    seq = 0
-    try:
-        while not stop.is_set():
-            seq += 1
-            method, path, body = make(idx, seq)
-            parts = [f"{method} {path} HTTP/1.1\r\n".encode(), auth]
-            if body is not None:
-                parts += [
-                    b"Content-Type: application/json\r\nIdempotency-Key: ",
-                    uuid.uuid4().hex.encode(),
-                    b"\r\nContent-Length: ",
-                    str(len(body)).encode(),
-                    b"\r\n\r\n",
-                    body,
-                ]
-            else:
-                parts.append(b"\r\n")
-            t0 = time.perf_counter_ns()
-            writer.write(b"".join(parts))
-            header = await reader.readuntil(b"\r\n\r\n")
-            status = int(header[9:12])
-            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", header)
-            if m is None:
-                raise RuntimeError(f"no content-length in answer: {header[:200]!r}")
-            payload = await reader.readexactly(int(m.group(1)))
-            t1 = time.perf_counter_ns()
-            if 200 <= status < 300:
-                if window[0] <= time.monotonic() <= window[1]:
-                    stats.ns.append(t1 - t0)
-                stats.ok += 1
-            else:
-                stats.errors += 1
-                if stats.samples is not None and len(stats.samples) < 5:
-                    stats.samples.append(f"{status}: {payload[:300].decode(errors='replace')}")
-    finally:
-        writer.close()
-
-
-async def _drive(
-    port: int, key: str, groups: list[tuple[Make, int, Lat]], warmup: float, duration: float
-) -> None:
-    """Clients of every group at once (e.g. readers and writers), for warmup + duration."""
-    stop = asyncio.Event()
-    t0 = time.monotonic()
-    window = (t0 + warmup, t0 + warmup + duration)
-    tasks = []
-    n = 0
-    for make, clients, stats in groups:
-        for _ in range(clients):
-            tasks.append(asyncio.create_task(_client(n, port, key, make, window, stop, stats)))
-            n += 1
-    await asyncio.sleep(window[1] - time.monotonic())
-    stop.set()
-    done, _ = await asyncio.wait(tasks, timeout=30)
-    for t in done:
-        if t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
-
-
-def drive(
-    port: int, key: str, groups: list[tuple[Make, int, Lat]], args: argparse.Namespace
-) -> None:
-    try:
-        import uvloop
-
-        uvloop.run(_drive(port, key, groups, args.warmup, args.duration))
-    except ImportError:  # pragma: no cover
-        asyncio.run(_drive(port, key, groups, args.warmup, args.duration))
-
-
 def redeem_requests(members: list[int], seed: int) -> Make:
     rng = random.Random(seed)
 
@@ -238,7 +140,7 @@ def summary(name: str, stats: Lat, seconds: float) -> str:
 
 
 def check_errors(stats: Lat, what: str) -> None:
-    for s in stats.samples or []:
+    for s in stats.samples:
         log(f"  {what} error: {s}")
 
 
@@ -274,9 +176,9 @@ def measure_pg(
     port = free_port()
     server = procs.start_server(be.BENCH_URL, port, workers)
     cpu0 = be.server_cpu_seconds(server.pid)
-    stats = Lat([], samples=[])
+    stats = Lat()
     try:
-        drive(port, key, [(make, args.clients, stats)], args)
+        procs.drive(port, key, [(make, args.clients, stats)], args.warmup, args.duration)
         cpu1 = be.server_cpu_seconds(server.pid)
     finally:
         kill_tree(server)
@@ -423,13 +325,13 @@ def mode_sqlite(args: argparse.Namespace) -> int:
             load = os.getloadavg()[0]
             port = free_port()
             server = procs.start_server(url, port, args.workers)
-            reads = Lat([], samples=[])
-            writes = Lat([], samples=[])
+            reads = Lat()
+            writes = Lat()
             groups = [(read_requests(members, args.seed + n), readers, reads)]
             if with_writes:
                 groups.append((order_requests(members, args.seed + n), writers, writes))
             try:
-                drive(port, key, groups, args)
+                procs.drive(port, key, groups, args.warmup, args.duration)
             finally:
                 kill_tree(server)
                 procs.children.remove(server)
@@ -482,15 +384,9 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    atexit.register(cleanup)
+    procs.clean_up_on_exit()
     sys.path.insert(0, str(ROOT / "src"))
-    log(
-        f"bench_redeem_read {','.join(modes)} on {os.cpu_count()} CPU(s), "
-        f"{datetime.now(UTC).isoformat(timespec='seconds')}, commit {be.git_commit()}, "
-        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
-    )
+    log(procs.heading(f"bench_redeem_read {','.join(modes)}", be.git_commit()))
     errors = 0
     pg_modes = [m for m in modes if m != "sqlite"]
     if pg_modes:

@@ -16,12 +16,8 @@ Usage: .venv/bin/python benchmarks/earn_instructions.py [--orders 40] [--base 10
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import re
-import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -36,11 +32,7 @@ def record(url: str, n: int) -> None:
     import bench_earn
     from loyalist.app import create_app
     from loyalist.config import Settings
-    from loyalist.idempotency.service import Answer, run_idempotent
-    from loyalist.kit.actor import SYSTEM
     from loyalist.kit.db import Database
-    from loyalist.order import service
-    from loyalist.order.schemas import OrderCreate
 
     dbname = url.rsplit("/", 1)[-1]
     members = [int(x) for x in bench_earn.psql("SELECT id FROM member", dbname).split()]
@@ -48,58 +40,9 @@ def record(url: str, n: int) -> None:
     create_app(Settings(database_url=url, run_scheduler=False), db)  # every registration
     basket = bench_earn.Basket(random.Random(11), members)
     run = uuid.uuid4().hex[:8]
-
-    def one(i: int) -> None:
-        body = basket.order(f"ins-{run}-{i}")
-        data = OrderCreate.model_validate_json(body)
-
-        def unit(s: object) -> Answer:
-            _created, answer = service.record_view(s, SYSTEM, data)  # type: ignore[arg-type]
-            return Answer(201, answer.model_dump(mode="json", by_alias=True))
-
-        run_idempotent(
-            db,
-            principal="bench",
-            key=uuid.uuid4().hex,
-            method="POST",
-            path="/v1/orders",
-            body=body,
-            work=unit,
-        )
-
     for i in range(WARM_UP + n):
-        one(i)
+        bench_earn.record_in_process(db, basket.order(f"ins-{run}-{i}"))
     db.dispose()
-
-
-def _start(src: Path, url: str, n: int, out: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    return subprocess.Popen(
-        [
-            "valgrind",
-            "--tool=cachegrind",
-            "--cache-sim=no",
-            f"--cachegrind-out-file={out}",
-            sys.executable,
-            __file__,
-            "--child",
-            str(n),
-            "--url",
-            url,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _summary(proc: subprocess.Popen[bytes], out: Path) -> int:
-    _o, err = proc.communicate()
-    if proc.returncode != 0:
-        raise SystemExit(err.decode(errors="replace")[-3000:])
-    m = re.search(r"^summary:\s+(\d+)", out.read_text(), re.M)
-    assert m, "no cachegrind summary"
-    return int(m.group(1))
 
 
 def main() -> int:
@@ -113,14 +56,16 @@ def main() -> int:
     if args.child is not None:
         record(args.url, args.child)
         return 0
-    with tempfile.TemporaryDirectory() as tmp:  # both runs at once (one core each)
-        outs = (Path(tmp) / "low.out", Path(tmp) / "high.out")
-        runs = (
-            _start(args.src, args.url, args.base, outs[0]),
-            _start(args.src, args.url, args.base + args.orders, outs[1]),
-        )
-        low, high = (_summary(p, o) for p, o in zip(runs, outs, strict=True))
-    per = (high - low) / args.orders
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import procs
+
+    low, high, per = procs.instructions_per_step(
+        Path(__file__),
+        args.src,
+        lambda n: ["--child", str(n), "--url", args.url],
+        args.base,
+        args.orders,
+    )
     print(f"src: {args.src}")
     print(f"instructions: {low:,} ({args.base} orders), {high:,} ({args.base + args.orders})")
     print(f"instructions/order: {per / 1e6:.2f} M")

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
-import re
-import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -121,12 +119,9 @@ def run(url: str, mode: str, n: int) -> None:
     import bench_earn
     from loyalist.app import create_app
     from loyalist.config import Settings
-    from loyalist.idempotency.service import Answer, run_idempotent
     from loyalist.kit.actor import SYSTEM
     from loyalist.kit.db import Database
     from loyalist.member import service as members_service
-    from loyalist.order import service
-    from loyalist.order.schemas import OrderCreate
 
     key, members = _key_and_members(url)
     db = Database(url)
@@ -144,22 +139,7 @@ def run(url: str, mode: str, n: int) -> None:
         assert status == 201, answer[:500]
 
     async def service_post(i: int) -> None:
-        body = basket.order(f"req-{tag}-{i}")
-        data = OrderCreate.model_validate_json(body)
-
-        def unit(s: Any) -> Answer:
-            _created, answer = service.record_view(s, SYSTEM, data)
-            return Answer(201, answer.model_dump(mode="json", by_alias=True))
-
-        run_idempotent(
-            db,
-            principal="bench",
-            key=uuid.uuid4().hex,
-            method="POST",
-            path="/v1/orders",
-            body=body,
-            work=unit,
-        )
+        bench_earn.record_in_process(db, basket.order(f"req-{tag}-{i}"))
 
     async def get(i: int) -> None:
         member = pick.choice(members)
@@ -181,34 +161,8 @@ def run(url: str, mode: str, n: int) -> None:
     db.dispose()
 
 
-def _start(src: Path, url: str, mode: str, n: int, out: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    return subprocess.Popen(
-        [
-            "valgrind",
-            "--tool=cachegrind",
-            "--cache-sim=no",
-            f"--cachegrind-out-file={out}",
-            sys.executable,
-            __file__,
-            "--child",
-            f"{mode}:{n}",
-            "--url",
-            url,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _summary(proc: subprocess.Popen[bytes], out: Path) -> int:
-    _o, err = proc.communicate()
-    if proc.returncode != 0:
-        raise SystemExit(err.decode(errors="replace")[-3000:])
-    m = re.search(r"^summary:\s+(\d+)", out.read_text(), re.M)
-    assert m, "no cachegrind summary"
-    return int(m.group(1))
+def _child_args(mode: str, url: str, n: int) -> list[str]:
+    return ["--child", f"{mode}:{n}", "--url", url]
 
 
 def _ensure_data(db: str, rebuild: bool) -> None:
@@ -238,19 +192,18 @@ def main() -> int:
         run(args.url, mode, int(n))
         return 0
     sys.path.insert(0, str(args.src))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import procs
+
     _ensure_data(args.db, args.rebuild)
     url = PG + args.db
     print(f"src: {args.src}  load average {os.getloadavg()[0]:.1f}")
     per: dict[str, float] = {}
     for mode in args.modes.split(","):
-        with tempfile.TemporaryDirectory() as tmp:  # both runs at once (one core each)
-            outs = (Path(tmp) / "low.out", Path(tmp) / "high.out")
-            runs = (
-                _start(args.src, url, mode, args.base, outs[0]),
-                _start(args.src, url, mode, args.base + args.n, outs[1]),
-            )
-            low, high = (_summary(p, o) for p, o in zip(runs, outs, strict=True))
-        per[mode] = (high - low) / args.n
+        child = functools.partial(_child_args, mode, url)
+        _low, _high, per[mode] = procs.instructions_per_step(
+            Path(__file__), args.src, child, args.base, args.n
+        )
         print(f"{mode:13s} instructions/request: {per[mode] / 1e6:6.2f} M")
     for verb in ("post", "get"):
         if verb in per and f"service-{verb}" in per:

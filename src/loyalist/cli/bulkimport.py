@@ -13,8 +13,7 @@ from rich.table import Table
 from loyalist.config import get_settings
 from loyalist.errors import LoyalistError
 from loyalist.kit.actor import Actor
-from loyalist.kit.db import Database
-from loyalist.kit.migrate import upgrade
+from loyalist.kit.migrate import migrated
 
 import_app = typer.Typer(
     help="Bulk import of members, orders and carried balances (CSV or .xlsx)",
@@ -69,9 +68,7 @@ def _import(
     from loyalist.bulkimport import runner, service
     from loyalist.bulkimport.domain import report_csv
 
-    url = get_settings().database_url
-    upgrade(url)
-    db = Database(url)
+    db = migrated(get_settings().database_url)
     actor = Actor(name="cli:import", scope_path="/", can_write=True, principal="cli:import")
     data = path.read_bytes()
     if programme_version is not None:

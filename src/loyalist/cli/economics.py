@@ -12,8 +12,7 @@ from rich.table import Table
 from loyalist.config import get_settings
 from loyalist.errors import LoyalistError
 from loyalist.kit.actor import Actor
-from loyalist.kit.db import Database
-from loyalist.kit.migrate import upgrade
+from loyalist.kit.migrate import migrated
 
 console = Console()
 err = Console(stderr=True)
@@ -31,9 +30,7 @@ def backtest(
     from loyalist.backtest import service
     from loyalist.programme import service as programmes
 
-    url = get_settings().database_url
-    upgrade(url)
-    db = Database(url)
+    db = migrated(get_settings().database_url)
     actor = Actor(name="cli", scope_path="/", can_write=False, principal="cli")
     try:
         proposed = programmes.load_file(version_file)

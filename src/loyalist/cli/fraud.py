@@ -13,7 +13,7 @@ from rich.table import Table
 from loyalist.config import get_settings
 from loyalist.kit.actor import Actor
 from loyalist.kit.db import Database
-from loyalist.kit.migrate import upgrade
+from loyalist.kit.migrate import migrated
 
 fraud_app = typer.Typer(help="Fraud controls (风控): backtest, review queue", no_args_is_help=True)
 console = Console()
@@ -22,9 +22,7 @@ CLI = Actor(name="cli", scope_path="/", can_write=True, principal="cli")  # the 
 
 
 def _db() -> Database:
-    url = get_settings().database_url
-    upgrade(url)
-    return Database(url)
+    return migrated(get_settings().database_url)
 
 
 @fraud_app.command("backtest")

@@ -12,8 +12,7 @@ from rich.table import Table
 from loyalist.config import get_settings
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import clock
-from loyalist.kit.db import Database
-from loyalist.kit.migrate import upgrade
+from loyalist.kit.migrate import migrated
 
 liability_app = typer.Typer(help="The programme's points liability", no_args_is_help=True)
 console = Console()
@@ -38,9 +37,7 @@ def report(
     if month is not None and not re.match(MONTH, month):
         err.print(f"[red]error[/]: --month {month!r}: expected YYYY-MM")
         raise typer.Exit(2)
-    url = get_settings().database_url
-    upgrade(url)
-    db = Database(url)
+    db = migrated(get_settings().database_url)
     actor = Actor(name="cli", scope_path="/", can_write=False, principal="cli")
     try:
         with db.transaction() as s:

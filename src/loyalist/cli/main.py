@@ -31,7 +31,7 @@ from loyalist.config import get_settings
 from loyalist.errors import LoyalistError
 from loyalist.kit.clock import clock
 from loyalist.kit.db import Database
-from loyalist.kit.migrate import upgrade
+from loyalist.kit.migrate import migrated, upgrade
 
 app = typer.Typer(name="loyalist", help="Loyalist loyalty platform", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
@@ -61,9 +61,7 @@ err = Console(stderr=True)
 
 def _db(migrate: bool = True) -> Database:
     url = get_settings().database_url
-    if migrate:
-        upgrade(url)
-    return Database(url)
+    return migrated(url) if migrate else Database(url)
 
 
 def _fail(exc: LoyalistError) -> None:

@@ -13,7 +13,7 @@ from loyalist.errors import LoyalistError
 from loyalist.kit import crypto
 from loyalist.kit.actor import Actor
 from loyalist.kit.db import Database
-from loyalist.kit.migrate import upgrade
+from loyalist.kit.migrate import migrated
 
 keys_app = typer.Typer(help="Keys of personal data at rest (rotate, status)", no_args_is_help=True)
 console = Console()
@@ -21,9 +21,7 @@ err = Console(stderr=True)
 
 
 def _db() -> Database:
-    url = get_settings().database_url
-    upgrade(url)
-    return Database(url)
+    return migrated(get_settings().database_url)
 
 
 def _keyfile() -> Path:

@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loyalist.config import get_settings
-from loyalist.kit.db import Database
-from loyalist.kit.migrate import upgrade
+from loyalist.kit.migrate import migrated
 
 recommend_app = typer.Typer(help="Recommendations (issue 14)", no_args_is_help=True)
 console = Console()
@@ -22,9 +21,7 @@ def compute() -> None:
     """Run the nightly job now: rewrite every member's list and the popularity lists."""
     from loyalist.recommend import service
 
-    url = get_settings().database_url
-    upgrade(url)
-    db = Database(url)
+    db = migrated(get_settings().database_url)
     try:
         with db.transaction() as s:
             done = service.compute(s)
@@ -45,9 +42,7 @@ def evaluate(
     ALS against the popularity baseline."""
     from loyalist.recommend import service
 
-    url = get_settings().database_url
-    upgrade(url)
-    db = Database(url)
+    db = migrated(get_settings().database_url)
     try:
         with db.transaction() as s:
             e = service.evaluate(s, k=k, test_days=test_days)

@@ -15,7 +15,7 @@ from loyalist.config import get_settings
 from loyalist.events import consumers
 from loyalist.events import nats_export as nx
 from loyalist.kit.db import Database
-from loyalist.kit.migrate import upgrade
+from loyalist.kit.migrate import migrated
 
 app = typer.Typer(
     help="The event stream: exporters, consumer lag, parked events", no_args_is_help=True
@@ -25,9 +25,7 @@ err = Console(stderr=True)
 
 
 def _db() -> Database:
-    url = get_settings().database_url
-    upgrade(url)
-    return Database(url)
+    return migrated(get_settings().database_url)
 
 
 def _configure() -> None:

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 
 import loyalist
+from loyalist.kit.db import Database
 
 
 def alembic_config(url: str) -> Config:
@@ -19,6 +20,13 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+def migrated(url: str) -> Database:
+    """The database at ``url``, its schema upgraded to the newest migration first (what a
+    CLI command opens)."""
+    upgrade(url)
+    return Database(url)
 
 
 def current(url: str) -> None:

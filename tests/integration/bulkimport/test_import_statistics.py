@@ -6,12 +6,10 @@ not yet round), the batch reads were planned for a few rows and a 1M-row import 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from tests.support import recorded_statements
 
 from loyalist.bulkimport import runner, service
 from loyalist.kit.actor import Actor
@@ -29,21 +27,6 @@ def orders(n: int) -> bytes:
     return (HEADER + "\n".join(rows) + "\n").encode()
 
 
-@contextmanager
-def analyzes(db: Database) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def listen(_conn: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        if statement.startswith("ANALYZE"):
-            seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", listen)
-
-
 def test_a_growing_import_refreshes_statistics_at_each_doubling(
     world: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -58,8 +41,9 @@ def test_a_growing_import_refreshes_statistics_at_each_doubling(
         real(session)
 
     monkeypatch.setattr(service, "refresh_statistics", counted)
-    with analyzes(db) as seen:
+    with recorded_statements(db.engine) as sent:
         out = runner.run(db, ACTOR, "orders", orders(9), "o.csv", batch_rows=1)
+    seen = [s for s in sent if s.startswith("ANALYZE")]
     assert (out.status, out.created) == ("done", 9)
     assert len(calls) == 3  # after 2, 4 and 8 rows (next would be 16)
     with db.transaction() as s:

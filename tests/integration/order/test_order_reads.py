@@ -5,14 +5,11 @@ it skips changes nothing it answers. The account's due lots are looked for on ev
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
 from tests.itest import apply_document, demo_document, new_member
-from tests.support import order_payload
+from tests.support import order_payload, recorded_statements
 
 from loyalist.kit.clock import clock
 
@@ -22,22 +19,9 @@ PASSES = "FROM member_pass"
 DUE_LOTS = "points_lot.expires_at <="  # expire_due
 
 
-@contextmanager
-def statements(db: Any) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def listen(_conn: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        seen.append(" ".join(statement.split()))
-
-    event.listen(db.engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", listen)
-
-
 def reads(seen: list[str], marker: str) -> int:
-    return sum(1 for s in seen if marker in s)
+    """How many statements contain ``marker`` (their whitespace folded to single blanks)."""
+    return sum(1 for s in seen if marker in " ".join(s.split()))
 
 
 def programme(caps: dict[str, int]) -> dict[str, Any]:
@@ -61,7 +45,7 @@ def test_an_order_without_caps_or_passes_skips_those_reads(world: Any, client: A
     apply_document(world.db, programme({}))
     mid = new_member(client, "13800000101")
     buy(client, "warm", mid, 1_000)
-    with statements(world.db) as seen:
+    with recorded_statements(world.db.engine) as seen:
         body = buy(client, "o-1", mid, 2_500)
     assert body["points"]["earned"] == 25
     assert [reads(seen, m) for m in (DAY_SUM, SHARED, PASSES, DUE_LOTS)] == [0, 0, 0, 1]
@@ -72,7 +56,7 @@ def test_caps_are_still_read_and_applied_when_the_programme_has_them(
 ) -> None:
     apply_document(world.db, programme({"per_day": 40, "per_member": 60}))
     mid = new_member(client, "13800000102")
-    with statements(world.db) as seen:
+    with recorded_statements(world.db.engine) as seen:
         first = buy(client, "o-1", mid, 3_000)
     assert [reads(seen, m) for m in (DAY_SUM, SHARED, PASSES)] == [1, 1, 0]
     assert first["points"]["earned"] == 30
@@ -84,12 +68,12 @@ def test_caps_are_still_read_and_applied_when_the_programme_has_them(
 def test_every_order_expires_the_accounts_due_lots(world: Any, client: Any) -> None:
     apply_document(world.db, programme({}))
     mid = new_member(client, "13800000103")
-    with statements(world.db) as seen:
+    with recorded_statements(world.db.engine) as seen:
         fresh = buy(client, "fresh", mid, 1_000)
     assert reads(seen, DUE_LOTS) == 1
     assert (fresh["points"]["status"], fresh["points"]["open"]) == ("available", 10)
     # earned 2024: expired at the end of 2025 (the clock reads 2026-06-10)
-    with statements(world.db) as seen:
+    with recorded_statements(world.db.engine) as seen:
         gone = buy(client, "gone", mid, 1_000, occurred_at="2024-06-03T10:00:00+08:00")
     assert reads(seen, DUE_LOTS) == 1
     assert (gone["points"]["status"], gone["points"]["open"], gone["points"]["expired"]) == (
