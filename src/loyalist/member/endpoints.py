@@ -18,6 +18,7 @@ from loyalist.http import (
     Caller,
     IdemKey,
     MemberId,
+    checks_key_in_unit,
     problem_responses,
     read,
     write,
@@ -138,6 +139,7 @@ async def list_members(
     response_model=MemberProfile,
     responses=problem_responses(404, 409),
 )
+@checks_key_in_unit
 async def get_member(member_id: MemberId, db: DB, actor: Caller) -> Any:
     result = await read(db, lambda s: service.profile_view(s, actor, member_id))
     if may_see_phone(actor):

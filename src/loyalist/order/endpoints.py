@@ -11,6 +11,7 @@ from loyalist.http import (
     IdemKey,
     MemberFilterId,
     RecordId,
+    checks_key_in_unit,
     created_or_found,
     problem_responses,
     read,
@@ -41,6 +42,7 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
         **problem_responses(404, 409, 429),  # 429: coupon guessing (issue 12)
     },
 )
+@checks_key_in_unit
 async def record_order(
     data: OrderCreate, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:
