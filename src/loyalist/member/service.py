@@ -751,7 +751,9 @@ def _read(session: Session, actor: Actor, member_id: int) -> MemberProfile:
     points, then tags, consents and identities in one. A merged member (answered by their
     survivor), a member out of the caller's scope or missing (404) and a member without
     an account take :func:`profile`'s way, with the same answer or error."""
-    row = session.execute(_MEMBER_WITH_BALANCE, {"member_id": member_id}).one_or_none()
+    # first(): one active membership per member (ledger.verify); never a 500 if not, the
+    # first row as ledger.membership takes it
+    row = session.execute(_MEMBER_WITH_BALANCE, {"member_id": member_id}).first()
     if row is None or row.status == MERGED or row.account_id is None:
         return profile_out(profile(session, actor, member_id))
     if not actor.sees(row.org_path):
