@@ -3,9 +3,11 @@
 -- who redeemed it before) issues, in the same order and with the same row sizes, on a copy of
 -- the bench database (every index, unique constraint and foreign key), run by pgbench:
 --   pgbench -n -f benchmarks/redeem_floor.sql -D members=N -D reward=R -c 16 -j 2 -T 10 <db>
--- Only writes (and the outbox's position lock): the SELECTs the server issues (the key, the
--- member, the programme, the reward, the account lock, the freeze, the usage, the fraud
--- settings, the lots) are its own work, which the ratio measures.
+-- Only writes (and the outbox's position lock, and the redemption's id taken from its
+-- sequence first, as the server takes it with its code check, so that the ledger entry is
+-- inserted once with its source and dedupe key): the other SELECTs the server issues (the
+-- key, the member, the programme, the reward, the account lock, the membership, the freeze,
+-- the fraud settings, the lots) are its own work, which the ratio measures.
 -- tests/integration/redemption/test_redeem_floor.py keeps these statements in step with the
 -- ones a redemption really issues (same tables, same columns, same number); change both.
 -- Accounts and lots: bench_redeem_read checks that account ids and lot ids equal member ids.
@@ -14,18 +16,16 @@
 BEGIN;
 INSERT INTO idempotency_record (principal, key, method, path, fingerprint, status_code, response, created_at) VALUES ('key:1', md5(:client_id || '-' || :x), 'POST', '/v1/redemptions', md5(:x || 'a') || md5(:x || 'b'), 0, '{}', now()) ON CONFLICT (principal, key) DO NOTHING RETURNING id AS idem \gset
 UPDATE reward_usage SET used = used + 1 WHERE reward_usage.member_id = :m AND reward_usage.reward_id = :reward;
-INSERT INTO ledger_entry (account_id, member_id, kind, delta_available, delta_pending, delta_debt, source_type, source_id, actor, reason, corrects_entry_id, programme_version, details, dedupe_key, occurred_at, created_at, chain_seq, prev_hash, entry_hash) VALUES (:m, :m, 'redeem', -500, 0, 0, 'redemption', NULL, 'apikey:lk_bench000', 'redeemed 1 × 免费升杯', NULL, 1, NULL, NULL, now(), now(), :x, repeat('a', 64), repeat('b', 64)) RETURNING id AS e \gset
+SELECT nextval(pg_get_serial_sequence('redemption', 'id')) AS r \gset
+INSERT INTO ledger_entry (account_id, member_id, kind, delta_available, delta_pending, delta_debt, source_type, source_id, actor, reason, corrects_entry_id, programme_version, details, dedupe_key, occurred_at, created_at, chain_seq, prev_hash, entry_hash) VALUES (:m, :m, 'redeem', -500, 0, 0, 'redemption', :r, 'apikey:lk_bench000', 'redeemed 1 × 免费升杯', NULL, 1, ('{"lots": [[' || :m || ', 500]]}')::json, 'redemption:' || :r || ':redeem', now(), now(), :x, repeat('a', 64), repeat('b', 64)) RETURNING id AS e \gset
 INSERT INTO lot_allocation (entry_id, lot_id, points) VALUES (:e, :m, -500);
 UPDATE points_account SET available = available - 500, chain_seq = chain_seq + 1, chain_head = repeat('c', 64), updated_at = now() WHERE points_account.id = :m;
 UPDATE points_lot SET remaining = remaining - 500 WHERE points_lot.id = :m;
-UPDATE ledger_entry SET details = ('{"lots": [[' || :m || ', 500]]}')::json, entry_hash = repeat('d', 64) WHERE ledger_entry.id = :e;
 INSERT INTO outbox_event (event_id, type, schema_version, member_id, org_path, payload, occurred_at, dispatched_at, position) VALUES (gen_random_uuid()::text, 'points.redeemed', 1, :m, '/1/', '{"member_id": 185, "entry_id": 774, "points": 500, "kind": "redeem", "available": 992000, "pending": 0, "account_id": 185}', now(), NULL, NULL) RETURNING id AS ev1 \gset
-INSERT INTO redemption (member_id, reward_id, store_id, org_path, quantity, points, cash_minor, currency, status, entry_id, cancel_entry_id, cancel_reason, created_at, cancelled_at, code, expires_at, collected_at, collected_by, quote_id, pricing) VALUES (:m, :reward, NULL, '/1/', 1, 500, 0, 'CNY', 'completed', :e, NULL, NULL, now(), NULL, upper(substr(md5(:client_id || 'c' || :x), 1, 12)), NULL, NULL, NULL, NULL, 'null') RETURNING id AS r \gset
-UPDATE ledger_entry SET source_id = :r, dedupe_key = 'redemption:' || :r || ':redeem', entry_hash = repeat('e', 64) WHERE ledger_entry.id = :e;
+INSERT INTO redemption (id, member_id, reward_id, store_id, org_path, quantity, points, cash_minor, currency, status, entry_id, cancel_entry_id, cancel_reason, created_at, cancelled_at, code, expires_at, collected_at, collected_by, quote_id, pricing) VALUES (:r, :m, :reward, NULL, '/1/', 1, 500, 0, 'CNY', 'completed', :e, NULL, NULL, now(), NULL, upper(substr(md5(:client_id || 'c' || :x), 1, 12)), NULL, NULL, NULL, NULL, 'null');
 INSERT INTO audit_log (actor, principal, action, object_type, object_id, before, after, org_path, occurred_at) VALUES ('apikey:lk_bench000', 'key:1', 'redemption.create', 'redemption', :r, NULL, '{"member_id": 185, "reward": "upsize", "quantity": 1, "points": 500, "status": "completed"}', '/1/', now());
 INSERT INTO outbox_event (event_id, type, schema_version, member_id, org_path, payload, occurred_at, dispatched_at, position) VALUES (gen_random_uuid()::text, 'redemption.created', 1, :m, '/1/', '{"redemption_id": 774, "member_id": 185, "reward": "upsize", "quantity": 1, "points": 500, "cash_minor": 0}', now(), NULL, NULL) RETURNING id AS ev2 \gset
 UPDATE idempotency_record SET status_code = 201, response = '{"sealed": "enc:k0:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}' WHERE idempotency_record.id = :idem;
-UPDATE points_account SET chain_head = repeat('f', 64) WHERE points_account.id = :m;
 COMMIT;
 BEGIN;
 SELECT pg_advisory_xact_lock(327748763980);

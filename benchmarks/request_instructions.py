@@ -17,8 +17,14 @@ warm-up cancel out. PostgreSQL's own work is another process and is not counted.
 Data: the earning benchmark's (``bench_earn.build_data``: org, demo programme, members,
 an API key) in ``--db`` (default ``hl_req``), built when missing or with ``--rebuild``.
 
+``--modes redeem,service-redeem``: ``POST /v1/redemptions`` of bench_redeem_read's reward
+(``upsize``, 500 points) with an Idempotency-Key, and ``reward.redeem_view`` under
+``run_idempotent`` alone; the data then also gets bench_redeem_read's grant (points to
+spend, the reward redeemed once by every member).
+
 Usage: .venv/bin/python benchmarks/request_instructions.py [--n 40] [--base 10]
-       [--modes post,service-post,get,service-get] [--src DIR] [--rebuild]
+       [--modes post,service-post,get,service-get,redeem,service-redeem] [--src DIR]
+       [--db NAME] [--rebuild]
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 WARM_UP = 20
 MODES = ("post", "service-post", "get", "service-get")
+#: ``POST /v1/redemptions`` of bench_redeem_read's reward, and its service alone (not default)
+REDEEM_MODES = ("redeem", "service-redeem")
 
 
 class AsgiClient:
@@ -119,9 +127,12 @@ def run(url: str, mode: str, n: int) -> None:
     import bench_earn
     from loyalist.app import create_app
     from loyalist.config import Settings
+    from loyalist.idempotency.service import Answer, run_idempotent
     from loyalist.kit.actor import SYSTEM
     from loyalist.kit.db import Database
     from loyalist.member import service as members_service
+    from loyalist.reward import service as reward_service
+    from loyalist.reward.schemas import RedemptionCreate
 
     key, members = _key_and_members(url)
     db = Database(url)
@@ -151,7 +162,38 @@ def run(url: str, mode: str, n: int) -> None:
         view = db.run(lambda s: members_service.profile_view(s, SYSTEM, member), read_only=True)
         view.model_dump_json(by_alias=True)
 
-    one = {"post": post, "service-post": service_post, "get": get, "service-get": service_get}[mode]
+    async def redeem(i: int) -> None:
+        body = f'{{"member_id": {pick.choice(members)}, "reward": "upsize"}}'.encode()
+        headers = {**auth, "content-type": "application/json", "idempotency-key": uuid.uuid4().hex}
+        status, answer = await client.request("POST", "/v1/redemptions", headers, body)
+        assert status == 201, answer[:500]
+
+    async def service_redeem(i: int) -> None:
+        body = f'{{"member_id": {pick.choice(members)}, "reward": "upsize"}}'.encode()
+        data = RedemptionCreate.model_validate_json(body)
+
+        def unit(s: Any) -> Answer:
+            answer = reward_service.redeem_view(s, SYSTEM, data)
+            return Answer(201, answer.model_dump(mode="json", by_alias=True))
+
+        run_idempotent(
+            db,
+            principal="bench",
+            key=uuid.uuid4().hex,
+            method="POST",
+            path="/v1/redemptions",
+            body=body,
+            work=unit,
+        )
+
+    one = {
+        "post": post,
+        "service-post": service_post,
+        "get": get,
+        "service-get": service_get,
+        "redeem": redeem,
+        "service-redeem": service_redeem,
+    }[mode]
 
     async def main() -> None:
         for i in range(WARM_UP + n):
@@ -165,15 +207,20 @@ def _child_args(mode: str, url: str, n: int) -> list[str]:
     return ["--child", f"{mode}:{n}", "--url", url]
 
 
-def _ensure_data(db: str, rebuild: bool) -> None:
+def _ensure_data(db: str, rebuild: bool, redeem: bool) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_earn
 
     exists = bench_earn.psql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'")
-    if exists and not rebuild:
-        return
-    bench_earn.recreate_database(db)
-    bench_earn.build_data(500, 42, PG + db)
+    if not exists or rebuild:
+        bench_earn.recreate_database(db)
+        bench_earn.build_data(500, 42, PG + db)
+    if redeem and bench_earn.psql("SELECT count(*) FROM redemption", db) == "0":
+        # bench_redeem_read's steady state: points to spend, the reward redeemed once each
+        import bench_redeem_read
+
+        ids = [int(x) for x in bench_earn.psql("SELECT id FROM member ORDER BY id", db).split()]
+        bench_redeem_read.grant_points(PG + db, ids)
 
 
 def main() -> int:
@@ -195,17 +242,18 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import procs
 
-    _ensure_data(args.db, args.rebuild)
+    modes = args.modes.split(",")
+    _ensure_data(args.db, args.rebuild, redeem=bool(set(modes) & set(REDEEM_MODES)))
     url = PG + args.db
     print(f"src: {args.src}  load average {os.getloadavg()[0]:.1f}")
     per: dict[str, float] = {}
-    for mode in args.modes.split(","):
+    for mode in modes:
         child = functools.partial(_child_args, mode, url)
         _low, _high, per[mode] = procs.instructions_per_step(
             Path(__file__), args.src, child, args.base, args.n
         )
         print(f"{mode:13s} instructions/request: {per[mode] / 1e6:6.2f} M")
-    for verb in ("post", "get"):
+    for verb in ("post", "get", "redeem"):
         if verb in per and f"service-{verb}" in per:
             http = per[verb] - per[f"service-{verb}"]
             print(f"{verb:4s} HTTP around the service: {http / 1e6:6.2f} M")

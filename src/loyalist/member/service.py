@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import (
+    BindParameter,
+    Boolean,
+    CompoundSelect,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import MEMBER_READ, MEMBER_WRITE, POINTS_ADJUST, require
@@ -63,7 +75,7 @@ from loyalist.models import (
 from loyalist.models.member import name_key
 from loyalist.org import service as org
 from loyalist.programme import service as programmes
-from loyalist.programme.schemas import RfmWeights
+from loyalist.programme.schemas import Programme, RfmWeights
 from loyalist.tier import service as tiers
 from loyalist.tier.domain import Progress
 
@@ -518,8 +530,12 @@ def rfm_facts(session: Session, member_id: int, weights: RfmWeights) -> dict[str
 
 
 def consents(session: Session, member_id: int) -> dict[str, bool]:
-    q = select(MemberConsent.channel, MemberConsent.granted).where(
-        MemberConsent.member_id == member_id
+    """Consent per channel, in channel order (the order a member read answers them in; it
+    was the table's storage order before, issue 11 session 8)."""
+    q = (
+        select(MemberConsent.channel, MemberConsent.granted)
+        .where(MemberConsent.member_id == member_id)
+        .order_by(MemberConsent.channel)
     )
     return {c: bool(g) for c, g in session.execute(q)}
 
@@ -581,9 +597,47 @@ def tier_history(session: Session, member_id: int) -> list[TierChange]:
     return list(session.scalars(q))
 
 
+class MemberFields(Protocol):
+    """The member columns an answer shows: a :class:`Member`, or a row of those columns."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def member_no(self) -> str: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def birthday(self) -> date | None: ...
+    @property
+    def gender(self) -> str | None: ...
+    @property
+    def city(self) -> str | None: ...
+    @property
+    def home_store_id(self) -> int | None: ...
+    @property
+    def join_channel(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def tier_code(self) -> str: ...
+    @property
+    def tier_since(self) -> datetime: ...
+    @property
+    def tier_expires_at(self) -> datetime | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
 @dataclass(frozen=True)
-class Profile:
-    member: Member
+class Figures:
+    """What a channel shows about a member besides their own columns."""
+
     tags: list[str]
     consents: dict[str, bool]
     identities: list[tuple[str, str]]
@@ -599,6 +653,43 @@ class Profile:
     next_tier_name: str | None
 
 
+@dataclass(frozen=True)
+class Profile(Figures):
+    member: Member
+
+
+def _figures(
+    programme: Programme,
+    tier_code: str,
+    prog: Progress,
+    *,
+    tags: list[str],
+    consents: dict[str, bool],
+    identities: list[tuple[str, str]],
+    balance: tuple[int, int, int, int],
+    expiring: tuple[int, list[tuple[datetime, int]]],
+) -> dict[str, Any]:
+    """The :class:`Figures` fields (``balance``: available, pending, debt, lifetime earned;
+    ``expiring``: points expiring in 30 days and when)."""
+    names = {t.code: t.name for t in programme.tiers.levels}
+    available, pending, debt, lifetime_earned = balance
+    return {
+        "tags": tags,
+        "consents": consents,
+        "identities": identities,
+        "available": available,
+        "pending": pending,
+        "debt": debt,
+        "lifetime_earned": lifetime_earned,
+        "expiring_30d": expiring[0],
+        "expiring": expiring[1],
+        "tier_name": names.get(tier_code, tier_code),
+        "metric": programme.tiers.metric.value,
+        "progress": prog,
+        "next_tier_name": names.get(prog.next_tier) if prog.next_tier else None,
+    }
+
+
 def _expiring(
     session: Session, account_id: int, start: datetime, end: datetime
 ) -> tuple[int, list[tuple[datetime, int]]]:
@@ -606,25 +697,29 @@ def _expiring(
     ``ledger.expiring_within`` counts them — and when its available points expire, as
     ``ledger.expiring_schedule`` lists them: both from one grouped query on the account the
     caller already holds (a member read issued three more statements before, issue 11)."""
-    q = (
-        select(PointsLot.expires_at, PointsLot.status, func.sum(PointsLot.remaining))
-        .where(
-            PointsLot.account_id == account_id,
-            PointsLot.status.in_([ledger.AVAILABLE, ledger.PENDING]),
-            PointsLot.remaining > 0,
-            PointsLot.expires_at > start,
-            PointsLot.expires_at <= end,
-        )
-        .group_by(PointsLot.expires_at, PointsLot.status)
-        .order_by(PointsLot.expires_at)
-    )
     total = 0
     by_time: dict[datetime, int] = {}
-    for at, status, n in session.execute(q):
+    params = {"account_id": account_id, "start": start, "end": end}
+    for at, status, n in session.execute(_EXPIRING, params):
         total += int(n)
         if status == ledger.AVAILABLE and at is not None:
             by_time[at] = by_time.get(at, 0) + int(n)
     return total, sorted(by_time.items())
+
+
+# built once per process with bound parameters (speed, issue 11)
+_EXPIRING = (
+    select(PointsLot.expires_at, PointsLot.status, func.sum(PointsLot.remaining))
+    .where(
+        PointsLot.account_id == bindparam("account_id"),
+        PointsLot.status.in_([ledger.AVAILABLE, ledger.PENDING]),
+        PointsLot.remaining > 0,
+        PointsLot.expires_at > bindparam("start"),
+        PointsLot.expires_at <= bindparam("end"),
+    )
+    .group_by(PointsLot.expires_at, PointsLot.status)
+    .order_by(PointsLot.expires_at)
+)
 
 
 def profile(session: Session, actor: Actor, member_id: int) -> Profile:
@@ -634,25 +729,112 @@ def profile(session: Session, actor: Actor, member_id: int) -> Profile:
     now = utcnow()
     acct = ledger.get_account(session, m.id)
     prog = tiers.member_progress(session, m, programme, now)
-    names = {t.code: t.name for t in programme.tiers.levels}
-    horizon = now + timedelta(days=30)
-    expiring_30d, expiring = _expiring(session, acct.id, now, horizon)
     return Profile(
         member=m,
-        tags=tags(session, m.id),
-        consents=consents(session, m.id),
-        identities=identities(session, m.id),
-        available=acct.available,
-        pending=acct.pending,
-        debt=acct.debt,
-        lifetime_earned=acct.lifetime_earned,
-        expiring_30d=expiring_30d,
-        expiring=expiring,
-        tier_name=names.get(m.tier_code, m.tier_code),
-        metric=programme.tiers.metric.value,
-        progress=prog,
-        next_tier_name=names.get(prog.next_tier) if prog.next_tier else None,
+        **_figures(
+            programme,
+            m.tier_code,
+            prog,
+            tags=tags(session, m.id),
+            consents=consents(session, m.id),
+            identities=identities(session, m.id),
+            balance=(acct.available, acct.pending, acct.debt, acct.lifetime_earned),
+            expiring=_expiring(session, acct.id, now, now + timedelta(days=30)),
+        ),
     )
+
+
+def _read(session: Session, actor: Actor, member_id: int) -> MemberProfile:
+    """:func:`profile_out` of :func:`profile` in four statements instead of eight, from
+    columns rather than entities (speed, issue 11): the member with the balance of the
+    account they draw on in one, the programme version, the tier metric, the expiring
+    points, then tags, consents and identities in one. A merged member (answered by their
+    survivor), a member out of the caller's scope or missing (404) and a member without
+    an account take :func:`profile`'s way, with the same answer or error."""
+    # first(): one active membership per member (ledger.verify); never a 500 if not, the
+    # first row as ledger.membership takes it
+    row = session.execute(_MEMBER_WITH_BALANCE, {"member_id": member_id}).first()
+    if row is None or row.status == MERGED or row.account_id is None:
+        return profile_out(profile(session, actor, member_id))
+    if not actor.sees(row.org_path):
+        raise MemberNotFound(f"No member {member_id}.")
+    _version, programme = programmes.active(session)
+    now = utcnow()
+    prog = tiers.progress_of(session, programme, row.id, row.tier_code, now)
+    expiring = _expiring(session, row.account_id, now, now + timedelta(days=30))
+    tag_list: list[str] = []
+    consent_map: dict[str, bool] = {}
+    ids: list[tuple[str, str]] = []
+    for src, a, value, granted in session.execute(_ABOUT, {"member_id": row.id}):
+        if src == "t":
+            tag_list.append(a)
+        elif src == "c":
+            consent_map[a] = bool(granted)
+        else:
+            assert value is not None  # member_identity.value is NOT NULL
+            ids.append((a, value))
+    figures = Figures(
+        **_figures(
+            programme,
+            row.tier_code,
+            prog,
+            tags=tag_list,
+            consents=consent_map,
+            identities=sorted(ids),  # encrypted: sorted here
+            balance=(row.available, row.pending, row.debt, row.lifetime_earned),
+            expiring=expiring,
+        )
+    )
+    return _profile_answer(row, figures)
+
+
+_MEMBER_WITH_BALANCE = ledger.with_balance(
+    select(
+        Member.id,
+        Member.member_no,
+        Member.external_id,
+        Member.phone,
+        Member.email,
+        Member.name,
+        Member.birthday,
+        Member.gender,
+        Member.city,
+        Member.home_store_id,
+        Member.join_channel,
+        Member.status,
+        Member.tier_code,
+        Member.tier_since,
+        Member.tier_expires_at,
+        Member.created_at,
+        Member.org_path,
+    ).where(Member.id == bindparam("member_id")),
+    Member.id,
+)
+
+
+def _about() -> CompoundSelect[str, str, str | None, bool | None]:
+    """A member's identities, tags and consents in one statement: (source, key, identity
+    value, consent granted) rows, identities first so that the value column decrypts; tags
+    ordered by the database as :func:`tags` orders them, consents by channel."""
+    mid: BindParameter[int] = bindparam("member_id")
+    u: CompoundSelect[str, str, str | None, bool | None] = union_all(
+        select(
+            literal_column("'i'").label("src"),
+            MemberIdentity.kind.label("k"),
+            MemberIdentity.value.label("v"),
+            cast(null(), Boolean).label("g"),
+        ).where(MemberIdentity.member_id == mid),
+        select(literal_column("'t'"), MemberTag.tag, null(), null()).where(
+            MemberTag.member_id == mid
+        ),
+        select(literal_column("'c'"), MemberConsent.channel, null(), MemberConsent.granted).where(
+            MemberConsent.member_id == mid
+        ),
+    )
+    return u.order_by(literal_column("src"), literal_column("k"))
+
+
+_ABOUT = _about()
 
 
 def adjust_points(
@@ -718,7 +900,7 @@ def ledger_page(
 # --- Answers: the response schemas the API sends -----------------------------------------
 
 
-def summary_out(m: Member) -> MemberSummary:
+def summary_out(m: MemberFields) -> MemberSummary:
     return MemberSummary(
         id=m.id,
         member_no=m.member_no,
@@ -738,7 +920,11 @@ def summary_out(m: Member) -> MemberSummary:
 
 
 def profile_out(p: Profile) -> MemberProfile:
-    m, pr = p.member, p.progress
+    return _profile_answer(p.member, p)
+
+
+def _profile_answer(m: MemberFields, p: Figures) -> MemberProfile:
+    pr = p.progress
     return MemberProfile(
         **summary_out(m).model_dump(exclude={"tier"}),
         tier=TierStatus(
@@ -788,7 +974,7 @@ def entry_out(e: LedgerEntry) -> LedgerEntryOut:
 
 
 def profile_view(session: Session, actor: Actor, member_id: int) -> MemberProfile:
-    return profile_out(profile(session, actor, member_id))
+    return _read(session, actor, member_id)
 
 
 def join(

@@ -11,6 +11,7 @@ from loyalist.http import (
     IdemKey,
     MemberFilterId,
     RecordId,
+    checks_key_in_unit,
     problem_responses,
     read,
     write,
@@ -50,6 +51,7 @@ async def list_rewards(db: DB, actor: Caller) -> RewardCatalogue:
     response_model=RedemptionOut,
     responses=problem_responses(404, 409),
 )
+@checks_key_in_unit
 async def redeem(
     data: RedemptionCreate, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:

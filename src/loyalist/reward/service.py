@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import (
@@ -26,6 +26,7 @@ from loyalist.fraud import service as fraud
 from loyalist.kit import conditions
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import as_utc, utcnow
+from loyalist.kit.db import is_sqlite
 from loyalist.kit.localtime import start_of_local_day
 from loyalist.kit.pagination import encode_cursor
 from loyalist.ledger import service as ledger
@@ -215,7 +216,11 @@ def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Red
         points=points,
         amount_minor=reward.cash_minor * q,
     )
+    # The redemption's id is taken first (with its counter code's check, one statement) so
+    # that its ledger entry is written once with its source and dedupe key (issue 11).
+    rid, code = _new_id_and_code(session)
     redemption = Redemption(
+        id=rid,
         member_id=member.id,
         reward_id=reward.id,
         store_id=store.id if store else None,
@@ -227,7 +232,7 @@ def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Red
         status="completed",
         entry_id=0,
         created_at=now,
-        code=_unused_code(session),
+        code=code,
         expires_at=domain.collect_until(
             now, reward.collect_within_days, ZoneInfo(programme.timezone)
         ),
@@ -240,17 +245,16 @@ def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Red
         points,
         ledger.Cause(
             source_type="redemption",
+            source_id=str(rid),
             actor=actor.name,
             reason=f"redeemed {q} × {reward.name}",
             programme_version=version,
         ),
         kind="redeem",
+        dedupe_key=f"redemption:{rid}:redeem",
     )
     redemption.entry_id = entry.id
     session.add(redemption)
-    session.flush()
-    entry.source_id = str(redemption.id)
-    entry.dedupe_key = f"redemption:{redemption.id}:redeem"
     session.flush()
     fraud.settle(
         session,
@@ -471,12 +475,24 @@ def prices_on(session: Session, day: date) -> list[tuple[Reward, domain.Price]]:
 
 
 def _bump_usage(session: Session, member_id: int, reward_id: int, q: int) -> None:
-    usage = session.get(RewardUsage, (member_id, reward_id))
-    if usage is None:
+    """Count ``q`` more units (the member's account lock is held): the row is updated in
+    place, and inserted only when this is the member's first (speed, issue 11: not read
+    first)."""
+    params = {"usage_member": member_id, "usage_reward": reward_id, "q": q}
+    res = session.execute(_BUMP_USAGE, params)
+    if res.rowcount == 0:  # type: ignore[attr-defined]
         session.add(RewardUsage(member_id=member_id, reward_id=reward_id, used=q))
-    else:
-        usage.used += q
-    session.flush()
+        session.flush()
+
+
+_BUMP_USAGE = (
+    update(RewardUsage)
+    .where(
+        RewardUsage.member_id == bindparam("usage_member"),
+        RewardUsage.reward_id == bindparam("usage_reward"),
+    )
+    .values(used=RewardUsage.used + bindparam("q"))
+)
 
 
 def get(session: Session, actor: Actor, redemption_id: int) -> Redemption:
@@ -590,13 +606,25 @@ def redemptions_of_entries(session: Session, entry_ids: Sequence[int]) -> list[R
 
 
 # ── fulfilment ─────────────────────────────────────────────────────────────────────────
-def _unused_code(session: Session) -> str:
-    """A fresh counter code (the unique constraint is the real guard; a clash among
-    31^12 codes is astronomically unlikely, but costs nothing to avoid here)."""
+def _new_id_and_code(session: Session) -> tuple[int, str]:
+    """A new redemption's id and a fresh counter code, in one statement (the unique
+    constraint is the real guard of the code; a clash among 31^12 codes is astronomically
+    unlikely, but costs nothing to avoid here). PostgreSQL: the id from the table's
+    sequence. SQLite: the rowid SQLite itself would give, max + 1 (the transaction holds
+    the database's write lock, ``BEGIN IMMEDIATE``)."""
+    q = _NEXT_ID_SQLITE if is_sqlite(session) else _NEXT_ID
     while True:
         code = domain.new_code()
-        if session.scalar(select(Redemption.id).where(Redemption.code == code)) is None:
-            return code
+        row = session.execute(q, {"code": code}).one()
+        if row[1] is None:
+            return int(row[0]), code
+
+
+_CODE_TAKEN = select(Redemption.id).where(Redemption.code == bindparam("code")).scalar_subquery()
+_NEXT_ID = select(func.nextval(func.pg_get_serial_sequence("redemption", "id")), _CODE_TAKEN)
+_NEXT_ID_SQLITE = select(
+    select(func.coalesce(func.max(Redemption.id), 0) + 1).scalar_subquery(), _CODE_TAKEN
+)
 
 
 def state(r: Redemption) -> str:

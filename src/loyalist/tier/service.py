@@ -229,8 +229,15 @@ def reevaluate_member(
 def member_progress(
     session: Session, member: Member, programme: Programme, now: datetime
 ) -> Progress:
-    value = metric_value(session, programme, member.id, now)
-    return progress(programme.tiers, _known_tier(programme, member.tier_code), value)
+    return progress_of(session, programme, member.id, member.tier_code, now)
+
+
+def progress_of(
+    session: Session, programme: Programme, member_id: int, tier_code: str, now: datetime
+) -> Progress:
+    """:func:`member_progress` from the member's id and tier (a read that holds no entity)."""
+    value = metric_value(session, programme, member_id, now)
+    return progress(programme.tiers, _known_tier(programme, tier_code), value)
 
 
 def members_to_reevaluate(session: Session, period: str, after_id: int, limit: int) -> list[int]:

@@ -284,8 +284,9 @@ def test_missing_wrong_and_revoked_keys_are_401(
 def test_a_cached_key_revoked_is_refused_in_the_request_s_own_transaction(
     world: Any, sides: dict[str, Side]
 ) -> None:
-    """POST /v1/orders and GET /v1/members/{id} check a cached key's revocation inside their
-    own transaction (issue 11): still no window, no write and no replay for a revoked key."""
+    """POST /v1/orders, POST /v1/redemptions and GET /v1/members/{id} check a cached key's
+    revocation inside their own transaction (issue 11): still no window, no write and no
+    replay for a revoked key."""
     side = sides["a"]
     with world.db.transaction() as s:
         till = access.create_key(s, name="till", scope="hq").secret
@@ -300,6 +301,13 @@ def test_a_cached_key_revoked_is_refused_in_the_request_s_own_transaction(
         again = c.post("/v1/orders", json=order(1), headers={"Idempotency-Key": "till-k1"})
         assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true")
         assert c.get(f"/v1/members/{side.member}").status_code == 200
+        adj = c.post(
+            f"/v1/members/{side.member}/adjustments", json={"points": 1000, "reason": "setup"}
+        )
+        assert adj.status_code == 201, adj.text
+        redeem = {"member_id": side.member, "reward": "upsize"}
+        r = c.post("/v1/redemptions", json=redeem, headers={"Idempotency-Key": "till-r1"})
+        assert r.status_code == 201, r.text
         assert http._auth_cache, "the key is cached: its next requests check in their unit"
         with world.db.transaction() as s:
             access.revoke(s, prefix)
@@ -310,6 +318,9 @@ def test_a_cached_key_revoked_is_refused_in_the_request_s_own_transaction(
         fresh = c.post("/v1/orders", json=order(2), headers={"Idempotency-Key": "till-k2"})
         assert_problem(fresh, 401, "unauthorized")
         assert_problem(c.post("/v1/orders", json=order(3)), 401, "unauthorized")  # no key
+        for k in ("till-r1", "till-r2"):  # a redemption's replay, and a fresh one
+            r = c.post("/v1/redemptions", json=redeem, headers={"Idempotency-Key": k})
+            assert_problem(r, 401, "unauthorized")
         # an unknown query parameter: the revoked key is still the first fault
         assert_problem(c.get(f"/v1/members/{side.member}?nope=1"), 401, "unauthorized")
         assert counts(world.db) == before

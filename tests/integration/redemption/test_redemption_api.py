@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from tests.itest import apply_document, assert_problem, counts, demo_document, new_member, rows
-from tests.support import api_client, order_payload
+from tests.support import api_client, order_payload, recorded_statements
 
 from loyalist.jobs import service as jobs
 from loyalist.kit.db import Database
@@ -393,3 +393,62 @@ def test_redemption_and_cancel_replay_with_their_idempotency_keys(
     assert (c1.status_code, c2.status_code) == (200, 200)
     assert c1.json() == c2.json()
     assert balance(client, mid) == (1000, 0, 0)
+
+
+def test_a_redemption_expires_overdue_lots_then_writes_its_entry_once_complete(
+    rewards: Any, client: Any, clock: Any
+) -> None:
+    """The debit reads the available lots once: an overdue one expires first (its own entry),
+    the rest are spent; the redeem entry is inserted with its lots, source and dedupe key
+    and never updated, and the hash chain holds (issue 11, session 8)."""
+    db = rewards.db
+    mid = new_member(client, "13800000001")
+    give(client, mid, 200)  # lot A: valid through 2026-07-10 (Shanghai)
+    clock.advance(timedelta(days=10))
+    give(client, mid, 500)  # lot B: valid through 2026-07-20
+    lot_a, lot_b = sorted(lots(db, mid))
+    clock.advance(timedelta(days=22))  # 2026-07-12: lot A is overdue, not yet expired
+    with recorded_statements(db.engine) as seen:
+        r = client.post("/v1/redemptions", json={"member_id": mid, "reward": "mug"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert not [s for s in seen if " ".join(s.split()).startswith("UPDATE ledger_entry")]
+    lot_reads = [s for s in seen if " ".join(s.split()).startswith("SELECT points_lot.id")]
+    assert len(lot_reads) == 1
+    redeem_entry, expire_entry = client.get(f"/v1/members/{mid}/ledger").json()["items"][:2]
+    assert (expire_entry["kind"], expire_entry["available"]) == ("expire", -200)
+    assert expire_entry["source"] == {"type": "lot", "id": str(lot_a)}
+    assert (redeem_entry["id"], redeem_entry["kind"]) == (body["entry_id"], "redeem")
+    assert redeem_entry["available"] == -300
+    assert redeem_entry["source"] == {"type": "redemption", "id": str(body["id"])}
+    assert redeem_entry["details"] == {"lots": [[lot_b, 300]]}
+    (row,) = rows(db, "SELECT dedupe_key FROM ledger_entry WHERE id = :e", e=body["entry_id"])
+    assert row["dedupe_key"] == f"redemption:{body['id']}:redeem"
+    assert lots(db, mid) == {
+        lot_a: (200, 0, "expired", "2026-07-10T16:00:00+00:00"),
+        lot_b: (500, 200, "available", "2026-07-20T16:00:00+00:00"),
+    }
+    assert balance(client, mid) == (200, 0, 0)
+    verify_clean(db)
+    with db.transaction() as s:
+        assert ledger.chain_problems(s) == {}
+
+
+def test_a_redemption_the_lots_cannot_cover_writes_nothing(rewards: Any, client: Any) -> None:
+    """The lots are planned before the entry is written: when the cache says enough but the
+    lots hold less, the answer is 409 insufficient_points and no entry, lot or redemption
+    changes."""
+    db = rewards.db
+    mid = new_member(client, "13800000001")
+    give(client, mid, 200)
+    with db.transaction() as s:  # the cache disagrees with the lots (as verify would report)
+        s.execute(
+            text("UPDATE points_account SET available = 1000 WHERE owner_member_id = :m"),
+            {"m": mid},
+        )
+    before = counts(db)
+    lots_before = lots(db, mid)
+    r = client.post("/v1/redemptions", json={"member_id": mid, "reward": "mug"})
+    assert_problem(r, 409, "insufficient_points")
+    assert counts(db) == before
+    assert lots(db, mid) == lots_before

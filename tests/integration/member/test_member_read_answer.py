@@ -1,0 +1,121 @@
+"""GET /v1/members/{id} answers from columns in six statements (issue 11, session 8): the
+same bytes as the entity path (member.service.profile → profile_out) for a member with
+every field, tags, consents, identities, pending and expiring points; for a member drawing
+on another's account (the pool's balance); for a merged member (their survivor); 404 out
+of scope."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.itest import assert_problem, new_member
+from tests.support import api_client, order_payload
+
+from loyalist.kit.actor import Actor
+from loyalist.kit.db import Database
+from loyalist.ledger import service as ledger
+from loyalist.member import service as members
+
+EVERYONE = Actor(name="test", scope_path="/")
+
+
+def entity_answer(db: Database, member_id: int) -> str:
+    """What the member read answered before: the ORM entity path, as the endpoint sends it."""
+    with db.transaction() as s:
+        return members.profile_out(members.profile(s, EVERYONE, member_id)).model_dump_json(
+            by_alias=True
+        )
+
+
+def test_a_full_member_is_answered_exactly_as_before(world: Any, client: Any, clock: Any) -> None:
+    clock.freeze(datetime(2026, 12, 10, 4, 0, tzinfo=UTC))
+    r = client.post(
+        "/v1/members",
+        json={
+            "phone": "138 1234 5678",
+            "email": "Li.Lei@Example.COM",
+            "name": "李雷",
+            "birthday": "1990-02-03",
+            "gender": "male",
+            "city": "上海",
+            "home_store": "sh1",
+            "join_channel": "pos",
+            "tags": ["vip", "coffee", "咖啡", "Early"],
+            "consents": {"sms": True, "email": False},
+        },
+    )
+    assert r.status_code == 201, r.text
+    mid = r.json()["id"]
+    # 300 available points expiring at the end of 2026 (Shanghai), 200 pending
+    old = order_payload("old", mid, paid=30_000, occurred_at="2025-06-02T10:00:00+08:00")
+    assert client.post("/v1/orders", json=old).status_code == 201
+    new = order_payload("new", mid, paid=20_000, occurred_at="2026-12-10T11:00:00+08:00")
+    assert client.post("/v1/orders", json=new).status_code == 201
+    r = client.get(f"/v1/members/{mid}")
+    assert r.status_code == 200, r.text
+    assert r.text == entity_answer(world.db, mid)
+    m = r.json()
+    assert {k: m[k] for k in ("phone", "email", "name", "birthday", "home_store_id")} == {
+        "phone": "+8613812345678",
+        "email": "Li.Lei@example.com",
+        "name": "李雷",
+        "birthday": "1990-02-03",
+        "home_store_id": m["home_store_id"],
+    }
+    assert m["tags"] == ["Early", "coffee", "vip", "咖啡"]
+    assert m["consents"] == {"email": False, "sms": True}
+    assert m["identities"] == [
+        {"kind": "email", "value": "Li.Lei@example.com"},
+        {"kind": "phone", "value": "+8613812345678"},
+    ]
+    assert m["points"] == {
+        "available": 300,
+        "pending": 200,
+        "debt": 0,
+        "lifetime_earned": 500,
+        "expiring_30d": 300,
+        "expiring": [{"expires_at": "2026-12-31T16:00:00+00:00", "points": 300}],
+    }
+    assert m["tier"] == {
+        "code": "base",
+        "name": "普通会员",
+        "since": "2026-12-10T04:00:00+00:00",
+        "expires_at": None,
+        "metric": "spend",
+        "value": 20_000,  # the 2025 order is outside the 12-month window
+        "next": {"code": "silver", "name": "银卡会员", "missing": 80_000},
+        "keep": {"threshold": 0, "missing": 0},
+    }
+
+
+def test_a_member_on_a_shared_account_shows_the_pools_balance(world: Any, client: Any) -> None:
+    owner = new_member(client, "13800000001")
+    joiner = new_member(client, "13800000002")
+    r = client.post(f"/v1/members/{owner}/adjustments", json={"points": 700, "reason": "setup"})
+    assert r.status_code == 201, r.text
+    with world.db.transaction() as s:
+        pool = ledger.account_id_of(s, owner)
+        ledger.attach(s, pool, joiner, can_spend=True, actor="test")
+    r = client.get(f"/v1/members/{joiner}")
+    assert r.status_code == 200, r.text
+    assert r.json()["points"]["available"] == 700
+    assert r.text == entity_answer(world.db, joiner)
+
+
+def test_a_merged_member_answers_as_the_survivor(world: Any, client: Any) -> None:
+    a = new_member(client, "13800000001", name="张三")
+    b = new_member(client, "13800000002")
+    r = client.post("/v1/merges", json={"survivor_id": a, "merged_id": b})
+    assert r.status_code in (200, 201), r.text
+    r = client.get(f"/v1/members/{b}")
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == a
+    assert r.text == entity_answer(world.db, a)
+
+
+def test_out_of_scope_and_missing_members_are_404(world: Any, client: Any) -> None:
+    mid = new_member(client, "13800000001", home_store="sh1")
+    with api_client(world.db, world.keys["south"]) as south:
+        assert_problem(south.get(f"/v1/members/{mid}"), 404, "member_not_found")
+    assert_problem(client.get(f"/v1/members/{mid + 100}"), 404, "member_not_found")
