@@ -210,30 +210,35 @@ class Basket:
         )
 
 
-def record_in_process(db: Any, body: bytes) -> None:
-    """Record the order ``body`` through the service path ``POST /v1/orders`` runs, without
-    HTTP: ``run_idempotent`` (a fresh key) → ``order.record_view`` → the answer's JSON form
-    (the instruction counts' service yardstick)."""
+def write_in_process(db: Any, path: str, body: bytes, view: Any) -> None:
+    """A write through the service path its endpoint runs, without HTTP: ``run_idempotent``
+    (a fresh key) → ``view(session)`` → the answer's JSON form (the instruction counts'
+    service yardstick)."""
     from loyalist.idempotency.service import Answer, run_idempotent
-    from loyalist.kit.actor import SYSTEM
-    from loyalist.order import service
-    from loyalist.order.schemas import OrderCreate
-
-    data = OrderCreate.model_validate_json(body)
 
     def unit(s: Any) -> Answer:
-        _created, answer = service.record_view(s, SYSTEM, data)
-        return Answer(201, answer.model_dump(mode="json", by_alias=True))
+        return Answer(201, view(s).model_dump(mode="json", by_alias=True))
 
     run_idempotent(
         db,
         principal="bench",
         key=uuid.uuid4().hex,
         method="POST",
-        path="/v1/orders",
+        path=path,
         body=body,
         work=unit,
     )
+
+
+def record_in_process(db: Any, body: bytes) -> None:
+    """Record the order ``body`` as ``POST /v1/orders`` does, without HTTP
+    (:func:`write_in_process` of ``order.record_view``)."""
+    from loyalist.kit.actor import SYSTEM
+    from loyalist.order import service
+    from loyalist.order.schemas import OrderCreate
+
+    data = OrderCreate.model_validate_json(body)
+    write_in_process(db, "/v1/orders", body, lambda s: service.record_view(s, SYSTEM, data)[1])
 
 
 def order_requests(members: list[int], clients: int, seed: int) -> procs.Make:

@@ -127,7 +127,6 @@ def run(url: str, mode: str, n: int) -> None:
     import bench_earn
     from loyalist.app import create_app
     from loyalist.config import Settings
-    from loyalist.idempotency.service import Answer, run_idempotent
     from loyalist.kit.actor import SYSTEM
     from loyalist.kit.db import Database
     from loyalist.member import service as members_service
@@ -171,19 +170,8 @@ def run(url: str, mode: str, n: int) -> None:
     async def service_redeem(i: int) -> None:
         body = f'{{"member_id": {pick.choice(members)}, "reward": "upsize"}}'.encode()
         data = RedemptionCreate.model_validate_json(body)
-
-        def unit(s: Any) -> Answer:
-            answer = reward_service.redeem_view(s, SYSTEM, data)
-            return Answer(201, answer.model_dump(mode="json", by_alias=True))
-
-        run_idempotent(
-            db,
-            principal="bench",
-            key=uuid.uuid4().hex,
-            method="POST",
-            path="/v1/redemptions",
-            body=body,
-            work=unit,
+        bench_earn.write_in_process(
+            db, "/v1/redemptions", body, lambda s: reward_service.redeem_view(s, SYSTEM, data)
         )
 
     one = {
