@@ -80,26 +80,35 @@ def generate(n: int, out: Path) -> tuple[int, float]:
     return rows, seconds
 
 
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and its descendants, in bytes (0 once it is gone)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
 class PeakRSS:
     """Peak resident memory of this process and its descendants, sampled in a thread."""
 
     def __init__(self) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _total(self) -> int:
-        total = 0
-        for p in [self._proc, *self._proc.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except Exception:
-                continue
-        return total
+        return tree_rss(os.getpid())
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -189,24 +198,6 @@ def run_stages(engine: str, path: Path, master: str, driver_memory: str) -> list
         stage("clv_fit_and_score", score)
     meter.stop()
     return results
-
-
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and its descendants, in bytes (0 once it is gone)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            continue
-    return total
 
 
 def child(
