@@ -78,6 +78,10 @@ bench-stream: install-dev
 bench-peak: install-dev
 	$(PY) benchmarks/bench_peak.py
 
+.PHONY: bench-pyfloor
+bench-pyfloor: install-dev
+	$(PY) benchmarks/earn_pyfloor.py
+
 .PHONY: bench-redeem-read
 bench-redeem-read: install-dev
 	$(PY) benchmarks/bench_redeem_read.py $(if $(MODES),--mode $(MODES))
