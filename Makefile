@@ -78,9 +78,12 @@ bench-stream: install-dev
 bench-peak: install-dev
 	$(PY) benchmarks/bench_peak.py
 
-.PHONY: bench-pyfloor
+.PHONY: bench-pyfloor bench-flame
 bench-pyfloor: install-dev
 	$(PY) benchmarks/earn_pyfloor.py
+
+bench-flame: install-dev
+	$(PY) benchmarks/earn_flame.py
 
 .PHONY: bench-redeem-read
 bench-redeem-read: install-dev
