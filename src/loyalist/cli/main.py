@@ -619,6 +619,8 @@ def serve(
     """Serve the API (and, unless --no-worker, an embedded job worker)."""
     import uvicorn
 
+    from loyalist import serve
+
     settings = get_settings()
     if not (run_worker and settings.run_scheduler):
         # speed (issue 11): no worker to run here, so hand over to the lean server module
@@ -658,7 +660,7 @@ def serve(
     )
     try:
         uvicorn.run(
-            "loyalist.app:create_app",
+            serve.FACTORY,
             factory=True,
             host=host or settings.host,
             port=port or settings.port,

@@ -46,7 +46,7 @@ def test_lean_module_runs_the_app_factory(monkeypatch: pytest.MonkeyPatch) -> No
     seen: dict[str, Any] = {}
     monkeypatch.setattr("uvicorn.run", lambda target, **kw: seen.update(target=target, **kw))
     serve.main(["127.0.0.1", "8124", "1"])
-    assert seen["target"] == "loyalist.app:create_app"
+    assert seen["target"] == "loyalist.serve:served_app"
     assert (seen["factory"], seen["host"], seen["port"], seen["workers"]) == (
         True,
         "127.0.0.1",
@@ -78,7 +78,7 @@ def test_several_workers_each_listen_on_a_socket_of_their_own(
     serve.main(["127.0.0.1", str(port), "2", "warning"])
     [(config, [hold])] = FakeSupervisor.seen
     assert (config.app, config.factory, config.workers, config.log_level) == (
-        "loyalist.app:create_app",
+        "loyalist.serve:served_app",
         True,
         2,
         "warning",
@@ -209,3 +209,28 @@ def test_what_the_worker_leaves_out_is_loaded_when_first_used() -> None:
     # all loaded now but what no call above needs (no email sent; the scheduler is the
     # job worker's, never the API server's)
     assert out.stdout.strip() == "[] ['loyalist.jobs.scheduler', 'smtplib']"
+
+
+def test_a_worker_builds_the_app_then_freezes_it_out_of_the_collector(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import gc
+
+    from uvicorn.importer import import_from_string
+
+    from loyalist.config import get_settings
+
+    assert import_from_string(serve.FACTORY) is serve.served_app
+    monkeypatch.setenv("LOYALIST_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    get_settings.cache_clear()
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        application = serve.served_app()
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # the application's routes, schemas, modules: all of it
+        assert application.title == "Loyalist API"
+        assert len(gc.get_objects()) < frozen  # left to the collector: only what came after
+    finally:
+        gc.unfreeze()
+        get_settings.cache_clear()
