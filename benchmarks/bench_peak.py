@@ -495,41 +495,32 @@ def chart(
     server = line_chart(
         xs,
         [
-            ("p50 of a try answered 2xx/4xx", [pct(ok_lat[b], 50) for b in range(n)]),
-            ("p99 of a try answered 2xx/4xx", [pct(ok_lat[b], 99) for b in range(n)]),
-            ("p99 of a 503", [pct(shed_lat[b], 99) for b in range(n)]),
+            ("2xx/4xx p50", [pct(ok_lat[b], 50) for b in range(n)]),
+            ("2xx/4xx p99", [pct(ok_lat[b], 99) for b in range(n)]),
+            ("503 p99", [pct(shed_lat[b], 99) for b in range(n)]),
         ],
-        title="server's view: latency of each try (ms), by time answered",
+        title="server: each try (ms)",
         x_label="minutes",
     )
     customer = line_chart(
         xs,
         [
-            (
-                "p50 from the scheduled time",
-                [pct([(r.answered - r.scheduled) for r in by_sched[b]], 50) for b in range(n)],
-            ),
-            (
-                "p99 from the scheduled time",
-                [pct([(r.answered - r.scheduled) for r in by_sched[b]], 99) for b in range(n)],
-            ),
+            ("p50", [pct([(r.answered - r.scheduled) for r in by_sched[b]], 50) for b in range(n)]),
+            ("p99", [pct([(r.answered - r.scheduled) for r in by_sched[b]], 99) for b in range(n)]),
         ],
-        title="customer's view: latency to the final answer (s), by time scheduled",
+        title="customer: scheduled → final answer (s)",
         x_label="minutes",
     )
     load = line_chart(
         xs,
         [
-            ("offered (new requests/s)", [len(by_sched[b]) / bucket_s for b in range(n)]),
-            ("served (answers 2xx/4xx per s)", [served[b] / bucket_s for b in range(n)]),
-            ("refused (answers 503 per s)", [shed[b] / bucket_s for b in range(n)]),
-            ("tries at the server (mean)", in_flight(attempts, t0, bucket_s, n)),
-            (
-                "busy database sessions (mean)",
-                [sum(busy[b]) / len(busy[b]) if busy[b] else nan for b in range(n)],
-            ),
+            ("offered/s", [len(by_sched[b]) / bucket_s for b in range(n)]),
+            ("served/s", [served[b] / bucket_s for b in range(n)]),
+            ("503/s", [shed[b] / bucket_s for b in range(n)]),
+            ("at server", in_flight(attempts, t0, bucket_s, n)),
+            ("DB busy", [sum(busy[b]) / len(busy[b]) if busy[b] else nan for b in range(n)]),
         ],
-        title="load: rates (per s) and requests in progress",
+        title="load (per s; in progress)",
         x_label="minutes",
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -541,6 +532,53 @@ def chart(
         "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 720 930' width='720' "
         f"height='930'><rect width='720' height='930' fill='white'/>{''.join(panels)}</svg>\n"
     )
+
+
+def phases(results: list[Result], attempts: list[Attempt], t0: float, total: float) -> list[str]:
+    """Per phase of the schedule: offered, served and refused per second, a try's p99, the
+    customer's p50/p99 (requests scheduled in the phase)."""
+    end = max(r.answered for r in results) - t0
+    cuts = [
+        ("0.7 R", 0.0, 0.3 * total),
+        ("ramp up", 0.3 * total, 0.4 * total),
+        ("2 R", 0.4 * total, 0.6 * total),
+        ("ramp down", 0.6 * total, 0.7 * total),
+        ("0.7 R", 0.7 * total, total),
+        ("after", total, max(end, total) + 1e-9),
+    ]
+    lines = []
+    for name, lo, hi in cuts:
+        span = hi - lo
+        sched = [r for r in results if lo <= r.scheduled - t0 < hi]
+        tries = [(a, b, st) for a, b, st in attempts if lo <= b - t0 < hi]
+        ok = [b - a for a, b, st in tries if st not in (0, 503)]
+        shed = sum(1 for _a, _b, st in tries if st == 503)
+        cust = [r.answered - r.scheduled for r in sched if success(r)]
+        lines.append(
+            f"  {name:9} {lo / 60:4.1f}–{hi / 60:4.1f} min: offered {len(sched) / span:6.1f}/s, "
+            f"served {len(ok) / span:6.1f}/s, 503 {shed / span:6.1f}/s; try p99 "
+            f"{pct(ok, 99) * 1000:6,.0f} ms; customer p50 {pct(cust, 50):6.1f} s p99 "
+            f"{pct(cust, 99):6.1f} s"
+        )
+    return lines
+
+
+def dump(results: list[Result], attempts: list[Attempt], t0: float, path: Path) -> None:
+    """The raw figures (times in s from the open loop's start), to look at a run again."""
+    with path.with_name(path.stem + "-requests.csv").open("w") as f:
+        f.write(
+            "op,scheduled,started,first_sent,answered,status,tries,refused,shed_s,slept_s,last_s\n"
+        )
+        for r in results:
+            f.write(
+                f"{r.op},{r.scheduled - t0:.4f},{r.started - t0:.4f},{r.first_sent - t0:.4f},"
+                f"{r.answered - t0:.4f},{r.status},{r.tries},{r.refused},{r.shed_s:.4f},"
+                f"{r.slept_s:.4f},{r.last_s:.4f}\n"
+            )
+    with path.with_name(path.stem + "-tries.csv").open("w") as f:
+        f.write("sent,answered,status\n")
+        for a, b, st in attempts:
+            f.write(f"{a - t0:.4f},{b - t0:.4f},{st}\n")
 
 
 def most_at_once(spans: list[tuple[float, float]]) -> int:
@@ -637,6 +675,7 @@ def main() -> int:
         text=True,
     )
     chart(results, attempts, db_busy.samples, t0, Path(args.chart))
+    dump(results, attempts, t0, Path(args.chart))
 
     log(f"answers by operation and final status: {dict(sorted(statuses.items()))}")
     for r in [r for r in results if not success(r)][:5]:
@@ -651,6 +690,9 @@ def main() -> int:
         f"{sum(r.tries > 1 for r in results)} requests needed more than one try "
         f"(most tries {max(r.tries for r in results)})"
     )
+    log("by phase of the schedule (served and 503: answers in the phase):")
+    for line in phases(results, attempts, t0, total):
+        log(line)
     log(f"  how fast a 503 came: {ms(shed)}")
     log(f"  a try answered 2xx/4xx, from sending it: {ms(served)}")
     log(f"    at the peak (sent at 2 R): {ms(served_peak)}")
