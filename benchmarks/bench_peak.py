@@ -10,15 +10,24 @@ What it does (see docs/benchmarks.md, "Peak"):
      at their scheduled times whether or not earlier ones were answered (a real peak does not
      wait for the server); latency counts from the scheduled time. The mix: 55 % earn
      (``POST /v1/orders``), 30 % reads (``GET /v1/members/{id}``), 10 % redemptions, 5 %
-     full returns of orders answered earlier. 3 % of writes are sent twice with the same
-     Idempotency-Key (a client that did not trust its first answer); an answer 503 or a
-     broken connection is retried with the same key after ``Retry-After`` (at most 5 tries);
-  5. checks: every request answered 2xx or a correct 4xx (409: not enough points, a limit,
+     full returns of orders answered earlier. 3 % of successful writes are sent again with
+     the same Idempotency-Key (a client that did not trust its first answer);
+  5. models the tills: every request is its own terminal, with its own connection (a kept
+     connection of an earlier, finished request if one is idle, else a new one: no request
+     ever waits in the client for another). A terminal answered 503 (or whose connection
+     broke) keeps its transaction queued and sends it again with the same key after
+     ``Retry-After``, doubling the wait on each refusal up to ``--backoff-cap`` (30 s), times
+     a jitter of 1–1.5; it gives up only when the transaction is ``--keep`` (600 s) old or
+     the schedule ended ``--drain`` (240 s) ago;
+  6. checks: every request answered 2xx or a correct 4xx (409: not enough points, a limit,
      already returned) — the success rate, goal ≥ 99.9 %; every acknowledged order holds
      exactly the points its answer said, once; every acknowledged redemption exists once;
      a repeated key got the same answer; ``loyalist ledger verify`` is clean;
-  6. writes the latency over time (p50/p99 per 10 s, offered and answered rate, 503s) as
-     ``var/bench/peak.svg`` and prints ``RESULT peak_success=… lost=… doubled=… p99_peak_ms=…``.
+  7. reports the server's view (each attempt: latency of the answers 2xx/4xx and of the 503s,
+     requests at the server, busy database sessions) and the customer's (latency from the
+     scheduled time to the final answer), and writes them over time (per 10 s) with the
+     offered, served and refused rates as ``var/bench/peak.svg``; prints ``RESULT
+     peak_success=… lost=… doubled=… p99_peak_ms=… shed_503=… p99_503_ms=…``.
 """
 
 from __future__ import annotations
@@ -30,11 +39,14 @@ import math
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,17 +64,45 @@ START_POINTS = 20_000
 REWARDS = ["americano", "latte", "croissant", "cake-slice"]
 MIX = [("earn", 55), ("read", 30), ("redeem", 10), ("return", 5)]
 OK_4XX = {"redeem": {409}, "return": {409}}
+ATTEMPT_TIMEOUT_S = 60.0  # a terminal that hears nothing for a minute sends again (same key)
+IDLE_REUSE_S = 4.0  # uvicorn closes a kept connection idle for 5 s: reuse it only before
+
+
+@dataclass
+class Policy:
+    """How long a terminal keeps a refused transaction and how it spaces its tries."""
+
+    backoff_cap_s: float = 30.0
+    keep_s: float = 600.0
+    give_up_at: float = math.inf  # monotonic: the schedule's end + the drain period
+
+    def wait(self, retry_after: float, refusals: int, rng: random.Random) -> float:
+        """Retry-After, doubled for each refusal of this transaction up to the cap, × 1–1.5."""
+        base = min(self.backoff_cap_s, max(retry_after, 0.1) * 2 ** (refusals - 1))
+        return max(retry_after, base) * (1.0 + 0.5 * rng.random())
 
 
 @dataclass
 class Result:
+    """One request (one customer's transaction), from its scheduled time to its final answer."""
+
     op: str
     scheduled: float  # monotonic
+    started: float  # when the client got to it (its event loop's lag: started - scheduled)
+    first_sent: float  # when its first try left (started to first_sent: opening a connection)
     answered: float
     status: int  # final status (0: no answer)
     tries: int
     refused: int = 0  # answers 503 (overloaded) before the final one
+    broken: int = 0  # tries on a connection that broke or timed out
+    shed_s: float = 0.0  # time spent in tries answered 503
+    slept_s: float = 0.0  # time spent waiting between tries
+    last_s: float = 0.0  # time of the final try, sent to answered
     body: bytes = b""
+
+
+# One try as the server saw it: (sent, answered, status); status 0 = broken or timed out.
+Attempt = tuple[float, float, int]
 
 
 @dataclass
@@ -76,56 +116,81 @@ class Book:
     repeat_mismatch: list[str] = field(default_factory=list)
 
 
-class Pool:
-    """Keep-alive HTTP/1.1 connections to the server, one request at a time each."""
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
-    def __init__(self, port: int, size: int) -> None:
+
+class Terminals:
+    """Connections for terminals that never wait for one another: a try takes a kept
+    connection left idle by a finished try (under ``IDLE_REUSE_S`` old), else opens one.
+    Counts the connections open at once, to show the client never queues."""
+
+    def __init__(self, port: int) -> None:
         self.port = port
-        self.free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = (
-            asyncio.Queue()
-        )
-        for _ in range(size):
-            self.free.put_nowait(None)  # opened on first use
+        self.idle: list[tuple[float, Conn]] = []
+        self.open = 0
+        self.peak_open = 0
+        self.opened = 0
 
-    async def request(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-        conn = await self.free.get()
+    async def _get(self) -> Conn:
+        now = time.monotonic()
+        while self.idle:
+            since, conn = self.idle.pop()
+            if now - since < IDLE_REUSE_S and not (conn[0].at_eof() or conn[1].is_closing()):
+                return conn
+            self._close(conn)
+        conn = await asyncio.open_connection("127.0.0.1", self.port)
+        self.open += 1
+        self.opened += 1
+        self.peak_open = max(self.peak_open, self.open)
+        return conn
+
+    def _close(self, conn: Conn) -> None:
+        self.open -= 1
+        with contextlib.suppress(Exception):
+            conn[1].close()
+
+    async def request(self, raw: bytes) -> tuple[float, int, dict[str, str], bytes]:
+        """(sent, status, headers, body); raises on a broken connection or a timeout."""
+        conn = await self._get()
+        sent = time.monotonic()
         try:
-            if conn is not None:
-                # The server closes a keep-alive connection idle for 5 s (uvicorn's default);
-                # like any HTTP client, send on a fresh one when the kept one was closed.
-                with contextlib.suppress(Exception):
-                    if conn[0].at_eof() or conn[1].is_closing():
-                        conn[1].close()
-                        conn = None
-            if conn is None:
-                conn = await asyncio.open_connection("127.0.0.1", self.port)
             reader, writer = conn
             writer.write(raw)
-            status, head, body = await asyncio.wait_for(procs.read_answer(reader), timeout=60)
-            headers = {
-                k.decode().lower(): v.decode()
-                for k, v in re.findall(rb"\r\n([^:\r\n]+):\s*([^\r\n]*)", head)
-            }
-            self.free.put_nowait(conn)
-            return status, headers, body
+            status, head, body = await asyncio.wait_for(
+                procs.read_answer(reader), timeout=ATTEMPT_TIMEOUT_S
+            )
         except BaseException:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn[1].close()
-            self.free.put_nowait(None)
+            self._close(conn)
             raise
+        headers = {
+            k.decode().lower(): v.decode()
+            for k, v in re.findall(rb"\r\n([^:\r\n]+):\s*([^\r\n]*)", head)
+        }
+        if headers.get("connection", "").lower() == "close":
+            self._close(conn)
+        else:
+            self.idle.append((time.monotonic(), conn))
+        return sent, status, headers, body
+
+    def close_all(self) -> None:
+        while self.idle:
+            self._close(self.idle.pop()[1])
 
 
 class Traffic:
-    def __init__(self, port: int, key: str, members: list[int], seed: int, size: int) -> None:
-        self.pool = Pool(port, size)
+    def __init__(
+        self, port: int, key: str, members: list[int], seed: int, policy: Policy | None = None
+    ) -> None:
+        self.terminals = Terminals(port)
         self.port = port
         self.key = key
         self.members = members
+        self.policy = policy or Policy()
         self.rng = random.Random(seed)
         self.basket = be.Basket(random.Random(seed + 1), members)
         self.book = Book()
         self.results: list[Result] = []
+        self.attempts: list[Attempt] = []
         self.run = uuid.uuid4().hex[:8]
         self.seq = 0
 
@@ -159,28 +224,62 @@ class Traffic:
             return op, "POST", "/v1/redemptions", body, True
         pool = self.book.order_pool
         order_id = pool.pop(self.rng.randrange(len(pool)))
-        body = orjson.dumps({"return_id": f"peak-{self.seq}", "full": True})
+        body = orjson.dumps({"return_id": f"peak-{self.run}-{self.seq}", "full": True})
         return op, "POST", f"/v1/orders/{order_id}/returns", body, True
 
     async def send(self, scheduled: float) -> None:
+        """One terminal's transaction: tries until an answer other than 503, or until the
+        policy gives it up (then its final status is the last one heard: 503 or 0)."""
         op, method, path, body, write = self.next_request()
         idem = uuid.uuid4().hex if write else None
         raw = self._raw(method, path, body, idem)
-        status, payload, tries, refused = 0, b"", 0, 0
-        while tries < 5:
+        policy = self.policy
+        status, payload, tries, refused, broken = 0, b"", 0, 0, 0
+        started, first_sent, shed_s, slept_s, last_s = time.monotonic(), 0.0, 0.0, 0.0, 0.0
+        while True:
             tries += 1
+            retry_after = 1.0
+            start = time.monotonic()
             try:
-                status, headers, payload = await self.pool.request(raw)
+                sent, status, headers, payload = await self.terminals.request(raw)
             except (OSError, asyncio.IncompleteReadError, TimeoutError):
-                status = 0
-                await asyncio.sleep(1)
-                continue
-            if status != 503:
+                sent, status = start, 0
+                broken += 1
+            last_s = time.monotonic() - sent
+            self.attempts.append((sent, sent + last_s, status))
+            if tries == 1:
+                first_sent = sent
+            if status == 503:
+                refused += 1
+                shed_s += last_s
+                with contextlib.suppress(ValueError):
+                    retry_after = float(headers.get("retry-after", "1"))
+            elif status != 0:
                 break
-            refused += 1
-            await asyncio.sleep(float(headers.get("retry-after", "1")))
+            pause = policy.wait(retry_after, refused + broken, self.rng)
+            now = time.monotonic()
+            if now + pause > min(scheduled + policy.keep_s, policy.give_up_at):
+                break
+            await asyncio.sleep(pause)
+            slept_s += time.monotonic() - now
         answered = time.monotonic()
-        self.results.append(Result(op, scheduled, answered, status, tries, refused, payload[:300]))
+        self.results.append(
+            Result(
+                op,
+                scheduled,
+                started,
+                first_sent,
+                answered,
+                status,
+                tries,
+                refused,
+                broken,
+                shed_s,
+                slept_s,
+                last_s,
+                payload[:300],
+            )
+        )
         if 200 <= status < 300:
             self._book(op, payload)
             if write and self.rng.random() < 0.03:
@@ -196,7 +295,7 @@ class Traffic:
 
     async def _repeat(self, raw: bytes, status: int, payload: bytes) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
-            again, _h, body = await self.pool.request(raw)
+            _sent, again, _h, body = await self.terminals.request(raw)
             if again == 503:
                 return  # refused before any work: the first answer stands
             self.book.repeats += 1
@@ -242,11 +341,11 @@ async def closed_loop(traffic: Traffic, clients: int, seconds: float) -> float:
             done += 1
 
     await asyncio.gather(*(one() for _ in range(clients)))
+    traffic.terminals.close_all()
     return done / seconds
 
 
-async def open_loop(traffic: Traffic, offsets: list[float]) -> None:
-    t0 = time.monotonic()
+async def open_loop(traffic: Traffic, offsets: list[float], t0: float) -> None:
     tasks = []
     for off in offsets:
         delay = t0 + off - time.monotonic()
@@ -254,6 +353,33 @@ async def open_loop(traffic: Traffic, offsets: list[float]) -> None:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(traffic.send(t0 + off)))
     await asyncio.gather(*tasks)
+    traffic.terminals.close_all()
+
+
+class DbSampler(threading.Thread):
+    """Database sessions of the bench database busy in a statement or a transaction, every
+    second: how much work the server really has in progress (admitted, not waiting)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        with (
+            contextlib.suppress(Exception),
+            psycopg.connect(
+                be.BENCH_URL.replace("postgresql+psycopg", "postgresql"), autocommit=True
+            ) as conn,
+        ):
+            while not self.stop.wait(1.0):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state <> 'idle' AND pid <> pg_backend_pid()"
+                ).fetchone()
+                self.samples.append((time.monotonic(), int(row[0]) if row else 0))
 
 
 def give_points(members: list[int]) -> None:
@@ -305,51 +431,188 @@ def check_database(book: Book) -> tuple[int, int, list[str]]:
     return lost, doubled, notes
 
 
-def chart(results: list[Result], t0: float, path: Path) -> None:
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of values; NaN for none."""
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
+
+
+def success(r: Result) -> bool:
+    return 200 <= r.status < 300 or r.status in OK_4XX.get(r.op, set())
+
+
+def in_flight(attempts: list[Attempt], t0: float, bucket_s: float, n: int) -> list[float]:
+    """Mean number of tries at the server (sent, not yet answered) per bucket."""
+    busy = [0.0] * n
+    for sent, answered, _status in attempts:
+        a, b = sent - t0, answered - t0
+        i = max(0, int(a // bucket_s))
+        while i < n and i * bucket_s < b:
+            lo, hi = max(a, i * bucket_s), min(b, (i + 1) * bucket_s)
+            busy[i] += max(0.0, hi - lo)
+            i += 1
+    return [x / bucket_s for x in busy]
+
+
+def chart(
+    results: list[Result],
+    attempts: list[Attempt],
+    db_busy: list[tuple[float, int]],
+    t0: float,
+    path: Path,
+    bucket_s: float = 10.0,
+) -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from loyalist.analytics.charts import line_chart
 
-    buckets: dict[int, list[Result]] = defaultdict(list)
+    def at(t: float) -> int:
+        return max(0, int((t - t0) // bucket_s))
+
+    end = max([r.answered for r in results] + [t0 + bucket_s])
+    n = at(end) + 1
+    by_sched: dict[int, list[Result]] = defaultdict(list)
     for r in results:
-        buckets[int((r.scheduled - t0) // 10)].append(r)
-    xs = sorted(buckets)
-    p50, p99, offered, refused = [], [], [], []
-    for b in xs:
-        lat = sorted((r.answered - r.scheduled) * 1000 for r in buckets[b])
-        p50.append(lat[len(lat) // 2])
-        p99.append(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)])
-        offered.append(len(buckets[b]) / 10)
-        refused.append(sum(r.refused for r in buckets[b]) / 10)
-    minutes = [b * 10 / 60 for b in xs]
-    svg = line_chart(
-        minutes, [("p50 ms", p50), ("p99 ms", p99)], title="latency (ms)", x_label="minutes"
+        by_sched[at(r.scheduled)].append(r)
+    ok_lat: dict[int, list[float]] = defaultdict(list)
+    shed_lat: dict[int, list[float]] = defaultdict(list)
+    served = [0] * n
+    shed = [0] * n
+    for sent, answered, status in attempts:
+        b = at(answered)
+        if status == 503:
+            shed[b] += 1
+            shed_lat[b].append((answered - sent) * 1000)
+        elif status:
+            served[b] += 1
+            ok_lat[b].append((answered - sent) * 1000)
+    busy: dict[int, list[int]] = defaultdict(list)
+    for t, k in db_busy:
+        busy[at(t)].append(k)
+    xs = [b * bucket_s / 60 for b in range(n)]
+    nan = math.nan
+    server = line_chart(
+        xs,
+        [
+            ("2xx/4xx p50", [pct(ok_lat[b], 50) for b in range(n)]),
+            ("2xx/4xx p99", [pct(ok_lat[b], 99) for b in range(n)]),
+            ("503 p99", [pct(shed_lat[b], 99) for b in range(n)]),
+        ],
+        title="server: each try (ms)",
+        x_label="minutes",
     )
-    svg2 = line_chart(
-        minutes,
-        [("offered req/s", offered), ("answered 503 overloaded, per s", refused)],
-        title="load (requests/s)",
+    customer = line_chart(
+        xs,
+        [
+            ("p50", [pct([(r.answered - r.scheduled) for r in by_sched[b]], 50) for b in range(n)]),
+            ("p99", [pct([(r.answered - r.scheduled) for r in by_sched[b]], 99) for b in range(n)]),
+        ],
+        title="customer: scheduled → final answer (s)",
+        x_label="minutes",
+    )
+    load = line_chart(
+        xs,
+        [
+            ("offered/s", [len(by_sched[b]) / bucket_s for b in range(n)]),
+            ("served/s", [served[b] / bucket_s for b in range(n)]),
+            ("503/s", [shed[b] / bucket_s for b in range(n)]),
+            ("at server", in_flight(attempts, t0, bucket_s, n)),
+            ("DB busy", [sum(busy[b]) / len(busy[b]) if busy[b] else nan for b in range(n)]),
+        ],
+        title="load (per s; in progress)",
         x_label="minutes",
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    top = svg.replace("width='100%'", "x='0' y='0' width='720' height='300'", 1)
-    low = svg2.replace("width='100%'", "x='0' y='310' width='720' height='300'", 1)
+    panels = [
+        svg.replace("width='100%'", f"x='0' y='{i * 310}' width='720' height='300'", 1)
+        for i, svg in enumerate([server, customer, load])
+    ]
     path.write_text(
-        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 720 620' width='720' "
-        f"height='620'><rect width='720' height='620' fill='white'/>{top}{low}</svg>\n"
+        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 720 930' width='720' "
+        f"height='930'><rect width='720' height='930' fill='white'/>{''.join(panels)}</svg>\n"
+    )
+
+
+def phases(results: list[Result], attempts: list[Attempt], t0: float, total: float) -> list[str]:
+    """Per phase of the schedule: offered, served and refused per second, a try's p99, the
+    customer's p50/p99 (requests scheduled in the phase)."""
+    end = max(r.answered for r in results) - t0
+    cuts = [
+        ("0.7 R", 0.0, 0.3 * total),
+        ("ramp up", 0.3 * total, 0.4 * total),
+        ("2 R", 0.4 * total, 0.6 * total),
+        ("ramp down", 0.6 * total, 0.7 * total),
+        ("0.7 R", 0.7 * total, total),
+        ("after", total, max(end, total) + 1e-9),
+    ]
+    lines = []
+    for name, lo, hi in cuts:
+        span = hi - lo
+        sched = [r for r in results if lo <= r.scheduled - t0 < hi]
+        tries = [(a, b, st) for a, b, st in attempts if lo <= b - t0 < hi]
+        ok = [b - a for a, b, st in tries if st not in (0, 503)]
+        shed = sum(1 for _a, _b, st in tries if st == 503)
+        cust = [r.answered - r.scheduled for r in sched if success(r)]
+        lines.append(
+            f"  {name:9} {lo / 60:4.1f}–{hi / 60:4.1f} min: offered {len(sched) / span:6.1f}/s, "
+            f"served {len(ok) / span:6.1f}/s, 503 {shed / span:6.1f}/s; try p99 "
+            f"{pct(ok, 99) * 1000:6,.0f} ms; customer p50 {pct(cust, 50):6.1f} s p99 "
+            f"{pct(cust, 99):6.1f} s"
+        )
+    return lines
+
+
+def dump(results: list[Result], attempts: list[Attempt], t0: float, path: Path) -> None:
+    """The raw figures (times in s from the open loop's start), to look at a run again."""
+    with path.with_name(path.stem + "-requests.csv").open("w") as f:
+        f.write(
+            "op,scheduled,started,first_sent,answered,status,tries,refused,shed_s,slept_s,last_s\n"
+        )
+        for r in results:
+            f.write(
+                f"{r.op},{r.scheduled - t0:.4f},{r.started - t0:.4f},{r.first_sent - t0:.4f},"
+                f"{r.answered - t0:.4f},{r.status},{r.tries},{r.refused},{r.shed_s:.4f},"
+                f"{r.slept_s:.4f},{r.last_s:.4f}\n"
+            )
+    with path.with_name(path.stem + "-tries.csv").open("w") as f:
+        f.write("sent,answered,status\n")
+        for a, b, st in attempts:
+            f.write(f"{a - t0:.4f},{b - t0:.4f},{st}\n")
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) spans open at the same instant."""
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    most = now = 0
+    for _t, d in events:
+        now += d
+        most = max(most, now)
+    return most
+
+
+def ms(values: Sequence[float]) -> str:
+    return " ".join(f"p{q} {pct(values, q) * 1000:,.0f}" for q in (50, 90, 99)) + (
+        f" max {max(values) * 1000:,.0f} ms" if values else " (none)"
     )
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     ap.add_argument("--members", type=int, default=500)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--connections", type=int, default=128)
+    ap.add_argument("--backoff-cap", type=float, default=30.0, help="s between a terminal's tries")
+    ap.add_argument("--keep", type=float, default=600.0, help="s a terminal keeps a transaction")
+    ap.add_argument("--drain", type=float, default=240.0, help="s of retries after the schedule")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--chart", default=str(ROOT / "var" / "bench" / "peak.svg"))
     args = ap.parse_args()
     procs.clean_up_on_exit()
     sys.path.insert(0, str(ROOT / "src"))
+    # A terminal per request: thousands of sockets at once in the client and the server.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     log(procs.heading("bench_peak", be.git_commit()))
     subprocess.run(["bash", str(ROOT / "scripts" / "ensure-postgres.sh"), be.BENCH_URL], check=True)
@@ -362,35 +625,47 @@ def main() -> int:
     sampler = be.RssSampler(server.pid)
     sampler.start()
 
-    warm = Traffic(port, key, members, args.seed, 16)
+    warm = Traffic(port, key, members, args.seed)
     rate = asyncio.run(closed_loop(warm, 16, 20.0))
     log(f"sustainable rate R (16 closed-loop connections, 20 s of the mix): {rate:.1f} req/s")
 
-    traffic = Traffic(port, key, members, args.seed + 7, args.connections)
-    traffic.book = warm.book  # orders answered in the warm-up may be returned too
+    total = args.minutes * 60
     offsets = schedule(rate, args.minutes)
+    t0 = time.monotonic() + 0.5
+    policy = Policy(args.backoff_cap, args.keep, t0 + total + args.drain)
+    traffic = Traffic(port, key, members, args.seed + 7, policy)
+    traffic.book = warm.book  # orders answered in the warm-up may be returned too
     log(
         f"open loop: {len(offsets)} requests over {args.minutes:g} min "
-        f"(0.7 R = {0.7 * rate:.0f}/s, peak 2 R = {2 * rate:.0f}/s)"
+        f"(0.7 R = {0.7 * rate:.0f}/s, peak 2 R = {2 * rate:.0f}/s); a refused terminal "
+        f"retries after Retry-After doubling to {args.backoff_cap:g} s (× 1–1.5), for up to "
+        f"{args.keep:g} s and {args.drain:g} s past the schedule"
     )
-    t0 = time.monotonic()
-    asyncio.run(open_loop(traffic, offsets))
+    db_busy = DbSampler()
+    db_busy.start()
+    asyncio.run(open_loop(traffic, offsets, t0))
+    db_busy.stop.set()
     sampler.stop.set()
     procs.kill_tree(server)
+    log(f"load average at the end: {os.getloadavg()}")
 
     results = traffic.results
+    attempts = traffic.attempts
     statuses = Counter((r.op, r.status) for r in results)
-    good = sum(1 for r in results if 200 <= r.status < 300 or r.status in OK_4XX.get(r.op, set()))
-    success = good / len(results)
-    retried = sum(r.tries > 1 for r in results)
-    overloaded = sum(r.refused for r in results)
-    peak = [
-        r for r in results if 0.4 * args.minutes * 60 <= r.scheduled - t0 <= 0.6 * args.minutes * 60
-    ]
-    lat = sorted((r.answered - r.scheduled) * 1000 for r in peak) or [0.0]
-    p99_peak = lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)]
-    allat = sorted((r.answered - r.scheduled) * 1000 for r in results)
-    p99_all = allat[min(len(allat) - 1, math.ceil(0.99 * len(allat)) - 1)]
+    good = sum(1 for r in results if success(r))
+    ok_rate = good / len(results)
+    gave_up = [r for r in results if r.status in (0, 503)]
+    peak_lo, peak_hi = t0 + 0.4 * total, t0 + 0.6 * total
+    in_peak = [r for r in results if peak_lo <= r.scheduled <= peak_hi]
+    from_sched = [r.answered - r.scheduled for r in results if success(r)]
+    from_sched_peak = [r.answered - r.scheduled for r in in_peak if success(r)]
+    p99_peak = pct(from_sched_peak, 99) * 1000 if from_sched_peak else math.nan
+    loop_lag = [r.started - r.scheduled for r in results]
+    connecting = [r.first_sent - r.started for r in results]
+    shed = [b - a for a, b, s in attempts if s == 503]
+    served = [b - a for a, b, s in attempts if s not in (0, 503)]
+    served_peak = [b - a for a, b, s in attempts if s not in (0, 503) and peak_lo <= a <= peak_hi]
+    broken = sum(1 for _a, _b, s in attempts if s == 0)
     lost, doubled, notes = check_database(traffic.book)
     verify = subprocess.run(
         [str(VENV_BIN / "loyalist"), "ledger", "verify"],
@@ -399,21 +674,63 @@ def main() -> int:
         capture_output=True,
         text=True,
     )
-    chart(results, t0, Path(args.chart))
+    chart(results, attempts, db_busy.samples, t0, Path(args.chart))
+    dump(results, attempts, t0, Path(args.chart))
 
-    log(f"answers by operation and status: {dict(sorted(statuses.items()))}")
-    bad = [r for r in results if not (200 <= r.status < 300 or r.status in OK_4XX.get(r.op, set()))]
-    for r in bad[:5]:
+    log(f"answers by operation and final status: {dict(sorted(statuses.items()))}")
+    for r in [r for r in results if not success(r)][:5]:
         log(f"  not a success: {r.op} {r.status} after {r.tries} tries: {r.body[:160]!r}")
-    log(f"requests {len(results)}, success {success * 100:.3f} % (goal ≥ 99.9 %)")
-    log(f"requests retried: {retried} ({overloaded} answers 503 overloaded, with Retry-After)")
+    log(
+        f"requests {len(results)}, success {ok_rate * 100:.3f} % (goal ≥ 99.9 %); "
+        f"{len(gave_up)} given up by their terminal (last answer 503 or none)"
+    )
+    log(
+        f"tries {len(attempts)}: {len(served)} answered 2xx/4xx, {len(shed)} answered 503 "
+        f"overloaded with Retry-After, {broken} broken or timed out; "
+        f"{sum(r.tries > 1 for r in results)} requests needed more than one try "
+        f"(most tries {max(r.tries for r in results)})"
+    )
+    log("by phase of the schedule (served and 503: answers in the phase):")
+    for line in phases(results, attempts, t0, total):
+        log(line)
+    log(f"  how fast a 503 came: {ms(shed)}")
+    log(f"  a try answered 2xx/4xx, from sending it: {ms(served)}")
+    log(f"    at the peak (sent at 2 R): {ms(served_peak)}")
+    log(f"  customer: scheduled time to the final success: {ms(from_sched)}")
+    log(f"    scheduled at the peak: {ms(from_sched_peak)}")
+    waiting = most_at_once([(r.scheduled, r.answered) for r in results])
+    log(
+        f"  transactions not yet answered, at most: {waiting}; tries at the server at once, at "
+        f"most: {most_at_once([(a, b) for a, b, _s in attempts])}; busy database sessions, at "
+        f"most: {max((k for _t, k in db_busy.samples), default=0)}"
+    )
+    log(
+        f"  last answer {max(r.answered for r in results) - t0 - total:.0f} s after the "
+        f"schedule's end"
+    )
+    log(
+        f"client (never waits for a connection): its event loop's lag behind the schedule "
+        f"{ms(loop_lag)}; connecting {ms(connecting)}; connections open at once, at most "
+        f"{traffic.terminals.peak_open} ({traffic.terminals.opened} opened)"
+    )
+    slow = sorted((r for r in results if success(r)), key=lambda r: r.answered - r.scheduled)
+    slow = slow[len(slow) - max(1, len(slow) // 100) :]
+    if slow:
+        k = len(slow)
+        log(
+            f"  the slowest 1 % of successes ({k}, from "
+            f"{(slow[0].answered - slow[0].scheduled):.1f} s), mean: "
+            f"{sum(r.answered - r.scheduled for r in slow) / k:.1f} s = client lag "
+            f"{sum(r.started - r.scheduled for r in slow) / k:.2f} + connecting "
+            f"{sum(r.first_sent - r.started for r in slow) / k:.2f} + "
+            f"{sum(r.refused for r in slow) / k:.1f} tries answered 503 "
+            f"{sum(r.shed_s for r in slow) / k:.1f} + waits between tries "
+            f"{sum(r.slept_s for r in slow) / k:.1f} + the final try "
+            f"{sum(r.last_s for r in slow) / k:.1f}"
+        )
     log(
         f"repeated keys: {traffic.book.repeats + warm.book.repeats}, "
         f"different answers: {len(traffic.book.repeat_mismatch)}"
-    )
-    log(
-        f"latency from the scheduled time: p99 overall {p99_all:.0f} ms, p99 at the peak "
-        f"{p99_peak:.0f} ms"
     )
     log(f"server peak RSS {sampler.peak / 1024 / 1024:.0f} MB")
     log(
@@ -425,8 +742,9 @@ def main() -> int:
     log("ledger verify: " + (verify.stdout + verify.stderr).strip().splitlines()[-1])
     log(f"chart: {args.chart}")
     log(
-        f"RESULT peak_success={success:.5f} lost={lost} doubled={doubled} "
-        f"p99_peak_ms={p99_peak:.0f} rate_r={rate:.1f} ledger_verify="
+        f"RESULT peak_success={ok_rate:.5f} lost={lost} doubled={doubled} "
+        f"p99_peak_ms={p99_peak:.0f} rate_r={rate:.1f} shed_503={len(shed)} "
+        f"p99_503_ms={pct(shed, 99) * 1000:.0f} ledger_verify="
         f"{'clean' if verify.returncode == 0 else 'FAILED'}"
     )
     failed = lost or doubled or verify.returncode or traffic.book.repeat_mismatch
