@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, func, inspect, select, update
+from sqlalchemy import Select, Table, bindparam, func, inspect, literal_column, or_, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
@@ -258,14 +258,21 @@ def prepare_lock(session: Session) -> None:
     _write_pending_accounts(session)
 
 
-def locking_columns() -> tuple[Any, ...]:
+def locking_columns(postgres: bool) -> tuple[Any, ...]:
     """What a caller adds to its own statement to lock the account the member bound as
     ``member_id`` draws on now, in that statement (speed, issue 11: the order path reads its
     store, its member and this lock in one statement): the :class:`PointsAccount` entity,
-    whether any available lot of it is past its expiry at the bound ``now``, and the
+    whether any available lot of it may be past its expiry at the bound ``now``, and the
     condition that joins them. PostgreSQL: add ``FOR UPDATE OF points_account``. Call
-    :func:`prepare_lock` before it runs and :func:`adopt_lock` on the row it read."""
-    return PointsAccount, _ANY_DUE.label("lots_due"), PointsAccount.id == _CURRENT_ACCOUNT_ID
+    :func:`prepare_lock` before it runs and :func:`adopt_lock` on the row it read.
+
+    PostgreSQL reads the lots with the statement's snapshot, taken before it waited for the
+    lock: if another transaction changed the account meanwhile (the locked row is a newer
+    version than the snapshot's: ``xmin`` differs), its lots may have changed too, and
+    "may be due" is answered yes (then :func:`expire_due` asks again). SQLite's transaction
+    holds the write lock from its start: nothing changes between the read and the lock."""
+    due = _ANY_DUE_OR_CHANGED if postgres else _ANY_DUE
+    return PointsAccount, due.label("lots_due"), PointsAccount.id == _CURRENT_ACCOUNT_ID
 
 
 _CURRENT_ACCOUNT_ID = (
@@ -285,6 +292,15 @@ _ANY_DUE = (
         PointsLot.expires_at <= bindparam("now"),
     )
     .exists()
+)
+_SNAPSHOT = PointsAccount.__table__.alias("account_snapshot")
+_ANY_DUE_OR_CHANGED = or_(
+    _ANY_DUE,
+    literal_column("points_account.xmin")
+    != select(literal_column("account_snapshot.xmin"))
+    .select_from(_SNAPSHOT)
+    .where(_SNAPSHOT.c.id == PointsAccount.id)
+    .scalar_subquery(),
 )
 
 

@@ -239,8 +239,8 @@ def _store_member_account(
     return store, member, ledger.lock(session, member.id, member.org_path) if member else None
 
 
-def _store_member_account_query() -> Any:
-    account, due, joined = ledger.locking_columns()
+def _store_member_account_query(postgres: bool) -> Any:
+    account, due, joined = ledger.locking_columns(postgres)
     return (  # three rows by their keys, joined (no cartesian product to warn about)
         select(OrgUnit, Member, account, due)
         .select_from(OrgUnit)
@@ -251,8 +251,8 @@ def _store_member_account_query() -> Any:
     )
 
 
-_STORE_MEMBER_ACCOUNT_SQLITE = _store_member_account_query()
-_STORE_MEMBER_ACCOUNT = _STORE_MEMBER_ACCOUNT_SQLITE.with_for_update(of=PointsAccount)
+_STORE_MEMBER_ACCOUNT_SQLITE = _store_member_account_query(False)
+_STORE_MEMBER_ACCOUNT = _store_member_account_query(True).with_for_update(of=PointsAccount)
 
 
 def earned_on_day(
