@@ -253,9 +253,12 @@ def lock(
     raise RuntimeError(f"member {member_id} keeps moving between accounts")
 
 
-def prepare_lock(session: Session) -> None:
-    """Call before a caller's own locking read of :func:`locking_columns` (see there)."""
-    _write_pending_accounts(session)
+def prepare_lock(session: Session, *also: type) -> None:
+    """Call before a caller's own locking read of :func:`locking_columns` (see there): like
+    the account, the objects of the classes ``also`` the read reloads (``populate_existing``)
+    are written first if this transaction changed any."""
+    if any(isinstance(obj, (PointsAccount, *also)) for obj in session.dirty):
+        session.flush()
 
 
 def locking_columns(postgres: bool) -> tuple[Any, ...]:

@@ -222,7 +222,7 @@ def _store_member_account(
     member, an unknown store or member, one out of scope, a member who just moved to another
     account) is asked again one by one, which answers the errors."""
     if data.member_id is not None:
-        ledger.prepare_lock(session)
+        ledger.prepare_lock(session, OrgUnit, Member)  # the read below reloads all three
         now = utcnow()
         q = _STORE_MEMBER_ACCOUNT_SQLITE if is_sqlite(session) else _STORE_MEMBER_ACCOUNT
         params = {"code": data.store, "member_id": data.member_id, "now": now}
