@@ -19,6 +19,7 @@ from loyalist.kit import documents as kit
 from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.models import ConfigDocument
+from loyalist.programme import service as programmes
 
 
 def load_file(kind: str, path: Path) -> BaseModel:
@@ -75,6 +76,7 @@ def _publish_generic(
     number = (current.version if current else 0) + 1
     # Two publishers at once: the unique (kind, version) lets one win; Database.run retries
     # the other, which then publishes number + 1 (or finds the same content).
+    programmes.forget_documents(session)  # this transaction reads the new version from now on
     row = ConfigDocument(
         kind=k.name,
         version=number,
@@ -150,6 +152,19 @@ def get(session: Session, kind: str, version: int | None = None) -> Version:
         what = f"version {version}" if version is not None else "any version"
         raise NoVersion(f"The {kind} document has no {what}.")
     return found
+
+
+def watch(kind: str) -> None:
+    """Kind ``kind`` is read on every order: the read of the active programme also reads
+    the key of its latest version (:func:`latest_key`; speed, issue 11)."""
+    programmes.watch_document(kind)
+
+
+def latest_key(session: Session, kind: str) -> tuple[int, str] | bool | None:
+    """(version, checksum) of the latest version of a watched ``kind``, known without a
+    statement once this transaction read the active programme; None: no version; False:
+    not known here (then :func:`get`)."""
+    return programmes.document_key(session, kind)
 
 
 def diff(session: Session, kind: str, before: int, after: int) -> list[str]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, func, inspect, select, update
+from sqlalchemy import Select, Table, bindparam, func, inspect, literal_column, or_, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
@@ -109,6 +109,12 @@ class Account:
     member_id: int = 0
     can_spend: bool = True
     entries: list[LedgerEntry] = field(default_factory=list)
+    # True when the locking read found no available lot of the account past its expiry at
+    # ``now`` (:func:`adopt_lock`): :func:`expire_due` then looks only at the lots credited
+    # through this handle instead of asking the database (speed, issue 11). Anything else
+    # that makes a lot available (activation, restore, bulk credits) clears it.
+    none_due: bool = False
+    lots: list[PointsLot] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.member_id:
@@ -245,6 +251,84 @@ def lock(
             row=row, org_path=org_path, now=utcnow(), member_id=member_id, can_spend=can_spend
         )
     raise RuntimeError(f"member {member_id} keeps moving between accounts")
+
+
+def prepare_lock(session: Session, *also: type) -> None:
+    """Call before a caller's own locking read of :func:`locking_columns` (see there): like
+    the account, the objects of the classes ``also`` the read reloads (``populate_existing``)
+    are written first if this transaction changed any."""
+    if any(isinstance(obj, (PointsAccount, *also)) for obj in session.dirty):
+        session.flush()
+
+
+def locking_columns(postgres: bool) -> tuple[Any, ...]:
+    """What a caller adds to its own statement to lock the account the member bound as
+    ``member_id`` draws on now, in that statement (speed, issue 11: the order path reads its
+    store, its member and this lock in one statement): the :class:`PointsAccount` entity,
+    whether any available lot of it may be past its expiry at the bound ``now``, and the
+    condition that joins them. PostgreSQL: add ``FOR UPDATE OF points_account``. Call
+    :func:`prepare_lock` before it runs and :func:`adopt_lock` on the row it read.
+
+    PostgreSQL reads the lots with the statement's snapshot, taken before it waited for the
+    lock: if another transaction changed the account meanwhile (the locked row is a newer
+    version than the snapshot's: ``xmin`` differs), its lots may have changed too, and
+    "may be due" is answered yes (then :func:`expire_due` asks again). SQLite's transaction
+    holds the write lock from its start: nothing changes between the read and the lock."""
+    due = _ANY_DUE_OR_CHANGED if postgres else _ANY_DUE
+    return PointsAccount, due.label("lots_due"), PointsAccount.id == _CURRENT_ACCOUNT_ID
+
+
+_CURRENT_ACCOUNT_ID = (
+    select(PointsAccountMember.account_id)
+    .where(
+        PointsAccountMember.member_id == bindparam("member_id"),
+        PointsAccountMember.left_at.is_(None),
+    )
+    .limit(1)
+    .scalar_subquery()
+)
+_ANY_DUE = (
+    select(PointsLot.id)
+    .where(
+        PointsLot.account_id == PointsAccount.id,
+        PointsLot.status == AVAILABLE,
+        PointsLot.expires_at <= bindparam("now"),
+    )
+    .exists()
+)
+_SNAPSHOT = PointsAccount.__table__.alias("account_snapshot")
+_ANY_DUE_OR_CHANGED = or_(
+    _ANY_DUE,
+    literal_column("points_account.xmin")
+    != select(literal_column("account_snapshot.xmin"))
+    .select_from(_SNAPSHOT)
+    .where(_SNAPSHOT.c.id == PointsAccount.id)
+    .scalar_subquery(),
+)
+
+
+def adopt_lock(
+    session: Session,
+    row: PointsAccount,
+    member_id: int,
+    org_path: str,
+    now: datetime,
+    lots_due: bool,
+) -> Account | None:
+    """The handle of an account a caller locked with :func:`locking_columns` at ``now``;
+    None when the member moved to another account meanwhile (then :func:`lock`). As in
+    :func:`lock`, the membership is read again under the lock."""
+    m = membership(session, member_id)
+    if m is None or m.account_id != row.id:
+        return None
+    return Account(
+        row=row,
+        org_path=org_path,
+        now=now,
+        member_id=member_id,
+        can_spend=m.can_spend,
+        none_due=not lots_due,
+    )
 
 
 def account_of_entries(session: Session, dedupe_keys: Sequence[str]) -> int | None:
@@ -604,6 +688,7 @@ def credit(
     )
     session.add(lot)
     session.flush()
+    acct.lots.append(lot)
     _apply(acct, delta_available, delta_pending, 0)
     if counts_as_earned:
         acct.row.lifetime_earned += points
@@ -633,6 +718,7 @@ def activate(session: Session, acct: Account, lot: PointsLot) -> LedgerEntry | N
         return None
     n = lot.remaining
     lot.status = AVAILABLE if n > 0 else VOID
+    acct.none_due = False  # available since the locking read
     if n == 0:
         session.flush()
         return None
@@ -833,6 +919,7 @@ def restore(
             expired_now.append((lot, n))
         elif lot.status == CLOSED:
             lot.status = AVAILABLE
+            acct.none_due = False
     e.details = {**(e.details or {}), "lots": [[lid, n] for lid, n in plan]}
     session.flush()
     _event(session, acct, "points.restored", {"entry_id": e.id, "points": points})
@@ -995,7 +1082,14 @@ def _expire_lot(session: Session, acct: Account, lot: PointsLot) -> LedgerEntry 
 def expire_due(session: Session, acct: Account) -> int:
     """Expire every available lot of this account whose expiry has passed. Returns points."""
     total = 0
-    for lot in session.scalars(_DUE_LOTS, {"account_id": acct.row.id, "now": acct.now}):
+    if acct.none_due:  # none was due when locked: only this handle's own lots can be
+        due = sorted(
+            (x for x in acct.lots if x.status == AVAILABLE and _is_expired(x, acct.now)),
+            key=lambda x: (x.expires_at, x.id),
+        )
+    else:
+        due = list(session.scalars(_DUE_LOTS, {"account_id": acct.row.id, "now": acct.now}))
+    for lot in due:
         total += lot.remaining
         _expire_lot(session, acct, lot)
     return total
@@ -1836,6 +1930,7 @@ def credit_many(session: Session, credits: Sequence[BulkCredit]) -> list[EventIt
             raise RuntimeError(f"account {row.id} already has entries in this transaction")
         pending = c.available_at > acct.now
         d_avail, d_pend = (0, c.points) if pending else (c.points, 0)
+        acct.none_due = False  # its lots are not objects of the handle
         seq = (row.chain_seq or 0) + 1
         prev = row.chain_head or GENESIS
         e: dict[str, Any] = {

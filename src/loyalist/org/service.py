@@ -84,7 +84,11 @@ _UNIT_BY_CODE = select(OrgUnit).where(OrgUnit.code == bindparam("code"))
 
 def store_in_scope(session: Session, actor: Actor, code: str, field: str = "store") -> OrgUnit:
     """A store the actor may act for; unknown or out-of-scope stores look the same (404)."""
-    unit = session.scalar(_UNIT_BY_CODE, {"code": code})
+    return checked_store(actor, session.scalar(_UNIT_BY_CODE, {"code": code}), code, field)
+
+
+def checked_store(actor: Actor, unit: OrgUnit | None, code: str, field: str = "store") -> OrgUnit:
+    """``unit``, the unit a caller read by ``code``, checked as :func:`store_in_scope` does."""
     if unit is None or not actor.sees(unit.path):
         raise OrgUnitNotFound(
             f"No store {code!r}.", [FieldError(field, "unknown store", "unknown_store")]
@@ -242,7 +246,15 @@ def close(session: Session, actor: Actor, code: str) -> OrgUnit:
 
 def open_store_in_scope(session: Session, actor: Actor, code: str, field: str = "store") -> OrgUnit:
     """:func:`store_in_scope` for new business: a closed store is refused (422)."""
-    unit = store_in_scope(session, actor, code, field)
+    return checked_open_store(actor, session.scalar(_UNIT_BY_CODE, {"code": code}), code, field)
+
+
+def checked_open_store(
+    actor: Actor, unit: OrgUnit | None, code: str, field: str = "store"
+) -> OrgUnit:
+    """``unit``, the unit a caller read by ``code`` (speed: the order path reads it with its
+    member), checked as :func:`open_store_in_scope` does."""
+    unit = checked_store(actor, unit, code, field)
     if unit.closed_at is not None:
         raise ValidationFailed(
             f"Store {code!r} is closed.", [FieldError(field, "the store is closed", "store_closed")]

@@ -19,7 +19,7 @@ from loyalist.kit.actor import Actor
 from loyalist.kit.clock import utcnow
 from loyalist.kit.hashing import sha256_hex
 from loyalist.kit.jsonutil import dumps
-from loyalist.models import ProgrammeVersion
+from loyalist.models import ConfigDocument, ProgrammeVersion
 from loyalist.programme.catalogue import sync_catalogue
 from loyalist.programme.errors import NoProgramme, ProgrammeInvalid
 from loyalist.programme.schemas import (
@@ -174,18 +174,73 @@ def latest_version(session: Session) -> ProgrammeVersion | None:
 _ACTIVE = "loyalist.programme.active"
 
 
+_DOCUMENTS = "loyalist.programme.documents"
+
+
 @event.listens_for(Session, "after_transaction_end")
 def _forget_active(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # a session used for several transactions reads again
         session.info.pop(_ACTIVE, None)
+        session.info.pop(_DOCUMENTS, None)
 
 
-# Built once per process (SQLAlchemy reuses its cache key; speed, issue 11).
-_ACTIVE_ROW = (
-    select(ProgrammeVersion.version, ProgrammeVersion.checksum, ProgrammeVersion.created_at)
-    .order_by(ProgrammeVersion.version.desc())
-    .limit(1)
-)
+# speed (issue 11): the same statement also answers, for each configuration document kind
+# read on every order (``watch_document``: the fraud rules), the version and checksum of its
+# latest version in ``config_document``, so a cache of what that document parses to needs
+# no statement of its own to know it is current (``document_key``). Documents, like
+# programme versions, are only ever added: a publish makes a new (version, checksum).
+def _build_active_row(kinds: tuple[str, ...]) -> Any:
+    columns: list[Any] = []
+    for kind in kinds:
+        latest = (
+            select(ConfigDocument.version, ConfigDocument.checksum)
+            .where(ConfigDocument.kind == kind)
+            .order_by(ConfigDocument.version.desc())
+            .limit(1)
+        )
+        columns.append(latest.with_only_columns(ConfigDocument.version).scalar_subquery())
+        columns.append(latest.with_only_columns(ConfigDocument.checksum).scalar_subquery())
+    # Built once per set of kinds (SQLAlchemy reuses its cache key; speed, issue 11).
+    return (
+        select(
+            ProgrammeVersion.version,
+            ProgrammeVersion.checksum,
+            ProgrammeVersion.created_at,
+            *columns,
+        )
+        .order_by(ProgrammeVersion.version.desc())
+        .limit(1)
+    )
+
+
+# The kinds watched and the statement that reads them, replaced together (one tuple).
+_active_row: tuple[tuple[str, ...], Any] = ((), _build_active_row(()))
+
+
+def watch_document(kind: str) -> None:
+    """Read the latest version key of document ``kind`` with the active programme (see
+    :func:`document_key`). Called at import by the kinds read on every order."""
+    global _active_row
+    with _cache_lock:
+        kinds = _active_row[0]
+        if kind not in kinds:
+            _active_row = ((*kinds, kind), _build_active_row((*kinds, kind)))
+
+
+def document_key(session: Session, kind: str) -> tuple[int, str] | bool | None:
+    """The (version, checksum) of the latest version of watched document ``kind`` as this
+    transaction's read of the active programme found it; None: it has no version; False:
+    not known (not watched, the programme not read yet, or a document published since)."""
+    known = session.info.get(_DOCUMENTS)
+    if known is None or kind not in known:
+        return False
+    found: tuple[int, str] | None = known[kind]
+    return found
+
+
+def forget_documents(session: Session) -> None:
+    """A document was published in this transaction: :func:`document_key` knows nothing."""
+    session.info.pop(_DOCUMENTS, None)
 
 
 def active(session: Session) -> tuple[int, Programme]:
@@ -197,10 +252,15 @@ def active(session: Session) -> tuple[int, Programme]:
     memo = session.info.get(_ACTIVE)
     if memo is not None:
         return memo[0], memo[1]
-    row = session.execute(_ACTIVE_ROW).first()
+    kinds, query = _active_row
+    row = session.execute(query).first()
     if row is None:
         raise NoProgramme("Apply a programme first: loyalist programme apply FILE.yaml")
     number, checksum, created_at = int(row[0]), str(row[1]), row[2]
+    session.info[_DOCUMENTS] = {
+        kind: (int(row[3 + 2 * i]), str(row[4 + 2 * i])) if row[3 + 2 * i] is not None else None
+        for i, kind in enumerate(kinds)
+    }
     key = (str(session.get_bind().engine.url), number, checksum)
     with _cache_lock:
         cached = _cache.get(key)
