@@ -70,6 +70,12 @@ class Gate:
         return self.real(engine, batch=batch)
 
 
+@pytest.fixture(autouse=True)
+def patient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow, shared machine must not look like a late pass (that case has its own test)."""
+    monkeypatch.setattr(events, "WAIT_S", 60.0)
+
+
 @pytest.fixture
 def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Gate]]:
     made: list[Gate] = []
@@ -162,7 +168,7 @@ def test_a_late_pass_releases_the_request_after_wait_s(
     ids = _emit(stream)
     waited = time.monotonic() - t0
     assert g.entered.is_set() and not g.opened.is_set()
-    assert 0.2 <= waited < 5.0  # returned without its pass, after WAIT_S
+    assert 0.2 <= waited < 20.0  # returned without its pass (held 30 s), after WAIT_S
     assert _positions(stream, ids) == [None]
     g.opened.set()  # the pass goes on and positions it
     deadline = time.monotonic() + 10
