@@ -58,6 +58,22 @@ class PgSampler(threading.Thread):
         self.counts: Counter[str] = Counter()
         self.ticks = 0
         self.stop = threading.Event()
+        # CPU seconds of this database's backends: (at the first sight, at the last), so
+        # the figure is this database's alone (bench_earn.postgres_cpu_seconds sums every
+        # postgres process of the machine, other databases' backends included)
+        self.cpu: dict[int, tuple[float, float]] = {}
+
+    def _note_cpu(self, pids: set[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                t = psutil.Process(pid).cpu_times()
+                now = t.user + t.system
+                # a backend first seen after the first tick was born during the run
+                first = self.cpu[pid][0] if pid in self.cpu else (now if self.ticks <= 1 else 0.0)
+                self.cpu[pid] = (first, now)
+
+    def backend_cpu_seconds(self) -> float:
+        return sum(last - first for first, last in self.cpu.values())
 
     def run(self) -> None:
         with psycopg.connect(
@@ -67,18 +83,21 @@ class PgSampler(threading.Thread):
             while not self.stop.is_set():
                 rows = conn.execute(
                     "SELECT state, coalesce(wait_event_type, '-'), coalesce(wait_event, '-'),"
-                    " left(query, 40) FROM pg_stat_activity"
+                    " left(query, 40), pid FROM pg_stat_activity"
                     " WHERE datname = %s AND pid <> pg_backend_pid()"
                     " AND backend_type = 'client backend'",
                     (self.db,),
                 ).fetchall()
                 self.ticks += 1
-                for state, wtype, wevent, query in rows:
+                if self.ticks % 20 == 1:
+                    self._note_cpu({row[4] for row in rows})
+                for state, wtype, wevent, query, _pid in rows:
                     what = state or "?"
                     if state == "active":
                         what += f" [{query.split()[0] if query else '?'}]"
                     self.counts[f"{what:<28} {wtype}:{wevent}"] += 1
                 time.sleep(self.interval)
+            self._note_cpu(set(self.cpu))
 
 
 def run_queue_wait_s(pids: list[int]) -> float:
@@ -142,10 +161,13 @@ def classify(state: str, kind: str, frames: list[str]) -> str | None:
             for f, n in zip(files, names, strict=True)
         )
         and "_sequence_quietly" not in names
+        and "_pass" not in names
     ):
         return None  # idle pool threads, the sampler, uvicorn's health-check pong
     where = "request"
-    if "_sequence_quietly" in names:
+    if "_pass" in names and "_run" in names:  # the positioner thread (session 9), no request
+        where = "positioner thread"
+    elif "_sequence_quietly" in names:
         where = "positions after commit"
     elif "_authenticate" in names:
         where = "API-key check"
@@ -216,8 +238,6 @@ def main() -> int:
     t_cpu0 = time.thread_time()
     server_pids, pg_pids = tree(server.pid), postgres_pids()
     q0 = [run_queue_wait_s([os.getpid()]), run_queue_wait_s(server_pids), run_queue_wait_s(pg_pids)]
-    import uvloop
-
     conns: dict[int, int] = {}
 
     def count_connections() -> None:  # which worker holds the clients' connections
@@ -232,9 +252,10 @@ def main() -> int:
 
     counter = threading.Thread(target=count_connections, daemon=True)
     counter.start()
-    stats, seconds = uvloop.run(
-        bench_earn.drive(port, key, members, args.clients, args.warmup, args.duration, args.seed)
-    )
+    stats = procs.Lat()
+    make = bench_earn.order_requests(members, args.clients, args.seed)
+    procs.drive(port, key, [(make, args.clients, stats)], args.warmup, args.duration)
+    seconds = args.duration
     client_cpu = time.thread_time() - t_cpu0
     q1 = [run_queue_wait_s([os.getpid()]), run_queue_wait_s(server_pids), run_queue_wait_s(pg_pids)]
     counter.join()
@@ -247,17 +268,18 @@ def main() -> int:
     kill_tree(server)
     procs.children.remove(server)
 
-    lat = sorted(stats.latencies_ns)
-    total = max(stats.ok_total, 1)
+    lat = sorted(stats.ns)
+    total = max(stats.ok, 1)
     log(
         f"orders: {len(lat) / seconds:.1f}/s, p50 {bench_earn.pct(lat, 50):.1f} ms, "
         f"p99 {bench_earn.pct(lat, 99):.1f} ms, mean {statistics.fmean(lat) / 1e6:.1f} ms; "
-        f"{stats.ok_total} orders incl. warm-up, errors {stats.errors}; "
+        f"{stats.ok} orders incl. warm-up, errors {stats.errors}; "
         f"load average now {os.getloadavg()[0]:.1f}"
     )
     log(
         f"CPU per order: server {1000 * (srv1 - srv0) / total:.2f} ms, "
-        f"PostgreSQL {1000 * (pg1 - pg0) / total:.2f} ms, "
+        f"PostgreSQL {1000 * (pg1 - pg0) / total:.2f} ms (every postgres process of the machine;"
+        f" the bench database's backends alone: {1000 * pg.backend_cpu_seconds() / total:.2f} ms), "
         f"load generator {1000 * client_cpu / total:.2f} ms"
     )
     log(
@@ -295,7 +317,10 @@ def main() -> int:
         )
         for cat, n in sorted(cats.items(), key=lambda kv: -kv[1]):
             log(f"  {n / ticks:6.2f}  {cat}")
-        in_threads = sum(n for c, n in cats.items() if not c.startswith("event loop")) / ticks
+        in_threads = (
+            sum(n for c, n in cats.items() if not c.startswith(("event loop", "positioner")))
+            / ticks
+        )
         if pid in conns:  # each connection has one request in flight or on its way
             log(
                 f"  {conns[pid] - in_threads:6.2f}  requests not in a thread (the event loop:"

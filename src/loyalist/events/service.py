@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Sequence
@@ -146,35 +148,117 @@ def _engine(session: Session) -> Engine:
     return bind if isinstance(bind, Engine) else bind.engine
 
 
-# speed (issue 11): one thread of the process positions at a time, for every commit that
-# asked meanwhile. A commit that finds another thread positioning leaves its request with it:
-# that thread looks again after it lets go (it releases, then looks), so no request is
-# forgotten, and 16 concurrent orders cost one positioning pass, not 16.
-_wanted: dict[int, Engine] = {}
-_wanted_mutex = threading.Lock()
-_positioning = threading.Lock()
+# speed (issue 11, session 9): one daemon thread per process, the positioner, does the
+# passes; a committing thread only asks and waits. Asking bumps a generation counter; a
+# pass takes every engine asked for so far (and the generation it reached) and positions
+# their events, so one pass serves every commit that arrived before it started, however
+# many threads committed meanwhile, and no request thread ever loops over other requests'
+# passes. The committing thread then waits (at most WAIT_S seconds) for a pass that started
+# after its commit: its events have their positions when it returns, as before (tests and
+# callers that read the stream right after a write rely on it); if the pass is late or
+# failed it returns anyway, and the worker's sequencer poller is the backstop.
+WAIT_S = 1.0
+# Rounds of `sequence` (each one short transaction of at most `batch` events) a pass makes
+# for one engine while it still finds full batches: a pass stays bounded.
+_ROUNDS = 8
+
+
+class _Positioner:
+    """The process's positioner thread and the requests it serves (see above)."""
+
+    def __init__(self) -> None:
+        self._after_fork()
+
+    def _after_fork(self) -> None:
+        # also the fresh start of a forked child, which has none of its parent's threads
+        self._cond = threading.Condition(threading.Lock())
+        self._wanted: dict[int, Engine] = {}
+        self._asked = 0  # generation of the latest request
+        self._taken = 0  # generation the running (or last) pass took
+        self._done = 0  # generation the last finished pass covered
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()  # the running thread's own stop signal
+        self._pid = os.getpid()
+        self.passes = 0  # passes made (read by the benchmarks and the tests)
+
+    def ask(self, engine: Engine) -> int:
+        """Ask for a pass over ``engine``; returns the generation to wait for."""
+        with self._cond:
+            if self._pid != os.getpid():  # forked without the hook below (belt and braces)
+                self._after_fork()
+            self._wanted[id(engine)] = engine
+            self._asked += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._stopped = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._stopped,),
+                    name="loyalist-positioner",
+                    daemon=True,
+                )
+                self._thread.start()
+            self._cond.notify_all()
+            return self._asked
+
+    def wait(self, generation: int, timeout: float) -> bool:
+        """Wait until a pass that started at or after ``generation`` ended. False on time-out."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._done >= generation, timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread after its current pass; the next request starts a new one."""
+        with self._cond:
+            thread, self._thread = self._thread, None
+            self._stopped.set()
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def _run(self, stopped: threading.Event) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: stopped.is_set() or self._asked > self._taken)
+                if stopped.is_set():
+                    return
+                generation, self._taken = self._asked, self._asked
+                engines = list(self._wanted.values())
+                self._wanted.clear()
+            try:
+                for engine in engines:
+                    _pass(engine)
+            finally:  # a pass that failed still ends: its waiters return, the backstop positions
+                with self._cond:
+                    self.passes += 1
+                    self._done = max(self._done, generation)
+                    self._cond.notify_all()
+
+
+def _pass(engine: Engine, batch: int = 10_000) -> None:
+    try:
+        for _ in range(_ROUNDS):
+            if sequence(engine, batch=batch) < batch:
+                return
+    except Exception:  # the events are committed; the sequencer poller positions them
+        log.exception("could not give committed events their stream positions")
+
+
+_positioner = _Positioner()
+os.register_at_fork(after_in_child=lambda: _positioner._after_fork())
+atexit.register(_positioner.stop, 1.0)
 
 
 def _sequence_quietly(engine: Engine) -> None:
-    with _wanted_mutex:
-        _wanted[id(engine)] = engine
-    while True:
-        if not _positioning.acquire(blocking=False):
-            return  # the thread positioning now runs again for this request
-        try:
-            with _wanted_mutex:
-                batch = list(_wanted.values())
-                _wanted.clear()
-            for eng in batch:
-                try:
-                    sequence(eng)
-                except Exception:  # the events are committed; the sequencer poller positions them
-                    log.exception("could not give committed events their stream positions")
-        finally:
-            _positioning.release()
-        with _wanted_mutex:
-            if not _wanted:
-                return
+    """After a commit that wrote events: have them positioned, and wait (bounded) for it."""
+    _positioner.wait(_positioner.ask(engine), WAIT_S)
+
+
+def stop_positioner(timeout: float = 5.0) -> None:
+    """Stop this process's positioner thread (at shutdown; a later commit starts it again)."""
+    _positioner.stop(timeout)
 
 
 @event.listens_for(Session, "after_commit")
