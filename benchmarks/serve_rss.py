@@ -13,7 +13,6 @@ Usage: .venv/bin/python benchmarks/serve_rss.py [--workers 2] [--clients 8] [--s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -55,16 +54,26 @@ def main() -> int:
         time.sleep(5)
         idle = sampler.total() / 2**20
         by = ", ".join(f"{r} {mb:.0f}" for r, mb in sampler.by_process())
+        load = os.getloadavg()[0]
         sampler.start()
-        stats, _ = asyncio.run(
-            bench_earn.drive(port, key, members, args.clients, 2.0, args.seconds, 7)
-        )
+        stats = procs.Lat()
+        cpu0 = bench_earn.server_cpu_seconds(proc.pid)
+        make = bench_earn.order_requests(members, args.clients, 7)
+        procs.drive(port, key, [(make, args.clients, stats)], 2.0, args.seconds)
+        cpu = bench_earn.server_cpu_seconds(proc.pid) - cpu0
         sampler.stop.set()
         after = sampler.total() / 2**20
-        print(f"src: {args.src}  workers {args.workers}  load average {os.getloadavg()[0]:.1f}")
+        peak_by = ", ".join(f"{r} {mb:.0f}" for r, mb in sampler.by_process())
+        print(
+            f"src: {args.src}  workers {args.workers}  load average {load:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end"
+        )
         print(f"idle RSS: {idle:.0f} MB ({by})")
         print(f"peak RSS under load: {sampler.peak / 2**20:.0f} MB, after: {after:.0f} MB")
-        print(f"orders: {stats.ok_total} answered 2xx, {stats.errors} errors")
+        print(f"after, by process: {peak_by}")
+        print(f"orders: {stats.ok} answered 2xx, {stats.errors} errors {stats.samples[:2]}")
+        if stats.ok:
+            print(f"server CPU per order: {1000 * cpu / stats.ok:.1f} ms (warm-up included)")
     finally:
         procs.kill_tree(proc)
     return 0

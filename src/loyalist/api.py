@@ -1,6 +1,6 @@
 """The single list of feature routers."""
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
 
 from loyalist.approval.endpoints import router as approval_router
 from loyalist.coupon.endpoints import router as coupon_router  # coupons (issue 12)
@@ -26,9 +26,7 @@ from loyalist.reward.endpoints import router as reward_router
 from loyalist.viral.endpoints import router as viral_router  # assist and groups (issue 12)
 from loyalist.webhooks.endpoints import router as webhooks_router
 
-# Every /v1 operation refuses query parameters it does not declare (422 naming them).
-router = APIRouter(dependencies=[Depends(refuse_unknown_query)])
-for r in (
+ROUTERS: tuple[APIRouter, ...] = (
     member_router,
     order_router,
     reward_router,
@@ -51,5 +49,16 @@ for r in (
     household_router,  # households (issue 13)
     fraud_router,  # fraud controls (issue 13)
     passes_router,  # paid membership (issue 15 item 7)
-):
-    router.include_router(r)
+)
+
+
+def include_api(app: FastAPI) -> None:
+    """Every feature router into the application, in this order, each directly: every /v1
+    operation refuses query parameters it does not declare (422 naming them).
+
+    Not through one router of routers: FastAPI walks the routers an included router
+    includes (to see whether any changed) several times per request to match its path,
+    and this list is long (speed, issue 11)."""
+    unknown_query_refused = [Depends(refuse_unknown_query)]
+    for router in ROUTERS:
+        app.include_router(router, dependencies=unknown_query_refused)

@@ -27,7 +27,7 @@ from loyalist.admin.habits import router as admin_habits_router  # habits (issue
 from loyalist.admin.journeys import router as admin_journeys_router  # journeys (issue 14)
 from loyalist.admin.messages import router as admin_messages_router
 from loyalist.admin.webhooks import router as admin_webhooks_router
-from loyalist.api import router as api_router
+from loyalist.api import include_api
 from loyalist.config import Settings, get_settings
 from loyalist.errors import (
     FieldError,
@@ -385,7 +385,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     async def _health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    app.include_router(api_router)
+    include_api(app)  # the /v1 routers
     app.include_router(member_web_router)  # the member page at /m
     app.include_router(member_referrals_router)  # its referral, assist and group screens
     app.include_router(member_privacy_router)  # the member's own data export (privacy2)

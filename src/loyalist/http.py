@@ -12,10 +12,13 @@ from typing import Annotated, Any, TypeVar
 import orjson
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.dependencies.models import Dependant
+from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.models import OpenAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi.security.base import SecurityBase
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -102,8 +105,12 @@ def forget_cached_keys() -> None:
         _auth_cache.clear()
 
 
-# Declared so the OpenAPI document carries the security scheme; the key itself is read by
-# _presented_key (either header), and a missing or wrong key is a 401 problem.
+# The two ways to present the key, as the OpenAPI document declares them (its
+# securitySchemes, and the security of every operation that depends on current_actor: added
+# by openapi_document). The key itself is read by _presented_key (either header), and a
+# missing or wrong key is a 401 problem. Not dependencies of current_actor: FastAPI would
+# resolve and run both on every request only to read the headers _presented_key reads
+# (speed, issue 11).
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="apiKey",
@@ -118,11 +125,10 @@ _api_key_header = APIKeyHeader(
 )
 
 
-async def current_actor(
-    request: Request,
-    _bearer_key: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
-    _header_key: Annotated[str | None, Depends(_api_key_header)] = None,
-) -> Actor:
+_KEY_SCHEMES: tuple[SecurityBase, ...] = (_bearer, _api_key_header)
+
+
+async def current_actor(request: Request) -> Actor:
     key = _presented_key(request)
     if not key:
         raise Unauthorized("A valid API key is required (Authorization: Bearer lk_…).")
@@ -372,6 +378,47 @@ def _problem_ref(status: int) -> dict[str, Any]:
     return problem_responses(status)[status]
 
 
+# What FastAPI writes of an operation before its security (get_openapi_path: the metadata,
+# then the security, then parameters, body, callbacks, responses).
+_OPERATION_METADATA = frozenset(
+    ("tags", "summary", "description", "externalDocs", "operationId", "deprecated")
+)
+
+
+def _with_key_security(app: FastAPI, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (FastAPI's document) with the API key's schemes, and ``security`` on every
+    operation whose dependencies include :func:`current_actor`, placed and encoded as FastAPI
+    places and encodes those of a security dependency (the same document, to the byte, as
+    when ``current_actor`` depended on the schemes)."""
+    keyed: set[tuple[str, str]] = set()
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and _uses(context.dependant, current_actor):
+            path = context.path_format or route.path_format
+            keyed.update((path, m.lower()) for m in context.methods or ())
+    if not keyed:
+        return doc
+    security: list[dict[str, list[str]]] = [{scheme.scheme_name: []} for scheme in _KEY_SCHEMES]
+    for path, path_item in doc.get("paths", {}).items():
+        for method, op in list(path_item.items()):
+            if (path, method) not in keyed:
+                continue
+            placed: dict[str, Any] = {}
+            for name, value in op.items():
+                if name not in _OPERATION_METADATA and "security" not in placed:
+                    placed["security"] = security
+                placed[name] = value
+            placed.setdefault("security", security)
+            path_item[method] = placed
+    schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+    for scheme in _KEY_SCHEMES:
+        schemes[scheme.scheme_name] = jsonable_encoder(
+            scheme.model, by_alias=True, exclude_none=True
+        )
+    encoded: dict[str, Any] = jsonable_encoder(OpenAPI(**doc), by_alias=True, exclude_none=True)
+    return encoded
+
+
 def openapi_document(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document as the server really answers.
 
@@ -387,6 +434,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         description=app.description,
         routes=app.routes,
     )
+    doc = _with_key_security(app, doc)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(problem.pop("$defs", {}))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import socket
 import sys
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,27 @@ def address_hold(host: str, port: int) -> PerWorkerSocket:
     return sock
 
 
+# glibc's malloc arenas per worker process: by default up to 8 per core, one taken by each
+# thread that allocates while another holds an arena's lock (the thread pool under load),
+# each keeping its freed pages. Two is the usual production setting for threaded Python
+# servers; an operator's own MALLOC_ARENA_MAX is kept.
+WORKER_MALLOC_ARENAS = "2"
+
+
+def no_resource_tracker() -> None:
+    """multiprocessing's *spawn* starts a resource tracker before the first worker: a
+    process of its own (a whole interpreter, ~12 MB resident) that unlinks the named
+    semaphores and shared memory blocks a process leaves behind. Neither this supervisor
+    nor its workers create any (the health-check pipes are plain pipes; the bulk import's
+    processes use *fork*, whose locks are never named), so it is given a descriptor of
+    ``/dev/null`` to report to instead, and none is started."""
+    from multiprocessing import resource_tracker
+
+    tracker = resource_tracker._resource_tracker
+    if getattr(tracker, "_fd", False) is None and getattr(tracker, "_pid", False) is None:
+        tracker._fd = os.open(os.devnull, os.O_WRONLY)  # type: ignore[attr-defined]
+
+
 def main(argv: list[str]) -> None:
     """``HOST PORT WORKERS [LOG_LEVEL]``: given the log level (as ``loyalist serve`` does),
     the supervising process does not import the settings and pydantic (~15 MB less)."""
@@ -120,6 +142,8 @@ def main(argv: list[str]) -> None:
     except OSError as exc:
         print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         sys.exit(STARTUP_FAILURE)
+    os.environ.setdefault("MALLOC_ARENA_MAX", WORKER_MALLOC_ARENAS)  # the workers' environment
+    no_resource_tracker()
     with contextlib.suppress(KeyboardInterrupt):
         Multiprocess(config, sockets=[hold]).run()
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from fastapi import APIRouter, Depends, Query
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from tests.itest import assert_problem, counts, new_member
 from tests.support import api_client, order_payload
 
-from loyalist.http import problem_responses, refuse_unknown_query
+from loyalist.http import _uses, current_actor, problem_responses, refuse_unknown_query
 
 MONDAY = "2026-06-08T10:00:00+08:00"
 JSON = {"content-type": "application/json"}
@@ -233,6 +234,42 @@ def test_openapi_describes_answers_errors_and_the_key(world: Any, client: Any) -
                 assert {"413", "415"} <= set(op["responses"]), where
     assert "404" in doc["paths"]["/v1/members/{member_id}"]["get"]["responses"]
     assert "409" in doc["paths"]["/v1/orders"]["post"]["responses"]
+
+
+def test_every_operation_that_needs_a_key_declares_both_ways_to_send_it(
+    world: Any, client: Any
+) -> None:
+    """The key's schemes are declared by openapi_document, not by dependencies FastAPI would
+    run on every request: an operation has ``security`` exactly when it depends on
+    current_actor, and an anonymous call of a few of them is a 401."""
+    doc = client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["apiKeyHeader"] == {
+        "type": "apiKey",
+        "description": "The same API key in the `X-API-Key` header.",
+        "in": "header",
+        "name": "X-API-Key",
+    }
+    keyed: set[tuple[str, str]] = set()
+    for context in iter_route_contexts(client.app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and route.include_in_schema:
+            uses = _uses(context.dependant, current_actor)
+            for method in context.methods or ():
+                if uses:
+                    keyed.add((method.lower(), context.path_format))
+    declared = {
+        (method, path)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if "security" in op
+    }
+    assert declared == keyed
+    assert len(keyed) > 100
+    for method, path in [("get", "/v1/members/{member_id}"), ("post", "/v1/orders")]:
+        assert (method, path) in declared
+        with api_client(world.db, None) as anon:
+            r = anon.request(method.upper(), path.replace("{member_id}", "1"))
+        assert_problem(r, 401, "unauthorized")
 
 
 def test_answers_keep_their_json(world: Any, client: Any) -> None:

@@ -3,6 +3,7 @@ the app and uvicorn only, never the CLI or analytics (issue 11: memory per proce
 
 from __future__ import annotations
 
+import os
 import pickle
 import socket
 import subprocess
@@ -56,15 +57,32 @@ def test_lean_module_runs_the_app_factory(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 class FakeSupervisor:
-    """Stands in for uvicorn's Multiprocess: notes what it was given."""
+    """Stands in for uvicorn's Multiprocess: notes what it was given, and the workers'
+    malloc setting and whether the resource tracker was turned off before it."""
 
     seen: ClassVar[list[tuple[Any, list[socket.socket]]]] = []
+    before: ClassVar[list[tuple[str | None, int]]] = []
+    no_tracker_calls: ClassVar[list[None]] = []
 
     def __init__(self, config: Any, sockets: list[socket.socket]) -> None:
         self.seen.append((config, sockets))
+        self.before.append((os.environ.get("MALLOC_ARENA_MAX"), len(self.no_tracker_calls)))
 
     def run(self) -> None:
         pass
+
+
+@pytest.fixture(autouse=True)
+def _supervisor_side_effects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve.main sets the workers' MALLOC_ARENA_MAX and turns multiprocessing's resource
+    tracker off in its own process: here, in the test's, both are undone afterwards (the
+    real effect on the processes is tests/e2e/test_serve_processes.py's)."""
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    FakeSupervisor.before.clear()
+    FakeSupervisor.no_tracker_calls.clear()
+    monkeypatch.setattr(
+        serve, "no_resource_tracker", lambda: FakeSupervisor.no_tracker_calls.append(None)
+    )
 
 
 def test_several_workers_each_listen_on_a_socket_of_their_own(
@@ -77,6 +95,7 @@ def test_several_workers_each_listen_on_a_socket_of_their_own(
     port = free_port()
     serve.main(["127.0.0.1", str(port), "2", "warning"])
     [(config, [hold])] = FakeSupervisor.seen
+    assert FakeSupervisor.before == [("2", 1)]  # set before the workers start
     assert (config.app, config.factory, config.workers, config.log_level) == (
         "loyalist.serve:served_app",
         True,
@@ -120,6 +139,7 @@ def test_a_taken_port_fails_at_once(monkeypatch: pytest.MonkeyPatch, reuse_port:
             serve.main(["127.0.0.1", str(taken.getsockname()[1]), "2", "warning"])
     assert exit_.value.code == serve.STARTUP_FAILURE
     assert FakeSupervisor.seen == []
+    assert FakeSupervisor.no_tracker_calls == []
 
 
 def test_lean_module_imports_neither_cli_nor_analytics() -> None:
@@ -234,3 +254,41 @@ def test_a_worker_builds_the_app_then_freezes_it_out_of_the_collector(
     finally:
         gc.unfreeze()
         get_settings.cache_clear()
+
+
+def test_spawned_workers_start_no_resource_tracker() -> None:
+    """A spawned process still starts and answers; no tracker process is started for it."""
+    code = (
+        "import multiprocessing as mp, sys\n"
+        "from multiprocessing import resource_tracker\n"
+        "from loyalist import serve\n"
+        "serve.no_resource_tracker()\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = mp.get_context('spawn')\n"
+        "    parent, child = ctx.Pipe()\n"
+        "    p = ctx.Process(target=child.send, args=('pong',))\n"
+        "    p.start()\n"
+        "    print(parent.recv(), resource_tracker._resource_tracker._pid)\n"
+        "    p.join()\n"
+        "    print(p.exitcode)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["pong", "None", "0"]
+
+
+def test_a_resource_tracker_already_running_is_left_alone() -> None:
+    code = (
+        "from multiprocessing import resource_tracker\n"
+        "from loyalist import serve\n"
+        "resource_tracker.ensure_running()\n"
+        "t = resource_tracker._resource_tracker\n"
+        "before = (t._fd, t._pid)\n"
+        "serve.no_resource_tracker()\n"
+        "print(before == (t._fd, t._pid), t._pid is not None)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["True", "True"]
