@@ -398,5 +398,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(admin_habits_router)  # its habits page (check-ins, badges, boards)
     app.include_router(member_household_router)  # the member's household at /m/household
     # Outermost: under overload a request is refused before any work (503, Retry-After).
-    app.add_middleware(Admission, limit=settings.max_in_flight, wait_s=settings.admission_wait_s)
+    app.add_middleware(
+        Admission,
+        limit=settings.max_in_flight,
+        wait_s=settings.admission_wait_s,
+        max_waiting=settings.admission_max_waiting,
+        retry_after_max_s=settings.admission_retry_after_max_s,
+    )
     return app

@@ -19,8 +19,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     # Admission control (kit/admission.py): requests in progress at once per server process;
     # one that finds none free waits up to admission_wait_s, then gets 503 + Retry-After.
+    # At most admission_max_waiting wait at once (unset: max_in_flight); beyond, 503 at once.
+    # Retry-After: refused ÷ served over the last 2 s, clamped to 1..admission_retry_after_max_s.
     max_in_flight: int = 64
     admission_wait_s: float = 2.0
+    admission_max_waiting: int | None = None
+    admission_retry_after_max_s: int = 30
     # Master secret: personal data at rest is encrypted (AES-256-GCM) with a key derived
     # from it (HKDF) and looked up by a keyed blind index (HMAC) derived from it too; also
     # webhook signing secrets. Empty: a development key (logged); production must set it.
