@@ -163,6 +163,19 @@ def member_ids() -> list[int]:
     return [int(x) for x in psql("SELECT id FROM member ORDER BY id", BENCH_DB).split()]
 
 
+def bench_members(build: bool, members: int, seed: int) -> list[int]:
+    """The bench database's member ids, after building it first when ``build`` (the
+    ``--build`` of the benchmarks that otherwise reuse ``make bench-earn``'s data); none
+    logged with what to do."""
+    if build:
+        recreate_database(BENCH_DB)
+        build_data(members, seed)
+    ids = member_ids()
+    if not ids:
+        log(f"no members in {BENCH_DB}: run make bench-earn first, or --build")
+    return ids
+
+
 # --------------------------------------------------------------------------- load
 
 

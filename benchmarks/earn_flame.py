@@ -112,12 +112,8 @@ def main() -> int:
     procs.clean_up_on_exit()
     commit = bench_earn.git_commit()
     log(procs.heading("Earn path flame graph (py-spy)", commit))
-    if args.build:
-        bench_earn.recreate_database(bench_earn.BENCH_DB)
-        bench_earn.build_data(args.members, args.seed)
-    members = bench_earn.member_ids()
+    members = bench_earn.bench_members(args.build, args.members, args.seed)
     if not members:
-        log(f"no members in {bench_earn.BENCH_DB}: run make bench-earn first, or --build")
         return 2
     key = bench_earn.new_key()
     port = free_port()

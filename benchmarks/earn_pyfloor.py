@@ -272,12 +272,8 @@ def main() -> int:
     procs.clean_up_on_exit()
     commit = bench_earn.git_commit()
     log(procs.heading("Python floor of the earn path (earn_floor.sql from psycopg)", commit))
-    if args.build:
-        bench_earn.recreate_database(bench_earn.BENCH_DB)
-        bench_earn.build_data(args.members, 42)
-    members = len(bench_earn.member_ids())
+    members = len(bench_earn.bench_members(args.build, args.members, 42))
     if members == 0:
-        log(f"no members in {bench_earn.BENCH_DB}: run make bench-earn first, or --build")
         return 2
     runs: list[Run] = []
     for n in range(1, args.runs + 1):
