@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -321,12 +322,47 @@ def server_cpu_seconds(pid: int) -> float:
     return total
 
 
-def postgres_cpu_seconds() -> float:
-    total = 0.0
-    for p in psutil.process_iter(["name", "cpu_times"]):
-        if p.info["name"] and p.info["name"].startswith("postgres") and p.info["cpu_times"]:
-            total += p.info["cpu_times"].user + p.info["cpu_times"].system
-    return total
+def cpu_seconds_of(pids: Iterable[int]) -> dict[int, float]:
+    """User + system CPU seconds so far of each of ``pids`` that still runs."""
+    out: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+    return out
+
+
+def backend_pids(db: str) -> list[int]:
+    """The client backends connected to ``db`` now (``pg_stat_activity``; not this query's
+    own, which runs in the ``postgres`` database)."""
+    out = psql(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        f" AND datname = '{db.replace(chr(39), chr(39) * 2)}'"
+    )
+    return [int(x) for x in out.split()]
+
+
+@dataclass(frozen=True)
+class PgCpu:
+    """One reading of a database's client backends' CPU seconds so far, by pid. ``later -
+    earlier`` is the CPU spent in between by the backends connected at the later reading: a
+    backend that connected in between counts from its start, one that disconnected in
+    between is not counted (the server's pooled connections stay for the run), and no
+    other database's backend, nor PostgreSQL's shared processes (WAL writer, checkpointer,
+    autovacuum), counts at all."""
+
+    by_pid: dict[int, float]
+
+    def __sub__(self, earlier: PgCpu) -> float:
+        return sum(t - earlier.by_pid.get(pid, 0.0) for pid, t in self.by_pid.items())
+
+
+def postgres_cpu_seconds(db: str = BENCH_DB) -> PgCpu:
+    """The CPU so far of ``db``'s client backends (default: the bench database); subtract
+    two readings for the CPU in between. Not every ``postgres`` process of the machine:
+    that counted other databases' work (other benchmarks and tests on the machine) and went
+    negative when one of their backends ended during the run."""
+    return PgCpu(cpu_seconds_of(backend_pids(db)))
 
 
 def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -497,7 +533,8 @@ def one_run(args: argparse.Namespace, key: str, members: list[int], n: int) -> R
     log(
         f"  CPU during the load ({wall:.1f}s wall, 2 cores = {2 * wall:.0f} core-s): "
         f"server {srv1 - srv0:.1f}s ({1000 * (srv1 - srv0) / total:.1f} ms/order), "
-        f"PostgreSQL {pg1 - pg0:.1f}s ({1000 * (pg1 - pg0) / total:.1f} ms/order), "
+        f"PostgreSQL (the bench database's backends) {pg1 - pg0:.1f}s "
+        f"({1000 * (pg1 - pg0) / total:.1f} ms/order), "
         f"load generator {client_cpu:.1f}s ({100 * client_cpu / wall:.0f}% of one core)"
     )
     log("  peak RSS by process: " + ", ".join(f"{r} {mb:.0f} MB" for r, mb in per_process))

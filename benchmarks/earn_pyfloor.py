@@ -243,9 +243,9 @@ def python_floor(
     for w in workers:
         w.start()
     time.sleep(warm)
-    pg0 = bench_earn.postgres_cpu_seconds()
+    pg0 = bench_earn.postgres_cpu_seconds(PY_DB)  # its database's backends only
     time.sleep(seconds)
-    pg1 = bench_earn.postgres_cpu_seconds()
+    pg1 = bench_earn.postgres_cpu_seconds(PY_DB)
     results = [out.get(timeout=120) for _ in workers]
     for w in workers:
         w.join(30)
