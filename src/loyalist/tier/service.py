@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
+from typing import Any
 
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import Select, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
@@ -136,17 +138,47 @@ def _record(
     return change
 
 
-def tier_at(session: Session, member: Member, at: datetime) -> str:
-    """The member's tier in force at ``at`` (before they joined: the tier they joined in)."""
+class _Unread(Enum):
+    UNREAD = 0
+
+
+#: ``changed_to`` of :func:`tier_at` when the caller read nothing beforehand.
+UNREAD = _Unread.UNREAD
+
+
+def tier_at(
+    session: Session, member: Member, at: datetime, *, changed_to: str | _Unread | None = UNREAD
+) -> str:
+    """The member's tier in force at ``at`` (before they joined: the tier they joined in).
+
+    ``changed_to``: what :func:`tier_change_at` answered for the member and ``at``, when a
+    caller folded it into a statement of its own (speed, issue 11: the order path's locking
+    read); the tier change history is then not read again."""
     if at >= member.tier_since:
         # Every tier change sets tier_code and tier_since together (``_record``, joining):
         # at or after the last one the member's tier is the one they hold (no query).
         return member.tier_code
-    # One statement: the last change by ``at`` if any, else the first one (the join).
+    code = (
+        session.scalar(_TIER_CHANGE_AT, {"member_id": member.id, "at": at})
+        if changed_to is UNREAD
+        else changed_to
+    )
+    return code if code is not None else member.tier_code
+
+
+def tier_change_at(member_id: Any, at: Any) -> Any:
+    """The tier change that decides the tier in force at ``at`` for :func:`tier_at`, as a
+    scalar subquery of ``member_id`` and ``at`` (columns or bound parameters) for a caller's
+    own statement: the last change by ``at`` if any, else the first one (the join); NULL
+    when there is none."""
+    return _tier_change_query(member_id, at).scalar_subquery()
+
+
+def _tier_change_query(member_id: Any, at: Any) -> Select[str]:
     by_then = TierChange.occurred_at <= at
-    code = session.scalar(
+    return (
         select(TierChange.to_tier)
-        .where(TierChange.member_id == member.id)
+        .where(TierChange.member_id == member_id)
         .order_by(
             case((by_then, 0), else_=1),
             case((by_then, TierChange.occurred_at)).desc().nulls_last(),
@@ -156,7 +188,10 @@ def tier_at(session: Session, member: Member, at: datetime) -> str:
         )
         .limit(1)
     )
-    return code if code is not None else member.tier_code
+
+
+# speed (issue 11): built once per process with bound parameters.
+_TIER_CHANGE_AT = _tier_change_query(bindparam("member_id"), bindparam("at"))
 
 
 def upgrade_if_qualified(
