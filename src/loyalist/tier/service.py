@@ -49,7 +49,7 @@ def metric_value(session: Session, programme: Programme, member_id: int, now: da
     if programme.households.household_qualifies_together:
         who = Order.member_id.in_(_pool_members(session, member_id))
     base = (who, Order.occurred_at >= start, Order.occurred_at <= now)
-    if tiers.metric is TierMetric.SPEND and not programme.households.household_qualifies_together:
+    if spend_alone(programme):
         # The earn path's case (an instant upgrade check per order): the statement built
         # once per process (speed, issue 11), the same SQL as below.
         params = {"member_id": member_id, "start": start, "now": now}
@@ -78,13 +78,38 @@ def metric_value(session: Session, programme: Programme, member_id: int, now: da
     return len({local_day(programme.tz, at) for at in session.scalars(q2)})
 
 
-_MEMBER_SPEND = select(
-    func.coalesce(func.sum(Order.qualifying_minor - Order.qualifying_refunded_minor), 0)
-).where(
-    Order.member_id == bindparam("member_id"),
-    Order.occurred_at >= bindparam("start"),
-    Order.occurred_at <= bindparam("now"),
-)
+def _member_spend(member_id: Any, start: Any, now: Any) -> Select[Any]:
+    return select(
+        func.coalesce(func.sum(Order.qualifying_minor - Order.qualifying_refunded_minor), 0)
+    ).where(
+        Order.member_id == member_id,
+        Order.occurred_at >= start,
+        Order.occurred_at <= now,
+    )
+
+
+_MEMBER_SPEND = _member_spend(bindparam("member_id"), bindparam("start"), bindparam("now"))
+
+
+def spend_alone(programme: Programme) -> bool:
+    """Whether the programme's metric is the member's own spend (the case
+    :func:`spend_in_window` reads; the earn path's instant upgrade check)."""
+    return (
+        programme.tiers.metric is TierMetric.SPEND
+        and not programme.households.household_qualifies_together
+    )
+
+
+def spend_window(programme: Programme, now: datetime) -> tuple[datetime, datetime]:
+    """The start and the end of the window :func:`metric_value` sums at ``now``."""
+    return window_start(programme.tiers.window_months, programme.tz, now), now
+
+
+def spend_in_window(member_id: Any, start: Any, now: Any) -> Any:
+    """What :func:`metric_value` reads for a programme of :func:`spend_alone` (before its
+    ``max(…, 0)``), as a scalar subquery of ``member_id`` and the :func:`spend_window`
+    (columns or bound parameters) for a caller's own statement."""
+    return _member_spend(member_id, start, now).scalar_subquery()
 
 
 def _record(
@@ -195,13 +220,24 @@ _TIER_CHANGE_AT = _tier_change_query(bindparam("member_id"), bindparam("at"))
 
 
 def upgrade_if_qualified(
-    session: Session, member: Member, programme: Programme, version: int, now: datetime
+    session: Session,
+    member: Member,
+    programme: Programme,
+    version: int,
+    now: datetime,
+    *,
+    value: int | None = None,
 ) -> TierChange | None:
-    """Instant upgrade when the member now crosses a higher threshold; never downgrades."""
+    """Instant upgrade when the member now crosses a higher threshold; never downgrades.
+
+    ``value``: the member's :func:`metric_value` at ``now``, when the caller knows it
+    without asking (the order path: :func:`spend_in_window` read under the account lock,
+    plus the order it recorded since)."""
     current = _known_tier(programme, member.tier_code)
     if programme.tiers.index(current) == len(programme.tiers.levels) - 1:
         return None  # the top tier: no higher one to cross into, so no metric is read
-    value = metric_value(session, programme, member.id, now)
+    if value is None:
+        value = metric_value(session, programme, member.id, now)
     target = instant_upgrade(programme.tiers, current, value)
     if target is None:
         return None

@@ -1,10 +1,11 @@
 """What an order reads under its member's account lock — the membership, an order already
 recorded with its external id, the tier change at its date, the day's earnings, the passes
-held — is read in one go (speed, issue 11, branch fewreads): SQLite within the statement
-that reads the store and the member and locks the account; PostgreSQL in one statement
-right after it (the locking statement's snapshot predates its wait for the lock). Whatever
-that read does not settle is asked again as before: a replay reads its order, a member who
-moved to another account is locked where they are now."""
+held, the spend its instant tier upgrade check starts from — is read in one go (speed,
+issue 11, branch fewreads): SQLite within the statement that reads the store and the member
+and locks the account; PostgreSQL in one statement right after it (the locking statement's
+snapshot predates its wait for the lock). Whatever that read does not settle is asked
+again as before: a replay reads its order, a member who moved to another account is locked
+where they are now."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ BY_EXTERNAL_ID = "WHERE orders.store_id"  # the replay check (_existing)
 TIER_HISTORY = "FROM tier_change"
 DAY_SUM = "sum(orders.points_earned)"
 PASSES = "FROM member_pass"
+SPEND = "sum(orders.qualifying_minor - orders.qualifying_refunded_minor)"
 
 
 def folded(statement: str) -> str:
@@ -52,8 +54,8 @@ def test_the_bench_basket_reads_what_it_needs_with_the_lock(
 ) -> None:
     """The bench basket under the demo programme (a per-day cap, a pass sold; the order
     dated before the member joined, so the tier history is consulted): the API key, the
-    programme, the locking statement, (PostgreSQL: the read after the lock,) the tier
-    upgrade's spend. Before: nine SELECTs on both databases."""
+    programme, the locking statement, (PostgreSQL: the read after the lock). Before: nine
+    SELECTs on both databases."""
     mid = new_member(client, "13800000001")
     assert post(client, bench_basket(mid, "warm"), "k-warm").status_code == 201
     clock.advance(timedelta(minutes=1))
@@ -63,12 +65,12 @@ def test_the_bench_basket_reads_what_it_needs_with_the_lock(
     assert r.json()["points"]["earned"] > 0
     reads = selects(seen)
     postgres = world.db.dialect == "postgresql"
-    assert len(reads) == (5 if postgres else 4), "\n".join(s[:120] for s in reads)
+    assert len(reads) == (4 if postgres else 3), "\n".join(s[:120] for s in reads)
     (lock,) = [s for s in reads if LOCK in s]
     after = [s for s in reads if s.startswith("SELECT (SELECT points_account_member")]
     assert len(after) == (1 if postgres else 0)
     one_go = after[0] if postgres else lock
-    for marker in (MEMBERSHIP, BY_EXTERNAL_ID, TIER_HISTORY, DAY_SUM, PASSES):
+    for marker in (MEMBERSHIP, BY_EXTERNAL_ID, TIER_HISTORY, DAY_SUM, PASSES, SPEND):
         found = [s for s in reads if marker in s]
         assert one_go in found, marker
         # the locking statement's join reads the membership too (which account to lock)
@@ -91,6 +93,27 @@ def test_a_replay_reads_its_order_and_answers_as_before(client: Any, world: Any)
     assert other.status_code == 409, other.text
     assert other.json()["errors"][0]["code"] == "duplicate"
     assert len(rows(world.db, "SELECT id FROM orders WHERE external_id = 'dup'")) == 1
+
+
+def tier_of(world: Any, member_id: int) -> str:
+    (m,) = rows(world.db, f"SELECT tier_code FROM member WHERE id = {member_id}")
+    return str(m["tier_code"])
+
+
+def test_the_upgrade_check_adds_the_order_only_when_its_window_counts_it(
+    client: Any, world: Any
+) -> None:
+    """The spend read with the lock does not hold the order being recorded: the upgrade
+    check adds it, but only when the window ending now counts it, as the read after the
+    insert did. Silver needs ¥1,000 in the last 12 months; an order dated 5 minutes ahead
+    (within the clock skew allowed) is not in the window yet."""
+    mid = new_member(client, "13800000006")
+    assert post(client, order_payload("a", mid, paid=60_000), "k-a").status_code == 201
+    ahead = order_payload("b", mid, paid=50_000, occurred_at="2026-06-10T12:05:00+08:00")
+    assert post(client, ahead, "k-b").status_code == 201
+    assert tier_of(world, mid) == "base"  # 600 counted; the 500 ahead not yet
+    assert post(client, order_payload("c", mid, paid=50_000), "k-c").status_code == 201
+    assert tier_of(world, mid) == "silver"  # 600 + 500 now
 
 
 def _waiting_for_a_lock(world: Any) -> bool:
