@@ -307,6 +307,16 @@ _ANY_DUE_OR_CHANGED = or_(
 )
 
 
+def membership_columns(member_id: Any) -> tuple[Any, Any]:
+    """The member's active membership (the account they draw on now, and whether they may
+    spend it) as two scalar subqueries of ``member_id`` (a column or a bound parameter), for
+    a caller's own statement read under the account's lock (see :func:`adopt_lock`)."""
+    active = (PointsAccountMember.member_id == member_id, PointsAccountMember.left_at.is_(None))
+    account = select(PointsAccountMember.account_id).where(*active).limit(1)
+    can_spend = select(PointsAccountMember.can_spend).where(*active).limit(1)
+    return account.scalar_subquery(), can_spend.scalar_subquery()
+
+
 def adopt_lock(
     session: Session,
     row: PointsAccount,
@@ -314,19 +324,31 @@ def adopt_lock(
     org_path: str,
     now: datetime,
     lots_due: bool,
+    *,
+    membership_read: tuple[int | None, bool | None] | None = None,
 ) -> Account | None:
     """The handle of an account a caller locked with :func:`locking_columns` at ``now``;
     None when the member moved to another account meanwhile (then :func:`lock`). As in
-    :func:`lock`, the membership is read again under the lock."""
-    m = membership(session, member_id)
-    if m is None or m.account_id != row.id:
+    :func:`lock`, the membership is read again under the lock — or given as
+    ``membership_read`` (account id, can spend) of :func:`membership_columns` when the
+    caller read it under the lock itself (SQLite: in the locking statement, whose
+    transaction already holds the write lock; PostgreSQL: in a statement after it, never
+    in it — its snapshot predates the lock, and attach, detach and ``set_can_spend`` change
+    memberships holding the account lock without changing the account row)."""
+    if membership_read is None:
+        m = membership(session, member_id)
+        if m is None:
+            return None
+        membership_read = (m.account_id, m.can_spend)
+    account_id, can_spend = membership_read
+    if account_id != row.id:
         return None
     return Account(
         row=row,
         org_path=org_path,
         now=now,
         member_id=member_id,
-        can_spend=m.can_spend,
+        can_spend=bool(can_spend),
         none_due=not lots_due,
     )
 

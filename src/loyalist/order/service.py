@@ -214,29 +214,125 @@ def _member_for_order(session: Session, actor: Actor, data: OrderCreate) -> Memb
     return None
 
 
+@dataclass(frozen=True)
+class _Reads:
+    """What the order path reads under the member's account lock besides its three rows,
+    read in one go (speed, issue 11; see :func:`_store_member_account`). ``earned_today``
+    is None when the programme has no per-day cap, ``held`` when it sells no passes (then
+    nothing of them is read, as in the separate reads), ``spend`` when the active programme's
+    tier metric is not the member's own spend (``tiers.spend_alone``)."""
+
+    account_id: int | None  # the member's active membership (ledger.membership_columns)
+    can_spend: bool | None
+    existing_id: int | None  # the order already recorded with this store and external id
+    tier_change: str | None  # tiers.tier_change_at the order's date
+    earned_today: int | None  # earned_on_day at the order's date
+    held: list[str] | None  # passes.held_codes_at the order's date
+    spend: int | None  # tiers.spend_in_window at the order's now (the order not yet in it)
+    spend_window: tuple[datetime, datetime] | None  # the window it sums
+
+    @classmethod
+    def of(
+        cls,
+        values: Sequence[Any],
+        day: bool,
+        held: bool,
+        spend_window: tuple[datetime, datetime] | None,
+    ) -> _Reads:
+        account_id, can_spend, existing_id, tier_change, *rest = values
+        return cls(
+            account_id=account_id,
+            can_spend=can_spend,
+            existing_id=existing_id,
+            tier_change=tier_change,
+            earned_today=int(rest.pop(0) or 0) if day else None,
+            held=passes.split_held(rest.pop(0)) if held else None,
+            spend=int(rest.pop(0) or 0) if spend_window else None,
+            spend_window=spend_window,
+        )
+
+
+def _spend_now(reads: _Reads | None, order: Order) -> int | None:
+    """The instant upgrade check's spend with ``order`` recorded: the spend read under the
+    lock plus the order's own qualifying amount when the window counts it (an order dated
+    after ``now``, within the clock skew allowed, is not in it yet); None: not read."""
+    if reads is None or reads.spend is None or reads.spend_window is None:
+        return None
+    start, end = reads.spend_window
+    own = order.qualifying_minor - order.qualifying_refunded_minor
+    return max(reads.spend + (own if start <= order.occurred_at <= end else 0), 0)
+
+
 def _store_member_account(
-    session: Session, actor: Actor, data: OrderCreate
-) -> tuple[OrgUnit, Member | None, ledger.Account | None]:
+    session: Session,
+    actor: Actor,
+    data: OrderCreate,
+    programme: Programme,
+    at: datetime,
+    current: Programme,
+    now: datetime,
+) -> tuple[OrgUnit, Member | None, ledger.Account | None, _Reads | None]:
     """The order's store, its member and the member's account, locked. A member given by
     id: the three in one statement (speed, issue 11); whatever it does not settle (a merged
     member, an unknown store or member, one out of scope, a member who just moved to another
-    account) is asked again one by one, which answers the errors."""
+    account) is asked again one by one, which answers the errors.
+
+    With the three, :class:`_Reads`: the member's membership, the order already recorded
+    with this external id, the tier change, the day's earnings and the passes held that the
+    order at ``at`` under ``programme`` needs, and the spend the instant upgrade check of
+    the active programme ``current`` at ``now`` starts from (the record adds its own order),
+    read under the lock as the separate reads would be (None: not read, they are asked one
+    by one).
+
+    SQLite: in the locking statement itself (the transaction holds the write lock from its
+    start: nothing changes between the read and the lock). PostgreSQL: in one statement
+    right after it, not in it: the locking statement's snapshot is taken before it waits
+    for the lock, and a transaction holding the lock meanwhile may have changed any of them
+    without changing the account row (so ``xmin``, see ``ledger.locking_columns``, would
+    not tell): attach, detach and ``set_can_spend`` change memberships, an order of no
+    points is recorded, a tier upgraded, a pass bought without a ledger entry."""
     if data.member_id is not None:
         ledger.prepare_lock(session, OrgUnit, Member)  # the read below reloads all three
-        now = utcnow()
-        q = _STORE_MEMBER_ACCOUNT_SQLITE if is_sqlite(session) else _STORE_MEMBER_ACCOUNT
-        params = {"code": data.store, "member_id": data.member_id, "now": now}
-        row = session.execute(q, params).first()
+        lock_now = utcnow()
+        sqlite = is_sqlite(session)
+        variant = (
+            programme.earning.caps.per_day is not None,
+            bool(programme.passes),
+            tiers.spend_alone(current),
+        )
+        day, held, spend = variant
+        params: dict[str, Any] = {"external_id": data.external_id, "at": at}
+        if day:
+            params["day_start"], params["day_end"] = _day_bounds(programme, at)
+        window = tiers.spend_window(current, now) if spend else None
+        if window is not None:
+            params["spend_start"], params["spend_now"] = window
+        q = _locking_read(sqlite, variant)
+        lock_params = {"code": data.store, "member_id": data.member_id, "now": lock_now}
+        row = session.execute(q, {**lock_params, **params} if sqlite else lock_params).first()
         if row is not None:
-            unit, member, account, due = row
+            unit, member, account, due, *folded = row
             store = org.checked_open_store(actor, unit, data.store)
             if actor.sees(member.org_path):
-                acct = ledger.adopt_lock(session, account, member.id, member.org_path, now, due)
+                if not sqlite:
+                    after = {**params, "member_id": member.id, "store_id": store.id}
+                    folded = list(session.execute(_after_lock_read(variant), after).one())
+                reads = _Reads.of(folded, day, held, window)
+                acct = ledger.adopt_lock(
+                    session,
+                    account,
+                    member.id,
+                    member.org_path,
+                    lock_now,
+                    due,
+                    membership_read=(reads.account_id, reads.can_spend),
+                )
                 if acct is not None:
-                    return store, member, acct
+                    return store, member, acct, reads
     store = org.open_store_in_scope(session, actor, data.store)
     member = _member_for_order(session, actor, data)
-    return store, member, ledger.lock(session, member.id, member.org_path) if member else None
+    acct = ledger.lock(session, member.id, member.org_path) if member else None
+    return store, member, acct, None
 
 
 def _store_member_account_query(postgres: bool) -> Any:
@@ -251,16 +347,80 @@ def _store_member_account_query(postgres: bool) -> Any:
     )
 
 
+def _read_columns(member_id: Any, store_id: Any, variant: tuple[bool, bool, bool]) -> list[Any]:
+    """:class:`_Reads`'s columns, of ``member_id`` and ``store_id`` (columns of the locking
+    statement, or bound parameters): the same SQL as the separate reads, as subqueries."""
+    day, held, spend = variant
+    account_id, can_spend = ledger.membership_columns(member_id)
+    at: Any = bindparam("at")
+    cols = [
+        account_id,
+        can_spend,
+        select(Order.id)
+        .where(Order.store_id == store_id, Order.external_id == bindparam("external_id"))
+        .scalar_subquery(),
+        tiers.tier_change_at(member_id, at),
+    ]
+    if day:
+        cols.append(
+            select(func.coalesce(func.sum(Order.points_earned), 0))
+            .where(
+                Order.member_id == member_id,
+                Order.occurred_at >= bindparam("day_start"),
+                Order.occurred_at < bindparam("day_end"),
+            )
+            .scalar_subquery()
+        )
+    if held:
+        cols.append(passes.held_codes_at(member_id, at))
+    if spend:
+        window: tuple[Any, Any] = (bindparam("spend_start"), bindparam("spend_now"))
+        cols.append(tiers.spend_in_window(member_id, *window))
+    return [c.label(f"read_{i}") for i, c in enumerate(cols)]
+
+
+# speed (issue 11): each variant (per-day cap or not, passes sold or not, spend metric or
+# not) built once per process (SQLAlchemy then reuses its cache key).
+_LOCKING_READS: dict[tuple[bool, bool, bool], Any] = {}
+_AFTER_LOCK_READS: dict[tuple[bool, bool, bool], Any] = {}
+
+
+def _locking_read(sqlite: bool, variant: tuple[bool, bool, bool]) -> Any:
+    """The locking statement: SQLite's with :class:`_Reads`'s columns, PostgreSQL's alone."""
+    if not sqlite:
+        return _STORE_MEMBER_ACCOUNT
+    q = _LOCKING_READS.get(variant)
+    if q is None:
+        cols = _read_columns(Member.id, OrgUnit.id, variant)
+        q = _LOCKING_READS[variant] = _STORE_MEMBER_ACCOUNT_SQLITE.add_columns(*cols)
+    return q
+
+
+def _after_lock_read(variant: tuple[bool, bool, bool]) -> Any:
+    """PostgreSQL: :class:`_Reads`'s columns in one statement after the locking one."""
+    q = _AFTER_LOCK_READS.get(variant)
+    if q is None:
+        cols = _read_columns(bindparam("member_id"), bindparam("store_id"), variant)
+        q = _AFTER_LOCK_READS[variant] = select(*cols)
+    return q
+
+
 _STORE_MEMBER_ACCOUNT_SQLITE = _store_member_account_query(False)
 _STORE_MEMBER_ACCOUNT = _store_member_account_query(True).with_for_update(of=PointsAccount)
+
+
+def _day_bounds(programme: Programme, at: datetime) -> tuple[datetime, datetime]:
+    """The start and the end of the local day of ``at`` in the programme's zone."""
+    day = local_day(programme.tz, at)
+    return start_of_local_day(programme.tz, day), start_of_local_day(
+        programme.tz, day + timedelta(days=1)
+    )
 
 
 def earned_on_day(
     session: Session, programme: Programme, member_id: int, at: datetime, exclude: int | None
 ) -> int:
-    day = local_day(programme.tz, at)
-    start = start_of_local_day(programme.tz, day)
-    end = start_of_local_day(programme.tz, day + timedelta(days=1))
+    start, end = _day_bounds(programme, at)
     params = {"member_id": member_id, "start": start, "end": end}
     if exclude is None:
         return int(session.scalar(_EARNED_ON_DAY, params) or 0)
@@ -297,10 +457,17 @@ def record(
     # A back-dated order earns under the programme version in force at its date.
     version, programme = _earning_version(session, occurred_at, programme_version)
     _check_paid(current, data)
-    store, member, acct = _store_member_account(session, actor, data)
+    store, member, acct, reads = _store_member_account(
+        session, actor, data, programme, occurred_at, current, now
+    )
     # Looked up under the member's account lock: a concurrent request with the same order
-    # either committed it (found here) or waits for this one.
-    existing = _existing(session, store.id, data.external_id)
+    # either committed it (found here) or waits for this one. Read with the lock (reads):
+    # the order itself is read only when there is one (a replay).
+    existing = (
+        _existing(session, store.id, data.external_id)
+        if reads is None or reads.existing_id is not None
+        else None
+    )
     if existing is not None:
         return _replay(actor, existing, data, member)
 
@@ -318,18 +485,29 @@ def record(
     result: EarnResult | None = None
     if member is not None:
         caps = programme.earning.caps
+        tier = (
+            tiers.tier_at(session, member, occurred_at)
+            if reads is None
+            else tiers.tier_at(session, member, occurred_at, changed_to=reads.tier_change)
+        )
         ctx = EarnContext(
-            tier_code=_tier_for(programme, tiers.tier_at(session, member, occurred_at)),
+            tier_code=_tier_for(programme, tier),
             # speed (issue 11): the day's and the lifetime earnings are read only when a cap
             # uses them (nothing else in the rules does), the passes only when sold
-            earned_today=earned_on_day(session, programme, member.id, occurred_at, None)
+            earned_today=(
+                earned_on_day(session, programme, member.id, occurred_at, None)
+                if reads is None or reads.earned_today is None
+                else reads.earned_today
+            )
             if caps.per_day is not None
             else 0,
             earned_lifetime=ledger.lifetime_earned_by(session, acct)
             if acct is not None and caps.per_member is not None
             else 0,
             facts=member_facts(session, programme, member, occurred_at),
-            pass_code=passes.pass_for_earning(session, programme, member.id, occurred_at)
+            pass_code=passes.pass_for_earning(
+                session, programme, member.id, occurred_at, held=reads.held if reads else None
+            )
             if programme.passes
             else None,
         )
@@ -452,7 +630,9 @@ def record(
         fraud.settle(
             session, checked, source_id=order.id, member_id=member.id, org_path=store.path, lot=lot
         )
-        tiers.upgrade_if_qualified(session, member, current, current_version, now)
+        tiers.upgrade_if_qualified(
+            session, member, current, current_version, now, value=_spend_now(reads, order)
+        )
     events.emit(
         session,
         "order.recorded",

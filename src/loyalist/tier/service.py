@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
+from typing import Any
 
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import Select, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from loyalist.events import service as events
@@ -47,7 +49,7 @@ def metric_value(session: Session, programme: Programme, member_id: int, now: da
     if programme.households.household_qualifies_together:
         who = Order.member_id.in_(_pool_members(session, member_id))
     base = (who, Order.occurred_at >= start, Order.occurred_at <= now)
-    if tiers.metric is TierMetric.SPEND and not programme.households.household_qualifies_together:
+    if spend_alone(programme):
         # The earn path's case (an instant upgrade check per order): the statement built
         # once per process (speed, issue 11), the same SQL as below.
         params = {"member_id": member_id, "start": start, "now": now}
@@ -76,13 +78,38 @@ def metric_value(session: Session, programme: Programme, member_id: int, now: da
     return len({local_day(programme.tz, at) for at in session.scalars(q2)})
 
 
-_MEMBER_SPEND = select(
-    func.coalesce(func.sum(Order.qualifying_minor - Order.qualifying_refunded_minor), 0)
-).where(
-    Order.member_id == bindparam("member_id"),
-    Order.occurred_at >= bindparam("start"),
-    Order.occurred_at <= bindparam("now"),
-)
+def _member_spend(member_id: Any, start: Any, now: Any) -> Select[Any]:
+    return select(
+        func.coalesce(func.sum(Order.qualifying_minor - Order.qualifying_refunded_minor), 0)
+    ).where(
+        Order.member_id == member_id,
+        Order.occurred_at >= start,
+        Order.occurred_at <= now,
+    )
+
+
+_MEMBER_SPEND = _member_spend(bindparam("member_id"), bindparam("start"), bindparam("now"))
+
+
+def spend_alone(programme: Programme) -> bool:
+    """Whether the programme's metric is the member's own spend (the case
+    :func:`spend_in_window` reads; the earn path's instant upgrade check)."""
+    return (
+        programme.tiers.metric is TierMetric.SPEND
+        and not programme.households.household_qualifies_together
+    )
+
+
+def spend_window(programme: Programme, now: datetime) -> tuple[datetime, datetime]:
+    """The start and the end of the window :func:`metric_value` sums at ``now``."""
+    return window_start(programme.tiers.window_months, programme.tz, now), now
+
+
+def spend_in_window(member_id: Any, start: Any, now: Any) -> Any:
+    """What :func:`metric_value` reads for a programme of :func:`spend_alone` (before its
+    ``max(…, 0)``), as a scalar subquery of ``member_id`` and the :func:`spend_window`
+    (columns or bound parameters) for a caller's own statement."""
+    return _member_spend(member_id, start, now).scalar_subquery()
 
 
 def _record(
@@ -136,17 +163,47 @@ def _record(
     return change
 
 
-def tier_at(session: Session, member: Member, at: datetime) -> str:
-    """The member's tier in force at ``at`` (before they joined: the tier they joined in)."""
+class _Unread(Enum):
+    UNREAD = 0
+
+
+#: ``changed_to`` of :func:`tier_at` when the caller read nothing beforehand.
+UNREAD = _Unread.UNREAD
+
+
+def tier_at(
+    session: Session, member: Member, at: datetime, *, changed_to: str | _Unread | None = UNREAD
+) -> str:
+    """The member's tier in force at ``at`` (before they joined: the tier they joined in).
+
+    ``changed_to``: what :func:`tier_change_at` answered for the member and ``at``, when a
+    caller folded it into a statement of its own (speed, issue 11: the order path's locking
+    read); the tier change history is then not read again."""
     if at >= member.tier_since:
         # Every tier change sets tier_code and tier_since together (``_record``, joining):
         # at or after the last one the member's tier is the one they hold (no query).
         return member.tier_code
-    # One statement: the last change by ``at`` if any, else the first one (the join).
+    code = (
+        session.scalar(_TIER_CHANGE_AT, {"member_id": member.id, "at": at})
+        if changed_to is UNREAD
+        else changed_to
+    )
+    return code if code is not None else member.tier_code
+
+
+def tier_change_at(member_id: Any, at: Any) -> Any:
+    """The tier change that decides the tier in force at ``at`` for :func:`tier_at`, as a
+    scalar subquery of ``member_id`` and ``at`` (columns or bound parameters) for a caller's
+    own statement: the last change by ``at`` if any, else the first one (the join); NULL
+    when there is none."""
+    return _tier_change_query(member_id, at).scalar_subquery()
+
+
+def _tier_change_query(member_id: Any, at: Any) -> Select[str]:
     by_then = TierChange.occurred_at <= at
-    code = session.scalar(
+    return (
         select(TierChange.to_tier)
-        .where(TierChange.member_id == member.id)
+        .where(TierChange.member_id == member_id)
         .order_by(
             case((by_then, 0), else_=1),
             case((by_then, TierChange.occurred_at)).desc().nulls_last(),
@@ -156,17 +213,31 @@ def tier_at(session: Session, member: Member, at: datetime) -> str:
         )
         .limit(1)
     )
-    return code if code is not None else member.tier_code
+
+
+# speed (issue 11): built once per process with bound parameters.
+_TIER_CHANGE_AT = _tier_change_query(bindparam("member_id"), bindparam("at"))
 
 
 def upgrade_if_qualified(
-    session: Session, member: Member, programme: Programme, version: int, now: datetime
+    session: Session,
+    member: Member,
+    programme: Programme,
+    version: int,
+    now: datetime,
+    *,
+    value: int | None = None,
 ) -> TierChange | None:
-    """Instant upgrade when the member now crosses a higher threshold; never downgrades."""
+    """Instant upgrade when the member now crosses a higher threshold; never downgrades.
+
+    ``value``: the member's :func:`metric_value` at ``now``, when the caller knows it
+    without asking (the order path: :func:`spend_in_window` read under the account lock,
+    plus the order it recorded since)."""
     current = _known_tier(programme, member.tier_code)
     if programme.tiers.index(current) == len(programme.tiers.levels) - 1:
         return None  # the top tier: no higher one to cross into, so no metric is read
-    value = metric_value(session, programme, member.id, now)
+    if value is None:
+        value = metric_value(session, programme, member.id, now)
     target = instant_upgrade(programme.tiers, current, value)
     if target is None:
         return None
