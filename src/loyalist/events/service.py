@@ -24,7 +24,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from loyalist.errors import FieldError, ValidationFailed
 from loyalist.events.responses import EventOut, EventPage
@@ -135,9 +135,9 @@ def emit(
         "position": None,  # given after commit (the unit of work wrote it as NULL too)
     }
     ev = OutboxEvent(**row)
-    batch: list[tuple[dict[str, Any], OutboxEvent]] | None = session.info.get(_BATCH)
+    batch: _Batch | None = session.info.get(_BATCH)
     if batch is not None:
-        batch.append((row, ev))  # the session never tracks it: no unit-of-work bookkeeping
+        batch.pending.append((row, ev))  # the session never tracks it: no unit-of-work bookkeeping
     else:
         session.add(ev)
     _sequence_after_commit(session)
@@ -145,6 +145,18 @@ def emit(
 
 
 _BATCH = "loyalist.events.batch"
+
+
+class _Batch:
+    """The events of a :func:`batched` block, and where each savepoint begun in it began."""
+
+    __slots__ = ("marks", "pending")
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[dict[str, Any], OutboxEvent]] = []
+        self.marks: dict[SessionTransaction, int] = {}
+
+
 _OUTBOX = cast(Table, OutboxEvent.__table__)
 # speed (issue 11): built once per process; with RETURNING sorted by the rows' order, many
 # rows are one multi-row INSERT on PostgreSQL (as the unit of work's flush of several
@@ -160,16 +172,19 @@ def batched(session: Session) -> Iterator[None]:
     answers gets its id then. Events emitted before the block and still waiting for a flush
     are flushed first, so ids keep following the order of emission. When the block raises,
     its events are dropped with the work that raised (the transaction, or the savepoint,
-    the caller rolls back). A block inside another is part of the outer one."""
+    the caller rolls back); a savepoint begun in the block and rolled back drops the events
+    emitted since it began, as it would have dropped them from the session. A block inside
+    another is part of the outer one."""
     if _BATCH in session.info:
         yield
         return
-    pending: list[tuple[dict[str, Any], OutboxEvent]] = []
-    session.info[_BATCH] = pending
+    batch = _Batch()
+    session.info[_BATCH] = batch
     try:
         yield
     finally:
         session.info.pop(_BATCH, None)
+    pending = batch.pending
     if not pending:
         return
     if any(isinstance(obj, OutboxEvent) for obj in session.new):
@@ -177,6 +192,20 @@ def batched(session: Session) -> Iterator[None]:
     ids = session.connection().execute(_INSERT_BATCH, [row for row, _ev in pending])
     for (_row, ev), new_id in zip(pending, ids.scalars(), strict=True):
         ev.id = new_id
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _batch_savepoint_begins(session: Session, transaction: SessionTransaction) -> None:
+    batch: _Batch | None = session.info.get(_BATCH)
+    if batch is not None and transaction.nested:
+        batch.marks[transaction] = len(batch.pending)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _batch_savepoint_rolled_back(session: Session, previous: SessionTransaction) -> None:
+    batch: _Batch | None = session.info.get(_BATCH)
+    if batch is not None and (mark := batch.marks.pop(previous, None)) is not None:
+        del batch.pending[mark:]
 
 
 # ── stream positions ────────────────────────────────────────────────────────────────────

@@ -150,3 +150,21 @@ def test_a_batch_that_raises_writes_nothing(world: Any) -> None:
             s, "programme.published", {"version": 2, "by": "test"}
         )  # back to the unit of work
         assert later in s.new
+
+
+def test_a_savepoint_rolled_back_in_a_batch_drops_its_events(world: Any) -> None:
+    class Boom(Exception):
+        pass
+
+    with world.db.transaction() as s:
+        with events.batched(s):
+            kept = events.emit(s, "programme.published", {"version": 1, "by": "test"})
+            with pytest.raises(Boom), s.begin_nested():
+                events.emit(s, "programme.published", {"version": 2, "by": "test"})
+                raise Boom
+            with s.begin_nested():  # released: its event stays
+                also = events.emit(s, "programme.published", {"version": 3, "by": "test"})
+        got = s.execute(
+            text("SELECT event_id FROM outbox_event WHERE id >= :i ORDER BY id"), {"i": kept.id}
+        ).scalars()
+        assert list(got) == [kept.event_id, also.event_id]
