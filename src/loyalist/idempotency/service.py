@@ -12,10 +12,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -81,27 +81,42 @@ def _find(session: Session, principal: str, key: str) -> IdempotencyRecord | Non
     )
 
 
+def _claim_statement(insert: Any) -> Any:
+    table = cast(Table, IdempotencyRecord.__table__)
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["principal", "key"])
+        .returning(table.c.id)
+    )
+
+
+# speed (issue 11): the claim and the answer's update are Core statements built once per
+# process with bound parameters, run on the session's connection (no ORM layer)
+_CLAIM_SQLITE = _claim_statement(sqlite_insert)
+_CLAIM = _claim_statement(pg_insert)
+_ANSWER = (
+    update(cast(Table, IdempotencyRecord.__table__))
+    .where(IdempotencyRecord.__table__.c.id == bindparam("rid"))
+    .values(status_code=bindparam("status_code"), response=bindparam("response"))
+)
+
+
 def _claim(
     session: Session, principal: str, key: str, method: str, path: str, fp: str
 ) -> int | None:
     """Insert the key's record; None when it already exists (nothing inserted)."""
-    insert = sqlite_insert if is_sqlite(session) else pg_insert
-    stmt = (
-        insert(IdempotencyRecord)
-        .values(
-            principal=principal,
-            key=key,
-            method=method,
-            path=path[:500],
-            fingerprint=fp,
-            status_code=0,
-            response={},
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["principal", "key"])
-        .returning(IdempotencyRecord.id)
-    )
-    rid = session.scalar(stmt)
+    stmt = _CLAIM_SQLITE if is_sqlite(session) else _CLAIM
+    row = {
+        "principal": principal,
+        "key": key,
+        "method": method,
+        "path": path[:500],
+        "fingerprint": fp,
+        "status_code": 0,
+        "response": {},
+        "created_at": utcnow(),
+    }
+    rid = session.connection().execute(stmt, row).scalar()
     return None if rid is None else int(rid)
 
 
@@ -161,10 +176,8 @@ def run_idempotent(
             raise RuntimeError(f"could not claim Idempotency-Key {key!r}")
         answer = work(session)
         session.flush()  # the work's own rows first, as before (constraint errors here)
-        session.execute(
-            update(IdempotencyRecord)
-            .where(IdempotencyRecord.id == rid)
-            .values(status_code=answer.status, response=_seal(answer.body))
+        session.connection().execute(
+            _ANSWER, {"rid": rid, "status_code": answer.status, "response": _seal(answer.body)}
         )
         return answer
 

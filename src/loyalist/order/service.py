@@ -195,6 +195,8 @@ def _earning_version(session: Session, at: datetime, chosen: int | None) -> tupl
 
 
 _INSERT_LINES = insert(cast(Table, OrderLine.__table__))  # built once (speed, issue 11)
+_ORDERS = cast(Table, Order.__table__)
+_INSERT_ORDER = insert(_ORDERS).returning(_ORDERS.c.id)  # built once (speed, issue 11)
 
 
 def _member_for_order(session: Session, actor: Actor, data: OrderCreate) -> Member | None:
@@ -529,7 +531,7 @@ def record(
     avail = fraud.available_at(
         checked, lots.available_at(programme.points.pending_days, programme.tz, occurred_at)
     )
-    order = Order(
+    row: dict[str, Any] = dict(
         external_id=data.external_id,
         member_id=member.id if member else None,
         store_id=store.id,
@@ -560,8 +562,13 @@ def record(
         available_at=avail if points else None,
         created_at=now,
     )
-    session.add(order)
-    session.flush()
+    order = Order(**row)
+    # One Core INSERT … RETURNING id, built once (speed, issue 11: no unit of work). The
+    # session does not track the order: it stays transient, with its id. Nothing later in
+    # this path or in a caller modifies it, refreshes it or relies on it being the session's
+    # object (it has no relationships to load); the answer reads its attributes, which are
+    # the values written. A later read of the order in the session loads the row itself.
+    order.id = session.connection().execute(_INSERT_ORDER, row).scalar_one()
     order_lines = tuple(
         OrderLine(
             order_id=order.id,
@@ -583,87 +590,95 @@ def record(
         [{c: getattr(ln, c) for c in _LINE_COLUMNS} for ln in order_lines],
     )
     lot: PointsLot | None = None
-    if acct is not None and member is not None:
-        # paid membership: a line whose SKU is a pass code sells the pass (after earning: its
-        # benefits start with the next order)
-        passes.buy_from_order(session, actor, member, order, order_lines)
-        if data.points_paid:
-            ledger.debit(
+    # The events emitted from here on (the ledger's, the fraud hold's, the tier's, the
+    # order's) are written at the block's end in one multi-row Core INSERT (speed, issue 11).
+    with events.batched(session):
+        if acct is not None and member is not None:
+            # paid membership: a line whose SKU is a pass code sells the pass (after earning: its
+            # benefits start with the next order)
+            passes.buy_from_order(session, actor, member, order, order_lines)
+            if data.points_paid:
+                ledger.debit(
+                    session,
+                    acct,
+                    data.points_paid,
+                    ledger.Cause(
+                        source_type="order",
+                        source_id=str(order.id),
+                        actor=actor.name,
+                        reason=f"points used to pay order {data.external_id}",
+                        programme_version=version,
+                    ),
+                    kind="redeem",
+                    dedupe_key=f"order:{order.id}:pay",
+                )
+            if points > 0:
+                _entry, lot = ledger.credit(
+                    session,
+                    acct,
+                    points,
+                    ledger.Cause(
+                        source_type="order",
+                        source_id=str(order.id),
+                        actor=actor.name,
+                        reason=f"order {data.external_id}",
+                        programme_version=version,
+                        details={"breakdown": order.breakdown},
+                        occurred_at=occurred_at,
+                    ),
+                    kind="earn",
+                    earned_at=occurred_at,
+                    available_at=avail,
+                    expires_at=lots.expires_at(programme.points.expiry, programme.tz, occurred_at),
+                    dedupe_key=f"order:{order.id}:earn",
+                )
+                # Every lot of the account that is past its expiry (a back-dated order's own
+                # points included) expires now, so the balance the answer shows never counts
+                # overdue points (the ledger state machine holds the order path to this; one
+                # indexed SELECT that usually finds nothing).
+                ledger.expire_due(session, acct)
+            fraud.settle(
                 session,
-                acct,
-                data.points_paid,
-                ledger.Cause(
-                    source_type="order",
-                    source_id=str(order.id),
-                    actor=actor.name,
-                    reason=f"points used to pay order {data.external_id}",
-                    programme_version=version,
-                ),
-                kind="redeem",
-                dedupe_key=f"order:{order.id}:pay",
+                checked,
+                source_id=order.id,
+                member_id=member.id,
+                org_path=store.path,
+                lot=lot,
             )
-        if points > 0:
-            _entry, lot = ledger.credit(
-                session,
-                acct,
-                points,
-                ledger.Cause(
-                    source_type="order",
-                    source_id=str(order.id),
-                    actor=actor.name,
-                    reason=f"order {data.external_id}",
-                    programme_version=version,
-                    details={"breakdown": order.breakdown},
-                    occurred_at=occurred_at,
-                ),
-                kind="earn",
-                earned_at=occurred_at,
-                available_at=avail,
-                expires_at=lots.expires_at(programme.points.expiry, programme.tz, occurred_at),
-                dedupe_key=f"order:{order.id}:earn",
+            tiers.upgrade_if_qualified(
+                session, member, current, current_version, now, value=_spend_now(reads, order)
             )
-            # Every lot of the account that is past its expiry (a back-dated order's own
-            # points included) expires now, so the balance the answer shows never counts
-            # overdue points (the ledger state machine holds the order path to this; one
-            # indexed SELECT that usually finds nothing).
-            ledger.expire_due(session, acct)
-        fraud.settle(
-            session, checked, source_id=order.id, member_id=member.id, org_path=store.path, lot=lot
+        events.emit(
+            session,
+            "order.recorded",
+            {
+                "order_id": order.id,
+                "external_id": order.external_id,
+                "member_id": order.member_id,
+                "store": store.code,
+                "amount_paid_minor": order.amount_paid_minor,
+                "currency": order.currency,
+                "points_earned": points,
+                "points_paid": order.points_paid,
+            },
+            member_id=order.member_id,
+            org_path=order.org_path,
         )
-        tiers.upgrade_if_qualified(
-            session, member, current, current_version, now, value=_spend_now(reads, order)
+        audit.write(
+            session,
+            actor,
+            "order.record",
+            "order",
+            order.id,
+            org_path=order.org_path,
+            after={
+                "external_id": order.external_id,
+                "member_id": order.member_id,
+                "amount_paid_minor": order.amount_paid_minor,
+                "points_earned": points,
+                "points_paid": order.points_paid,
+            },
         )
-    events.emit(
-        session,
-        "order.recorded",
-        {
-            "order_id": order.id,
-            "external_id": order.external_id,
-            "member_id": order.member_id,
-            "store": store.code,
-            "amount_paid_minor": order.amount_paid_minor,
-            "currency": order.currency,
-            "points_earned": points,
-            "points_paid": order.points_paid,
-        },
-        member_id=order.member_id,
-        org_path=order.org_path,
-    )
-    audit.write(
-        session,
-        actor,
-        "order.record",
-        "order",
-        order.id,
-        org_path=order.org_path,
-        after={
-            "external_id": order.external_id,
-            "member_id": order.member_id,
-            "amount_paid_minor": order.amount_paid_minor,
-            "points_earned": points,
-            "points_paid": order.points_paid,
-        },
-    )
     return Recorded(order, True, order_lines, lot)
 
 

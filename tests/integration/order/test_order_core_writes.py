@@ -1,0 +1,170 @@
+"""A recorded order writes its order row, its events, its audit row and its idempotency
+record with Core statements, not through the ORM's unit of work (speed, issue 11), and the
+rows are the ones the unit of work wrote: same values, events in the order they were
+emitted, the order answered as written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, inspect, text
+from sqlalchemy.orm import ORMExecuteState, Session
+from tests.itest import new_member, rows
+from tests.support import order_payload
+
+from loyalist.events import service as events
+from loyalist.kit.actor import SYSTEM
+from loyalist.member import service as members
+from loyalist.member.schemas import MemberCreate
+from loyalist.models import Order, OutboxEvent
+from loyalist.order import service as orders
+from loyalist.order.schemas import OrderCreate
+
+CORE_TABLES = {"orders", "outbox_event", "audit_log", "idempotency_record"}
+
+
+@contextmanager
+def orm_writes() -> Iterator[list[str]]:
+    """The tables of every row the unit of work flushes as new, and of every INSERT or
+    UPDATE run through ``Session.execute`` (the ORM layer), while the block runs."""
+    seen: list[str] = []
+
+    def flushed(session: Session, _ctx: Any, _instances: Any) -> None:
+        seen.extend(inspect(obj).mapper.local_table.name for obj in session.new)
+
+    def executed(state: ORMExecuteState) -> None:
+        if state.is_insert or state.is_update:
+            seen.append(state.statement.table.name)  # type: ignore[attr-defined]
+
+    event.listen(Session, "before_flush", flushed)
+    event.listen(Session, "do_orm_execute", executed)
+    try:
+        yield seen
+    finally:
+        event.remove(Session, "do_orm_execute", executed)
+        event.remove(Session, "before_flush", flushed)
+
+
+def test_an_order_writes_its_rows_without_the_unit_of_work(client: Any, world: Any) -> None:
+    mid = new_member(client, "13800000001")
+    with orm_writes() as seen:
+        r = client.post(
+            "/v1/orders",
+            json=order_payload("core-1", mid, paid=12_300),
+            headers={"Idempotency-Key": "core-k1"},
+        )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["points"]["earned"] > 0
+    assert not CORE_TABLES & set(seen), seen
+    assert "ledger_entry" in seen  # the ledger's rows still go through the unit of work
+    db = world.db
+    (order,) = rows(db, f"SELECT * FROM orders WHERE id = {body['id']}")
+    assert order["external_id"] == "core-1" and order["points_earned"] == body["points"]["earned"]
+    evs = rows(
+        db,
+        f"SELECT id, type, payload FROM outbox_event WHERE member_id = {mid} "
+        "AND type IN ('points.earned', 'order.recorded') ORDER BY id",
+    )
+    assert [e["type"] for e in evs] == ["points.earned", "order.recorded"]
+    audit = rows(
+        db, f"SELECT * FROM audit_log WHERE object_type = 'order' AND object_id = '{body['id']}'"
+    )
+    assert [a["action"] for a in audit] == ["order.record"]
+    (rec,) = rows(db, "SELECT status_code FROM idempotency_record WHERE key = 'core-k1'")
+    assert rec["status_code"] == 201
+    again = client.post(
+        "/v1/orders",
+        json=order_payload("core-1", mid, paid=12_300),
+        headers={"Idempotency-Key": "core-k1"},
+    )
+    assert again.status_code == 201 and again.json() == body
+
+
+def test_the_recorded_order_is_the_row_written(world: Any) -> None:
+    """The order stays transient (the session does not track it), carries its new id and
+    the values of its row; events emitted before it keep lower ids."""
+    with world.db.transaction() as s:
+        joined = members.create(s, SYSTEM, MemberCreate(phone="13800000002"))
+        rec = orders.record(
+            s, SYSTEM, OrderCreate.model_validate(order_payload("core-2", joined.member.id))
+        )
+        order = rec.order
+        assert inspect(order).transient and order.id is not None
+        assert not [o for o in s.new if isinstance(o, Order | OutboxEvent)]
+        loaded = s.get(Order, order.id)
+        assert loaded is not None and loaded is not order
+        for col in Order.__table__.columns:
+            assert getattr(loaded, col.key) == getattr(order, col.key), col.key
+        types = s.execute(
+            text("SELECT type FROM outbox_event WHERE member_id = :m ORDER BY id").bindparams(
+                m=joined.member.id
+            )
+        ).scalars()
+        assert list(types) == ["member.created", "points.earned", "order.recorded"]
+
+
+def test_batched_events_keep_the_order_of_emission(world: Any) -> None:
+    with world.db.transaction() as s:
+        first = events.emit(
+            s, "programme.published", {"version": 1, "by": "test"}
+        )  # waits for a flush
+        with events.batched(s):
+            second = events.emit(s, "programme.published", {"version": 2, "by": "test"})
+            with events.batched(s):  # inside another: part of the outer block
+                third = events.emit(s, "programme.published", {"version": 3, "by": "test"})
+            assert second.id is None and third.id is None
+            assert first in s.new and second not in s and third not in s
+        assert first.id is not None and second.id is not None and third.id is not None
+        assert first.id < second.id < third.id
+        assert inspect(second).transient
+        got = s.execute(
+            text("SELECT id, event_id, payload FROM outbox_event WHERE id >= :i ORDER BY id"),
+            {"i": first.id},
+        ).all()
+        assert [(r.id, r.event_id) for r in got] == [
+            (e.id, e.event_id) for e in (first, second, third)
+        ]
+        for e in (second, third):
+            loaded = s.get(OutboxEvent, e.id)
+            assert loaded is not None and loaded is not e
+            for col in OutboxEvent.__table__.columns:
+                assert getattr(loaded, col.key) == getattr(e, col.key), col.key
+
+
+def test_a_batch_that_raises_writes_nothing(world: Any) -> None:
+    class Boom(Exception):
+        pass
+
+    with world.db.transaction() as s:
+        before = s.execute(text("SELECT count(*) FROM outbox_event")).scalar_one()
+        with pytest.raises(Boom), events.batched(s):
+            events.emit(s, "programme.published", {"version": 1, "by": "test"})
+            raise Boom
+        assert "loyalist.events.batch" not in s.info
+        assert s.execute(text("SELECT count(*) FROM outbox_event")).scalar_one() == before
+        later = events.emit(
+            s, "programme.published", {"version": 2, "by": "test"}
+        )  # back to the unit of work
+        assert later in s.new
+
+
+def test_a_savepoint_rolled_back_in_a_batch_drops_its_events(world: Any) -> None:
+    class Boom(Exception):
+        pass
+
+    with world.db.transaction() as s:
+        with events.batched(s):
+            kept = events.emit(s, "programme.published", {"version": 1, "by": "test"})
+            with pytest.raises(Boom), s.begin_nested():
+                events.emit(s, "programme.published", {"version": 2, "by": "test"})
+                raise Boom
+            with s.begin_nested():  # released: its event stays
+                also = events.emit(s, "programme.published", {"version": 3, "by": "test"})
+        got = s.execute(
+            text("SELECT event_id FROM outbox_event WHERE id >= :i ORDER BY id"), {"i": kept.id}
+        ).scalars()
+        assert list(got) == [kept.event_id, also.event_id]
