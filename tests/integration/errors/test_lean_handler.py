@@ -239,3 +239,42 @@ def test_a_route_of_another_shape_keeps_fastapi_s_handler() -> None:
         assert calls == [1]
         assert c.get("/plain").json() == {"ok": True}
         assert calls == [1]
+
+
+def test_the_input_guard_builds_no_url_on_the_plain_path() -> None:
+    """InputGuard reads the path and an empty query from the scope (a URL is built only for
+    a query string, or for a problem's ``instance``)."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from loyalist.app import InputGuard
+
+    reached: list[bytes] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append((await receive())["body"])
+
+    guard = InputGuard(inner, limit=1000, import_limit=1000)
+    body = b'{"external_id": "x"}'
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/orders",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:  # pragma: no cover
+        raise AssertionError(message)
+
+    def no_url(self: Any) -> Any:
+        raise AssertionError("a URL was built")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Request, "url", property(no_url))
+        asyncio.run(guard(scope, receive, send))
+    assert reached == [body]
