@@ -3,15 +3,22 @@ API contract (unknown query parameters refused, problem+json documented per oper
 
 from __future__ import annotations
 
+import email.message
+import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
-from typing import Annotated, Any, TypeVar
+from functools import lru_cache
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import orjson
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, params
+from fastapi import routing as fastapi_routing
+from fastapi._compat import field_annotation_is_sequence
+from fastapi.dependencies import utils as fastapi_params
 from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.models import OpenAPI
 from fastapi.openapi.utils import get_openapi
@@ -19,9 +26,12 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.security.base import SecurityBase
+from fastapi.telemetry import get_telemetry_data
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticUndefined as Undefined
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from loyalist.access import service as access
 from loyalist.errors import FieldError, Unauthorized, ValidationFailed
@@ -239,6 +249,219 @@ async def write(
     answer = await run_in_threadpool(call)
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
     return FastJSONResponse(answer.body, status_code=answer.status, headers=headers)
+
+
+# --- Lean request handling (speed, issue 11) ---------------------------------------------
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+_LEAN: set[Callable[..., Any]] = set()
+
+
+def _return_type(endpoint: Callable[..., Any]) -> Any:
+    """The endpoint's return annotation, resolved in its module (only that one: the
+    parameters' annotations may name things local to where it is defined)."""
+
+    def probe() -> None: ...
+
+    probe.__annotations__ = {"return": endpoint.__annotations__.get("return")}
+    return get_type_hints(probe, globalns=getattr(endpoint, "__globals__", None)).get("return")
+
+
+def lean(endpoint: E) -> E:
+    """Mark an endpoint to be served by :class:`LeanRoute`'s lean handler: FastAPI's
+    per-request dependency resolution (a recursive solve per dependency, four parameter
+    passes each) and its answer plumbing are replaced by a plan made once per route. The
+    endpoint must answer a ``Response`` (its own JSON), be a coroutine, and its dependencies
+    must be coroutines taking only the request (``get_db``, ``current_actor``,
+    ``refuse_unknown_query``); a route of another shape keeps FastAPI's handler."""
+    answer = _return_type(endpoint)
+    if not (isinstance(answer, type) and issubclass(answer, Response)):
+        raise TypeError(f"{endpoint.__name__}: a lean endpoint answers a Response")
+    _LEAN.add(endpoint)
+    return endpoint
+
+
+def _request_only(d: Dependant) -> bool:
+    """A dependency the lean handler may call itself: a coroutine function whose only
+    parameter is the request, with no dependencies or scopes of its own."""
+    return (
+        d.call is not None
+        and inspect.iscoroutinefunction(d.call)
+        and d.request_param_name is not None
+        and not (d.path_params or d.query_params or d.header_params or d.cookie_params)
+        and not (d.body_params or d.dependencies or d.own_oauth_scopes)
+        and d.websocket_param_name is None
+        and d.http_connection_param_name is None
+        and d.response_param_name is None
+        and d.background_tasks_param_name is None
+        and d.security_scopes_param_name is None
+        and d.concurrency is None
+    )
+
+
+def _lean_shape(route: Any) -> bool:
+    d: Dependant = route.dependant
+    return (
+        d.call in _LEAN
+        and inspect.iscoroutinefunction(d.call)
+        and d.websocket_param_name is None
+        and d.http_connection_param_name is None
+        and d.response_param_name is None
+        and d.background_tasks_param_name is None
+        and d.security_scopes_param_name is None
+        and not (
+            route.body_field is not None and isinstance(route.body_field.field_info, params.Form)
+        )
+        and route.stream_item_field is None
+        and not route.is_json_stream
+        and all(_request_only(sub) for sub in d.dependencies)
+    )
+
+
+@lru_cache(maxsize=64)
+def _json_media(content_type: str) -> bool:
+    """Whether FastAPI reads a body with this Content-Type as JSON (its own test)."""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    if message.get_content_maintype() != "application":
+        return False
+    subtype = message.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
+
+
+# A path, query, header or cookie parameter of one plain value: (field, its request key, loc).
+ScalarParam = tuple[Any, str, tuple[str, str]]
+
+
+def _scalar_params(fields: list[Any]) -> list[ScalarParam] | None:
+    """``fields`` when every one is a plain value under one request key (no parameter
+    model, no alias choices, no list, no ``Json``): read with ``.get`` and validated with
+    FastAPI's own validation, as ``request_params_to_args`` does for such a field without
+    inspecting its annotation on every request; ``None`` keeps FastAPI's function."""
+    plan: list[ScalarParam] = []
+    for field in fields:
+        info = field.field_info
+        aliases = fastapi_params._get_param_aliases(field)
+        if (
+            not isinstance(info, params.Param)
+            or len(aliases) != 1
+            or fastapi_params._get_param_model(field) is not None
+            or fastapi_params._is_json_field(field)
+            or field_annotation_is_sequence(info.annotation)
+        ):
+            return None
+        key = aliases[0][1]
+        plan.append((field, key, (info.in_.value, key)))
+    return plan
+
+
+def _solve_params(
+    fields: list[Any], plan: list[ScalarParam] | None, source: Any, values: dict[str, Any]
+) -> bool:
+    """Validate ``fields`` from ``source`` into ``values``; False on any error."""
+    if plan is None:
+        found, wrong = request_params_to_args(fields, source)
+        values.update(found)
+        return not wrong
+    for field, key, loc in plan:
+        raw = source.get(key)
+        value, wrong = fastapi_params._validate_value_with_model_field(
+            field=field, value=Undefined if raw is None else raw, values={}, loc=loc
+        )
+        if wrong:
+            return False
+        values[field.name] = value
+    return True
+
+
+def _lean_handler(route: Any, full: Handler) -> Handler:
+    """The request handler of a lean route: what FastAPI's handler does for this shape
+    (read and decode the JSON body, call the dependencies in order, validate the path,
+    query, header and body parameters with FastAPI's own functions, call the endpoint),
+    without its per-request generality. Anything off the plain path (a body that is not
+    JSON or does not decode, a parameter error, dependency overrides, OpenTelemetry data)
+    is handed to FastAPI's handler, so errors are FastAPI's to the byte."""
+    dependant: Dependant = route.dependant
+    endpoint = dependant.call
+    assert endpoint is not None
+    subs: list[tuple[Callable[..., Awaitable[Any]], str | None, str, bool]] = [
+        (s.call, s.name, s.request_param_name, s.use_cache)  # type: ignore[misc]
+        for s in dependant.dependencies
+    ]
+    groups = [
+        (fields, _scalar_params(fields), source)
+        for fields, source in (
+            (dependant.path_params, "path_params"),
+            (dependant.query_params, "query_params"),
+            (dependant.header_params, "headers"),
+            (dependant.cookie_params, "cookies"),
+        )
+        if fields
+    ]
+    body_fields = dependant.body_params
+    read_body = route.body_field is not None
+    embed: bool = route._embed_body_fields
+    request_name = dependant.request_param_name
+    overrides = route.dependency_overrides_provider
+
+    async def handle(request: Request) -> Response:
+        if getattr(overrides, "dependency_overrides", None) or get_telemetry_data() is not None:
+            return await full(request)
+        body: Any = None
+        if read_body:
+            raw = await request.body()
+            if not raw or not _json_media(request.headers.get("content-type") or ""):
+                return await full(request)
+            try:
+                body = await request.json()
+            except ValueError:
+                return await full(request)
+        values: dict[str, Any] = {}
+        solved: dict[Any, Any] = {}
+        for call, name, param, use_cache in subs:
+            if use_cache and call in solved:
+                value = solved[call]
+            else:
+                value = await call(**{param: request})
+                solved.setdefault(call, value)
+            if name is not None:
+                values[name] = value
+        # On any error FastAPI's handler answers (its exception, all the errors it finds)
+        for fields, plan, source in groups:
+            if not _solve_params(fields, plan, getattr(request, source), values):
+                return await full(request)
+        if body_fields:
+            found, wrong = await request_body_to_args(
+                body_fields=body_fields, received_body=body, embed_body_fields=embed
+            )
+            if wrong:
+                return await full(request)
+            values.update(found)
+        if request_name is not None:
+            values[request_name] = request
+        answer = await endpoint(**values)
+        if not isinstance(answer, Response):
+            raise TypeError(f"{endpoint.__name__}: a lean endpoint answers a Response")
+        return answer
+
+    return handle
+
+
+class LeanRoute(APIRoute):
+    """An ``APIRoute`` whose endpoints marked :func:`lean` get the lean handler (per
+    inclusion, with the dependencies the including router adds); other routes are
+    FastAPI's as they are. The OpenAPI document is made from the same route state."""
+
+    def get_route_handler(self) -> Handler:
+        full = super().get_route_handler()
+        if self.endpoint not in _LEAN:
+            return full
+        # FastAPI builds the handler of an included route with that inclusion's context
+        # (prefix, router dependencies) in a context variable; the same one is read here.
+        context_var = getattr(fastapi_routing, "_effective_route_context_var", None)
+        context = context_var.get() if context_var is not None else None
+        route: Any = context if context is not None and context.original_route is self else self
+        return _lean_handler(route, full) if _lean_shape(route) else full
 
 
 # --- The API contract -------------------------------------------------------------------

@@ -9,10 +9,12 @@ from loyalist.http import (
     DB,
     Caller,
     IdemKey,
+    LeanRoute,
     MemberFilterId,
     RecordId,
     checks_key_in_unit,
     created_or_found,
+    lean,
     problem_responses,
     read,
     write,
@@ -29,7 +31,7 @@ from loyalist.order.schemas import (
     ReturnCreate,
 )
 
-router = APIRouter(prefix="/v1/orders", tags=["orders"])
+router = APIRouter(prefix="/v1/orders", tags=["orders"], route_class=LeanRoute)
 
 
 @router.post(
@@ -43,6 +45,7 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
     },
 )
 @checks_key_in_unit
+@lean
 async def record_order(
     data: OrderCreate, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:

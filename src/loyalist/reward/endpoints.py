@@ -9,9 +9,11 @@ from loyalist.http import (
     DB,
     Caller,
     IdemKey,
+    LeanRoute,
     MemberFilterId,
     RecordId,
     checks_key_in_unit,
+    lean,
     problem_responses,
     read,
     write,
@@ -32,7 +34,7 @@ from loyalist.reward.schemas import (
     StockTopUp,
 )
 
-router = APIRouter(tags=["rewards"])
+router = APIRouter(tags=["rewards"], route_class=LeanRoute)
 
 
 @router.get(
@@ -52,6 +54,7 @@ async def list_rewards(db: DB, actor: Caller) -> RewardCatalogue:
     responses=problem_responses(404, 409),
 )
 @checks_key_in_unit
+@lean
 async def redeem(
     data: RedemptionCreate, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:
