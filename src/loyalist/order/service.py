@@ -340,6 +340,16 @@ def _store_member_account(
     store = org.open_store_in_scope(session, actor, data.store)
     member = _member_for_order(session, actor, data)
     acct = ledger.lock(session, member.id, member.org_path) if member else None
+    if member is not None and not is_sqlite(session):
+        # PostgreSQL (branch fixtier): the member was read before the lock; its columns
+        # that transactions holding the lock change are read again under it (one statement,
+        # this one-by-one path only). Merged meanwhile: the survivor, as read now.
+        session.refresh(member, attribute_names=_LOCKED_MEMBER_KEYS)
+        if member.status == members.MERGED:
+            member = _member_for_order(session, actor, data)
+            if member is not None:
+                acct = ledger.lock(session, member.id, member.org_path)
+                session.refresh(member, attribute_names=_LOCKED_MEMBER_KEYS)
     return store, member, acct, None
 
 
@@ -420,6 +430,7 @@ _LOCKED_MEMBER = (
     Member.tier_periods_below,
     Member.tier_evaluated_period,
 )
+_LOCKED_MEMBER_KEYS = [c.key for c in _LOCKED_MEMBER]
 
 
 def _after_lock_read(variant: tuple[bool, bool, bool]) -> Any:

@@ -291,3 +291,67 @@ def test_an_order_that_waited_behind_its_members_merge_goes_to_the_survivor(
     with world.db.transaction() as s:
         _checked, problems = ledger.verify(s)
     assert problems == []
+
+
+def test_an_order_by_identity_that_waited_behind_a_tier_upgrade_earns_with_the_new_tier(
+    client: Any, world: Any
+) -> None:
+    """PostgreSQL (branch fixtier): as above, the second order naming its member by phone
+    (the one-by-one path: the member read before the account lock, refreshed under it)."""
+    if world.db.dialect != "postgresql":
+        pytest.skip("SQLite: the transaction holds the write lock from its start")
+    phone = "13800000010"
+    mid = new_member(client, phone)
+    paid, at = 100_000, "2026-06-10T12:00:00+08:00"
+
+    def first_order(s: Any) -> None:
+        ledger.lock(s, mid, "/")
+        body = order_payload("first", mid, paid=paid, occurred_at=at)
+        orders.record(s, SYSTEM, OrderCreate.model_validate(body))
+
+    body = order_payload("second", None, paid=paid, occurred_at=at)
+    body["member_identity"] = {"kind": "phone", "value": phone}
+    r = _while_the_order_waits(world, client, body, first_order)
+    assert r.status_code == 201, r.text
+    assert r.json()["member_id"] == mid
+    assert r.json()["points"]["earned"] == 2_400  # silver's 1.2 (base's: 2,000)
+    changes = rows(
+        world.db, f"SELECT to_tier FROM tier_change WHERE member_id = {mid} AND reason = 'upgrade'"
+    )
+    assert changes == [{"to_tier": "silver"}]
+    with world.db.transaction() as s:
+        _checked, problems = ledger.verify(s)
+    assert problems == []
+
+
+def test_an_order_by_identity_that_waited_behind_its_members_merge_goes_to_the_survivor(
+    client: Any, world: Any
+) -> None:
+    """PostgreSQL (branch fixtier): the member named by phone is merged while the order
+    waits for the account lock: the member read again under the lock is merged, so the
+    order asks again and earns for the survivor, in the survivor's account."""
+    if world.db.dialect != "postgresql":
+        pytest.skip("SQLite: the transaction holds the write lock from its start")
+    survivor = new_member(client, "13800000011")
+    merged = new_member(client, "13800000012")
+    with world.db.transaction() as s:
+        own = ledger.account_id_of(s, survivor)
+
+    def merge(s: Any) -> None:
+        merges.merge(s, SYSTEM, survivor, merged)
+
+    body = order_payload("late", None)
+    body["member_identity"] = {"kind": "phone", "value": "13800000012"}
+    r = _while_the_order_waits(world, client, body, merge)
+    assert r.status_code == 201, r.text
+    assert r.json()["member_id"] == survivor
+    earned = r.json()["points"]["earned"]
+    credited = rows(
+        world.db,
+        "SELECT account_id, member_id, delta_pending + delta_available AS points "
+        "FROM ledger_entry WHERE kind = 'earn'",
+    )
+    assert credited == [{"account_id": own, "member_id": survivor, "points": earned}]
+    with world.db.transaction() as s:
+        _checked, problems = ledger.verify(s)
+    assert problems == []
