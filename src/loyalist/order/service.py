@@ -422,15 +422,16 @@ def _locking_read(sqlite: bool, variant: tuple[bool, bool, bool]) -> Any:
 # together) and the status (a merge marks the merged member under both accounts' locks).
 # The member's other columns (name, birthday, home store and org_path, ...) are changed
 # without the account lock: the lock never ordered them, before this read either.
-_LOCKED_MEMBER = (
-    Member.status,
-    Member.tier_code,
-    Member.tier_since,
-    Member.tier_expires_at,
-    Member.tier_periods_below,
-    Member.tier_evaluated_period,
-)
-_LOCKED_MEMBER_KEYS = [c.key for c in _LOCKED_MEMBER]
+_LOCKED_MEMBER_KEYS = [
+    "status",
+    "tier_code",
+    "tier_since",
+    "tier_expires_at",
+    "tier_periods_below",
+    "tier_evaluated_period",
+]
+# the table's columns (Core: no ORM entity for the statement to load)
+_LOCKED_MEMBER = tuple(cast(Table, Member.__table__).c[k] for k in _LOCKED_MEMBER_KEYS)
 
 
 def _after_lock_read(variant: tuple[bool, bool, bool]) -> Any:
@@ -440,7 +441,7 @@ def _after_lock_read(variant: tuple[bool, bool, bool]) -> Any:
     if q is None:
         cols = _read_columns(bindparam("member_id"), bindparam("store_id"), variant)
         q = _AFTER_LOCK_READS[variant] = select(*cols, *_LOCKED_MEMBER).where(
-            Member.id == bindparam("member_id")
+            cast(Table, Member.__table__).c.id == bindparam("member_id")
         )
     return q
 
