@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, tuple_
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from loyalist.access.permissions import ORDER_READ, ORDER_WRITE, require
 from loyalist.audit import service as audit
@@ -316,24 +317,41 @@ def _store_member_account(
             unit, member, account, due, *folded = row
             store = org.checked_open_store(actor, unit, data.store)
             if actor.sees(member.org_path):
+                fresh = True
                 if not sqlite:
                     after = {**params, "member_id": member.id, "store_id": store.id}
-                    folded = list(session.execute(_after_lock_read(variant), after).one())
-                reads = _Reads.of(folded, day, held, window)
-                acct = ledger.adopt_lock(
-                    session,
-                    account,
-                    member.id,
-                    member.org_path,
-                    lock_now,
-                    due,
-                    membership_read=(reads.account_id, reads.can_spend),
+                    got = session.execute(_after_lock_read(variant), after).first()
+                    fresh = got is not None and _refresh_member(member, got[-len(_LOCKED_MEMBER) :])
+                    folded = list(got[: -len(_LOCKED_MEMBER)]) if got is not None else []
+                reads = _Reads.of(folded, day, held, window) if fresh else None
+                acct = (
+                    ledger.adopt_lock(
+                        session,
+                        account,
+                        member.id,
+                        member.org_path,
+                        lock_now,
+                        due,
+                        membership_read=(reads.account_id, reads.can_spend),
+                    )
+                    if reads is not None
+                    else None
                 )
-                if acct is not None:
+                if acct is not None and reads is not None:
                     return store, member, acct, reads
     store = org.open_store_in_scope(session, actor, data.store)
     member = _member_for_order(session, actor, data)
     acct = ledger.lock(session, member.id, member.org_path) if member else None
+    if member is not None and not is_sqlite(session):
+        # PostgreSQL (branch fixtier): the member was read before the lock; its columns
+        # that transactions holding the lock change are read again under it (one statement,
+        # this one-by-one path only). Merged meanwhile: the survivor, as read now.
+        session.refresh(member, attribute_names=_LOCKED_MEMBER_KEYS)
+        if member.status == members.MERGED:
+            member = _member_for_order(session, actor, data)
+            if member is not None:
+                acct = ledger.lock(session, member.id, member.org_path)
+                session.refresh(member, attribute_names=_LOCKED_MEMBER_KEYS)
     return store, member, acct, None
 
 
@@ -398,13 +416,47 @@ def _locking_read(sqlite: bool, variant: tuple[bool, bool, bool]) -> Any:
     return q
 
 
+# PostgreSQL (branch fixtier): the member's columns that another transaction holding the
+# member's account lock may have changed while the order waited for it, read again in the
+# statement after the lock (the locking statement's snapshot predates the wait): the tier
+# (an order's instant upgrade, the periodic re-evaluation, a merge's survivor: tier_code,
+# tier_since, tier_expires_at, tier_periods_below, tier_evaluated_period, written
+# together) and the status (a merge marks the merged member under both accounts' locks).
+# The member's other columns (name, birthday, home store and org_path, ...) are changed
+# without the account lock: the lock never ordered them, before this read either.
+_LOCKED_MEMBER_KEYS = [
+    "status",
+    "tier_code",
+    "tier_since",
+    "tier_expires_at",
+    "tier_periods_below",
+    "tier_evaluated_period",
+]
+# the table's columns (Core: no ORM entity for the statement to load)
+_LOCKED_MEMBER = tuple(cast(Table, Member.__table__).c[k] for k in _LOCKED_MEMBER_KEYS)
+
+
 def _after_lock_read(variant: tuple[bool, bool, bool]) -> Any:
-    """PostgreSQL: :class:`_Reads`'s columns in one statement after the locking one."""
+    """PostgreSQL: :class:`_Reads`'s columns in one statement after the locking one, then
+    the member's :data:`_LOCKED_MEMBER` columns (the member row by its key)."""
     q = _AFTER_LOCK_READS.get(variant)
     if q is None:
         cols = _read_columns(bindparam("member_id"), bindparam("store_id"), variant)
-        q = _AFTER_LOCK_READS[variant] = select(*cols)
+        q = _AFTER_LOCK_READS[variant] = select(*cols, *_LOCKED_MEMBER).where(
+            cast(Table, Member.__table__).c.id == bindparam("member_id")
+        )
     return q
+
+
+def _refresh_member(member: Member, values: Sequence[Any]) -> bool:
+    """Give ``member`` (loaded by the locking statement, before the lock wait) the
+    :data:`_LOCKED_MEMBER` values read after the lock, as loaded state (nothing to write).
+    False: the member was merged meanwhile (the order is then asked again one by one, which
+    resolves the survivor)."""
+    for col, value in zip(_LOCKED_MEMBER, values, strict=True):
+        if getattr(member, col.key) != value:
+            set_committed_value(member, col.key, value)
+    return member.status != members.MERGED
 
 
 _STORE_MEMBER_ACCOUNT_SQLITE = _store_member_account_query(False)

@@ -20,8 +20,12 @@ from tests.integration.order.test_earn_floor import bench_basket
 from tests.itest import new_member, rows
 from tests.support import order_payload, recorded_statements
 
+from loyalist.kit.actor import SYSTEM
 from loyalist.ledger import service as ledger
+from loyalist.merge import service as merges
 from loyalist.models import TierChange
+from loyalist.order import service as orders
+from loyalist.order.schemas import OrderCreate
 
 LOCK = "FROM org_unit JOIN member"  # the locking statement
 MEMBERSHIP = "FROM points_account_member WHERE points_account_member.member_id"
@@ -207,3 +211,147 @@ def test_a_tier_change_committed_while_the_order_waited_counts(
     r = _while_the_order_waits(world, client, body, back_date_a_tier)
     assert r.status_code == 201, r.text
     assert r.json()["points"]["earned"] > base_points  # gold's multiplier
+
+
+def test_an_order_that_waited_behind_a_tier_upgrade_earns_with_the_new_tier(
+    client: Any, world: Any
+) -> None:
+    """PostgreSQL (branch fixtier): two orders of a base member, each enough to cross
+    silver's ¥1,000; the second waits for the account lock while the first, which upgrades
+    the member, commits. The locking statement's snapshot still holds the base tier; the
+    read after the lock re-reads the member's tier columns, so the second order earns with
+    silver's multiplier and records no second upgrade (before: base's multiplier, two
+    tier_change rows, two tier.changed events)."""
+    if world.db.dialect != "postgresql":
+        pytest.skip("SQLite: the transaction holds the write lock from its start")
+    mid = new_member(client, "13800000007")
+    paid = 100_000  # ¥1,000: silver's threshold, on a member day (Wednesday: double points)
+    at = "2026-06-10T12:00:00+08:00"  # now: the upgrade is in force from the order's date
+
+    def first_order(s: Any) -> None:
+        ledger.lock(s, mid, "/")  # held until the first order commits
+        orders.record(
+            s,
+            SYSTEM,
+            OrderCreate.model_validate(order_payload("first", mid, paid=paid, occurred_at=at)),
+        )
+
+    r = _while_the_order_waits(
+        world, client, order_payload("second", mid, paid=paid, occurred_at=at), first_order
+    )
+    assert r.status_code == 201, r.text
+    # 1,000 points × 2 (member day) × 1.2 (silver); base's multiplier would give 2,000
+    assert r.json()["points"]["earned"] == 2_400
+    (first,) = rows(world.db, "SELECT points_earned FROM orders WHERE external_id = 'first'")
+    assert first["points_earned"] == 2_000  # earned as base, then upgraded
+    changes = rows(
+        world.db,
+        f"SELECT from_tier, to_tier, reason FROM tier_change WHERE member_id = {mid} "
+        "AND reason = 'upgrade'",
+    )
+    assert changes == [{"from_tier": "base", "to_tier": "silver", "reason": "upgrade"}]
+    upgraded = rows(
+        world.db, f"SELECT id FROM outbox_event WHERE type = 'tier.changed' AND member_id = {mid}"
+    )
+    assert len(upgraded) == 1
+    assert tier_of(world, mid) == "silver"
+    with world.db.transaction() as s:
+        _checked, problems = ledger.verify(s)
+    assert problems == []
+
+
+def test_an_order_that_waited_behind_its_members_merge_goes_to_the_survivor(
+    client: Any, world: Any
+) -> None:
+    """PostgreSQL (branch fixtier): a merge marks the member merged holding both accounts'
+    locks while an order of the member waits for one of them. The read after the lock
+    re-reads the member's status: the order is asked again one by one, which answers the
+    survivor (as an order posted after the merge), and earns in the survivor's account."""
+    if world.db.dialect != "postgresql":
+        pytest.skip("SQLite: the transaction holds the write lock from its start")
+    survivor = new_member(client, "13800000008")
+    merged = new_member(client, "13800000009")
+    with world.db.transaction() as s:
+        own = ledger.account_id_of(s, survivor)
+
+    def merge(s: Any) -> None:
+        merges.merge(s, SYSTEM, survivor, merged)
+
+    r = _while_the_order_waits(world, client, order_payload("late", merged), merge)
+    assert r.status_code == 201, r.text
+    assert r.json()["member_id"] == survivor
+    earned = r.json()["points"]["earned"]
+    assert earned > 0
+    credited = rows(
+        world.db,
+        "SELECT account_id, member_id, delta_pending + delta_available AS points "
+        "FROM ledger_entry WHERE kind = 'earn'",
+    )
+    assert credited == [{"account_id": own, "member_id": survivor, "points": earned}]
+    with world.db.transaction() as s:
+        _checked, problems = ledger.verify(s)
+    assert problems == []
+
+
+def test_an_order_by_identity_that_waited_behind_a_tier_upgrade_earns_with_the_new_tier(
+    client: Any, world: Any
+) -> None:
+    """PostgreSQL (branch fixtier): as above, the second order naming its member by phone
+    (the one-by-one path: the member read before the account lock, refreshed under it)."""
+    if world.db.dialect != "postgresql":
+        pytest.skip("SQLite: the transaction holds the write lock from its start")
+    phone = "13800000010"
+    mid = new_member(client, phone)
+    paid, at = 100_000, "2026-06-10T12:00:00+08:00"
+
+    def first_order(s: Any) -> None:
+        ledger.lock(s, mid, "/")
+        body = order_payload("first", mid, paid=paid, occurred_at=at)
+        orders.record(s, SYSTEM, OrderCreate.model_validate(body))
+
+    body = order_payload("second", None, paid=paid, occurred_at=at)
+    body["member_identity"] = {"kind": "phone", "value": phone}
+    r = _while_the_order_waits(world, client, body, first_order)
+    assert r.status_code == 201, r.text
+    assert r.json()["member_id"] == mid
+    assert r.json()["points"]["earned"] == 2_400  # silver's 1.2 (base's: 2,000)
+    changes = rows(
+        world.db, f"SELECT to_tier FROM tier_change WHERE member_id = {mid} AND reason = 'upgrade'"
+    )
+    assert changes == [{"to_tier": "silver"}]
+    with world.db.transaction() as s:
+        _checked, problems = ledger.verify(s)
+    assert problems == []
+
+
+def test_an_order_by_identity_that_waited_behind_its_members_merge_goes_to_the_survivor(
+    client: Any, world: Any
+) -> None:
+    """PostgreSQL (branch fixtier): the member named by phone is merged while the order
+    waits for the account lock: the member read again under the lock is merged, so the
+    order asks again and earns for the survivor, in the survivor's account."""
+    if world.db.dialect != "postgresql":
+        pytest.skip("SQLite: the transaction holds the write lock from its start")
+    survivor = new_member(client, "13800000011")
+    merged = new_member(client, "13800000012")
+    with world.db.transaction() as s:
+        own = ledger.account_id_of(s, survivor)
+
+    def merge(s: Any) -> None:
+        merges.merge(s, SYSTEM, survivor, merged)
+
+    body = order_payload("late", None)
+    body["member_identity"] = {"kind": "phone", "value": "13800000012"}
+    r = _while_the_order_waits(world, client, body, merge)
+    assert r.status_code == 201, r.text
+    assert r.json()["member_id"] == survivor
+    earned = r.json()["points"]["earned"]
+    credited = rows(
+        world.db,
+        "SELECT account_id, member_id, delta_pending + delta_available AS points "
+        "FROM ledger_entry WHERE kind = 'earn'",
+    )
+    assert credited == [{"account_id": own, "member_id": survivor, "points": earned}]
+    with world.db.transaction() as s:
+        _checked, problems = ledger.verify(s)
+    assert problems == []
