@@ -10,6 +10,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -110,6 +111,24 @@ EVENT_TYPES = frozenset(
 )
 
 
+def _event_row(
+    type_: str, payload: dict[str, Any], member_id: int | None, org_path: str | None, now: datetime
+) -> dict[str, Any]:
+    """The outbox row of one event (its position is given after commit)."""
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_}")
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": type_,
+        "schema_version": SCHEMA_VERSION,
+        "member_id": member_id,
+        "org_path": org_path,
+        "payload": payload,
+        "occurred_at": now,
+        "dispatched_at": None,
+    }
+
+
 def emit(
     session: Session,
     type_: str,
@@ -120,20 +139,8 @@ def emit(
 ) -> OutboxEvent:
     """Write a domain event to the outbox in the session's transaction: at the session's
     next flush, or, inside :func:`batched`, at the end of the block (its id is set then)."""
-    if type_ not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type_}")
-    now = utcnow()
-    row = {
-        "event_id": str(uuid.uuid4()),
-        "type": type_,
-        "schema_version": SCHEMA_VERSION,
-        "member_id": member_id,
-        "org_path": org_path,
-        "payload": payload,
-        "occurred_at": now,
-        "dispatched_at": None,
-        "position": None,  # given after commit (the unit of work wrote it as NULL too)
-    }
+    row = _event_row(type_, payload, member_id, org_path, utcnow())
+    row["position"] = None  # given after commit (the unit of work wrote it as NULL too)
     ev = OutboxEvent(**row)
     batch: _Batch | None = session.info.get(_BATCH)
     if batch is not None:
@@ -527,22 +534,10 @@ def emit_many(
     if not items:
         return 0
     now = utcnow()
-    rows = []
-    for type_, payload, member_id, org_path in items:
-        if type_ not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {type_}")
-        rows.append(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": type_,
-                "schema_version": SCHEMA_VERSION,
-                "member_id": member_id,
-                "org_path": org_path,
-                "payload": payload,
-                "occurred_at": now,
-                "dispatched_at": None,
-            }
-        )
+    rows = [
+        _event_row(type_, payload, member_id, org_path, now)
+        for type_, payload, member_id, org_path in items
+    ]
     bulk.insert_rows(session, cast(Table, OutboxEvent.__table__), rows)
     _sequence_after_commit(session)
     return len(rows)
