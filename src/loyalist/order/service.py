@@ -383,13 +383,9 @@ def _read_columns(member_id: Any, store_id: Any, variant: tuple[bool, bool, bool
     ]
     if day:
         cols.append(
-            select(func.coalesce(func.sum(Order.points_earned), 0))
-            .where(
-                Order.member_id == member_id,
-                Order.occurred_at >= bindparam("day_start"),
-                Order.occurred_at < bindparam("day_end"),
-            )
-            .scalar_subquery()
+            _earned_between(
+                member_id, bindparam("day_start"), bindparam("day_end")
+            ).scalar_subquery()
         )
     if held:
         cols.append(passes.held_codes_at(member_id, at))
@@ -484,11 +480,15 @@ def earned_on_day(
 # speed (issue 11): statements of the earn path are built once per process with bound
 # parameters, not per call: SQLAlchemy then reuses their cache key (the same SQL, about
 # 0.1 ms of Python less per statement).
-_EARNED_ON_DAY = select(func.coalesce(func.sum(Order.points_earned), 0)).where(
-    Order.member_id == bindparam("member_id"),
-    Order.occurred_at >= bindparam("start"),
-    Order.occurred_at < bindparam("end"),
-)
+def _earned_between(member_id: Any, start: Any, end: Any) -> Any:
+    """Points a member earned from orders dated in [start, end) (bound parameters, or
+    columns of an enclosing statement)."""
+    return select(func.coalesce(func.sum(Order.points_earned), 0)).where(
+        Order.member_id == member_id, Order.occurred_at >= start, Order.occurred_at < end
+    )
+
+
+_EARNED_ON_DAY = _earned_between(bindparam("member_id"), bindparam("start"), bindparam("end"))
 _EARNED_ON_DAY_EXCLUDING = _EARNED_ON_DAY.where(Order.id != bindparam("exclude"))
 
 
