@@ -54,12 +54,18 @@ def terms_at(session: Session, member_id: int, at: datetime) -> list[MemberPass]
 
 # speed (issue 11): read on every order of a programme that sells passes; built once per
 # process with bound parameters (SQLAlchemy reuses its cache key).
-_TERMS_AT = select(MemberPass).where(
-    MemberPass.member_id == bindparam("member_id"),
-    MemberPass.status != REFUNDED,
-    MemberPass.starts_at <= bindparam("at"),
-    MemberPass.ends_at > bindparam("at"),
-)
+def _in_force(member_id: Any, at: Any) -> tuple[Any, ...]:
+    """The conditions of a member's terms in force at ``at`` (not refunded; expired ones
+    count for their own days), of columns or bound parameters."""
+    return (
+        MemberPass.member_id == member_id,
+        MemberPass.status != REFUNDED,
+        MemberPass.starts_at <= at,
+        MemberPass.ends_at > at,
+    )
+
+
+_TERMS_AT = select(MemberPass).where(*_in_force(bindparam("member_id"), bindparam("at")))
 
 
 def pass_for_earning(
@@ -95,12 +101,7 @@ def held_codes_at(member_id: Any, at: Any) -> Any:
     :data:`HELD_SEPARATOR`, NULL when none; :func:`split_held` reads it."""
     return (
         select(func.aggregate_strings(MemberPass.pass_code, HELD_SEPARATOR))
-        .where(
-            MemberPass.member_id == member_id,
-            MemberPass.status != REFUNDED,
-            MemberPass.starts_at <= at,
-            MemberPass.ends_at > at,
-        )
+        .where(*_in_force(member_id, at))
         .scalar_subquery()
     )
 
