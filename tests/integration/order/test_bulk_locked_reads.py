@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from tests.integration.order.test_locked_reads import post
+from tests.integration.order.test_locked_reads import a_merge, post
 from tests.itest import new_member, rows
 from tests.support import order_payload
 
@@ -38,10 +38,17 @@ def _postgres_only(world: Any) -> None:
         pytest.skip("SQLite: the transaction holds the write lock from its start")
 
 
+WAITING = (
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
 def waiting(world: Any) -> int:
-    """Lock requests not granted yet (transactions waiting for a row lock)."""
+    """This database's backends waiting for a lock (a row lock: the other databases of
+    the machine, other tests', not counted)."""
     with world.db.engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar())
+        return int(conn.execute(text(WAITING)).scalar() or 0)
 
 
 def until_waiting(world: Any, n: int) -> None:
@@ -127,14 +134,7 @@ def test_an_imported_order_of_a_member_merged_while_the_batch_waited_goes_to_the
     again under the lock: the order goes the ``record`` way, which answers the survivor,
     and earns in the survivor's account (before: recorded for the merged member and
     credited to the merged member's own account, left behind by the merge)."""
-    survivor = new_member(client, "13800000102")
-    merged = new_member(client, "13800000103")
-    with world.db.transaction() as s:
-        own = ledger.account_id_of(s, survivor)
-
-    def merge(s: Any) -> None:
-        merges.merge(s, SYSTEM, survivor, merged)
-
+    survivor, merged, own, merge = a_merge(client, world, "13800000102", "13800000103")
     body = order_payload("imported", merged, occurred_at=BEFORE_JOINING)
     assert import_while_locked(world, body, merge) == [True]
     (order,) = rows(
