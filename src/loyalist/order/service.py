@@ -1690,7 +1690,7 @@ def _fast_rows(
             if acct is None:
                 slow_members.add(r.member.id)  # shared, in debt, or lots overdue
             elif r.member.status == members.MERGED:
-                slow_members.add(r.member.id)  # merged while the batch waited: the survivor
+                slow_members.add(r.member.id)  # merged (before or while the batch waited)
             else:
                 r.acct = acct
     fast: list[_Row] = []
