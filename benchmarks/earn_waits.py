@@ -116,12 +116,12 @@ def tree(pid: int) -> list[int]:
         return [pid]
 
 
-def postgres_pids() -> list[int]:
-    return [
-        p.pid
-        for p in psutil.process_iter(["name"])
-        if p.info["name"] and p.info["name"].startswith("postgres")
-    ]
+def postgres_run_queue_s(db: str) -> bench_earn.PgCpu:
+    """:func:`run_queue_wait_s` so far of ``db``'s client backends, by pid: subtract two
+    readings as :func:`bench_earn.postgres_cpu_seconds`'s (the backends connected at the
+    later one; not every ``postgres`` process of the machine, which counted other
+    databases' work and PostgreSQL's shared processes)."""
+    return bench_earn.PgCpu({pid: run_queue_wait_s([pid]) for pid in bench_earn.backend_pids(db)})
 
 
 def pg_counters(db: str) -> tuple[int, int, int]:
@@ -233,8 +233,9 @@ def main() -> int:
     pg0 = bench_earn.postgres_cpu_seconds()
     pg.start()
     t_cpu0 = time.thread_time()
-    server_pids, pg_pids = tree(server.pid), postgres_pids()
-    q0 = [run_queue_wait_s([os.getpid()]), run_queue_wait_s(server_pids), run_queue_wait_s(pg_pids)]
+    server_pids = tree(server.pid)
+    q0 = [run_queue_wait_s([os.getpid()]), run_queue_wait_s(server_pids)]
+    pq0 = postgres_run_queue_s(bench_earn.BENCH_DB)
     conns: dict[int, int] = {}
 
     def count_connections() -> None:  # which worker holds the clients' connections
@@ -254,7 +255,8 @@ def main() -> int:
     procs.drive(port, key, [(make, args.clients, stats)], args.warmup, args.duration)
     seconds = args.duration
     client_cpu = time.thread_time() - t_cpu0
-    q1 = [run_queue_wait_s([os.getpid()]), run_queue_wait_s(server_pids), run_queue_wait_s(pg_pids)]
+    q1 = [run_queue_wait_s([os.getpid()]), run_queue_wait_s(server_pids)]
+    pq1 = postgres_run_queue_s(bench_earn.BENCH_DB)
     counter.join()
     pg.stop.set()
     pg.join()
@@ -283,7 +285,8 @@ def main() -> int:
     log(
         "waiting for a core (run queue, summed over threads) per order: "
         f"server {1000 * (q1[1] - q0[1]) / total:.2f} ms, PostgreSQL "
-        f"{1000 * (q1[2] - q0[2]) / total:.2f} ms, this process (load generator and samplers) "
+        f"{1000 * (pq1 - pq0) / total:.2f} ms (the bench database's backends, as the CPU"
+        " above), this process (load generator and samplers) "
         f"{1000 * (q1[0] - q0[0]) / total:.2f} ms; the load generator's priority: nice "
         f"{os.nice(0)}"
     )

@@ -345,13 +345,17 @@ def _store_member_account(
     if member is not None and not is_sqlite(session):
         # PostgreSQL (branch fixtier): the member was read before the lock; its columns
         # that transactions holding the lock change are read again under it (one statement,
-        # this one-by-one path only). Merged meanwhile: the survivor, as read now.
+        # this one-by-one path only). Merged meanwhile: the survivor, as read now, locked
+        # and read again in turn (branch races: it may itself have been merged while the
+        # order waited for its lock, a chain of merges).
         session.refresh(member, attribute_names=_LOCKED_MEMBER_KEYS)
-        if member.status == members.MERGED:
-            member = _member_for_order(session, actor, data)
-            if member is not None:
-                acct = ledger.lock(session, member.id, member.org_path)
-                session.refresh(member, attribute_names=_LOCKED_MEMBER_KEYS)
+        while member.status == members.MERGED:
+            survivor = _member_for_order(session, actor, data)
+            if survivor is None or survivor.id == member.id:
+                break
+            member = survivor
+            acct = ledger.lock(session, member.id, member.org_path)
+            session.refresh(member, attribute_names=_LOCKED_MEMBER_KEYS)
     return store, member, acct, None
 
 
@@ -1678,11 +1682,15 @@ def _fast_rows(
         if r.at >= as_utc(m.tier_since) or (r.expires is not None and r.expires <= now):
             slow_members.add(mid)
     accounts = ledger.lock_for_bulk(session, sorted(member_ids - slow_members), now)
+    if accounts and not is_sqlite(session):
+        _refresh_locked_members(session, found, sorted(accounts))
     for r in rows:
         if r.member is not None and r.member.id not in slow_members:
             acct = accounts.get(r.member.id)
             if acct is None:
                 slow_members.add(r.member.id)  # shared, in debt, or lots overdue
+            elif r.member.status == members.MERGED:
+                slow_members.add(r.member.id)  # merged (before or while the batch waited)
             else:
                 r.acct = acct
     fast: list[_Row] = []
@@ -1691,6 +1699,22 @@ def _fast_rows(
         mid = r.data.member_id
         (slow if r.i in slow_rows or (mid is not None and mid in slow_members) else fast).append(r)
     return fast, slow
+
+
+_MEMBER_ID = cast(Table, Member.__table__).c.id
+
+
+def _refresh_locked_members(session: Session, found: dict[int, Member], ids: list[int]) -> None:
+    """PostgreSQL (branch races): the members of the accounts just locked were read before
+    the batch waited for the locks; their :data:`_LOCKED_MEMBER` columns, which a
+    transaction holding an account's lock may have changed meanwhile (an order's tier
+    upgrade, a merge), are read again under the locks, as ``record``'s read after the lock
+    does (one statement per 1,000 members). SQLite: the transaction holds the write lock
+    from its start, nothing to read again."""
+    for k in range(0, len(ids), 1000):
+        q = select(_MEMBER_ID, *_LOCKED_MEMBER).where(_MEMBER_ID.in_(ids[k : k + 1000]))
+        for mid, *values in session.execute(q):
+            _refresh_member(found[mid], values)
 
 
 def _write_fast(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,6 +125,22 @@ def _waiting_for_a_lock(world: Any) -> bool:
     with world.db.engine.connect() as conn:
         n = conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
     return bool(n)
+
+
+def a_merge(
+    client: Any, world: Any, survivor_phone: str, merged_phone: str
+) -> tuple[int, int, int, Callable[[Any], None]]:
+    """Two new members (the survivor, the merged), the survivor's own account, and the
+    change that merges the second into the first (in the session it is given)."""
+    survivor = new_member(client, survivor_phone)
+    merged = new_member(client, merged_phone)
+    with world.db.transaction() as s:
+        own = ledger.account_id_of(s, survivor)
+
+    def merge(s: Any) -> None:
+        merges.merge(s, SYSTEM, survivor, merged)
+
+    return survivor, merged, own, merge
 
 
 def _while_the_order_waits(world: Any, client: Any, body: dict[str, Any], change: Any) -> Any:
@@ -269,14 +286,7 @@ def test_an_order_that_waited_behind_its_members_merge_goes_to_the_survivor(
     survivor (as an order posted after the merge), and earns in the survivor's account."""
     if world.db.dialect != "postgresql":
         pytest.skip("SQLite: the transaction holds the write lock from its start")
-    survivor = new_member(client, "13800000008")
-    merged = new_member(client, "13800000009")
-    with world.db.transaction() as s:
-        own = ledger.account_id_of(s, survivor)
-
-    def merge(s: Any) -> None:
-        merges.merge(s, SYSTEM, survivor, merged)
-
+    survivor, merged, own, merge = a_merge(client, world, "13800000008", "13800000009")
     r = _while_the_order_waits(world, client, order_payload("late", merged), merge)
     assert r.status_code == 201, r.text
     assert r.json()["member_id"] == survivor
@@ -332,14 +342,7 @@ def test_an_order_by_identity_that_waited_behind_its_members_merge_goes_to_the_s
     order asks again and earns for the survivor, in the survivor's account."""
     if world.db.dialect != "postgresql":
         pytest.skip("SQLite: the transaction holds the write lock from its start")
-    survivor = new_member(client, "13800000011")
-    merged = new_member(client, "13800000012")
-    with world.db.transaction() as s:
-        own = ledger.account_id_of(s, survivor)
-
-    def merge(s: Any) -> None:
-        merges.merge(s, SYSTEM, survivor, merged)
-
+    survivor, _merged, own, merge = a_merge(client, world, "13800000011", "13800000012")
     body = order_payload("late", None)
     body["member_identity"] = {"kind": "phone", "value": "13800000012"}
     r = _while_the_order_waits(world, client, body, merge)
