@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypedDict, Unpack, cast
 
 from sqlalchemy import (
     Select,
@@ -424,36 +424,20 @@ def _entry(
     kind: str,
     cause: Cause,
     *,
-    available: int = 0,
-    pending: int = 0,
-    debt: int = 0,
-    dedupe_key: str | None = None,
-    corrects: int | None = None,
-    member_id: int | None = None,
     apply: bool = True,
+    **fields: Unpack[_EntryFields],
 ) -> LedgerEntry:
     """Write one entry (flushed: callers need its id) and, unless ``apply`` is false, apply
     its deltas to the account row. A caller that flushes more rows afterwards passes
     ``apply=False`` and calls :func:`_apply` after its last flush, so the account row is
     updated once per transaction (speed, issue 11), not once per flush."""
-    e = LedgerEntry(
-        **_entry_row(
-            acct,
-            kind,
-            cause,
-            available=available,
-            pending=pending,
-            dedupe_key=dedupe_key,
-            debt=debt,
-            corrects=corrects,
-            member_id=member_id,
-        )
-    )
+    row = _entry_row(acct, kind, cause, **fields)
+    e = LedgerEntry(**row)
     _chain(session, acct.row, e)
     session.add(e)
     session.flush()
     if apply:
-        _apply(acct, available, pending, debt)
+        _apply(acct, row["delta_available"], row["delta_pending"], row["delta_debt"])
     acct.entries.append(e)
     return e
 
@@ -462,34 +446,38 @@ def _table(model: Any) -> Table:
     return cast(Table, model.__table__)
 
 
+class _EntryFields(TypedDict, total=False):
+    """What an entry's writer may say beyond its kind and cause (:func:`_entry_row`)."""
+
+    available: int
+    pending: int
+    debt: int
+    dedupe_key: str | None
+    corrects: int | None
+    member_id: int | None
+
+
 def _entry_row(
-    acct: Account,
-    kind: str,
-    cause: Cause,
-    *,
-    available: int = 0,
-    pending: int = 0,
-    debt: int = 0,
-    dedupe_key: str | None = None,
-    corrects: int | None = None,
-    member_id: int | None = None,
+    acct: Account, kind: str, cause: Cause, **fields: Unpack[_EntryFields]
 ) -> dict[str, Any]:
-    """An entry's chained fields (:data:`CHAINED_FIELDS`), as its row and its hash see them."""
+    """An entry's chained fields (:data:`CHAINED_FIELDS`), as its row and its hash see them:
+    deltas ``available``/``pending``/``debt`` (0 unless given), ``corrects`` the entry it
+    corrects, ``member_id`` the causing member (the handle's unless given)."""
     return {
         "account_id": acct.row.id,
-        "member_id": member_id or acct.member_id,
+        "member_id": fields.get("member_id") or acct.member_id,
         "kind": kind,
-        "delta_available": available,
-        "delta_pending": pending,
-        "delta_debt": debt,
+        "delta_available": fields.get("available", 0),
+        "delta_pending": fields.get("pending", 0),
+        "delta_debt": fields.get("debt", 0),
         "source_type": cause.source_type,
         "source_id": cause.source_id,
         "actor": cause.actor,
         "reason": cause.reason,
-        "corrects_entry_id": corrects,
+        "corrects_entry_id": fields.get("corrects"),
         "programme_version": cause.programme_version,
         "details": cause.details,
-        "dedupe_key": dedupe_key,
+        "dedupe_key": fields.get("dedupe_key"),
         "occurred_at": cause.occurred_at or acct.now,
         "created_at": acct.now,
     }
@@ -831,33 +819,18 @@ def credit(
         available_at=available_at,
         expires_at=expires_at,
     )
+    fields: _EntryFields = {
+        "available": delta_available,
+        "pending": delta_pending,
+        "dedupe_key": dedupe_key,
+    }
     head = _sealed_head(session, acct.row)
     if head is not None:  # the common credit: two Core INSERTs, no flush (speed, issue 11)
-        e, lot = _insert_credit(
-            session,
-            acct,
-            head,
-            _entry_row(
-                acct,
-                kind,
-                cause,
-                available=delta_available,
-                pending=delta_pending,
-                dedupe_key=dedupe_key,
-            ),
-            lot_row,
-        )
+        row = _entry_row(acct, kind, cause, **fields)
+        e, lot = _insert_credit(session, acct, head, row, lot_row)
     else:
-        e = _entry(
-            session,
-            acct,
-            kind,
-            cause,
-            available=delta_available,
-            pending=delta_pending,
-            dedupe_key=dedupe_key,
-            apply=False,  # applied after the lot's flush: one UPDATE of the account
-        )
+        # applied after the lot's flush: one UPDATE of the account
+        e = _entry(session, acct, kind, cause, apply=False, **fields)
         lot = PointsLot(entry_id=e.id, **lot_row)
         session.add(lot)
         session.flush()
