@@ -33,11 +33,22 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypedDict, Unpack, cast
 
-from sqlalchemy import Select, Table, bindparam, func, inspect, literal_column, or_, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    bindparam,
+    func,
+    insert,
+    inspect,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from loyalist.events import service as events
 from loyalist.kit import bulk
@@ -413,43 +424,89 @@ def _entry(
     kind: str,
     cause: Cause,
     *,
-    available: int = 0,
-    pending: int = 0,
-    debt: int = 0,
-    dedupe_key: str | None = None,
-    corrects: int | None = None,
-    member_id: int | None = None,
     apply: bool = True,
+    **fields: Unpack[_EntryFields],
 ) -> LedgerEntry:
     """Write one entry (flushed: callers need its id) and, unless ``apply`` is false, apply
     its deltas to the account row. A caller that flushes more rows afterwards passes
     ``apply=False`` and calls :func:`_apply` after its last flush, so the account row is
     updated once per transaction (speed, issue 11), not once per flush."""
-    e = LedgerEntry(
-        account_id=acct.row.id,
-        member_id=member_id or acct.member_id,
-        kind=kind,
-        delta_available=available,
-        delta_pending=pending,
-        delta_debt=debt,
-        source_type=cause.source_type,
-        source_id=cause.source_id,
-        actor=cause.actor,
-        reason=cause.reason,
-        corrects_entry_id=corrects,
-        programme_version=cause.programme_version,
-        details=cause.details,
-        dedupe_key=dedupe_key,
-        occurred_at=cause.occurred_at or acct.now,
-        created_at=acct.now,
-    )
+    row = _entry_row(acct, kind, cause, **fields)
+    e = LedgerEntry(**row)
     _chain(session, acct.row, e)
     session.add(e)
     session.flush()
     if apply:
-        _apply(acct, available, pending, debt)
+        _apply(acct, row["delta_available"], row["delta_pending"], row["delta_debt"])
     acct.entries.append(e)
     return e
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+class _EntryFields(TypedDict, total=False):
+    """What an entry's writer may say beyond its kind and cause (:func:`_entry_row`)."""
+
+    available: int
+    pending: int
+    debt: int
+    dedupe_key: str | None
+    corrects: int | None
+    member_id: int | None
+
+
+def _entry_row(
+    acct: Account, kind: str, cause: Cause, **fields: Unpack[_EntryFields]
+) -> dict[str, Any]:
+    """An entry's chained fields (:data:`CHAINED_FIELDS`), as its row and its hash see them:
+    deltas ``available``/``pending``/``debt`` (0 unless given), ``corrects`` the entry it
+    corrects, ``member_id`` the causing member (the handle's unless given)."""
+    return {
+        "account_id": acct.row.id,
+        "member_id": fields.get("member_id") or acct.member_id,
+        "kind": kind,
+        "delta_available": fields.get("available", 0),
+        "delta_pending": fields.get("pending", 0),
+        "delta_debt": fields.get("debt", 0),
+        "source_type": cause.source_type,
+        "source_id": cause.source_id,
+        "actor": cause.actor,
+        "reason": cause.reason,
+        "corrects_entry_id": fields.get("corrects"),
+        "programme_version": cause.programme_version,
+        "details": cause.details,
+        "dedupe_key": fields.get("dedupe_key"),
+        "occurred_at": cause.occurred_at or acct.now,
+        "created_at": acct.now,
+    }
+
+
+def _lot_row(
+    acct: Account,
+    points: int,
+    cause: Cause,
+    *,
+    pending: bool,
+    earned_at: datetime,
+    available_at: datetime,
+    expires_at: datetime | None,
+) -> dict[str, Any]:
+    """A credited lot's row, but its ``entry_id``."""
+    return {
+        "account_id": acct.row.id,
+        "member_id": acct.member_id,
+        "points": points,
+        "remaining": points,
+        "status": PENDING if pending else AVAILABLE,
+        "source_type": cause.source_type,
+        "source_id": cause.source_id,
+        "earned_at": earned_at,
+        "available_at": available_at,
+        "expires_at": expires_at,
+        "reminded_days": None,
+    }
 
 
 def _apply(acct: Account, available: int, pending: int, debt: int) -> None:
@@ -527,6 +584,75 @@ def _chain(session: Session, account: PointsAccount, e: LedgerEntry) -> None:
     seg.index[id(e)] = len(seg.entries)
     seg.entries.append(e)
     e.chain_seq = seg.base_seq + len(seg.entries)
+
+
+def _sealed_head(session: Session, account: PointsAccount) -> tuple[int, str] | None:
+    """The account's chain head in this transaction (sequence, hash) when an entry may be
+    hashed and written at once, without a flush: nothing waits to be inserted (the ORM
+    orders those, an entry's account may be one of them) and every entry the account got
+    in this transaction is sealed (written as hashed, unchanged since, none moved by a
+    rolled-back savepoint). ``None``: the ORM way (a flush hashes the segment)."""
+    _recheck(session)
+    if session.new:
+        return None
+    segments: dict[int, _Segment] | None = session.info.get(_CHAIN_KEY)
+    seg = segments.get(account.id) if segments else None
+    if seg is None or not seg.entries:
+        return account.chain_seq or 0, account.chain_head or GENESIS
+    if seg.restart is not None:
+        return None
+    for e in seg.entries:
+        state = inspect(e)
+        if not state.persistent or state.modified:
+            return None
+    return seg.base_seq + len(seg.entries), seg.entries[-1].entry_hash or GENESIS
+
+
+# built once per process (speed, issue 11): the earn path's entry and lot
+_INSERT_ENTRY = insert(_table(LedgerEntry)).returning(_table(LedgerEntry).c.id)
+_INSERT_LOT = insert(_table(PointsLot)).returning(_table(PointsLot).c.id)
+
+
+def _insert_credit(
+    session: Session,
+    acct: Account,
+    head: tuple[int, str],
+    entry_row: dict[str, Any],
+    lot_row: dict[str, Any],
+) -> tuple[LedgerEntry, PointsLot]:
+    """A credit's entry and lot, each one Core ``INSERT … RETURNING id`` (no unit of work,
+    no flush; speed, issue 11). The entry is hashed now, on ``head`` (see
+    :func:`_sealed_head`): its fields are final, nothing changes a credit's entry. The
+    account row takes the new head with its balances (the one UPDATE at the end).
+
+    Both objects then join the session as if a flush had inserted them: persistent, in the
+    identity map (a later read of the lot, a debt settlement taking it, gets this object),
+    and in the innermost transaction's new objects, so a rollback of it expunges them as
+    it does flushed ones (and the chain drops the entry, :func:`_recheck`)."""
+    seq, prev = head[0] + 1, head[1]
+    digest = entry_hash(prev, seq, entry_row)
+    row = {**entry_row, "chain_seq": seq, "prev_hash": prev, "entry_hash": digest}
+    conn = session.connection()
+    e = LedgerEntry(id=conn.execute(_INSERT_ENTRY, row).scalar_one(), **row)
+    lot_row = {**lot_row, "entry_id": e.id}
+    lot = PointsLot(id=conn.execute(_INSERT_LOT, lot_row).scalar_one(), **lot_row)
+    _chain(session, acct.row, e)  # before it is adopted: its chain_seq is already this
+    _adopt_inserted(session, e)
+    _adopt_inserted(session, lot)
+    _set_head(acct.row, seq, digest)
+    acct.entries.append(e)
+    return e, lot
+
+
+def _adopt_inserted(session: Session, obj: object) -> None:
+    """Make ``obj``, whose row a Core INSERT just wrote (every column set), persistent in
+    the session exactly as a flush leaves an inserted object (``Session._register_persistent``
+    records it in the innermost transaction's ``_new`` too: a rollback expunges it)."""
+    make_transient_to_detached(obj)
+    session.add(obj)
+    transaction = session._transaction
+    assert transaction is not None
+    transaction._new[inspect(obj)] = True
 
 
 def _live(session: Session, entries: list[LedgerEntry]) -> list[LedgerEntry]:
@@ -684,32 +810,30 @@ def credit(
         raise ValueError("credit needs positive points")
     is_pending = available_at > acct.now
     delta_available, delta_pending = (0, points) if is_pending else (points, 0)
-    e = _entry(
-        session,
+    lot_row = _lot_row(
         acct,
-        kind,
+        points,
         cause,
-        available=delta_available,
-        pending=delta_pending,
-        dedupe_key=dedupe_key,
-        apply=False,  # applied after the lot's flush: one UPDATE of the account
-    )
-    lot = PointsLot(
-        account_id=acct.row.id,
-        member_id=acct.member_id,
-        entry_id=e.id,
-        points=points,
-        remaining=points,
-        status=PENDING if is_pending else AVAILABLE,
-        source_type=cause.source_type,
-        source_id=cause.source_id,
+        pending=is_pending,
         earned_at=earned_at,
         available_at=available_at,
         expires_at=expires_at,
-        reminded_days=None,
     )
-    session.add(lot)
-    session.flush()
+    fields: _EntryFields = {
+        "available": delta_available,
+        "pending": delta_pending,
+        "dedupe_key": dedupe_key,
+    }
+    head = _sealed_head(session, acct.row)
+    if head is not None:  # the common credit: two Core INSERTs, no flush (speed, issue 11)
+        row = _entry_row(acct, kind, cause, **fields)
+        e, lot = _insert_credit(session, acct, head, row, lot_row)
+    else:
+        # applied after the lot's flush: one UPDATE of the account
+        e = _entry(session, acct, kind, cause, apply=False, **fields)
+        lot = PointsLot(entry_id=e.id, **lot_row)
+        session.add(lot)
+        session.flush()
     acct.lots.append(lot)
     _apply(acct, delta_available, delta_pending, 0)
     if counts_as_earned:
@@ -1912,10 +2036,6 @@ def lock_for_bulk(session: Session, member_ids: Sequence[int], now: datetime) ->
     return out
 
 
-def _table(model: Any) -> Table:
-    return cast(Table, model.__table__)
-
-
 @dataclass
 class BulkCredit:
     """One credit of :func:`credit_many` (as :func:`credit` with ``kind="earn"``)."""
@@ -1955,24 +2075,9 @@ def credit_many(session: Session, credits: Sequence[BulkCredit]) -> list[EventIt
         acct.none_due = False  # its lots are not objects of the handle
         seq = (row.chain_seq or 0) + 1
         prev = row.chain_head or GENESIS
-        e: dict[str, Any] = {
-            "account_id": row.id,
-            "member_id": acct.member_id,
-            "kind": "earn",
-            "delta_available": d_avail,
-            "delta_pending": d_pend,
-            "delta_debt": 0,
-            "source_type": c.cause.source_type,
-            "source_id": c.cause.source_id,
-            "actor": c.cause.actor,
-            "reason": c.cause.reason,
-            "corrects_entry_id": None,
-            "programme_version": c.cause.programme_version,
-            "details": c.cause.details,
-            "dedupe_key": c.dedupe_key,
-            "occurred_at": c.cause.occurred_at or acct.now,
-            "created_at": acct.now,
-        }
+        e = _entry_row(
+            acct, "earn", c.cause, available=d_avail, pending=d_pend, dedupe_key=c.dedupe_key
+        )
         digest = entry_hash(prev, seq, e)
         e.update(chain_seq=seq, prev_hash=prev, entry_hash=digest)
         entries.append(e)
@@ -1983,19 +2088,15 @@ def credit_many(session: Session, credits: Sequence[BulkCredit]) -> list[EventIt
         row.updated_at = acct.now
         after.append((row.available, row.pending))
         lots.append(
-            {
-                "account_id": row.id,
-                "member_id": acct.member_id,
-                "points": c.points,
-                "remaining": c.points,
-                "status": PENDING if pending else AVAILABLE,
-                "source_type": c.cause.source_type,
-                "source_id": c.cause.source_id,
-                "earned_at": c.earned_at,
-                "available_at": c.available_at,
-                "expires_at": c.expires_at,
-                "reminded_days": None,
-            }
+            _lot_row(
+                acct,
+                c.points,
+                c.cause,
+                pending=pending,
+                earned_at=c.earned_at,
+                available_at=c.available_at,
+                expires_at=c.expires_at,
+            )
         )
     ids = bulk.insert_rows(session, _table(LedgerEntry), entries, ids=True)
     for lot, entry_id in zip(lots, ids, strict=True):
