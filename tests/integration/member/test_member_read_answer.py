@@ -31,6 +31,14 @@ def entity_answer(db: Database, member_id: int) -> str:
         )
 
 
+def orders_a_year_apart(client: Any, mid: int) -> None:
+    """An order of 300.00 on 2025-06-02 and one of 200.00 on 2026-12-10 (Shanghai)."""
+    old = order_payload("old", mid, paid=30_000, occurred_at="2025-06-02T10:00:00+08:00")
+    assert client.post("/v1/orders", json=old).status_code == 201
+    new = order_payload("new", mid, paid=20_000, occurred_at="2026-12-10T11:00:00+08:00")
+    assert client.post("/v1/orders", json=new).status_code == 201
+
+
 def test_a_full_member_is_answered_exactly_as_before(world: Any, client: Any, clock: Any) -> None:
     clock.freeze(datetime(2026, 12, 10, 4, 0, tzinfo=UTC))
     r = client.post(
@@ -51,10 +59,7 @@ def test_a_full_member_is_answered_exactly_as_before(world: Any, client: Any, cl
     assert r.status_code == 201, r.text
     mid = r.json()["id"]
     # 300 available points expiring at the end of 2026 (Shanghai), 200 pending
-    old = order_payload("old", mid, paid=30_000, occurred_at="2025-06-02T10:00:00+08:00")
-    assert client.post("/v1/orders", json=old).status_code == 201
-    new = order_payload("new", mid, paid=20_000, occurred_at="2026-12-10T11:00:00+08:00")
-    assert client.post("/v1/orders", json=new).status_code == 201
+    orders_a_year_apart(client, mid)
     r = client.get(f"/v1/members/{mid}")
     assert r.status_code == 200, r.text
     assert r.text == entity_answer(world.db, mid)
@@ -132,10 +137,7 @@ def test_a_new_programme_version_is_read_with_the_member(
     and answered as the entity path answers it."""
     clock.freeze(datetime(2026, 12, 10, 4, 0, tzinfo=UTC))
     mid = new_member(client, "13800000001")
-    old = order_payload("old", mid, paid=30_000, occurred_at="2025-06-02T10:00:00+08:00")
-    assert client.post("/v1/orders", json=old).status_code == 201
-    new = order_payload("new", mid, paid=20_000, occurred_at="2026-12-10T11:00:00+08:00")
-    assert client.post("/v1/orders", json=new).status_code == 201
+    orders_a_year_apart(client, mid)
     r = client.get(f"/v1/members/{mid}")
     assert r.status_code == 200, r.text
     assert r.json()["tier"]["value"] == 20_000  # 12 months: the 2025 order left out
