@@ -197,6 +197,14 @@ async def read(db: Database, fn: Callable[[Session], T], actor: Actor | None = N
     return await run_in_threadpool(lambda: db.run(checked, actor=actor, read_only=True))
 
 
+async def read_checking_key(db: Database, fn: Callable[[Session, Actor | None], T]) -> T:
+    """:func:`read` for an ``fn`` that makes the key check :func:`checks_key_in_unit` owes
+    itself, before anything else it answers (in its own first statement: speed, issue 11):
+    ``fn`` is handed the actor whose check is owed (None: none is)."""
+    owed = _owed_check.get()
+    return await run_in_threadpool(lambda: db.run(lambda s: fn(s, owed), read_only=True))
+
+
 class FastJSONResponse(JSONResponse):
     """A JSON answer encoded by orjson (the same compact UTF-8 text as Starlette's
     ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))``, several times faster);

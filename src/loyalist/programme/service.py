@@ -256,11 +256,53 @@ def active(session: Session) -> tuple[int, Programme]:
     row = session.execute(query).first()
     if row is None:
         raise NoProgramme("Apply a programme first: loyalist programme apply FILE.yaml")
-    number, checksum, created_at = int(row[0]), str(row[1]), row[2]
     session.info[_DOCUMENTS] = {
         kind: (int(row[3 + 2 * i]), str(row[4 + 2 * i])) if row[3 + 2 * i] is not None else None
         for i, kind in enumerate(kinds)
     }
+    return _adopt(session, int(row[0]), str(row[1]), row[2])
+
+
+def _latest_version_column(column: Any) -> Any:
+    return select(column).order_by(ProgrammeVersion.version.desc()).limit(1).scalar_subquery()
+
+
+# The active version's number, checksum and publication time as scalar subqueries, for a
+# caller's own statement (built once; speed, issue 11: the member read).
+_ACTIVE_COLUMNS = (
+    _latest_version_column(ProgrammeVersion.version).label("programme_version"),
+    _latest_version_column(ProgrammeVersion.checksum).label("programme_checksum"),
+    _latest_version_column(ProgrammeVersion.created_at).label("programme_created_at"),
+)
+
+
+def active_columns() -> tuple[Any, ...]:
+    """What :func:`active` reads of the active version (number, checksum, publication
+    time), as three scalar subqueries a caller puts in a statement of its own and hands to
+    :func:`adopt_active` (a read that needs no configuration document: the watched
+    documents' keys are not read, :func:`document_key` then knows none)."""
+    return _ACTIVE_COLUMNS
+
+
+def adopt_active(
+    session: Session, number: int | None, checksum: str | None, created_at: datetime | None
+) -> tuple[int, Programme]:
+    """:func:`active` from the values of :func:`active_columns` read by the caller (all
+    None: no programme), without a statement of its own (but the first of a version in
+    this process: its document)."""
+    memo = session.info.get(_ACTIVE)
+    if memo is not None:
+        return memo[0], memo[1]
+    if number is None or checksum is None or created_at is None:
+        raise NoProgramme("Apply a programme first: loyalist programme apply FILE.yaml")
+    return _adopt(session, int(number), str(checksum), created_at)
+
+
+def _adopt(
+    session: Session, number: int, checksum: str, created_at: datetime
+) -> tuple[int, Programme]:
+    """The programme of version ``number`` with ``checksum`` (cached per process), memoised
+    as this transaction's active programme."""
     key = (str(session.get_bind().engine.url), number, checksum)
     with _cache_lock:
         cached = _cache.get(key)

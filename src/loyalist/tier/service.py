@@ -53,7 +53,7 @@ def metric_value(session: Session, programme: Programme, member_id: int, now: da
         # The earn path's case (an instant upgrade check per order): the statement built
         # once per process (speed, issue 11), the same SQL as below.
         params = {"member_id": member_id, "start": start, "now": now}
-        return max(int(session.scalar(_MEMBER_SPEND, params) or 0), 0)
+        return spend_metric(session.scalar(_MEMBER_SPEND, params))
     if tiers.metric is TierMetric.SPEND:
         # What was really paid for lines that qualify (gift cards and other excluded
         # categories left out), less what was refunded of it.
@@ -110,6 +110,12 @@ def spend_in_window(member_id: Any, start: Any, now: Any) -> Any:
     ``max(…, 0)``), as a scalar subquery of ``member_id`` and the :func:`spend_window`
     (columns or bound parameters) for a caller's own statement."""
     return _member_spend(member_id, start, now).scalar_subquery()
+
+
+def spend_metric(read: Any) -> int:
+    """The metric of a programme of :func:`spend_alone` from what :func:`spend_in_window`
+    read (never below 0)."""
+    return max(int(read or 0), 0)
 
 
 def _record(
@@ -307,7 +313,11 @@ def progress_of(
     session: Session, programme: Programme, member_id: int, tier_code: str, now: datetime
 ) -> Progress:
     """:func:`member_progress` from the member's id and tier (a read that holds no entity)."""
-    value = metric_value(session, programme, member_id, now)
+    return progress_with(programme, tier_code, metric_value(session, programme, member_id, now))
+
+
+def progress_with(programme: Programme, tier_code: str, value: int) -> Progress:
+    """:func:`progress_of` with the metric's ``value`` read by the caller."""
     return progress(programme.tiers, _known_tier(programme, tier_code), value)
 
 
