@@ -41,6 +41,7 @@ from loyalist.errors import (
 from loyalist.http import openapi_document
 from loyalist.kit.admission import Admission
 from loyalist.kit.db import Database
+from loyalist.kit.route_index import index_routes
 from loyalist.member_web.endpoints import router as member_web_router
 from loyalist.member_web.habits import router as member_habits_router  # habits (issue 12)
 from loyalist.member_web.household import router as member_household_router  # households
@@ -397,6 +398,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(member_habits_router)  # its check-in, badges and boards at /m/habits
     app.include_router(admin_habits_router)  # its habits page (check-ins, badges, boards)
     app.include_router(member_household_router)  # the member's household at /m/household
+    index_routes(app.router)  # a request tries only the routes that can match its path
     # Outermost: under overload a request is refused before any work (503, Retry-After).
     app.add_middleware(
         Admission,
