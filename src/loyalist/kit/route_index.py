@@ -18,6 +18,7 @@ before (a redirect to the path with or without its trailing slash, 404)."""
 from __future__ import annotations
 
 import copy
+import operator
 from typing import Any
 
 from fastapi.routing import APIRoute, APIRouter, _EffectiveRouteContext, _IncludedRouter
@@ -25,6 +26,7 @@ from starlette._utils import get_route_path
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+_VERSION = operator.attrgetter("_routes_version")
 # Route classes whose ``matches`` is a regular expression anchored at the path's start.
 _ANCHORED = (Route.matches, APIRoute.matches, Mount.matches)
 
@@ -96,13 +98,16 @@ class RouteIndex:
     def __init__(self, router: APIRouter, full: ASGIApp) -> None:
         self.router = router
         self.full = full
-        self._signature: list[tuple[int, int]] | None = None
+        self._signature: tuple[int, ...] | None = None
         self._routers: list[APIRouter] = []
         self._lengths: list[tuple[int, frozenset[str]]] = []
         self._buckets: dict[str, APIRouter] = {}
 
-    def _current(self) -> list[tuple[int, int]]:
-        return [(r._routes_version, len(r.routes)) for r in self._routers]
+    def _current(self) -> tuple[int, ...]:
+        """What changes when a route is added: the routers' versions (as FastAPI reads them
+        for an included router's routes) and the number of the application's own routes
+        (its walk reads that list itself)."""
+        return (len(self.router.routes), *map(_VERSION, self._routers))
 
     def _rebuild(self) -> None:
         routers: list[APIRouter] = []
