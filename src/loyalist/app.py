@@ -38,9 +38,10 @@ from loyalist.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from loyalist.http import openapi_document
+from loyalist.http import PARSED_BODY, openapi_document
 from loyalist.kit.admission import Admission
 from loyalist.kit.db import Database
+from loyalist.kit.route_index import index_routes
 from loyalist.member_web.endpoints import router as member_web_router
 from loyalist.member_web.habits import router as member_habits_router  # habits (issue 12)
 from loyalist.member_web.household import router as member_household_router  # households
@@ -110,11 +111,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _json_problem(body: bytes) -> LoyalistError | None:
+def _json_problem(body: bytes, scope: Scope) -> LoyalistError | None:
     """A JSON body that is not one well-formed JSON text, or has an object with the same key
-    twice (which a parser would silently take last-wins)."""
+    twice (which a parser would silently take last-wins). A body that is well formed is
+    handed on parsed, with the body, in ``scope[PARSED_BODY]`` (the lean handler reads it
+    rather than parsing the body again: the same value, as no key is there twice)."""
     try:
-        json.loads(body, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+        value = json.loads(body, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
     except _DuplicateKey as dup:
         return ValidationFailed(
             f"The key {dup.key!r} appears more than once in a JSON object.",
@@ -133,6 +136,7 @@ def _json_problem(body: bytes) -> LoyalistError | None:
             f"The body is not valid JSON ({exc}).",
             [FieldError("body", f"not valid JSON: {exc}", "json_invalid")],
         )
+    scope[PARSED_BODY] = (body, value)
     return None
 
 
@@ -156,7 +160,7 @@ def _refuse_input(request: Request, body: bytes) -> LoyalistError | None:
             [FieldError("body", "contains a NUL character", "nul_character")],
         )
     if request.url.path.startswith("/v1/"):
-        return _json_problem(body)
+        return _json_problem(body, request.scope)
     return None
 
 
@@ -397,6 +401,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(member_habits_router)  # its check-in, badges and boards at /m/habits
     app.include_router(admin_habits_router)  # its habits page (check-ins, badges, boards)
     app.include_router(member_household_router)  # the member's household at /m/household
+    index_routes(app.router)  # a request tries only the routes that can match its path
     # Outermost: under overload a request is refused before any work (503, Retry-After).
     app.add_middleware(
         Admission,

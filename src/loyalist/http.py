@@ -263,6 +263,9 @@ async def write(
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 _LEAN: set[Callable[..., Any]] = set()
+#: The scope key under which the app's InputGuard hands on a JSON body it has parsed (to
+#: refuse a key given twice): ``(the body, its value)``.
+PARSED_BODY = "loyalist.parsed_body"
 
 
 def _return_type(endpoint: Callable[..., Any]) -> Any:
@@ -384,11 +387,12 @@ def _solve_params(
 
 def _lean_handler(route: Any, full: Handler) -> Handler:
     """The request handler of a lean route: what FastAPI's handler does for this shape
-    (read and decode the JSON body, call the dependencies in order, validate the path,
-    query, header and body parameters with FastAPI's own functions, call the endpoint),
-    without its per-request generality. Anything off the plain path (a body that is not
-    JSON or does not decode, a parameter error, dependency overrides, OpenTelemetry data)
-    is handed to FastAPI's handler, so errors are FastAPI's to the byte."""
+    (read and decode the JSON body unless the app's InputGuard has (``PARSED_BODY``), call
+    the dependencies in order, validate the path, query, header and body parameters with
+    FastAPI's own functions, call the endpoint), without its per-request generality.
+    Anything off the plain path (a body that is not JSON or does not decode, a parameter
+    error, dependency overrides, OpenTelemetry data) is handed to FastAPI's handler, so
+    errors are FastAPI's to the byte."""
     dependant: Dependant = route.dependant
     endpoint = dependant.call
     assert endpoint is not None
@@ -420,10 +424,14 @@ def _lean_handler(route: Any, full: Handler) -> Handler:
             raw = await request.body()
             if not raw or not _json_media(request.headers.get("content-type") or ""):
                 return await full(request)
-            try:
-                body = await request.json()
-            except ValueError:
-                return await full(request)
+            parsed = request.scope.get(PARSED_BODY)
+            if parsed is not None and parsed[0] == raw:  # parsed once, by the InputGuard
+                body = parsed[1]
+            else:
+                try:
+                    body = await request.json()
+                except ValueError:
+                    return await full(request)
         values: dict[str, Any] = {}
         solved: dict[Any, Any] = {}
         for call, name, param, use_cache in subs:

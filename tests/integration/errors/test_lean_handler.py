@@ -6,10 +6,12 @@ included, because anything off the plain path is handed to it."""
 from __future__ import annotations
 
 import email.message
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import orjson
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi import routing as fastapi_routing
@@ -136,6 +138,12 @@ def test_answers_are_fastapi_s_to_the_byte(world: Any, client: Any) -> None:
         ),
         ("POST", "/v1/redemptions", {"json": {"member_id": mid}}),
         ("POST", "/v1/redemptions", {"json": {"member_id": 0, "reward": "upsize"}}),
+        # values the InputGuard's parse hands on (not parsed again): as FastAPI reads them
+        ("POST", "/v1/redemptions", {"content": b'{"member_id": 1e400, "reward": "x"}'}),
+        ("POST", "/v1/redemptions", {"content": b'{"member_id": 1.0, "reward": "\\ud800"}'}),
+        ("POST", "/v1/redemptions", {"content": b'{"member_id": -0, "reward": "\\u00e9"}'}),
+        ("POST", "/v1/redemptions", {"content": f'{{"member_id": {mid}}}'.encode("utf-16")}),
+        ("POST", "/v1/orders", {"content": b'[{"a": {"b": [1, 2, {}]}}]'}),
         ("POST", "/v1/redemptions", {"json": {"member_id": 99999, "reward": "upsize"}}),
     ]
     before = counts(world.db)
@@ -143,6 +151,51 @@ def test_answers_are_fastapi_s_to_the_byte(world: Any, client: Any) -> None:
         lean, full = both(client, method, url, **kw)
         assert _answer(lean) == _answer(full), (method, url, lean.text, full.text)
     assert counts(world.db) == before
+
+
+def test_the_body_is_parsed_once(world: Any, client: Any) -> None:
+    """The InputGuard parses a JSON body (to refuse a key given twice); the lean handler
+    takes that value instead of parsing the body again. FastAPI's handler parses it again."""
+    mid = new_member(client, "13800000006")
+    body = orjson.dumps(order_payload("lean-6", mid, occurred_at=MONDAY))
+    parsed: list[bytes] = []
+    loads = json.loads
+
+    def counting(text: Any, *args: Any, **kwargs: Any) -> Any:
+        if text == body:
+            parsed.append(text)
+        return loads(text, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(json, "loads", counting)
+        r = client.post("/v1/orders", content=body, headers={**JSON, "Idempotency-Key": "l6"})
+        assert r.status_code == 201, r.text
+        assert len(parsed) == 1
+        with fastapi_handler_only():
+            again = client.post(
+                "/v1/orders", content=body, headers={**JSON, "Idempotency-Key": "l6"}
+            )
+        assert (again.status_code, again.content) == (201, r.content)
+        assert len(parsed) == 3
+
+
+def test_a_body_changed_after_the_guard_is_parsed_again(world: Any, client: Any) -> None:
+    """The value handed on is used only for the body it was parsed from."""
+    app: Any = client.app
+    routing = app.router.middleware_stack
+    replaced = b'{"member_id": 99999, "reward": "upsize"}'
+
+    async def other_body(scope: Any, receive: Any, send: Any) -> None:
+        async def read() -> Any:
+            await receive()
+            return {"type": "http.request", "body": replaced, "more_body": False}
+
+        await routing(scope, read, send)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(app.router, "middleware_stack", other_body)
+        r = client.post("/v1/redemptions", json={"member_id": 1, "reward": "nope"})
+    assert (r.status_code, r.json()["detail"]) == (404, "No member 99999."), r.text
 
 
 def test_a_fresh_write_answers_what_it_stores(world: Any, client: Any) -> None:
