@@ -6,19 +6,24 @@ What it does (see docs/benchmarks.md, "Peak"):
   2. starts the real server (``loyalist serve --no-scheduler --workers 2``);
   3. measures the sustainable rate R: 16 closed-loop connections for 20 s of the mix;
   4. drives an open-loop schedule for ``--minutes`` (10): 0.7 R, a one-minute ramp to 2 R,
-     two minutes (a fifth of the run) at 2 R, a ramp back, 0.7 R to the end. Requests leave
-     at their scheduled times whether or not earlier ones were answered (a real peak does not
-     wait for the server); latency counts from the scheduled time. The mix: 55 % earn
-     (``POST /v1/orders``), 30 % reads (``GET /v1/members/{id}``), 10 % redemptions, 5 %
-     full returns of orders answered earlier. 3 % of successful writes are sent again with
-     the same Idempotency-Key (a client that did not trust its first answer);
-  5. models the tills: every request is its own terminal, with its own connection (a kept
-     connection of an earlier, finished request if one is idle, else a new one: no request
-     ever waits in the client for another). A terminal answered 503 (or whose connection
-     broke) keeps its transaction queued and sends it again with the same key after
-     ``Retry-After``, doubling the wait on each refusal up to ``--backoff-cap`` (30 s), times
-     a jitter of 1–1.5; it gives up only when the transaction is ``--keep`` (600 s) old or
-     the schedule ended ``--drain`` (240 s) ago;
+     two minutes (a fifth of the run) at 2 R, a ramp back, 0.7 R to the end. Customers
+     arrive at their scheduled times whether or not earlier ones were answered (a real peak
+     does not wait for the server); latency counts from the scheduled time. The mix: 55 %
+     earn (``POST /v1/orders``), 30 % reads (``GET /v1/members/{id}``), 10 % redemptions,
+     5 % full returns of orders answered earlier. 3 % of successful writes are sent again
+     with the same Idempotency-Key (a client that did not trust its first answer);
+  5. models the tills: ``--tills`` (600) terminals, each with one kept connection and one
+     transaction at a time; every scheduled customer goes to a till drawn at random and
+     waits in its queue (so at the peak the queues grow at the tills, as in a shop, and the
+     server sees at most 600 requests at once, more than its admission control admits). A
+     till answered 503 (or whose connection broke) keeps its transaction and sends it again
+     with the same key after ``Retry-After``, doubling the wait on each refusal up to
+     ``--backoff-cap`` (30 s), times a jitter of 1–1.5; it gives up only when the
+     transaction is ``--keep`` (600 s) old or the schedule ended ``--drain`` (240 s) ago
+     (a customer still queued then walks away unsent: a failure too). Until session 11
+     every request was its own terminal with its own connection: under the backlog of a
+     peak that meant tens of thousands of sockets and retries, and the client itself (on
+     the same two cores) lagged tens of seconds and ran out of file descriptors;
   6. checks: every request answered 2xx or a correct 4xx (409: not enough points, a limit,
      already returned) — the success rate, goal ≥ 99.9 %; every acknowledged order holds
      exactly the points its answer said, once; every acknowledged redemption exists once;
@@ -119,33 +124,43 @@ class Book:
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-class Terminals:
-    """Connections for terminals that never wait for one another: a try takes a kept
-    connection left idle by a finished try (under ``IDLE_REUSE_S`` old), else opens one.
-    Counts the connections open at once, to show the client never queues."""
+class Connections:
+    """What the tills' connections cost the client and the server: open at once, opened."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.idle: list[tuple[float, Conn]] = []
         self.open = 0
         self.peak_open = 0
         self.opened = 0
 
+
+class Till:
+    """One terminal: one kept connection, one transaction at a time (the next customer waits
+    in the till's queue). A try reuses the till's connection if it is under ``IDLE_REUSE_S``
+    idle and still open, else opens one."""
+
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
+        self.conn: Conn | None = None
+        self.since = 0.0
+
     async def _get(self) -> Conn:
-        now = time.monotonic()
-        while self.idle:
-            since, conn = self.idle.pop()
-            if now - since < IDLE_REUSE_S and not (conn[0].at_eof() or conn[1].is_closing()):
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            if time.monotonic() - self.since < IDLE_REUSE_S and not (
+                conn[0].at_eof() or conn[1].is_closing()
+            ):
                 return conn
             self._close(conn)
-        conn = await asyncio.open_connection("127.0.0.1", self.port)
-        self.open += 1
-        self.opened += 1
-        self.peak_open = max(self.peak_open, self.open)
+        conn = await asyncio.open_connection("127.0.0.1", self.connections.port)
+        c = self.connections
+        c.open += 1
+        c.opened += 1
+        c.peak_open = max(c.peak_open, c.open)
         return conn
 
     def _close(self, conn: Conn) -> None:
-        self.open -= 1
+        self.connections.open -= 1
         with contextlib.suppress(Exception):
             conn[1].close()
 
@@ -169,19 +184,20 @@ class Terminals:
         if headers.get("connection", "").lower() == "close":
             self._close(conn)
         else:
-            self.idle.append((time.monotonic(), conn))
+            self.conn, self.since = conn, time.monotonic()
         return sent, status, headers, body
 
-    def close_all(self) -> None:
-        while self.idle:
-            self._close(self.idle.pop()[1])
+    def close(self) -> None:
+        if self.conn is not None:
+            self._close(self.conn)
+            self.conn = None
 
 
 class Traffic:
     def __init__(
         self, port: int, key: str, members: list[int], seed: int, policy: Policy | None = None
     ) -> None:
-        self.terminals = Terminals(port)
+        self.connections = Connections(port)
         self.port = port
         self.key = key
         self.members = members
@@ -227,21 +243,30 @@ class Traffic:
         body = orjson.dumps({"return_id": f"peak-{self.run}-{self.seq}", "full": True})
         return op, "POST", f"/v1/orders/{order_id}/returns", body, True
 
-    async def send(self, scheduled: float) -> None:
-        """One terminal's transaction: tries until an answer other than 503, or until the
-        policy gives it up (then its final status is the last one heard: 503 or 0)."""
+    async def send(self, scheduled: float, till: Till) -> None:
+        """One customer's transaction at ``till``: tries until an answer other than 503, or
+        until the policy gives it up (then its final status is the last one heard: 503 or
+        0). A customer still queued at the till when the policy would give up walks away
+        unsent (status 0, no try)."""
         op, method, path, body, write = self.next_request()
         idem = uuid.uuid4().hex if write else None
         raw = self._raw(method, path, body, idem)
         policy = self.policy
         status, payload, tries, refused, broken = 0, b"", 0, 0, 0
         started, first_sent, shed_s, slept_s, last_s = time.monotonic(), 0.0, 0.0, 0.0, 0.0
+        if started > min(scheduled + policy.keep_s, policy.give_up_at):
+            if op == "return":  # its order stays returnable by a later customer
+                self.book.order_pool.append(int(path.split("/")[3]))
+            self.results.append(
+                Result(op, scheduled, started, started, started, 0, 0, body=b"walked away")
+            )
+            return
         while True:
             tries += 1
             retry_after = 1.0
             start = time.monotonic()
             try:
-                sent, status, headers, payload = await self.terminals.request(raw)
+                sent, status, headers, payload = await till.request(raw)
             except (OSError, asyncio.IncompleteReadError, TimeoutError):
                 sent, status = start, 0
                 broken += 1
@@ -283,7 +308,7 @@ class Traffic:
         if 200 <= status < 300:
             self._book(op, payload)
             if write and self.rng.random() < 0.03:
-                await self._repeat(raw, status, payload)
+                await self._repeat(raw, status, payload, till)
 
     def _book(self, op: str, payload: bytes) -> None:
         doc = orjson.loads(payload)
@@ -293,9 +318,9 @@ class Traffic:
         elif op == "redeem":
             self.book.redemptions.add(int(doc["id"]))
 
-    async def _repeat(self, raw: bytes, status: int, payload: bytes) -> None:
+    async def _repeat(self, raw: bytes, status: int, payload: bytes, till: Till) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
-            _sent, again, _h, body = await self.terminals.request(raw)
+            _sent, again, _h, body = await till.request(raw)
             if again == 503:
                 return  # refused before any work: the first answer stands
             self.book.repeats += 1
@@ -336,24 +361,53 @@ async def closed_loop(traffic: Traffic, clients: int, seconds: float) -> float:
 
     async def one() -> None:
         nonlocal done
+        till = Till(traffic.connections)
         while time.monotonic() < stop:
-            await traffic.send(time.monotonic())
+            await traffic.send(time.monotonic(), till)
             done += 1
+        till.close()
 
     await asyncio.gather(*(one() for _ in range(clients)))
-    traffic.terminals.close_all()
     return done / seconds
 
 
-async def open_loop(traffic: Traffic, offsets: list[float], t0: float) -> None:
-    tasks = []
+def assign(offsets: list[float], tills: int, rng: random.Random) -> list[list[float]]:
+    """Each scheduled customer goes to a till drawn at random: the tills' queues, in order."""
+    queues: list[list[float]] = [[] for _ in range(tills)]
     for off in offsets:
-        delay = t0 + off - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(traffic.send(t0 + off)))
-    await asyncio.gather(*tasks)
-    traffic.terminals.close_all()
+        queues[rng.randrange(tills)].append(off)
+    return queues
+
+
+async def open_loop(
+    traffic: Traffic, queues: list[list[float]], t0: float, lag: list[float]
+) -> None:
+    """Every till serves its queue: a customer steps up at the scheduled time, or when the
+    customer before has been answered (or given up), whichever is later. The customers
+    arrive whether or not earlier ones were answered (a peak does not wait for the server);
+    latency counts from the scheduled time. ``lag`` gets the client's own event loop's lag
+    (a 50 ms tick's overshoot), so a slow client is seen, not mistaken for the server."""
+
+    async def till_line(offs: list[float]) -> None:
+        till = Till(traffic.connections)
+        for off in offs:
+            delay = t0 + off - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await traffic.send(t0 + off, till)
+        till.close()
+
+    async def tick(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            before = time.monotonic()
+            await asyncio.sleep(0.05)
+            lag.append(time.monotonic() - before - 0.05)
+
+    stop = asyncio.Event()
+    ticker = asyncio.create_task(tick(stop))
+    await asyncio.gather(*(till_line(q) for q in queues if q))
+    stop.set()
+    await ticker
 
 
 class DbSampler(threading.Thread):
@@ -601,6 +655,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     ap.add_argument("--members", type=int, default=500)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--tills", type=int, default=600, help="terminals, one connection each")
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--backoff-cap", type=float, default=30.0, help="s between a terminal's tries")
     ap.add_argument("--keep", type=float, default=600.0, help="s a terminal keeps a transaction")
@@ -610,7 +665,7 @@ def main() -> int:
     args = ap.parse_args()
     procs.clean_up_on_exit()
     sys.path.insert(0, str(ROOT / "src"))
-    # A terminal per request: thousands of sockets at once in the client and the server.
+    # Hundreds of tills, a socket each, in the client and the server.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -637,13 +692,16 @@ def main() -> int:
     traffic.book = warm.book  # orders answered in the warm-up may be returned too
     log(
         f"open loop: {len(offsets)} requests over {args.minutes:g} min "
-        f"(0.7 R = {0.7 * rate:.0f}/s, peak 2 R = {2 * rate:.0f}/s); a refused terminal "
+        f"(0.7 R = {0.7 * rate:.0f}/s, peak 2 R = {2 * rate:.0f}/s) at {args.tills} tills "
+        f"(customers drawn to a till at random, queued there); a refused till "
         f"retries after Retry-After doubling to {args.backoff_cap:g} s (× 1–1.5), for up to "
         f"{args.keep:g} s and {args.drain:g} s past the schedule"
     )
     db_busy = DbSampler()
     db_busy.start()
-    asyncio.run(open_loop(traffic, offsets, t0))
+    client_lag: list[float] = []
+    queues = assign(offsets, args.tills, random.Random(args.seed + 13))
+    asyncio.run(open_loop(traffic, queues, t0, client_lag))
     db_busy.stop.set()
     sampler.stop.set()
     procs.kill_tree(server)
@@ -660,7 +718,7 @@ def main() -> int:
     from_sched = [r.answered - r.scheduled for r in results if success(r)]
     from_sched_peak = [r.answered - r.scheduled for r in in_peak if success(r)]
     p99_peak = pct(from_sched_peak, 99) * 1000 if from_sched_peak else math.nan
-    loop_lag = [r.started - r.scheduled for r in results]
+    queued = [r.started - r.scheduled for r in results]
     connecting = [r.first_sent - r.started for r in results]
     shed = [b - a for a, b, s in attempts if s == 503]
     served = [b - a for a, b, s in attempts if s not in (0, 503)]
@@ -682,7 +740,8 @@ def main() -> int:
         log(f"  not a success: {r.op} {r.status} after {r.tries} tries: {r.body[:160]!r}")
     log(
         f"requests {len(results)}, success {ok_rate * 100:.3f} % (goal ≥ 99.9 %); "
-        f"{len(gave_up)} given up by their terminal (last answer 503 or none)"
+        f"{len(gave_up)} given up by their till (last answer 503 or none), of which "
+        f"{sum(1 for r in results if r.tries == 0)} walked away unsent"
     )
     log(
         f"tries {len(attempts)}: {len(served)} answered 2xx/4xx, {len(shed)} answered 503 "
@@ -709,10 +768,11 @@ def main() -> int:
         f"schedule's end"
     )
     log(
-        f"client (never waits for a connection): its event loop's lag behind the schedule "
-        f"{ms(loop_lag)}; connecting {ms(connecting)}; connections open at once, at most "
-        f"{traffic.terminals.peak_open} ({traffic.terminals.opened} opened)"
+        f"tills: a customer queued at the till {ms(queued)}; connecting {ms(connecting)}; "
+        f"connections open at once, at most {traffic.connections.peak_open} "
+        f"({traffic.connections.opened} opened)"
     )
+    log(f"client: its event loop's lag (a 50 ms tick's overshoot) {ms(client_lag)}")
     slow = sorted((r for r in results if success(r)), key=lambda r: r.answered - r.scheduled)
     slow = slow[len(slow) - max(1, len(slow) // 100) :]
     if slow:
@@ -720,7 +780,7 @@ def main() -> int:
         log(
             f"  the slowest 1 % of successes ({k}, from "
             f"{(slow[0].answered - slow[0].scheduled):.1f} s), mean: "
-            f"{sum(r.answered - r.scheduled for r in slow) / k:.1f} s = client lag "
+            f"{sum(r.answered - r.scheduled for r in slow) / k:.1f} s = queued at the till "
             f"{sum(r.started - r.scheduled for r in slow) / k:.2f} + connecting "
             f"{sum(r.first_sent - r.started for r in slow) / k:.2f} + "
             f"{sum(r.refused for r in slow) / k:.1f} tries answered 503 "

@@ -72,3 +72,37 @@ def test_the_schedule_offers_0_7_r_then_2_r_at_the_peak(bp: ModuleType) -> None:
     assert peak == pytest.approx(2.0 * 10 * 120, abs=2)
     assert offsets == sorted(offsets)
     assert offsets[-1] < total
+
+
+def test_every_customer_queues_at_one_till_in_schedule_order(bp: ModuleType) -> None:
+    offsets = bp.schedule(10.0, 10.0)
+    queues = bp.assign(offsets, 7, random.Random(5))
+    assert len(queues) == 7
+    assert sorted(t for q in queues for t in q) == offsets  # each exactly once
+    assert all(q == sorted(q) for q in queues)  # a till serves its queue in arrival order
+    sizes = [len(q) for q in queues]
+    assert min(sizes) > 0.8 * len(offsets) / 7  # drawn at random, about even
+    assert max(sizes) < 1.2 * len(offsets) / 7
+
+
+class _NoTill:
+    async def request(self, raw: bytes) -> object:
+        raise AssertionError("a customer who walked away must not be sent")
+
+
+def test_a_customer_still_queued_when_the_policy_gives_up_walks_away_unsent(
+    bp: ModuleType,
+) -> None:
+    import asyncio
+    import time
+
+    traffic = bp.Traffic(1, "key", [1, 2], seed=3, policy=bp.Policy(keep_s=600.0))
+    traffic.book.order_pool.append(42)
+    traffic.rng = mock.Mock()
+    traffic.rng.choices.return_value = ["return"]  # the next customer returns order 42
+    traffic.rng.randrange.return_value = 0
+    asyncio.run(traffic.send(time.monotonic() - 601.0, _NoTill()))
+    [result] = traffic.results
+    assert (result.op, result.status, result.tries, result.body) == ("return", 0, 0, b"walked away")
+    assert traffic.book.order_pool == [42]  # the order stays returnable
+    assert not bp.success(result)
