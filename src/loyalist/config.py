@@ -21,11 +21,7 @@ class Settings(BaseSettings):
     # one that finds none free waits up to admission_wait_s, then gets 503 + Retry-After.
     # At most admission_max_waiting wait at once (unset: max_in_flight); beyond, 503 at once.
     # Retry-After: refused ÷ served over the last 2 s, clamped to 1..admission_retry_after_max_s.
-    # 16, not more: a process has 10 + 10 database connections (kit.db.make_engine), so more
-    # requests in progress would only wait inside it for a connection, a queue no one bounds
-    # (bench_peak, session 12: 64 → 16 cut a refusal's p99 from 193 to 67 ms and an admitted
-    # try's p99 from 4.0 to 1.3 s at 2 R, serving as many per second).
-    max_in_flight: int = 16
+    max_in_flight: int = 64
     admission_wait_s: float = 2.0
     admission_max_waiting: int | None = None
     admission_retry_after_max_s: int = 30
