@@ -70,7 +70,7 @@ REWARDS = ["americano", "latte", "croissant", "cake-slice"]
 MIX = [("earn", 55), ("read", 30), ("redeem", 10), ("return", 5)]
 OK_4XX = {"redeem": {409}, "return": {409}}
 ATTEMPT_TIMEOUT_S = 60.0  # a terminal that hears nothing for a minute sends again (same key)
-IDLE_REUSE_S = 4.0  # uvicorn closes a kept connection idle for 5 s: reuse it only before
+IDLE_REUSE_S = 70.0  # the server closes a kept connection idle for 75 s (serve.KEEP_ALIVE_S)
 
 
 @dataclass

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 STARTUP_FAILURE = 3
 # The application factory every worker calls (uvicorn's ``factory=True``).
 FACTORY = "loyalist.serve:served_app"
+# How long an idle kept connection stays open (uvicorn's default: 5 s). A till sends a
+# transaction every few seconds to minutes, and one refused with 503 waits its Retry-After
+# (1-30 s) before sending it again: at 5 s most of those tries opened a new connection, a
+# TCP handshake and a parser on both sides, paid when the server is busiest (bench_peak,
+# session 12). 75 s is what proxies commonly keep (nginx's keepalive_timeout).
+KEEP_ALIVE_S = 75
 
 
 def served_app() -> FastAPI:
@@ -127,6 +133,7 @@ def main(argv: list[str]) -> None:
         "workers": workers,
         "log_level": log_level,
         "access_log": False,
+        "timeout_keep_alive": KEEP_ALIVE_S,
         # Workers import the whole app before they answer the supervisor's health check;
         # on a busy 2-core machine that takes longer than uvicorn's default 5 s.
         "timeout_worker_healthcheck": 30,

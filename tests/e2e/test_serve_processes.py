@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +84,15 @@ def test_two_workers_and_no_resource_tracker(tmp_path: Path) -> None:
         assert _arena_max(proc.pid) is None  # the supervisor's own environment as given
         answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
         assert (answer.status_code, answer.json()["status"]) == (200, "ok")
+        # A kept connection outlives uvicorn's default 5 s idle (serve.KEEP_ALIVE_S): a
+        # till waiting out a Retry-After sends again without a new connection.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+            conn.sendall(request)
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            time.sleep(6.5)
+            conn.sendall(request)
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
     finally:
         _stop(proc)
     assert proc.returncode == 0

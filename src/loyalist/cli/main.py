@@ -667,6 +667,7 @@ def serve(
             workers=workers or settings.workers,
             log_level=settings.log_level,
             access_log=False,
+            timeout_keep_alive=serve.KEEP_ALIVE_S,
             # Workers import the whole app before they answer the supervisor's health
             # check; on a busy 2-core machine that takes longer than uvicorn's default 5 s.
             timeout_worker_healthcheck=30,

@@ -48,6 +48,7 @@ def test_lean_module_runs_the_app_factory(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr("uvicorn.run", lambda target, **kw: seen.update(target=target, **kw))
     serve.main(["127.0.0.1", "8124", "1"])
     assert seen["target"] == "loyalist.serve:served_app"
+    assert seen["timeout_keep_alive"] == 75  # a till's kept connection outlives a Retry-After
     assert (seen["factory"], seen["host"], seen["port"], seen["workers"]) == (
         True,
         "127.0.0.1",
