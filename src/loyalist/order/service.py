@@ -735,6 +735,10 @@ def record(
                 "points_paid": order.points_paid,
             },
         )
+    if acct is not None:
+        # the account's balances and chain head: one Core UPDATE now, not the unit of work's
+        # flush at the end (speed, issue 11); after the events, where that flush wrote it
+        ledger.write_account(session, acct)
     return Recorded(order, True, order_lines, lot)
 
 
