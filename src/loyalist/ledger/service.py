@@ -55,6 +55,7 @@ from loyalist.events import service as events
 from loyalist.kit import bulk
 from loyalist.kit.clock import utcnow
 from loyalist.kit.db import is_sqlite
+from loyalist.kit.rows import written
 from loyalist.ledger.domain import (
     CHAINED_FIELDS,
     GENESIS,
@@ -701,9 +702,11 @@ def _insert_credit(
     digest = entry_hash(prev, seq, entry_row)
     row = {**entry_row, "chain_seq": seq, "prev_hash": prev, "entry_hash": digest}
     conn = session.connection()
-    e = LedgerEntry(id=conn.execute(_INSERT_ENTRY, row).scalar_one(), **row)
+    row["id"] = conn.execute(_INSERT_ENTRY, row).scalar_one()
+    e = written(LedgerEntry, row)  # no instrumented constructor: adopted as written below
     lot_row = {**lot_row, "entry_id": e.id}
-    lot = PointsLot(id=conn.execute(_INSERT_LOT, lot_row).scalar_one(), **lot_row)
+    lot_row["id"] = conn.execute(_INSERT_LOT, lot_row).scalar_one()
+    lot = written(PointsLot, lot_row)
     _chain(session, acct.row, e)  # before it is adopted: its chain_seq is already this
     _adopt_inserted(session, e)
     _adopt_inserted(session, lot)
