@@ -120,6 +120,23 @@ def _order_input(data: OrderCreate, occurred_at: datetime) -> OrderInput:
     )
 
 
+def _line_values(data: OrderCreate) -> list[dict[str, Any]]:
+    """The order's ``order_line`` rows, but their ``order_id``."""
+    return [
+        {
+            "line_no": no,
+            "sku": ln.sku,
+            "category": ln.category,
+            "quantity": ln.quantity,
+            "unit_price_minor": ln.unit_price_minor,
+            "discount_minor": ln.discount_minor,
+            "net_minor": ln.quantity * ln.unit_price_minor - ln.discount_minor,
+            "returned_quantity": 0,
+        }
+        for no, ln in data.numbered()
+    ]
+
+
 def _same(order: Order, data: OrderCreate, member_id: int | None) -> bool:
     return (
         order.member_id == member_id
@@ -614,20 +631,7 @@ def record(
     # object (it has no relationships to load); the answer reads its attributes, which are
     # the values written. A later read of the order in the session loads the row itself.
     order.id = session.connection().execute(_INSERT_ORDER, row).scalar_one()
-    line_rows = [
-        {
-            "order_id": order.id,
-            "line_no": no,
-            "sku": ln.sku,
-            "category": ln.category,
-            "quantity": ln.quantity,
-            "unit_price_minor": ln.unit_price_minor,
-            "discount_minor": ln.discount_minor,
-            "net_minor": ln.quantity * ln.unit_price_minor - ln.discount_minor,
-            "returned_quantity": 0,
-        }
-        for no, ln in data.numbered()
-    ]
+    line_rows = [{"order_id": order.id, **values} for values in _line_values(data)]
     # One multi-row INSERT without RETURNING (Core: the answer is built from these objects,
     # which the session never tracks; nothing reads their ids).
     session.connection().execute(_INSERT_LINES, line_rows)  # Core: no ORM layer
@@ -1836,21 +1840,7 @@ def _write_fast(
                 "created_at": now,
             }
         )
-        line_rows.append(
-            [
-                {
-                    "line_no": no,
-                    "sku": ln.sku,
-                    "category": ln.category,
-                    "quantity": ln.quantity,
-                    "unit_price_minor": ln.unit_price_minor,
-                    "discount_minor": ln.discount_minor,
-                    "net_minor": ln.quantity * ln.unit_price_minor - ln.discount_minor,
-                    "returned_quantity": 0,
-                }
-                for no, ln in data.numbered()
-            ]
-        )
+        line_rows.append(_line_values(data))
     order_ids = bulk.insert_rows(session, _table(Order), order_rows, ids=True)
     bulk.insert_rows(
         session,
