@@ -24,6 +24,7 @@ from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.db import is_sqlite
 from loyalist.kit.localtime import local_day, start_of_local_day
 from loyalist.kit.pagination import encode_cursor
+from loyalist.kit.rows import written
 from loyalist.ledger import domain as lots
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
@@ -119,17 +120,21 @@ def _order_input(data: OrderCreate, occurred_at: datetime) -> OrderInput:
     )
 
 
-_LINE_COLUMNS = (
-    "order_id",
-    "line_no",
-    "sku",
-    "category",
-    "quantity",
-    "unit_price_minor",
-    "discount_minor",
-    "net_minor",
-    "returned_quantity",
-)
+def _line_values(data: OrderCreate) -> list[dict[str, Any]]:
+    """The order's ``order_line`` rows, but their ``order_id``."""
+    return [
+        {
+            "line_no": no,
+            "sku": ln.sku,
+            "category": ln.category,
+            "quantity": ln.quantity,
+            "unit_price_minor": ln.unit_price_minor,
+            "discount_minor": ln.discount_minor,
+            "net_minor": ln.quantity * ln.unit_price_minor - ln.discount_minor,
+            "returned_quantity": 0,
+        }
+        for no, ln in data.numbered()
+    ]
 
 
 def _same(order: Order, data: OrderCreate, member_id: int | None) -> bool:
@@ -320,7 +325,8 @@ def _store_member_account(
                 fresh = True
                 if not sqlite:
                     after = {**params, "member_id": member.id, "store_id": store.id}
-                    got = session.execute(_after_lock_read(variant), after).first()
+                    # columns only: Core on the session's connection, no ORM layer
+                    got = session.connection().execute(_after_lock_read(variant), after).first()
                     fresh = got is not None and _refresh_member(member, got[-len(_LOCKED_MEMBER) :])
                     folded = list(got[: -len(_LOCKED_MEMBER)]) if got is not None else []
                 reads = _Reads.of(folded, day, held, window) if fresh else None
@@ -618,33 +624,18 @@ def record(
         available_at=avail if points else None,
         created_at=now,
     )
-    order = Order(**row)
+    order = written(Order, row)  # the answer's object: no instrumented constructor
     # One Core INSERT … RETURNING id, built once (speed, issue 11: no unit of work). The
     # session does not track the order: it stays transient, with its id. Nothing later in
     # this path or in a caller modifies it, refreshes it or relies on it being the session's
     # object (it has no relationships to load); the answer reads its attributes, which are
     # the values written. A later read of the order in the session loads the row itself.
     order.id = session.connection().execute(_INSERT_ORDER, row).scalar_one()
-    order_lines = tuple(
-        OrderLine(
-            order_id=order.id,
-            line_no=no,
-            sku=ln.sku,
-            category=ln.category,
-            quantity=ln.quantity,
-            unit_price_minor=ln.unit_price_minor,
-            discount_minor=ln.discount_minor,
-            net_minor=ln.quantity * ln.unit_price_minor - ln.discount_minor,
-            returned_quantity=0,
-        )
-        for no, ln in data.numbered()
-    )
+    line_rows = [{"order_id": order.id, **values} for values in _line_values(data)]
     # One multi-row INSERT without RETURNING (Core: the answer is built from these objects,
     # which the session never tracks; nothing reads their ids).
-    session.connection().execute(  # Core on the session's transaction: no ORM layer
-        _INSERT_LINES,
-        [{c: getattr(ln, c) for c in _LINE_COLUMNS} for ln in order_lines],
-    )
+    session.connection().execute(_INSERT_LINES, line_rows)  # Core: no ORM layer
+    order_lines = tuple(written(OrderLine, r) for r in line_rows)
     lot: PointsLot | None = None
     # The events emitted from here on (the ledger's, the fraud hold's, the tier's, the
     # order's) are written at the block's end in one multi-row Core INSERT (speed, issue 11).
@@ -735,6 +726,10 @@ def record(
                 "points_paid": order.points_paid,
             },
         )
+    if acct is not None:
+        # the account's balances and chain head: one Core UPDATE now, not the unit of work's
+        # flush at the end (speed, issue 11); after the events, where that flush wrote it
+        ledger.write_account(session, acct)
     return Recorded(order, True, order_lines, lot)
 
 
@@ -1845,21 +1840,7 @@ def _write_fast(
                 "created_at": now,
             }
         )
-        line_rows.append(
-            [
-                {
-                    "line_no": no,
-                    "sku": ln.sku,
-                    "category": ln.category,
-                    "quantity": ln.quantity,
-                    "unit_price_minor": ln.unit_price_minor,
-                    "discount_minor": ln.discount_minor,
-                    "net_minor": ln.quantity * ln.unit_price_minor - ln.discount_minor,
-                    "returned_quantity": 0,
-                }
-                for no, ln in data.numbered()
-            ]
-        )
+        line_rows.append(_line_values(data))
     order_ids = bulk.insert_rows(session, _table(Order), order_rows, ids=True)
     bulk.insert_rows(
         session,

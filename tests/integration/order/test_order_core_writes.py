@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event, inspect, text
 from sqlalchemy.orm import ORMExecuteState, Session
 from tests.itest import new_member, rows
-from tests.support import order_payload
+from tests.support import order_payload, recorded_statements
 
 from loyalist.events import service as events
 from loyalist.kit.actor import SYSTEM
@@ -170,3 +170,44 @@ def test_a_savepoint_rolled_back_in_a_batch_drops_its_events(world: Any) -> None
             text("SELECT event_id FROM outbox_event WHERE id >= :i ORDER BY id"), {"i": kept.id}
         ).scalars()
         assert list(got) == [kept.event_id, also.event_id]
+
+
+def test_the_account_update_is_one_core_statement(client: Any, world: Any) -> None:
+    """The account's balances and chain head go out in one Core UPDATE at the end of
+    ``record`` (``ledger.write_account``): no flush finds the account row changed, the
+    request issues that one UPDATE, and the row the database has is what the answer says."""
+    mid = new_member(client, "13800000003")
+    dirty: list[str] = []
+
+    def flushed(session: Session, _ctx: Any, _instances: Any) -> None:
+        dirty.extend(inspect(obj).mapper.local_table.name for obj in session.dirty)
+
+    event.listen(Session, "before_flush", flushed)
+    try:
+        with orm_writes() as seen, recorded_statements(world.db.engine) as sent:
+            r = client.post(
+                "/v1/orders",
+                json=order_payload("core-acct", mid, paid=12_300),
+                headers={"Idempotency-Key": "core-acct"},
+            )
+    finally:
+        event.remove(Session, "before_flush", flushed)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["points"]["earned"] > 0
+    assert "points_account" not in dirty and "points_account" not in seen, (dirty, seen)
+    updates = [s for s in sent if " ".join(s.split()).upper().startswith("UPDATE POINTS_ACCOUNT")]
+    assert len(updates) == 1, updates
+    (account,) = rows(
+        world.db,
+        "SELECT a.pending, a.available, a.chain_seq, a.chain_head FROM points_account a "
+        f"JOIN points_account_member m ON m.account_id = a.id WHERE m.member_id = {mid}",
+    )
+    (last,) = rows(
+        world.db,
+        "SELECT e.chain_seq, e.entry_hash FROM ledger_entry e JOIN points_account_member m "
+        f"ON m.account_id = e.account_id WHERE m.member_id = {mid} "
+        "ORDER BY e.chain_seq DESC LIMIT 1",
+    )
+    assert (account["chain_seq"], account["chain_head"]) == (last["chain_seq"], last["entry_hash"])
+    assert account["pending"] + account["available"] == body["points"]["earned"]
