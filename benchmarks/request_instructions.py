@@ -19,8 +19,9 @@ an API key) in ``--db`` (default ``hl_req``), built when missing or with ``--reb
 
 ``--modes redeem,service-redeem``: ``POST /v1/redemptions`` of bench_redeem_read's reward
 (``upsize``, 500 points) with an Idempotency-Key, and ``reward.redeem_view`` under
-``run_idempotent`` alone; the data then also gets bench_redeem_read's grant (points to
-spend, the reward redeemed once by every member).
+``run_idempotent`` alone (``reward.redeem_json`` where the source has it: the answer's JSON
+form as the endpoint builds it); the data then also gets bench_redeem_read's grant (points
+to spend, the reward redeemed once by every member).
 
 Usage: .venv/bin/python benchmarks/request_instructions.py [--n 40] [--base 10]
        [--modes post,service-post,get,service-get,redeem,service-redeem] [--src DIR]
@@ -127,6 +128,7 @@ def run(url: str, mode: str, n: int) -> None:
     import bench_earn
     from loyalist.app import create_app
     from loyalist.config import Settings
+    from loyalist.idempotency.service import Answer, run_idempotent
     from loyalist.kit.actor import SYSTEM
     from loyalist.kit.db import Database
     from loyalist.member import service as members_service
@@ -167,11 +169,26 @@ def run(url: str, mode: str, n: int) -> None:
         status, answer = await client.request("POST", "/v1/redemptions", headers, body)
         assert status == 201, answer[:500]
 
+    # the answer's JSON form as the endpoint builds it: redeem_json where the source has
+    # it (branch redeemlean), else the response model dumped
+    redeem_json = getattr(reward_service, "redeem_json", None)
+
     async def service_redeem(i: int) -> None:
         body = f'{{"member_id": {pick.choice(members)}, "reward": "upsize"}}'.encode()
         data = RedemptionCreate.model_validate_json(body)
-        bench_earn.write_in_process(
-            db, "/v1/redemptions", body, lambda s: reward_service.redeem_view(s, SYSTEM, data)
+        if redeem_json is None:
+            bench_earn.write_in_process(
+                db, "/v1/redemptions", body, lambda s: reward_service.redeem_view(s, SYSTEM, data)
+            )
+            return
+        run_idempotent(
+            db,
+            principal="bench",
+            key=uuid.uuid4().hex,
+            method="POST",
+            path="/v1/redemptions",
+            body=body,
+            work=lambda s: Answer(201, redeem_json(s, SYSTEM, data)),
         )
 
     one = {

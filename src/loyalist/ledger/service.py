@@ -698,21 +698,31 @@ def _insert_credit(
     identity map (a later read of the lot, a debt settlement taking it, gets this object),
     and in the innermost transaction's new objects, so a rollback of it expunges them as
     it does flushed ones (and the chain drops the entry, :func:`_recheck`)."""
+    e = _insert_entry(session, acct, head, entry_row)
+    lot_row = {**lot_row, "entry_id": e.id}
+    lot_row["id"] = session.connection().execute(_INSERT_LOT, lot_row).scalar_one()
+    lot = written(PointsLot, lot_row)
+    _adopt_inserted(session, lot)
+    return e, lot
+
+
+def _insert_entry(
+    session: Session, acct: Account, head: tuple[int, str], entry_row: dict[str, Any]
+) -> LedgerEntry:
+    """An entry whose fields are final, hashed on ``head`` (:func:`_sealed_head`) and written
+    with one Core ``INSERT … RETURNING id``, then adopted by the session as a flush leaves
+    it (:func:`_adopt_inserted`); the account row takes the new head (written with its
+    balances by the one UPDATE at the end)."""
     seq, prev = head[0] + 1, head[1]
     digest = entry_hash(prev, seq, entry_row)
     row = {**entry_row, "chain_seq": seq, "prev_hash": prev, "entry_hash": digest}
-    conn = session.connection()
-    row["id"] = conn.execute(_INSERT_ENTRY, row).scalar_one()
+    row["id"] = session.connection().execute(_INSERT_ENTRY, row).scalar_one()
     e = written(LedgerEntry, row)  # no instrumented constructor: adopted as written below
-    lot_row = {**lot_row, "entry_id": e.id}
-    lot_row["id"] = conn.execute(_INSERT_LOT, lot_row).scalar_one()
-    lot = written(PointsLot, lot_row)
     _chain(session, acct.row, e)  # before it is adopted: its chain_seq is already this
     _adopt_inserted(session, e)
-    _adopt_inserted(session, lot)
     _set_head(acct.row, seq, digest)
     acct.entries.append(e)
-    return e, lot
+    return e
 
 
 def _adopt_inserted(session: Session, obj: object) -> None:
@@ -724,6 +734,17 @@ def _adopt_inserted(session: Session, obj: object) -> None:
     transaction = session._transaction
     assert transaction is not None
     transaction._new[inspect(obj)] = True
+
+
+def _updated_by_core(session: Session, obj: object, keys: list[str]) -> None:
+    """After a Core UPDATE of ``obj``'s row: its ``keys`` are expired (read again from the
+    database when next used) and it is recorded in the innermost transaction's changed
+    objects as a flush records it, so a rollback of that savepoint expires it again (its
+    row is back as it was; a read inside the savepoint would otherwise stay loaded)."""
+    session.expire(obj, keys)
+    transaction = session._transaction
+    assert transaction is not None
+    transaction._dirty[inspect(obj)] = True
 
 
 def _live(session: Session, entries: list[LedgerEntry]) -> list[LedgerEntry]:
@@ -1028,8 +1049,14 @@ def debit(
     kind: str,
     dedupe_key: str | None = None,
     event: str = "points.redeemed",
+    core: bool = False,
 ) -> LedgerEntry:
-    """Spend available points, soonest-expiring lots first. Pending points are never spent."""
+    """Spend available points, soonest-expiring lots first. Pending points are never spent.
+
+    ``core`` (the redemption path; speed, issue 11): when the account's chain segment is
+    sealed (:func:`_sealed_head`) and the lots unchanged, the entry is hashed and inserted
+    at once and the allocations and lots are written with Core statements, without the
+    unit of work (:func:`_consume_core`); otherwise, and by default, the ORM way."""
     if points <= 0:
         raise ValueError("debit needs positive points")
     if kind in SPEND_KINDS and not acct.can_spend:
@@ -1053,17 +1080,52 @@ def debit(
     # INSERT, and its hash is final when the account row (with the chain's head) is
     # written, once (speed, issue 11).
     details = {**(cause.details or {}), "lots": [[lot_id, n] for lot_id, n in plan]}
-    e = _entry(
-        session,
-        acct,
-        kind,
-        replace(cause, details=details),
-        available=-points,
-        dedupe_key=dedupe_key,
-    )
-    _consume(session, e, lots, plan)
+    spent = replace(cause, details=details)
+    head = _sealed_head(session, acct.row) if core else None
+    if head is not None and not any(inspect(lot).modified for lot in lots):
+        # the common debit: Core statements, no flush (speed, issue 11); the account row
+        # (balance and chain head) is written by the one UPDATE at the end
+        row = _entry_row(acct, kind, spent, available=-points, dedupe_key=dedupe_key)
+        e = _insert_entry(session, acct, head, row)
+        _apply(acct, -points, 0, 0)
+        _consume_core(session, e, lots, plan)
+    else:
+        e = _entry(session, acct, kind, spent, available=-points, dedupe_key=dedupe_key)
+        _consume(session, e, lots, plan)
     _event(session, acct, event, {"entry_id": e.id, "points": points, "kind": kind})
     return e
+
+
+def _consume_core(
+    session: Session, entry: LedgerEntry, lots: Sequence[PointsLot], plan: list[tuple[int, int]]
+) -> None:
+    """:func:`_consume` in Core statements: the allocations in one INSERT, each lot taken
+    from updated with the same values a flush would write (its remaining, and its status
+    when it closes). The lots' objects were unchanged (loaded under the account lock);
+    see :func:`_updated_by_core`."""
+    by_id = {lot.id: lot for lot in lots}
+    conn = session.connection()
+    conn.execute(
+        _INSERT_ALLOCATIONS,
+        [{"entry_id": entry.id, "lot_id": lot_id, "points": -taken} for lot_id, taken in plan],
+    )
+    for lot_id, taken in plan:
+        lot = by_id[lot_id]
+        left = lot.remaining - taken
+        if left == 0:
+            conn.execute(_CLOSE_LOT, {"lot_id": lot_id, "left": 0, "closed": CLOSED})
+        else:
+            conn.execute(_TAKE_FROM_LOT, {"lot_id": lot_id, "left": left})
+        _updated_by_core(session, lot, _TAKEN_ATTRIBUTES)
+
+
+_LOTS = _table(PointsLot)
+_INSERT_ALLOCATIONS = insert(_table(LotAllocation))
+_TAKE_FROM_LOT = (
+    update(_LOTS).where(_LOTS.c.id == bindparam("lot_id")).values(remaining=bindparam("left"))
+)
+_CLOSE_LOT = _TAKE_FROM_LOT.values(status=bindparam("closed"))
+_TAKEN_ATTRIBUTES = ["remaining", "status"]
 
 
 def _is_expired(lot: PointsLot, now: datetime) -> bool:

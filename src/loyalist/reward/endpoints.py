@@ -59,7 +59,7 @@ async def redeem(
     data: RedemptionCreate, request: Request, db: DB, actor: Caller, key: IdemKey = None
 ) -> JSONResponse:
     return await write(
-        request, db, actor, key, lambda s: (201, service.redeem_view(s, actor, data))
+        request, db, actor, key, lambda s: (201, service.redeem_json(s, actor, data))
     )
 
 
