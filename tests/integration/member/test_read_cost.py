@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from starlette.requests import Request
-
 from tests.itest import new_member
 
 from loyalist.app import _refuse_input
