@@ -143,7 +143,8 @@ def _json_problem(body: bytes, scope: Scope) -> LoyalistError | None:
 def _refuse_input(request: Request, body: bytes) -> LoyalistError | None:
     """Input that no route accepts: NUL characters (PostgreSQL cannot store them in text)
     and, on the JSON API, a body that is not JSON."""
-    if _NUL.search(request.url.query.encode()):
+    # (no query string: no URL to build, speed, issue 11)
+    if request.scope.get("query_string") and _NUL.search(request.url.query.encode()):
         return ValidationFailed(
             "Text must not contain NUL characters.",
             [FieldError("query", "contains a NUL character", "nul_character")],

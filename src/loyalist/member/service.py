@@ -18,6 +18,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    literal,
     literal_column,
     null,
     select,
@@ -724,7 +725,9 @@ def _expiring_query(*columns: Any) -> Select[Any]:
         select(*columns)
         .where(
             PointsLot.account_id == bindparam("account_id"),
-            PointsLot.status.in_([ledger.AVAILABLE, ledger.PENDING]),
+            # two bound values, not an expanding IN: that is rendered again into the
+            # statement's text on every execution (speed, issue 11)
+            PointsLot.status.in_([literal(ledger.AVAILABLE), literal(ledger.PENDING)]),
             PointsLot.remaining > 0,
             PointsLot.expires_at > bindparam("start"),
             PointsLot.expires_at <= bindparam("end"),
@@ -785,7 +788,11 @@ def profile_json(
     }
     # first(): one active membership per member (ledger.verify); never a 500 if not, the
     # first row as ledger.membership takes it
-    row = session.execute(_MEMBER_READ, params).first()
+    # Core rows on the session's connection (its transaction): the ORM's result handling
+    # (a compile state, a loading context, a row processor per column) is not needed for
+    # columns (speed, issue 11)
+    conn = session.connection()
+    row = conn.execute(_MEMBER_READ, params).first()
     if owed is not None:
         if row is None:
             access.check_not_revoked(session, owed)
@@ -810,7 +817,7 @@ def profile_json(
     lots: list[tuple[datetime | None, str, int]] = []
     about = {"member_id": row.id, "account_id": row.account_id, "start": now}
     about["end"] = now + timedelta(days=30)
-    for src, a, value, granted, at, n in session.execute(_ABOUT, about):
+    for src, a, value, granted, at, n in conn.execute(_ABOUT, about):
         if src == "t":
             tag_list.append(a)
         elif src == "c":
