@@ -13,17 +13,28 @@ anchored at the start and spell that text out. For the longest literal prefix a 
 path starts with, the routes are kept whose prefix it starts with (with every route whose
 path is not known, e.g. a Host), included routers pruned to those routes, in the same
 order. A request that matches none of them is handed to the full walk, which answers as
-before (a redirect to the path with or without its trailing slash, 404)."""
+before (a redirect to the path with or without its trailing slash, 404).
+
+An included router's routes are built lazily by FastAPI (each route's effective context:
+its dependencies, body and response fields, under the inclusion's prefix) the first time a
+walk reaches them; a walk of everything, as the index's own first rebuild was, builds them
+all: some 3 MB per worker for the console's and member pages' routes an API worker never
+serves. The application's included routers are therefore replaced by :class:`_LazyInclusion`,
+which builds a route's context when a walk first needs it and keeps it: the index reads a
+route's literal prefix from its path and inclusion, builds only the contexts of the routes
+a request's prefix keeps, and FastAPI's own walk, the OpenAPI document and ``url_for`` take
+the same objects later (memory, issue 11)."""
 
 from __future__ import annotations
 
 import copy
 import operator
+import threading
 from typing import Any
 
 from fastapi.routing import APIRoute, APIRouter, _EffectiveRouteContext, _IncludedRouter
 from starlette._utils import get_route_path
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _VERSION = operator.attrgetter("_routes_version")
@@ -47,9 +58,72 @@ def _literal(route: Any) -> str:
     return ""
 
 
+class _LazyInclusion(_IncludedRouter):
+    """An included router whose routes' effective contexts (and included routers' branches)
+    are built one at a time, when first asked for, and kept: the same object for the same
+    route whoever asks (the index for one prefix, FastAPI's walk, the OpenAPI document)."""
+
+    def __init__(self, original_router: APIRouter, include_context: Any) -> None:
+        super().__init__(original_router=original_router, include_context=include_context)
+        self._built: dict[int, tuple[BaseRoute, Any]] = {}
+        self._built_lock = threading.Lock()
+
+    def context(self, route: BaseRoute) -> Any:
+        """``route``'s candidate here, as FastAPI's ``effective_candidates`` builds it (a
+        branch for an included router, ``None`` for a kind of route it skips)."""
+        entry = self._built.get(id(route))
+        if entry is None or entry[0] is not route:
+            with self._built_lock:
+                entry = self._built.get(id(route))
+                if entry is None or entry[0] is not route:
+                    if isinstance(route, _IncludedRouter):
+                        made: Any = _LazyInclusion(
+                            route.original_router,
+                            self.include_context.combine(route.include_context),
+                        )
+                    else:
+                        made = self._build_effective_context(route)
+                    entry = (route, made)
+                    self._built[id(route)] = entry
+        return entry[1]
+
+    def literal(self, route: BaseRoute) -> str:
+        """:func:`_literal` of ``route``'s context here, without building it for a FastAPI
+        route (its context's path is the inclusion's prefix and the route's path)."""
+        if isinstance(route, APIRoute):
+            if type(route).matches is APIRoute.matches:
+                return self.include_context.path_for(route).split("{", 1)[0]
+            return ""
+        made = self.context(route)
+        return "" if made is None else _literal(made)
+
+    def effective_candidates(self) -> list[Any]:
+        version = self.original_router._get_routes_version()
+        if version == self._effective_candidates_version:
+            return self._effective_candidates
+        with self._effective_routes_lock:
+            candidates = [self.context(route) for route in self.original_router.routes]
+            self._effective_candidates = [c for c in candidates if c is not None]
+            self._effective_candidates_version = version
+            return self._effective_candidates
+
+
+def _lazy(routes: list[Any]) -> None:
+    """Each router FastAPI included in ``routes`` (an application's) as a _LazyInclusion."""
+    for i, route in enumerate(routes):
+        if type(route) is _IncludedRouter:
+            routes[i] = _LazyInclusion(route.original_router, route.include_context)
+
+
 def _literals(routes: list[Any], into: set[str]) -> None:
     for route in routes:
-        if isinstance(route, _IncludedRouter):
+        if isinstance(route, _LazyInclusion):
+            for inner in route.original_router.routes:
+                if isinstance(inner, _IncludedRouter):
+                    _literals([route.context(inner)], into)
+                else:
+                    into.add(route.literal(inner))
+        elif isinstance(route, _IncludedRouter):
             _literals(route.effective_candidates(), into)
         else:
             into.add(_literal(route))
@@ -76,7 +150,18 @@ def _prune(routes: list[Any], prefix: str) -> list[Any]:
     """``routes`` that may match a path whose longest literal prefix is ``prefix``."""
     kept: list[Any] = []
     for route in routes:
-        if isinstance(route, _IncludedRouter):
+        if isinstance(route, _LazyInclusion):
+            inner = []
+            for candidate in route.original_router.routes:
+                if isinstance(candidate, _IncludedRouter):
+                    inner += _prune([route.context(candidate)], prefix)
+                elif prefix.startswith(route.literal(candidate)):
+                    made = route.context(candidate)
+                    if made is not None:
+                        inner.append(made)
+            if inner:
+                kept.append(_PrunedInclusion(route, inner))
+        elif isinstance(route, _IncludedRouter):
             inner = _prune(route.effective_candidates(), prefix)
             if inner:
                 kept.append(_PrunedInclusion(route, inner))
@@ -110,6 +195,7 @@ class RouteIndex:
         return (len(self.router.routes), *map(_VERSION, self._routers))
 
     def _rebuild(self) -> None:
+        _lazy(self.router.routes)
         routers: list[APIRouter] = []
         _routers(self.router, routers)
         self._routers = routers

@@ -215,3 +215,30 @@ def test_a_route_added_later_is_found(both: Any) -> None:
     indexed, plain = send("GET", "/later")
     assert (indexed.status_code, indexed.headers["location"]) == (307, "http://testserver/later/")
     assert _answer(indexed) == _answer(plain)
+
+
+def test_a_request_builds_only_the_route_contexts_its_path_may_match() -> None:
+    """issue 11, memory: the index's first request no longer builds every included route's
+    context (its fields and dependencies, ~3 MB per worker for routes an API worker never
+    serves); FastAPI's walk and the OpenAPI document later take the same objects."""
+    from loyalist.kit.route_index import _LazyInclusion
+
+    app = create_app(Settings(database_url="sqlite://"), db=Database("sqlite://"))
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        client.post("/v1/orders", json={})
+
+        def built() -> int:
+            inclusions = [r for r in app.router.routes if isinstance(r, _LazyInclusion)]
+            assert len(inclusions) > 20
+            return sum(
+                1 for i in inclusions for _route, made in i._built.values() if made is not None
+            )
+
+        assert built() < 10  # the two routes at /v1/orders and the member page's "/"
+        first = [c._route_context for c in iter_route_contexts(app.router.routes)]
+        assert built() > 200  # all of them now, through FastAPI's own walk
+        again = [c._route_context for c in iter_route_contexts(app.router.routes)]
+        assert len(again) == len(first) > 200
+        assert all(a is b for a, b in zip(again, first, strict=True))
+        assert client.get("/openapi.json").status_code == 200
