@@ -29,6 +29,7 @@ from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.db import is_sqlite
 from loyalist.kit.localtime import start_of_local_day
 from loyalist.kit.pagination import encode_cursor
+from loyalist.kit.rows import written
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
 from loyalist.models import LedgerEntry, Member, Redemption, Reward, RewardQuote, RewardUsage
@@ -266,7 +267,7 @@ def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Red
         # written once, as it is answered: the object is not the session's (nothing in
         # this transaction changes it; a later read through the session loads the row)
         session.connection().execute(_INSERT_REDEMPTION, row)
-        redemption = Redemption(**row)
+        redemption = written(Redemption, row)  # as the order's: no instrumented constructor
         fraud.settle(
             session,
             checked,
