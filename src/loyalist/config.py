@@ -21,9 +21,12 @@ class Settings(BaseSettings):
     # one that finds none free waits up to admission_wait_s, then gets 503 + Retry-After.
     # At most admission_max_waiting wait at once (unset: max_in_flight); beyond, 503 at once.
     # Retry-After: refused ÷ served over the last 2 s, clamped to 1..admission_retry_after_max_s.
-    max_in_flight: int = 64
+    # 8 in progress per process (one process per core): beyond that a process on a busy core
+    # serves less, not more (docs/benchmarks.md "Session 13"); 64 may wait, so a burst of
+    # fifty to one process is served rather than refused.
+    max_in_flight: int = 8
     admission_wait_s: float = 2.0
-    admission_max_waiting: int | None = None
+    admission_max_waiting: int | None = 64
     admission_retry_after_max_s: int = 30
     # Master secret: personal data at rest is encrypted (AES-256-GCM) with a key derived
     # from it (HKDF) and looked up by a keyed blind index (HMAC) derived from it too; also

@@ -249,8 +249,8 @@ def test_the_app_is_wrapped_outermost_with_the_configured_limit(tmp_path: Any) -
     assert outer.kwargs == {"limit": 7, "wait_s": 0.5, "max_waiting": 3, "retry_after_max_s": 20}
     defaults = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'y.db'}"))
     assert defaults.user_middleware[0].kwargs == {
-        "limit": 64,
+        "limit": 8,
         "wait_s": 2.0,
-        "max_waiting": None,  # the limit
+        "max_waiting": 64,
         "retry_after_max_s": 30,
     }
