@@ -580,8 +580,8 @@ def _first_usage(session: Session, params: dict[str, Any]) -> bool:
     """Insert the member's first usage row of the reward (``used`` = ``q``) unless it exists
     (the member's account lock is held): a Core INSERT, no unit of work (speed, issue 11).
     False: the row exists (a limited reward's conditional update then refused)."""
-    res = session.connection().execute(_FIRST_USAGE, params)
-    return bool(res.rowcount == 1)
+    # RETURNING, not the rowcount: psycopg reports -1 for an INSERT … SELECT
+    return session.connection().execute(_FIRST_USAGE, params).first() is not None
 
 
 _BUMP_USAGE = (
@@ -605,7 +605,7 @@ _FIRST_USAGE = insert(_USAGE).from_select(
         )
         .exists()
     ),
-)
+).returning(_USAGE.c.member_id)
 
 
 def get(session: Session, actor: Actor, redemption_id: int) -> Redemption:

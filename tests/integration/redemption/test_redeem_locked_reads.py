@@ -60,8 +60,10 @@ def test_a_redemption_reads_what_it_needs_with_the_lock(
     (lock,) = [s for s in reads if LOCK in s]
     assert ("FOR UPDATE OF points_account" in lock) == postgres
     one_go = reads[reads.index(lock) + 1] if postgres else lock
-    for marker in (MEMBERSHIP, FREEZE, CODE_TAKEN):
+    for marker in (FREEZE, CODE_TAKEN):
         assert [s for s in reads if marker in s] == [one_go], marker
+    # the locking statement's join reads the membership too (which account to lock)
+    assert [s for s in reads if MEMBERSHIP in s] == sorted({lock, one_go}, key=reads.index)
     # the member and the reward are read there only
     assert [s for s in reads if s.startswith(("SELECT member.", "SELECT reward."))] == [lock]
 
