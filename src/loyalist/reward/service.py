@@ -595,17 +595,21 @@ _BUMP_USAGE = (
 _BUMP_USAGE_WITHIN = _BUMP_USAGE.where(RewardUsage.used + bindparam("q") <= bindparam("limit"))
 _USAGE = cast(Table, RewardUsage.__table__)
 # INSERT … SELECT … WHERE NOT EXISTS: the same SQL on both databases
-_FIRST_USAGE = insert(_USAGE).from_select(
-    ["member_id", "reward_id", "used"],
-    select(*(bindparam(k, type_=Integer) for k in ("usage_member", "usage_reward", "q"))).where(
-        ~select(_USAGE.c.member_id)
-        .where(
-            _USAGE.c.member_id == bindparam("usage_member"),
-            _USAGE.c.reward_id == bindparam("usage_reward"),
-        )
-        .exists()
-    ),
-).returning(_USAGE.c.member_id)
+_FIRST_USAGE = (
+    insert(_USAGE)
+    .from_select(
+        ["member_id", "reward_id", "used"],
+        select(*(bindparam(k, type_=Integer) for k in ("usage_member", "usage_reward", "q"))).where(
+            ~select(_USAGE.c.member_id)
+            .where(
+                _USAGE.c.member_id == bindparam("usage_member"),
+                _USAGE.c.reward_id == bindparam("usage_reward"),
+            )
+            .exists()
+        ),
+    )
+    .returning(_USAGE.c.member_id)
+)
 
 
 def get(session: Session, actor: Actor, redemption_id: int) -> Redemption:
