@@ -285,11 +285,24 @@ def available_at(checked: Checked | None, default: datetime) -> datetime:
 # ── frozen members ──────────────────────────────────────────────────────────────────────
 def ensure_not_frozen(session: Session, member_id: int) -> None:
     row = session.get(MemberFreeze, member_id)
-    if row is not None:
+    raise_if_frozen(member_id, row.reason if row is not None else None)
+
+
+def raise_if_frozen(member_id: int, reason: str | None) -> None:
+    """:func:`ensure_not_frozen` of a freeze's reason read by the caller (None: not frozen),
+    with :func:`freeze_reason_column`."""
+    if reason is not None:
         raise MemberFrozen(
-            f"Member {member_id} is frozen: {row.reason}",
-            extra={"member_id": member_id, "reason": row.reason},
+            f"Member {member_id} is frozen: {reason}",
+            extra={"member_id": member_id, "reason": reason},
         )
+
+
+def freeze_reason_column(member_id: Any) -> Any:
+    """The member's freeze reason (NULL: not frozen) as a scalar subquery of ``member_id``
+    (a column or a bound parameter), for a caller's own statement read under the member's
+    account lock, as :func:`ensure_not_frozen` reads it (speed, issue 11: the redemption)."""
+    return select(MemberFreeze.reason).where(MemberFreeze.member_id == member_id).scalar_subquery()
 
 
 def frozen(session: Session, actor: Actor, member_id: int) -> MemberFreeze | None:

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from loyalist.access.permissions import (
@@ -144,11 +144,18 @@ def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Red
     """:func:`redeem`, and the reward it redeemed (its answer shows the code: held here, the
     row is not read again once the caller's reference was the only one, issue 11)."""
     require(actor, REDEMPTION_CREATE)
-    member = members.get(session, actor, data.member_id)
-    store = org.open_store_in_scope(session, actor, data.store) if data.store else None
-    version, programme = programmes.active(session)
-    reward = get_reward(session, data.reward)
     now = utcnow()
+    folded = _locked_reads(session, actor, data)
+    if folded is None:  # one by one, as before: whatever the one statement did not settle
+        member = members.get(session, actor, data.member_id)
+        store = org.open_store_in_scope(session, actor, data.store) if data.store else None
+        version, programme = programmes.active(session)
+        reward = get_reward(session, data.reward)
+        now = utcnow()
+    else:
+        member, reward, acct, reads = folded
+        store = org.open_store_in_scope(session, actor, data.store) if data.store else None
+        version, programme = programmes.active(session)
     if (reward.valid_from and now < reward.valid_from) or (
         reward.valid_until and now >= reward.valid_until
     ):
@@ -164,8 +171,11 @@ def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Red
             f"Reward {reward.code!r} is for holders of {', '.join(holders_of)} only.",
             extra={"passes": holders_of},
         )
-    acct = ledger.lock(session, member.id, member.org_path)
-    fraud.ensure_not_frozen(session, member.id)  # fraud controls (issue 13)
+    if folded is None:
+        acct = ledger.lock(session, member.id, member.org_path)
+        fraud.ensure_not_frozen(session, member.id)  # fraud controls (issue 13)
+    else:
+        fraud.raise_if_frozen(member.id, reads.frozen)  # read under the lock
     if data.quote_id is None and _dynamic(programme, reward):
         # A dynamic price reads the stock and the recent demand: read them under the reward
         # row's lock, the lock the stock update below takes anyway, so concurrent
@@ -176,23 +186,14 @@ def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Red
     unit, quote_id, pricing = _unit_price(session, programme, reward, member, data.quote_id, now)
     q = data.quantity
     if reward.per_member_limit is not None:
-        usage = session.get(RewardUsage, (member.id, reward.id))
-        if usage is None:
-            usage = RewardUsage(member_id=member.id, reward_id=reward.id, used=0)
-            session.add(usage)
-            session.flush()
         # The member's row lock serialises this member; the conditional update is a
-        # second guard that never lets the count pass the limit.
-        res = session.execute(
-            update(RewardUsage)
-            .where(
-                RewardUsage.member_id == member.id,
-                RewardUsage.reward_id == reward.id,
-                RewardUsage.used + q <= reward.per_member_limit,
-            )
-            .values(used=RewardUsage.used + q)
-        )
-        if res.rowcount != 1:  # type: ignore[attr-defined]
+        # second guard that never lets the count pass the limit. Not read first (speed,
+        # issue 11): updated in place, inserted (q within the limit) when it is the first.
+        params = {"usage_member": member.id, "usage_reward": reward.id, "q": q}
+        res = session.execute(_BUMP_USAGE_WITHIN, {**params, "limit": reward.per_member_limit})
+        if res.rowcount != 1 and (  # type: ignore[attr-defined]
+            q > reward.per_member_limit or not _first_usage(session, params)
+        ):
             raise LimitReached(
                 f"At most {reward.per_member_limit} of {reward.code!r} per member.",
                 extra={"limit": reward.per_member_limit},
@@ -219,7 +220,10 @@ def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Red
     )
     # The redemption's id is taken first (with its counter code's check, one statement) so
     # that its ledger entry is written once with its source and dedupe key (issue 11).
-    rid, code = _new_id_and_code(session)
+    if folded is not None and reads.code_taken is None:  # read under the lock
+        rid, code = reads.rid, reads.code
+    else:
+        rid, code = _new_id_and_code(session)
     row: dict[str, Any] = {
         "id": rid,
         "member_id": member.id,
@@ -315,6 +319,79 @@ def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Red
 
 
 _INSERT_REDEMPTION = insert(cast(Table, Redemption.__table__))  # built once (speed, issue 11)
+
+
+@dataclass(frozen=True)
+class _Reads:
+    """What a redemption reads under the member's account lock besides its three rows (see
+    :func:`_locked_reads`): the freeze, and the redemption's id with its code's check."""
+
+    frozen: str | None  # the freeze's reason (fraud.freeze_reason_column); None: not frozen
+    rid: int  # the redemption's id (PostgreSQL: nextval; SQLite: max + 1, as _new_id_and_code)
+    code: str  # its counter code
+    code_taken: int | None  # the redemption holding that code already (then asked again)
+
+
+def _locked_reads(
+    session: Session, actor: Actor, data: RedemptionCreate
+) -> tuple[Member, Reward, ledger.Account, _Reads] | None:
+    """The member, the reward and the member's account, locked, in one statement (speed,
+    issue 11, branch redeemfold; as the order path's ``_store_member_account``), with the
+    membership, the freeze and the redemption's id and code: SQLite in the locking
+    statement (its transaction holds the write lock from its start), PostgreSQL in one
+    statement right after it (the locking statement's snapshot predates its wait for the
+    lock: attach, detach, ``set_can_spend`` and a freeze change none of the rows it locks).
+    The lock is the one ``ledger.lock`` takes (the account row, before any other row of
+    the redemption: the usage and the reward's stock come after, as before). None: asked
+    again one by one (a missing, merged or out-of-scope member, an unknown or inactive
+    reward, a member who moved to another account), which answers the errors."""
+    ledger.prepare_lock(session, Member, Reward)  # the read below reloads all three
+    sqlite = is_sqlite(session)
+    code = domain.new_code()
+    params = {"member_id": data.member_id, "reward": data.reward, "code": code}
+    row = session.execute(_LOCKING_READ_SQLITE if sqlite else _LOCKING_READ, params).first()
+    if row is None:
+        return None
+    member, reward, account, *rest = row
+    if not sqlite:  # columns only: Core on the session's connection, no ORM layer
+        rest = list(session.connection().execute(_AFTER_LOCK_READ, params).one())
+    account_id, can_spend, frozen, rid, code_taken = rest
+    if not reward.active or not actor.sees(member.org_path):
+        return None
+    acct = ledger.adopt_lock(
+        session,
+        account,
+        member.id,
+        member.org_path,
+        utcnow(),
+        True,  # lots_due not read: the debit reads the available lots and expires the due
+        membership_read=(account_id, can_spend),
+    )
+    if acct is None:
+        return None
+    return member, reward, acct, _Reads(frozen, int(rid), code, code_taken)
+
+
+def _locked_columns(member_id: Any, sqlite: bool) -> tuple[Any, ...]:
+    """:func:`_locked_reads`'s columns of ``member_id`` (a column or a bound parameter)."""
+    account_id, can_spend = ledger.membership_columns(member_id)
+    next_id = _NEXT_ID_SQLITE_COLUMN if sqlite else _NEXT_ID_COLUMN
+    return account_id, can_spend, fraud.freeze_reason_column(member_id), next_id, _CODE_TAKEN
+
+
+def _locking_read(postgres: bool) -> Any:
+    account, _due, joined = ledger.locking_columns(postgres)
+    q = (  # three rows by their keys, joined (no cartesian product to warn about)
+        select(Member, Reward, account)
+        .select_from(Member)
+        .join(Reward, Reward.code == bindparam("reward"))
+        .join(account, joined)
+        .where(Member.id == bindparam("member_id"), Member.status != members.MERGED)
+        .execution_options(populate_existing=True)
+    )
+    if postgres:
+        return q.with_for_update(of=account)
+    return q.add_columns(*_locked_columns(Member.id, True))
 
 
 # ── dynamic pricing (issue 15, item 5) ─────────────────────────────────────────────────
@@ -496,8 +573,15 @@ def _bump_usage(session: Session, member_id: int, reward_id: int, q: int) -> Non
     params = {"usage_member": member_id, "usage_reward": reward_id, "q": q}
     res = session.execute(_BUMP_USAGE, params)
     if res.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(RewardUsage(member_id=member_id, reward_id=reward_id, used=q))
-        session.flush()
+        _first_usage(session, params)
+
+
+def _first_usage(session: Session, params: dict[str, Any]) -> bool:
+    """Insert the member's first usage row of the reward (``used`` = ``q``) unless it exists
+    (the member's account lock is held): a Core INSERT, no unit of work (speed, issue 11).
+    False: the row exists (a limited reward's conditional update then refused)."""
+    # RETURNING, not the rowcount: psycopg reports -1 for an INSERT … SELECT
+    return session.connection().execute(_FIRST_USAGE, params).first() is not None
 
 
 _BUMP_USAGE = (
@@ -507,6 +591,24 @@ _BUMP_USAGE = (
         RewardUsage.reward_id == bindparam("usage_reward"),
     )
     .values(used=RewardUsage.used + bindparam("q"))
+)
+_BUMP_USAGE_WITHIN = _BUMP_USAGE.where(RewardUsage.used + bindparam("q") <= bindparam("limit"))
+_USAGE = cast(Table, RewardUsage.__table__)
+# INSERT … SELECT … WHERE NOT EXISTS: the same SQL on both databases
+_FIRST_USAGE = (
+    insert(_USAGE)
+    .from_select(
+        ["member_id", "reward_id", "used"],
+        select(*(bindparam(k, type_=Integer) for k in ("usage_member", "usage_reward", "q"))).where(
+            ~select(_USAGE.c.member_id)
+            .where(
+                _USAGE.c.member_id == bindparam("usage_member"),
+                _USAGE.c.reward_id == bindparam("usage_reward"),
+            )
+            .exists()
+        ),
+    )
+    .returning(_USAGE.c.member_id)
 )
 
 
@@ -636,10 +738,14 @@ def _new_id_and_code(session: Session) -> tuple[int, str]:
 
 
 _CODE_TAKEN = select(Redemption.id).where(Redemption.code == bindparam("code")).scalar_subquery()
-_NEXT_ID = select(func.nextval(func.pg_get_serial_sequence("redemption", "id")), _CODE_TAKEN)
-_NEXT_ID_SQLITE = select(
-    select(func.coalesce(func.max(Redemption.id), 0) + 1).scalar_subquery(), _CODE_TAKEN
-)
+_NEXT_ID_COLUMN = func.nextval(func.pg_get_serial_sequence("redemption", "id"))
+_NEXT_ID_SQLITE_COLUMN = select(func.coalesce(func.max(Redemption.id), 0) + 1).scalar_subquery()
+_NEXT_ID = select(_NEXT_ID_COLUMN, _CODE_TAKEN)
+_NEXT_ID_SQLITE = select(_NEXT_ID_SQLITE_COLUMN, _CODE_TAKEN)
+# built once per process (speed, issue 11), after the statements they use
+_LOCKING_READ_SQLITE = _locking_read(False)
+_LOCKING_READ = _locking_read(True)
+_AFTER_LOCK_READ = select(*_locked_columns(bindparam("member_id"), False))
 
 
 def state(r: Redemption) -> str:
