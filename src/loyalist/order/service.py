@@ -299,6 +299,7 @@ def _store_member_account(
     without changing the account row (so ``xmin``, see ``ledger.locking_columns``, would
     not tell): attach, detach and ``set_can_spend`` change memberships, an order of no
     points is recorded, a tier upgraded, a pass bought without a ledger entry."""
+    member: Member | None
     if data.member_id is not None:
         ledger.prepare_lock(session, OrgUnit, Member)  # the read below reloads all three
         lock_now = utcnow()
