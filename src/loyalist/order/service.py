@@ -24,7 +24,7 @@ from loyalist.kit.clock import as_utc, utcnow
 from loyalist.kit.db import is_sqlite
 from loyalist.kit.localtime import local_day, start_of_local_day
 from loyalist.kit.pagination import encode_cursor
-from loyalist.kit.rows import written
+from loyalist.kit.rows import Loaded, written
 from loyalist.ledger import domain as lots
 from loyalist.ledger import service as ledger
 from loyalist.member import service as members
@@ -299,6 +299,7 @@ def _store_member_account(
     without changing the account row (so ``xmin``, see ``ledger.locking_columns``, would
     not tell): attach, detach and ``set_can_spend`` change memberships, an order of no
     points is recorded, a tier upgraded, a pass bought without a ledger entry."""
+    member: Member | None
     if data.member_id is not None:
         ledger.prepare_lock(session, OrgUnit, Member)  # the read below reloads all three
         lock_now = utcnow()
@@ -317,9 +318,15 @@ def _store_member_account(
             params["spend_start"], params["spend_now"] = window
         q = _locking_read(sqlite, variant)
         lock_params = {"code": data.store, "member_id": data.member_id, "now": lock_now}
-        row = session.execute(q, {**lock_params, **params} if sqlite else lock_params).first()
+        # Core on the session's connection: the three rows made the session's objects by
+        # kit.rows.Loaded, without the ORM's statement and loading machinery (speed, issue 11)
+        row = (
+            session.connection()
+            .execute(q, {**lock_params, **params} if sqlite else lock_params)
+            .first()
+        )
         if row is not None:
-            unit, member, account, due, *folded = row
+            unit, member, account, due, folded = _loaded_three(session, row)
             store = org.checked_open_store(actor, unit, data.store)
             if actor.sees(member.org_path):
                 fresh = True
@@ -365,15 +372,38 @@ def _store_member_account(
     return store, member, acct, None
 
 
+# The locking read's three rows: every column of each table, made objects by kit.rows.
+_STORE_ROW, _MEMBER_ROW, _ACCOUNT_ROW = Loaded(OrgUnit), Loaded(Member), Loaded(PointsAccount)
+_MEMBER_AT = len(_STORE_ROW.columns)
+_ACCOUNT_AT = _MEMBER_AT + len(_MEMBER_ROW.columns)
+_DUE_AT = _ACCOUNT_AT + len(_ACCOUNT_ROW.columns)
+
+
+def _loaded_three(
+    session: Session, row: Sequence[Any]
+) -> tuple[OrgUnit, Member, PointsAccount, bool, list[Any]]:
+    """The locking read's store, member and account as the session's objects (as the ORM
+    query with ``populate_existing`` loaded them), its lots-due flag and the rest."""
+    return (
+        _STORE_ROW.load(session, row[:_MEMBER_AT]),
+        _MEMBER_ROW.load(session, row[_MEMBER_AT:_ACCOUNT_AT]),
+        _ACCOUNT_ROW.load(session, row[_ACCOUNT_AT:_DUE_AT]),
+        row[_DUE_AT],
+        list(row[_DUE_AT + 1 :]),
+    )
+
+
 def _store_member_account_query(postgres: bool) -> Any:
-    account, due, joined = ledger.locking_columns(postgres)
+    _entity, due, joined = ledger.locking_columns(postgres)
     return (  # three rows by their keys, joined (no cartesian product to warn about)
-        select(OrgUnit, Member, account, due)
-        .select_from(OrgUnit)
-        .join(Member, (Member.id == bindparam("member_id")) & (Member.status != members.MERGED))
-        .join(account, joined)
+        select(*_STORE_ROW.columns, *_MEMBER_ROW.columns, *_ACCOUNT_ROW.columns, due)
+        .select_from(_STORE_ROW.table)
+        .join(
+            _MEMBER_ROW.table,
+            (Member.id == bindparam("member_id")) & (Member.status != members.MERGED),
+        )
+        .join(_ACCOUNT_ROW.table, joined)
         .where(OrgUnit.code == bindparam("code"))
-        .execution_options(populate_existing=True)
     )
 
 
@@ -466,7 +496,7 @@ def _refresh_member(member: Member, values: Sequence[Any]) -> bool:
 
 
 _STORE_MEMBER_ACCOUNT_SQLITE = _store_member_account_query(False)
-_STORE_MEMBER_ACCOUNT = _store_member_account_query(True).with_for_update(of=PointsAccount)
+_STORE_MEMBER_ACCOUNT = _store_member_account_query(True).with_for_update(of=_ACCOUNT_ROW.table)
 
 
 def _day_bounds(programme: Programme, at: datetime) -> tuple[datetime, datetime]:

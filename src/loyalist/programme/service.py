@@ -253,7 +253,8 @@ def active(session: Session) -> tuple[int, Programme]:
     if memo is not None:
         return memo[0], memo[1]
     kinds, query = _active_row
-    row = session.execute(query).first()
+    # Core on the session's connection: columns only, no ORM layer (speed, issue 11)
+    row = session.connection().execute(query).first()
     if row is None:
         raise NoProgramme("Apply a programme first: loyalist programme apply FILE.yaml")
     session.info[_DOCUMENTS] = {

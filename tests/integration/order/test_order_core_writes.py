@@ -19,7 +19,7 @@ from loyalist.events import service as events
 from loyalist.kit.actor import SYSTEM
 from loyalist.member import service as members
 from loyalist.member.schemas import MemberCreate
-from loyalist.models import Order, OutboxEvent
+from loyalist.models import Member, Order, OrgUnit, OutboxEvent, PointsAccount
 from loyalist.order import service as orders
 from loyalist.order.schemas import OrderCreate
 
@@ -211,3 +211,73 @@ def test_the_account_update_is_one_core_statement(client: Any, world: Any) -> No
     )
     assert (account["chain_seq"], account["chain_head"]) == (last["chain_seq"], last["entry_hash"])
     assert account["pending"] + account["available"] == body["points"]["earned"]
+
+
+@contextmanager
+def orm_selects() -> Iterator[list[str]]:
+    """The SELECTs run through ``Session.execute`` (the ORM layer) while the block runs."""
+    seen: list[str] = []
+
+    def executed(state: ORMExecuteState) -> None:
+        if state.is_select:
+            seen.append(str(state.statement)[:80])
+
+    event.listen(Session, "do_orm_execute", executed)
+    try:
+        yield seen
+    finally:
+        event.remove(Session, "do_orm_execute", executed)
+
+
+def test_an_order_reads_its_store_member_and_account_without_the_orm(world: Any) -> None:
+    """The locking read of the store, the member and the account and the active
+    programme's read are Core statements on the session's connection (speed, issue 11);
+    the three rows are the session's own objects all the same: later code that asks the
+    session for them gets them without a statement, the account as written."""
+    with world.db.transaction() as s:
+        joined = members.create(s, SYSTEM, MemberCreate(phone="13800000004"))
+    mid = joined.member.id
+    with world.db.transaction() as s:  # the programme's history, cached per process after
+        orders.record(s, SYSTEM, OrderCreate.model_validate(order_payload("rd-0", mid)))
+    with world.db.transaction() as s:
+        with orm_selects() as seen:
+            rec = orders.record(s, SYSTEM, OrderCreate.model_validate(order_payload("rd-1", mid)))
+        assert seen == []
+        assert rec.lot is not None
+        account_id = rec.lot.account_id
+        with recorded_statements(world.db.engine) as sent:
+            account = s.get(PointsAccount, account_id)  # held by the ledger's chain
+        assert sent == []  # in the identity map (the member and the store, unreferenced
+        # now, may have left the session's weak identity map, as the ORM's objects do)
+        assert account is not None
+        member, store = s.get(Member, mid), s.get(OrgUnit, rec.order.store_id)
+        assert member is not None and store is not None
+        assert store.code == "sh1" and member.phone == "+8613800000004"
+        assert not s.dirty  # loaded, then written by Core: nothing left to flush
+        stored = s.connection().execute(
+            text("SELECT pending, chain_seq, chain_head FROM points_account WHERE id = :a"),
+            {"a": account_id},
+        )
+        assert tuple(stored.one()) == (account.pending, account.chain_seq, account.chain_head)
+        assert account.pending == 2 * rec.order.points_earned > 0  # the two orders
+
+
+def test_an_order_by_id_answers_as_an_order_by_identity(client: Any, world: Any) -> None:
+    """The same order of two members alike, one named by id (the one locking read, its rows
+    made objects by kit.rows.Loaded) and one by phone (the ORM's reads one by one): the
+    same answer, byte for byte, but for the ids."""
+    by_id = new_member(client, "13800000005")
+    by_phone = new_member(client, "13800000006")
+    answers = []
+    for mid, ext in ((by_id, "same-1"), (by_phone, "same-2")):
+        body = order_payload(ext, mid if mid == by_id else None, paid=88_000)
+        if mid == by_phone:
+            body["member_identity"] = {"kind": "phone", "value": "13800000006"}
+        r = client.post("/v1/orders", json=body, headers={"Idempotency-Key": f"k-{ext}"})
+        assert r.status_code == 201, r.text
+        answers.append((r.json(), r.content))
+    (a, raw_a), (b, raw_b) = answers
+    assert a["points"]["earned"] > 0 and a["member_id"] == by_id and b["member_id"] == by_phone
+    for key, va, vb in (("id", a["id"], b["id"]), ("member_id", by_id, by_phone)):
+        raw_b = raw_b.replace(f'"{key}":{vb}'.encode(), f'"{key}":{va}'.encode())
+    assert raw_a == raw_b.replace(b"same-2", b"same-1")
