@@ -216,6 +216,9 @@ def _read_only() -> Iterator[None]:
         _reading.on = before
 
 
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
 class Database:
     """Owns the engine and hands out one transaction per unit of work."""
 
@@ -223,14 +226,6 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
-        # The engine (the same pool) whose connections are in autocommit mode while checked
-        # out, for reads whose statements may each see their own snapshot
-        # (``run(..., autocommit=True)``); PostgreSQL only.
-        self._autocommit_engine: Engine | None = (
-            None
-            if self.engine.dialect.name == "sqlite"
-            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
 
     @property
     def dialect(self) -> str:
@@ -238,18 +233,23 @@ class Database:
 
     @contextmanager
     def transaction(
-        self, *, actor: Actor | None = None, bind: Engine | None = None
+        self, *, actor: Actor | None = None, autocommit: bool = False
     ) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error.
 
         The session carries a :class:`~loyalist.kit.uow.UnitOfWork` (``uow_of(session)``)
         naming ``actor`` (or the caller set with ``acting_as``); its after-commit callbacks
-        run once the commit succeeded, never after a rollback.
+        run once the commit succeeded, never after a rollback. ``autocommit``: on PostgreSQL,
+        no transaction at all for read-only work (see :meth:`run`).
         """
-        session = self.sessionmaker() if bind is None else self.sessionmaker(bind=bind)
+        session = self.sessionmaker()
         uow = begin_unit(session, actor)
         try:
             with session.begin():
+                if autocommit and self.dialect != "sqlite":
+                    # the connection in autocommit mode until it goes back to the pool
+                    # (SQLAlchemy resets it there): psycopg sends no BEGIN and no COMMIT
+                    session.connection(execution_options=_AUTOCOMMIT)
                 yield session
         except BaseException:
             uow._discard()
@@ -282,11 +282,13 @@ class Database:
         member read). On SQLite it is a read-only transaction as above (one snapshot)."""
         if autocommit and not read_only:
             raise ValueError("autocommit is for read-only work")
-        bind = self._autocommit_engine if autocommit else None
         for attempt in range(1, attempts + 1):
             try:
                 if read_only:
-                    with _read_only(), self.transaction(actor=actor, bind=bind) as session:
+                    with (
+                        _read_only(),
+                        self.transaction(actor=actor, autocommit=autocommit) as session,
+                    ):
                         return fn(session)
                 with self.transaction(actor=actor) as session:
                     return fn(session)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from tests.integration.member.test_read_floor import FLOOR
 from tests.itest import new_member
 
 from loyalist.kit.db import Database
@@ -63,3 +64,12 @@ def test_a_member_read_opens_no_transaction_on_postgresql(client: Any, world: An
 def test_autocommit_is_for_reads_only(world: Any) -> None:
     with pytest.raises(ValueError, match="read-only"):
         world.db.run(lambda _s: None, autocommit=True)
+
+
+def test_the_floor_script_sends_no_transaction_either() -> None:
+    """benchmarks/read_floor.sql issues what a member read issues on PostgreSQL: its two
+    SELECTs, no BEGIN and no COMMIT (the floor would otherwise pay two round trips the read
+    does not)."""
+    lines = [s.strip().upper() for s in FLOOR.read_text(encoding="utf-8").splitlines()]
+    sent = [s for s in lines if s and not s.startswith(("--", "\\"))]
+    assert [s.split()[0] for s in sent] == ["SELECT", "SELECT"]
