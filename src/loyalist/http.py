@@ -200,9 +200,13 @@ async def read(db: Database, fn: Callable[[Session], T], actor: Actor | None = N
 async def read_checking_key(db: Database, fn: Callable[[Session, Actor | None], T]) -> T:
     """:func:`read` for an ``fn`` that makes the key check :func:`checks_key_in_unit` owes
     itself, before anything else it answers (in its own first statement: speed, issue 11):
-    ``fn`` is handed the actor whose check is owed (None: none is)."""
+    ``fn`` is handed the actor whose check is owed (None: none is). ``fn``'s statements run
+    without a transaction on PostgreSQL (``Database.run``'s ``autocommit``): its answer
+    must be right with each statement on a snapshot of its own."""
     owed = _owed_check.get()
-    return await run_in_threadpool(lambda: db.run(lambda s: fn(s, owed), read_only=True))
+    return await run_in_threadpool(
+        lambda: db.run(lambda s: fn(s, owed), read_only=True, autocommit=True)
+    )
 
 
 class FastJSONResponse(JSONResponse):
