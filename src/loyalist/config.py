@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     # Admission control (kit/admission.py): requests in progress at once per server process;
     # one that finds none free waits up to admission_wait_s, then gets 503 + Retry-After.
-    # At most admission_max_waiting wait at once (unset: max_in_flight); beyond, 503 at once.
+    # At most admission_max_waiting wait at once (None: max_in_flight); beyond, 503 at once.
     # Retry-After: refused ÷ served over the last 2 s, clamped to 1..admission_retry_after_max_s.
     # 8 in progress per process (one process per core): beyond that a process on a busy core
     # serves less, not more (docs/benchmarks.md "Session 13"); 64 may wait, so a burst of

@@ -175,7 +175,9 @@ def test_jobs_apply_exactly_once_with_workers_killed_midway(
         for n, victim in enumerate([names[0], names[-1]], start=1):
             _wait_for(db, workers, JOBS * n // 3, deadline)
             if not postgres:
+                pid = workers.procs[victim].pid
                 workers.kill(victim)
+                in_hand.update(_held_by(db, pid))  # perhaps none: killed between two jobs
                 workers.start(victim, threads)
                 continue
             # on PostgreSQL a kill must land with jobs in hand: kill when the victim holds
@@ -197,7 +199,8 @@ def test_jobs_apply_exactly_once_with_workers_killed_midway(
             time.sleep(0.1)
     finally:
         codes = workers.stop_all()
-    assert workers.kills == 2
+    # on PostgreSQL a kill that found no job in hand is followed by another (above)
+    assert workers.kills >= 2 if postgres else workers.kills == 2
     assert codes == [0] * len(names), workers.logs()  # SIGTERM: a graceful stop
 
     with db.transaction() as s:
@@ -218,10 +221,7 @@ def test_jobs_apply_exactly_once_with_workers_killed_midway(
         assert as_utc(effect.ran_at) >= due[key]  # never before its run_at
         assert as_utc(effect.ran_at) >= job.run_at
     fail_keys = {f"job-{i:04d}" for i in failing}
-    reclaimed = 0
     for key, job in jobs.items():
-        expected_attempts = 2 if key in fail_keys else 1
-        reclaimed += job.attempts > expected_attempts
         if key in fail_keys:
             assert ran[key].attempt >= 2  # the first try never commits
             if job.last_error is not None:
@@ -232,8 +232,14 @@ def test_jobs_apply_exactly_once_with_workers_killed_midway(
         else:
             assert job.last_error is None
     retried_by_backoff = sum(1 for k in fail_keys if jobs[k].last_error is not None)
-    # a failing job shows no error only when its first try was lost to a kill (reclaimed)
-    assert retried_by_backoff >= FAILING - reclaimed
+    # A failing job shows no error only when its first try was lost to a kill: a worker held
+    # it when it was killed, and the next claim (attempt 2) succeeded. (Counting only jobs
+    # with more attempts than planned missed that case: 1 in 200 failed on it in a suite.)
+    for key in fail_keys:
+        job = jobs[key]
+        if job.last_error is None:
+            assert job.id in in_hand, (key, job.attempts, in_hand)
+            assert job.attempts == in_hand[job.id] + 1, (key, job.attempts, in_hand)
     assert retried_by_backoff > FAILING // 2
     # the kills hit jobs in hand: their leases expired and other claims finished them
     if postgres:
