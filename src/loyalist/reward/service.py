@@ -220,7 +220,10 @@ def _redeem(session: Session, actor: Actor, data: RedemptionCreate) -> tuple[Red
     )
     # The redemption's id is taken first (with its counter code's check, one statement) so
     # that its ledger entry is written once with its source and dedupe key (issue 11).
-    if folded is not None and reads.code_taken is None:  # read under the lock
+    # A stocked reward's redemptions are serialised by its row (the stock update above):
+    # their ids are drawn under that lock, so ids follow the order the stock was taken in
+    # (the id read with the account's lock may come before another member's; burned then).
+    if folded is not None and reads.code_taken is None and reward.stock_remaining is None:
         rid, code = reads.rid, reads.code
     else:
         rid, code = _new_id_and_code(session)
